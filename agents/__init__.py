@@ -1,0 +1,1 @@
+"""Agents: heuristics wrappers, PPO training, evaluation harness and ONNX export."""

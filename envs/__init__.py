@@ -1,0 +1,1 @@
+"""Gymnasium environments of offload-rl (depends on ``offload_rl`` and gymnasium)."""
