@@ -1,7 +1,10 @@
 """The ``offload-rl`` command line.
 
-Sub-commands live in :mod:`offload_rl.commands`; this module only wires them together and turns
-user errors into one clear line on stderr with a non-zero exit status.
+This module is the composition root: it wires together sub-commands that live beside the code
+they drive (``offload_rl.commands``, ``agents.commands``, ``serving.commands``) and turns user
+errors into one clear line on stderr with a non-zero exit status. Command modules only register
+arguments at import time; heavy dependencies (torch, gymnasium, onnxruntime) are imported inside
+their handlers, so ``offload-rl serve`` never loads torch.
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ from collections.abc import Sequence
 from offload_rl import __version__
 from offload_rl.errors import OffloadRLError
 
-# Sub-command modules under offload_rl.commands, in the order `--help` lists them.
+# Sub-command modules, in the order `--help` lists them. Each exposes `register(subparsers)`.
 COMMAND_MODULES: tuple[str, ...] = (
-    "traces",
-    "workload",
-    "profile",
-    "scenario",
+    "offload_rl.commands.traces",
+    "offload_rl.commands.workload",
+    "offload_rl.commands.profile",
+    "offload_rl.commands.scenario",
+    "agents.commands.evaluate",
+    "agents.commands.train",
 )
 
 EXIT_USER_ERROR = 2
@@ -34,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"offload-rl {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        module = importlib.import_module(f"offload_rl.commands.{name}")
+        module = importlib.import_module(name)
         module.register(subparsers)
     return parser
 

@@ -18,7 +18,7 @@ BURSTGPT = (
 )
 
 # Only this module's command: keeps these tests independent of sibling commands' imports.
-ONLY_WORKLOAD = ("workload",)
+ONLY_WORKLOAD = ("offload_rl.commands.workload",)
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,425 @@
+"""``offload_rl/SplitCache-v0``: place every LLM request between device, edge and cloud.
+
+One step is one request of a chat workload; the agent picks where the layers run and whether
+the edge keeps the session's KV cache. Costs come from measured or analytical per-layer profiles
+(:mod:`offload_rl.cost_model`) and the link from a recorded or fitted bandwidth trace.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from offload_rl.actions import ActionLayout
+from offload_rl.cost_model import LinkModel, RequestCost, request_cost, tier_of
+from offload_rl.edge_load import EdgeLoadSeries, generate_edge_load
+from offload_rl.features import DecisionState, action_mask, encode_observation
+from offload_rl.kv_cache import EdgeKVCache
+from offload_rl.scenario import ResolvedScenario, Scenario, load_scenario, resolve_scenario
+from offload_rl.traces import Trace
+from offload_rl.workloads import Request, TokenScaling, Workload, load_workload
+
+
+@dataclass(slots=True)  # not frozen: built on every step, frozen __init__ is slow
+class StepOutcome:
+    """What serving the current request with one action would give (and, once stepped, gave)."""
+
+    action: int
+    reward: float
+    cost: RequestCost
+    slo_violated: bool
+    cache_hit: bool
+    cached_tokens: int
+    usd: float
+
+
+class SplitCacheEnv(gym.Env[np.ndarray, np.int64]):
+    """Per-request split point, tier and KV-cache action for LLM inference at the mobile edge.
+
+    ## Description
+    A device, an edge server at the base station and a cloud share an ``L``-layer transformer.
+    Requests of chat sessions arrive from a recorded (or fitted) workload; the radio link follows
+    a bandwidth trace; other users load the edge. For each request the agent chooses how many
+    layers run on the device before hidden states go to the edge (or whether the edge forwards
+    it to the cloud), and whether the edge keeps the session's KV cache for the next turn.
+
+    ## Action space
+    ``Discrete(2 * (L + 2))``; ``action = tier_index * 2 + keep``:
+
+    | tier_index | placement                                                  |
+    |------------|------------------------------------------------------------|
+    | 0          | edge: send token ids, the edge runs every layer            |
+    | 1 .. L-1   | split: layers ``< k`` on the device, the rest on the edge  |
+    | L          | device: fully local                                        |
+    | L + 1      | cloud: the edge forwards the request to the cloud          |
+
+    ``keep`` = 1 keeps the session's KV after the request (the edge's layers in the edge's LRU
+    memory, the device's layers on the device), 0 drops it. A joint ``Discrete`` rather than
+    ``MultiDiscrete`` because "cloud + keep" is a forbidden combination (the cloud is stateless)
+    and only a joint space can mask a combination.
+
+    ## Observation space
+    ``Box(0, 1, (H + 17,), float32)`` built by :func:`offload_rl.features.encode_observation`
+    from what the device knows at decision time (never the future):
+
+    | index   | feature              | meaning                                                |
+    |---------|----------------------|--------------------------------------------------------|
+    | 0..H-1  | throughput_i         | log-scaled uplink samples the device measured, oldest first |
+    | H       | rtt                  | log-scaled RTT to the edge                            |
+    | H+1     | new_tokens           | log-scaled new prompt tokens                          |
+    | H+2     | context_tokens       | log-scaled tokens from earlier turns                  |
+    | H+3     | turn                 | turn number / 20                                      |
+    | H+4     | private              | 1 if raw tokens must stay on the device               |
+    | H+5     | slo_ttft             | log-scaled TTFT SLO                                   |
+    | H+6     | slo_tpot             | time-per-output-token SLO (s)                         |
+    | H+7     | session_cached       | 1 if a kept KV of this session exists                 |
+    | H+8     | cached_split         | its split / L                                         |
+    | H+9     | cached_share         | cached tokens / context tokens                        |
+    | H+10    | edge_kv_occupancy    | share of the edge KV memory in use                    |
+    | H+11    | edge_load            | edge utilisation as last reported (lagged)            |
+    | H+12    | device_memory_layers | layers the device can hold now / L                    |
+    | H+13    | prev_output_tokens   | log-scaled output length of the session's last turn   |
+    | H+14    | since_last_turn      | log-scaled seconds since the session's last turn      |
+    | H+15    | outage               | 1 if the newest sample is below the outage floor      |
+    | H+16    | throughput_hmean     | log-scaled harmonic mean of the samples               |
+
+    ## Action masks
+    ``action_masks()`` returns the flat boolean mask MaskablePPO expects
+    (:func:`offload_rl.features.action_mask`): privacy (a private request keeps at least
+    ``k_priv`` layers on the device), device memory (at most ``device_memory_layers`` layers on
+    the device), link outage (fully local only), and never "cloud + keep". An invalid action
+    sent anyway is replaced by the nearest valid one and costs ``invalid_action_penalty``.
+
+    ## Reward
+    ``-(w_latency * latency / SLO + w_energy * device_J + w_slo * violated + w_cost * USD)``
+    with ``SLO = ttft_slo + (o - 1) * tpot_slo``; a request violates its SLO if its time to
+    first token or its mean time per output token exceeds the class's target.
+
+    ## Episode end
+    Never terminates; truncates after ``episode.requests`` requests.
+
+    ## Reset options
+    ``trace`` (index or name), ``offset_s`` (start time in the trace) and ``workload_seed``
+    pin an episode for deterministic evaluation; anything not pinned is drawn from the seed.
+
+    ## Info
+    ``latency_s``, ``ttft_s``, ``energy_j``, ``slo_violated``, ``cache_hit``, ``split``,
+    ``tier``, ``invalid_action``, ``action`` (the one executed), ``prefill_tokens``,
+    ``upload_bytes``, ``usd``, ``private``, ``family``, ``trace``, ``measured_mbps`` (the newest
+    throughput sample the device had when it decided).
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012
+
+    def __init__(
+        self,
+        scenario: str | Scenario | ResolvedScenario = "default",
+        episode_requests: int | None = None,
+        traces: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(scenario, ResolvedScenario):
+            resolved = scenario
+        else:
+            sc = load_scenario(scenario) if isinstance(scenario, str) else scenario
+            if traces:
+                sc = sc.with_traces(traces)
+            resolved = resolve_scenario(sc)
+        self.resolved = resolved
+        sc = resolved.scenario
+        self.scenario = sc
+        self.feature_spec = resolved.spec
+        self.tiers = resolved.tiers
+        self.layout = ActionLayout(self.feature_spec.n_layers)
+        self.n_requests = episode_requests or sc.episode.requests
+        wl = sc.workload
+        source = wl.source if wl.source == "default" else str(sc.resolve_path(wl.source))
+        self.workload: Workload = load_workload(
+            source,
+            TokenScaling(
+                scale=wl.token_scale,
+                max_context_tokens=wl.max_context_tokens,
+                max_new_tokens=wl.max_new_tokens,
+                max_output_tokens=wl.max_output_tokens,
+            ),
+        )
+        self.energy = sc.device.energy_model()
+        self.action_space = spaces.Discrete(self.layout.n_actions)
+        self.observation_space = spaces.Box(
+            0.0, 1.0, (self.feature_spec.obs_dim,), dtype=np.float32
+        )
+        self._rtt_s = sc.network.rtt_edge_ms / 1000.0
+        self._slo = [(c.ttft_s, c.tpot_s) for c in wl.slo_classes]
+        self._slo_p = np.array([c.share for c in wl.slo_classes])
+        self._kv_cache = EdgeKVCache(int(sc.edge.kv_cache_bytes))
+        self._usd_edge = sc.edge.usd_per_hour / 3600.0
+        self._usd_cloud = sc.cloud.usd_per_hour / 3600.0
+        self._i = 0
+        self._requests: list[Request] = []
+
+    # -- episode set-up -------------------------------------------------------------------
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        options = dict(options or {})
+        rng = self.np_random
+        uplinks = self.resolved.uplinks
+        trace_opt = options.get("trace")
+        if trace_opt is None:
+            idx = int(rng.integers(len(uplinks)))
+        elif isinstance(trace_opt, str):
+            names = [t.name for t in uplinks]
+            if trace_opt not in names:
+                raise ValueError(f"reset option trace={trace_opt!r} is not one of {names}")
+            idx = names.index(trace_opt)
+        else:
+            idx = int(trace_opt) % len(uplinks)
+        self._trace_index = idx
+        uplink: Trace = uplinks[idx]
+        offset = options.get("offset_s")
+        self._offset = (
+            float(rng.uniform(0.0, uplink.duration_s)) if offset is None else float(offset)
+        )
+        wseed = options.get("workload_seed")
+        if wseed is None:
+            wseed = int(rng.integers(2**31 - 1))
+        world = np.random.default_rng(int(wseed))
+        self._link = LinkModel(
+            uplink=uplink,
+            downlink=self.resolved.downlinks[idx],
+            rtt_edge_s=self._rtt_s,
+            rtt_cloud_extra_s=self.scenario.network.rtt_cloud_extra_ms / 1000.0,
+            backhaul_bytes_per_s=self.scenario.network.backhaul_gbps * 1e9 / 8.0,
+        )
+        # one extra request gives the observation that follows the last step
+        reqs = self.workload.sample(world, self.n_requests + 1)
+        self._requests = reqs
+        n = len(reqs)
+        n_sessions = max(r.session_id for r in reqs) + 1
+        wl = self.scenario.workload
+        self._private = (world.random(n_sessions) < wl.private_share).tolist()
+        self._slo_class = world.choice(len(self._slo), size=n_sessions, p=self._slo_p).tolist()
+        dev = self.scenario.device
+        L = self.feature_spec.n_layers
+        full = L if dev.memory_layers is None else min(dev.memory_layers, L)
+        pressure = world.random(n) < dev.memory_pressure_share
+        self._k_mem = np.where(pressure, min(dev.memory_pressure_layers, full), full).tolist()
+        queue_draw = world.exponential(1.0, size=n)
+        self._cloud_queue = (world.exponential(1.0, size=n) * self.scenario.cloud.queue_s).tolist()
+        horizon = reqs[-1].arrival_s + 60.0
+        load = generate_edge_load(self.scenario.edge.load, horizon, world)
+        self._load: EdgeLoadSeries = load
+        # per-request edge conditions, precomputed: the true ones (hindsight, for costs) and
+        # the lagged report the device sees
+        arrivals = np.array([r.arrival_s for r in reqs])
+        util = load.util_at_many(arrivals)
+        self._edge_queue = (load.mean_queue_s(util) * queue_draw).tolist()
+        self._edge_slowdown = load.slowdown_at(util).tolist()
+        self._edge_reported = load.util_at_many(arrivals - load.params.report_lag_s).tolist()
+        self._build_throughput_samples(uplink, horizon, world)
+        self._kv_cache.clear()
+        self._device_kv: dict[int, int] = {}
+        self._last_output: dict[int, int] = {}
+        self._last_arrival: dict[int, float] = {}
+        self._i = 0
+        self._episode_info = {
+            "trace": uplink.name,
+            "family": uplink.family,
+            "offset_s": self._offset,
+            "workload_seed": int(wseed),
+        }
+        self._prepare_request()
+        return self._obs, dict(self._episode_info)
+
+    def _build_throughput_samples(
+        self, uplink: Trace, horizon: float, world: np.random.Generator
+    ) -> None:
+        """Per-period mean uplink capacity, with measurement noise, from ``H`` periods before
+        the episode to its end: the device's view of its own link (vectorised: one reset must
+        stay cheap next to 128 steps)."""
+        net = self.scenario.network
+        period = net.throughput_sample_s
+        H = net.throughput_history
+        m = H + math.ceil(horizon / period) + 1
+        times = self._offset + (np.arange(m + 1) - H) * period
+        cycles = np.floor(times / uplink.duration_s)
+        within = times - cycles * uplink.duration_s
+        grid = np.arange(len(uplink.cum_bytes)) * uplink.step_s
+        cum = cycles * uplink.total_bytes + np.interp(within, grid, uplink.cum_bytes)
+        values = np.diff(cum) / (125_000.0 * period)
+        if net.throughput_noise > 0:
+            values *= np.exp(world.normal(0.0, net.throughput_noise, size=m))
+        self._samples = values.tolist()
+        self._sample_period = period
+
+    def _samples_before(self, t: float) -> list[float]:
+        """The ``H`` most recent complete sample periods before episode time ``t``."""
+        H = self.feature_spec.history
+        end = H + int(t / self._sample_period)
+        return self._samples[end - H : end]
+
+    def _prepare_request(self) -> None:
+        """Build the decision state, observation and mask of the current request."""
+        req = self._requests[self._i]
+        sid = req.session_id
+        ttft_slo, tpot_slo = self._slo[self._slo_class[sid]]
+        cached_split, cached_tokens = self._session_cache(sid, req.context_tokens)
+        last = self._last_arrival.get(sid)
+        state = DecisionState(
+            throughput_mbps=self._samples_before(req.arrival_s),
+            rtt_ms=self._rtt_s * 1000.0,
+            new_tokens=req.new_tokens,
+            context_tokens=req.context_tokens,
+            turn=req.turn,
+            private=self._private[sid],
+            slo_ttft_s=ttft_slo,
+            slo_tpot_s=tpot_slo,
+            cached_split=cached_split,
+            cached_tokens=cached_tokens,
+            edge_kv_occupancy=self._kv_cache.occupancy(),
+            edge_load=self._edge_reported[self._i],
+            device_memory_layers=self._k_mem[self._i],
+            prev_output_tokens=self._last_output.get(sid, 0),
+            since_last_turn_s=0.0 if last is None else req.arrival_s - last,
+        )
+        self._state = state
+        self._obs = encode_observation(state, self.feature_spec)
+        self._mask = action_mask(state, self.feature_spec)
+
+    def _session_cache(self, sid: int, context: int) -> tuple[int | None, int]:
+        """Split and usable tokens of the session's kept KV (device entry wins if both)."""
+        if sid in self._device_kv:
+            return self.feature_spec.n_layers, min(self._device_kv[sid], context)
+        entry = self._kv_cache.peek(sid)
+        if entry is None:
+            return None, 0
+        return entry.split, min(entry.tokens, context)
+
+    # -- acting ---------------------------------------------------------------------------
+    @property
+    def state(self) -> DecisionState:
+        """The decision state of the current request (what the device knows)."""
+        return self._state
+
+    @property
+    def current_request(self) -> Request:
+        return self._requests[self._i]
+
+    def action_masks(self) -> np.ndarray:
+        """Flat boolean mask over the joint actions (sb3-contrib MaskablePPO)."""
+        return self._mask.copy()
+
+    def what_if(self, action: int) -> StepOutcome:
+        """The outcome of serving the current request with ``action``, without stepping.
+
+        Uses the true link capacity and edge queue: hindsight that only the oracle may use.
+        ``action`` must be valid under the current mask.
+        """
+        req = self._requests[self._i]
+        sid = req.session_id
+        tier_index = action >> 1
+        cached_split, usable = self._session_cache(sid, req.context_tokens)
+        hit = cached_split is not None and cached_split == tier_index and usable > 0
+        cached = usable if hit else 0
+        i = self._i
+        cost = request_cost(
+            tier_index,
+            self._offset + req.arrival_s,
+            req.new_tokens,
+            req.context_tokens,
+            cached,
+            req.output_tokens,
+            self.tiers,
+            self._link,
+            self.energy,
+            edge_queue_s=self._edge_queue[i],
+            edge_slowdown=self._edge_slowdown[i],
+            cloud_queue_s=self._cloud_queue[i],
+            cloud_slowdown=self.scenario.cloud.slowdown,
+        )
+        ttft_slo, tpot_slo = self._slo[self._slo_class[sid]]
+        n_dec = req.output_tokens - 1
+        violated = cost.ttft_s > ttft_slo or (
+            n_dec > 0 and (cost.latency_s - cost.ttft_s) / n_dec > tpot_slo
+        )
+        usd = cost.edge_gpu_s * self._usd_edge + cost.cloud_gpu_s * self._usd_cloud
+        w = self.scenario.reward
+        slo_total = ttft_slo + max(n_dec, 0) * tpot_slo
+        reward = -(
+            w.w_latency * cost.latency_s / slo_total
+            + w.w_energy * cost.energy_j
+            + w.w_slo * (1.0 if violated else 0.0)
+            + w.w_cost * usd
+        )
+        return StepOutcome(
+            action=action,
+            reward=reward,
+            cost=cost,
+            slo_violated=violated,
+            cache_hit=hit,
+            cached_tokens=cached,
+            usd=usd,
+        )
+
+    def step(
+        self, action: np.int64 | int
+    ) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
+        if not self._requests:
+            raise RuntimeError("call reset() before step()")
+        a = int(action)
+        invalid = not (0 <= a < self.layout.n_actions and self._mask[a])
+        if invalid:
+            a = self.layout.nearest_valid(a, self._mask)
+        out = self.what_if(a)
+        req = self._requests[self._i]
+        sid = req.session_id
+        L = self.feature_spec.n_layers
+        tier_index, keep = self.layout.decode(a)
+        self._update_cache(sid, tier_index, keep, req)
+        reward = out.reward - (self.scenario.reward.invalid_action_penalty if invalid else 0.0)
+        cost = out.cost
+        info = {
+            "latency_s": cost.latency_s,
+            "ttft_s": cost.ttft_s,
+            "energy_j": cost.energy_j,
+            "slo_violated": out.slo_violated,
+            "cache_hit": out.cache_hit,
+            "split": tier_index if tier_index <= L else 0,
+            "tier": tier_of(tier_index, L),
+            "keep": bool(keep),
+            "action": a,
+            "invalid_action": invalid,
+            "prefill_tokens": cost.prefill_tokens,
+            "upload_bytes": cost.upload_bytes,
+            "usd": out.usd,
+            "private": self._private[sid],
+            "family": self._link.uplink.family,
+            "trace": self._link.uplink.name,
+            "measured_mbps": self._state.throughput_mbps[-1],
+        }
+        self._i += 1
+        truncated = self._i >= self.n_requests
+        self._prepare_request()
+        return self._obs, float(reward), False, bool(truncated), info
+
+    def _update_cache(self, sid: int, tier_index: int, keep: int, req: Request) -> None:
+        """Apply the cache action; the session's KV now holds context + prompt + output."""
+        L = self.feature_spec.n_layers
+        self._last_output[sid] = req.output_tokens
+        self._last_arrival[sid] = req.arrival_s
+        tokens = req.context_tokens + req.new_tokens + req.output_tokens
+        self._device_kv.pop(sid, None)
+        if not keep or tier_index == L + 1:
+            self._kv_cache.drop(sid)
+        elif tier_index == L:
+            self._kv_cache.drop(sid)
+            self._device_kv[sid] = tokens
+        else:
+            nbytes = tokens * self.tiers.edge.edge_kv_bytes_per_token(tier_index)
+            self._kv_cache.store(sid, tier_index, tokens, nbytes)

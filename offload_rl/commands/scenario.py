@@ -1,0 +1,64 @@
+"""``offload-rl scenario``: list, validate and summarise scenarios."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from offload_rl.scenario import load_scenario, resolve_scenario, shipped_scenarios
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("scenario", help="list, validate and summarise scenarios")
+    sub = parser.add_subparsers(dest="scenario_command", metavar="ACTION", required=True)
+    lst = sub.add_parser("list", help="embedded scenarios")
+    lst.set_defaults(func=_list)
+    show = sub.add_parser("show", help="validate a scenario, load what it names, summarise it")
+    show.add_argument("scenario", help="embedded name (e.g. default) or YAML path")
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+    show.set_defaults(func=_show)
+
+
+def _list(args: argparse.Namespace) -> int:
+    for name in shipped_scenarios():
+        print(name)
+    return 0
+
+
+def summarise(name_or_path: str) -> dict[str, Any]:
+    """What a scenario resolves to: layers, action count, traces per family, profiles."""
+    scenario = load_scenario(name_or_path)
+    resolved = resolve_scenario(scenario)
+    families = Counter(t.family for t in resolved.uplinks)
+    return {
+        "name": scenario.name,
+        "description": scenario.description,
+        "n_layers": resolved.n_layers,
+        "n_actions": resolved.spec.layout.n_actions,
+        "obs_dim": resolved.spec.obs_dim,
+        "profiles": {
+            "device": resolved.tiers.device.name,
+            "edge": resolved.tiers.edge.name,
+            "cloud": resolved.tiers.cloud.name,
+        },
+        "traces": dict(sorted(families.items())),
+        "workload": scenario.workload.source,
+        "episode_requests": scenario.episode.requests,
+    }
+
+
+def _show(args: argparse.Namespace) -> int:
+    summary = summarise(args.scenario)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    table = Table(title=f"scenario {summary['name']}", show_header=False)
+    for key, value in summary.items():
+        table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
+    Console().print(table)
+    return 0

@@ -1,0 +1,233 @@
+"""The cost of serving one request with one placement: latency, time to first token, energy.
+
+Plain functions over plain floats (no numpy in the hot path): the environment calls
+:func:`request_cost` once per step, and the oracle / greedy baselines once per candidate action.
+
+Placement (``tier_index`` in ``0 .. L+1``):
+
+* ``k = 0``            edge: the device sends token ids, the edge runs every layer;
+* ``0 < k < L``        split: the device runs embedding + layers ``< k``, uploads the hidden
+  states of the new tokens, the edge runs layers ``>= k`` and the LM head;
+* ``k = L``            device: everything runs on the device, nothing crosses the link;
+* ``k = L + 1``        cloud: token ids go to the edge, which forwards them over the backhaul.
+
+Latency model (DESIGN.md, "System model"):
+
+* prefill: device layers, then the uplink transfer integrated over the trace from the moment it
+  starts (:meth:`Trace.finish_time`), RTT/2, the edge queue, the remote layers (slowed by edge
+  load), RTT/2 for the first token back: that is the time to first token;
+* decode of the remaining ``o - 1`` tokens: fully local or fully remote decoding streams
+  tokens; a split strictly inside the model pays device layers + one token's activations up +
+  remote layers + one full RTT per token (split decoding is round-trip bound). The decode-phase
+  uploads are integrated over the trace as one transfer starting when decoding starts, which is
+  exact on a constant link and a close approximation when capacity changes within the phase.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from offload_rl.compiled_profile import CompiledProfile
+from offload_rl.traces import Trace
+
+TIER_DEVICE = "device"
+TIER_SPLIT = "split"
+TIER_EDGE = "edge"
+TIER_CLOUD = "cloud"
+TIERS: tuple[str, ...] = (TIER_DEVICE, TIER_SPLIT, TIER_EDGE, TIER_CLOUD)
+
+
+def tier_of(tier_index: int, n_layers: int) -> str:
+    """Name of the tier that a tier index (``0 .. L+1``) selects."""
+    if tier_index == n_layers + 1:
+        return TIER_CLOUD
+    if tier_index == n_layers:
+        return TIER_DEVICE
+    if tier_index == 0:
+        return TIER_EDGE
+    return TIER_SPLIT
+
+
+@dataclass(frozen=True, slots=True)
+class EnergyModel:
+    """Device power draw (watts); defaults from PARAMETERS.md (ARO lte.conf, phone SoC)."""
+
+    compute_w: float = 5.0  # SoC + DRAM while running layers
+    radio_tx_w: float = 1.2  # LTE active base power while uploading (beta)
+    radio_tx_w_per_mbps: float = 0.438  # + alpha_up per Mbps of upload rate
+    radio_rx_w: float = 1.06  # connected / receiving while a remote tier works (tail level)
+    radio_tail_s: float = 0.0  # extra connected time after each offloaded request
+
+
+@dataclass(frozen=True, slots=True)
+class LinkModel:
+    """The radio link and the backhaul, for one episode."""
+
+    uplink: Trace
+    downlink: Trace
+    rtt_edge_s: float
+    rtt_cloud_extra_s: float
+    backhaul_bytes_per_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Tiers:
+    """Compiled profiles of the three places a layer can run."""
+
+    device: CompiledProfile
+    edge: CompiledProfile
+    cloud: CompiledProfile
+
+    @property
+    def n_layers(self) -> int:
+        return self.device.n_layers
+
+
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ is 3x slower (hot path)
+class RequestCost:
+    """What one placement of one request costs."""
+
+    ttft_s: float
+    latency_s: float  # arrival to last token
+    energy_j: float  # device side
+    device_busy_s: float
+    upload_s: float
+    upload_bytes: float
+    edge_gpu_s: float
+    cloud_gpu_s: float
+    prefill_tokens: int
+
+
+def request_cost(
+    tier_index: int,
+    t0: float,
+    new_tokens: int,
+    context_tokens: int,
+    cached_tokens: int,
+    output_tokens: int,
+    tiers: Tiers,
+    link: LinkModel,
+    energy: EnergyModel,
+    edge_queue_s: float = 0.0,
+    edge_slowdown: float = 1.0,
+    cloud_queue_s: float = 0.0,
+    cloud_slowdown: float = 1.0,
+) -> RequestCost:
+    """Cost of serving one request with placement ``tier_index`` starting at trace time ``t0``.
+
+    ``cached_tokens`` (<= ``context_tokens``) are already in a valid KV cache of this placement
+    and are neither recomputed nor re-sent. The device is assumed to keep the KV of its own
+    layers for a cached session, so a hit shortens prefill on both sides. Queueing delay and
+    slowdown (layer time multiplier from batching with other users) are given per tier.
+    """
+    L = tiers.n_layers
+    total_ctx = context_tokens + new_tokens  # positions present once prefill is done
+    cached = min(cached_tokens, context_tokens)
+    prefill = total_ctx - cached
+    n_decode = output_tokens - 1 if output_tokens > 1 else 0
+
+    if tier_index == L:  # fully on the device
+        dev = tiers.device
+        ttft = (
+            dev.embed_prefill_s(prefill)
+            + dev.layers_prefill_s(0, L, prefill, cached)
+            + dev.head_first_token_s()
+        )
+        decode = dev.layers_decode_s(0, L, n_decode, total_ctx) + dev.embed_head_decode_s(
+            n_decode, total_ctx
+        )
+        latency = ttft + decode
+        return RequestCost(
+            ttft_s=ttft,
+            latency_s=latency,
+            energy_j=energy.compute_w * latency,
+            device_busy_s=latency,
+            upload_s=0.0,
+            upload_bytes=0.0,
+            edge_gpu_s=0.0,
+            cloud_gpu_s=0.0,
+            prefill_tokens=prefill,
+        )
+
+    rtt = link.rtt_edge_s
+    if tier_index == L + 1:  # cloud: token ids to the edge, forwarded over the backhaul
+        remote = tiers.cloud
+        k = 0
+        rtt = rtt + link.rtt_cloud_extra_s
+        queue = cloud_queue_s
+        slowdown = cloud_slowdown
+    else:
+        remote = tiers.edge
+        k = tier_index
+        queue = edge_queue_s
+        slowdown = edge_slowdown
+
+    # -- prefill ------------------------------------------------------------------------
+    dev = tiers.device
+    if k > 0:
+        dev_prefill = dev.embed_prefill_s(prefill) + dev.layers_prefill_s(0, k, prefill, cached)
+    else:
+        dev_prefill = 0.0
+    up_bytes = float(prefill * dev.activation_bytes_per_token[k])
+    t_up = t0 + dev_prefill
+    up_time = link.uplink.finish_time(t_up, up_bytes) - t_up if up_bytes > 0 else 0.0
+    backhaul = up_bytes / link.backhaul_bytes_per_s if tier_index == L + 1 else 0.0
+    remote_prefill = (
+        (remote.embed_prefill_s(prefill) if k == 0 else 0.0)
+        + remote.layers_prefill_s(k, L, prefill, cached)
+        + remote.head_first_token_s()
+    ) * slowdown
+    ttft = dev_prefill + up_time + backhaul + rtt + queue + remote_prefill
+
+    # -- decode -------------------------------------------------------------------------
+    if k == 0:
+        # the remote tier decodes alone and streams token ids down
+        remote_decode = (
+            remote.layers_decode_s(0, L, n_decode, total_ctx)
+            + remote.embed_head_decode_s(n_decode, total_ctx)
+        ) * slowdown
+        dev_decode = 0.0
+        dec_up_time = 0.0
+        dec_up_bytes = 0.0
+        decode = remote_decode
+    else:
+        # split decoding: every token crosses the link and back
+        dev_decode = dev.layers_decode_s(0, k, n_decode, total_ctx) + n_decode * (
+            dev.embed_decode[0] + dev.embed_decode[1] * total_ctx
+        )
+        remote_decode = (
+            remote.layers_decode_s(k, L, n_decode, total_ctx)
+            + n_decode * (remote.head_decode[0] + remote.head_decode[1] * total_ctx)
+        ) * slowdown
+        dec_up_bytes = float(n_decode * dev.activation_bytes_per_token[k])
+        if dec_up_bytes > 0:
+            t_dec = t0 + ttft
+            dec_up_time = link.uplink.finish_time(t_dec, dec_up_bytes) - t_dec
+        else:
+            dec_up_time = 0.0
+        decode = dev_decode + dec_up_time + remote_decode + n_decode * rtt
+
+    latency = ttft + decode
+    upload_s = up_time + dec_up_time
+    upload_bytes = up_bytes + dec_up_bytes
+    device_busy = dev_prefill + dev_decode
+    rate_mbps = upload_bytes * 8e-6 / upload_s if upload_s > 0 else 0.0
+    radio_wait = max(latency - upload_s - device_busy, 0.0) + energy.radio_tail_s
+    energy_j = (
+        energy.compute_w * device_busy
+        + (energy.radio_tx_w + energy.radio_tx_w_per_mbps * rate_mbps) * upload_s
+        + energy.radio_rx_w * radio_wait
+    )
+    gpu_s = remote_prefill + remote_decode
+    is_cloud = tier_index == L + 1
+    return RequestCost(
+        ttft_s=ttft,
+        latency_s=latency,
+        energy_j=energy_j,
+        device_busy_s=device_busy,
+        upload_s=upload_s,
+        upload_bytes=upload_bytes,
+        edge_gpu_s=0.0 if is_cloud else gpu_s,
+        cloud_gpu_s=gpu_s if is_cloud else 0.0,
+        prefill_tokens=prefill,
+    )

@@ -1,0 +1,325 @@
+"""Scenarios: one YAML file says which model, hardware, links, workload and reward to simulate.
+
+Every key is validated on load (unknown keys are errors too), and errors name the file and the
+dotted key. Relative paths in a scenario are relative to the scenario file. The embedded
+``default`` scenario uses synthetic trace presets and the embedded workload, so it runs on a
+machine without ``../shared``.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from offload_rl.compiled_profile import CompiledProfile
+from offload_rl.cost_model import EnergyModel, Tiers
+from offload_rl.edge_load import EdgeLoadParams
+from offload_rl.errors import ConfigError, OffloadRLError
+from offload_rl.features import FeatureSpec
+from offload_rl.profiles import load_profile
+from offload_rl.traces import Trace, TraceFormat, load_traces
+
+SYNTHETIC_PREFIX = "synthetic:"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProfilesConfig(_Strict):
+    """Profile of the model on each tier: a shipped name (``model@hardware``) or a JSON path."""
+
+    device: str
+    edge: str
+    cloud: str
+
+
+class TraceSource(_Strict):
+    """One entry of ``network.traces``: a file, a folder, or ``synthetic:<preset>``.
+
+    Most recorded families measure the downlink; when one stands in for the uplink, say so
+    with ``direction: downlink`` and the ``uplink_scale`` applied (PARAMETERS.md section 4b
+    gives measured UL/DL ratios, e.g. 0.22 for LTE).
+    """
+
+    source: str
+    direction: Literal["uplink", "downlink"] = "uplink"
+    uplink_scale: float = Field(1.0, gt=0.0, description="uplink capacity = scale x trace")
+    downlink_scale: float = Field(1.0, gt=0.0, description="downlink capacity = scale x trace")
+
+
+class NetworkConfig(_Strict):
+    """The radio link (from traces) and the backhaul."""
+
+    traces: list[TraceSource | str] = Field(min_length=1)
+    trace_format: TraceFormat = "auto"
+    synthetic_traces: int = Field(8, ge=1, description="traces drawn per synthetic preset")
+    synthetic_duration_s: float = Field(900.0, gt=0.0)
+    rtt_edge_ms: float = Field(20.0, ge=0.0)
+    rtt_cloud_extra_ms: float = Field(30.0, ge=0.0)
+    backhaul_gbps: float = Field(10.0, gt=0.0)
+    outage_mbps: float = Field(0.1, ge=0.0)
+    throughput_history: int = Field(8, ge=1, le=64)
+    throughput_sample_s: float = Field(1.0, gt=0.0)
+    throughput_noise: float = Field(0.1, ge=0.0, description="lognormal sd of measurement error")
+
+    def sources(self) -> list[TraceSource]:
+        """``traces`` with string shorthands expanded."""
+        return [TraceSource(source=t) if isinstance(t, str) else t for t in self.traces]
+
+
+class SloClass(_Strict):
+    """A class of requests with its latency targets."""
+
+    name: str
+    share: float = Field(ge=0.0, le=1.0)
+    ttft_s: float = Field(gt=0.0)
+    tpot_s: float = Field(gt=0.0)
+
+
+class WorkloadConfig(_Strict):
+    """Where requests come from and which are private."""
+
+    source: str = "default"
+    token_scale: float = Field(1.0, gt=0.0)
+    max_context_tokens: int = Field(4096, ge=16)
+    max_new_tokens: int = Field(2048, ge=1)
+    max_output_tokens: int = Field(1024, ge=1)
+    private_share: float = Field(0.2, ge=0.0, le=1.0, description="share of private sessions")
+    k_priv: int = Field(2, ge=1, description="layers a private request keeps on the device")
+    slo_classes: list[SloClass] = Field(
+        default_factory=lambda: [
+            SloClass(name="interactive", share=0.5, ttft_s=1.0, tpot_s=0.1),
+            SloClass(name="relaxed", share=0.5, ttft_s=4.0, tpot_s=0.25),
+        ],
+        min_length=1,
+    )
+
+    @model_validator(mode="after")
+    def _shares_sum_to_one(self) -> WorkloadConfig:
+        total = sum(c.share for c in self.slo_classes)
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"slo_classes shares must sum to 1, got {total:g}")
+        return self
+
+
+class DeviceConfig(_Strict):
+    """The device's memory and power draw."""
+
+    memory_layers: int | None = Field(None, ge=0, description="layers it can hold; None = all")
+    memory_pressure_share: float = Field(0.1, ge=0.0, le=1.0)
+    memory_pressure_layers: int = Field(8, ge=0)
+    compute_w: float = Field(5.0, ge=0.0)
+    radio_tx_w: float = Field(1.2, ge=0.0)
+    radio_tx_w_per_mbps: float = Field(0.438, ge=0.0)
+    radio_rx_w: float = Field(1.06, ge=0.0)
+    radio_tail_s: float = Field(0.0, ge=0.0)
+
+    def energy_model(self) -> EnergyModel:
+        return EnergyModel(
+            compute_w=self.compute_w,
+            radio_tx_w=self.radio_tx_w,
+            radio_tx_w_per_mbps=self.radio_tx_w_per_mbps,
+            radio_rx_w=self.radio_rx_w,
+            radio_tail_s=self.radio_tail_s,
+        )
+
+
+class EdgeConfig(_Strict):
+    """The edge server: KV memory for sessions, load from other users, price."""
+
+    kv_cache_bytes: float = Field(256e6, ge=0.0)
+    load: EdgeLoadParams = Field(default_factory=EdgeLoadParams)
+    usd_per_hour: float = Field(0.80, ge=0.0)
+
+
+class CloudConfig(_Strict):
+    """A hosted multi-tenant service: fast GPUs, but requests share them with other tenants."""
+
+    usd_per_hour: float = Field(3.78, ge=0.0)
+    queue_s: float = Field(0.25, ge=0.0, description="mean admission/scheduling wait")
+    slowdown: float = Field(8.0, ge=1.0, description="layer time x this (batched tenants)")
+
+
+class RewardConfig(_Strict):
+    """reward = -(w_latency * latency / SLO + w_energy * J + w_slo * violated + w_cost * USD)."""
+
+    w_latency: float = Field(1.0, ge=0.0)
+    w_energy: float = Field(0.02, ge=0.0, description="per joule of device energy")
+    w_slo: float = Field(1.0, ge=0.0, description="per SLO violation")
+    w_cost: float = Field(0.0, ge=0.0, description="per US dollar of edge/cloud GPU time")
+    invalid_action_penalty: float = Field(1.0, ge=0.0)
+
+
+class EpisodeConfig(_Strict):
+    requests: int = Field(256, ge=1)
+
+
+class Scenario(_Strict):
+    """A whole simulated deployment."""
+
+    name: str
+    description: str = ""
+    profiles: ProfilesConfig
+    network: NetworkConfig
+    workload: WorkloadConfig = Field(default_factory=WorkloadConfig)
+    device: DeviceConfig = Field(default_factory=DeviceConfig)
+    edge: EdgeConfig = Field(default_factory=EdgeConfig)
+    cloud: CloudConfig = Field(default_factory=CloudConfig)
+    reward: RewardConfig = Field(default_factory=RewardConfig)
+    episode: EpisodeConfig = Field(default_factory=EpisodeConfig)
+    base_dir: str | None = Field(None, exclude=True, description="folder of the scenario file")
+
+    def resolve_path(self, path: str) -> Path:
+        """A path from the scenario, relative to the scenario file's folder."""
+        p = Path(path).expanduser()
+        if not p.is_absolute() and self.base_dir is not None:
+            p = Path(self.base_dir) / p
+        return p
+
+    def with_traces(self, traces: list[str]) -> Scenario:
+        """A copy whose trace sources are replaced (``evaluate --traces``), paths as given.
+
+        The scaling of the scenario's first source is kept, so a scenario written for downlink
+        traces keeps its stated uplink scaling.
+        """
+        first = self.network.sources()[0]
+        sources = [first.model_copy(update={"source": str(t)}) for t in traces]
+        network = self.network.model_copy(update={"traces": sources})
+        return self.model_copy(update={"network": network})
+
+
+def _format_validation_error(source: str, err: ValidationError) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return f"{source}: {key}: {msg}{more}"
+
+
+def scenario_from_dict(data: object, source: str, base_dir: str | None = None) -> Scenario:
+    """Validate a parsed YAML mapping; errors name ``source`` and the dotted key."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    try:
+        return Scenario.model_validate({**data, "base_dir": base_dir})
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(source, err)) from None
+
+
+def shipped_scenarios() -> list[str]:
+    """Names of the scenarios embedded in the package."""
+    folder = importlib.resources.files("offload_rl") / "data" / "scenarios"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_scenario(name_or_path: str | Path) -> Scenario:
+    """Load a scenario by embedded name (``default``) or YAML path."""
+    text: str
+    base_dir: str | None
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"{path}: scenario file not found")
+        text = path.read_text()
+        source, base_dir = str(path), str(path.resolve().parent)
+    else:
+        name = str(name_or_path)
+        resource = importlib.resources.files("offload_rl") / "data" / "scenarios" / f"{name}.yaml"
+        if not resource.is_file():
+            known = ", ".join(shipped_scenarios())
+            raise ConfigError(f"unknown scenario {name!r}: give a YAML path or one of {known}")
+        text = resource.read_text()
+        source, base_dir = f"scenario {name}", None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{source}:{line}: not valid YAML") from None
+    return scenario_from_dict(data, source, base_dir)
+
+
+@dataclass(frozen=True)
+class ResolvedScenario:
+    """A scenario with its traces, profiles and workload loaded: what the environment runs."""
+
+    scenario: Scenario
+    uplinks: list[Trace]
+    downlinks: list[Trace]
+    tiers: Tiers
+    spec: FeatureSpec
+
+    @property
+    def n_layers(self) -> int:
+        return self.tiers.n_layers
+
+
+def load_scenario_traces(scenario: Scenario) -> tuple[list[Trace], list[Trace]]:
+    """Uplink and downlink traces (same order) of the sources a scenario names."""
+    from offload_rl.synthetic_traces import generate_trace
+
+    net = scenario.network
+    uplinks: list[Trace] = []
+    downlinks: list[Trace] = []
+    for i, entry in enumerate(net.sources()):
+        if entry.source.startswith(SYNTHETIC_PREFIX):
+            preset = entry.source[len(SYNTHETIC_PREFIX) :]
+            try:
+                traces = [
+                    generate_trace(preset, net.synthetic_duration_s, seed=seed)
+                    for seed in range(net.synthetic_traces)
+                ]
+            except OffloadRLError as err:
+                raise ConfigError(f"network.traces.{i}: {err}") from None
+        else:
+            path = scenario.resolve_path(entry.source)
+            if not path.exists():
+                raise ConfigError(f"network.traces.{i}: {path} does not exist")
+            traces = load_traces([path], fmt=net.trace_format)
+        for t in traces:
+            uplinks.append(t.scaled(entry.uplink_scale) if entry.uplink_scale != 1.0 else t)
+            downlinks.append(t.scaled(entry.downlink_scale) if entry.downlink_scale != 1.0 else t)
+    return uplinks, downlinks
+
+
+def resolve_scenario(scenario: Scenario) -> ResolvedScenario:
+    """Load everything a scenario refers to; errors name the key that pointed at it."""
+    uplinks, downlinks = load_scenario_traces(scenario)
+    net = scenario.network
+    compiled = {}
+    for tier in ("device", "edge", "cloud"):
+        ref = getattr(scenario.profiles, tier)
+        path = scenario.resolve_path(ref)
+        try:
+            profile = load_profile(path if path.suffix == ".json" else ref)
+        except OffloadRLError as err:
+            raise ConfigError(f"profiles.{tier}: {err}") from None
+        compiled[tier] = CompiledProfile.from_profile(profile)
+    n = {tier: c.n_layers for tier, c in compiled.items()}
+    if len(set(n.values())) != 1:
+        raise ConfigError(f"profiles: the tiers disagree on the number of layers: {n}")
+    L = compiled["device"].n_layers
+    wl = scenario.workload
+    if wl.k_priv > L:
+        raise ConfigError(f"workload.k_priv: {wl.k_priv} exceeds the model's {L} layers")
+    spec = FeatureSpec(
+        n_layers=L,
+        history=net.throughput_history,
+        k_priv=wl.k_priv,
+        outage_mbps=net.outage_mbps,
+    )
+    return ResolvedScenario(
+        scenario=scenario,
+        uplinks=uplinks,
+        downlinks=downlinks,
+        tiers=Tiers(device=compiled["device"], edge=compiled["edge"], cloud=compiled["cloud"]),
+        spec=spec,
+    )

@@ -1,0 +1,234 @@
+"""The SplitCache environment: API contracts, determinism, masks and the cost model in situ."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import envs
+from envs.split_cache import SplitCacheEnv
+from offload_rl.features import encode_observation
+from offload_rl.scenario import load_scenario
+from offload_rl.workloads import Request
+
+
+@pytest.fixture(scope="module")
+def env() -> SplitCacheEnv:
+    return SplitCacheEnv("default", episode_requests=32)
+
+
+def random_valid(env: SplitCacheEnv, rng: np.random.Generator) -> int:
+    return int(rng.choice(np.flatnonzero(env.action_masks())))
+
+
+def rollout(env: SplitCacheEnv, seed: int, n: int = 40, action_seed: int = 0):
+    rng = np.random.default_rng(action_seed)
+    obs, _ = env.reset(seed=seed)
+    out = [obs.copy()]
+    for _ in range(n):
+        obs, r, term, trunc, info = env.step(random_valid(env, rng))
+        out.append((obs.copy(), r, term, trunc, info))
+        if term or trunc:
+            obs, _ = env.reset()
+    return out
+
+
+def test_gymnasium_env_checker_passes_without_warnings():
+    from gymnasium.utils.env_checker import check_env
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(SplitCacheEnv("default", episode_requests=16), skip_render_check=True)
+
+
+def test_sb3_env_checker_passes_without_warnings():
+    from stable_baselines3.common.env_checker import check_env
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(SplitCacheEnv("default", episode_requests=16), warn=True)
+
+
+def test_registered_on_import():
+    e = gym.make("envs:offload_rl/SplitCache-v0", episode_requests=8)
+    obs, _ = e.reset(seed=1)
+    assert obs.shape == e.observation_space.shape
+    assert e.get_wrapper_attr("action_masks")().dtype == bool
+    assert envs.ENV_ID == "offload_rl/SplitCache-v0"
+    e.close()
+
+
+def test_same_seed_same_actions_same_trajectory(env):
+    a, b = rollout(env, seed=3), rollout(env, seed=3)
+    for x, y in zip(a[1:], b[1:], strict=True):
+        np.testing.assert_array_equal(x[0], y[0])
+        assert x[1:4] == y[1:4] and x[4] == y[4]
+    c = rollout(env, seed=4)
+    assert any(not np.array_equal(x[0], y[0]) for x, y in zip(a[1:], c[1:], strict=True))
+
+
+def test_reset_options_pin_the_episode():
+    e1, e2 = (
+        SplitCacheEnv("default", episode_requests=16),
+        SplitCacheEnv("default", episode_requests=16),
+    )
+    opts = {"trace": 2, "offset_s": 123.0, "workload_seed": 7}
+    o1, i1 = e1.reset(seed=1, options=opts)
+    o2, i2 = e2.reset(seed=99, options=opts)
+    np.testing.assert_array_equal(o1, o2)
+    assert i1 == i2 and i1["offset_s"] == 123.0
+    for _ in range(16):
+        a = int(np.flatnonzero(e1.action_masks())[0])
+        s1, s2 = e1.step(a), e2.step(a)
+        np.testing.assert_array_equal(s1[0], s2[0])
+        assert s1[1:] == s2[1:]
+
+
+def test_info_has_the_documented_keys(env):
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(random_valid(env, np.random.default_rng(0)))
+    for key in ("latency_s", "ttft_s", "energy_j", "slo_violated", "cache_hit", "split", "tier"):
+        assert key in info
+    assert info["tier"] in ("device", "split", "edge", "cloud")
+
+
+def test_observation_is_the_shared_encoder_of_the_state(env):
+    obs, _ = env.reset(seed=5)
+    for _ in range(10):
+        np.testing.assert_array_equal(obs, encode_observation(env.state, env.feature_spec))
+        obs, *_ = env.step(random_valid(env, np.random.default_rng(1)))
+
+
+def test_invalid_action_is_clamped_with_a_penalty_and_never_raises(env):
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    seen_invalid = False
+    for _ in range(200):
+        mask = env.action_masks()
+        invalid = np.flatnonzero(~mask)
+        if invalid.size == 0:
+            env.step(random_valid(env, rng))
+            continue
+        a = int(invalid[0])
+        executed = env.layout.nearest_valid(a, mask)
+        expected = env.what_if(executed).reward - env.scenario.reward.invalid_action_penalty
+        _, r, _, trunc, info = env.step(a)
+        assert info["invalid_action"] and info["action"] == executed and mask[executed]
+        assert r == pytest.approx(expected)
+        seen_invalid = True
+        if trunc:
+            env.reset()
+    assert seen_invalid
+
+
+def test_episode_truncates_after_the_configured_requests():
+    e = SplitCacheEnv("default", episode_requests=5)
+    e.reset(seed=0)
+    flags = [e.step(int(np.flatnonzero(e.action_masks())[0]))[3] for _ in range(5)]
+    assert flags == [False] * 4 + [True]
+
+
+class FixedWorkload:
+    """A workload that always returns the same requests."""
+
+    name = "fixed"
+
+    def __init__(self, requests: list[Request]) -> None:
+        self.requests = requests
+
+    def sample(self, rng: np.random.Generator, n_requests: int) -> list[Request]:
+        reqs = list(self.requests)
+        while len(reqs) < n_requests:
+            last = reqs[-1]
+            reqs.append(Request(last.arrival_s + 1000.0, last.session_id + 1, 0, 10, 0, 5, None))
+        return reqs[:n_requests]
+
+
+def constant_scenario(tmp_path: Path, mbps: float) -> Path:
+    trace = tmp_path / f"const-{mbps:g}"
+    trace.write_text(f"0 {mbps}\n600 {mbps}\n")
+    yaml_text = f"""
+name: constant-{mbps:g}
+profiles: {{device: qwen2.5-0.5b@sd8gen3-phone, edge: qwen2.5-0.5b@l4, cloud: qwen2.5-0.5b@h100}}
+network:
+  traces: [{trace.name}]
+  rtt_edge_ms: 20
+  throughput_noise: 0.0
+workload: {{private_share: 0.0}}
+device: {{memory_pressure_share: 0.0}}
+edge:
+  load: {{kind: constant, calm_util: 0.0}}
+episode: {{requests: 4}}
+"""
+    path = tmp_path / f"const-{mbps:g}.yaml"
+    path.write_text(yaml_text)
+    return path
+
+
+def test_constant_links_local_flat_offload_faster_split_pays_rtt_per_token(tmp_path):
+    requests = [
+        Request(10.0, 0, 0, 200, 0, 50, 30.0),
+        Request(40.0, 0, 1, 50, 250, 40, None),
+    ]
+    outcomes = {}
+    for mbps in (1.0, 100.0):
+        e = SplitCacheEnv(str(constant_scenario(tmp_path, mbps)))
+        e.workload = FixedWorkload(requests)
+        e.reset(seed=0, options={"trace": 0, "offset_s": 0.0, "workload_seed": 0})
+        L = e.feature_spec.n_layers
+        outcomes[mbps] = {
+            "local": e.what_if(e.layout.encode(L, 0)).cost,
+            "edge": e.what_if(e.layout.encode(0, 0)).cost,
+            "mid": e.what_if(e.layout.encode(L // 2, 0)).cost,
+        }
+    assert outcomes[1.0]["local"].latency_s == pytest.approx(outcomes[100.0]["local"].latency_s)
+    assert outcomes[100.0]["edge"].latency_s < outcomes[1.0]["edge"].latency_s
+    for mbps in (1.0, 100.0):
+        assert outcomes[mbps]["mid"].latency_s >= 50 * 0.020
+
+
+def test_kept_kv_hits_next_turn_only_at_the_same_split(tmp_path):
+    requests = [
+        Request(1.0, 0, 0, 300, 0, 20, 5.0),
+        Request(6.0, 0, 1, 30, 320, 20, None),
+    ]
+    e = SplitCacheEnv(str(constant_scenario(tmp_path, 10.0)))
+    e.workload = FixedWorkload(requests)
+    opts = {"trace": 0, "offset_s": 0.0, "workload_seed": 0}
+    for split, expect_hit in ((4, True), (0, False)):
+        e.reset(seed=0, options=opts)
+        _, _, _, _, first = e.step(e.layout.encode(4, 1))  # keep at split 4
+        assert not first["cache_hit"]
+        assert e.state.cached_split == 4 and e.state.cached_tokens == 320
+        _, _, _, _, second = e.step(e.layout.encode(split, 0))
+        assert second["cache_hit"] is expect_hit
+        assert second["prefill_tokens"] == (30 if expect_hit else 350)
+
+
+def test_dropped_kv_never_hits(tmp_path):
+    requests = [Request(1.0, 0, 0, 300, 0, 20, 5.0), Request(6.0, 0, 1, 30, 320, 20, None)]
+    e = SplitCacheEnv(str(constant_scenario(tmp_path, 10.0)))
+    e.workload = FixedWorkload(requests)
+    e.reset(seed=0, options={"trace": 0, "offset_s": 0.0, "workload_seed": 0})
+    e.step(e.layout.encode(4, 0))
+    assert e.state.cached_split is None
+    assert not e.step(e.layout.encode(4, 0))[4]["cache_hit"]
+
+
+def test_scenario_errors_name_the_key(tmp_path):
+    from offload_rl.errors import ConfigError
+
+    bad = tmp_path / "bad.yaml"
+    head = "name: x\nprofiles: {device: a, edge: b, cloud: c}\n"
+    bad.write_text(head + "network: {traces: [t], rtt_edge_ms: -1}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: network.rtt_edge_ms"):
+        load_scenario(bad)
+    bad.write_text(
+        "name: x\nprofiles: {device: a, edge: b, cloud: c}\nnetwork: {traces: [t]}\nrewrd: {}\n"
+    )
+    with pytest.raises(ConfigError, match=r"rewrd: unknown key"):
+        load_scenario(bad)
