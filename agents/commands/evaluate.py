@@ -1,0 +1,128 @@
+"""``offload-rl evaluate``: run policies on the same held-out episodes and compare them.
+
+    offload-rl evaluate --policies local,edge,greedy,oracle,random --out runs/eval \\
+        [--scenario default] [--traces ../shared/traces/nyc-lte ...] [--uplink-scale 0.22] \\
+        [--episodes 8] [--seed 0] [--workers 2] [--requests 128]
+
+Heavy imports (gymnasium, torch, matplotlib) happen inside the handler only.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from offload_rl.errors import ConfigError
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="compare policies (heuristics, oracle, trained agents) on the same episodes",
+        description=(
+            "Run every policy over the same pinned episodes (per trace family: --episodes "
+            "episodes, each a trace, offset and workload seed drawn from --seed) and write "
+            "metrics.json/csv, one TensorBoard run per policy (tb/<policy>, identical tags), "
+            "report.md and plots under --out."
+        ),
+    )
+    parser.add_argument(
+        "--policies",
+        required=True,
+        help=(
+            "comma-separated policy specs: local, edge, cloud, random, greedy[-last|-hmean|-ewma]"
+            "[-never|-always|-likely], local-<rule>, edge-<rule>, oracle (hindsight), "
+            "onnx:PATH, sb3:PATH"
+        ),
+    )
+    parser.add_argument("--scenario", default="default", help="embedded name or YAML path")
+    parser.add_argument(
+        "--traces",
+        nargs="+",
+        metavar="PATH",
+        help="trace files or folders replacing the scenario's traces (a folder = a family)",
+    )
+    parser.add_argument(
+        "--uplink-scale",
+        type=float,
+        default=None,
+        metavar="X",
+        help="uplink capacity = X x trace, for every trace source (e.g. 0.22 for LTE downlinks)",
+    )
+    parser.add_argument("--episodes", type=int, default=8, help="episodes per trace family")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the episode set")
+    parser.add_argument("--workers", type=int, default=1, help="parallel worker processes")
+    parser.add_argument(
+        "--requests", type=int, default=None, help="requests per episode (default: scenario's)"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from agents.evaluate import evaluate, prepare_scenario, write_outputs
+    from offload_rl.scenario import load_scenario
+
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+    if args.out.exists() and not args.out.is_dir():
+        raise ConfigError(f"--out {args.out} exists and is not a folder")
+    for t in args.traces or []:
+        if not Path(t).exists():
+            raise ConfigError(f"--traces: {t} does not exist")
+    policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    scenario = prepare_scenario(
+        load_scenario(args.scenario),
+        traces=args.traces,
+        uplink_scale=args.uplink_scale,
+        requests=args.requests,
+    )
+    recorded = {
+        "policies": policies,
+        "scenario": args.scenario,
+        "traces": list(args.traces or []),
+        "uplink_scale": args.uplink_scale,
+        "episodes": args.episodes,
+        "seed": args.seed,
+        "requests": scenario.episode.requests,
+    }
+    result = evaluate(
+        policies,
+        scenario,
+        episodes_per_family=args.episodes,
+        seed=args.seed,
+        workers=args.workers,
+        progress=not args.no_progress,
+        args=recorded,
+    )
+    metrics = write_outputs(result, args.out)
+    _print_summary(metrics, result.wall_s, args.out)
+    return 0
+
+
+def _print_summary(metrics: dict[str, Any], wall_s: float, out: Path) -> None:
+    """Mean reward per family (rows) and policy (columns); CIs are in report.md."""
+    from rich.console import Console
+    from rich.table import Table
+
+    policies = metrics["policies"]
+    table = Table(title="mean reward per request (higher is better; 95% CIs in report.md)")
+    table.add_column("family")
+    for spec, m in policies.items():
+        table.add_column(spec if m["deployable"] else f"{spec}*", justify="right")
+
+    def cell(v: dict[str, Any]) -> str:
+        return "–" if v["mean_reward"] is None else f"{v['mean_reward']:.3f}"
+
+    for family, per_policy in metrics["families"].items():
+        table.add_row(family, *(cell(per_policy[s]) for s in policies))
+    table.add_row("[bold]all[/]", *(cell(m) for m in policies.values()))
+    console = Console()
+    console.print(table)
+    if not all(m["deployable"] for m in policies.values()):
+        console.print("* hindsight reference, not deployable")
+    console.print(
+        f"wrote metrics.json, metrics.csv, report.md, plots and tb/ to {out} ({wall_s:.1f} s)"
+    )
