@@ -1,0 +1,328 @@
+"""Benchmark of the decision service (not a test): HTTP throughput and latency, batch
+throughput, in-process decision time, and the resident memory of one worker.
+
+    python experiments/bench_serving.py [--policy FILE] [--duration 5] [--concurrency 8]
+                                        [--batch 256] [--workers 1]
+
+The server is ``offload-rl serve`` in a subprocess (with the hidden no-op endpoint
+``POST /_bench/noop``, same middleware, no parsing), the load generator a second process:
+asyncio + raw HTTP/1.1 keep-alive connections, which costs far less per request than an HTTP
+client library, so the figures are the server's, not the generator's (both share the CPUs,
+though: on a 2-core machine they compete). Without ``--policy`` an untrained MaskablePPO of
+the training default architecture (MLP 64x64, tanh) is exported first: speed does not depend on
+the weights. Request bodies are states of a simulated device (``serving.example_runtime``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+_LENGTH = re.compile(rb"content-length:\s*(\d+)", re.IGNORECASE)
+
+
+# --------------------------------------------------------------------------------------------
+# Request bodies and a policy
+# --------------------------------------------------------------------------------------------
+
+
+def device_states(n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """``n`` request bodies as a device of the default scenario would send them."""
+    from offload_rl.scenario import load_scenario
+    from serving.client import state_to_json
+    from serving.example_runtime import SimulatedDevice
+
+    scenario = load_scenario("default")
+    device = SimulatedDevice(scenario, 24, seed)
+    rng = np.random.default_rng(seed)
+    wl = scenario.workload
+    out = []
+    for req in device.requests(n):
+        c = wl.slo_classes[int(rng.integers(len(wl.slo_classes)))]
+        state = device.state(req, bool(rng.random() < wl.private_share), (c.ttft_s, c.tpot_s))
+        out.append(state_to_json(state))
+    return out
+
+
+def untrained_policy(folder: Path) -> Path:
+    """An untrained MaskablePPO with the training default architecture, exported."""
+    from sb3_contrib import MaskablePPO
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from agents.export import export_policy
+    from envs.split_cache import SplitCacheEnv
+    from offload_rl.features import FEATURE_SCHEMA_VERSION
+
+    venv = DummyVecEnv([lambda: SplitCacheEnv("default", episode_requests=16)])
+    env = VecNormalize(venv, norm_reward=False)
+    env.reset()
+    for _ in range(64):  # a few steps so the statistics are not the identity
+        masks = np.stack(env.env_method("action_masks"))
+        env.step(np.array([int(np.flatnonzero(m)[0]) for m in masks]))
+    model = MaskablePPO("MlpPolicy", env, policy_kwargs={"net_arch": [64, 64]}, seed=0)
+    final = folder / "run" / "final"
+    final.mkdir(parents=True)
+    model.save(final / "model.zip")
+    env.save(str(final / "vecnormalize.pkl"))
+    spec = venv.envs[0].unwrapped.feature_spec  # type: ignore[attr-defined]
+    meta = {
+        "scenario": "default",
+        "n_layers": spec.n_layers,
+        "history": spec.history,
+        "k_priv": spec.k_priv,
+        "outage_mbps": spec.outage_mbps,
+        "obs_dim": spec.obs_dim,
+        "n_actions": spec.layout.n_actions,
+        "feature_schema_version": FEATURE_SCHEMA_VERSION,
+        "num_timesteps": 0,
+    }
+    (final / "meta.json").write_text(json.dumps(meta))
+    out = folder / "policy.onnx"
+    export_policy(folder / "run", out, parity=2000)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Load generator (runs in its own process)
+# --------------------------------------------------------------------------------------------
+
+
+def _request_bytes(host: str, port: int, path: str, body: bytes) -> bytes:
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def _connection(
+    host: str, port: int, requests: list[bytes], offset: int, stop_at: float, out: dict[str, Any]
+) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    i = offset
+    perf = time.perf_counter
+    latencies = out["latencies"]
+    try:
+        while perf() < stop_at:
+            t0 = perf()
+            writer.write(requests[i % len(requests)])
+            head = await reader.readuntil(b"\r\n\r\n")
+            m = _LENGTH.search(head)
+            await reader.readexactly(int(m.group(1)) if m else 0)
+            latencies.append(perf() - t0)
+            if head[9:12] != b"200":
+                out["errors"] += 1
+            i += 1
+    finally:
+        writer.close()
+
+
+async def _phase(
+    host: str, port: int, path: str, bodies: list[bytes], concurrency: int, seconds: float
+) -> dict[str, Any]:
+    requests = [_request_bytes(host, port, path, b) for b in bodies]
+    warm: dict[str, Any] = {"latencies": [], "errors": 0}
+    stop = time.perf_counter() + min(1.0, seconds / 3)
+    await asyncio.gather(
+        *(_connection(host, port, requests, k, stop, warm) for k in range(concurrency))
+    )
+    out: dict[str, Any] = {"latencies": [], "errors": 0}
+    t0 = time.perf_counter()
+    stop = t0 + seconds
+    await asyncio.gather(
+        *(_connection(host, port, requests, k * 7, stop, out) for k in range(concurrency))
+    )
+    elapsed = time.perf_counter() - t0
+    lat = np.asarray(out["latencies"]) * 1000.0
+    return {
+        "requests": len(lat),
+        "errors": out["errors"],
+        "rps": len(lat) / elapsed,
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p99_ms": float(np.percentile(lat, 99)),
+    }
+
+
+def loadgen(args: argparse.Namespace) -> None:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    states = device_states(512)
+    singles = [json.dumps(s).encode() for s in states]
+    batches = [
+        json.dumps({"states": states[i : i + args.batch]}).encode()
+        for i in range(0, len(states) - args.batch + 1, args.batch)
+    ]
+    host, port = "127.0.0.1", args.port
+    result = {
+        "decide": asyncio.run(
+            _phase(host, port, "/v1/decide", singles, args.concurrency, args.duration)
+        ),
+        "noop": asyncio.run(
+            _phase(host, port, "/_bench/noop", singles, args.concurrency, args.duration)
+        ),
+        "batch": asyncio.run(
+            _phase(host, port, "/v1/decide/batch", batches, args.concurrency, args.duration)
+        ),
+    }
+    print(json.dumps(result))
+
+
+# --------------------------------------------------------------------------------------------
+# In-process decision time and worker memory
+# --------------------------------------------------------------------------------------------
+
+
+def in_process(policy: Path, n: int = 5000) -> dict[str, float]:
+    from serving.app import DecisionRequest
+    from serving.policy_runtime import DecisionRuntime
+
+    rt = DecisionRuntime("default", str(policy))
+    assert rt.live is not None
+    states = [DecisionRequest.model_validate(s).to_state() for s in device_states(512, seed=1)]
+    times = []
+    perf = time.perf_counter
+    for i in range(n):
+        s = states[i % len(states)]
+        t0 = perf()
+        rt.decide(s)
+        times.append(perf() - t0)
+    obs = np.random.default_rng(0).random((1, rt.spec.obs_dim), dtype=np.float32)
+    mask = np.ones((1, rt.layout.n_actions), dtype=bool)
+    ort_times = []
+    for _ in range(n):
+        t0 = perf()
+        rt.live.run(obs, mask)
+        ort_times.append(perf() - t0)
+    return {
+        "decide_p50_us": statistics.median(times) * 1e6,
+        "decide_p99_us": float(np.percentile(times, 99)) * 1e6,
+        "onnxruntime_p50_us": statistics.median(ort_times) * 1e6,
+    }
+
+
+def rss_mib(pid: int) -> dict[str, float]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(value.split()[0]) / 1024.0
+    return out
+
+
+def _worker_pids(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    kids = [int(x) for x in children.read_text().split()] if children.exists() else []
+    return kids or [pid]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--policy", type=Path, default=None, help="ONNX policy to serve")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per phase")
+    parser.add_argument("--concurrency", type=int, default=8, help="connections")
+    parser.add_argument("--batch", type=int, default=256, help="states per batch request")
+    parser.add_argument("--workers", type=int, default=1, help="server worker processes")
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--loadgen", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.loadgen:
+        loadgen(args)
+        return 0
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
+        policy = args.policy or untrained_policy(Path(tmp))
+        port = _free_port()
+        serve_cmd = [sys.executable, "-m", "offload_rl", "serve", "--policy", str(policy)]
+        serve_cmd += ["--port", str(port), "--workers", str(args.workers)]
+        serve_cmd += ["--log-level", "warning", "--bench-noop"]
+        server = subprocess.Popen(
+            serve_cmd,
+            cwd=ROOT,
+        )
+        try:
+            import httpx
+
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("the server did not start")
+                time.sleep(0.2)
+            ready = httpx.get(f"http://127.0.0.1:{port}/readyz").json()
+            gen_cmd = [sys.executable, __file__, "--loadgen", "--port", str(port)]
+            gen_cmd += ["--duration", str(args.duration), "--concurrency", str(args.concurrency)]
+            gen_cmd += ["--batch", str(args.batch)]
+            gen = subprocess.run(
+                gen_cmd,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            http = json.loads(gen.stdout.strip().splitlines()[-1])
+            memory = {pid: rss_mib(pid) for pid in _worker_pids(server.pid)}
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+        local = in_process(Path(policy))
+
+    d, noop, b = http["decide"], http["noop"], http["batch"]
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+    print(f"server: offload-rl serve, {args.workers} worker(s), policy {ready['version'][:12]}")
+    print(
+        f"POST /v1/decide        {args.concurrency} conns: {d['rps']:8.0f} req/s   "
+        f"p50 {d['p50_ms']:.2f} ms   p99 {d['p99_ms']:.2f} ms   errors {d['errors']}"
+    )
+    print(
+        f"POST /_bench/noop      {args.concurrency} conns: {noop['rps']:8.0f} req/s   "
+        f"p50 {noop['p50_ms']:.2f} ms   p99 {noop['p99_ms']:.2f} ms   errors {noop['errors']}"
+    )
+    print(f"decide / no-op throughput ratio: {d['rps'] / noop['rps']:.2f}")
+    print(
+        f"POST /v1/decide/batch  batch {args.batch}, {args.concurrency} conns: "
+        f"{b['rps'] * args.batch:8.0f} decisions/s ({b['rps']:.1f} req/s, "
+        f"p50 {b['p50_ms']:.1f} ms)   errors {b['errors']}"
+    )
+    print(
+        f"in-process decision (encoder + mask + onnxruntime): p50 {local['decide_p50_us']:.1f} us, "
+        f"p99 {local['decide_p99_us']:.1f} us; onnxruntime alone p50 "
+        f"{local['onnxruntime_p50_us']:.1f} us"
+    )
+    for pid, mem in memory.items():
+        print(
+            f"worker {pid}: resident {mem.get('VmRSS', 0):.0f} MiB (peak {mem.get('VmHWM', 0):.0f})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""Client for edge runtimes: ask the decision service, decide locally when it cannot answer.
+
+A device must place every request, service or not. :class:`DecisionClient` asks
+``POST /v1/decide`` with a short timeout and falls back to a local heuristic (the same greedy
+one the service falls back to) when the service is down, slow, answers an error, or answers
+something that is not a valid action under the device's own mask. Every result says which
+answered (``source``). After a failure the service is skipped for ``retry_after_s``, so a dead
+service costs one timeout, not one per request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+import numpy as np
+
+from offload_rl.actions import ActionLayout
+from offload_rl.cost_model import tier_of
+from offload_rl.features import DecisionState, FeatureSpec, action_mask
+from offload_rl.heuristics import Policy, feature_spec, make_heuristic, scenario_tiers
+from offload_rl.scenario import Scenario, load_scenario
+
+Source = Literal["service", "fallback"]
+
+
+@dataclass(frozen=True, slots=True)
+class ClientDecision:
+    """What the runtime does with one request, and who decided it."""
+
+    action: int
+    meaning: str
+    tier: str
+    split: int
+    keep: bool
+    source: Source  # "service": the service answered; "fallback": the local heuristic did
+    policy_version: str
+    service_fallback: bool = False  # the service answered, but with its own fallback
+    reason: str = ""  # why the local fallback answered
+
+
+_FLOAT_FIELDS = ("rtt_ms", "slo_ttft_s", "slo_tpot_s", "edge_kv_occupancy", "edge_load")
+_INT_FIELDS = (
+    "new_tokens",
+    "context_tokens",
+    "turn",
+    "cached_tokens",
+    "device_memory_layers",
+    "prev_output_tokens",
+)
+
+
+def state_to_json(state: DecisionState) -> dict[str, Any]:
+    """The request body of a state, plain JSON types (numpy scalars converted). Non-finite
+    numbers stay as they are: the service rejects them and the local fallback answers."""
+    body: dict[str, Any] = {
+        "throughput_mbps": [float(x) for x in state.throughput_mbps],
+        "private": bool(state.private),
+        "cached_split": None if state.cached_split is None else int(state.cached_split),
+        "since_last_turn_s": float(state.since_last_turn_s),
+    }
+    for name in _FLOAT_FIELDS:
+        body[name] = float(getattr(state, name))
+    for name in _INT_FIELDS:
+        body[name] = int(getattr(state, name))
+    missing = {f.name for f in dataclasses.fields(state)} - set(body)
+    assert not missing, f"state_to_json does not know {missing}"
+    return body
+
+
+class DecisionClient:
+    """Synchronous client with a local fallback.
+
+    ``fallback``: a heuristic name (default ``greedy``) or a ready policy; ``scenario``: the
+    scenario the device runs (fixes the mask and the heuristic's cost model).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        timeout: float = 0.25,
+        token: str | None = None,
+        fallback: str | Policy = "greedy",
+        scenario: str | Scenario = "default",
+        retry_after_s: float = 1.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if not (math.isfinite(timeout) and timeout > 0):
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
+        sc = load_scenario(scenario) if isinstance(scenario, str) else scenario
+        self.spec: FeatureSpec = feature_spec(sc, scenario_tiers(sc).n_layers)
+        self.layout = ActionLayout(self.spec.n_layers)
+        self.fallback: Policy = (
+            make_heuristic(fallback, sc) if isinstance(fallback, str) else fallback
+        )
+        self.retry_after_s = retry_after_s
+        self._skip_until = 0.0
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(
+            base_url=url.rstrip("/"),
+            timeout=httpx.Timeout(timeout),
+            headers=headers,
+            transport=transport,
+        )
+        self.stats = {"service": 0, "fallback": 0}
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> DecisionClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def decide(self, state: DecisionState) -> ClientDecision:
+        mask = action_mask(state, self.spec)
+        now = time.monotonic()
+        if now < self._skip_until:
+            return self._local(state, mask, "service skipped after a recent failure")
+        try:
+            payload = json.dumps(state_to_json(state), allow_nan=False).encode()
+        except (TypeError, ValueError, OverflowError):  # NaN, inf, a non-number
+            return self._local(state, mask, "state has non-finite or non-numeric values")
+        try:
+            response = self._http.post(
+                "/v1/decide", content=payload, headers={"Content-Type": "application/json"}
+            )
+        except httpx.TimeoutException:
+            return self._failed(state, mask, "service timed out")
+        except (httpx.HTTPError, ValueError) as err:
+            return self._failed(state, mask, f"service unreachable ({type(err).__name__})")
+        if response.status_code != 200:
+            return self._failed(state, mask, f"service answered HTTP {response.status_code}")
+        try:
+            body = response.json()
+            action = int(body["action"])
+            version = str(body.get("policy_version", ""))
+            service_fallback = bool(body.get("fallback", False))
+        except (ValueError, KeyError, TypeError):
+            return self._failed(state, mask, "service answered something unreadable")
+        if not (0 <= action < self.layout.n_actions and mask[action]):
+            return self._failed(state, mask, f"service chose action {action}, invalid here")
+        self.stats["service"] += 1
+        return self._decision(action, "service", version, service_fallback=service_fallback)
+
+    def _failed(self, state: DecisionState, mask: np.ndarray, reason: str) -> ClientDecision:
+        self._skip_until = time.monotonic() + self.retry_after_s
+        return self._local(state, mask, reason)
+
+    def _local(self, state: DecisionState, mask: np.ndarray, reason: str) -> ClientDecision:
+        a = int(self.fallback.act(state, mask))
+        if not (0 <= a < len(mask) and mask[a]):
+            a = self.layout.nearest_valid(a, mask)
+        self.stats["fallback"] += 1
+        return self._decision(a, "fallback", f"local:{self.fallback.name}", reason=reason)
+
+    def _decision(
+        self,
+        action: int,
+        source: Source,
+        version: str,
+        service_fallback: bool = False,
+        reason: str = "",
+    ) -> ClientDecision:
+        tier_index, keep = self.layout.decode(action)
+        L = self.spec.n_layers
+        return ClientDecision(
+            action=action,
+            meaning=self.layout.meaning(action),
+            tier=tier_of(tier_index, L),
+            split=tier_index if tier_index <= L else 0,
+            keep=bool(keep),
+            source=source,
+            policy_version=version,
+            service_fallback=service_fallback,
+            reason=reason,
+        )

@@ -1,0 +1,77 @@
+"""A tiny MaskablePPO trained for a few hundred steps, saved in the trained-model layout.
+
+``RUN/final/{model.zip, vecnormalize.pkl, meta.json}``; used by the export and serving tests.
+Trained once per test session (memoised), on ``SplitCacheEnv("default", episode_requests=16)``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from offload_rl.features import FEATURE_SCHEMA_VERSION
+from offload_rl.heuristics import feature_spec, scenario_tiers
+from offload_rl.scenario import load_scenario
+
+_CACHE: dict[str, Path] = {}
+
+
+def train_tiny_run(run_dir: Path, timesteps: int = 256, normalize: bool = True) -> Path:
+    """Train and save a tiny model under ``run_dir``; returns ``run_dir``."""
+    from sb3_contrib import MaskablePPO
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from envs.split_cache import SplitCacheEnv
+
+    venv = DummyVecEnv([lambda: SplitCacheEnv("default", episode_requests=16)])
+    env = VecNormalize(venv, norm_reward=False) if normalize else venv
+    model = MaskablePPO(
+        "MlpPolicy",
+        env,
+        n_steps=64,
+        batch_size=64,
+        n_epochs=2,
+        policy_kwargs={"net_arch": [32, 32]},
+        seed=0,
+        device="cpu",
+    )
+    model.learn(timesteps)
+    final = run_dir / "final"
+    final.mkdir(parents=True, exist_ok=True)
+    (run_dir / "checkpoints").mkdir(exist_ok=True)
+    model.save(final / "model.zip")
+    if isinstance(env, VecNormalize):
+        env.save(str(final / "vecnormalize.pkl"))
+    scenario = load_scenario("default")
+    spec = feature_spec(scenario, scenario_tiers(scenario).n_layers)
+    meta = {
+        "scenario": "default",
+        "n_layers": spec.n_layers,
+        "history": spec.history,
+        "k_priv": spec.k_priv,
+        "outage_mbps": spec.outage_mbps,
+        "obs_dim": spec.obs_dim,
+        "n_actions": spec.layout.n_actions,
+        "feature_schema_version": FEATURE_SCHEMA_VERSION,
+        "num_timesteps": int(model.num_timesteps),
+    }
+    (final / "meta.json").write_text(json.dumps(meta, indent=2))
+    return run_dir
+
+
+def tiny_run(base: Path) -> Path:
+    """The session's tiny run (trained on first use under ``base``)."""
+    if "run" not in _CACHE:
+        _CACHE["run"] = train_tiny_run(base / "tiny-run")
+    return _CACHE["run"]
+
+
+def tiny_policy(base: Path) -> Path:
+    """The session's tiny run exported to ONNX (parity checked on 2,000 observations)."""
+    if "onnx" not in _CACHE:
+        from agents.export import export_policy
+
+        out = base / "tiny.onnx"
+        export_policy(tiny_run(base), out, parity=2000)
+        _CACHE["onnx"] = out
+    return _CACHE["onnx"]
