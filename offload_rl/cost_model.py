@@ -21,6 +21,12 @@ Latency model (DESIGN.md, "System model"):
   remote layers + one full RTT per token (split decoding is round-trip bound). The decode-phase
   uploads are integrated over the trace as one transfer starting when decoding starts, which is
   exact on a constant link and a close approximation when capacity changes within the phase.
+
+What is left out, on purpose: tokens coming back are 4-byte ids (32 bits per token, 0.3 ms at
+0.1 Mbps against a 20 ms RTT), so their downlink transfer time is neglected (``LinkModel.downlink``
+is carried for the reference runtime but unused here); the radio's receive energy is charged for
+the whole time a remote tier works; contention between concurrent
+requests on the same radio link is not modelled (each request sees the trace alone).
 """
 
 from __future__ import annotations

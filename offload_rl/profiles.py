@@ -1,0 +1,280 @@
+"""Per-layer cost profiles of one transformer on one piece of hardware.
+
+A profile is what the environment and the heuristics read to price a split: for the embedding,
+every decoder layer and the LM head it gives prefill time as a function of tokens and decode time
+per token as a function of context, plus the bytes that cross each split boundary, the KV bytes
+per token and the weight bytes. Profiles are JSON files validated on load, so a bad number is
+caught with the file and the field named instead of surfacing later as a NaN latency.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from offload_rl.errors import ConfigError, DataFileError
+
+SCHEMA_VERSION = 1
+
+# Shipped profiles live in offload_rl/data/profiles/<model>@<hardware>.json.
+PROFILE_DATA_DIR = ("data", "profiles")
+
+NonNegativeFinite = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+
+
+class _Strict(BaseModel):
+    """Base for the schema: unknown keys are errors (a typo must not be silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelShape(_Strict):
+    """The published shape of a decoder-only transformer (what the costs depend on)."""
+
+    name: str = Field(min_length=1)
+    n_layers: int = Field(ge=1)
+    d_model: int = Field(ge=1)
+    n_heads: int = Field(ge=1)
+    n_kv_heads: int = Field(ge=1)
+    head_dim: int = Field(ge=1)
+    ffn_dim: int = Field(ge=1)
+    vocab_size: int = Field(ge=1)
+    tied_embeddings: bool
+
+
+class PrefillFit(_Strict):
+    """Seconds to prefill ``T`` tokens: ``c0 + c1*T + c2*T**2``."""
+
+    c0: NonNegativeFinite
+    c1: NonNegativeFinite
+    c2: NonNegativeFinite
+
+    def __call__(self, tokens: float) -> float:
+        return self.c0 + self.c1 * tokens + self.c2 * tokens * tokens
+
+
+class DecodeFit(_Strict):
+    """Seconds to decode one new token at context ``ctx``: ``c0 + c1*ctx``."""
+
+    c0: NonNegativeFinite
+    c1: NonNegativeFinite
+
+    def __call__(self, context: float) -> float:
+        return self.c0 + self.c1 * context
+
+
+class LayerCost(_Strict):
+    """Costs of one layer (embedding, one decoder layer, or the LM head)."""
+
+    name: str
+    kind: Literal["embedding", "decoder", "head"]
+    prefill: PrefillFit
+    decode: DecodeFit
+    weight_bytes: int = Field(ge=0)
+    kv_bytes_per_token: int = Field(ge=0)
+    samples: dict[str, list[tuple[NonNegativeFinite, NonNegativeFinite]]] | None = None
+
+    @model_validator(mode="after")
+    def _kv_only_in_decoder(self) -> LayerCost:
+        if self.kind != "decoder" and self.kv_bytes_per_token != 0:
+            raise ValueError(f"a {self.kind} layer keeps no KV cache: kv_bytes_per_token must be 0")
+        return self
+
+    def prefill_s(self, tokens: float) -> float:
+        """Seconds to prefill ``tokens`` tokens through this layer."""
+        return self.prefill(tokens)
+
+    def decode_s(self, context: float) -> float:
+        """Seconds to decode one token at ``context`` tokens already in the cache."""
+        return self.decode(context)
+
+
+class Provenance(_Strict):
+    """Where the numbers come from: measured, or a roofline with stated peaks and efficiency."""
+
+    kind: Literal["measured", "analytical"]
+    hardware: str
+    description: str
+    date: str
+    dtype: str
+    threads: int | None
+    library_versions: dict[str, str]
+    method: str
+    peak_flops: NonNegativeFinite | None
+    mem_bw_bytes_s: NonNegativeFinite | None
+    eff_prefill: NonNegativeFinite | None
+    eff_decode: NonNegativeFinite | None
+    calibration: str | None
+
+
+class Profile(_Strict):
+    """One model on one piece of hardware; see the module docstring."""
+
+    schema_version: int
+    model: ModelShape
+    hardware: str
+    dtype_bytes: int = Field(ge=1, le=8)
+    provenance: Provenance
+    embedding: LayerCost
+    layers: list[LayerCost]
+    head: LayerCost
+    activation_bytes_per_token: list[Annotated[int, Field(ge=0)]]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Profile:
+        if self.schema_version != SCHEMA_VERSION:
+            raise ValueError(
+                f"schema_version {self.schema_version} is not supported (this is {SCHEMA_VERSION})"
+            )
+        n = self.model.n_layers
+        if len(self.layers) != n:
+            raise ValueError(f"layers has {len(self.layers)} entries, model.n_layers is {n}")
+        if len(self.activation_bytes_per_token) != n + 1:
+            raise ValueError(
+                f"activation_bytes_per_token has {len(self.activation_bytes_per_token)} entries, "
+                f"expected n_layers + 1 = {n + 1}"
+            )
+        if self.embedding.kind != "embedding":
+            raise ValueError(f"embedding.kind is {self.embedding.kind!r}, expected 'embedding'")
+        if self.head.kind != "head":
+            raise ValueError(f"head.kind is {self.head.kind!r}, expected 'head'")
+        for i, layer in enumerate(self.layers):
+            if layer.kind != "decoder":
+                raise ValueError(f"layers.{i}.kind is {layer.kind!r}, expected 'decoder'")
+        return self
+
+    @property
+    def n_layers(self) -> int:
+        return self.model.n_layers
+
+    def _check_range(self, k0: int, k1: int) -> None:
+        if not 0 <= k0 <= k1 <= self.n_layers:
+            raise ValueError(f"layer range [{k0}, {k1}) is outside [0, {self.n_layers}]")
+
+    def prefill_s(self, k0: int, k1: int, tokens: int) -> float:
+        """Seconds to prefill ``tokens`` tokens through decoder layers ``[k0, k1)``.
+
+        Embedding and head are not included: read ``embedding`` / ``head`` for those.
+        """
+        self._check_range(k0, k1)
+        return float(sum(layer.prefill_s(tokens) for layer in self.layers[k0:k1]))
+
+    def decode_s(self, k0: int, k1: int, context: int) -> float:
+        """Seconds to decode one token at ``context`` through decoder layers ``[k0, k1)``."""
+        self._check_range(k0, k1)
+        return float(sum(layer.decode_s(context) for layer in self.layers[k0:k1]))
+
+    def kv_bytes_per_token(self, k0: int, k1: int) -> int:
+        """KV-cache bytes per token held by decoder layers ``[k0, k1)``."""
+        self._check_range(k0, k1)
+        return sum(layer.kv_bytes_per_token for layer in self.layers[k0:k1])
+
+    def weight_bytes(self, k0: int, k1: int) -> int:
+        """Weight bytes of decoder layers ``[k0, k1)`` (embedding and head not included)."""
+        self._check_range(k0, k1)
+        return sum(layer.weight_bytes for layer in self.layers[k0:k1])
+
+    def to_json(self) -> str:
+        """The JSON text written by :meth:`save` (NaN/inf are refused, never written)."""
+        return json.dumps(self.model_dump(mode="json"), indent=1, allow_nan=False) + "\n"
+
+    def save(self, path: str | Path) -> None:
+        """Write the profile as JSON; a write failure is a :class:`DataFileError`."""
+        target = Path(path)
+        try:
+            target.write_text(self.to_json(), encoding="utf-8")
+        except OSError as err:
+            raise DataFileError(target, f"cannot write profile: {err.strerror or err}") from err
+
+    @classmethod
+    def from_json(cls, text: str, source: str | Path) -> Profile:
+        """Parse and validate profile JSON; errors name ``source`` and the offending field."""
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise DataFileError(source, f"not valid JSON: {err.msg}", line=err.lineno) from err
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as err:
+            raise DataFileError(source, _describe_validation_error(err)) from err
+
+    @classmethod
+    def load(cls, path: str | Path) -> Profile:
+        """Read a profile file; a missing or invalid file is a :class:`DataFileError`."""
+        source = Path(path)
+        try:
+            text = source.read_text(encoding="utf-8")
+        except FileNotFoundError as err:
+            raise DataFileError(source, "no such profile file") from err
+        except (OSError, UnicodeDecodeError) as err:
+            raise DataFileError(source, f"cannot read profile: {err}") from err
+        return cls.from_json(text, source)
+
+
+def _describe_validation_error(err: ValidationError) -> str:
+    """One line: the first error's dotted field path and message, and how many more there are."""
+    errors = err.errors()
+    first = errors[0]
+    field = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    message = first["msg"]
+    if first["type"] in {"greater_than_equal", "finite_number"} and "input" in first:
+        message = f"{message} (got {first['input']!r})"
+    more = f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else ""
+    return f"field {field}: {message}{more}"
+
+
+def _shipped_dir() -> Traversable:
+    folder = resources.files("offload_rl")
+    for part in PROFILE_DATA_DIR:
+        folder = folder / part
+    return folder
+
+
+def shipped_profiles() -> list[str]:
+    """Names (``<model>@<hardware>``) of the profiles shipped with the package, sorted."""
+    folder = _shipped_dir()
+    if not folder.is_dir():
+        return []
+    return sorted(
+        entry.name.removesuffix(".json")
+        for entry in folder.iterdir()
+        if entry.name.endswith(".json") and entry.is_file()
+    )
+
+
+def load_profile(name_or_path: str | Path) -> Profile:
+    """Load a profile from a file path, or by the name of a shipped profile (``gpt2@l4``)."""
+    text_form = str(name_or_path)
+    candidate = Path(name_or_path)
+    looks_like_path = (
+        isinstance(name_or_path, Path)
+        or text_form.endswith(".json")
+        or "/" in text_form
+        or "\\" in text_form
+    )
+    if candidate.is_file() or looks_like_path:
+        return Profile.load(candidate)
+    names = shipped_profiles()
+    if text_form not in names:
+        listing = ", ".join(names) if names else "(none shipped)"
+        raise ConfigError(f"unknown profile {text_form!r}; shipped profiles: {listing}")
+    entry = _shipped_dir() / f"{text_form}.json"
+    return Profile.from_json(entry.read_text(encoding="utf-8"), f"shipped profile {text_form}")
+
+
+def kv_bytes_per_token(shape: ModelShape, dtype_bytes: int) -> int:
+    """KV bytes per token of one decoder layer: keys and values for every KV head."""
+    return 2 * shape.n_kv_heads * shape.head_dim * dtype_bytes
+
+
+def activation_bytes_per_token(shape: ModelShape, dtype_bytes: int) -> list[int]:
+    """Bytes per token crossing each split point ``k = 0..n_layers``.
+
+    ``k = 0`` sends token ids (int32, 4 bytes); after ``k >= 1`` layers the hidden state is sent.
+    """
+    return [4] + [shape.d_model * dtype_bytes] * shape.n_layers
