@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "offload_rl.commands.profile",
     "offload_rl.commands.scenario",
     "agents.commands.evaluate",
+    "agents.commands.train",
     "agents.commands.export",
     "serving.commands",
 )

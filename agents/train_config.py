@@ -1,0 +1,368 @@
+"""Training configs: one YAML file says what to train on, how long, and with which PPO settings.
+
+Every key is validated on load (unknown keys are errors too); errors are
+:class:`~offload_rl.errors.ConfigError` naming the file and the dotted key
+(``experiments/x.yaml: ppo.batch_size: ...``). Relative paths (the scenario, trace files,
+folders and globs) are relative to the config file, so ``../../shared/traces/nyc-lte`` works
+from ``experiments/``.
+
+Trace selection, from the config alone (nothing is random at run time):
+
+* ``traces`` replaces the scenario's link traces for training. Each entry is a file, a folder
+  (a family: its name is the folder's) or a glob, with the uplink scaling that applies to it:
+  a downlink family standing in for the uplink must state ``uplink_scale``.
+* ``trace_split`` splits the files of each family into train and test: files are ordered by
+  ``crc32(f"{seed}:{file name}")`` and the first ``round(test_share * n)`` (at least one, never
+  all) are held out. The rule depends on file names only, so adding a family never moves
+  another family's split; the run writes the two lists to ``OUT/trace_split.json``.
+* ``validation_traces`` names the validation traces explicitly (e.g. an unseen family for a
+  leave-one-family-out run); without it, validation uses the held-out files of ``trace_split``,
+  or else the training traces (with other offsets and workload seeds).
+"""
+
+from __future__ import annotations
+
+import glob
+import zlib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from offload_rl.errors import ConfigError, OffloadRLError
+from offload_rl.heuristics import HEURISTIC_NAMES
+from offload_rl.scenario import Scenario, TraceSource, load_scenario
+from offload_rl.traces import trace_files
+
+ORACLE = "oracle"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TraceEntry(_Strict):
+    """A trace file, folder or glob, and the scaling that turns it into the link's capacity."""
+
+    source: str
+    direction: Literal["uplink", "downlink"] = "uplink"
+    uplink_scale: float | None = Field(
+        None, gt=0.0, description="uplink capacity = scale x trace (default: top-level value)"
+    )
+    downlink_scale: float = Field(1.0, gt=0.0)
+
+
+class TraceSplit(_Strict):
+    """Hold out a share of every family's trace files for validation."""
+
+    test_share: float = Field(0.25, gt=0.0, lt=1.0)
+    seed: int = 0
+
+
+class PPOConfig(_Strict):
+    """MaskablePPO hyper-parameters (SB3 names and meanings)."""
+
+    n_steps: int = Field(256, ge=2, description="steps per env per rollout")
+    batch_size: int = Field(256, ge=2)
+    n_epochs: int = Field(10, ge=1)
+    learning_rate: float = Field(3e-4, gt=0.0)
+    lr_schedule: Literal["constant", "linear"] = "constant"
+    gamma: float = Field(0.99, ge=0.0, le=1.0)
+    gae_lambda: float = Field(0.95, ge=0.0, le=1.0)
+    ent_coef: float = Field(0.0, ge=0.0)
+    clip_range: float = Field(0.2, gt=0.0)
+    vf_coef: float = Field(0.5, ge=0.0)
+    max_grad_norm: float = Field(0.5, gt=0.0)
+    net_arch: list[int] = Field(default_factory=lambda: [64, 64], min_length=1)
+    activation: Literal["tanh", "relu"] = "tanh"
+    init_keep_logit: float = Field(
+        0.0,
+        description=(
+            "added to the initial logit of every 'keep' action: a prior towards keeping the "
+            "session's KV (free when deciding; its pay-off comes turns later, beyond what a "
+            "short discount horizon credits)"
+        ),
+    )
+
+    @field_validator("net_arch")
+    @classmethod
+    def _positive_widths(cls, v: list[int]) -> list[int]:
+        if any(w < 1 for w in v):
+            raise ValueError("layer widths must be >= 1")
+        return v
+
+
+class NormalizeConfig(_Strict):
+    """VecNormalize: observation statistics are saved with the model and used at serve time."""
+
+    obs: bool = True
+    reward: bool = False
+    clip_obs: float = Field(10.0, gt=0.0)
+    clip_reward: float = Field(10.0, gt=0.0)
+
+
+class TrainConfig(_Strict):
+    """A whole training run."""
+
+    scenario: str = "default"
+    traces: list[TraceEntry | str] | None = Field(None, min_length=1)
+    validation_traces: list[TraceEntry | str] | None = Field(None, min_length=1)
+    trace_split: TraceSplit | None = None
+    uplink_scale: float | None = Field(
+        None, gt=0.0, description="default uplink scale of trace entries that state none"
+    )
+    episode_requests: int | None = Field(None, ge=1, description="default: the scenario's")
+    total_timesteps: int = Field(200_000, ge=1)
+    n_envs: int = Field(4, ge=1, le=64)
+    vec_env: Literal["subproc", "dummy"] = "subproc"
+    trace_sampling: Literal["family", "trace"] = Field(
+        "family",
+        description="training episodes draw a family uniformly, then a trace (or a trace)",
+    )
+    seed: int = 0
+    torch_threads: int = Field(1, ge=1)
+    ppo: PPOConfig = Field(default_factory=PPOConfig)
+    normalize: NormalizeConfig = Field(default_factory=NormalizeConfig)
+    checkpoint_every: int = Field(50_000, ge=1, description="env steps between checkpoints")
+    eval_every: int = Field(25_000, ge=1, description="env steps between validation runs")
+    eval_episodes: int = Field(4, ge=1, description="validation episodes per trace family")
+    eval_seed: int = Field(12345, description="seed of the validation episode set")
+    eval_requests: int | None = Field(None, ge=1, description="default: episode_requests")
+    heuristics: list[str] = Field(
+        default_factory=lambda: ["local", "edge", "cloud", "greedy", "random", ORACLE]
+    )
+    base_dir: str | None = Field(None, exclude=True, description="folder of the config file")
+    config_file: str | None = Field(None, exclude=True, description="for error messages")
+
+    @field_validator("heuristics")
+    @classmethod
+    def _known_heuristics(cls, v: list[str]) -> list[str]:
+        names = [n.strip().lower() for n in v]
+        for name in names:
+            if name != ORACLE and name not in HEURISTIC_NAMES:
+                raise ValueError(
+                    f"unknown heuristic {name!r}; valid: oracle, "
+                    f"{', '.join(n for n in HEURISTIC_NAMES if n.count('-') == 0)} "
+                    "and their -<estimator>-<cache rule> variants"
+                )
+        if len(set(names)) != len(names):
+            raise ValueError("a heuristic is listed twice")
+        return names
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainConfig:
+        rollout = self.ppo.n_steps * self.n_envs
+        if self.ppo.batch_size > rollout:
+            raise ValueError(
+                f"ppo.batch_size {self.ppo.batch_size} exceeds the rollout size "
+                f"n_steps x n_envs = {rollout}"
+            )
+        if self.trace_split is not None and self.traces is None:
+            raise ValueError("trace_split needs traces (the files to split)")
+        if self.trace_split is not None and self.validation_traces is not None:
+            raise ValueError("give either trace_split or validation_traces, not both")
+        return self
+
+    # -- paths ----------------------------------------------------------------------------
+    def resolve_path(self, path: str) -> Path:
+        """A path from the config, relative to the config file's folder."""
+        p = Path(path).expanduser()
+        if not p.is_absolute() and self.base_dir is not None:
+            p = Path(self.base_dir) / p
+        return p
+
+    def scenario_ref(self) -> str:
+        """The scenario as an embedded name or an absolute path."""
+        s = self.scenario
+        if Path(s).suffix in (".yaml", ".yml") or "/" in s:
+            return str(self.resolve_path(s).resolve())
+        return s
+
+    def resolved(self) -> TrainConfig:
+        """A copy whose paths are absolute: what ``OUT/config.yaml`` holds (loadable anywhere)."""
+
+        def fix(entries: list[TraceEntry | str] | None) -> list[TraceEntry | str] | None:
+            if entries is None:
+                return None
+            return [
+                e.model_copy(update={"source": self._abs(e.source)})
+                for e in (_entry(x) for x in entries)
+            ]
+
+        return self.model_copy(
+            update={
+                "scenario": self.scenario_ref(),
+                "traces": fix(self.traces),
+                "validation_traces": fix(self.validation_traces),
+            }
+        )
+
+    def _abs(self, path: str) -> str:
+        p = self.resolve_path(path)
+        # keep glob characters intact: only normalise the folder part
+        return str(p.parent.resolve() / p.name) if glob.has_magic(str(p)) else str(p.resolve())
+
+    def to_yaml(self) -> str:
+        data = self.model_dump(mode="json", exclude_none=True)
+        return yaml.safe_dump(data, sort_keys=False)
+
+    # -- scenarios --------------------------------------------------------------------------
+    def base_scenario(self) -> Scenario:
+        """The scenario with ``episode_requests`` applied (traces as the scenario has them)."""
+        try:
+            sc = load_scenario(self.scenario_ref())
+        except ConfigError as err:
+            raise ConfigError(f"{self._source()}: scenario: {err}") from None
+        if self.episode_requests is not None:
+            episode = sc.episode.model_copy(update={"requests": self.episode_requests})
+            sc = sc.model_copy(update={"episode": episode})
+        return sc
+
+    def trace_sets(self) -> tuple[list[TraceSource] | None, list[TraceSource] | None]:
+        """Train and validation trace sources (``None``: the scenario's own)."""
+        train = self._expand("traces", self.traces) if self.traces is not None else None
+        val = (
+            self._expand("validation_traces", self.validation_traces)
+            if self.validation_traces is not None
+            else None
+        )
+        if self.trace_split is not None and train is not None:
+            train, val = split_by_family(train, self.trace_split)
+        return train, val
+
+    def scenarios(self) -> tuple[Scenario, Scenario]:
+        """The training scenario and the validation scenario."""
+        base = self.base_scenario()
+        train, val = self.trace_sets()
+        train_sc = _with_sources(base, train) if train is not None else base
+        val_sc = _with_sources(base, val) if val is not None else train_sc
+        if self.eval_requests is not None:
+            episode = val_sc.episode.model_copy(update={"requests": self.eval_requests})
+            val_sc = val_sc.model_copy(update={"episode": episode})
+        return train_sc, val_sc
+
+    def _source(self) -> str:
+        return self.config_file or "config"
+
+    def _expand(self, key: str, entries: list[TraceEntry | str]) -> list[TraceSource]:
+        """One :class:`TraceSource` per file, with absolute paths and effective scaling."""
+        out: list[TraceSource] = []
+        for i, raw in enumerate(entries):
+            entry = _entry(raw)
+            scale = entry.uplink_scale if entry.uplink_scale is not None else self.uplink_scale
+            if entry.direction == "downlink" and scale is None:
+                raise ConfigError(
+                    f"{self._source()}: {key}.{i}.uplink_scale: {entry.source} is a downlink "
+                    "trace standing in for the uplink: state the uplink_scale applied "
+                    "(e.g. 0.22 for LTE)"
+                )
+            path = self.resolve_path(entry.source)
+            try:
+                if glob.has_magic(str(path)):
+                    files = sorted(Path(f) for f in glob.glob(str(path)) if Path(f).is_file())
+                    if not files:
+                        raise ConfigError(f"{key}.{i}.source: no file matches {path}")
+                elif path.is_dir():
+                    files = trace_files(path)
+                elif path.is_file():
+                    files = [path]
+                else:
+                    raise ConfigError(f"{key}.{i}.source: {path} does not exist")
+            except ConfigError as err:
+                raise ConfigError(f"{self._source()}: {err}") from None
+            except OffloadRLError as err:
+                raise ConfigError(f"{self._source()}: {key}.{i}.source: {err}") from None
+            for f in files:
+                out.append(
+                    TraceSource(
+                        source=str(f.resolve()),
+                        direction=entry.direction,
+                        uplink_scale=1.0 if scale is None else scale,
+                        downlink_scale=entry.downlink_scale,
+                    )
+                )
+        return out
+
+
+def _entry(raw: TraceEntry | str) -> TraceEntry:
+    return TraceEntry(source=raw) if isinstance(raw, str) else raw
+
+
+def _with_sources(scenario: Scenario, sources: list[TraceSource]) -> Scenario:
+    network = scenario.network.model_copy(update={"traces": list(sources)})
+    return scenario.model_copy(update={"network": network})
+
+
+def split_by_family(
+    sources: list[TraceSource], split: TraceSplit
+) -> tuple[list[TraceSource], list[TraceSource]]:
+    """Train and test files of every family (a family = the folder a file lies in).
+
+    Files are ordered by ``crc32(f"{seed}:{name}")``; the first ``round(share * n)`` (at least
+    1, at most ``n - 1``; none of a one-file family) are held out. Order within each part
+    follows the input.
+    """
+    by_family: dict[str, list[TraceSource]] = {}
+    for s in sources:
+        by_family.setdefault(Path(s.source).parent.name, []).append(s)
+    test_ids: set[int] = set()
+    for members in by_family.values():
+        n = len(members)
+        if n < 2:
+            continue
+        k = min(max(round(split.test_share * n), 1), n - 1)
+        order = sorted(
+            members, key=lambda s: zlib.crc32(f"{split.seed}:{Path(s.source).name}".encode())
+        )
+        test_ids.update(id(s) for s in order[:k])
+    train = [s for s in sources if id(s) not in test_ids]
+    test = [s for s in sources if id(s) in test_ids]
+    return train, test
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+
+
+def _format_error(source: str, err: ValidationError) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return f"{source}: {key}: {msg}{more}"
+
+
+def train_config_from_dict(
+    data: object, source: str = "config", base_dir: str | None = None
+) -> TrainConfig:
+    """Validate a parsed mapping; errors name ``source`` and the dotted key."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    try:
+        return TrainConfig.model_validate({**data, "base_dir": base_dir, "config_file": source})
+    except ValidationError as err:
+        raise ConfigError(_format_error(source, err)) from None
+
+
+def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
+    """Load a training config YAML; ``overrides`` (e.g. ``total_timesteps``) are validated too."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: training config not found")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{p}:{line}: not valid YAML") from None
+    except OSError as err:
+        raise ConfigError(f"{p}: cannot read: {err.strerror or err}") from None
+    if isinstance(data, dict):
+        data = {**data, **{k: v for k, v in overrides.items() if v is not None}}
+    return train_config_from_dict(data, str(p), str(p.resolve().parent))
