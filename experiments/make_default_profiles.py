@@ -38,7 +38,14 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from offload_rl.model_shapes import get_arch
-from offload_rl.profiler import LoadReport, measure_host_peaks, measure_profile, wait_for_quiet
+from offload_rl.profiler import (
+    CONTENTION_THRESHOLD,
+    HostPeaks,
+    LoadReport,
+    measure_host_peaks,
+    measure_profile,
+    wait_for_quiet,
+)
 from offload_rl.profiles import Profile
 from offload_rl.roofline import (
     HARDWARE,
@@ -59,34 +66,73 @@ LENGTHS = (16, 64, 256, 1024)
 ANALYTICAL_HARDWARE = ("sd8gen3-phone", "jetson-orin-nano", "l4", "h100")
 
 
-def measure_all(out: Path, repeats: int, console: Console, budget_s: float) -> dict[str, Profile]:
-    """Step 1: measure every model here and write ``<model>@cpu-2core.json``.
+class StillBusyError(RuntimeError):
+    """The machine stayed busy and ``--require-quiet`` forbids writing inflated timings."""
+
+
+def clean_recorded_peaks(out: Path, exclude: list[str]) -> HostPeaks | None:
+    """Host peaks recorded in a measured profile already in ``out`` that was timed quietly.
+
+    When only some models are re-measured, they reuse those peaks, so that every profile of one
+    machine is scored against the same numbers.
+    """
+    for model in MODELS:
+        path = out / f"{model}@{HOST}.json"
+        if model in exclude or not path.is_file():
+            continue
+        prov = Profile.load(path).provenance
+        text = f"{prov.description} {prov.calibration}"
+        if prov.peak_flops and prov.mem_bw_bytes_s and prov.calibration and "WARNING" not in text:
+            method = prov.calibration.split("(", 1)[1].split(")", 1)[0]
+            return HostPeaks(
+                flops=prov.peak_flops,
+                mem_bw_bytes_s=prov.mem_bw_bytes_s,
+                method=f"{method}; measured {prov.date[:16]} with {path.name}",
+            )
+    return None
+
+
+def measure_all(
+    models: list[str],
+    out: Path,
+    repeats: int,
+    console: Console,
+    budget_s: float,
+    require_quiet: bool,
+) -> dict[str, Profile]:
+    """Step 1: measure ``models`` here and write ``<model>@cpu-2core.json``.
 
     Waiting for quiet and re-measuring share ``budget_s``: on a quiet machine step 1 takes about
     a minute and a half; on a busy one it measures anyway once the budget is spent (and the
-    provenance says how busy the machine was).
+    provenance says how busy the machine was), unless ``require_quiet``: then a model that
+    stayed contended is not written and :class:`StillBusyError` is raised at the end.
     """
     deadline = time.monotonic() + budget_s
 
     def left() -> float:
         return max(0.0, deadline - time.monotonic())
 
-    wait_for_quiet(max_wait_s=min(120.0, left() / 6))
-    peaks = measure_host_peaks(THREADS, "float32", retries=6, retry_wait_s=5.0)
+    peaks = clean_recorded_peaks(out, exclude=models)
+    if peaks is None:
+        wait_for_quiet(max_wait_s=min(120.0, left() / 6))
+        peaks = measure_host_peaks(THREADS, "float32", retries=6, retry_wait_s=5.0)
+        if require_quiet and "WARNING" in peaks.method:
+            raise StillBusyError("host peaks measured under contention")
     console.print(
         f"host peaks: {peaks.flops / 1e9:.0f} GFLOP/s, {peaks.mem_bw_bytes_s / 1e9:.1f} GB/s "
         f"({peaks.method})"
     )
     profiles = {}
-    for model in MODELS:
+    skipped = []
+    for model in models:
         best: tuple[Profile, LoadReport] | None = None
         for attempt in range(3):  # measure the whole model again if a point stayed contended
             if attempt and left() < 120.0:
                 break
             load = wait_for_quiet(max_wait_s=min(120.0, left() / 6))
-            if load is not None and load > 0.3:
+            if load is not None and load > CONTENTION_THRESHOLD:
                 console.print(f"[yellow]machine still busy ({load:.2f} CPUs elsewhere)[/]")
-            report = LoadReport(threshold=0.3)
+            report = LoadReport(threshold=CONTENTION_THRESHOLD)
             started = time.perf_counter()
             with Progress(
                 TextColumn("{task.description}"),
@@ -110,12 +156,12 @@ def measure_all(out: Path, repeats: int, console: Console, budget_s: float) -> d
                     lengths=LENGTHS,
                     repeats=repeats,
                     hardware=HOST,
-                    retries=6,
-                    retry_wait_s=5.0,
+                    retries=8,
+                    retry_wait_s=30.0,
                     load_report=report,
                     on_progress=on_progress,
                     peaks=peaks,
-                    retry_budget_s=left() / 6,
+                    retry_budget_s=left() / 3,
                 )
             console.print(
                 f"measured {model} (attempt {attempt + 1}) in "
@@ -126,9 +172,14 @@ def measure_all(out: Path, repeats: int, console: Console, budget_s: float) -> d
             if report.contended == 0:
                 break
         assert best is not None
+        if require_quiet and best[1].contended:
+            skipped.append(model)
+            continue
         path = out / f"{model}@{HOST}.json"
         best[0].save(path)
         profiles[model] = best[0]
+    if skipped:
+        raise StillBusyError(f"not written (timed under contention): {', '.join(skipped)}")
     return profiles
 
 
@@ -297,14 +348,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reuse-measured", action="store_true", help="recalibrate from the measured files in --out"
     )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=MODELS,
+        help="measure only this model (repeatable); the others are read from --out",
+    )
+    parser.add_argument(
+        "--require-quiet",
+        action="store_true",
+        help="do not write a measurement that stayed contended (exit 3 instead)",
+    )
     args = parser.parse_args(argv)
     console = Console()
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    if args.reuse_measured:
-        measured = {m: Profile.load(args.out / f"{m}@{HOST}.json") for m in MODELS}
-    else:
-        measured = measure_all(args.out, args.repeats, console, args.budget_s)
+    to_measure = [] if args.reuse_measured else list(args.only or MODELS)
+    try:
+        measured = (
+            measure_all(
+                to_measure, args.out, args.repeats, console, args.budget_s, args.require_quiet
+            )
+            if to_measure
+            else {}
+        )
+    except StillBusyError as err:
+        console.print(f"[red]machine too busy:[/] {err}")
+        return 3
+    measured = {  # in MODELS order; the ones not measured now are read back
+        m: measured[m] if m in measured else Profile.load(args.out / f"{m}@{HOST}.json")
+        for m in MODELS
+    }
     c = calibrate(measured, console)
     date = measured[MODELS[0]].provenance.date[:10]
     check_note = (

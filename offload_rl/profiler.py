@@ -47,6 +47,10 @@ DEFAULT_LENGTHS: tuple[int, ...] = (16, 64, 256, 1024)
 DEFAULT_CONTEXTS: tuple[int, ...] = (16, 128, 512, 2048)
 DTYPES: dict[str, int] = {"float32": 4, "bfloat16": 2, "float16": 2}
 
+# Other processes keeping more CPUs than this busy while a point is timed make it "contended":
+# with 2 threads on 2 cores, even a fraction of a core taken away stalls every parallel region.
+CONTENTION_THRESHOLD = 0.1
+
 # (description, steps done, steps in total): called before each step and once at the end.
 ProgressFn = Callable[[str, int, int], None]
 
@@ -253,7 +257,7 @@ def measure_host_peaks(
     runs: int = 7,
     retries: int = 3,
     retry_wait_s: float = 2.0,
-    contention_threshold: float = 0.3,
+    contention_threshold: float = CONTENTION_THRESHOLD,
 ) -> HostPeaks:
     """Measure the effective matmul FLOP/s and copy bandwidth with ``threads`` threads.
 
@@ -442,7 +446,10 @@ def default_contexts(arch: ArchSpec) -> list[int]:
 
 
 def wait_for_quiet(
-    max_wait_s: float = 120.0, threshold: float = 0.3, window_s: float = 1.0, quiet_windows: int = 3
+    max_wait_s: float = 120.0,
+    threshold: float = CONTENTION_THRESHOLD,
+    window_s: float = 1.0,
+    quiet_windows: int = 3,
 ) -> float | None:
     """Wait until other processes leave the CPUs alone for ``quiet_windows`` windows in a row.
 
@@ -507,7 +514,7 @@ def measure_profile(
     on_progress: ProgressFn | None = None,
     retries: int = 3,
     retry_wait_s: float = 2.0,
-    contention_threshold: float = 0.3,
+    contention_threshold: float = CONTENTION_THRESHOLD,
     load_report: LoadReport | None = None,
     min_point_s: float = 0.3,
     peaks: HostPeaks | None = None,
@@ -521,12 +528,12 @@ def measure_profile(
     reached against them goes into the provenance.
 
     A point timed while other processes kept more than ``contention_threshold`` CPUs busy is
-    re-measured up to ``retries`` times (``retry_wait_s`` apart), as long as the re-measurements
-    of the whole run stay within ``retry_budget_s`` (a busy machine must not make the command
-    run for ever). The background load that was seen is written into the provenance, so an
-    inflated profile says so; pass ``load_report`` to receive it as an object too. Cheap points
-    are repeated until ``min_point_s`` of timed work, so their median rests on more than
-    ``repeats`` runs.
+    re-measured up to ``retries`` times (each after waiting up to ``retry_wait_s`` for a quiet
+    second), as long as the re-measurements of the whole run stay within ``retry_budget_s`` (a
+    busy machine must not make the command run for ever). The background load that was seen is
+    written into the provenance, so an inflated profile says so; pass ``load_report`` to
+    receive it as an object too. Cheap points are repeated until ``min_point_s`` of timed work,
+    so their median rests on more than ``repeats`` runs.
     """
     arch = get_arch(model) if isinstance(model, str) else model
     if threads < 1:
@@ -587,7 +594,14 @@ def measure_profile(
                         if report.retry_s >= retry_budget_s:
                             break
                         report.retried += 1
-                        time.sleep(retry_wait_s)
+                        waited_from = time.monotonic()
+                        wait_for_quiet(
+                            max_wait_s=retry_wait_s,
+                            threshold=contention_threshold,
+                            window_s=0.5,
+                            quiet_windows=2,
+                        )
+                        report.retry_s += time.monotonic() - waited_from
                     attempt_started = time.monotonic()
                     monitor.restart()
                     seconds = time_call(
@@ -595,7 +609,7 @@ def measure_profile(
                     )
                     others = monitor.cpus_used_by_others()
                     if attempt:
-                        report.retry_s += time.monotonic() - attempt_started + retry_wait_s
+                        report.retry_s += time.monotonic() - attempt_started
                     seen = others if others is not None else 0.0
                     quiet = seen <= contention_threshold
                     if best is None or (quiet, -seconds) > (

@@ -104,9 +104,9 @@ def _run(args: argparse.Namespace) -> int:
     lengths = _int_list(args.lengths, "--lengths")
     contexts = _int_list(args.contexts, "--contexts") if args.contexts else None
 
-    from offload_rl.profiler import LoadReport, measure_profile
+    from offload_rl.profiler import CONTENTION_THRESHOLD, LoadReport, measure_profile
 
-    report = LoadReport(threshold=0.3)
+    report = LoadReport(threshold=CONTENTION_THRESHOLD)
     started = time.perf_counter()
     stderr = Console(stderr=True)
     with Progress(
