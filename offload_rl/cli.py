@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "agents.commands.evaluate",
     "agents.commands.train",
     "agents.commands.export",
+    "agents.commands.validate",
     "serving.commands",
 )
 
