@@ -59,6 +59,7 @@ TARGET_P90_PCT = 25.0
 # (the profiler uses the same threshold when it re-measures a point).
 CONTENTION_CPUS = 0.3
 PER_TOKEN_UPLOADS = "per_token_uploads"
+PER_MESSAGE_LINK = "per_message_link"
 CLASS_LOCAL = "local"
 CLASS_EDGE = "full_offload"
 
@@ -362,39 +363,82 @@ def _predict(
     )
 
 
-def per_token_upload_latency(
-    k: int, trace_t: float, req: ReplayRequest, cached: int, tiers: Tiers, link: LinkModel
-) -> float | None:
-    """Latency of a split request with every decode upload priced at its own start time.
+def per_message_latency(
+    k: int,
+    trace_t: float,
+    req: ReplayRequest,
+    cached: int,
+    tiers: Tiers,
+    link: LinkModel,
+    downlink: bool,
+) -> tuple[float, float] | None:
+    """(TTFT, latency) with every message priced on the link at its own start time.
 
-    :func:`request_cost` integrates the ``o - 1`` decode uploads as one transfer from the end
-    of prefill; this walks the same compute and RTTs token by token, so the difference
-    isolates that approximation from the profile's errors. ``None`` unless ``0 < k < L``.
+    The same compute and RTTs as :func:`request_cost`, walked token by token: each decode
+    upload starts when its token's device layers finish (``request_cost`` integrates the
+    ``o - 1`` uploads as one transfer from the end of prefill) and, with ``downlink``, each
+    token id (4 bytes) crosses the downlink trace (FIFO) before its RTT/2 (``request_cost``
+    gives the downlink no capacity: an outage there delays nothing). Differences from
+    ``request_cost`` isolate those approximations from the profile's errors; on a constant
+    link without ``downlink`` both agree. ``None`` for a fully local request.
     """
     L = tiers.n_layers
-    if not 0 < k < L:
+    if not 0 <= k < L:
         return None
     dev, edge = tiers.device, tiers.edge
-    first = _predict(k, trace_t, req, cached, tiers, link)
     total_ctx = req.context_tokens + req.new_tokens
+    cached = min(cached, req.context_tokens)
+    prefill = total_ctx - cached
+    n_decode = max(req.output_tokens - 1, 0)
+    half = link.rtt_edge_s / 2.0
+    token_bytes = float(dev.activation_bytes_per_token[0])  # token ids
+
+    def down(t: float) -> float:
+        """When a token that leaves the edge at ``t`` reaches the device."""
+        return (link.downlink.finish_time(t, token_bytes) if downlink else t) + half
+
+    t = trace_t
+    if k > 0:
+        t += dev.embed_prefill_s(prefill) + dev.layers_prefill_s(0, k, prefill, cached)
+    t = link.uplink.finish_time(t, float(prefill * dev.activation_bytes_per_token[k])) + half
+    t += (
+        (edge.embed_prefill_s(prefill) if k == 0 else 0.0)
+        + edge.layers_prefill_s(k, L, prefill, cached)
+        + edge.head_first_token_s()
+    )
+    if k == 0:  # the edge decodes alone; its tokens queue on the downlink
+        emitted = [t]
+        e0 = edge.embed_decode[0] + edge.head_decode[0]
+        e1 = edge.embed_decode[1] + edge.head_decode[1]
+        for j in range(n_decode):
+            ctx = total_ctx + j
+            t += edge.layers_decode_s(0, L, 1, ctx) + e0 + e1 * ctx
+            emitted.append(t)
+        free = -math.inf
+        arrivals = []
+        for leave in emitted:
+            start = max(leave, free)
+            free = link.downlink.finish_time(start, token_bytes) if downlink else start
+            arrivals.append(free + half)
+        return arrivals[0] - trace_t, arrivals[-1] - trace_t
+    t = down(t)
+    ttft = t - trace_t
     step_bytes = float(dev.activation_bytes_per_token[k])
-    rtt = link.rtt_edge_s
-    t = trace_t + first.ttft_s
-    for j in range(max(req.output_tokens - 1, 0)):
+    for j in range(n_decode):
         ctx = total_ctx + j
         t += (
             dev.layers_decode_s(0, k, 1, ctx)
             + dev.embed_decode[0]
             + dev.embed_decode[1] * (total_ctx)
         )
-        t = link.uplink.finish_time(t, step_bytes)
+        t = link.uplink.finish_time(t, step_bytes) + half
         t += (
-            rtt
-            + edge.layers_decode_s(k, L, 1, ctx)
+            edge.layers_decode_s(k, L, 1, ctx)
             + edge.head_decode[0]
             + edge.head_decode[1] * total_ctx
         )
-    return t - trace_t
+        t = down(t)
+    return ttft, t - trace_t
 
 
 def _validation_scenario(profile_path: Path, traces: Sequence[str], rtt_ms: float) -> Any:
@@ -711,11 +755,7 @@ class _Replay:
                         cost = _predict(
                             record.split, trace_t, req, record.cached_positions, tiers, link
                         )
-                        exact = per_token_upload_latency(
-                            record.split, trace_t, req, record.cached_positions, tiers, link
-                        )
                         row.predictions[label] = {
-                            "per_token_upload_latency_s": exact if exact is not None else -1.0,
                             "ttft_s": cost.ttft_s,
                             "latency_s": cost.latency_s,
                             "upload_s": cost.upload_s,
@@ -724,12 +764,28 @@ class _Replay:
                             "edge_s": cost.edge_gpu_s,
                             "cached_tokens": float(record.cached_positions),
                         }
-                        if label == self.primary:
-                            # what request_cost would give with per-token decode uploads
-                            variant = dict(row.predictions[label])
-                            if exact is not None:
-                                variant["latency_s"] = exact
-                            row.predictions[f"{label}+{PER_TOKEN_UPLOADS}"] = variant
+                        if label != self.primary:
+                            continue
+                        # what request_cost would give with per-message link timing
+                        for variant, with_downlink in (
+                            (PER_TOKEN_UPLOADS, False),
+                            (PER_MESSAGE_LINK, True),
+                        ):
+                            walked = per_message_latency(
+                                record.split,
+                                trace_t,
+                                req,
+                                record.cached_positions,
+                                tiers,
+                                link,
+                                downlink=with_downlink,
+                            )
+                            values = dict(row.predictions[label])
+                            if walked is not None:
+                                if with_downlink:
+                                    values["ttft_s"] = walked[0]
+                                values["latency_s"] = walked[1]
+                            row.predictions[f"{label}+{variant}"] = values
                 load = "?" if others is None else f"{others:.2f}"
                 _say(
                     cfg,
@@ -895,11 +951,6 @@ def _group(summaries: Sequence[dict[str, Any]]) -> dict[str, Any]:
         for s in summaries
         if s["measured"]["edge_compute_s"] > 0 and s["predicted"]["edge_s"] > 0
     ]
-    approx = [
-        abs(_pct(s["predicted"]["latency_s"], s["predicted"]["per_token_upload_latency_s"]))
-        for s in summaries
-        if s["predicted"].get("per_token_upload_latency_s", -1.0) > 0
-    ]
     return {
         "n": len(summaries),
         "median_abs_pct_error_total": st["median"],
@@ -912,9 +963,6 @@ def _group(summaries: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "median_predicted_latency_s": _median([s["predicted"]["latency_s"] for s in summaries]),
         "median_pct_error_device_compute": _median(dev),
         "median_pct_error_edge_compute": _median(edge),
-        # request_cost's one-transfer decode uploads vs per-token uploads (same profile)
-        "median_abs_pct_decode_upload_approximation": _median(approx),
-        "max_abs_pct_decode_upload_approximation": max(approx, default=None),
         "median_overhead_ms_per_token": _median(
             [1000.0 * s["overhead_s"] / s["output_tokens"] for s in summaries]
         ),
@@ -1016,9 +1064,15 @@ def markdown(result: dict[str, Any]) -> str:
                 else ""
             )
             + (
-                ", decode uploads priced at their own start times (not in request_cost: what "
-                "the proposed change would give)"
+                ": decode uploads priced at their own start times (not in request_cost; what "
+                "that change would give)"
                 if label.endswith(PER_TOKEN_UPLOADS)
+                else ""
+            )
+            + (
+                ": every message priced at its own start time, token ids on the downlink "
+                "trace too (not in request_cost; what that change would give)"
+                if label.endswith(PER_MESSAGE_LINK)
                 else ""
             )
             + ":",

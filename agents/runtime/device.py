@@ -354,7 +354,7 @@ class DeviceRuntime:
         begin = Frame(wire.BEGIN, request=rid, a=len(new_ids), meta=meta, payload=payload)
         self.sender.send(begin)
         record.upload_payload_bytes += len(payload)
-        record.upload_wire_bytes += len(begin.encode())
+        record.upload_wire_bytes += begin.wire_size()
         first = self._expect(wire.TOKEN, wire.MISS, request=rid)
         record.download_wire_bytes += HEADER_BYTES
         if first.kind == wire.MISS:
@@ -379,7 +379,7 @@ class DeviceRuntime:
                 step = Frame(wire.STEP, request=rid, a=pos, payload=payload)
                 self.sender.send(step)
                 record.upload_payload_bytes += len(payload)
-                record.upload_wire_bytes += len(step.encode())
+                record.upload_wire_bytes += step.wire_size()
             reply = self._expect(wire.TOKEN, request=rid)
             record.download_wire_bytes += HEADER_BYTES
             if reply.b != i:

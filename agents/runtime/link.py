@@ -67,8 +67,15 @@ class Frame:
     deliver_at: float = 0.0
     arrived_at: float = 0.0  # receiver: when the last byte was read (before the hold)
 
+    def _meta_bytes(self) -> bytes:
+        return b"" if self.meta is None else json.dumps(self.meta).encode()
+
+    def wire_size(self) -> int:
+        """Bytes the frame takes on the wire (header + metadata + payload)."""
+        return HEADER_BYTES + len(self._meta_bytes()) + len(self.payload)
+
     def encode(self) -> bytes:
-        meta = b"" if self.meta is None else json.dumps(self.meta).encode()
+        meta = self._meta_bytes()
         head = HEADER.pack(
             self.kind,
             self.request,
@@ -207,9 +214,8 @@ class PacedSender:
         shape = self.shape
         assert shape is not None
         start = max(now(), self._link_free_at)
-        # The header carries deliver_at, which depends only on the frame's size: measure the
-        # size with a placeholder first (the header has a fixed size).
-        nbytes = len(frame.encode())
+        # The header carries deliver_at, which depends only on the frame's size.
+        nbytes = frame.wire_size()
         finish = shape.delivery(start, nbytes)
         frame.deliver_at = finish + shape.one_way_s
         data = memoryview(frame.encode())

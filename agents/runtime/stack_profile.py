@@ -3,8 +3,9 @@
 :func:`offload_rl.profiler.measure_profile` times *one* decoder layer over and over and reuses
 its cost for every layer. On this 2-core EPYC (32 MiB L3) one GPT-2 layer's 28 MiB of weights
 mostly stay in the L3 between calls, whereas a real forward pass streams ``L`` different layers
-from DRAM, so single-token decode, which is bound by reading the weights, is measured 10-20%
-too fast (prefill, bound by compute, is not affected). This module re-times the decoder layer
+from DRAM, so single-token decode, which is bound by reading the weights, is measured too fast:
+in quiet runs here the in-stack decode cost was 15-28% higher at context 128 and 4-15% higher at
+context 512 (prefill, bound by compute, agreed within 5%). This module re-times the decoder layer
 inside the whole stack of a :class:`~agents.runtime.model.SplitModel` (per-layer cost = stack
 time / ``L``; decode steps grow a real KV cache, as generation does) and puts those fits into
 the profile, saying so in its provenance. Embedding and head fits are kept.

@@ -141,3 +141,51 @@ def test_an_unreachable_service_falls_back_to_the_local_heuristic(tmp_path: Path
     assert source == "fallback" and 0 <= action < 2 * 14
     local, text = _decider(ValidationConfig(out=tmp_path, policy="greedy"), scenario)
     assert local(state)[1].startswith("local:")
+
+
+def _gpt2_tiers():
+    from offload_rl.compiled_profile import CompiledProfile
+    from offload_rl.cost_model import Tiers
+    from offload_rl.profiles import load_profile
+
+    compiled = CompiledProfile.from_profile(load_profile("gpt2@cpu-2core"))
+    return Tiers(compiled, compiled, compiled)
+
+
+def _link(up, down=None):
+    from offload_rl.cost_model import LinkModel
+
+    return LinkModel(
+        up, down or up, rtt_edge_s=0.02, rtt_cloud_extra_s=0.0, backhaul_bytes_per_s=1e9
+    )
+
+
+@pytest.mark.parametrize("k", [0, 4, 8])
+@pytest.mark.parametrize("cached", [0, 99])
+def test_the_per_message_walk_is_request_cost_on_a_constant_link(k: int, cached: int) -> None:
+    from agents.validate import _predict, per_message_latency
+    from offload_rl.traces import Trace
+
+    tiers, link = _gpt2_tiers(), _link(Trace.constant(5.0))
+    req = ReplayRequest(0, 0.0, 0, 1, 60, 100, 30)
+    cost = _predict(k, 12.3, req, cached, tiers, link)
+    walked = per_message_latency(k, 12.3, req, cached, tiers, link, downlink=False)
+    assert walked is not None
+    assert walked == pytest.approx((cost.ttft_s, cost.latency_s), rel=1e-9)
+    with_down = per_message_latency(k, 12.3, req, cached, tiers, link, downlink=True)
+    assert with_down is not None and with_down[1] >= walked[1]
+    assert per_message_latency(12, 12.3, req, cached, tiers, link, downlink=True) is None
+
+
+def test_an_outage_during_split_decoding_is_missed_by_one_transfer_pricing() -> None:
+    from agents.validate import _predict, per_message_latency
+    from offload_rl.traces import Trace
+
+    # 5 Mbps, then a 2 s outage from t = 1.5 s, then 5 Mbps again
+    up = Trace.from_steps([5.0] * 15 + [0.0] * 20 + [5.0] * 100, step_s=0.1, name="outage")
+    tiers, link = _gpt2_tiers(), _link(up, Trace.constant(50.0))
+    req = ReplayRequest(0, 0.0, 0, 0, 16, 0, 64)
+    cost = _predict(6, 0.0, req, 0, tiers, link)
+    walked = per_message_latency(6, 0.0, req, 0, tiers, link, downlink=False)
+    assert walked is not None and cost.ttft_s < 1.5  # decoding spans the outage
+    assert walked[1] > cost.latency_s + 1.0
