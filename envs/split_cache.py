@@ -409,11 +409,15 @@ class SplitCacheEnv(gym.Env[np.ndarray, np.int64]):
         return self._obs, float(reward), False, bool(truncated), info
 
     def _update_cache(self, sid: int, tier_index: int, keep: int, req: Request) -> None:
-        """Apply the cache action; the session's KV now holds context + prompt + output."""
+        """Apply the cache action.
+
+        The session's KV holds context + prompt + all output tokens but the last one: the last
+        token is sampled and returned but never fed back through the model.
+        """
         L = self.feature_spec.n_layers
         self._last_output[sid] = req.output_tokens
         self._last_arrival[sid] = req.arrival_s
-        tokens = req.context_tokens + req.new_tokens + req.output_tokens
+        tokens = req.context_tokens + req.new_tokens + max(req.output_tokens - 1, 0)
         self._device_kv.pop(sid, None)
         if not keep or tier_index == L + 1:
             self._kv_cache.drop(sid)

@@ -203,10 +203,11 @@ def test_kept_kv_hits_next_turn_only_at_the_same_split(tmp_path):
         e.reset(seed=0, options=opts)
         _, _, _, _, first = e.step(e.layout.encode(4, 1))  # keep at split 4
         assert not first["cache_hit"]
-        assert e.state.cached_split == 4 and e.state.cached_tokens == 320
+        # 300 prompt + 20 output - 1: the last output token never went through the model
+        assert e.state.cached_split == 4 and e.state.cached_tokens == 319
         _, _, _, _, second = e.step(e.layout.encode(split, 0))
         assert second["cache_hit"] is expect_hit
-        assert second["prefill_tokens"] == (30 if expect_hit else 350)
+        assert second["prefill_tokens"] == (31 if expect_hit else 350)
 
 
 def test_dropped_kv_never_hits(tmp_path):
