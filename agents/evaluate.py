@@ -120,7 +120,7 @@ def build_episodes(resolved: ResolvedScenario, per_family: int, seed: int) -> li
 # --------------------------------------------------------------------------------------------
 
 
-def _decider(policy: AnyPolicy, env: SplitCacheEnv) -> Callable[[], int]:
+def decider(policy: AnyPolicy, env: SplitCacheEnv) -> Callable[[], int]:
     """The policy's next action: hindsight policies (the oracle) read the environment,
     deployable ones see only the decision state and the mask."""
     act_env: Callable[[SplitCacheEnv], int] | None = getattr(policy, "act_env", None)
@@ -136,7 +136,7 @@ def run_episode(policy: AnyPolicy, env: SplitCacheEnv, episode: Episode) -> dict
     policy.reset()
     cols: dict[str, list[Any]] = {c: [] for c in (*FLOAT_COLUMNS, *INT_COLUMNS, *BOOL_COLUMNS)}
     L = env.layout.n_layers
-    decide = _decider(policy, env)
+    decide = decider(policy, env)
     while True:
         state = env.state
         action = decide()

@@ -578,6 +578,7 @@ def train(
     resolved = resolve_scenario(train_scenario)
     spec = resolved.spec
     venv = make_vec_env(resolved, config.n_envs, config.vec_env, config.trace_sampling == "family")
+    warm_report: dict[str, Any] | None = None
     try:
         norm = config.normalize
         if ckpt is None:
@@ -591,6 +592,27 @@ def train(
             )
             model = build_model(config, vecnorm, spec)
             start = 0
+            if config.warm_start is not None:  # before TensorBoard: logged at step 0 below
+                from agents.warm_start import warm_start
+
+                cloned = warm_start(
+                    model,
+                    vecnorm if norm.obs else None,
+                    make_env(resolved, config.trace_sampling == "family"),
+                    train_scenario,
+                    config.warm_start,
+                    gamma=config.ppo.gamma,
+                    vf_coef=config.ppo.vf_coef,
+                    seed=config.seed,
+                )
+                warm_report = cloned.as_dict()
+                say(
+                    f"warm start: cloned {cloned.policy} from {cloned.demonstrations} requests "
+                    f"(its reward {cloned.reference_mean_reward:.3f}) in "
+                    f"{cloned.collect_s + cloned.train_s:.0f} s; agreement "
+                    f"{cloned.train_agreement:.1%} on the demonstrations, "
+                    f"{cloned.heldout_agreement:.1%} held out"
+                )
         else:
             _check_checkpoint_fits(ckpt, spec)
             vecnorm = VecNormalize.load(str(ckpt / VECNORMALIZE_FILE), venv)
@@ -606,6 +628,11 @@ def train(
         model.set_logger(Logger(folder=None, output_formats=[agent_tb]))
         if ckpt is None:
             agent_tb.writer.add_text("config", _as_code(config.to_yaml()), 0)
+        if warm_report is not None:
+            agent_tb.writer.add_text("warm_start", _as_code(json.dumps(warm_report, indent=1)), 0)
+            agent_tb.writer.add_scalar(
+                "warm_start/heldout_agreement", warm_report["heldout_agreement"], 0
+            )
         writers: dict[str, SummaryWriter] = {
             name: SummaryWriter(log_dir=str(tb_root / run_dir_name(name)), purge_step=purge)
             for name in baselines
@@ -683,6 +710,7 @@ def train(
     summary = {
         "num_timesteps": steps,
         "resumed_from": start if ckpt is not None else None,
+        "warm_start": warm_report,
         "learn_wall_s": round(learn_s, 2),
         "eval_wall_s": round(eval_seconds[0], 2),
         "env_steps_per_s": round(steps_per_s, 1),

@@ -93,6 +93,24 @@ class PPOConfig(_Strict):
         return v
 
 
+class WarmStartConfig(_Strict):
+    """Clone a reference policy into the fresh agent before PPO (:mod:`agents.warm_start`)."""
+
+    policy: str = Field("greedy", description="heuristic name, or oracle (hindsight imitation)")
+    steps: int = Field(100_000, ge=1, description="requests of demonstrations")
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(512, ge=2)
+    learning_rate: float = Field(1e-3, gt=0.0)
+
+    @field_validator("policy")
+    @classmethod
+    def _known_policy(cls, v: str) -> str:
+        name = v.strip().lower()
+        if name != ORACLE and name not in HEURISTIC_NAMES:
+            raise ValueError(f"unknown policy {name!r}; valid: oracle or a heuristic name")
+        return name
+
+
 class NormalizeConfig(_Strict):
     """VecNormalize: observation statistics are saved with the model and used at serve time."""
 
@@ -120,6 +138,14 @@ class TrainConfig(_Strict):
         "family",
         description="training episodes draw a family uniformly, then a trace (or a trace)",
     )
+    keep_credit: bool = Field(
+        False,
+        description=(
+            "train on the scenario's reward with reward.keep_credit on (a keep is credited at "
+            "once with the hit it makes possible; validation uses the plain reward)"
+        ),
+    )
+    warm_start: WarmStartConfig | None = None
     seed: int = 0
     torch_threads: int = Field(1, ge=1)
     ppo: PPOConfig = Field(default_factory=PPOConfig)
@@ -240,6 +266,9 @@ class TrainConfig(_Strict):
         if self.eval_requests is not None:
             episode = val_sc.episode.model_copy(update={"requests": self.eval_requests})
             val_sc = val_sc.model_copy(update={"episode": episode})
+        if self.keep_credit:
+            reward = train_sc.reward.model_copy(update={"keep_credit": True})
+            train_sc = train_sc.model_copy(update={"reward": reward})
         return train_sc, val_sc
 
     def _source(self) -> str:

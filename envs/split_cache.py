@@ -159,6 +159,7 @@ class SplitCacheEnv(gym.Env[np.ndarray, np.int64]):
         self._kv_cache = EdgeKVCache(int(sc.edge.kv_cache_bytes))
         self._usd_edge = sc.edge.usd_per_hour / 3600.0
         self._usd_cloud = sc.cloud.usd_per_hour / 3600.0
+        self._keep_credit = sc.reward.keep_credit
         self._i = 0
         self._requests: list[Request] = []
 
@@ -224,6 +225,8 @@ class SplitCacheEnv(gym.Env[np.ndarray, np.int64]):
         self._edge_reported = load.util_at_many(arrivals - load.params.report_lag_s).tolist()
         self._build_throughput_samples(uplink, horizon, world)
         self._kv_cache.clear()
+        self._credit: dict[int, float] = {}  # session -> keep credit not yet taken back
+        self._next_turn = self._next_turn_indices(reqs) if self._keep_credit else []
         self._device_kv: dict[int, int] = {}
         self._last_output: dict[int, int] = {}
         self._last_arrival: dict[int, float] = {}
@@ -322,12 +325,16 @@ class SplitCacheEnv(gym.Env[np.ndarray, np.int64]):
         ``action`` must be valid under the current mask.
         """
         req = self._requests[self._i]
+        tier_index = action >> 1
+        cached_split, usable = self._session_cache(req.session_id, req.context_tokens)
+        hit = cached_split is not None and cached_split == tier_index and usable > 0
+        return self._outcome(self._i, action, usable if hit else 0)
+
+    def _outcome(self, i: int, action: int, cached: int) -> StepOutcome:
+        """Outcome of request ``i`` served with ``action`` and ``cached`` usable KV tokens."""
+        req = self._requests[i]
         sid = req.session_id
         tier_index = action >> 1
-        cached_split, usable = self._session_cache(sid, req.context_tokens)
-        hit = cached_split is not None and cached_split == tier_index and usable > 0
-        cached = usable if hit else 0
-        i = self._i
         cost = request_cost(
             tier_index,
             self._offset + req.arrival_s,
@@ -362,7 +369,7 @@ class SplitCacheEnv(gym.Env[np.ndarray, np.int64]):
             reward=reward,
             cost=cost,
             slo_violated=violated,
-            cache_hit=hit,
+            cache_hit=cached > 0,
             cached_tokens=cached,
             usd=usd,
         )
@@ -383,6 +390,8 @@ class SplitCacheEnv(gym.Env[np.ndarray, np.int64]):
         tier_index, keep = self.layout.decode(a)
         self._update_cache(sid, tier_index, keep, req)
         reward = out.reward - (self.scenario.reward.invalid_action_penalty if invalid else 0.0)
+        if self._keep_credit:
+            reward += self._redistribute(sid, tier_index, keep, req)
         cost = out.cost
         info = {
             "latency_s": cost.latency_s,
@@ -407,6 +416,46 @@ class SplitCacheEnv(gym.Env[np.ndarray, np.int64]):
         truncated = self._i >= self.n_requests
         self._prepare_request()
         return self._obs, float(reward), False, bool(truncated), info
+
+    @staticmethod
+    def _next_turn_indices(reqs: list[Request]) -> list[int]:
+        """For each request, the index of its session's next request (-1: none)."""
+        nxt = [-1] * len(reqs)
+        seen: dict[int, int] = {}
+        for j in range(len(reqs) - 1, -1, -1):
+            sid = reqs[j].session_id
+            nxt[j] = seen.get(sid, -1)
+            seen[sid] = j
+        return nxt
+
+    def _redistribute(self, sid: int, tier_index: int, keep: int, req: Request) -> float:
+        """Reward moved in time by ``reward.keep_credit`` (call after the cache action).
+
+        A keep whose session comes back within the episode is credited at once with what a
+        hit would save that next turn at the same split (priced in hindsight); the credit is
+        taken back when the next turn comes (which then earns the real hit, or not) or from
+        the step whose keep evicts the entry. Every credit is taken back within the episode,
+        so episode returns are unchanged; only the timing moves, from ~30 requests later to
+        the decision that made the hit possible.
+        """
+        owed = self._credit.pop(sid, 0.0)
+        for evicted in self._kv_cache.last_evicted:
+            owed += self._credit.pop(evicted, 0.0)
+        self._kv_cache.last_evicted = []
+        j = self._next_turn[self._i]
+        if keep and j >= 0 and j < self.n_requests:
+            if tier_index == self.feature_spec.n_layers:
+                tokens = self._device_kv.get(sid, 0)
+            else:
+                entry = self._kv_cache.peek(sid)  # None if it did not fit
+                tokens = entry.tokens if entry is not None else 0
+            if tokens > 0:
+                cached = min(tokens, self._requests[j].context_tokens)
+                action = tier_index << 1
+                gain = self._outcome(j, action, cached).reward - self._outcome(j, action, 0).reward
+                self._credit[sid] = gain
+                owed -= gain
+        return -owed
 
     def _update_cache(self, sid: int, tier_index: int, keep: int, req: Request) -> None:
         """Apply the cache action.

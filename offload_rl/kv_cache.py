@@ -30,6 +30,7 @@ class EdgeKVCache:
         self.used_bytes = 0
         self._entries: OrderedDict[int, CacheEntry] = OrderedDict()
         self.evictions = 0
+        self.last_evicted: list[int] = []  # sessions the latest store() evicted
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -52,15 +53,18 @@ class EdgeKVCache:
     def store(self, session_id: int, split: int, tokens: int, nbytes: int) -> bool:
         """Keep a session's KV, evicting least-recently-used entries until it fits.
 
-        Returns False (and stores nothing) if the entry alone exceeds the capacity.
+        Returns False (and stores nothing) if the entry alone exceeds the capacity. The evicted
+        sessions are in :attr:`last_evicted` until the next call.
         """
         self.drop(session_id)
+        self.last_evicted = []
         if nbytes > self.capacity_bytes:
             return False
         while self.used_bytes + nbytes > self.capacity_bytes:
-            _, evicted = self._entries.popitem(last=False)
+            sid, evicted = self._entries.popitem(last=False)
             self.used_bytes -= evicted.nbytes
             self.evictions += 1
+            self.last_evicted.append(sid)
         self._entries[session_id] = CacheEntry(split=split, tokens=tokens, nbytes=nbytes)
         self.used_bytes += nbytes
         return True

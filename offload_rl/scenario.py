@@ -154,6 +154,14 @@ class RewardConfig(_Strict):
     w_slo: float = Field(1.0, ge=0.0, description="per SLO violation")
     w_cost: float = Field(0.0, ge=0.0, description="per US dollar of edge/cloud GPU time")
     invalid_action_penalty: float = Field(1.0, ge=0.0)
+    keep_credit: bool = Field(
+        False,
+        description=(
+            "training aid: credit a KV keep at once with the hit it would give the session's "
+            "next turn, and take the credit back when that turn comes or the entry is evicted "
+            "(the episode's total reward is unchanged)"
+        ),
+    )
 
 
 class EpisodeConfig(_Strict):

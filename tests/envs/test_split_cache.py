@@ -233,3 +233,69 @@ def test_scenario_errors_name_the_key(tmp_path):
     )
     with pytest.raises(ConfigError, match=r"rewrd: unknown key"):
         load_scenario(bad)
+
+
+def _with_keep_credit(path: Path) -> Path:
+    shaped = path.with_name("shaped-" + path.name)
+    shaped.write_text(path.read_text() + "reward: {keep_credit: true}\n")
+    return shaped
+
+
+def test_keep_credit_moves_the_hit_to_the_keep_that_made_it(tmp_path):
+    requests = [
+        Request(1.0, 0, 0, 300, 0, 20, 5.0),
+        Request(6.0, 0, 1, 30, 320, 20, None),
+    ]
+    plain_path = constant_scenario(tmp_path, 10.0)
+    opts = {"trace": 0, "offset_s": 0.0, "workload_seed": 0}
+
+    def rewards(path: Path, first_keep: int) -> list[float]:
+        e = SplitCacheEnv(str(path))
+        e.workload = FixedWorkload(requests)
+        e.reset(seed=0, options=opts)
+        out = [float(e.step(e.layout.encode(4, first_keep))[1])]
+        out.append(float(e.step(e.layout.encode(4, 1))[1]))  # second turn, no next turn
+        out += [float(e.step(e.layout.encode(0, 0))[1]) for _ in range(2)]
+        return out
+
+    plain_hit, plain_miss = rewards(plain_path, 1), rewards(plain_path, 0)
+    gain = plain_hit[1] - plain_miss[1]
+    assert gain > 0.0  # 319 cached positions at split 4 save prefill time
+    shaped = rewards(_with_keep_credit(plain_path), 1)
+    assert shaped[0] == pytest.approx(plain_hit[0] + gain)  # credited when kept
+    assert shaped[1] == pytest.approx(plain_hit[1] - gain)  # taken back at the hit
+    assert shaped[2:] == pytest.approx(plain_hit[2:])  # keep was not credited: no next turn
+    assert sum(shaped) == pytest.approx(sum(plain_hit))
+    # the next turn still sees what the hit is worth: dropping the cache there costs the same
+    assert rewards(_with_keep_credit(plain_path), 0)[0] == pytest.approx(plain_miss[0])
+
+
+def test_keep_credit_leaves_episode_returns_unchanged_under_evictions():
+    base = load_scenario("default")
+    small = base.model_copy(
+        update={
+            "edge": base.edge.model_copy(update={"kv_cache_bytes": 30e6}),
+            "episode": base.episode.model_copy(update={"requests": 256}),
+        }
+    )
+    shaped_sc = small.model_copy(
+        update={"reward": small.reward.model_copy(update={"keep_credit": True})}
+    )
+    plain, shaped = SplitCacheEnv(small), SplitCacheEnv(shaped_sc)
+    rng = np.random.default_rng(0)
+    plain.reset(seed=5)
+    shaped.reset(seed=5)
+    r_plain, r_shaped, evictions = [], [], 0
+    while True:
+        a = random_valid(plain, rng)
+        _, rp, _, done, _ = plain.step(a)
+        _, rs, _, _, _ = shaped.step(a)
+        r_plain.append(rp)
+        r_shaped.append(rs)
+        evictions = plain._kv_cache.evictions
+        if done:
+            break
+    assert evictions > 0
+    assert not np.allclose(r_plain, r_shaped)
+    assert sum(r_shaped) == pytest.approx(sum(r_plain), rel=1e-9, abs=1e-9)
+    assert not shaped._credit  # every credit was taken back within the episode

@@ -1,0 +1,84 @@
+"""Warm start: demonstrations of a reference policy cloned into a fresh PPO agent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+pytest.importorskip("sb3_contrib")
+
+from agents.warm_start import clone_into, collect_demonstrations
+from envs.split_cache import SplitCacheEnv
+from offload_rl.scenario import load_scenario
+
+
+def test_demonstrations_record_the_reference_and_discounted_returns() -> None:
+    scenario = load_scenario("default")
+    env = SplitCacheEnv(scenario, episode_requests=16)
+    demos = collect_demonstrations(env, "greedy", scenario, steps=40, gamma=0.5, seed=1)
+    assert demos.obs.shape == (40, env.observation_space.shape[0])
+    assert demos.episodes == 3  # 16 + 16 + an unfinished 8
+    assert all(demos.masks[i, a] for i, a in enumerate(demos.actions))  # only valid actions
+    # returns: r_t + 0.5 r_{t+1} + ... within an episode, none across the boundary at 16
+    again = collect_demonstrations(env, "greedy", scenario, steps=40, gamma=0.0, seed=1)
+    rewards = again.returns
+    assert np.array_equal(again.actions, demos.actions)
+    assert demos.returns[15] == pytest.approx(rewards[15])
+    assert demos.returns[14] == pytest.approx(rewards[14] + 0.5 * rewards[15])
+
+
+def test_a_cloned_policy_agrees_with_its_reference() -> None:
+    from sb3_contrib import MaskablePPO
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    scenario = load_scenario("default")
+    env = SplitCacheEnv(scenario, episode_requests=64)
+    demos = collect_demonstrations(env, "edge-never", scenario, steps=512, gamma=0.5, seed=0)
+    assert len(np.unique(demos.actions)) > 1  # edge, or the nearest valid (privacy, outage)
+    vec = VecNormalize(DummyVecEnv([lambda: SplitCacheEnv(scenario, episode_requests=64)]))
+    model = MaskablePPO("MlpPolicy", vec, n_steps=64, batch_size=64, seed=0, device="cpu")
+    loss, fit, held = clone_into(
+        model, vec, demos, epochs=30, batch_size=64, learning_rate=3e-3, vf_coef=0.5, seed=0
+    )
+    assert fit > 0.95 and held > 0.9
+    assert np.isfinite(loss)
+    assert vec.obs_rms.count > 512  # the demonstrations fed the normalisation statistics
+
+
+def test_training_with_a_warm_start_reports_it(tmp_path: Path) -> None:
+    from agents.train import train
+
+    config = {
+        "scenario": "default",
+        "episode_requests": 32,
+        "n_envs": 1,
+        "seed": 1,
+        "total_timesteps": 128,
+        "keep_credit": True,
+        "warm_start": {"policy": "greedy", "steps": 256, "epochs": 2},
+        "ppo": {"n_steps": 128, "batch_size": 128, "n_epochs": 1, "net_arch": [16]},
+        "eval_episodes": 1,
+        "eval_requests": 16,
+        "heuristics": ["greedy"],
+    }
+    path = tmp_path / "ws.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run = train(path, tmp_path / "run", log=lambda msg: None)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["warm_start"]["policy"] == "greedy"
+    assert summary["warm_start"]["demonstrations"] == 256
+    assert 0.0 <= summary["warm_start"]["heldout_agreement"] <= 1.0
+
+
+def test_unknown_warm_start_policy_names_the_key(tmp_path: Path) -> None:
+    from agents.train_config import load_train_config
+    from offload_rl.errors import ConfigError
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"warm_start": {"policy": "greedyy"}}))
+    with pytest.raises(ConfigError, match=r"bad\.yaml: warm_start\.policy"):
+        load_train_config(path)
