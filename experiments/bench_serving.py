@@ -2,15 +2,20 @@
 throughput, in-process decision time, and the resident memory of one worker.
 
     python experiments/bench_serving.py [--policy FILE] [--duration 5] [--concurrency 8]
-                                        [--batch 256] [--workers 1]
+                                        [--batch 256] [--workers 1] [--rounds 1]
+                                        [--load-generator auto|wrk|python]
+                                        [--no-micro-batching]
 
 The server is ``offload-rl serve`` in a subprocess (with the hidden no-op endpoint
 ``POST /_bench/noop``, same middleware, no parsing), the load generator a second process:
-asyncio + raw HTTP/1.1 keep-alive connections, which costs far less per request than an HTTP
-client library, so the figures are the server's, not the generator's (both share the CPUs,
-though: on a 2-core machine they compete). Without ``--policy`` an untrained MaskablePPO of
-the training default architecture (MLP 64x64, tanh) is exported first: speed does not depend on
-the weights. Request bodies are states of a simulated device (``serving.example_runtime``).
+``wrk`` (one thread, a Lua script that cycles through the request bodies) when it is installed,
+else asyncio + raw HTTP/1.1 keep-alive connections in Python. Both cost far less per request
+than an HTTP client library, so the figures are the server's, not the generator's (both share
+the CPUs, though: on a 2-core machine they compete, and wrk takes less of them). With
+``--rounds N`` the phases run N times, alternating, and the medians are reported (a shared
+machine drifts). Without ``--policy`` an untrained MaskablePPO of the training default
+architecture (MLP 64x64, tanh) is exported first: speed does not depend on the weights. Request
+bodies are states of a simulated device (``serving.example_runtime``).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -32,6 +38,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 _LENGTH = re.compile(rb"content-length:\s*(\d+)", re.IGNORECASE)
+PHASES = (("decide", "/v1/decide"), ("noop", "/_bench/noop"), ("batch", "/v1/decide/batch"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -156,32 +163,119 @@ async def _phase(
     }
 
 
+def request_bodies(batch: int) -> dict[str, list[bytes]]:
+    """The request bodies of each phase: 512 device states, alone or in batches."""
+    states = device_states(512)
+    singles = [json.dumps(s).encode() for s in states]
+    batches = [
+        json.dumps({"states": states[i : i + batch]}).encode()
+        for i in range(0, len(states) - batch + 1, batch)
+    ]
+    return {"decide": singles, "noop": singles, "batch": batches}
+
+
 def loadgen(args: argparse.Namespace) -> None:
+    """The Python load generator (``--loadgen``, in its own process): JSON lines per round."""
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:
         pass
-    states = device_states(512)
-    singles = [json.dumps(s).encode() for s in states]
-    batches = [
-        json.dumps({"states": states[i : i + args.batch]}).encode()
-        for i in range(0, len(states) - args.batch + 1, args.batch)
-    ]
+    bodies = request_bodies(args.batch)
     host, port = "127.0.0.1", args.port
-    result = {
-        "decide": asyncio.run(
-            _phase(host, port, "/v1/decide", singles, args.concurrency, args.duration)
-        ),
-        "noop": asyncio.run(
-            _phase(host, port, "/_bench/noop", singles, args.concurrency, args.duration)
-        ),
-        "batch": asyncio.run(
-            _phase(host, port, "/v1/decide/batch", batches, args.concurrency, args.duration)
-        ),
+    for _ in range(args.rounds):
+        result = {
+            name: asyncio.run(
+                _phase(host, port, path, bodies[name], args.concurrency, args.duration)
+            )
+            for name, path in PHASES
+        }
+        print(json.dumps(result), flush=True)
+
+
+def python_rounds(args: argparse.Namespace, port: int) -> list[dict[str, Any]]:
+    gen_cmd = [sys.executable, __file__, "--loadgen", "--port", str(port)]
+    gen_cmd += ["--duration", str(args.duration), "--concurrency", str(args.concurrency)]
+    gen_cmd += ["--batch", str(args.batch), "--rounds", str(args.rounds)]
+    gen = subprocess.run(gen_cmd, cwd=ROOT, capture_output=True, text=True, check=True)
+    return [json.loads(line) for line in gen.stdout.splitlines() if line.startswith("{")]
+
+
+# --------------------------------------------------------------------------------------------
+# wrk
+# --------------------------------------------------------------------------------------------
+
+WRK_SCRIPT = r"""
+-- POST bodies from a file (one per line), cycled; a JSON summary line at the end
+local reqs = {}
+local i = 0
+function init(args)
+  for line in io.lines(args[1]) do
+    reqs[#reqs + 1] = wrk.format("POST", args[2], {["Content-Type"] = "application/json"}, line)
+  end
+  i = tonumber(args[3] or "0") % #reqs
+end
+function request()
+  i = i % #reqs + 1
+  return reqs[i]
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRK-RESULT {"requests": %d, "duration_us": %d, "status_errors": %d, ' ..
+    '"socket_errors": %d, "p50_us": %.1f, "p99_us": %.1f}\n',
+    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50.0), latency:percentile(99.0)))
+end
+"""
+
+
+def _wrk(
+    url: str, script: Path, bodies: Path, path: str, connections: int, seconds: int
+) -> dict[str, Any]:
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s"]
+    cmd += ["-s", str(script), url, "--", str(bodies), path, "7"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    line = next(x for x in out.splitlines() if x.startswith("WRK-RESULT "))
+    r = json.loads(line.removeprefix("WRK-RESULT "))
+    return {
+        "requests": r["requests"],
+        "errors": r["status_errors"] + r["socket_errors"],
+        "rps": r["requests"] / (r["duration_us"] / 1e6),
+        "p50_ms": r["p50_us"] / 1000.0,
+        "p99_ms": r["p99_us"] / 1000.0,
     }
-    print(json.dumps(result))
+
+
+def wrk_rounds(args: argparse.Namespace, port: int, folder: Path) -> list[dict[str, Any]]:
+    """The phases with wrk (one thread, ``--concurrency`` connections), after a warm-up."""
+    script = folder / "bench.lua"
+    script.write_text(WRK_SCRIPT)
+    files = {}
+    for name, bodies in request_bodies(args.batch).items():
+        files[name] = folder / f"{name}.bodies"
+        files[name].write_bytes(b"\n".join(bodies) + b"\n")
+    url = f"http://127.0.0.1:{port}"
+    seconds = max(1, round(args.duration))
+    rounds = []
+    for _ in range(args.rounds):
+        result = {}
+        for name, path in PHASES:
+            _wrk(url, script, files[name], path, args.concurrency, 1)  # warm-up
+            result[name] = _wrk(url, script, files[name], path, args.concurrency, seconds)
+        rounds.append(result)
+    return rounds
+
+
+def _median_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per phase: the median of each figure over the rounds (errors: the total)."""
+    out: dict[str, Any] = {}
+    for name, _ in PHASES:
+        runs = [r[name] for r in rounds]
+        out[name] = {k: statistics.median(x[k] for x in runs) for k in runs[0]}
+        out[name]["errors"] = sum(x["errors"] for x in runs)
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -247,12 +341,29 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=8, help="connections")
     parser.add_argument("--batch", type=int, default=256, help="states per batch request")
     parser.add_argument("--workers", type=int, default=1, help="server worker processes")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="run the phases N times, report the medians"
+    )
+    parser.add_argument(
+        "--load-generator",
+        choices=("auto", "wrk", "python"),
+        default="auto",
+        help="wrk (if installed: auto) or the Python one",
+    )
+    parser.add_argument(
+        "--no-micro-batching", action="store_true", help="serve with --no-micro-batching"
+    )
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--loadgen", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.loadgen:
         loadgen(args)
         return 0
+    generator = args.load_generator
+    if generator == "auto":
+        generator = "wrk" if shutil.which("wrk") else "python"
+    elif generator == "wrk" and not shutil.which("wrk"):
+        raise SystemExit("--load-generator wrk: wrk is not installed")
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         policy = args.policy or untrained_policy(Path(tmp))
@@ -260,6 +371,8 @@ def main() -> int:
         serve_cmd = [sys.executable, "-m", "offload_rl", "serve", "--policy", str(policy)]
         serve_cmd += ["--port", str(port), "--workers", str(args.workers)]
         serve_cmd += ["--log-level", "warning", "--bench-noop"]
+        if args.no_micro_batching:
+            serve_cmd.append("--no-micro-batching")
         server = subprocess.Popen(
             serve_cmd,
             cwd=ROOT,
@@ -278,17 +391,11 @@ def main() -> int:
                     raise SystemExit("the server did not start")
                 time.sleep(0.2)
             ready = httpx.get(f"http://127.0.0.1:{port}/readyz").json()
-            gen_cmd = [sys.executable, __file__, "--loadgen", "--port", str(port)]
-            gen_cmd += ["--duration", str(args.duration), "--concurrency", str(args.concurrency)]
-            gen_cmd += ["--batch", str(args.batch)]
-            gen = subprocess.run(
-                gen_cmd,
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            http = json.loads(gen.stdout.strip().splitlines()[-1])
+            if generator == "wrk":
+                rounds = wrk_rounds(args, port, Path(tmp))
+            else:
+                rounds = python_rounds(args, port)
+            http = _median_rounds(rounds)
             memory = {pid: rss_mib(pid) for pid in _worker_pids(server.pid)}
         finally:
             server.terminate()
@@ -297,7 +404,13 @@ def main() -> int:
 
     d, noop, b = http["decide"], http["noop"], http["batch"]
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
-    print(f"server: offload-rl serve, {args.workers} worker(s), policy {ready['version'][:12]}")
+    batching = "off" if args.no_micro_batching else "on"
+    print(
+        f"server: offload-rl serve, {args.workers} worker(s), policy {ready['version'][:12]}, "
+        f"micro-batching {batching}"
+    )
+    rounds_text = f", median of {args.rounds} rounds" if args.rounds > 1 else ""
+    print(f"load generator: {generator}, {args.duration:g} s per phase{rounds_text}")
     print(
         f"POST /v1/decide        {args.concurrency} conns: {d['rps']:8.0f} req/s   "
         f"p50 {d['p50_ms']:.2f} ms   p99 {d['p99_ms']:.2f} ms   errors {d['errors']}"
@@ -306,7 +419,9 @@ def main() -> int:
         f"POST /_bench/noop      {args.concurrency} conns: {noop['rps']:8.0f} req/s   "
         f"p50 {noop['p50_ms']:.2f} ms   p99 {noop['p99_ms']:.2f} ms   errors {noop['errors']}"
     )
-    print(f"decide / no-op throughput ratio: {d['rps'] / noop['rps']:.2f}")
+    ratios = [r["decide"]["rps"] / r["noop"]["rps"] for r in rounds]
+    each = f" (rounds: {', '.join(f'{x:.2f}' for x in ratios)})" if len(ratios) > 1 else ""
+    print(f"decide / no-op throughput ratio: {d['rps'] / noop['rps']:.2f}{each}")
     print(
         f"POST /v1/decide/batch  batch {args.batch}, {args.concurrency} conns: "
         f"{b['rps'] * args.batch:8.0f} decisions/s ({b['rps']:.1f} req/s, "

@@ -3,7 +3,8 @@
 Train/serve skew is the classic failure of deployed RL controllers, so the vector a policy sees
 is built here and nowhere else: the environment fills a :class:`DecisionState` from its
 simulation, the service fills it from a JSON request, and both call :func:`encode_observation`
-and :func:`action_mask`.
+and :func:`action_mask` (or their batch forms :func:`encode_observations` and
+:func:`action_masks`, which give exactly the same rows).
 
 A :class:`DecisionState` holds only what a device can know when it decides: throughput it
 measured in the past, the RTT, the request it is about to send (not its output length), what
@@ -14,7 +15,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from itertools import chain
+from operator import attrgetter
+from typing import Protocol
 
 import numpy as np
 
@@ -115,60 +119,124 @@ class DecisionState:
     since_last_turn_s: float = 0.0
 
 
-def encode_observation(state: DecisionState, spec: FeatureSpec) -> np.ndarray:
+class StateLike(Protocol):
+    """What the encoder and the mask read: a :class:`DecisionState`, or any object with its
+    fields (the service's validated request bodies, which then need no copy)."""
+
+    @property
+    def throughput_mbps(self) -> Sequence[float]: ...
+    @property
+    def rtt_ms(self) -> float: ...
+    @property
+    def new_tokens(self) -> int: ...
+    @property
+    def context_tokens(self) -> int: ...
+    @property
+    def turn(self) -> int: ...
+    @property
+    def private(self) -> bool: ...
+    @property
+    def slo_ttft_s(self) -> float: ...
+    @property
+    def slo_tpot_s(self) -> float: ...
+    @property
+    def cached_split(self) -> int | None: ...
+    @property
+    def cached_tokens(self) -> int: ...
+    @property
+    def edge_kv_occupancy(self) -> float: ...
+    @property
+    def edge_load(self) -> float: ...
+    @property
+    def device_memory_layers(self) -> int: ...
+    @property
+    def prev_output_tokens(self) -> int: ...
+    @property
+    def since_last_turn_s(self) -> float: ...
+
+
+STATE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(DecisionState))
+
+
+def as_decision_state(state: StateLike) -> DecisionState:
+    """``state`` itself if it is a :class:`DecisionState`, else a copy of its fields."""
+    if isinstance(state, DecisionState):
+        return state
+    return DecisionState(**{name: getattr(state, name) for name in STATE_FIELDS})
+
+
+def encode_observation(state: StateLike, spec: FeatureSpec) -> np.ndarray:
     """The float32 observation vector of ``state`` (order: :meth:`FeatureSpec.feature_names`).
 
     Every feature is clamped into ``[0, 1]``; NaN (never produced by the environment, rejected
     by the service's validation) maps to 0 rather than poisoning a policy.
+    """
+    return np.asarray(_observation_values(state, spec), dtype=np.float32)
+
+
+def _observation_values(state: StateLike, spec: FeatureSpec) -> list[float]:
+    """The observation as Python floats (float64), before the float32 conversion.
+
+    Written for speed (the per-request path of the service, every step of the environment):
+    ``tests/offload_rl/test_features.py`` keeps the plain version it must equal bit for bit.
     """
     H = spec.history
     raw = state.throughput_mbps
     n = len(raw)
     # the last H samples, front-padded with the oldest one (zeros when there are none)
     if n >= H:
-        samples = [float(x) for x in raw[n - H :]]
+        samples = list(map(float, raw[n - H :]))
     elif n:
-        samples = [float(raw[0])] * (H - n) + [float(x) for x in raw]
+        samples = [float(raw[0])] * (H - n) + list(map(float, raw))
     else:
         samples = [0.0] * H
     log1p = math.log1p
     inv_sum = 0.0
-    values = []
+    values: list[float] = []
+    append = values.append
     for s in samples:
-        s = s if s > 0.0 else 0.0  # also maps NaN to 0
-        inv_sum += 1.0 / (s if s > 1e-3 else 1e-3)
-        values.append(log1p(s) / _LOG_MBPS)
+        if s > 0.0:
+            inv_sum += 1.0 / (s if s > 1e-3 else 1e-3)
+            v = log1p(s) / _LOG_MBPS
+            append(v if v < 1.0 else 1.0)  # v >= 0 here
+        else:  # zero, negative or NaN: a zero sample
+            inv_sum += 1.0 / 1e-3
+            append(0.0)
     L = spec.n_layers
-    cached = state.cached_split is not None and state.cached_tokens > 0
+    split = state.cached_split
     ctx = state.context_tokens
-    values += (
-        log1p(max(state.rtt_ms, 0.0)) / _LOG_MS,
-        log1p(max(state.new_tokens, 0)) / _LOG_TOKENS,
-        log1p(max(ctx, 0)) / _LOG_TOKENS,
+    ctok = state.cached_tokens
+    cached = split is not None and ctok > 0
+    # (x if x > 0 else 0) rather than max(x, 0): the same features (NaN ends as 0 either way)
+    rtt, new, ttft = state.rtt_ms, state.new_tokens, state.slo_ttft_s
+    prev, gap = state.prev_output_tokens, state.since_last_turn_s
+    for v in (
+        log1p(rtt if rtt > 0.0 else 0.0) / _LOG_MS,
+        log1p(new if new > 0 else 0) / _LOG_TOKENS,
+        log1p(ctx if ctx > 0 else 0) / _LOG_TOKENS,
         state.turn / _MAX_TURN,
         1.0 if state.private else 0.0,
-        log1p(max(state.slo_ttft_s, 0.0)) / _LOG_SLO,
+        log1p(ttft if ttft > 0.0 else 0.0) / _LOG_SLO,
         state.slo_tpot_s,
         1.0 if cached else 0.0,
-        (state.cached_split or 0) / L if cached else 0.0,
-        state.cached_tokens / ctx if cached and ctx > 0 else 0.0,
+        (split or 0) / L if cached else 0.0,
+        ctok / ctx if cached and ctx > 0 else 0.0,
         state.edge_kv_occupancy,
         state.edge_load,
         state.device_memory_layers / L,
-        log1p(max(state.prev_output_tokens, 0)) / _LOG_TOKENS,
-        log1p(max(state.since_last_turn_s, 0.0)) / _LOG_GAP,
+        log1p(prev if prev > 0 else 0) / _LOG_TOKENS,
+        log1p(gap if gap > 0.0 else 0.0) / _LOG_GAP,
         1.0 if samples[-1] < spec.outage_mbps else 0.0,
         log1p(H / inv_sum) / _LOG_MBPS,
-    )
-    return np.asarray(
-        [0.0 if not v > 0.0 else (v if v < 1.0 else 1.0) for v in values], dtype=np.float32
-    )
+    ):
+        append(0.0 if not v > 0.0 else (v if v < 1.0 else 1.0))  # into [0, 1], NaN to 0
+    return values
 
 
 _MASK_CACHE: dict[tuple[int, int, bool, int, bool], np.ndarray] = {}
 
 
-def action_mask(state: DecisionState, spec: FeatureSpec) -> np.ndarray:
+def action_mask(state: StateLike, spec: FeatureSpec) -> np.ndarray:
     """Boolean mask over the joint actions (see :mod:`offload_rl.actions`).
 
     * privacy: a private request keeps at least ``k_priv`` layers on the device (no edge, no
@@ -181,6 +249,11 @@ def action_mask(state: DecisionState, spec: FeatureSpec) -> np.ndarray:
     If these leave no placement (an outage while the device cannot hold the model), fully local
     stays valid: the device then runs the model from flash, which is slow but always possible.
     """
+    return _shared_mask(state, spec).copy()
+
+
+def _shared_mask(state: StateLike, spec: FeatureSpec) -> np.ndarray:
+    """The mask from the cache (shared: never modify it)."""
     newest = float(state.throughput_mbps[-1]) if len(state.throughput_mbps) else 0.0
     outage = newest < spec.outage_mbps
     k_mem = min(max(int(state.device_memory_layers), 0), spec.n_layers)
@@ -190,7 +263,7 @@ def action_mask(state: DecisionState, spec: FeatureSpec) -> np.ndarray:
         mask = _build_mask(spec.n_layers, spec.k_priv, bool(state.private), k_mem, outage)
         if len(_MASK_CACHE) < 4096:
             _MASK_CACHE[key] = mask
-    return mask.copy()
+    return mask
 
 
 def _build_mask(n_layers: int, k_priv: int, private: bool, k_mem: int, outage: bool) -> np.ndarray:
@@ -210,4 +283,177 @@ def _build_mask(n_layers: int, k_priv: int, private: bool, k_mem: int, outage: b
     mask[0::2] = tiers
     mask[1::2] = tiers
     mask[layout.encode(layout.cloud_index, 1)] = False
+    return mask
+
+
+# --------------------------------------------------------------------------------------------
+# Batch forms: the same vectors as the functions above, row by row, bit for bit
+# --------------------------------------------------------------------------------------------
+
+# the numeric fields the batch encoder reads in one go (cached_split and private apart)
+_BATCH_FIELDS = (
+    "rtt_ms",
+    "new_tokens",
+    "context_tokens",
+    "turn",
+    "slo_ttft_s",
+    "slo_tpot_s",
+    "cached_tokens",
+    "edge_kv_occupancy",
+    "edge_load",
+    "device_memory_layers",
+    "prev_output_tokens",
+    "since_last_turn_s",
+)
+_RTT, _NEW, _CTX, _TURN, _TTFT, _TPOT, _CTOK, _KV, _LOAD, _MEM, _PREV, _GAP = range(12)
+_get_fields = attrgetter(*_BATCH_FIELDS)
+_EXACT_INT = float(2**53)  # beyond this, int / int and float(int) / float(int) may differ
+VECTOR_MIN_BATCH = 32  # smaller batches are encoded row by row (faster there; the same rows)
+
+
+# float64 has 29 more fraction bits than float32: a float64 whose low 29 bits are 1 << 28 lies
+# on a float32 rounding boundary (half-way between two float32 neighbours)
+_LOW29 = (1 << 29) - 1
+_HALF = 1 << 28
+_MARGIN = 1 << 12  # float64 ulps: far beyond the error of any log1p implementation
+_F32_NORMAL = 2.0**-125  # below this, float32 spacing is not the one the check assumes
+_LOG_REST = (_LOG_TOKENS, _LOG_GAP, _LOG_MBPS)  # prev output tokens, gap, harmonic mean
+
+
+def _scaled_log1p(x: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """``math.log1p(x) / scale`` element-wise (``x >= 0`` or NaN), good for float32 output.
+
+    numpy's SIMD ``log1p`` may differ from the C library's (:func:`math.log1p`, which the
+    single encoder uses) in the last bits of the float64, and a float64 differing in the last
+    bits rounds to a different float32 only when it lies next to a float32 rounding boundary:
+    those elements (a few in a million) are computed again with :func:`math.log1p`.
+    """
+    with np.errstate(invalid="ignore"):
+        v = np.log1p(x) / scale
+    low = (v.view(np.uint64) & np.uint64(_LOW29)).astype(np.int64)
+    doubtful = (np.abs(low - _HALF) <= _MARGIN) | ((v > 0.0) & (v < _F32_NORMAL))
+    if doubtful.any():
+        rows, cols = np.nonzero(doubtful)
+        exact = [
+            math.log1p(a) / c
+            for a, c in zip(x[rows, cols].tolist(), scale[cols].tolist(), strict=True)
+        ]
+        v[rows, cols] = exact
+    return v
+
+
+def _history(states: Sequence[StateLike], H: int) -> np.ndarray:
+    """``(n, H)`` float64: the last ``H`` throughput samples, front-padded with the oldest."""
+    flat: list[float] = []
+    extend = flat.extend
+    for state in states:
+        raw = state.throughput_mbps
+        n = len(raw)
+        if n >= H:
+            extend(raw[n - H :])
+        elif n:
+            extend([raw[0]] * (H - n))
+            extend(raw)
+        else:
+            extend([0.0] * H)
+    return np.array(flat, dtype=np.float64).reshape(len(states), H)
+
+
+def encode_observations(states: Sequence[StateLike], spec: FeatureSpec) -> np.ndarray:
+    """``(len(states), obs_dim)`` float32: row ``i`` is ``encode_observation(states[i], spec)``,
+    bit for bit.
+
+    Small batches are encoded row by row. Larger ones column by column with numpy: the same
+    float64 operations in the same order (see :func:`_scaled_log1p` for ``log1p``); rows whose
+    integers are too large for exact float64 arithmetic, or whose throughput samples are all
+    infinite, go through :func:`encode_observation` itself.
+    """
+    n = len(states)
+    H = spec.history
+    if n < VECTOR_MIN_BATCH:
+        rows = [_observation_values(s, spec) for s in states]
+        return np.array(rows, dtype=np.float32).reshape(n, spec.obs_dim)
+    out = np.empty((n, spec.obs_dim), dtype=np.float64)
+    try:
+        raw = _history(states, H)
+        k = len(_BATCH_FIELDS)
+        flat = chain.from_iterable(map(_get_fields, states))
+        cols = np.fromiter(flat, dtype=np.float64, count=n * k).reshape(n, k)
+    except (TypeError, ValueError, OverflowError):  # unusual types: the row-by-row path
+        return np.stack([encode_observation(s, spec) for s in states])
+    splits = [s.cached_split for s in states]
+    private = np.array([1.0 if s.private else 0.0 for s in states], dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        samples = np.where(raw > 0.0, raw, 0.0)  # also maps NaN to 0
+        inv = 1.0 / np.where(samples > 1e-3, samples, 1e-3)
+        inv_sum = inv[:, 0].copy()  # summed in the scalar encoder's order (not pairwise)
+        for j in range(1, H):
+            inv_sum += inv[:, j]
+        logs = _scaled_log1p(
+            np.concatenate(
+                [
+                    samples,
+                    np.maximum(cols[:, [_RTT, _NEW, _CTX, _TTFT, _PREV, _GAP]], 0.0),
+                    (H / inv_sum)[:, None],
+                ],
+                axis=1,
+            ),
+            np.array([_LOG_MBPS] * H + [_LOG_MS, _LOG_TOKENS, _LOG_TOKENS, _LOG_SLO, *_LOG_REST]),
+        )
+        L = spec.n_layers
+        has_split = np.array([c is not None for c in splits], dtype=bool)
+        split = np.array([c or 0 for c in splits], dtype=np.float64)
+        ctx = cols[:, _CTX]
+        cached = has_split & (cols[:, _CTOK] > 0)
+        out[:, : H + 3] = logs[:, : H + 3]  # throughput, rtt, new and context tokens
+        out[:, H + 3] = cols[:, _TURN] / _MAX_TURN
+        out[:, H + 4] = private
+        out[:, H + 5] = logs[:, H + 3]
+        out[:, H + 6] = cols[:, _TPOT]
+        out[:, H + 7] = cached
+        out[:, H + 8] = np.where(cached, split / L, 0.0)
+        out[:, H + 9] = np.where(cached & (ctx > 0), cols[:, _CTOK] / ctx, 0.0)
+        out[:, H + 10] = cols[:, _KV]
+        out[:, H + 11] = cols[:, _LOAD]
+        out[:, H + 12] = cols[:, _MEM] / L
+        out[:, H + 13] = logs[:, H + 4]
+        out[:, H + 14] = logs[:, H + 5]
+        out[:, H + 15] = raw[:, -1] < spec.outage_mbps
+        out[:, H + 16] = logs[:, H + 6]
+        obs = np.where(out > 0.0, np.where(out < 1.0, out, 1.0), 0.0).astype(np.float32)
+        # rows the float64 arithmetic above might not reproduce exactly
+        odd = (inv_sum == 0.0) | (np.abs(split) >= _EXACT_INT)
+        odd |= (np.abs(cols[:, [_NEW, _CTX, _TURN, _CTOK, _MEM, _PREV]]) >= _EXACT_INT).any(axis=1)
+    for i in np.flatnonzero(odd).tolist():
+        obs[i] = encode_observation(states[i], spec)
+    return obs
+
+
+def action_masks(states: Sequence[StateLike], spec: FeatureSpec) -> np.ndarray:
+    """``(len(states), n_actions)`` bool: row ``i`` is ``action_mask(states[i], spec)``."""
+    L = spec.n_layers
+    n_tiers = L + 2
+    if len(states) < VECTOR_MIN_BATCH:
+        rows = [_shared_mask(s, spec) for s in states]
+        return np.stack(rows) if rows else np.zeros((0, 2 * n_tiers), dtype=bool)
+    newest = np.array(
+        [float(s.throughput_mbps[-1]) if len(s.throughput_mbps) else 0.0 for s in states],
+        dtype=np.float64,
+    )
+    k_mem = np.array(
+        [min(max(int(s.device_memory_layers), 0), L) for s in states], dtype=np.int64
+    ).reshape(-1)
+    private = np.array([bool(s.private) for s in states], dtype=bool)
+    outage = newest < spec.outage_mbps
+    t = np.arange(n_tiers)
+    lo = np.where(private, spec.k_priv, 0)
+    tiers = (t >= lo[:, None]) & (t <= k_mem[:, None])
+    tiers[:, L + 1] = ~private
+    tiers[outage] = False
+    tiers[outage, L] = k_mem[outage] >= L
+    tiers[~tiers.any(axis=1), L] = True
+    mask = np.empty((len(states), 2 * n_tiers), dtype=bool)
+    mask[:, 0::2] = tiers
+    mask[:, 1::2] = tiers
+    mask[:, 2 * (L + 1) + 1] = False  # cloud + keep
     return mask

@@ -9,7 +9,8 @@ bearer token (``hmac.compare_digest``; only ``/healthz`` is open), body size lim
 ``application/json`` for bodies (415), request count and latency metrics. Validation errors are
 422s that name the field and never echo the offending value (a NaN in a JSON response would
 itself fail). Handlers are ``async def`` and call onnxruntime inline: a decision takes
-microseconds, a thread-pool hop would cost more than the model.
+microseconds, a thread-pool hop would cost more than the model. Single decisions that arrive
+together share one onnxruntime run (:mod:`serving.batcher`).
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.json_schema import models_json_schema
 
 from offload_rl.features import DecisionState
+from serving.batcher import DecisionBatcher
 from serving.metrics import ServiceMetrics
-from serving.policy_runtime import Decision, DecisionRuntime, PolicyWatcher
+from serving.policy_runtime import DecisionRuntime, PolicyWatcher
 
 log = logging.getLogger("offload_rl.serving")
 
@@ -47,6 +49,7 @@ MAX_TOKENS = 1 << 20
 MAX_LAYERS = 4096
 DEFAULT_WATCH_INTERVAL_S = 2.0
 OPEN_PATHS = frozenset({"/healthz"})
+BODY_SCOPE_KEY = "offload_rl.body"  # the guard puts the body it read here (handlers skip a copy)
 JSON_BODY_PATHS = frozenset({"/v1/decide", "/v1/decide/batch", "/_bench/noop"})
 
 Scope = MutableMapping[str, Any]
@@ -118,23 +121,8 @@ class DecisionRequest(BaseModel):
     )
 
     def to_state(self) -> DecisionState:
-        return DecisionState(
-            throughput_mbps=self.throughput_mbps,
-            rtt_ms=self.rtt_ms,
-            new_tokens=self.new_tokens,
-            context_tokens=self.context_tokens,
-            turn=self.turn,
-            private=self.private,
-            slo_ttft_s=self.slo_ttft_s,
-            slo_tpot_s=self.slo_tpot_s,
-            cached_split=self.cached_split,
-            cached_tokens=self.cached_tokens,
-            edge_kv_occupancy=self.edge_kv_occupancy,
-            edge_load=self.edge_load,
-            device_memory_layers=self.device_memory_layers,
-            prev_output_tokens=self.prev_output_tokens,
-            since_last_turn_s=self.since_last_turn_s,
-        )
+        # the fields are DecisionState's, name for name (a test checks)
+        return DecisionState(**self.__dict__)
 
 
 class DecisionBatchRequest(BaseModel):
@@ -292,6 +280,7 @@ class GuardMiddleware:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
+        scope[BODY_SCOPE_KEY] = body
         sent = False
 
         async def replay() -> Message:
@@ -410,6 +399,7 @@ def create_app(
     last_good_path: str | None = None,
     bench_noop: bool = False,
     runtime: DecisionRuntime | None = None,
+    micro_batching: bool = True,
 ) -> FastAPI:
     """The decision service.
 
@@ -419,6 +409,8 @@ def create_app(
     when it is a shipped one, else ``default``). ``watch_interval_s``: poll the policy file and
     reload on change (``None``/0: off). ``last_good_path``: where workers keep a copy of the
     last policy that loaded (so a worker restarted onto a corrupt file serves it).
+    ``micro_batching``: single decisions that arrive together share one onnxruntime run
+    (:mod:`serving.batcher`; the same answers, less CPU under load).
     """
     if runtime is None:
         runtime = DecisionRuntime(
@@ -430,6 +422,7 @@ def create_app(
     metrics = ServiceMetrics()
     metrics.set_policy(rt.version, "onnx" if rt.live is not None else "fallback")
     n_layers = rt.spec.n_layers
+    batcher = DecisionBatcher(rt, on_decisions=metrics.decisions) if micro_batching else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -476,19 +469,13 @@ def create_app(
     )
     app.state.runtime = rt
     app.state.metrics = metrics
+    app.state.batcher = batcher
     app.add_exception_handler(RequestValidationError, _validation_error_handler)
     app.add_exception_handler(Exception, _unexpected_error_handler)
 
-    response_cache: dict[Decision, bytes] = {}
-
-    def _decision_bytes(d: Decision) -> bytes:
-        """JSON of a decision; there are only 2 x n_actions of them per policy version."""
-        data = response_cache.get(d)
-        if data is None:
-            if len(response_cache) > 4096:
-                response_cache.clear()
-            data = response_cache[d] = _json_bytes(d.as_dict())
-        return data
+    async def _body(request: Request) -> bytes:
+        body = request.scope.get(BODY_SCOPE_KEY)
+        return body if isinstance(body, bytes) else await request.body()
 
     @app.post(
         "/v1/decide",
@@ -500,13 +487,16 @@ def create_app(
         ),
     )
     async def decide(request: Request) -> Response:
-        req = _parse(DecisionRequest, await request.body())
-        errors = _layer_errors(req, n_layers, ("body",))
-        if errors:
-            raise RequestValidationError(errors)
-        d = rt.decide(req.to_state())
-        metrics.decisions([d])
-        return Response(_decision_bytes(d), media_type="application/json")
+        body = request.scope.get(BODY_SCOPE_KEY)
+        req = _parse(DecisionRequest, body if isinstance(body, bytes) else await request.body())
+        if req.cached_split is not None and req.cached_split > n_layers:
+            raise RequestValidationError(_layer_errors(req, n_layers, ("body",)))
+        if batcher is not None:
+            d = await batcher.decide(req)  # counted in the metrics with its batch
+        else:
+            d = rt.decide(req)
+            metrics.decision(d)
+        return Response(d.body, media_type="application/json")
 
     @app.post(
         "/v1/decide/batch",
@@ -519,15 +509,15 @@ def create_app(
         ),
     )
     async def decide_batch(request: Request) -> Response:
-        req = _parse(DecisionBatchRequest, await request.body())
+        req = _parse(DecisionBatchRequest, await _body(request))
         errors: list[dict[str, Any]] = []
         for i, s in enumerate(req.states):
             errors += _layer_errors(s, n_layers, ("body", "states", i))
         if errors:
             raise RequestValidationError(errors)
-        ds = rt.decide_many([s.to_state() for s in req.states])
+        ds = rt.decide_many(req.states)  # the bodies carry the fields the encoder reads
         metrics.decisions(ds)
-        body = b'{"decisions":[' + b",".join(_decision_bytes(d) for d in ds) + b"]}"
+        body = b'{"decisions":[' + b",".join([d.body for d in ds]) + b"]}"
         return Response(body, media_type="application/json")
 
     @app.get("/healthz", summary="Liveness: the process answers")
@@ -641,4 +631,5 @@ def app_from_env() -> FastAPI:
         watch_interval_s=interval if math.isfinite(interval) and interval > 0 else None,
         last_good_path=env.get("OFFLOAD_RL_LAST_GOOD") or None,
         bench_noop=env.get("OFFLOAD_RL_BENCH_NOOP") == "1",
+        micro_batching=env.get("OFFLOAD_RL_MICRO_BATCHING", "1") != "0",
     )

@@ -1,7 +1,7 @@
 """``offload-rl serve``: run the decision service with uvicorn.
 
     offload-rl serve [--policy FILE] [--host 127.0.0.1] [--port 8000] [--workers N]
-                     [--token T] [--scenario NAME] [--watch-interval 2.0]
+                     [--token T] [--scenario NAME] [--watch-interval 2.0] [--no-micro-batching]
 
 Without ``--policy`` the shipped ``offload_rl/data/policies/default.onnx`` is served if the
 package has one, else the greedy heuristic (``/readyz`` says ``degraded``). Every worker
@@ -76,6 +76,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
     parser.add_argument("--access-log", action="store_true", help="log every request")
+    parser.add_argument(
+        "--no-micro-batching",
+        action="store_true",
+        help="decide each single request on its own (default: requests that arrive together "
+        "share one onnxruntime run; the same answers, less CPU under load)",
+    )
     parser.add_argument("--bench-noop", action="store_true", help=argparse.SUPPRESS)
     parser.set_defaults(func=_run)
 
@@ -129,6 +135,7 @@ def _run(args: argparse.Namespace) -> int:
     env["OFFLOAD_RL_SCENARIO"] = args.scenario or ""
     env["OFFLOAD_RL_WATCH_INTERVAL"] = str(args.watch_interval)
     env["OFFLOAD_RL_BENCH_NOOP"] = "1" if args.bench_noop else ""
+    env["OFFLOAD_RL_MICRO_BATCHING"] = "0" if args.no_micro_batching else "1"
     if args.workers > 1:
         state = tempfile.mkdtemp(prefix="offload-rl-serve-")
         cleanup.append(state)

@@ -8,9 +8,11 @@ imported (``offload-rl serve`` does it); values then live in per-process files a
 
 from __future__ import annotations
 
+import collections
 import os
 import threading
 from collections.abc import Sequence
+from operator import attrgetter
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -41,6 +43,9 @@ LATENCY_BUCKETS = (
     1.0,
     2.5,
 )
+
+
+_LABELS = attrgetter("tier", "meaning", "fallback")  # of a decision, for its counter
 
 
 def multiprocess_dir() -> str | None:
@@ -108,21 +113,25 @@ class ServiceMetrics:
         children[0].inc()
         children[1].observe(seconds)
 
+    def _decision_child(self, key: tuple[str, str, bool]) -> Counter:
+        child = self._decision_children.get(key)
+        if child is None:
+            tier, meaning, fallback = key
+            child = self.decision_count.labels(tier, meaning, "fallback" if fallback else "policy")
+            self._decision_children[key] = child
+        return child
+
+    def decision(self, d: Decision) -> None:
+        """Count one decision (the per-request path of :meth:`decisions`)."""
+        self._decision_child((d.tier, d.meaning, d.fallback)).inc()
+        if d.fallback:
+            self.fallbacks.inc()
+
     def decisions(self, decisions: Sequence[Decision]) -> None:
-        counts: dict[tuple[str, str, bool], int] = {}
-        for d in decisions:
-            key = (d.tier, d.meaning, d.fallback)
-            counts[key] = counts.get(key, 0) + 1
+        counts = collections.Counter(map(_LABELS, decisions))
         n_fallback = 0
         for key, n in counts.items():
-            child = self._decision_children.get(key)
-            if child is None:
-                tier, meaning, fallback = key
-                child = self.decision_count.labels(
-                    tier, meaning, "fallback" if fallback else "policy"
-                )
-                self._decision_children[key] = child
-            child.inc(n)
+            self._decision_child(key).inc(n)
             if key[2]:
                 n_fallback += n
         if n_fallback:

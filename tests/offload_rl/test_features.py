@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import offload_rl.features as features_module
 from offload_rl.actions import ActionLayout
-from offload_rl.features import DecisionState, FeatureSpec, action_mask, encode_observation
+from offload_rl.features import (
+    VECTOR_MIN_BATCH,
+    DecisionState,
+    FeatureSpec,
+    action_mask,
+    action_masks,
+    encode_observation,
+    encode_observations,
+)
 
 L = 24
 SPEC = FeatureSpec(n_layers=L, history=8, k_priv=2, outage_mbps=0.1)
@@ -132,3 +144,190 @@ def test_action_layout_round_trip_and_meanings():
     assert LAYOUT.meaning(LAYOUT.encode(L + 1, 0)) == "cloud, drop"
     assert LAYOUT.meaning(LAYOUT.encode(0, 0)) == "edge, drop"
     assert LAYOUT.meaning(LAYOUT.encode(L, 1)) == "device, keep"
+
+
+# --------------------------------------------------------------------------------------------
+# Batch forms: exactly the rows of the single-state functions
+# --------------------------------------------------------------------------------------------
+
+number = st.one_of(
+    st.floats(-1e6, 1e6),
+    st.integers(-(10**6), 10**6),
+    st.sampled_from([0, 0.0, -0.0, 1e-300, 5e-324, 1e308, float("nan"), float("inf")]),
+)
+batch_state = st.builds(
+    DecisionState,
+    throughput_mbps=st.lists(
+        st.one_of(st.floats(0.0, 1e6), st.floats(-10.0, 2000.0), st.just(float("nan"))),
+        max_size=20,
+    ),
+    rtt_ms=number,
+    new_tokens=st.integers(-10, 2**60),
+    context_tokens=st.one_of(st.integers(-10, 10**6), st.integers(2**53 - 2, 2**64)),
+    turn=st.integers(0, 10**7),
+    private=st.booleans(),
+    slo_ttft_s=number,
+    slo_tpot_s=number,
+    cached_split=st.none() | st.integers(-2, 2 * L),
+    cached_tokens=st.integers(-10, 10**7),
+    edge_kv_occupancy=number,
+    edge_load=number,
+    device_memory_layers=st.integers(-5, 3 * L),
+    prev_output_tokens=st.integers(-10, 10**6),
+    since_last_turn_s=number,
+)
+
+
+# small batches go row by row, larger ones column by column: both must give the single rows
+batch_sizes = st.sampled_from([(0, 5), (VECTOR_MIN_BATCH, VECTOR_MIN_BATCH + 40)])
+
+
+@given(data=st.data(), sizes=batch_sizes)
+@settings(max_examples=150, deadline=None)
+def test_batch_encoder_gives_exactly_the_single_rows(data, sizes):
+    states = data.draw(st.lists(batch_state, min_size=sizes[0], max_size=sizes[1]))
+    obs = encode_observations(states, SPEC)
+    assert obs.shape == (len(states), SPEC.obs_dim) and obs.dtype == np.float32
+    for row, s in zip(obs, states, strict=True):
+        np.testing.assert_array_equal(row, encode_observation(s, SPEC))
+        assert row.tobytes() == encode_observation(s, SPEC).tobytes()  # -0.0 vs 0.0 too
+
+
+@given(data=st.data(), sizes=batch_sizes)
+@settings(max_examples=150, deadline=None)
+def test_batch_masks_give_exactly_the_single_rows(data, sizes):
+    states = data.draw(st.lists(batch_state, min_size=sizes[0], max_size=sizes[1]))
+    masks = action_masks(states, SPEC)
+    assert masks.shape == (len(states), LAYOUT.n_actions) and masks.dtype == bool
+    for row, s in zip(masks, states, strict=True):
+        np.testing.assert_array_equal(row, action_mask(s, SPEC))
+
+
+def test_batch_encoder_on_large_batches_of_environment_like_states():
+    """The vectorised path (batches from VECTOR_MIN_BATCH on), on realistic values."""
+    rng = np.random.default_rng(0)
+    states = [
+        state(
+            throughput_mbps=list(rng.gamma(2.0, 5.0, size=int(rng.integers(0, 12)))),
+            rtt_ms=float(rng.uniform(1, 200)),
+            new_tokens=int(rng.integers(1, 4000)),
+            context_tokens=int(rng.integers(0, 30000)),
+            turn=int(rng.integers(0, 30)),
+            private=bool(rng.random() < 0.3),
+            cached_split=None if rng.random() < 0.4 else int(rng.integers(0, L + 1)),
+            cached_tokens=int(rng.integers(0, 30000)),
+            edge_kv_occupancy=float(rng.random()),
+            edge_load=float(rng.random()),
+            device_memory_layers=int(rng.integers(0, L + 1)),
+            prev_output_tokens=int(rng.integers(0, 2000)),
+            since_last_turn_s=float(rng.exponential(60.0)),
+        )
+        for _ in range(3 * VECTOR_MIN_BATCH)
+    ]
+    single = np.stack([encode_observation(s, SPEC) for s in states])
+    assert encode_observations(states, SPEC).tobytes() == single.tobytes()
+    single_masks = np.stack([action_mask(s, SPEC) for s in states])
+    np.testing.assert_array_equal(action_masks(states, SPEC), single_masks)
+
+
+def test_batch_encoder_rows_that_raise_raise_in_the_batch_too():
+    """All-infinite samples make the harmonic mean divide by zero in the single encoder."""
+    bad = state(throughput_mbps=[float("inf")] * 8)
+    with pytest.raises(ZeroDivisionError):
+        encode_observation(bad, SPEC)
+    with pytest.raises(ZeroDivisionError):
+        encode_observations([state()] * VECTOR_MIN_BATCH + [bad], SPEC)
+
+
+# --------------------------------------------------------------------------------------------
+# The encoder against its plain version (feature schema 1): the fast one must not drift
+# --------------------------------------------------------------------------------------------
+
+
+def reference_observation(state: DecisionState, spec: FeatureSpec) -> np.ndarray:
+    """The encoder as first written (schema version 1), kept as the definition."""
+    H = spec.history
+    raw = state.throughput_mbps
+    n = len(raw)
+    if n >= H:
+        samples = [float(x) for x in raw[n - H :]]
+    elif n:
+        samples = [float(raw[0])] * (H - n) + [float(x) for x in raw]
+    else:
+        samples = [0.0] * H
+    log1p = math.log1p
+    inv_sum = 0.0
+    values = []
+    for s in samples:
+        s = s if s > 0.0 else 0.0
+        inv_sum += 1.0 / (s if s > 1e-3 else 1e-3)
+        values.append(log1p(s) / features_module._LOG_MBPS)
+    L = spec.n_layers
+    cached = state.cached_split is not None and state.cached_tokens > 0
+    ctx = state.context_tokens
+    f = features_module
+    values += (
+        log1p(max(state.rtt_ms, 0.0)) / f._LOG_MS,
+        log1p(max(state.new_tokens, 0)) / f._LOG_TOKENS,
+        log1p(max(ctx, 0)) / f._LOG_TOKENS,
+        state.turn / f._MAX_TURN,
+        1.0 if state.private else 0.0,
+        log1p(max(state.slo_ttft_s, 0.0)) / f._LOG_SLO,
+        state.slo_tpot_s,
+        1.0 if cached else 0.0,
+        (state.cached_split or 0) / L if cached else 0.0,
+        state.cached_tokens / ctx if cached and ctx > 0 else 0.0,
+        state.edge_kv_occupancy,
+        state.edge_load,
+        state.device_memory_layers / L,
+        log1p(max(state.prev_output_tokens, 0)) / f._LOG_TOKENS,
+        log1p(max(state.since_last_turn_s, 0.0)) / f._LOG_GAP,
+        1.0 if samples[-1] < spec.outage_mbps else 0.0,
+        log1p(H / inv_sum) / f._LOG_MBPS,
+    )
+    return np.asarray(
+        [0.0 if not v > 0.0 else (v if v < 1.0 else 1.0) for v in values], dtype=np.float32
+    )
+
+
+@given(s=batch_state)
+@settings(max_examples=500, deadline=None)
+def test_encoder_equals_its_plain_version_bit_for_bit(s):
+    try:
+        expected = reference_observation(s, SPEC)
+    except (ZeroDivisionError, OverflowError) as err:
+        with pytest.raises(type(err)):
+            encode_observation(s, SPEC)
+        return
+    assert encode_observation(s, SPEC).tobytes() == expected.tobytes()
+
+
+@given(
+    samples=st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=12),
+    values=st.lists(
+        st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-(10**9), 10**9)),
+        min_size=8,
+        max_size=8,
+    ),
+)
+@settings(max_examples=500, deadline=None)
+def test_encoder_equals_its_plain_version_on_any_number(samples, values):
+    rtt, ttft, tpot, kv, load, gap, new, prev = values
+    s = state(
+        throughput_mbps=samples,
+        rtt_ms=rtt,
+        slo_ttft_s=ttft,
+        slo_tpot_s=tpot,
+        edge_kv_occupancy=kv,
+        edge_load=load,
+        since_last_turn_s=gap,
+        new_tokens=new,
+        prev_output_tokens=prev,
+    )
+    try:
+        expected = reference_observation(s, SPEC)
+    except (ZeroDivisionError, OverflowError, TypeError) as err:
+        with pytest.raises(type(err)):
+            encode_observation(s, SPEC)
+        return
+    assert encode_observation(s, SPEC).tobytes() == expected.tobytes()
