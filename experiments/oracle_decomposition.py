@@ -18,6 +18,7 @@ only recover either part from what the device observes, so this bounds where PPO
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -25,6 +26,7 @@ import numpy as np
 from agents.evaluate import build_episodes, prepare_scenario
 from agents.oracle import OraclePolicy
 from envs.split_cache import SplitCacheEnv
+from offload_rl.errors import OffloadRLError
 from offload_rl.heuristics import make_heuristic
 from offload_rl.scenario import load_scenario, resolve_scenario
 
@@ -41,8 +43,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=12345)
     args = p.parse_args(argv)
 
-    scenario = prepare_scenario(load_scenario(args.scenario), args.traces, args.uplink_scale)
-    resolved = resolve_scenario(scenario)
+    try:
+        scenario = prepare_scenario(load_scenario(args.scenario), args.traces, args.uplink_scale)
+        resolved = resolve_scenario(scenario)
+    except OffloadRLError as err:
+        print(f"oracle_decomposition: error: {err}", file=sys.stderr)
+        return 2
     env = SplitCacheEnv(resolved)
     episodes = build_episodes(resolved, args.episodes, args.seed)
     greedy = make_heuristic(args.greedy, scenario)
