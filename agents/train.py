@@ -15,7 +15,9 @@
    (``trace_sampling: family``). The env factory is a module-level function, so forkserver
    workers can import it. The model is a fresh ``MaskablePPO("MlpPolicy")``, or, with
    ``resume``, the newest complete checkpoint: weights, optimiser state, step counter and
-   normalisation statistics.
+   normalisation statistics. With ``warm_start`` a fresh model first clones a reference policy
+   (:mod:`agents.warm_start`); with ``keep_credit`` the training scenario (only) redistributes
+   the reward of a KV keep to the step that made it (``reward.keep_credit``).
 4. **TensorBoard** — SB3's logger writes the agent's run; one writer per heuristic.
 5. **Learn** — one callback logs the domain metrics of the training steps (from the env infos),
    runs the masked deterministic evaluation every ``eval_every`` steps, writes a checkpoint every

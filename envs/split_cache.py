@@ -100,6 +100,11 @@ class SplitCacheEnv(gym.Env[np.ndarray, np.int64]):
     with ``SLO = ttft_slo + (o - 1) * tpot_slo``; a request violates its SLO if its time to
     first token or its mean time per output token exceeds the class's target.
 
+    With ``reward.keep_credit`` (a training aid, off by default) a keep whose session returns
+    within the episode is credited at once with what a hit would save that next turn (priced in
+    hindsight); the credit is taken back at that turn, or from the step whose keep evicts the
+    entry. Episode returns are unchanged; only the timing of the reward moves.
+
     ## Episode end
     Never terminates; truncates after ``episode.requests`` requests.
 
