@@ -484,32 +484,43 @@ def verdicts(rows: Sequence[dict[str, Any]]) -> list[str]:
 
 DISCUSSION = """## Why
 
-- **Placement is near-bandit, and greedy already has the exact cost model.** The tier/split
-  choice of one request barely changes the next request's state (the link is exogenous), so
-  it is essentially a contextual bandit. `greedy` evaluates the environment's own cost model
-  on its throughput estimate and picks the cheapest action; PPO can at best learn to match
-  that mapping from samples, so on placement it ties with greedy rather than beating it.
-- **The KV-cache keep decision is delayed credit that PPO does not learn.** A keep pays off
-  only when the same conversation returns, typically ~30 requests later; with `gamma: 0.5`
-  that reward is discounted to nothing, so keeping is never credited. PPO stays near its
-  initial keep bias (`init_keep_logit: 3.0`): it keeps ~78% of contexts, like `keep-always`,
-  while the hindsight oracle keeps only 41% and reaches a 0.57 cache hit rate against ~0.40
-  for PPO and greedy (training engineer's measurements on the default scenario; compare the
-  cache table above for the held-out sets of this table). The oracle's advantage over the
-  best heuristic is therefore mostly a *cache* advantage that neither PPO nor greedy captures.
-- Hence a gap closure at or below 0 is the expected outcome with these hyper-parameters:
-  PPO matches greedy's placement only approximately (a small, seed-consistent loss) and
-  gains nothing on the cache. Closing the gap needs credit for the keep decision (a longer
-  horizon / higher gamma for the cache head, or a shaped reward for future hits), not more
-  placement training.
+- **How PPO is trained here.** Each run starts from a clone of `greedy` (`warm_start`:
+  100k requests of demonstrations, 10 epochs of masked cross-entropy; the clone agrees with
+  greedy on ~99% of held-out demonstrations, see `warm_start` in each run's `summary.json`),
+  then PPO fine-tunes it with `reward.keep_credit` on (a keep is credited at once with the hit
+  it makes possible at the session's next turn; the credit is taken back within the episode, so
+  returns are unchanged). From scratch, PPO spent its budget rediscovering the cost model that
+  greedy evaluates exactly and trailed it on every family (previous table: by 0.002-0.023).
+- **PPO now ties greedy, and does not beat it.** Fine-tuning (lr 1e-4, 200k steps) does not
+  find an improvement: the validation curves (`summary.json` `curve`) start at the clone's
+  value and end within about ±0.004 of it. PPO − best heuristic is −0.002 to +0.004 on every
+  config but mahimahi-cellular, where seed 4 drifted in placement (edge share 0.67 -> 0.47,
+  validation −0.255 -> −0.374 at 100k steps, −0.289 at the end; the other four seeds end at
+  −0.253 to −0.260 against greedy −0.249). At lr 3e-4 two of five mahimahi seeds collapsed
+  this way. On the unseen family (lofo_nyc-lte) PPO is +0.004 above greedy-last, with all
+  five seeds above it. `final/` is scored here, not `best/`.
+- **Where the oracle's lead comes from** (`python experiments/oracle_decomposition.py`, greedy
+  with the oracle's keep vs the oracle's placement with greedy's keep, share of the
+  oracle − greedy gap): embedded default 0.17 keep / 0.76 placement; nyc-lte (greedy-last)
+  0.14 / 0.78; norway-hsdpa-3g 0.67 / 0.37. The placement share is knowledge of the link and
+  edge queue *during* the request, which no deployable policy has; greedy already turns the
+  8 throughput samples into an estimate and prices every action with the environment's own
+  cost model. The keep share is knowing which session returns, which the observation hints
+  at only weakly (turn number, time since the last turn).
+- **Keep credit is biased towards dropping.** Charging a keep with the full value of the
+  entries it evicts over-states the loss (an evicted entry might have been evicted later
+  anyway, or never used), so a myopic learner drops too much: from scratch with keep credit
+  the keep rate fell to 35% and the reward to -0.296 (mahimahi, seed 0, vs -0.274 without);
+  after the warm start it holds the clone's keep rate (~85%) instead of un-learning it
+  (0.83 -> 0.33 without keep credit, reward -0.268).
 - Read the gap closure with its denominator: oracle − best heuristic is only ~0.01-0.03
-  reward per request here, so a PPO deficit of 0.02 shows as a closure of about −1.
+  reward per request here, so a PPO deficit of 0.003 shows as a closure of about −0.2.
 - The ± is over training seeds on one fixed set of 8 episodes per family; it does not
   include episode-to-episode variation (the paired per-episode differences and their CIs
   are in each `report.md` / `metrics.json` under the evaluation folder).
 - The best greedy variant is chosen on the same held-out episodes it is scored on, which
-  slightly favours the heuristics; the PPO seeds use `final/` (not `best/`, which was picked
-  on these episodes).
+  slightly favours the heuristics; the clone always imitates plain `greedy`
+  (`greedy-ewma-always`), so on families where `greedy-last` is best PPO starts behind it.
 """
 
 

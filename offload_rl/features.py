@@ -233,6 +233,11 @@ def _observation_values(state: StateLike, spec: FeatureSpec) -> list[float]:
     return values
 
 
+def shared_action_mask(state: StateLike, spec: FeatureSpec) -> np.ndarray:
+    """:func:`action_mask` without the copy: a cached array that must not be modified."""
+    return _shared_mask(state, spec)
+
+
 _MASK_CACHE: dict[tuple[int, int, bool, int, bool], np.ndarray] = {}
 
 

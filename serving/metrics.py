@@ -128,6 +128,9 @@ class ServiceMetrics:
             self.fallbacks.inc()
 
     def decisions(self, decisions: Sequence[Decision]) -> None:
+        if len(decisions) == 1:  # a request alone (the common case off peak): no tally
+            self.decision(decisions[0])
+            return
         counts = collections.Counter(map(_LABELS, decisions))
         n_fallback = 0
         for key, n in counts.items():

@@ -30,11 +30,11 @@ from offload_rl.features import (
     DecisionState,
     FeatureSpec,
     StateLike,
-    action_mask,
     action_masks,
     as_decision_state,
     encode_observation,
     encode_observations,
+    shared_action_mask,
 )
 from offload_rl.heuristics import Policy, feature_spec, make_heuristic, scenario_tiers
 from offload_rl.scenario import Scenario, load_scenario
@@ -397,7 +397,7 @@ class DecisionRuntime:
         """One decision (the per-request path, kept lean); never a masked action."""
         spec = self.spec
         live = self._live  # this request finishes on this policy even if a swap happens
-        mask = action_mask(state, spec)
+        mask = shared_action_mask(state, spec)  # read-only here; a copy for the fallback
         if live is not None:
             try:
                 a = int(live.run(encode_observation(state, spec)[None, :], mask[None, :])[0])
@@ -408,6 +408,7 @@ class DecisionRuntime:
                 return self._decision(a, live.version, False)
             if a != -1:
                 log.error("policy %s chose masked action %d; fallback answers", live.version, a)
+        mask = mask.copy()
         a = self._fallback_action(state, mask)
         assert mask[a], "fallback returned a masked action"
         return self._decision(a, self.fallback_version, True)
