@@ -396,7 +396,7 @@ class SplitCacheEnv(gym.Env[np.ndarray, np.int64]):
         self._update_cache(sid, tier_index, keep, req)
         reward = out.reward - (self.scenario.reward.invalid_action_penalty if invalid else 0.0)
         if self._keep_credit:
-            reward += self._redistribute(sid, tier_index, keep, req)
+            reward += self._redistribute(sid, tier_index, keep)
         cost = out.cost
         info = {
             "latency_s": cost.latency_s,
@@ -433,7 +433,7 @@ class SplitCacheEnv(gym.Env[np.ndarray, np.int64]):
             seen[sid] = j
         return nxt
 
-    def _redistribute(self, sid: int, tier_index: int, keep: int, req: Request) -> float:
+    def _redistribute(self, sid: int, tier_index: int, keep: int) -> float:
         """Reward moved in time by ``reward.keep_credit`` (call after the cache action).
 
         A keep whose session comes back within the episode is credited at once with what a
@@ -446,6 +446,8 @@ class SplitCacheEnv(gym.Env[np.ndarray, np.int64]):
         owed = self._credit.pop(sid, 0.0)
         for evicted in self._kv_cache.last_evicted:
             owed += self._credit.pop(evicted, 0.0)
+        # consumed: a later step without a store() (drop, device keep) must not charge them
+        # again, e.g. once the evicted session has been kept on the device and re-credited
         self._kv_cache.last_evicted = []
         j = self._next_turn[self._i]
         if keep and j >= 0 and j < self.n_requests:
