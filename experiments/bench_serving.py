@@ -248,8 +248,21 @@ def _wrk(
     }
 
 
-def wrk_rounds(args: argparse.Namespace, port: int, folder: Path) -> list[dict[str, Any]]:
-    """The phases with wrk (one thread, ``--concurrency`` connections), after a warm-up."""
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the processes ``pids`` have used so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / ticks
+
+
+def wrk_rounds(
+    args: argparse.Namespace, port: int, folder: Path, server_pids: list[int]
+) -> list[dict[str, Any]]:
+    """The phases with wrk (one thread, ``--concurrency`` connections), after a warm-up, with
+    the server's CPU time per request (``server_cpu_us``)."""
     script = folder / "bench.lua"
     script.write_text(WRK_SCRIPT)
     files = {}
@@ -263,7 +276,10 @@ def wrk_rounds(args: argparse.Namespace, port: int, folder: Path) -> list[dict[s
         result = {}
         for name, path in PHASES:
             _wrk(url, script, files[name], path, args.concurrency, 1)  # warm-up
+            cpu0 = cpu_seconds(server_pids)
             result[name] = _wrk(url, script, files[name], path, args.concurrency, seconds)
+            used = cpu_seconds(server_pids) - cpu0
+            result[name]["server_cpu_us"] = used / max(result[name]["requests"], 1) * 1e6
         rounds.append(result)
     return rounds
 
@@ -392,7 +408,7 @@ def main() -> int:
                 time.sleep(0.2)
             ready = httpx.get(f"http://127.0.0.1:{port}/readyz").json()
             if generator == "wrk":
-                rounds = wrk_rounds(args, port, Path(tmp))
+                rounds = wrk_rounds(args, port, Path(tmp), _worker_pids(server.pid))
             else:
                 rounds = python_rounds(args, port)
             http = _median_rounds(rounds)
@@ -422,6 +438,14 @@ def main() -> int:
     ratios = [r["decide"]["rps"] / r["noop"]["rps"] for r in rounds]
     each = f" (rounds: {', '.join(f'{x:.2f}' for x in ratios)})" if len(ratios) > 1 else ""
     print(f"decide / no-op throughput ratio: {d['rps'] / noop['rps']:.2f}{each}")
+    if "server_cpu_us" in d:
+        print(
+            f"server CPU per request: decide {d['server_cpu_us']:.0f} us, no-op "
+            f"{noop['server_cpu_us']:.0f} us "
+            f"(ratio {noop['server_cpu_us'] / d['server_cpu_us']:.2f}; "
+            "a batch of decisions also sends its responses together, so the connections move in "
+            "step and the loop polls less per request: the decide rate can exceed the no-op's)"
+        )
     print(
         f"POST /v1/decide/batch  batch {args.batch}, {args.concurrency} conns: "
         f"{b['rps'] * args.batch:8.0f} decisions/s ({b['rps']:.1f} req/s, "

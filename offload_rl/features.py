@@ -439,8 +439,8 @@ def action_masks(states: Sequence[StateLike], spec: FeatureSpec) -> np.ndarray:
     L = spec.n_layers
     n_tiers = L + 2
     if len(states) < VECTOR_MIN_BATCH:
-        rows = [_shared_mask(s, spec) for s in states]
-        return np.stack(rows) if rows else np.zeros((0, 2 * n_tiers), dtype=bool)
+        rows = [_shared_mask(s, spec) for s in states]  # np.array: a third cheaper than stack
+        return np.array(rows) if rows else np.zeros((0, 2 * n_tiers), dtype=bool)
     newest = np.array(
         [float(s.throughput_mbps[-1]) if len(s.throughput_mbps) else 0.0 for s in states],
         dtype=np.float64,

@@ -10,13 +10,14 @@ bearer token (``hmac.compare_digest``; only ``/healthz`` is open), body size lim
 422s that name the field and never echo the offending value (a NaN in a JSON response would
 itself fail). Handlers are ``async def`` and call onnxruntime inline: a decision takes
 microseconds, a thread-pool hop would cost more than the model. Single decisions that arrive
-together share one onnxruntime run (:mod:`serving.batcher`).
+together are parsed and decided together, in one onnxruntime run (:mod:`serving.batcher`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hmac
 import json
 import logging
@@ -48,6 +49,7 @@ MAX_SAMPLES = 64
 MAX_TOKENS = 1 << 20
 MAX_LAYERS = 4096
 DEFAULT_WATCH_INTERVAL_S = 2.0
+GC_GEN0_THRESHOLD = 2000  # CPython 3.13's own default (700 before)
 OPEN_PATHS = frozenset({"/healthz"})
 BODY_SCOPE_KEY = "offload_rl.body"  # the guard puts the body it read here (handlers skip a copy)
 JSON_BODY_PATHS = frozenset({"/v1/decide", "/v1/decide/batch", "/_bench/noop"})
@@ -388,6 +390,22 @@ def _body_schemas() -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
+def tune_gc_for_serving() -> None:
+    """Keep full garbage collections off the request path of a serving process.
+
+    Every request parked in the micro-batcher keeps its objects alive, so with many connections
+    the young generation fills, and every hundred or so young collections CPython runs a full
+    one, which walks the ~80,000 objects of the imported libraries: a ~40 ms stall, the p99
+    latency at 32 connections. ``gc.freeze()`` after start-up takes those objects out of the
+    collector's walks, and a young threshold of 2,000 lets a burst of in-flight requests come
+    and go without a collection. Reference cycles created later are still collected.
+    """
+    gc.collect()
+    gc.freeze()
+    gen0, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(max(gen0, GC_GEN0_THRESHOLD), gen1, gen2)
+
+
 def create_app(
     policy_path: str | None,
     token: str | None,
@@ -400,6 +418,7 @@ def create_app(
     bench_noop: bool = False,
     runtime: DecisionRuntime | None = None,
     micro_batching: bool = True,
+    tune_gc: bool = False,
 ) -> FastAPI:
     """The decision service.
 
@@ -410,7 +429,9 @@ def create_app(
     reload on change (``None``/0: off). ``last_good_path``: where workers keep a copy of the
     last policy that loaded (so a worker restarted onto a corrupt file serves it).
     ``micro_batching``: single decisions that arrive together share one onnxruntime run
-    (:mod:`serving.batcher`; the same answers, less CPU under load).
+    (:mod:`serving.batcher`; the same answers, less CPU under load). ``tune_gc``: tune this
+    process's garbage collector for serving at start-up (:func:`tune_gc_for_serving`; it is
+    process-wide, so the serving entry point asks for it, not library users).
     """
     if runtime is None:
         runtime = DecisionRuntime(
@@ -422,10 +443,23 @@ def create_app(
     metrics = ServiceMetrics()
     metrics.set_policy(rt.version, "onnx" if rt.live is not None else "fallback")
     n_layers = rt.spec.n_layers
-    batcher = DecisionBatcher(rt, on_decisions=metrics.decisions) if micro_batching else None
+
+    def parse_decision(body: bytes) -> DecisionRequest:
+        req = _parse(DecisionRequest, body)
+        if req.cached_split is not None and req.cached_split > n_layers:
+            raise RequestValidationError(_layer_errors(req, n_layers, ("body",)))
+        return req
+
+    batcher = (
+        DecisionBatcher(rt, on_decisions=metrics.decisions, parse=parse_decision)
+        if micro_batching
+        else None
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if tune_gc:
+            tune_gc_for_serving()
         watcher: PolicyWatcher | None = None
         if watch_interval_s and rt.policy_path is not None:
             watcher = PolicyWatcher(rt, watch_interval_s, on_change=_after_reload)
@@ -488,13 +522,12 @@ def create_app(
     )
     async def decide(request: Request) -> Response:
         body = request.scope.get(BODY_SCOPE_KEY)
-        req = _parse(DecisionRequest, body if isinstance(body, bytes) else await request.body())
-        if req.cached_split is not None and req.cached_split > n_layers:
-            raise RequestValidationError(_layer_errors(req, n_layers, ("body",)))
-        if batcher is not None:
-            d = await batcher.decide(req)  # counted in the metrics with its batch
+        if not isinstance(body, bytes):
+            body = await request.body()
+        if batcher is not None:  # parsed in the batch; counted in the metrics with it
+            d = await batcher.decide(body)
         else:
-            d = rt.decide(req)
+            d = rt.decide(parse_decision(body))
             metrics.decision(d)
         return Response(d.body, media_type="application/json")
 
@@ -632,4 +665,5 @@ def app_from_env() -> FastAPI:
         last_good_path=env.get("OFFLOAD_RL_LAST_GOOD") or None,
         bench_noop=env.get("OFFLOAD_RL_BENCH_NOOP") == "1",
         micro_batching=env.get("OFFLOAD_RL_MICRO_BATCHING", "1") != "0",
+        tune_gc=True,
     )

@@ -366,3 +366,23 @@ def test_serve_command_and_sighup_reload(policy, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_serving_entry_point_tunes_the_garbage_collector():
+    # process-wide, so checked in a fresh interpreter: app_from_env (what `offload-rl serve`
+    # runs) freezes the start-up objects and raises the young threshold at start-up
+    code = (
+        "import gc, os\n"
+        "from fastapi.testclient import TestClient\n"
+        "from serving.app import GC_GEN0_THRESHOLD, app_from_env, create_app\n"
+        "os.environ['OFFLOAD_RL_WATCH_INTERVAL'] = '0'\n"
+        "with TestClient(create_app(None, None, watch_interval_s=None)):\n"
+        "    assert gc.get_freeze_count() == 0, 'a library app must not tune the process'\n"
+        "with TestClient(app_from_env()):\n"
+        "    assert gc.get_freeze_count() > 1000, gc.get_freeze_count()\n"
+        "    assert gc.get_threshold()[0] >= GC_GEN0_THRESHOLD, gc.get_threshold()\n"
+        "print('ok')\n"
+    )
+    env = {**os.environ, "ORT_DISABLE_TELEMETRY": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

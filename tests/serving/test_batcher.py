@@ -146,6 +146,41 @@ def test_batcher_keeps_one_failure_to_its_request(policy):
     assert isinstance(b, ValueError)
 
 
+def test_batcher_parses_in_the_flush_and_keeps_parse_errors_to_their_request(policy):
+    rt = DecisionRuntime("default", str(policy))
+
+    def parse(body: object) -> DecisionRequest:
+        if body == "not json":
+            raise ValueError("cannot parse")
+        return DecisionRequest.model_validate(body)
+
+    batcher = DecisionBatcher(rt, parse=parse)
+
+    async def main() -> list:
+        bodies = [EXAMPLE_STATE, "not json", EXAMPLE_STATE]
+        return await asyncio.gather(*(batcher.decide(b) for b in bodies), return_exceptions=True)
+
+    a, b, c = asyncio.run(main())
+    assert a == c == rt.decide(DecisionRequest.model_validate(EXAMPLE_STATE))
+    assert isinstance(b, ValueError)
+    assert batcher.batches == 1 and batcher.decisions == 2
+
+
+def test_batcher_waits_a_second_turn_for_requests_read_in_between(policy):
+    rt = DecisionRuntime("default", str(policy))
+    state = DecisionRequest.model_validate(EXAMPLE_STATE).to_state()
+    batcher = DecisionBatcher(rt)
+
+    async def main() -> list[Decision]:
+        first = asyncio.ensure_future(batcher.decide(state))
+        await asyncio.sleep(0)  # `first` parks; a request arriving now still joins its batch
+        second = asyncio.ensure_future(batcher.decide(state))
+        return list(await asyncio.gather(first, second))
+
+    assert asyncio.run(main()) == [rt.decide(state)] * 2
+    assert batcher.batches == 1 and batcher.decisions == 2
+
+
 def test_batcher_skips_cancelled_requests(policy):
     rt = DecisionRuntime("default", str(policy))
     state = DecisionRequest.model_validate(EXAMPLE_STATE).to_state()
