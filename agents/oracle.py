@@ -33,15 +33,20 @@ class OraclePolicy:
         """The best valid action for the environment's current request, in hindsight."""
         mask = env.action_masks()
         layout = env.layout
-        tier_ok = mask[0::2] | mask[1::2]
-        best_tier = -1
-        best_reward = -np.inf
-        for tier in np.flatnonzero(tier_ok).tolist():
-            action = layout.encode(tier, KEEP if mask[layout.encode(tier, KEEP)] else DROP)
-            reward = env.what_if(action).reward
-            if reward > best_reward:  # strict: ties keep the lowest tier index
-                best_tier, best_reward = tier, reward
+        best_tier = int(np.argmax(hindsight_tier_rewards(env)))  # ties: the lowest tier index
         returns = env.current_request.gap_to_next_turn_s is not None
         keep = KEEP if returns else DROP
         action = layout.encode(best_tier, keep)
         return action if mask[action] else layout.nearest_valid(action, mask)
+
+
+def hindsight_tier_rewards(env: SplitCacheEnv) -> np.ndarray:
+    """Reward of the current request at every placement ``0 .. L+1`` in hindsight (true link
+    and queue; keep where keeping is valid), ``-inf`` where the mask forbids the placement."""
+    mask = env.action_masks()
+    layout = env.layout
+    out = np.full(layout.n_layers + 2, -np.inf)
+    for tier in np.flatnonzero(mask[0::2] | mask[1::2]).tolist():
+        action = layout.encode(tier, KEEP if mask[layout.encode(tier, KEEP)] else DROP)
+        out[tier] = env.what_if(action).reward
+    return out

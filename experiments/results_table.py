@@ -507,6 +507,17 @@ DISCUSSION = """## Why
   8 throughput samples into an estimate and prices every action with the environment's own
   cost model. The keep share is knowing which session returns, which the observation hints
   at only weakly (turn number, time since the last turn).
+- **What the observation is worth for placement, without RL**
+  (`python experiments/placement_bound.py --rows 300000`): a network fitted by regression on
+  300k full-information rows (the hindsight reward of every placement of each request minus
+  greedy's, paired per request; inputs: the observation plus greedy's own predicted rewards)
+  realises 22% of the hindsight placement gain on held-out rows (+0.0038 of +0.0173 per
+  request) and a closure of +0.14 in closed loop on the embedded default (-0.3533 vs greedy
+  -0.3564, oracle -0.3341): the closure PPO reached there with 1M steps (-0.353 vs -0.356 /
+  -0.334). On mahimahi-cellular (all six uplinks, scale 1) it realises 13% (+0.0017 of
+  +0.0134) and a closure of +0.05. With 100k rows the share was 15% and the closure 0.00, so
+  more data still helps, but slowly: closing half the gap needs well over half of the
+  placement share, and supervised learning with full information recovers about a fifth.
 - **Keep credit is biased towards dropping.** Charging a keep with the full value of the
   entries it evicts over-states the loss (an evicted entry might have been evicted later
   anyway, or never used), so a myopic learner drops too much: from scratch with keep credit
