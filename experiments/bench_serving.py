@@ -2,7 +2,7 @@
 throughput, in-process decision time, and the resident memory of one worker.
 
     python experiments/bench_serving.py [--policy FILE] [--duration 5] [--concurrency 8]
-                                        [--batch 256] [--workers 1] [--rounds 1]
+                                        [--batch 256] [--workers 1] [--rounds 3]
                                         [--load-generator auto|wrk|python]
                                         [--no-micro-batching]
 
@@ -11,11 +11,12 @@ The server is ``offload-rl serve`` in a subprocess (with the hidden no-op endpoi
 ``wrk`` (one thread, a Lua script that cycles through the request bodies) when it is installed,
 else asyncio + raw HTTP/1.1 keep-alive connections in Python. Both cost far less per request
 than an HTTP client library, so the figures are the server's, not the generator's (both share
-the CPUs, though: on a 2-core machine they compete, and wrk takes less of them). With
-``--rounds N`` the phases run N times, alternating, and the medians are reported (a shared
-machine drifts). Without ``--policy`` an untrained MaskablePPO of the training default
-architecture (MLP 64x64, tanh) is exported first: speed does not depend on the weights. Request
-bodies are states of a simulated device (``serving.example_runtime``).
+the CPUs, though: on a 2-core machine they compete, and wrk takes less of them). The phases
+run ``--rounds`` times (default 3), alternating, and the medians are reported (a shared
+machine drifts: single rounds of the decide/no-op ratio ranged 0.80-1.09). Without
+``--policy`` an untrained MaskablePPO of the training default architecture (MLP 64x64, tanh)
+is exported first: speed does not depend on the weights. Request bodies are states of a
+simulated device (``serving.example_runtime``).
 """
 
 from __future__ import annotations
@@ -358,7 +359,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=256, help="states per batch request")
     parser.add_argument("--workers", type=int, default=1, help="server worker processes")
     parser.add_argument(
-        "--rounds", type=int, default=1, help="run the phases N times, report the medians"
+        "--rounds", type=int, default=3, help="run the phases N times, report the medians"
     )
     parser.add_argument(
         "--load-generator",
