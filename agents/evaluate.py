@@ -14,6 +14,7 @@ runs), ``tb/<policy>/`` TensorBoard runs with identical tags, ``report.md`` and 
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import math
@@ -227,6 +228,15 @@ class EvaluationResult:
     args: dict[str, Any]
     wall_s: float = 0.0
     workers: int = 1
+
+
+def add_scenario_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--scenario``, ``--traces``, ``--uplink-scale`` and ``--greedy``: what the analysis
+    scripts in ``experiments/`` run on (see :func:`prepare_scenario`)."""
+    parser.add_argument("--scenario", default="default")
+    parser.add_argument("--traces", nargs="+", default=None, help="trace files or folders")
+    parser.add_argument("--uplink-scale", type=float, default=None)
+    parser.add_argument("--greedy", default="greedy", help="the greedy variant (e.g. greedy-last)")
 
 
 def prepare_scenario(

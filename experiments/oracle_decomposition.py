@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from agents.evaluate import build_episodes, prepare_scenario
+from agents.evaluate import add_scenario_arguments, build_episodes, prepare_scenario
 from agents.oracle import OraclePolicy
 from envs.split_cache import SplitCacheEnv
 from offload_rl.errors import OffloadRLError
@@ -35,10 +35,7 @@ MODES = ("greedy", "oracle", "greedy + oracle keep", "oracle place + greedy keep
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--scenario", default="default")
-    p.add_argument("--traces", nargs="+", default=None, help="trace files or folders")
-    p.add_argument("--uplink-scale", type=float, default=None)
-    p.add_argument("--greedy", default="greedy", help="the greedy variant (e.g. greedy-last)")
+    add_scenario_arguments(p)
     p.add_argument("--episodes", type=int, default=4, help="per trace family")
     p.add_argument("--seed", type=int, default=12345)
     args = p.parse_args(argv)

@@ -507,17 +507,23 @@ DISCUSSION = """## Why
   8 throughput samples into an estimate and prices every action with the environment's own
   cost model. The keep share is knowing which session returns, which the observation hints
   at only weakly (turn number, time since the last turn).
-- **What the observation is worth for placement, without RL**
-  (`python experiments/placement_bound.py --rows 300000`): a network fitted by regression on
-  300k full-information rows (the hindsight reward of every placement of each request minus
-  greedy's, paired per request; inputs: the observation plus greedy's own predicted rewards)
-  realises 22% of the hindsight placement gain on held-out rows (+0.0038 of +0.0173 per
-  request) and a closure of +0.14 in closed loop on the embedded default (-0.3533 vs greedy
-  -0.3564, oracle -0.3341): the closure PPO reached there with 1M steps (-0.353 vs -0.356 /
-  -0.334). On mahimahi-cellular (all six uplinks, scale 1) it realises 13% (+0.0017 of
-  +0.0134) and a closure of +0.05. With 100k rows the share was 15% and the closure 0.00, so
-  more data still helps, but slowly: closing half the gap needs well over half of the
-  placement share, and supervised learning with full information recovers about a fifth.
+- **What the observation is worth, without RL** (`python experiments/information_bound.py
+  --rows 300000`): supervised fits on full-information rows, the best any policy with this
+  observation could extract. Placement: a regression of every placement's hindsight reward
+  minus greedy's (paired per request; inputs: the observation plus greedy's own predicted
+  rewards) realises 22% of the hindsight placement gain on held-out rows (+0.0038 of +0.0173
+  per request) and a closure of +0.14 in closed loop on the embedded default (-0.3533 vs
+  greedy -0.3564, oracle -0.3341), which is where PPO got with 1M steps (-0.353 vs -0.356 /
+  -0.334); with 100k rows it was 15% and 0.00. Cache: a classifier of "this session comes
+  back within the episode" (the oracle's keep rule) is right on 53.2% of held-out requests
+  where always guessing the majority is right on 51.7%; keeping on its say-so is no better
+  than greedy's rule (closure +0.00 at p>0.3, worse above), while the hindsight keep alone is
+  worth +0.25. On norway-hsdpa-3g (uplink 0.46, 200k rows), where the keep is 0.67 of the
+  oracle's lead: classifier 54.4% vs 52.0%, fitted keep +0.00, fitted placement -0.06 (it
+  over-fits: +0.0168 predicted, -0.0006 realised). On mahimahi-cellular (all six uplinks,
+  scale 1) fitted placement realises 13% and a closure of +0.05. So half the gap is out of
+  reach of any policy that sees this observation: what separates greedy from the oracle is
+  the future.
 - **Keep credit is biased towards dropping.** Charging a keep with the full value of the
   entries it evicts over-states the loss (an evicted entry might have been evicted later
   anyway, or never used), so a myopic learner drops too much: from scratch with keep credit

@@ -33,16 +33,16 @@ def test_hindsight_tier_rewards_price_the_valid_placements_and_the_oracle_takes_
             break
 
 
-def test_placement_bound_script_runs_end_to_end(capsys):
+def test_information_bound_script_runs_end_to_end(capsys):
     spec = importlib.util.spec_from_file_location(
-        "placement_bound", REPO / "experiments" / "placement_bound.py"
+        "information_bound", REPO / "experiments" / "information_bound.py"
     )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules["placement_bound"] = module
+    sys.modules["information_bound"] = module
     spec.loader.exec_module(module)
     argv = ["--rows", "400", "--epochs", "1", "--hidden", "16", "--episodes", "1"]
     assert module.main(argv) == 0
     out = capsys.readouterr().out
-    assert "hindsight best placement" in out and "closure" in out
+    assert "hindsight best placement" in out and "fitted keep p>0.5" in out
     assert module.main(["--greedy", "local"]) == 2  # not a greedy variant: one line, exit 2
