@@ -521,9 +521,13 @@ DISCUSSION = """## Why
   worth +0.25. On norway-hsdpa-3g (uplink 0.46, 200k rows), where the keep is 0.67 of the
   oracle's lead: classifier 54.4% vs 52.0%, fitted keep +0.00, fitted placement -0.06 (it
   over-fits: +0.0168 predicted, -0.0006 realised). On mahimahi-cellular (all six uplinks,
-  scale 1) fitted placement realises 13% and a closure of +0.05. So half the gap is out of
-  reach of any policy that sees this observation: what separates greedy from the oracle is
-  the future.
+  scale 1) fitted placement realises 13% and a closure of +0.05. The other families (200k
+  rows, each config's uplink scale and best greedy variant; realised share of the hindsight
+  placement gain, closure of fitted placement / best fitted keep / hindsight keep): fcc 0% /
+  +0.00 / +0.00 / +0.29, ghent 15% / +0.04 / +0.00 / +0.58, nyc-lte 3% / +0.03 / +0.00 /
+  +0.14, wifi 16% / +0.17 / +0.04 / +0.36; the classifier is right on 53.5-54.4% against a
+  52.0% base rate everywhere. So half the gap is out of reach of any policy that sees this
+  observation: what separates greedy from the oracle is the future.
 - **Keep credit is biased towards dropping.** Charging a keep with the full value of the
   entries it evicts over-states the loss (an evicted entry might have been evicted later
   anyway, or never used), so a myopic learner drops too much: from scratch with keep credit
