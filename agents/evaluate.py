@@ -42,7 +42,8 @@ from agents.policies import (
 from offload_rl.cost_model import TIERS
 from offload_rl.errors import ConfigError
 from offload_rl.heuristics import Policy
-from offload_rl.scenario import ResolvedScenario, Scenario, resolve_scenario
+from offload_rl.scenario import Scenario
+from offload_rl.scenario_facts import ResolvedScenario, resolve_scenario
 
 if TYPE_CHECKING:
     from envs.split_cache import SplitCacheEnv

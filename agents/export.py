@@ -35,8 +35,8 @@ from offload_rl.features import (
     FeatureSpec,
     action_mask,
 )
-from offload_rl.heuristics import feature_spec, scenario_tiers
 from offload_rl.scenario import Scenario, load_scenario
+from offload_rl.scenario_facts import scenario_facts
 from serving.policy_file import (
     INPUT_MASK,
     INPUT_OBS,
@@ -235,7 +235,7 @@ def resolve_export_scenario(saved: SavedModel, override: str | None) -> Scenario
     except ConfigError as err:
         hint = "" if override else " (pass --scenario if the run's scenario file moved)"
         raise ExportError(f"scenario of the model: {err}{hint}") from None
-    spec = feature_spec(scenario, scenario_tiers(scenario).n_layers)
+    spec = scenario_facts(scenario).spec
     if spec != saved.spec:
         raise ExportError(
             f"scenario {scenario.name!r} encodes {spec}, the model was trained for {saved.spec}"

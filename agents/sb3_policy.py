@@ -31,8 +31,8 @@ from offload_rl.features import (
     FeatureSpec,
     encode_observation,
 )
-from offload_rl.heuristics import feature_spec, scenario_tiers
 from offload_rl.scenario import Scenario
+from offload_rl.scenario_facts import scenario_facts
 
 if TYPE_CHECKING:
     from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
@@ -161,7 +161,7 @@ def load_sb3_policy(path: str, scenario: Scenario) -> SB3Policy:
     folder = find_model_dir(path)
     model_file = Path(path) if Path(path).is_file() else folder / MODEL_FILE
     meta = read_meta(folder)
-    spec = feature_spec(scenario, scenario_tiers(scenario).n_layers)
+    spec = scenario_facts(scenario).spec
     if meta is not None:
         _check_spec(meta, spec, path)
     vn_file = folder / VECNORMALIZE_FILE

@@ -79,7 +79,8 @@ from offload_rl import __version__
 from offload_rl.cost_model import TIERS
 from offload_rl.errors import ConfigError
 from offload_rl.features import FEATURE_SCHEMA_VERSION, FeatureSpec
-from offload_rl.scenario import ResolvedScenario, Scenario, resolve_scenario
+from offload_rl.scenario import Scenario
+from offload_rl.scenario_facts import ResolvedScenario, resolve_scenario
 
 if TYPE_CHECKING:
     from sb3_contrib import MaskablePPO

@@ -457,7 +457,8 @@ def _validation_scenario(profile_path: Path, traces: Sequence[str], rtt_ms: floa
 def _decider(cfg: ValidationConfig, scenario: Any) -> tuple[Any, str]:
     """A function DecisionState -> (action, source), and a description of it."""
     from offload_rl.features import action_mask
-    from offload_rl.heuristics import feature_spec, make_heuristic, scenario_tiers
+    from offload_rl.heuristics import make_heuristic
+    from offload_rl.scenario_facts import scenario_facts
 
     policy = cfg.policy
     note = ""
@@ -473,7 +474,7 @@ def _decider(cfg: ValidationConfig, scenario: Any) -> tuple[Any, str]:
         policy = "greedy"
         note = " (serving.client is not importable: no service asked)"
     heuristic = make_heuristic(policy, scenario)
-    spec = feature_spec(scenario, scenario_tiers(scenario).n_layers)
+    spec = scenario_facts(scenario).spec
 
     def local(state: Any) -> tuple[int, str]:
         return int(heuristic.act(state, action_mask(state, spec))), f"local:{heuristic.name}"

@@ -16,13 +16,27 @@ import numpy as np
 from gymnasium import spaces
 
 from offload_rl.actions import ActionLayout
-from offload_rl.cost_model import LinkModel, RequestCost, request_cost, tier_of
+from offload_rl.cost_model import RequestCost, request_cost, tier_of
+from offload_rl.device_view import (
+    SessionMemory,
+    decision_state,
+    kept_kv_tokens,
+    latest_period,
+    measured_throughput,
+)
 from offload_rl.edge_load import EdgeLoadSeries, generate_edge_load
-from offload_rl.features import DecisionState, action_mask, encode_observation
+from offload_rl.features import (
+    DecisionState,
+    action_mask,
+    encode_observation,
+    observation_table,
+)
 from offload_rl.kv_cache import EdgeKVCache
-from offload_rl.scenario import ResolvedScenario, Scenario, load_scenario, resolve_scenario
+from offload_rl.reward import score_request
+from offload_rl.scenario import Scenario, load_scenario
+from offload_rl.scenario_facts import ResolvedScenario, resolve_scenario
 from offload_rl.traces import Trace
-from offload_rl.workloads import Request, TokenScaling, Workload, load_workload
+from offload_rl.workloads import Request, Workload
 
 
 @dataclass(slots=True)  # not frozen: built on every step, frozen __init__ is slow
@@ -65,28 +79,11 @@ class SplitCacheEnv(gym.Env[np.ndarray, np.int64]):
 
     ## Observation space
     ``Box(0, 1, (H + 17,), float32)`` built by :func:`offload_rl.features.encode_observation`
-    from what the device knows at decision time (never the future):
+    from what the device knows at decision time (never the future); ``H`` is
+    ``network.throughput_history``. The table is rendered from
+    :data:`offload_rl.features.FEATURE_DOCS` when this module is imported:
 
-    | index   | feature              | meaning                                                |
-    |---------|----------------------|--------------------------------------------------------|
-    | 0..H-1  | throughput_i         | log-scaled uplink samples the device measured, oldest first |
-    | H       | rtt                  | log-scaled RTT to the edge                            |
-    | H+1     | new_tokens           | log-scaled new prompt tokens                          |
-    | H+2     | context_tokens       | log-scaled tokens from earlier turns                  |
-    | H+3     | turn                 | turn number / 20                                      |
-    | H+4     | private              | 1 if raw tokens must stay on the device               |
-    | H+5     | slo_ttft             | log-scaled TTFT SLO                                   |
-    | H+6     | slo_tpot             | time-per-output-token SLO (s)                         |
-    | H+7     | session_cached       | 1 if a kept KV of this session exists                 |
-    | H+8     | cached_split         | its split / L                                         |
-    | H+9     | cached_share         | cached tokens / context tokens                        |
-    | H+10    | edge_kv_occupancy    | share of the edge KV memory in use                    |
-    | H+11    | edge_load            | edge utilisation as last reported (lagged)            |
-    | H+12    | device_memory_layers | layers the device can hold now / L                    |
-    | H+13    | prev_output_tokens   | log-scaled output length of the session's last turn   |
-    | H+14    | since_last_turn      | log-scaled seconds since the session's last turn      |
-    | H+15    | outage               | 1 if the newest sample is below the outage floor      |
-    | H+16    | throughput_hmean     | log-scaled harmonic mean of the samples               |
+    {observation_table}
 
     ## Action masks
     ``action_masks()`` returns the flat boolean mask MaskablePPO expects
@@ -136,35 +133,24 @@ class SplitCacheEnv(gym.Env[np.ndarray, np.int64]):
                 sc = sc.with_traces(traces)
             resolved = resolve_scenario(sc)
         self.resolved = resolved
-        sc = resolved.scenario
+        self.facts = facts = resolved.facts
+        sc = facts.scenario
         self.scenario = sc
-        self.feature_spec = resolved.spec
-        self.tiers = resolved.tiers
+        self.feature_spec = facts.spec
+        self.tiers = facts.tiers
         self.layout = ActionLayout(self.feature_spec.n_layers)
         self.n_requests = episode_requests or sc.episode.requests
-        wl = sc.workload
-        source = wl.source if wl.source == "default" else str(sc.resolve_path(wl.source))
-        self.workload: Workload = load_workload(
-            source,
-            TokenScaling(
-                scale=wl.token_scale,
-                max_context_tokens=wl.max_context_tokens,
-                max_new_tokens=wl.max_new_tokens,
-                max_output_tokens=wl.max_output_tokens,
-            ),
-        )
-        self.energy = sc.device.energy_model()
+        self.workload: Workload = facts.workload()
+        self.energy = facts.energy
         self.action_space = spaces.Discrete(self.layout.n_actions)
         self.observation_space = spaces.Box(
             0.0, 1.0, (self.feature_spec.obs_dim,), dtype=np.float32
         )
-        self._rtt_s = sc.network.rtt_edge_ms / 1000.0
-        self._slo = [(c.ttft_s, c.tpot_s) for c in wl.slo_classes]
-        self._slo_p = np.array([c.share for c in wl.slo_classes])
+        self._slo = list(facts.slo_targets)
+        self._slo_p = np.array(facts.slo_shares)
         self._kv_cache = EdgeKVCache(int(sc.edge.kv_cache_bytes))
-        self._usd_edge = sc.edge.usd_per_hour / 3600.0
-        self._usd_cloud = sc.cloud.usd_per_hour / 3600.0
         self._keep_credit = sc.reward.keep_credit
+        self._memory = SessionMemory()
         self._i = 0
         self._requests: list[Request] = []
 
@@ -196,13 +182,7 @@ class SplitCacheEnv(gym.Env[np.ndarray, np.int64]):
         if wseed is None:
             wseed = int(rng.integers(2**31 - 1))
         world = np.random.default_rng(int(wseed))
-        self._link = LinkModel(
-            uplink=uplink,
-            downlink=self.resolved.downlinks[idx],
-            rtt_edge_s=self._rtt_s,
-            rtt_cloud_extra_s=self.scenario.network.rtt_cloud_extra_ms / 1000.0,
-            backhaul_bytes_per_s=self.scenario.network.backhaul_gbps * 1e9 / 8.0,
-        )
+        self._link = self.facts.link(uplink, self.resolved.downlinks[idx])
         # one extra request gives the observation that follows the last step
         reqs = self.workload.sample(world, self.n_requests + 1)
         self._requests = reqs
@@ -212,8 +192,7 @@ class SplitCacheEnv(gym.Env[np.ndarray, np.int64]):
         self._private = (world.random(n_sessions) < wl.private_share).tolist()
         self._slo_class = world.choice(len(self._slo), size=n_sessions, p=self._slo_p).tolist()
         dev = self.scenario.device
-        L = self.feature_spec.n_layers
-        full = L if dev.memory_layers is None else min(dev.memory_layers, L)
+        full = self.facts.device_memory_layers
         pressure = world.random(n) < dev.memory_pressure_share
         self._k_mem = np.where(pressure, min(dev.memory_pressure_layers, full), full).tolist()
         queue_draw = world.exponential(1.0, size=n)
@@ -225,16 +204,15 @@ class SplitCacheEnv(gym.Env[np.ndarray, np.int64]):
         # the lagged report the device sees
         arrivals = np.array([r.arrival_s for r in reqs])
         util = load.util_at_many(arrivals)
-        self._edge_queue = (load.mean_queue_s(util) * queue_draw).tolist()
-        self._edge_slowdown = load.slowdown_at(util).tolist()
+        self._edge_queue = (load.params.mean_queue_s(util) * queue_draw).tolist()
+        self._edge_slowdown = load.params.slowdown_at(util).tolist()
         self._edge_reported = load.util_at_many(arrivals - load.params.report_lag_s).tolist()
         self._build_throughput_samples(uplink, horizon, world)
         self._kv_cache.clear()
         self._credit: dict[int, float] = {}  # session -> keep credit not yet taken back
         self._next_turn = self._next_turn_indices(reqs) if self._keep_credit else []
         self._device_kv: dict[int, int] = {}
-        self._last_output: dict[int, int] = {}
-        self._last_arrival: dict[int, float] = {}
+        self._memory.clear()
         self._i = 0
         self._episode_info = {
             "trace": uplink.name,
@@ -255,46 +233,33 @@ class SplitCacheEnv(gym.Env[np.ndarray, np.int64]):
         period = net.throughput_sample_s
         H = net.throughput_history
         m = H + math.ceil(horizon / period) + 1
-        times = self._offset + (np.arange(m + 1) - H) * period
-        cycles = np.floor(times / uplink.duration_s)
-        within = times - cycles * uplink.duration_s
-        grid = np.arange(len(uplink.cum_bytes)) * uplink.step_s
-        cum = cycles * uplink.total_bytes + np.interp(within, grid, uplink.cum_bytes)
-        values = np.diff(cum) / (125_000.0 * period)
-        if net.throughput_noise > 0:
-            values *= np.exp(world.normal(0.0, net.throughput_noise, size=m))
+        values = measured_throughput(
+            uplink, self._offset, -H, m, period, net.throughput_noise, world
+        )
         self._samples = values.tolist()
         self._sample_period = period
 
     def _samples_before(self, t: float) -> list[float]:
         """The ``H`` most recent complete sample periods before episode time ``t``."""
         H = self.feature_spec.history
-        end = H + int(t / self._sample_period)
+        end = H + latest_period(t, self._sample_period)
         return self._samples[end - H : end]
 
     def _prepare_request(self) -> None:
         """Build the decision state, observation and mask of the current request."""
         req = self._requests[self._i]
         sid = req.session_id
-        ttft_slo, tpot_slo = self._slo[self._slo_class[sid]]
-        cached_split, cached_tokens = self._session_cache(sid, req.context_tokens)
-        last = self._last_arrival.get(sid)
-        state = DecisionState(
+        state = decision_state(
+            req,
             throughput_mbps=self._samples_before(req.arrival_s),
-            rtt_ms=self._rtt_s * 1000.0,
-            new_tokens=req.new_tokens,
-            context_tokens=req.context_tokens,
-            turn=req.turn,
+            rtt_ms=self.scenario.network.rtt_edge_ms,
             private=self._private[sid],
-            slo_ttft_s=ttft_slo,
-            slo_tpot_s=tpot_slo,
-            cached_split=cached_split,
-            cached_tokens=cached_tokens,
+            slo=self._slo[self._slo_class[sid]],
+            cached=self._session_cache(sid, req.context_tokens),
             edge_kv_occupancy=self._kv_cache.occupancy(),
             edge_load=self._edge_reported[self._i],
             device_memory_layers=self._k_mem[self._i],
-            prev_output_tokens=self._last_output.get(sid, 0),
-            since_last_turn_s=0.0 if last is None else req.arrival_s - last,
+            memory=self._memory,
         )
         self._state = state
         self._obs = encode_observation(state, self.feature_spec)
@@ -356,27 +321,15 @@ class SplitCacheEnv(gym.Env[np.ndarray, np.int64]):
             cloud_slowdown=self.scenario.cloud.slowdown,
         )
         ttft_slo, tpot_slo = self._slo[self._slo_class[sid]]
-        n_dec = req.output_tokens - 1
-        violated = cost.ttft_s > ttft_slo or (
-            n_dec > 0 and (cost.latency_s - cost.ttft_s) / n_dec > tpot_slo
-        )
-        usd = cost.edge_gpu_s * self._usd_edge + cost.cloud_gpu_s * self._usd_cloud
-        w = self.scenario.reward
-        slo_total = ttft_slo + max(n_dec, 0) * tpot_slo
-        reward = -(
-            w.w_latency * cost.latency_s / slo_total
-            + w.w_energy * cost.energy_j
-            + w.w_slo * (1.0 if violated else 0.0)
-            + w.w_cost * usd
-        )
+        score = score_request(cost, req.output_tokens, ttft_slo, tpot_slo, self.facts.reward_rule)
         return StepOutcome(
             action=action,
-            reward=reward,
+            reward=score.reward,
             cost=cost,
-            slo_violated=violated,
+            slo_violated=score.slo_violated,
             cache_hit=cached > 0,
             cached_tokens=cached,
-            usd=usd,
+            usd=score.usd,
         )
 
     def step(
@@ -467,13 +420,11 @@ class SplitCacheEnv(gym.Env[np.ndarray, np.int64]):
     def _update_cache(self, sid: int, tier_index: int, keep: int, req: Request) -> None:
         """Apply the cache action.
 
-        The session's KV holds context + prompt + all output tokens but the last one: the last
-        token is sampled and returned but never fed back through the model.
+        The session's KV holds :func:`~offload_rl.device_view.kept_kv_tokens` positions.
         """
         L = self.feature_spec.n_layers
-        self._last_output[sid] = req.output_tokens
-        self._last_arrival[sid] = req.arrival_s
-        tokens = req.context_tokens + req.new_tokens + max(req.output_tokens - 1, 0)
+        self._memory.remember(req)
+        tokens = kept_kv_tokens(req.context_tokens, req.new_tokens, req.output_tokens)
         self._device_kv.pop(sid, None)
         if not keep or tier_index == L + 1:
             self._kv_cache.drop(sid)
@@ -483,3 +434,8 @@ class SplitCacheEnv(gym.Env[np.ndarray, np.int64]):
         else:
             nbytes = tokens * self.tiers.edge.edge_kv_bytes_per_token(tier_index)
             self._kv_cache.store(sid, tier_index, tokens, nbytes)
+
+
+SplitCacheEnv.__doc__ = (SplitCacheEnv.__doc__ or "").replace(
+    "{observation_table}", observation_table(indent="    ").lstrip()
+)

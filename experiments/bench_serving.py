@@ -54,7 +54,7 @@ def device_states(n: int, seed: int = 0) -> list[dict[str, Any]]:
     from serving.example_runtime import SimulatedDevice
 
     scenario = load_scenario("default")
-    device = SimulatedDevice(scenario, 24, seed)
+    device = SimulatedDevice(scenario, seed)
     rng = np.random.default_rng(seed)
     wl = scenario.workload
     out = []

@@ -44,7 +44,8 @@ from offload_rl.actions import DROP, KEEP
 from offload_rl.errors import OffloadRLError
 from offload_rl.features import DecisionState, encode_observation
 from offload_rl.heuristics import GreedyPolicy, make_heuristic
-from offload_rl.scenario import load_scenario, resolve_scenario
+from offload_rl.scenario import load_scenario
+from offload_rl.scenario_facts import resolve_scenario
 
 CLIP = 2.0  # rewards and gains are clipped to +-CLIP: a terrible placement only needs to be bad
 

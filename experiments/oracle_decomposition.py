@@ -28,7 +28,8 @@ from agents.oracle import OraclePolicy
 from envs.split_cache import SplitCacheEnv
 from offload_rl.errors import OffloadRLError
 from offload_rl.heuristics import make_heuristic
-from offload_rl.scenario import load_scenario, resolve_scenario
+from offload_rl.scenario import load_scenario
+from offload_rl.scenario_facts import resolve_scenario
 
 MODES = ("greedy", "oracle", "greedy + oracle keep", "oracle place + greedy keep")
 

@@ -36,6 +36,15 @@ class EdgeLoadParams(BaseModel):
     slowdown: float = Field(0.5, ge=0.0, description="layer time x (1 + slowdown * rho)")
     report_lag_s: float = Field(2.0, ge=0.0, description="age of the load the device sees")
 
+    def mean_queue_s(self, util: FloatOrArray) -> FloatOrArray:
+        """Mean M/M/1 waiting time at utilisation ``util`` (the environment's truth, the
+        planners' prediction at the reported load)."""
+        return self.service_s * util / (1.0 - util)
+
+    def slowdown_at(self, util: FloatOrArray) -> FloatOrArray:
+        """Factor by which edge layer time grows at utilisation ``util``."""
+        return 1.0 + self.slowdown * util
+
 
 @dataclass(frozen=True)
 class EdgeLoadSeries:
@@ -59,14 +68,6 @@ class EdgeLoadSeries:
     def reported_at(self, t: float) -> float:
         """What the edge last reported: the utilisation ``report_lag_s`` ago."""
         return self.util_at(max(t - self.params.report_lag_s, 0.0))
-
-    def mean_queue_s(self, util: FloatOrArray) -> FloatOrArray:
-        """Mean M/M/1 waiting time at utilisation ``util``."""
-        return self.params.service_s * util / (1.0 - util)
-
-    def slowdown_at(self, util: FloatOrArray) -> FloatOrArray:
-        """Factor by which edge layer time grows at utilisation ``util``."""
-        return 1.0 + self.params.slowdown * util
 
 
 def generate_edge_load(

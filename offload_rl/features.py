@@ -98,6 +98,26 @@ FEATURE_DOCS: dict[str, str] = {
 }
 
 
+def observation_table(indent: str = "") -> str:
+    """The observation as a markdown table (index, feature, meaning) rendered from
+    :data:`FEATURE_DOCS`: the environment's docstring shows it, so the page a user reads cannot
+    drift from the encoder's order."""
+    rows = [("0..H-1", "throughput_i", FEATURE_DOCS["throughput_i"])]
+    rows += [(f"H+{i}", name, FEATURE_DOCS[name]) for i, name in enumerate(SCALAR_FEATURES)]
+    widths = [max(len(r[c]) for r in [("index", "feature", "meaning"), *rows]) for c in range(3)]
+
+    def line(cells: tuple[str, str, str]) -> str:
+        return (
+            indent
+            + "| "
+            + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))
+            + " |"
+        )
+
+    rule = indent + "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(("index", "feature", "meaning")), rule, *map(line, rows)])
+
+
 @dataclass(slots=True)
 class DecisionState:
     """The raw state a device knows when one request must be placed."""

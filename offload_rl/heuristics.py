@@ -37,29 +37,19 @@ or in the cloud more often than it should), and ``always`` beat ``never`` by 0.0
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from offload_rl.actions import DROP, KEEP, ActionLayout
-from offload_rl.compiled_profile import CompiledProfile
-from offload_rl.cost_model import EnergyModel, LinkModel, Tiers, request_cost
+from offload_rl.cost_model import LinkModel, request_cost
 from offload_rl.errors import ConfigError
-from offload_rl.features import DecisionState, FeatureSpec
-from offload_rl.profiles import load_profile
+from offload_rl.features import DecisionState
+from offload_rl.reward import score_request
 from offload_rl.scenario import Scenario
+from offload_rl.scenario_facts import scenario_facts
 from offload_rl.traces import Trace
-from offload_rl.workloads import (
-    PARAMS_SUFFIXES,
-    GeometricMixtureTurns,
-    PmfTurns,
-    WorkloadParams,
-    default_workload_params,
-    load_workload_params,
-)
 
 ESTIMATORS: tuple[str, ...] = ("last", "hmean", "ewma")
 CACHE_RULES: tuple[str, ...] = ("never", "always", "likely")
@@ -130,106 +120,6 @@ def estimate_throughput(samples: Sequence[float], estimator: str) -> float:
 
 
 # --------------------------------------------------------------------------------------------
-# What a heuristic knows about the scenario (profiles and parameters, never traces)
-# --------------------------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=16)
-def _compiled(ref: str) -> CompiledProfile:
-    return CompiledProfile.from_profile(load_profile(ref))
-
-
-def scenario_tiers(scenario: Scenario) -> Tiers:
-    """Compiled profiles of the scenario's three tiers (cached per profile reference)."""
-    compiled = {}
-    for tier in ("device", "edge", "cloud"):
-        ref = getattr(scenario.profiles, tier)
-        path = scenario.resolve_path(ref)
-        try:
-            compiled[tier] = _compiled(str(path) if path.suffix == ".json" else ref)
-        except ConfigError as err:
-            raise ConfigError(f"profiles.{tier}: {err}") from None
-    return Tiers(device=compiled["device"], edge=compiled["edge"], cloud=compiled["cloud"])
-
-
-def scenario_workload_params(scenario: Scenario) -> WorkloadParams:
-    """Workload parameters a heuristic may assume: the scenario's parameter file, else the
-    embedded default (recorded files are not re-fitted here: the default is fitted to them)."""
-    src = scenario.workload.source
-    if src != "default":
-        path = scenario.resolve_path(src)
-        if path.suffix.lower() in PARAMS_SUFFIXES and path.is_file():
-            return load_workload_params(path)
-    return default_workload_params()
-
-
-def feature_spec(scenario: Scenario, n_layers: int) -> FeatureSpec:
-    """The scenario's feature spec, without loading traces."""
-    return FeatureSpec(
-        n_layers=n_layers,
-        history=scenario.network.throughput_history,
-        k_priv=scenario.workload.k_priv,
-        outage_mbps=scenario.network.outage_mbps,
-    )
-
-
-def _turns_pmf(params: WorkloadParams) -> np.ndarray:
-    """``pmf[n - 1]`` = P(a session has ``n`` turns)."""
-    turns = params.turns
-    if isinstance(turns, PmfTurns):
-        p = np.asarray(turns.pmf, dtype=float)
-        return p / p.sum()
-    assert isinstance(turns, GeometricMixtureTurns)
-    n = np.arange(1, turns.max_turns + 1, dtype=float)
-    w = np.asarray(turns.weights, dtype=float)
-    w = w / w.sum()
-    pmf = np.zeros(turns.max_turns)
-    for wi, mean in zip(w, turns.means, strict=True):
-        q = 1.0 / mean
-        comp = q * (1.0 - q) ** (n - 1)
-        comp[-1] = (1.0 - q) ** (turns.max_turns - 1)  # the cap collects the tail
-        pmf += wi * comp
-    return pmf / pmf.sum()
-
-
-def continuation_probability(params: WorkloadParams) -> np.ndarray:
-    """``p[t]`` = P(a session that reached turn ``t`` (0-based) has another turn)."""
-    pmf = _turns_pmf(params)
-    reach = pmf[::-1].cumsum()[::-1]  # P(N >= n), n = 1..
-    more = np.append(reach[1:], 0.0)  # P(N >= n + 1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = np.where(reach > 0, more / reach, 0.0)
-    return p
-
-
-@dataclass(frozen=True, slots=True)
-class _WorkloadFacts:
-    """What a heuristic assumes about the requests, from the workload's fitted parameters."""
-
-    mean_output_tokens: float  # after the scenario's token scaling and cap
-    continuation: np.ndarray  # P(another turn | reached turn t)
-
-
-_FACTS: dict[tuple[str, float, int], _WorkloadFacts] = {}
-
-
-def workload_facts(scenario: Scenario) -> _WorkloadFacts:
-    """Output-length mean and continuation probabilities of the scenario's workload (cached)."""
-    wl = scenario.workload
-    params = scenario_workload_params(scenario)
-    key = (params.model_dump_json(), wl.token_scale, wl.max_output_tokens)
-    facts = _FACTS.get(key)
-    if facts is None:
-        rng = np.random.default_rng(0)  # fixed: the same numbers every time
-        out = params.output_tokens.sample(rng, 20000) * wl.token_scale
-        out = np.clip(np.rint(out), 1, wl.max_output_tokens)
-        facts = _WorkloadFacts(float(out.mean()), continuation_probability(params))
-        if len(_FACTS) < 16:
-            _FACTS[key] = facts
-    return facts
-
-
-# --------------------------------------------------------------------------------------------
 # Cache rules
 # --------------------------------------------------------------------------------------------
 
@@ -237,12 +127,12 @@ def workload_facts(scenario: Scenario) -> _WorkloadFacts:
 class CacheRule:
     """Decides the ``keep`` half of the action once the placement is chosen."""
 
-    def __init__(self, rule: str, n_layers: int, facts: _WorkloadFacts) -> None:
+    def __init__(self, rule: str, n_layers: int, continuation: np.ndarray) -> None:
         if rule not in CACHE_RULES:
             raise ConfigError(f"unknown cache rule {rule!r}; one of {', '.join(CACHE_RULES)}")
         self.rule = rule
         self.n_layers = n_layers
-        self._cont = facts.continuation
+        self._cont = continuation  # P(another turn | reached 0-based turn t)
 
     def p_another_turn(self, state: DecisionState) -> float:
         """P(the session has another turn), given the turns seen so far."""
@@ -337,26 +227,13 @@ class GreedyPolicy:
             raise ConfigError(f"unknown estimator {estimator!r}; one of {', '.join(ESTIMATORS)}")
         self.name = name
         self.estimator = estimator
-        self.tiers = scenario_tiers(scenario)
-        L = self.tiers.n_layers
-        self.layout = ActionLayout(L)
-        facts = workload_facts(scenario)
+        self.facts = facts = scenario_facts(scenario)
+        self.tiers = facts.tiers
+        self.layout = facts.layout
         self.default_output_tokens = max(round(facts.mean_output_tokens), 1)
-        self.cache = CacheRule(cache_rule, L, facts)
-        net = scenario.network
-        self.energy: EnergyModel = scenario.device.energy_model()
-        self._rtt_s = net.rtt_edge_ms / 1000.0
-        self._rtt_cloud_extra_s = net.rtt_cloud_extra_ms / 1000.0
-        self._backhaul = net.backhaul_gbps * 1e9 / 8.0
-        load = scenario.edge.load
-        self._load_service_s = load.service_s
-        self._load_slowdown = load.slowdown
-        self._max_util = load.max_util
-        self._cloud_queue_s = scenario.cloud.queue_s
-        self._cloud_slowdown = scenario.cloud.slowdown
-        self._usd_edge = scenario.edge.usd_per_hour / 3600.0
-        self._usd_cloud = scenario.cloud.usd_per_hour / 3600.0
-        self._reward = scenario.reward
+        self.cache = CacheRule(cache_rule, facts.n_layers, facts.continuation)
+        self._load = scenario.edge.load
+        self._cloud = scenario.cloud
         self._links: dict[float, LinkModel] = {}
 
     def reset(self) -> None:
@@ -370,13 +247,7 @@ class GreedyPolicy:
             if len(self._links) > 4096:
                 self._links.clear()
             trace = Trace.constant(key, duration_s=1.0, step_s=1.0, name="estimate")
-            link = LinkModel(
-                uplink=trace,
-                downlink=trace,
-                rtt_edge_s=self._rtt_s,
-                rtt_cloud_extra_s=self._rtt_cloud_extra_s,
-                backhaul_bytes_per_s=self._backhaul,
-            )
+            link = self.facts.link(trace, trace)
             self._links[key] = link
         return link
 
@@ -392,12 +263,10 @@ class GreedyPolicy:
         out = np.full(L + 2, -np.inf)
         link = self._link(estimate_throughput(state.throughput_mbps, self.estimator))
         o = self.predicted_output_tokens(state)
-        util = min(max(float(state.edge_load), 0.0), self._max_util)
-        edge_queue = self._load_service_s * util / (1.0 - util)
-        edge_slowdown = 1.0 + self._load_slowdown * util
-        w = self._reward
-        n_dec = o - 1
-        slo_total = state.slo_ttft_s + max(n_dec, 0) * state.slo_tpot_s
+        load = self._load
+        util = min(max(float(state.edge_load), 0.0), load.max_util)
+        edge_queue, edge_slowdown = load.mean_queue_s(util), load.slowdown_at(util)
+        rule = self.facts.reward_rule
         for t in tiers:
             cached = state.cached_tokens if state.cached_split == t else 0
             cost = request_cost(
@@ -409,22 +278,13 @@ class GreedyPolicy:
                 o,
                 self.tiers,
                 link,
-                self.energy,
+                self.facts.energy,
                 edge_queue_s=edge_queue,
                 edge_slowdown=edge_slowdown,
-                cloud_queue_s=self._cloud_queue_s,
-                cloud_slowdown=self._cloud_slowdown,
+                cloud_queue_s=self._cloud.queue_s,
+                cloud_slowdown=self._cloud.slowdown,
             )
-            violated = cost.ttft_s > state.slo_ttft_s or (
-                n_dec > 0 and (cost.latency_s - cost.ttft_s) / n_dec > state.slo_tpot_s
-            )
-            usd = cost.edge_gpu_s * self._usd_edge + cost.cloud_gpu_s * self._usd_cloud
-            out[t] = -(
-                w.w_latency * cost.latency_s / slo_total
-                + w.w_energy * cost.energy_j
-                + w.w_slo * (1.0 if violated else 0.0)
-                + w.w_cost * usd
-            )
+            out[t] = score_request(cost, o, state.slo_ttft_s, state.slo_tpot_s, rule).reward
         return out
 
     def act(self, state: DecisionState, mask: np.ndarray) -> int:
@@ -474,9 +334,9 @@ def make_heuristic(name: str, scenario: Scenario, seed: int = 0) -> Policy:
     """The heuristic called ``name`` (see :data:`HEURISTIC_NAMES`) for ``scenario``."""
     base, estimator, cache = parse_heuristic_name(name)
     canonical = name.strip().lower()
-    tiers = scenario_tiers(scenario)
-    L = tiers.n_layers
-    layout = ActionLayout(L)
+    facts = scenario_facts(scenario)
+    L = facts.n_layers
+    layout = facts.layout
     if base == "greedy":
         return GreedyPolicy(
             canonical,
@@ -488,5 +348,5 @@ def make_heuristic(name: str, scenario: Scenario, seed: int = 0) -> Policy:
         return RandomPolicy(canonical, layout, seed)
     if base == "cloud":
         return FixedPlacementPolicy(canonical, layout.cloud_index, layout, None)
-    rule = CacheRule(cache or DEFAULT_CACHE_RULE, L, workload_facts(scenario))
+    rule = CacheRule(cache or DEFAULT_CACHE_RULE, L, facts.continuation)
     return FixedPlacementPolicy(canonical, L if base == "local" else 0, layout, rule)

@@ -1,7 +1,9 @@
 """Scenarios: one YAML file says which model, hardware, links, workload and reward to simulate.
 
 Every key is validated on load (unknown keys are errors too), and errors name the file and the
-dotted key. Relative paths in a scenario are relative to the scenario file. The embedded
+dotted key. Relative paths in a scenario are relative to the scenario file. What a scenario
+*implies* (compiled profiles, feature spec, reward rule, ...) is derived in
+:mod:`offload_rl.scenario_facts`, never here. The embedded
 ``default`` scenario uses synthetic trace presets and the embedded workload, so it runs on a
 machine without ``../shared``.
 """
@@ -9,20 +11,16 @@ machine without ``../shared``.
 from __future__ import annotations
 
 import importlib.resources
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from offload_rl.compiled_profile import CompiledProfile
-from offload_rl.cost_model import EnergyModel, Tiers
+from offload_rl.cost_model import EnergyModel
 from offload_rl.edge_load import EdgeLoadParams
-from offload_rl.errors import ConfigError, OffloadRLError
-from offload_rl.features import FeatureSpec
-from offload_rl.profiles import load_profile
-from offload_rl.traces import Trace, TraceFormat, load_traces
+from offload_rl.errors import ConfigError
+from offload_rl.traces import TraceFormat
 
 SYNTHETIC_PREFIX = "synthetic:"
 
@@ -253,81 +251,3 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
         line = f" line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{source}:{line}: not valid YAML") from None
     return scenario_from_dict(data, source, base_dir)
-
-
-@dataclass(frozen=True)
-class ResolvedScenario:
-    """A scenario with its traces, profiles and workload loaded: what the environment runs."""
-
-    scenario: Scenario
-    uplinks: list[Trace]
-    downlinks: list[Trace]
-    tiers: Tiers
-    spec: FeatureSpec
-
-    @property
-    def n_layers(self) -> int:
-        return self.tiers.n_layers
-
-
-def load_scenario_traces(scenario: Scenario) -> tuple[list[Trace], list[Trace]]:
-    """Uplink and downlink traces (same order) of the sources a scenario names."""
-    from offload_rl.synthetic_traces import generate_trace
-
-    net = scenario.network
-    uplinks: list[Trace] = []
-    downlinks: list[Trace] = []
-    for i, entry in enumerate(net.sources()):
-        if entry.source.startswith(SYNTHETIC_PREFIX):
-            preset = entry.source[len(SYNTHETIC_PREFIX) :]
-            try:
-                traces = [
-                    generate_trace(preset, net.synthetic_duration_s, seed=seed)
-                    for seed in range(net.synthetic_traces)
-                ]
-            except OffloadRLError as err:
-                raise ConfigError(f"network.traces.{i}: {err}") from None
-        else:
-            path = scenario.resolve_path(entry.source)
-            if not path.exists():
-                raise ConfigError(f"network.traces.{i}: {path} does not exist")
-            traces = load_traces([path], fmt=net.trace_format)
-        for t in traces:
-            uplinks.append(t.scaled(entry.uplink_scale) if entry.uplink_scale != 1.0 else t)
-            downlinks.append(t.scaled(entry.downlink_scale) if entry.downlink_scale != 1.0 else t)
-    return uplinks, downlinks
-
-
-def resolve_scenario(scenario: Scenario) -> ResolvedScenario:
-    """Load everything a scenario refers to; errors name the key that pointed at it."""
-    uplinks, downlinks = load_scenario_traces(scenario)
-    net = scenario.network
-    compiled = {}
-    for tier in ("device", "edge", "cloud"):
-        ref = getattr(scenario.profiles, tier)
-        path = scenario.resolve_path(ref)
-        try:
-            profile = load_profile(path if path.suffix == ".json" else ref)
-        except OffloadRLError as err:
-            raise ConfigError(f"profiles.{tier}: {err}") from None
-        compiled[tier] = CompiledProfile.from_profile(profile)
-    n = {tier: c.n_layers for tier, c in compiled.items()}
-    if len(set(n.values())) != 1:
-        raise ConfigError(f"profiles: the tiers disagree on the number of layers: {n}")
-    L = compiled["device"].n_layers
-    wl = scenario.workload
-    if wl.k_priv > L:
-        raise ConfigError(f"workload.k_priv: {wl.k_priv} exceeds the model's {L} layers")
-    spec = FeatureSpec(
-        n_layers=L,
-        history=net.throughput_history,
-        k_priv=wl.k_priv,
-        outage_mbps=net.outage_mbps,
-    )
-    return ResolvedScenario(
-        scenario=scenario,
-        uplinks=uplinks,
-        downlinks=downlinks,
-        tiers=Tiers(device=compiled["device"], edge=compiled["edge"], cloud=compiled["cloud"]),
-        spec=spec,
-    )

@@ -23,8 +23,9 @@ import numpy as np
 from offload_rl.actions import ActionLayout
 from offload_rl.cost_model import tier_of
 from offload_rl.features import DecisionState, FeatureSpec, action_mask
-from offload_rl.heuristics import Policy, feature_spec, make_heuristic, scenario_tiers
+from offload_rl.heuristics import Policy, make_heuristic
 from offload_rl.scenario import Scenario, load_scenario
+from offload_rl.scenario_facts import scenario_facts
 
 Source = Literal["service", "fallback"]
 
@@ -93,7 +94,7 @@ class DecisionClient:
         if not (math.isfinite(timeout) and timeout > 0):
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
         sc = load_scenario(scenario) if isinstance(scenario, str) else scenario
-        self.spec: FeatureSpec = feature_spec(sc, scenario_tiers(sc).n_layers)
+        self.spec: FeatureSpec = scenario_facts(sc).spec
         self.layout = ActionLayout(self.spec.n_layers)
         self.fallback: Policy = (
             make_heuristic(fallback, sc) if isinstance(fallback, str) else fallback

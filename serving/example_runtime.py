@@ -17,37 +17,41 @@ import sys
 
 import numpy as np
 
+from offload_rl.device_view import (
+    SessionMemory,
+    decision_state,
+    kept_kv_tokens,
+    latest_period,
+    measured_throughput,
+)
 from offload_rl.features import DecisionState
-from offload_rl.scenario import Scenario, load_scenario, load_scenario_traces
-from offload_rl.workloads import Request, TokenScaling, load_workload
+from offload_rl.scenario import Scenario, load_scenario
+from offload_rl.scenario_facts import load_scenario_traces, scenario_facts
+from offload_rl.workloads import Request
 from serving.client import ClientDecision, DecisionClient
 
 
 class SimulatedDevice:
-    """The device side of a scenario: its requests, its link measurements, what it kept."""
+    """The device side of a scenario: its requests, its link measurements, what it kept.
 
-    def __init__(self, scenario: Scenario, n_layers: int, seed: int) -> None:
+    The edge's occupancy and load are not simulated here (a real runtime reads them from the
+    edge's reports): it reports an empty cache at a load of 0.3.
+    """
+
+    EDGE_KV_OCCUPANCY = 0.0
+    EDGE_LOAD = 0.3
+
+    def __init__(self, scenario: Scenario, seed: int) -> None:
         self.scenario = scenario
-        self.n_layers = n_layers
+        self.facts = scenario_facts(scenario)
+        self.n_layers = self.facts.n_layers
         self.rng = np.random.default_rng(seed)
-        wl = scenario.workload
         uplinks, _ = load_scenario_traces(scenario)
         self.uplink = uplinks[int(self.rng.integers(len(uplinks)))]
         self.offset = float(self.rng.uniform(0.0, self.uplink.duration_s))
-        source = wl.source if wl.source == "default" else str(scenario.resolve_path(wl.source))
-        self.workload = load_workload(
-            source,
-            TokenScaling(
-                scale=wl.token_scale,
-                max_context_tokens=wl.max_context_tokens,
-                max_new_tokens=wl.max_new_tokens,
-                max_output_tokens=wl.max_output_tokens,
-            ),
-        )
+        self.workload = self.facts.workload()
         self.kept: dict[int, tuple[int, int]] = {}  # session -> (split, tokens) kept
-        self.last: dict[int, tuple[float, int]] = {}  # session -> (arrival, output tokens)
-        mem = scenario.device.memory_layers
-        self.memory_layers = n_layers if mem is None else min(mem, n_layers)
+        self.memory = SessionMemory()
 
     def requests(self, n: int) -> list[Request]:
         return self.workload.sample(self.rng, n)
@@ -55,40 +59,36 @@ class SimulatedDevice:
     def state(self, req: Request, private: bool, slo: tuple[float, float]) -> DecisionState:
         """What the device knows when ``req`` must be placed."""
         net = self.scenario.network
-        period, H = net.throughput_sample_s, net.throughput_history
-        end = float(np.floor((self.offset + req.arrival_s) / period) * period)
-        samples = [
-            self.uplink.mean_mbps(end - (H - i) * period, end - (H - i - 1) * period)
-            * float(np.exp(self.rng.normal(0.0, net.throughput_noise)))
-            for i in range(H)
-        ]
-        split, tokens = self.kept.get(req.session_id, (None, 0))
-        prev = self.last.get(req.session_id)
-        return DecisionState(
-            throughput_mbps=samples,
+        H, period = net.throughput_history, net.throughput_sample_s
+        samples = measured_throughput(
+            self.uplink,
+            self.offset,
+            latest_period(req.arrival_s, period) - H,
+            H,
+            period,
+            net.throughput_noise,
+            self.rng,
+        )
+        return decision_state(
+            req,
+            throughput_mbps=samples.tolist(),
             rtt_ms=net.rtt_edge_ms,
-            new_tokens=req.new_tokens,
-            context_tokens=req.context_tokens,
-            turn=req.turn,
             private=private,
-            slo_ttft_s=slo[0],
-            slo_tpot_s=slo[1],
-            cached_split=split,
-            cached_tokens=min(tokens, req.context_tokens),
-            edge_kv_occupancy=0.0,  # a real runtime reads these from the edge's reports
-            edge_load=0.3,
-            device_memory_layers=self.memory_layers,
-            prev_output_tokens=prev[1] if prev else 0,
-            since_last_turn_s=req.arrival_s - prev[0] if prev else 0.0,
+            slo=slo,
+            cached=self.kept.get(req.session_id, (None, 0)),
+            edge_kv_occupancy=self.EDGE_KV_OCCUPANCY,
+            edge_load=self.EDGE_LOAD,
+            device_memory_layers=self.facts.device_memory_layers,
+            memory=self.memory,
         )
 
     def remember(self, req: Request, decision: ClientDecision) -> None:
         """Apply the cache half of the decision to what the device believes is kept."""
-        self.last[req.session_id] = (req.arrival_s, req.output_tokens)
+        self.memory.remember(req)
         if decision.keep and decision.tier != "cloud":
             split = self.n_layers if decision.tier == "device" else decision.split
-            total = req.context_tokens + req.new_tokens + req.output_tokens
-            self.kept[req.session_id] = (split, total)
+            tokens = kept_kv_tokens(req.context_tokens, req.new_tokens, req.output_tokens)
+            self.kept[req.session_id] = (split, tokens)
         else:
             self.kept.pop(req.session_id, None)
 
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     with DecisionClient(
         args.url, timeout=args.timeout, token=args.token, scenario=scenario
     ) as client:
-        device = SimulatedDevice(scenario, client.spec.n_layers, args.seed)
+        device = SimulatedDevice(scenario, args.seed)
         wl = scenario.workload
         shares = [c.share for c in wl.slo_classes]
         sessions: dict[int, tuple[bool, tuple[float, float]]] = {}

@@ -36,8 +36,9 @@ from offload_rl.features import (
     encode_observations,
     shared_action_mask,
 )
-from offload_rl.heuristics import Policy, feature_spec, make_heuristic, scenario_tiers
+from offload_rl.heuristics import Policy, make_heuristic
 from offload_rl.scenario import Scenario, load_scenario
+from offload_rl.scenario_facts import scenario_facts
 from serving.policy_file import (
     INPUT_MASK,
     INPUT_OBS,
@@ -181,7 +182,7 @@ class OnnxPolicy:
 
 def load_onnx_policy(path: str, scenario: Scenario) -> Policy:
     """``onnx:PATH`` loader for :func:`agents.policies.register_policy_loader`."""
-    spec = feature_spec(scenario, scenario_tiers(scenario).n_layers)
+    spec = scenario_facts(scenario).spec
     return OnnxPolicy.from_file(path, spec)
 
 
@@ -248,7 +249,7 @@ class DecisionRuntime:
         last_good_path: str | None = None,
     ) -> None:
         self.scenario = load_scenario(scenario) if isinstance(scenario, str) else scenario
-        self.spec = feature_spec(self.scenario, scenario_tiers(self.scenario).n_layers)
+        self.spec = scenario_facts(self.scenario).spec
         self.layout = ActionLayout(self.spec.n_layers)
         self.fallback: Policy = make_heuristic(fallback, self.scenario)
         self.fallback_version = f"heuristic:{self.fallback.name}"

@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 
 from offload_rl.features import FEATURE_SCHEMA_VERSION
-from offload_rl.heuristics import feature_spec, scenario_tiers
 from offload_rl.scenario import load_scenario
+from offload_rl.scenario_facts import scenario_facts
 
 _CACHE: dict[str, Path] = {}
 
@@ -43,7 +43,7 @@ def train_tiny_run(run_dir: Path, timesteps: int = 256, normalize: bool = True) 
     if isinstance(env, VecNormalize):
         env.save(str(final / "vecnormalize.pkl"))
     scenario = load_scenario("default")
-    spec = feature_spec(scenario, scenario_tiers(scenario).n_layers)
+    spec = scenario_facts(scenario).spec
     meta = {
         "scenario": "default",
         "n_layers": spec.n_layers,

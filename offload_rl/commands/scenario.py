@@ -10,7 +10,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from offload_rl.scenario import load_scenario, resolve_scenario, shipped_scenarios
+from offload_rl.scenario import load_scenario, shipped_scenarios
+from offload_rl.scenario_facts import resolve_scenario
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

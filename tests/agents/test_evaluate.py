@@ -22,7 +22,8 @@ from offload_rl.errors import ConfigError
 from offload_rl.heuristics import Policy, make_heuristic
 from offload_rl.model_shapes import get_shape
 from offload_rl.roofline import analytical_profile, get_hardware
-from offload_rl.scenario import Scenario, load_scenario, resolve_scenario
+from offload_rl.scenario import Scenario, load_scenario
+from offload_rl.scenario_facts import resolve_scenario
 
 POLICIES = "local,edge,greedy,oracle,random"
 SMALL = ["--episodes", "2", "--requests", "24", "--seed", "5", "--no-progress"]

@@ -166,7 +166,7 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
 
 def test_training_episodes_draw_families_uniformly(tmp_path: Path) -> None:
     from agents.train import make_env
-    from offload_rl.scenario import resolve_scenario
+    from offload_rl.scenario_facts import resolve_scenario
 
     for fam, n in (("few", 1), ("many", 6)):
         (tmp_path / fam).mkdir()

@@ -35,10 +35,10 @@ def test_regimes_spend_time_in_proportion_to_their_dwell_times():
 def test_queue_and_slowdown_grow_with_load_and_the_report_lags():
     p = EdgeLoadParams(service_s=0.1, slowdown=1.0, report_lag_s=5.0)
     s = generate_edge_load(p, 100, np.random.default_rng(0))
-    assert s.mean_queue_s(0.0) == 0.0
-    assert s.mean_queue_s(0.5) == pytest.approx(0.1)
-    assert s.mean_queue_s(0.9) == pytest.approx(0.9)
-    assert s.slowdown_at(0.5) == pytest.approx(1.5)
+    assert s.params.mean_queue_s(0.0) == 0.0
+    assert s.params.mean_queue_s(0.5) == pytest.approx(0.1)
+    assert s.params.mean_queue_s(0.9) == pytest.approx(0.9)
+    assert s.params.slowdown_at(0.5) == pytest.approx(1.5)
     assert s.reported_at(50.0) == s.util_at(45.0)
     np.testing.assert_array_equal(s.util_at_many(np.array([1.0, 45.0])), s.util[[1, 45]])
 

@@ -331,3 +331,17 @@ def test_encoder_equals_its_plain_version_on_any_number(samples, values):
             encode_observation(s, SPEC)
         return
     assert encode_observation(s, SPEC).tobytes() == expected.tobytes()
+
+
+def test_feature_docs_cover_the_observation_in_order_and_the_env_page_shows_them():
+    from envs.split_cache import SplitCacheEnv
+    from offload_rl.features import FEATURE_DOCS, SCALAR_FEATURES, observation_table
+
+    assert list(FEATURE_DOCS) == ["throughput_i", *SCALAR_FEATURES]
+    rows = [line.split("|")[1:3] for line in observation_table().splitlines()[2:]]
+    assert [name.strip() for _, name in rows] == list(FEATURE_DOCS)
+    assert [index.strip() for index, _ in rows[1:]] == [f"H+{i}" for i in range(len(rows) - 1)]
+    page = SplitCacheEnv.__doc__ or ""
+    assert "{observation_table}" not in page
+    for name, doc in FEATURE_DOCS.items():
+        assert f"| {name}" in page and doc in page

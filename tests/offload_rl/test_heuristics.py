@@ -20,14 +20,12 @@ from offload_rl.heuristics import (
     CacheRule,
     GreedyPolicy,
     Policy,
-    continuation_probability,
     estimate_throughput,
-    feature_spec,
     make_heuristic,
     parse_heuristic_name,
-    workload_facts,
 )
 from offload_rl.scenario import ProfilesConfig, Scenario, load_scenario
+from offload_rl.scenario_facts import continuation_probability, scenario_facts
 from offload_rl.workloads import GeometricMixtureTurns, PmfTurns, default_workload_params
 from tests.profiles_for_tests import simple_profile
 
@@ -57,7 +55,7 @@ def toy_scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
 
 @pytest.fixture(scope="module")
 def spec(toy_scenario: Scenario) -> FeatureSpec:
-    return feature_spec(toy_scenario, N_LAYERS)
+    return scenario_facts(toy_scenario).spec
 
 
 def make_state(**overrides: object) -> DecisionState:
@@ -243,14 +241,14 @@ def test_continuation_probability_by_hand():
 
 
 def test_cache_rules(toy_scenario):
-    facts = workload_facts(toy_scenario)
+    cont = scenario_facts(toy_scenario).continuation
     state = make_state(turn=0)
-    assert CacheRule("never", N_LAYERS, facts).keep(state, 0) == DROP
-    assert CacheRule("always", N_LAYERS, facts).keep(state, 0) == KEEP
-    assert CacheRule("always", N_LAYERS, facts).keep(state, N_LAYERS + 1) == DROP  # cloud
+    assert CacheRule("never", N_LAYERS, cont).keep(state, 0) == DROP
+    assert CacheRule("always", N_LAYERS, cont).keep(state, 0) == KEEP
+    assert CacheRule("always", N_LAYERS, cont).keep(state, N_LAYERS + 1) == DROP  # cloud
     # default workload: 62% of sessions at their first turn have another one -> keep
-    assert CacheRule("likely", N_LAYERS, facts).keep(state, 0) == KEEP
-    single_turn = facts.__class__(facts.mean_output_tokens, np.array([0.3, 0.6, 0.7]))
+    assert CacheRule("likely", N_LAYERS, cont).keep(state, 0) == KEEP
+    single_turn = np.array([0.3, 0.6, 0.7])
     assert CacheRule("likely", N_LAYERS, single_turn).keep(make_state(turn=0), 2) == DROP
     assert CacheRule("likely", N_LAYERS, single_turn).keep(make_state(turn=1), 2) == KEEP
     assert CacheRule("likely", N_LAYERS, single_turn).keep(make_state(turn=50), 2) == KEEP
