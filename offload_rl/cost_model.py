@@ -137,45 +137,19 @@ def request_cost(
     cached = min(cached_tokens, context_tokens)
     prefill = total_ctx - cached
     n_decode = output_tokens - 1 if output_tokens > 1 else 0
+    if tier_index == L:
+        return _device_cost(tiers.device, L, prefill, cached, n_decode, total_ctx, energy)
 
-    if tier_index == L:  # fully on the device
-        dev = tiers.device
-        ttft = (
-            dev.embed_prefill_s(prefill)
-            + dev.layers_prefill_s(0, L, prefill, cached)
-            + dev.head_first_token_s()
-        )
-        decode = dev.layers_decode_s(0, L, n_decode, total_ctx) + dev.embed_head_decode_s(
-            n_decode, total_ctx
-        )
-        latency = ttft + decode
-        return RequestCost(
-            ttft_s=ttft,
-            latency_s=latency,
-            energy_j=energy.compute_w * latency,
-            device_busy_s=latency,
-            upload_s=0.0,
-            upload_bytes=0.0,
-            edge_gpu_s=0.0,
-            cloud_gpu_s=0.0,
-            prefill_tokens=prefill,
-        )
-
-    rtt = link.rtt_edge_s
-    if tier_index == L + 1:  # cloud: token ids to the edge, forwarded over the backhaul
-        remote = tiers.cloud
-        k = 0
-        rtt = rtt + link.rtt_cloud_extra_s
-        queue = cloud_queue_s
-        slowdown = cloud_slowdown
+    is_cloud = tier_index == L + 1
+    if is_cloud:  # token ids to the edge, forwarded over the backhaul
+        remote, k, queue, slowdown = tiers.cloud, 0, cloud_queue_s, cloud_slowdown
+        rtt = link.rtt_edge_s + link.rtt_cloud_extra_s
     else:
-        remote = tiers.edge
-        k = tier_index
-        queue = edge_queue_s
-        slowdown = edge_slowdown
+        remote, k, queue, slowdown = tiers.edge, tier_index, edge_queue_s, edge_slowdown
+        rtt = link.rtt_edge_s
+    dev = tiers.device
 
     # -- prefill ------------------------------------------------------------------------
-    dev = tiers.device
     if k > 0:
         dev_prefill = dev.embed_prefill_s(prefill) + dev.layers_prefill_s(0, k, prefill, cached)
     else:
@@ -183,7 +157,7 @@ def request_cost(
     up_bytes = float(prefill * dev.activation_bytes_per_token[k])
     t_up = t0 + dev_prefill
     up_time = link.uplink.finish_time(t_up, up_bytes) - t_up if up_bytes > 0 else 0.0
-    backhaul = up_bytes / link.backhaul_bytes_per_s if tier_index == L + 1 else 0.0
+    backhaul = up_bytes / link.backhaul_bytes_per_s if is_cloud else 0.0
     remote_prefill = (
         (remote.embed_prefill_s(prefill) if k == 0 else 0.0)
         + remote.layers_prefill_s(k, L, prefill, cached)
@@ -192,54 +166,105 @@ def request_cost(
     ttft = dev_prefill + up_time + backhaul + rtt + queue + remote_prefill
 
     # -- decode -------------------------------------------------------------------------
-    if k == 0:
-        # the remote tier decodes alone and streams token ids down
+    if k == 0:  # the remote tier decodes alone and streams token ids down
         remote_decode = (
             remote.layers_decode_s(0, L, n_decode, total_ctx)
             + remote.embed_head_decode_s(n_decode, total_ctx)
         ) * slowdown
-        dev_decode = 0.0
-        dec_up_time = 0.0
-        dec_up_bytes = 0.0
+        dev_decode = dec_up_time = dec_up_bytes = 0.0
         decode = remote_decode
     else:
-        # split decoding: every token crosses the link and back
-        dev_decode = dev.layers_decode_s(0, k, n_decode, total_ctx) + n_decode * (
-            dev.embed_decode[0] + dev.embed_decode[1] * total_ctx
+        dev_decode, remote_decode, dec_up_bytes, dec_up_time = _split_decode(
+            dev, remote, k, n_decode, total_ctx, slowdown, link.uplink, t0 + ttft
         )
-        remote_decode = (
-            remote.layers_decode_s(k, L, n_decode, total_ctx)
-            + n_decode * (remote.head_decode[0] + remote.head_decode[1] * total_ctx)
-        ) * slowdown
-        dec_up_bytes = float(n_decode * dev.activation_bytes_per_token[k])
-        if dec_up_bytes > 0:
-            t_dec = t0 + ttft
-            dec_up_time = link.uplink.finish_time(t_dec, dec_up_bytes) - t_dec
-        else:
-            dec_up_time = 0.0
         decode = dev_decode + dec_up_time + remote_decode + n_decode * rtt
 
     latency = ttft + decode
-    upload_s = up_time + dec_up_time
-    upload_bytes = up_bytes + dec_up_bytes
-    device_busy = dev_prefill + dev_decode
-    rate_mbps = upload_bytes * 8e-6 / upload_s if upload_s > 0 else 0.0
-    radio_wait = max(latency - upload_s - device_busy, 0.0) + energy.radio_tail_s
-    energy_j = (
-        energy.compute_w * device_busy
-        + (energy.radio_tx_w + energy.radio_tx_w_per_mbps * rate_mbps) * upload_s
-        + energy.radio_rx_w * radio_wait
-    )
     gpu_s = remote_prefill + remote_decode
-    is_cloud = tier_index == L + 1
     return RequestCost(
         ttft_s=ttft,
         latency_s=latency,
-        energy_j=energy_j,
-        device_busy_s=device_busy,
-        upload_s=upload_s,
-        upload_bytes=upload_bytes,
+        energy_j=_device_energy(
+            energy,
+            latency,
+            dev_prefill + dev_decode,
+            up_time + dec_up_time,
+            up_bytes + dec_up_bytes,
+        ),
+        device_busy_s=dev_prefill + dev_decode,
+        upload_s=up_time + dec_up_time,
+        upload_bytes=up_bytes + dec_up_bytes,
         edge_gpu_s=0.0 if is_cloud else gpu_s,
         cloud_gpu_s=gpu_s if is_cloud else 0.0,
         prefill_tokens=prefill,
+    )
+
+
+def _device_cost(
+    dev: CompiledProfile,
+    L: int,
+    prefill: int,
+    cached: int,
+    n_decode: int,
+    total_ctx: int,
+    energy: EnergyModel,
+) -> RequestCost:
+    """Everything on the device: nothing crosses the link, the SoC is busy the whole time."""
+    ttft = (
+        dev.embed_prefill_s(prefill)
+        + dev.layers_prefill_s(0, L, prefill, cached)
+        + dev.head_first_token_s()
+    )
+    decode = dev.layers_decode_s(0, L, n_decode, total_ctx) + dev.embed_head_decode_s(
+        n_decode, total_ctx
+    )
+    latency = ttft + decode
+    return RequestCost(
+        ttft_s=ttft,
+        latency_s=latency,
+        energy_j=energy.compute_w * latency,
+        device_busy_s=latency,
+        upload_s=0.0,
+        upload_bytes=0.0,
+        edge_gpu_s=0.0,
+        cloud_gpu_s=0.0,
+        prefill_tokens=prefill,
+    )
+
+
+def _split_decode(
+    dev: CompiledProfile,
+    remote: CompiledProfile,
+    k: int,
+    n_decode: int,
+    total_ctx: int,
+    slowdown: float,
+    uplink: Trace,
+    t_start: float,
+) -> tuple[float, float, float, float]:
+    """Split decoding, every token across the link and back: device seconds, remote seconds,
+    upload bytes and upload seconds (one transfer from ``t_start``, see the module docstring)."""
+    dev_decode = dev.layers_decode_s(0, k, n_decode, total_ctx) + n_decode * (
+        dev.embed_decode[0] + dev.embed_decode[1] * total_ctx
+    )
+    remote_decode = (
+        remote.layers_decode_s(k, remote.n_layers, n_decode, total_ctx)
+        + n_decode * (remote.head_decode[0] + remote.head_decode[1] * total_ctx)
+    ) * slowdown
+    up_bytes = float(n_decode * dev.activation_bytes_per_token[k])
+    up_time = uplink.finish_time(t_start, up_bytes) - t_start if up_bytes > 0 else 0.0
+    return dev_decode, remote_decode, up_bytes, up_time
+
+
+def _device_energy(
+    energy: EnergyModel, latency: float, busy_s: float, upload_s: float, upload_bytes: float
+) -> float:
+    """Device joules of an offloaded request: compute while busy, the radio's transmit power
+    (base + per Mbps of the achieved rate) while uploading, its connected power otherwise."""
+    rate_mbps = upload_bytes * 8e-6 / upload_s if upload_s > 0 else 0.0
+    radio_wait = max(latency - upload_s - busy_s, 0.0) + energy.radio_tail_s
+    return (
+        energy.compute_w * busy_s
+        + (energy.radio_tx_w + energy.radio_tx_w_per_mbps * rate_mbps) * upload_s
+        + energy.radio_rx_w * radio_wait
     )
