@@ -2,13 +2,13 @@
 
 ``offload-rl validate`` measures a profile of the model on this machine (with the thread count
 each runtime process uses), replays requests of the default workload through the real runtime
-(:mod:`agents.runtime`: a device process and an edge process over loopback TCP, the link paced
+(:mod:`validation.runtime`: a device process and an edge process over loopback TCP, the link paced
 to a trace) and through :func:`offload_rl.cost_model.request_cost` with the *same* action, trace,
 trace time and cached positions, and reports the prediction error per split class.
 
 Profiles: ``offload_rl.profiler``'s, measured here with the runtime's thread count, and (the
 default, ``stack``) the same with the decoder layer re-timed inside the whole stack of distinct
-layers (:mod:`agents.runtime.stack_profile`: one layer timed alone keeps its weights in the CPU
+layers (:mod:`validation.runtime.stack_profile`: one layer timed alone keeps its weights in the CPU
 caches and reads decode too fast). Both predictions are reported; no factor is fitted to the
 errors.
 
@@ -241,9 +241,9 @@ def measured_profile(cfg: ValidationConfig, arch: ArchSpec) -> tuple[Profile, Pa
 def stack_profile(
     cfg: ValidationConfig, base: Profile, base_reused: bool, model: Any
 ) -> tuple[Profile, Path, bool]:
-    """``base`` with the decoder re-timed in-stack (:mod:`agents.runtime.stack_profile`),
+    """``base`` with the decoder re-timed in-stack (:mod:`validation.runtime.stack_profile`),
     cached in ``DIR`` beside it (re-measured whenever ``base`` was)."""
-    from agents.runtime.stack_profile import with_stack_decoder_costs
+    from validation.runtime.stack_profile import with_stack_decoder_costs
 
     path = cfg.out / f"profile-{base.model.name}-t{cfg.threads}-stack.json"
     if path.is_file() and base_reused and not cfg.reprofile:
@@ -541,9 +541,9 @@ def run_validation(cfg: ValidationConfig) -> dict[str, Any]:
 
 
 def _run_validation(cfg: ValidationConfig) -> dict[str, Any]:
-    from agents.runtime.device import DeviceRuntime, start_edge_process
-    from agents.runtime.edge import EdgeServer
-    from agents.runtime.model import SplitModel, resolve_arch
+    from validation.runtime.device import DeviceRuntime, start_edge_process
+    from validation.runtime.edge import EdgeServer
+    from validation.runtime.model import SplitModel, resolve_arch
 
     if cfg.requests < 1 or cfg.repeats < 1 or cfg.threads < 1:
         raise ConfigError("--requests, --repeats and --threads must be >= 1")
@@ -696,7 +696,7 @@ class _Replay:
     def warm_up(self) -> None:
         """Two short requests per split on a fast link, not recorded: first calls pay for lazy
         initialisation (allocator, kernels, sockets)."""
-        from agents.runtime.device import Turn
+        from validation.runtime.device import Turn
 
         fast = Trace.constant(1000.0, name="warm-up")
         self.device.set_link(fast, fast, self.one_way)
@@ -805,7 +805,7 @@ class _Replay:
         uplink: Trace,
         last: dict[int, tuple[float, int]],
     ) -> tuple[Any, float | None]:
-        from agents.runtime.device import Turn
+        from validation.runtime.device import Turn
 
         turn = Turn(
             req.session,

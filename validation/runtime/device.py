@@ -25,8 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from agents.runtime import protocol as wire
-from agents.runtime.link import (
+from offload_rl.actions import ActionLayout
+from offload_rl.errors import OffloadRLError
+from offload_rl.profiler import require_torch
+from offload_rl.traces import Trace
+from validation.runtime import protocol as wire
+from validation.runtime.link import (
     HEADER_BYTES,
     Frame,
     LinkClock,
@@ -37,11 +41,7 @@ from agents.runtime.link import (
     now,
     read_frame,
 )
-from agents.runtime.model import SplitModel, arch_to_json, new_cache
-from offload_rl.actions import ActionLayout
-from offload_rl.errors import OffloadRLError
-from offload_rl.profiler import require_torch
-from offload_rl.traces import Trace
+from validation.runtime.model import SplitModel, arch_to_json, new_cache
 
 
 class EdgeProtocolError(OffloadRLError):
@@ -413,8 +413,8 @@ class DeviceRuntime:
 def start_edge_process(
     threads: int = 1, kv_bytes: float | None = None, timeout_s: float = 180.0
 ) -> tuple[subprocess.Popen[str], int]:
-    """Start ``python -m agents.runtime.edge`` on a free loopback port; returns it and the port."""
-    cmd = [sys.executable, "-m", "agents.runtime.edge", "--threads", str(threads)]
+    """Start ``python -m validation.runtime.edge`` on a free loopback port; returns it, its port."""
+    cmd = [sys.executable, "-m", "validation.runtime.edge", "--threads", str(threads)]
     if kv_bytes is not None:
         cmd += ["--kv-bytes", repr(float(kv_bytes))]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
