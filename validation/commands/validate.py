@@ -89,7 +89,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _run(args: argparse.Namespace) -> int:
-    from validation.run import DEFAULT_TRACES, ValidationConfig, run_validation
+    from validation.config import DEFAULT_TRACES, ValidationConfig
+    from validation.run import run_validation
 
     if args.out.exists() and not args.out.is_dir():
         raise ConfigError(f"--out {args.out} exists and is not a folder")
