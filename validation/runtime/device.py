@@ -366,9 +366,21 @@ class DeviceRuntime:
         record.edge_compute_s += first.aux
         if self._sent:
             record.prefill_upload_s = self._sent[0].finished_at - self._sent[0].started_at
-        token = first.a
+        tokens = self._decode(turn, k, cache, first.a, len(sequence), record)
+        record.latency_s = now() - wall0
+        self._settle(rid, record)
+        session.cache = cache
+        return tokens
+
+    def _decode(
+        self, turn: Turn, k: int, cache: Any, token: int, pos: int, record: RequestRecord
+    ) -> list[int]:
+        """The tokens after the first: with a split inside the model each is a round trip
+        (embed, device layers, one hidden state up); at ``k = 0`` the edge streams them."""
+        torch, _ = require_torch()
+        model = self.model
+        rid = turn.request_id
         tokens = [token]
-        pos = len(sequence)
         for i in range(1, turn.output_tokens):
             if k > 0:
                 start = time.perf_counter()
@@ -388,7 +400,10 @@ class DeviceRuntime:
             token = reply.a
             tokens.append(token)
             pos += 1
-        record.latency_s = now() - wall0
+        return tokens
+
+    def _settle(self, rid: int, record: RequestRecord) -> None:
+        """The edge's DONE: whether it kept the session, and whose split KV it evicted."""
         done = self._expect(wire.DONE, request=rid)
         info = done.meta or {}
         for evicted in info.get("evicted", []):
@@ -396,8 +411,6 @@ class DeviceRuntime:
             if other is not None and other.split is not None and other.split < self.model.n_layers:
                 self._forget(other)
         record.kept = bool(info.get("kept", False))  # False also when it did not fit
-        session.cache = cache
-        return tokens
 
     def _expect(self, *kinds: int, request: int | None = None) -> Frame:
         frame = read_frame(self.sock)
