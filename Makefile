@@ -25,7 +25,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy offload_rl envs agents serving experiments
+	$(VENV)/bin/mypy offload_rl envs agents serving experiments validation
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .

@@ -26,7 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "agents.commands.evaluate",
     "agents.commands.train",
     "agents.commands.export",
-    "agents.commands.validate",
+    "validation.commands.validate",
     "serving.commands",
 )
 

@@ -19,12 +19,30 @@ arguments: the environment reads its simulated edge, a runtime reads the edge's 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
 from offload_rl.features import DecisionState
 from offload_rl.traces import BYTES_PER_MBIT, Trace
-from offload_rl.workloads import Request
+
+
+class RequestView(Protocol):
+    """What the device knows of a request it is about to send (a workload ``Request``, or a
+    replayed one), plus its output length once it has been served."""
+
+    @property
+    def arrival_s(self) -> float: ...
+    @property
+    def session_id(self) -> int: ...
+    @property
+    def turn(self) -> int: ...
+    @property
+    def new_tokens(self) -> int: ...
+    @property
+    def context_tokens(self) -> int: ...
+    @property
+    def output_tokens(self) -> int: ...
 
 
 def measured_throughput(
@@ -72,7 +90,7 @@ class SessionMemory:
 
     _last: dict[int, tuple[float, int]] = field(default_factory=dict)
 
-    def remember(self, request: Request) -> None:
+    def remember(self, request: RequestView) -> None:
         """Record that ``request`` was served (call after deciding, before the next turn)."""
         self._last[request.session_id] = (request.arrival_s, request.output_tokens)
 
@@ -85,7 +103,7 @@ class SessionMemory:
 
 
 def decision_state(
-    request: Request,
+    request: RequestView,
     *,
     throughput_mbps: list[float],
     rtt_ms: float,

@@ -6,13 +6,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from agents.runtime import protocol as wire
-from agents.runtime.device import DeviceRuntime, Turn
-from agents.runtime.edge import EdgeServer
-from agents.runtime.link import Frame
-from agents.runtime.model import SplitModel, reference_generate, small_arch
 from offload_rl.actions import ActionLayout
 from offload_rl.traces import Trace
+from validation.runtime import protocol as wire
+from validation.runtime.device import DeviceRuntime, Turn
+from validation.runtime.edge import EdgeServer
+from validation.runtime.link import Frame
+from validation.runtime.model import SplitModel, reference_generate, small_arch
 
 pytest.importorskip("transformers")
 

@@ -7,19 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from agents.validate import (
-    CONTENTION_CPUS,
-    ReplayRequest,
-    Row,
-    ValidationConfig,
-    default_middle_splits,
-    parse_traces,
-    replay_requests,
-    split_class,
-    summarise,
-)
 from offload_rl.cli import main
 from offload_rl.errors import ConfigError
+from validation.config import ValidationConfig, default_middle_splits, parse_traces
+from validation.cpu_load import CONTENTION_CPUS
+from validation.request_stream import ReplayRequest, replay_requests
+from validation.rows import Row, split_class
+from validation.summary import summarise
 
 CONTRACT = ("median_abs_pct_error_total", "p90_abs_pct_error_total")
 
@@ -127,8 +121,12 @@ def test_summary_uses_quiet_repeats_and_reports_percentiles() -> None:
 
 
 def test_an_unreachable_service_falls_back_to_the_local_heuristic(tmp_path: Path) -> None:
-    from agents.validate import _decider, _decision_state, _validation_scenario
+    from offload_rl.device_view import SessionMemory
+    from offload_rl.scenario_facts import scenario_facts
     from offload_rl.traces import Trace
+    from validation.decisions import decider as _decider
+    from validation.decisions import device_state
+    from validation.decisions import validation_scenario as _validation_scenario
 
     shipped = Path(__file__).resolve().parents[2] / "offload_rl/data/profiles/gpt2@cpu-2core.json"
     scenario = _validation_scenario(shipped, ["constant:20"], rtt_ms=20.0)
@@ -136,7 +134,8 @@ def test_an_unreachable_service_falls_back_to_the_local_heuristic(tmp_path: Path
     decide, text = _decider(cfg, scenario)
     assert "decision service" in text
     req = ReplayRequest(0, 5.0, 0, 0, 100, 0, 20)
-    state = _decision_state(req, Trace.constant(20.0), 12.0, (None, 0), 20.0, 12, {})
+    facts = scenario_facts(scenario)
+    state = device_state(req, Trace.constant(20.0), 12.0, (None, 0), facts, SessionMemory())
     action, source = decide(state)
     assert source == "fallback" and 0 <= action < 2 * 14
     local, text = _decider(ValidationConfig(out=tmp_path, policy="greedy"), scenario)
@@ -163,8 +162,9 @@ def _link(up, down=None):
 @pytest.mark.parametrize("k", [0, 4, 8])
 @pytest.mark.parametrize("cached", [0, 99])
 def test_the_per_message_walk_is_request_cost_on_a_constant_link(k: int, cached: int) -> None:
-    from agents.validate import _predict, per_message_latency
     from offload_rl.traces import Trace
+    from validation.prediction import per_message_latency
+    from validation.prediction import predict as _predict
 
     tiers, link = _gpt2_tiers(), _link(Trace.constant(5.0))
     req = ReplayRequest(0, 0.0, 0, 1, 60, 100, 30)
@@ -178,8 +178,9 @@ def test_the_per_message_walk_is_request_cost_on_a_constant_link(k: int, cached:
 
 
 def test_an_outage_during_split_decoding_is_missed_by_one_transfer_pricing() -> None:
-    from agents.validate import _predict, per_message_latency
     from offload_rl.traces import Trace
+    from validation.prediction import per_message_latency
+    from validation.prediction import predict as _predict
 
     # 5 Mbps, then a 2 s outage from t = 1.5 s, then 5 Mbps again
     up = Trace.from_steps([5.0] * 15 + [0.0] * 20 + [5.0] * 100, step_s=0.1, name="outage")

@@ -6,7 +6,7 @@ mostly stay in the L3 between calls, whereas a real forward pass streams ``L`` d
 from DRAM, so single-token decode, which is bound by reading the weights, is measured too fast:
 in quiet runs here the in-stack decode cost was 15-28% higher at context 128 and 4-15% higher at
 context 512 (prefill, bound by compute, agreed within 5%). This module re-times the decoder layer
-inside the whole stack of a :class:`~agents.runtime.model.SplitModel` (per-layer cost = stack
+inside the whole stack of a :class:`~validation.runtime.model.SplitModel` (per-layer cost = stack
 time / ``L``; decode steps grow a real KV cache, as generation does) and puts those fits into
 the profile, saying so in its provenance. Embedding and head fits are kept.
 
@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from agents.runtime.model import SplitModel, new_cache
 from offload_rl.profiler import (
     BackgroundLoad,
     fit_decode,
@@ -30,6 +29,7 @@ from offload_rl.profiler import (
     require_torch,
 )
 from offload_rl.profiles import Profile
+from validation.runtime.model import SplitModel, new_cache
 
 STACK_METHOD = "stack"
 
@@ -145,7 +145,7 @@ def with_stack_decoder_costs(
         for layer in profile.layers
     ]
     note = (
-        f"; decoder fits re-measured in-stack by agents.runtime.stack_profile (all "
+        f"; decoder fits re-measured in-stack by validation.runtime.stack_profile (all "
         f"{model.n_layers} distinct layers run in sequence, per-layer = stack time / "
         f"{model.n_layers}; prefill at T={lengths} with a fresh cache, decode as the median of "
         f"steps growing a real KV cache from ctx={contexts}; fastest of up to "

@@ -89,7 +89,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _run(args: argparse.Namespace) -> int:
-    from agents.validate import DEFAULT_TRACES, ValidationConfig, run_validation
+    from validation.config import DEFAULT_TRACES, ValidationConfig
+    from validation.run import run_validation
 
     if args.out.exists() and not args.out.is_dir():
         raise ConfigError(f"--out {args.out} exists and is not a folder")
@@ -107,7 +108,7 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--token-scale must be > 0, got {args.token_scale}")
     model: str | ArchSpec = args.model
     if args.small:
-        from agents.runtime.model import small_arch
+        from validation.runtime.model import small_arch
 
         model = small_arch(args.model)
     quick: dict[str, Any] = {}

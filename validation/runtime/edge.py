@@ -1,6 +1,6 @@
 """The edge process: runs layers ``>= k`` and the LM head, keeps sessions' KV when asked.
 
-    python -m agents.runtime.edge [--host 127.0.0.1] [--port 0] [--threads 1]
+    python -m validation.runtime.edge [--host 127.0.0.1] [--port 0] [--threads 1]
                                   [--kv-bytes 1e12]
 
 prints ``EDGE READY port=<port>`` once it listens, then serves device connections one at a
@@ -24,18 +24,18 @@ from typing import Any
 
 import numpy as np
 
-from agents.runtime import protocol as wire
-from agents.runtime.link import (
+from offload_rl.kv_cache import EdgeKVCache
+from offload_rl.profiler import require_torch
+from offload_rl.traces import Trace
+from validation.runtime import protocol as wire
+from validation.runtime.link import (
     Frame,
     LinkClosedError,
     LinkShape,
     PacedSender,
     read_frame,
 )
-from agents.runtime.model import SplitModel, arch_from_json, arch_to_json, new_cache
-from offload_rl.kv_cache import EdgeKVCache
-from offload_rl.profiler import require_torch
-from offload_rl.traces import Trace
+from validation.runtime.model import SplitModel, arch_from_json, arch_to_json, new_cache
 
 DEFAULT_KV_BYTES = 1e12  # validation: no evictions unless asked for
 
@@ -258,7 +258,7 @@ class _Connection:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agents.runtime.edge", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m validation.runtime.edge", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads")

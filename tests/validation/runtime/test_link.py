@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from agents.runtime.link import Frame, LinkClock, LinkShape, PacedSender, now, read_frame
 from offload_rl.traces import Trace
+from validation.runtime.link import Frame, LinkClock, LinkShape, PacedSender, now, read_frame
 
 TOLERANCE_S = 0.003  # timer and scheduling slack; sleeping only ever makes things later
 

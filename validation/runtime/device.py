@@ -25,8 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from agents.runtime import protocol as wire
-from agents.runtime.link import (
+from offload_rl.actions import ActionLayout
+from offload_rl.errors import OffloadRLError
+from offload_rl.profiler import require_torch
+from offload_rl.traces import Trace
+from validation.runtime import protocol as wire
+from validation.runtime.link import (
     HEADER_BYTES,
     Frame,
     LinkClock,
@@ -37,11 +41,7 @@ from agents.runtime.link import (
     now,
     read_frame,
 )
-from agents.runtime.model import SplitModel, arch_to_json, new_cache
-from offload_rl.actions import ActionLayout
-from offload_rl.errors import OffloadRLError
-from offload_rl.profiler import require_torch
-from offload_rl.traces import Trace
+from validation.runtime.model import SplitModel, arch_to_json, new_cache
 
 
 class EdgeProtocolError(OffloadRLError):
@@ -366,9 +366,21 @@ class DeviceRuntime:
         record.edge_compute_s += first.aux
         if self._sent:
             record.prefill_upload_s = self._sent[0].finished_at - self._sent[0].started_at
-        token = first.a
+        tokens = self._decode(turn, k, cache, first.a, len(sequence), record)
+        record.latency_s = now() - wall0
+        self._settle(rid, record)
+        session.cache = cache
+        return tokens
+
+    def _decode(
+        self, turn: Turn, k: int, cache: Any, token: int, pos: int, record: RequestRecord
+    ) -> list[int]:
+        """The tokens after the first: with a split inside the model each is a round trip
+        (embed, device layers, one hidden state up); at ``k = 0`` the edge streams them."""
+        torch, _ = require_torch()
+        model = self.model
+        rid = turn.request_id
         tokens = [token]
-        pos = len(sequence)
         for i in range(1, turn.output_tokens):
             if k > 0:
                 start = time.perf_counter()
@@ -388,7 +400,10 @@ class DeviceRuntime:
             token = reply.a
             tokens.append(token)
             pos += 1
-        record.latency_s = now() - wall0
+        return tokens
+
+    def _settle(self, rid: int, record: RequestRecord) -> None:
+        """The edge's DONE: whether it kept the session, and whose split KV it evicted."""
         done = self._expect(wire.DONE, request=rid)
         info = done.meta or {}
         for evicted in info.get("evicted", []):
@@ -396,8 +411,6 @@ class DeviceRuntime:
             if other is not None and other.split is not None and other.split < self.model.n_layers:
                 self._forget(other)
         record.kept = bool(info.get("kept", False))  # False also when it did not fit
-        session.cache = cache
-        return tokens
 
     def _expect(self, *kinds: int, request: int | None = None) -> Frame:
         frame = read_frame(self.sock)
@@ -413,8 +426,8 @@ class DeviceRuntime:
 def start_edge_process(
     threads: int = 1, kv_bytes: float | None = None, timeout_s: float = 180.0
 ) -> tuple[subprocess.Popen[str], int]:
-    """Start ``python -m agents.runtime.edge`` on a free loopback port; returns it and the port."""
-    cmd = [sys.executable, "-m", "agents.runtime.edge", "--threads", str(threads)]
+    """Start ``python -m validation.runtime.edge`` on a free loopback port; returns it, its port."""
+    cmd = [sys.executable, "-m", "validation.runtime.edge", "--threads", str(threads)]
     if kv_bytes is not None:
         cmd += ["--kv-bytes", repr(float(kv_bytes))]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)

@@ -1,0 +1,1 @@
+"""CLI sub-command of simulator validation (validate); torch stays inside the handler."""
