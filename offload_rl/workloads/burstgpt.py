@@ -14,17 +14,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from offload_rl.errors import DataFileError
 from offload_rl.workloads.request import IntArray
 from offload_rl.workloads.rows import (
+    MillisecondRows,
     Notes,
     RecordedRows,
-    check_order,
     csv_rows,
-    nonneg_float,
-    nonneg_int,
     read_text,
 )
 from offload_rl.workloads.sessions import (
@@ -40,31 +36,15 @@ def read_burstgpt_csv(path: str | Path, text: str | None = None) -> RecordedRows
     """BurstGPT sessions: ``request_index,arrival_ms,input_length,output_length,session_id``."""
     path = Path(path)
     text = read_text(path) if text is None else text
-    arrival: list[float] = []
-    lines: list[int] = []
-    prompt: list[int] = []
-    output: list[int] = []
+    collected = MillisecondRows(path, "arrival_ms")
     labels: list[str] = []
     for line, row in csv_rows(path, text, BURSTGPT_COLUMNS):
-        lines.append(line)
-        arrival.append(nonneg_float(row["arrival_ms"], "arrival_ms", path, line) / 1000.0)
-        prompt.append(nonneg_int(row["input_length"], "input_length", path, line))
-        output.append(nonneg_int(row["output_length"], "output_length", path, line))
+        collected.add(line, row)
         label = row["session_id"].strip()
         if not label:
             raise DataFileError(path, "session_id: empty", line)
         labels.append(label)
-    if not arrival:
-        raise DataFileError(path, "no requests (header only)")
-    check_order(arrival, lines, "arrival_ms", path)
-    times = np.asarray(arrival, dtype=np.float64)
-    return RecordedRows(
-        "burstgpt",
-        times - times[0],
-        np.asarray(prompt, np.int64),
-        np.asarray(output, np.int64),
-        session_labels=labels,
-    )
+    return collected.rows("burstgpt", "no requests (header only)", session_labels=labels)
 
 
 def burstgpt_sessions(rows: RecordedRows, seed: int) -> tuple[IntArray, IntArray, Notes]:

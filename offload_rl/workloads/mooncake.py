@@ -26,10 +26,9 @@ import numpy as np
 from offload_rl.errors import DataFileError
 from offload_rl.workloads.request import IntArray
 from offload_rl.workloads.rows import (
+    MillisecondRows,
     Notes,
     RecordedRows,
-    check_order,
-    nonneg_float,
     nonneg_int,
     read_text,
 )
@@ -50,10 +49,7 @@ def read_mooncake_jsonl(path: str | Path, text: str | None = None) -> RecordedRo
     """Mooncake trace: one JSON object per line with ``timestamp`` (ms), lengths, ``hash_ids``."""
     path = Path(path)
     text = read_text(path) if text is None else text
-    arrival: list[float] = []
-    lines: list[int] = []
-    prompt: list[int] = []
-    output: list[int] = []
+    collected = MillisecondRows(path, "timestamp")
     hashes: list[list[int]] = []
     for number, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
@@ -67,25 +63,12 @@ def read_mooncake_jsonl(path: str | Path, text: str | None = None) -> RecordedRo
         missing = [k for k in MOONCAKE_KEYS if k not in obj]
         if missing:
             raise DataFileError(path, f"missing key(s) {', '.join(missing)}", number)
-        lines.append(number)
-        arrival.append(nonneg_float(obj["timestamp"], "timestamp", path, number) / 1000.0)
-        prompt.append(nonneg_int(obj["input_length"], "input_length", path, number))
-        output.append(nonneg_int(obj["output_length"], "output_length", path, number))
+        collected.add(number, obj)
         ids = obj["hash_ids"]
         if not isinstance(ids, list):
             raise DataFileError(path, "hash_ids: expected a list of block ids", number)
         hashes.append([nonneg_int(h, "hash_ids", path, number) for h in ids])
-    if not arrival:
-        raise DataFileError(path, "empty file (no requests)")
-    check_order(arrival, lines, "timestamp", path)
-    times = np.asarray(arrival, dtype=np.float64)
-    return RecordedRows(
-        "mooncake",
-        times - times[0],
-        np.asarray(prompt, np.int64),
-        np.asarray(output, np.int64),
-        hash_ids=hashes,
-    )
+    return collected.rows("mooncake", "empty file (no requests)", hash_ids=hashes)
 
 
 def mooncake_sessions(rows: RecordedRows, seed: int) -> tuple[IntArray, IntArray, Notes]:

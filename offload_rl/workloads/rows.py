@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from offload_rl.errors import DataFileError
 from offload_rl.workloads.request import FloatArray, IntArray
@@ -117,3 +119,46 @@ def csv_rows(
                 path, f"expected {len(header)} fields, found {len(row)}", reader.line_num
             )
         yield reader.line_num, {c: row[i] for c, i in index.items()}
+
+
+class MillisecondRows:
+    """Collects the rows of a file whose requests carry a time in ms, ``input_length`` and
+    ``output_length`` (BurstGPT and Mooncake name them alike), checking each cell."""
+
+    def __init__(self, path: Path, time_column: str) -> None:
+        self.path = path
+        self.time_column = time_column
+        self.arrival_s: list[float] = []
+        self.lines: list[int] = []
+        self.input_tokens: list[int] = []
+        self.output_tokens: list[int] = []
+
+    def add(self, line: int, cells: Mapping[str, object]) -> None:
+        """One request; a bad cell raises a DataFileError with its line."""
+        path, column = self.path, self.time_column
+        self.lines.append(line)
+        self.arrival_s.append(nonneg_float(cells[column], column, path, line) / 1000.0)
+        self.input_tokens.append(nonneg_int(cells["input_length"], "input_length", path, line))
+        self.output_tokens.append(nonneg_int(cells["output_length"], "output_length", path, line))
+
+    def rows(
+        self,
+        kind: str,
+        empty: str,
+        session_labels: list[str] | None = None,
+        hash_ids: list[list[int]] | None = None,
+    ) -> RecordedRows:
+        """At least one request (else ``empty``), times that never go backwards, re-based to
+        the first request."""
+        if not self.arrival_s:
+            raise DataFileError(self.path, empty)
+        check_order(self.arrival_s, self.lines, self.time_column, self.path)
+        times = np.asarray(self.arrival_s, dtype=np.float64)
+        return RecordedRows(
+            kind,
+            times - times[0],
+            np.asarray(self.input_tokens, np.int64),
+            np.asarray(self.output_tokens, np.int64),
+            session_labels=session_labels,
+            hash_ids=hash_ids,
+        )
