@@ -74,6 +74,7 @@ from agents.checkpoints import (
     remove_stale_temporaries,
     write_atomically,
 )
+from agents.evaluation.tags import tag_safe
 from agents.train_config import TrainConfig, load_train_config
 from offload_rl import __version__
 from offload_rl.cost_model import TIERS
@@ -210,7 +211,7 @@ class ValidationResult:
             sub = [r for r, ep in zip(records, episodes, strict=True) if ep.family == family]
             fam = summarise(sub, n_layers)
             for name, key in FAMILY_TAGS.items():
-                scalars[f"family/{_tag_safe(family)}/{name}"] = num(fam[key])
+                scalars[f"family/{tag_safe(family)}/{name}"] = num(fam[key])
         splits = np.concatenate([r["tier_index"] for r in records]).astype(np.float64)
         return cls(scalars=scalars, splits=splits, summary=summary)
 
@@ -220,10 +221,6 @@ class ValidationResult:
         if self.splits.size:
             writer.add_histogram("eval/split", self.splits, step, bins="auto")
         writer.flush()
-
-
-def _tag_safe(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in text)
 
 
 def build_validation(config: TrainConfig, scenario: Scenario) -> Validation:

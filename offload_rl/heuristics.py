@@ -16,7 +16,7 @@ Cache rules (what the ``keep`` half of the action is):
 * ``always`` — keep it (the edge memory is LRU, so old sessions fall out on their own);
 * ``likely`` — keep it iff the session is more likely than not to have another turn:
   ``P(N > t + 1 | N >= t + 1) >= 1/2`` at 0-based turn ``t``, with ``N`` (turns per session)
-  from the workload's fitted turns distribution (``workloads.py`` default parameters, or the
+  from the workload's fitted turns distribution (``offload_rl.workloads`` default parameters, or the
   scenario's parameter file). With the embedded default (a mixture of geometrics fitted to
   BurstGPT) that probability is 0.62 at the first turn and grows with every turn, so ``likely``
   keeps as ``always`` does; with a workload of mostly single-turn sessions (Mooncake: mean 1.63

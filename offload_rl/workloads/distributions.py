@@ -1,0 +1,123 @@
+"""Fitted parameter distributions: positive lengths and gaps, and turns per session.
+
+Pydantic models with a ``kind`` discriminator, so a YAML/JSON file of workload parameters names
+which family each quantity follows; each can ``sample`` and give its ``mean``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from offload_rl.workloads.request import FloatArray, IntArray
+
+
+class StrictModel(BaseModel):
+    """Frozen, and unknown keys are errors (a typo in a parameters file must not pass)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LognormalDist(StrictModel):
+    """A positive quantity whose logarithm is normal: ``median x exp(sigma x N(0, 1))``."""
+
+    kind: Literal["lognormal"] = "lognormal"
+    median: float = Field(gt=0.0)
+    sigma: float = Field(ge=0.0)
+
+    def sample(self, rng: np.random.Generator, n: int) -> FloatArray:
+        return self.median * np.exp(self.sigma * rng.standard_normal(n))
+
+    def mean(self) -> float:
+        return self.median * math.exp(self.sigma**2 / 2)
+
+
+class EmpiricalDist(StrictModel):
+    """A positive quantity given by quantiles; sampled by inverse CDF, log-linear between them.
+
+    ``values[i]`` is the ``probs[i]`` quantile; ``probs`` rises from 0 to 1.
+    """
+
+    kind: Literal["empirical"] = "empirical"
+    probs: list[float] = Field(min_length=2)
+    values: list[float] = Field(min_length=2)
+
+    @model_validator(mode="after")
+    def _check(self) -> EmpiricalDist:
+        if len(self.probs) != len(self.values):
+            raise ValueError("probs and values must have the same length")
+        if self.probs[0] != 0.0 or self.probs[-1] != 1.0:
+            raise ValueError("probs must start at 0 and end at 1")
+        if any(b <= a for a, b in zip(self.probs, self.probs[1:], strict=False)):
+            raise ValueError("probs must be strictly increasing")
+        if any(v <= 0 or not math.isfinite(v) for v in self.values):
+            raise ValueError("values must be positive and finite")
+        if any(b < a for a, b in zip(self.values, self.values[1:], strict=False)):
+            raise ValueError("values must be non-decreasing")
+        return self
+
+    def sample(self, rng: np.random.Generator, n: int) -> FloatArray:
+        return np.exp(np.interp(rng.random(n), self.probs, np.log(self.values)))
+
+    def mean(self) -> float:
+        grid = np.linspace(0.0, 1.0, 4001)
+        return float(np.exp(np.interp(grid, self.probs, np.log(self.values))).mean())
+
+
+PositiveDist = Annotated[LognormalDist | EmpiricalDist, Field(discriminator="kind")]
+
+
+class GeometricMixtureTurns(StrictModel):
+    """Turns per session: a mixture of geometrics on ``{1, 2, ...}`` (short and long chats)."""
+
+    kind: Literal["geometric_mixture"] = "geometric_mixture"
+    weights: list[float] = Field(min_length=1)
+    means: list[float] = Field(min_length=1)
+    max_turns: int = Field(64, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> GeometricMixtureTurns:
+        if len(self.weights) != len(self.means):
+            raise ValueError("weights and means must have the same length")
+        if any(w < 0 for w in self.weights) or sum(self.weights) <= 0:
+            raise ValueError("weights must be >= 0 with a positive sum")
+        if any(m < 1 for m in self.means):
+            raise ValueError("means must be >= 1 (a session has at least one turn)")
+        return self
+
+    def sample(self, rng: np.random.Generator, n: int) -> IntArray:
+        w = np.asarray(self.weights, dtype=float)
+        component = rng.choice(len(w), size=n, p=w / w.sum())
+        p = 1.0 / np.asarray(self.means, dtype=float)[component]
+        return np.minimum(rng.geometric(p), self.max_turns).astype(np.int64)
+
+    def mean(self) -> float:
+        w = np.asarray(self.weights, dtype=float)
+        return float((w / w.sum()) @ np.asarray(self.means, dtype=float))
+
+
+class PmfTurns(StrictModel):
+    """Turns per session from an explicit pmf: ``pmf[k]`` is the probability of ``k + 1`` turns."""
+
+    kind: Literal["pmf"] = "pmf"
+    pmf: list[float] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> PmfTurns:
+        if any(p < 0 for p in self.pmf) or sum(self.pmf) <= 0:
+            raise ValueError("pmf must be >= 0 with a positive sum")
+        return self
+
+    def sample(self, rng: np.random.Generator, n: int) -> IntArray:
+        p = np.asarray(self.pmf, dtype=float)
+        return (rng.choice(len(p), size=n, p=p / p.sum()) + 1).astype(np.int64)
+
+    def mean(self) -> float:
+        p = np.asarray(self.pmf, dtype=float)
+        return float((p / p.sum()) @ np.arange(1, len(p) + 1))
+
+
+TurnsDist = Annotated[GeometricMixtureTurns | PmfTurns, Field(discriminator="kind")]

@@ -1,0 +1,33 @@
+"""Loading a workload by name: ``default``, a recorded file, or a file of parameters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from offload_rl.errors import DataFileError
+from offload_rl.workloads.params import (
+    PARAMS_SUFFIXES,
+    default_workload_params,
+    load_workload_params,
+)
+from offload_rl.workloads.recorded import RecordedWorkload
+from offload_rl.workloads.request import TokenScaling, Workload
+from offload_rl.workloads.synthetic import SyntheticWorkload
+
+
+def load_workload(spec: str, scaling: TokenScaling | None = None) -> Workload:
+    """``default``, a recorded file (format detected) or a YAML/JSON file of WorkloadParams."""
+    if spec == "default":
+        return SyntheticWorkload(default_workload_params(), scaling, name="default")
+    path = Path(spec)
+    if not path.exists():
+        raise DataFileError(
+            path,
+            "no such workload (expected 'default', a recorded Azure/BurstGPT/Mooncake file, "
+            "or a YAML/JSON file of workload parameters)",
+        )
+    if path.is_dir():
+        raise DataFileError(path, "is a directory, expected one workload file")
+    if path.suffix.lower() in PARAMS_SUFFIXES:
+        return SyntheticWorkload(load_workload_params(path), scaling, name=path.stem)
+    return RecordedWorkload.from_file(path, "auto", scaling)

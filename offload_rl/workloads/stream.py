@@ -1,0 +1,71 @@
+"""Assembling a stream: raw requests of a window become :class:`Request` s that keep the
+stream invariants (turn numbering, context = the session's history, caps of the scaling).
+
+Both the synthetic generator and recorded files end here, so the invariants have one home.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from offload_rl.workloads.request import FloatArray, IntArray, Request, TokenScaling
+
+
+def group_by_key(key: IntArray) -> tuple[IntArray, IntArray, IntArray]:
+    """Stable grouping: ``order`` sorts by key, ``group`` is the group of each sorted position,
+    ``first`` the sorted position where each group starts (groups in key order)."""
+    order = np.argsort(key, kind="stable")
+    sorted_key = key[order]
+    starts = np.ones(len(key), dtype=bool)
+    starts[1:] = sorted_key[1:] != sorted_key[:-1]
+    group = np.cumsum(starts) - 1
+    return order, group, np.flatnonzero(starts)
+
+
+def assemble_stream(
+    arrival: FloatArray,
+    key: IntArray,
+    new: IntArray,
+    output: IntArray,
+    prior_context: IntArray,
+    gap: FloatArray,
+    scaling: TokenScaling,
+) -> list[Request]:
+    """Turn a window of raw requests (sorted by arrival) into a consistent stream.
+
+    ``key`` identifies sessions, ``prior_context`` is each request's raw context in its full
+    session (folded into the new tokens of a session's first request in the window), ``gap`` is
+    NaN where the session has no later turn in the window.
+    """
+    n = len(key)
+    if n == 0:
+        return []
+    order, group, first = group_by_key(key)
+    turn = np.empty(n, dtype=np.int64)
+    turn[order] = np.arange(n) - first[group]
+    new_raw = new + np.where(turn == 0, prior_context, 0)
+    new_s, out_s = scaling.scale_lengths(new_raw, output)
+    tokens_sorted = (new_s + out_s)[order]
+    before = np.cumsum(tokens_sorted) - tokens_sorted
+    context = np.empty(n, dtype=np.int64)
+    context[order] = before - before[first][group]
+    context = np.maximum(np.minimum(context, scaling.max_context_tokens - new_s), 0)
+    # Dense session ids in order of first appearance in the stream.
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(order[first], kind="stable")] = np.arange(len(first))
+    session = np.empty(n, dtype=np.int64)
+    session[order] = rank[group]
+    gaps = [None if g != g else g for g in gap.tolist()]
+    return [
+        Request(a, s, t, p, c, o, g)
+        for a, s, t, p, c, o, g in zip(
+            arrival.tolist(),
+            session.tolist(),
+            turn.tolist(),
+            new_s.tolist(),
+            context.tolist(),
+            out_s.tolist(),
+            gaps,
+            strict=True,
+        )
+    ]
