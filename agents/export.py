@@ -10,7 +10,9 @@ with ``model.predict`` for equality, not closeness.
 Nothing is written unless the exported graph chooses the same action as
 ``model.predict(normalised_obs, action_masks=mask, deterministic=True)`` on every one of
 ``parity`` observations (environment observations and random points of the observation box,
-each with a random *valid* mask).
+each with a random *valid* mask). That check applies the same statistics on both sides, so
+the statistics are first checked against what training recorded (:func:`normalization_of`):
+a ``meta.json`` or ``vecnormalize.pkl`` edited or corrupted since is refused, naming the file.
 
 torch, stable-baselines3 and gymnasium are imported inside the functions that need them.
 """
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from agents.commands.export import UNVERIFIED_FLAG
+from agents.sb3_policy import ObsNormalization, load_obs_normalization, normalization_digest
 from offload_rl.errors import ConfigError, OffloadRLError
 from offload_rl.features import (
     FEATURE_SCHEMA_VERSION,
@@ -53,10 +56,7 @@ if TYPE_CHECKING:
 
 META_REQUIRED: tuple[str, ...] = (
     "scenario",
-    "n_layers",
-    "history",
-    "k_priv",
-    "outage_mbps",
+    *FeatureSpec(n_layers=1).to_dict(),
     "obs_dim",
     "n_actions",
     "feature_schema_version",
@@ -65,6 +65,8 @@ META_REQUIRED: tuple[str, ...] = (
 OPSET = 17
 DEFAULT_PARITY = 10_000
 ENV_SHARE = 0.3  # share of the parity set drawn from real environment observations
+DIGEST_KEY = "obs_normalization_sha256"  # written by agents.train.checkpoint_meta
+UNVERIFIED = "nothing (accepted unverified)"
 
 
 class ExportError(OffloadRLError):
@@ -82,50 +84,31 @@ class SavedModel:
 
     @property
     def spec(self) -> FeatureSpec:
-        m = self.meta
-        return FeatureSpec(
-            n_layers=int(m["n_layers"]),
-            history=int(m["history"]),
-            k_priv=int(m["k_priv"]),
-            outage_mbps=float(m["outage_mbps"]),
-        )
-
-
-@dataclass(frozen=True)
-class Normalization:
-    """``clip((obs - mean) / sqrt(var + eps), -clip, clip)``, or nothing."""
-
-    mean: np.ndarray | None = None  # float64
-    std: np.ndarray | None = None  # float64, sqrt(var + eps) computed as VecNormalize does
-    clip: float = 0.0
-    epsilon: float = 0.0
+        return FeatureSpec.from_dict(self.meta)
 
     @property
-    def enabled(self) -> bool:
-        return self.mean is not None
+    def meta_path(self) -> Path:
+        return self.directory / "meta.json"
 
-    def apply(self, obs: np.ndarray) -> np.ndarray:
-        """Exactly ``VecNormalize.normalize_obs`` (float64 arithmetic, float32 result)."""
-        if self.mean is None or self.std is None:
-            return obs.astype(np.float32)
-        return np.clip((obs - self.mean) / self.std, -self.clip, self.clip).astype(np.float32)
 
-    def describe(self) -> dict[str, Any]:
-        if not self.enabled:
-            return {"kind": "none"}
-        return {
-            "kind": "vecnormalize",
-            "baked_into_graph": True,
-            "formula": "clip((obs - mean) / sqrt(var + epsilon), -clip, clip)",
-            "clip": self.clip,
-            "epsilon": self.epsilon,
-        }
+def describe_normalization(norm: ObsNormalization | None) -> dict[str, Any]:
+    """The ``normalization`` entry of the policy metadata (the statistics are in the graph)."""
+    if norm is None:
+        return {"kind": "none"}
+    return {
+        "kind": "vecnormalize",
+        "baked_into_graph": True,
+        "formula": "clip((obs - mean) / sqrt(var + epsilon), -clip, clip)",
+        "clip": norm.clip_obs,
+        "epsilon": norm.epsilon,
+    }
 
 
 @dataclass(frozen=True)
 class ExportReport:
     path: Path
     version: str
+    statistics: str  # what the baked-in normalisation was checked against
     parity_checked: int
     parity_env: int
     size_bytes: int
@@ -191,40 +174,78 @@ def _check_meta(saved: SavedModel, meta_path: Path) -> None:
         )
 
 
-def normalization_of(saved: SavedModel) -> Normalization:
-    """``vecnormalize.pkl`` if present, else the statistics ``meta.json`` carries, else none."""
-    if saved.vecnormalize is not None:
-        return read_normalization(saved.vecnormalize)
+def normalization_of(
+    saved: SavedModel, accept_unverified: bool = False
+) -> tuple[ObsNormalization | None, str]:
+    """The statistics to bake into the graph and what they were checked against.
+
+    The parity check applies the same statistics on both sides, so it cannot see them wrong;
+    they are checked here against a record training wrote: the ``obs_normalization_sha256``
+    digest in ``meta.json`` (runs since the digest) and ``vecnormalize.pkl`` (SB3's own file).
+    A folder with neither (a model trained before the digest, its pickle gone) is refused
+    unless ``accept_unverified`` (:data:`UNVERIFIED_FLAG`) says to trust
+    ``meta.json`` as it stands.
+    """
+    meta_path, pkl = saved.meta_path, saved.vecnormalize
+    in_meta = "obs_normalization" in saved.meta
+    recorded = _meta_statistics(saved) if in_meta else None
+    pickled = _read_pickle(pkl) if pkl is not None else None
+    digest = saved.meta.get(DIGEST_KEY)
+    if digest is not None and normalization_digest(recorded) != digest:
+        raise ExportError(
+            f"{meta_path}: obs_normalization does not match its {DIGEST_KEY} written at "
+            "training time (edited or corrupted statistics); nothing written"
+        )
+    if pkl is not None and digest is not None and normalization_digest(pickled) != digest:
+        raise ExportError(
+            f"{pkl}: statistics do not match the {DIGEST_KEY} training wrote in {meta_path} "
+            "(edited, corrupted or from another run); nothing written"
+        )
+    differ = normalization_digest(pickled) != normalization_digest(recorded)
+    if pkl is not None and digest is None and in_meta and differ:
+        raise ExportError(
+            f"{pkl}: statistics differ from obs_normalization in {meta_path}, and without an "
+            f"{DIGEST_KEY} nothing tells which is right; nothing written"
+        )
+    if pkl is not None:
+        checked = "vecnormalize.pkl" + (f" and the {DIGEST_KEY}" if digest else "")
+        return _checked_shape(pickled, saved, pkl), checked
+    if digest is not None:
+        return _checked_shape(recorded, saved, meta_path), f"the {DIGEST_KEY} in meta.json"
+    if not accept_unverified:
+        raise ExportError(
+            f"{meta_path}: no vecnormalize.pkl beside it and no {DIGEST_KEY} (a model trained "
+            "before the digest): its normalisation statistics cannot be checked; pass "
+            f"{UNVERIFIED_FLAG} to export them as they are"
+        )
+    return _checked_shape(recorded, saved, meta_path), UNVERIFIED
+
+
+def _meta_statistics(saved: SavedModel) -> ObsNormalization | None:
     stats = saved.meta.get("obs_normalization")
-    if not stats:
-        return Normalization()
+    if stats is None:
+        return None
     try:
-        mean = np.asarray(stats["mean"], dtype=np.float64)
-        var = np.asarray(stats["var"], dtype=np.float64)
-        eps, clip = float(stats["epsilon"]), float(stats["clip_obs"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise ExportError(f"{saved.directory}/meta.json: bad obs_normalization ({err})") from None
-    return Normalization(mean=mean, std=np.sqrt(var + eps), clip=clip, epsilon=eps)
+        return ObsNormalization.from_json(stats)
+    except ValueError as err:
+        raise ExportError(f"{saved.meta_path}: bad obs_normalization ({err})") from None
 
 
-def read_normalization(path: Path | None) -> Normalization:
-    """VecNormalize statistics (the pickle of the run being exported: trusted input)."""
-    if path is None:
-        return Normalization()
+def _read_pickle(path: Path) -> ObsNormalization | None:
     try:
-        with path.open("rb") as fh:
-            vn = pickle.load(fh)
-    except Exception as err:
-        raise ExportError(f"{path}: cannot read VecNormalize statistics ({err})") from None
-    if not getattr(vn, "norm_obs", False):
-        return Normalization()
-    rms = vn.obs_rms
-    if isinstance(rms, dict):
-        raise ExportError(f"{path}: dict observations are not supported")
-    eps = float(vn.epsilon)
-    mean = np.asarray(rms.mean, dtype=np.float64)
-    std = np.sqrt(np.asarray(rms.var, dtype=np.float64) + eps)
-    return Normalization(mean=mean, std=std, clip=float(vn.clip_obs), epsilon=eps)
+        return load_obs_normalization(path)
+    except ConfigError as err:
+        raise ExportError(str(err)) from None
+
+
+def _checked_shape(
+    norm: ObsNormalization | None, saved: SavedModel, source: Path
+) -> ObsNormalization | None:
+    """Statistics for another observation width would broadcast into nonsense or fail late."""
+    obs_dim = saved.spec.obs_dim
+    if norm is not None and norm.mean.shape != (obs_dim,):
+        raise ExportError(f"{source}: statistics of shape {norm.mean.shape}, expected ({obs_dim},)")
+    return norm
 
 
 def resolve_export_scenario(saved: SavedModel, override: str | None) -> Scenario:
@@ -248,7 +269,7 @@ def resolve_export_scenario(saved: SavedModel, override: str | None) -> Scenario
 # --------------------------------------------------------------------------------------------
 
 
-def build_export_module(model: Any, norm: Normalization) -> Any:
+def build_export_module(model: Any, norm: ObsNormalization | None) -> Any:
     """features → actor MLP → logits → mask → argmax, as a plain ``torch.nn.Module``."""
     import copy
 
@@ -271,12 +292,11 @@ def build_export_module(model: Any, norm: Normalization) -> Any:
             super().__init__()
             self.actor = copy.deepcopy(policy.mlp_extractor.policy_net).float().eval()
             self.action_net = copy.deepcopy(policy.action_net).float().eval()
-            self.normalize = norm.enabled
-            if norm.enabled:
-                assert norm.mean is not None and norm.std is not None
+            self.normalize = norm is not None
+            if norm is not None:
                 self.register_buffer("mean", torch.as_tensor(norm.mean, dtype=torch.float64))
                 self.register_buffer("std", torch.as_tensor(norm.std, dtype=torch.float64))
-            self.clip = float(norm.clip)
+            self.clip = float(norm.clip_obs) if norm is not None else 0.0
             self.register_buffer("masked", torch.tensor(MASKED_LOGIT, dtype=torch.float32))
 
         def forward(self, obs: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -414,7 +434,7 @@ def parity_set(
 
 def check_parity(
     model: Any,
-    norm: Normalization,
+    norm: ObsNormalization | None,
     onnx_bytes: bytes,
     obs: np.ndarray,
     masks: np.ndarray,
@@ -437,7 +457,7 @@ def check_parity(
         [
             np.asarray(
                 model.predict(
-                    norm.apply(obs[i : i + 2048]),
+                    norm.apply(obs[i : i + 2048]) if norm is not None else obs[i : i + 2048],
                     action_masks=masks[i : i + 2048],
                     deterministic=True,
                 )[0]
@@ -493,23 +513,18 @@ def export_policy(
     parity: int = DEFAULT_PARITY,
     seed: int = 0,
     scenario: str | None = None,
+    accept_unverified: bool = False,
 ) -> ExportReport:
-    """Export the model at ``source`` to ``out`` after the parity check; writes nothing on error."""
+    """Export the model at ``source`` to ``out`` after the statistics and parity checks;
+    writes nothing on error (``accept_unverified``: see :func:`normalization_of`)."""
     if parity < 1:
         raise ConfigError(f"--parity must be at least 1, got {parity}")
     saved = locate_saved_model(source)
     sc = resolve_export_scenario(saved, scenario)
     spec = saved.spec
+    norm, checked = normalization_of(saved, accept_unverified)
     model = _load_model(saved)
     _check_model_spaces(model, spec, saved.model_zip)
-    norm = normalization_of(saved)
-    if norm.enabled:
-        assert norm.mean is not None
-        if norm.mean.shape != (spec.obs_dim,):
-            raise ExportError(
-                f"{saved.vecnormalize}: statistics of shape {norm.mean.shape}, "
-                f"expected ({spec.obs_dim},)"
-            )
     module = build_export_module(model, norm)
     graph = export_graph(module, spec.obs_dim, spec.layout.n_actions)
     profiles = {t: str(getattr(sc.profiles, t)) for t in ("device", "edge", "cloud")}
@@ -517,13 +532,15 @@ def export_policy(
         spec,
         scenario=sc.name,
         profiles=profiles,
-        normalization=norm.describe(),
+        normalization=describe_normalization(norm),
         extra={
             "num_timesteps": str(saved.meta.get("num_timesteps")),
             "source_model": saved.directory.name,
             "policy_type": type(model).__name__,
             "deterministic": "true",
             "opset": str(OPSET),
+            # only unverified exports carry it: a checked export's file is as it always was
+            **({"normalization_unverified": "true"} if checked == UNVERIFIED else {}),
         },
     )
     version = set_metadata(graph, metadata)
@@ -536,6 +553,7 @@ def export_policy(
     return ExportReport(
         path=out_path,
         version=version,
+        statistics=checked,
         parity_checked=len(obs),
         parity_env=n_env,
         size_bytes=len(data),

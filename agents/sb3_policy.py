@@ -6,8 +6,9 @@
 The policy sees what a deployed one sees: a :class:`DecisionState` and the action mask. It
 encodes the state with the one shared encoder, normalises it with the statistics saved with
 the model (``clip((obs - mean) / sqrt(var + eps), ±clip)``, exactly ``VecNormalize``), and
-takes the deterministic masked action (argmax of the logits, masked ones set to -1e8), the
-same path as ``MaskablePPO.predict(obs, deterministic=True, action_masks=mask)``.
+takes the deterministic masked action (argmax of the logits, masked ones set to -1e8 as in
+:data:`serving.policy_file.MASKED_LOGIT`), the same path as
+``MaskablePPO.predict(obs, deterministic=True, action_masks=mask)``.
 
 Importing this module registers the ``sb3`` prefix with :mod:`agents.policies`; torch and
 stable-baselines3 are imported only when a policy is loaded.
@@ -15,6 +16,7 @@ stable-baselines3 are imported only when a policy is loaded.
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import zipfile
 from dataclasses import dataclass
@@ -38,22 +40,29 @@ if TYPE_CHECKING:
     from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
     from stable_baselines3.common.vec_env import VecNormalize
 
-MASKED_LOGIT = -1e8
-"""What sb3-contrib puts in place of a masked logit; serve-time code must use the same."""
-
 
 @dataclass(frozen=True)
 class ObsNormalization:
-    """The observation statistics of a ``VecNormalize`` wrapper, frozen for inference."""
+    """The observation statistics of a ``VecNormalize`` wrapper, frozen for inference.
 
-    mean: np.ndarray
-    var: np.ndarray
+    The one copy of SB3's formula outside SB3: evaluation (``sb3:``) applies it, the exporter
+    bakes :attr:`std` into the graph, training records it in ``meta.json`` with its
+    :func:`normalization_digest`.
+    """
+
+    mean: np.ndarray  # float64
+    var: np.ndarray  # float64
     clip_obs: float
     epsilon: float
 
+    @property
+    def std(self) -> np.ndarray:
+        """``sqrt(var + epsilon)`` in float64, as ``VecNormalize.normalize_obs`` computes it."""
+        return np.sqrt(self.var + self.epsilon)
+
     def apply(self, obs: np.ndarray) -> np.ndarray:
-        """``VecNormalize.normalize_obs``, without updating anything."""
-        scaled = (obs - self.mean) / np.sqrt(self.var + self.epsilon)
+        """``VecNormalize.normalize_obs`` (float64 arithmetic, float32 result), updating nothing."""
+        scaled = (obs - self.mean) / self.std
         return np.clip(scaled, -self.clip_obs, self.clip_obs).astype(np.float32)
 
     @classmethod
@@ -62,6 +71,8 @@ class ObsNormalization:
         if not vn.norm_obs:
             return None
         rms: Any = vn.obs_rms
+        if isinstance(rms, dict):
+            raise ConfigError("dict observations are not supported")
         return cls(
             mean=np.array(rms.mean, dtype=np.float64),
             var=np.array(rms.var, dtype=np.float64),
@@ -76,6 +87,37 @@ class ObsNormalization:
             "clip_obs": self.clip_obs,
             "epsilon": self.epsilon,
         }
+
+    @classmethod
+    def from_json(cls, data: Any) -> ObsNormalization:
+        """What :meth:`to_json` wrote; ``ValueError`` says what is wrong."""
+        try:
+            mean = np.asarray(data["mean"], dtype=np.float64)
+            var = np.asarray(data["var"], dtype=np.float64)
+            clip_obs, epsilon = float(data["clip_obs"]), float(data["epsilon"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{type(err).__name__}: {err}") from None
+        if mean.ndim != 1 or mean.shape != var.shape:
+            raise ValueError(f"mean {mean.shape} and var {var.shape} are not one vector each")
+        return cls(mean=mean, var=var, clip_obs=clip_obs, epsilon=epsilon)
+
+
+def normalization_digest(norm: ObsNormalization | None) -> str:
+    """sha256 of the statistics as float64 bytes (``"none"`` when obs are not normalised).
+
+    Training writes it beside the statistics in ``meta.json``: the exporter's parity check
+    applies the same statistics on both sides and cannot see them changed, the digest can.
+    JSON round-trips float64 exactly, so statistics read back from ``meta.json`` hash alike.
+    """
+    h = hashlib.sha256(b"offload-rl/obs-normalization/1\0")
+    if norm is None:
+        h.update(b"none")
+        return h.hexdigest()
+    for part in (norm.mean, norm.var, np.array([norm.clip_obs, norm.epsilon])):
+        array = np.ascontiguousarray(part, dtype="<f8")
+        h.update(repr(array.shape).encode())
+        h.update(array.tobytes())
+    return h.hexdigest()
 
 
 class SB3Policy:
@@ -143,13 +185,16 @@ class SB3Policy:
 
 
 def load_obs_normalization(path: Path) -> ObsNormalization | None:
-    """The statistics in a saved ``vecnormalize.pkl`` (needs stable-baselines3 to unpickle)."""
+    """The statistics in a saved ``vecnormalize.pkl`` (needs stable-baselines3 to unpickle;
+    the pickle of one's own run is trusted input)."""
     try:
         with path.open("rb") as fh:
             vn = pickle.load(fh)
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as err:
+        return ObsNormalization.from_vecnormalize(vn)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    except Exception as err:  # unpickling raises whatever the pickled classes raise
         raise ConfigError(f"{path}: cannot read the normalisation statistics ({err})") from None
-    return ObsNormalization.from_vecnormalize(vn)
 
 
 def load_sb3_policy(path: str, scenario: Scenario) -> SB3Policy:
@@ -180,19 +225,16 @@ def load_sb3_policy(path: str, scenario: Scenario) -> SB3Policy:
 
 def _check_spec(meta: dict[str, Any], spec: FeatureSpec, path: str) -> None:
     """The scenario must encode observations the way the policy was trained on."""
-    trained = meta.get("feature_spec", {})
-    want = {
-        "n_layers": spec.n_layers,
-        "history": spec.history,
-        "k_priv": spec.k_priv,
-        "outage_mbps": spec.outage_mbps,
-        "feature_schema_version": FEATURE_SCHEMA_VERSION,
-    }
-    diff = [
-        f"{k}: trained {trained.get(k)!r}, scenario {v!r}"
-        for k, v in want.items()
-        if k in trained and trained[k] != v
-    ]
+    recorded = meta.get("feature_spec")
+    if not isinstance(recorded, dict):
+        return
+    try:
+        trained = FeatureSpec.from_dict(recorded)
+    except ValueError as err:
+        raise ConfigError(f"sb3:{path}: meta.json feature_spec: {err}") from None
+    want = {**spec.to_dict(), "feature_schema_version": FEATURE_SCHEMA_VERSION}
+    have = {**trained.to_dict(), "feature_schema_version": recorded.get("feature_schema_version")}
+    diff = [f"{k}: trained {have[k]!r}, scenario {v!r}" for k, v in want.items() if have[k] != v]
     if diff:
         raise ConfigError(f"sb3:{path} does not fit this scenario ({'; '.join(diff)})")
 

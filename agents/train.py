@@ -244,12 +244,14 @@ def checkpoint_meta(
     vecnormalize: VecNormalize,
     num_timesteps: int,
 ) -> dict[str, Any]:
-    """``meta.json``: everything an exporter or loader needs without unpickling."""
+    """``meta.json``: everything an exporter or loader needs without unpickling, and the
+    digest of the statistics that lets an export check them where ``vecnormalize.pkl`` is gone."""
     import sb3_contrib
     import stable_baselines3
     import torch
 
-    from agents.sb3_policy import MASKED_LOGIT, ObsNormalization
+    from agents.sb3_policy import ObsNormalization, normalization_digest
+    from serving.policy_file import MASKED_LOGIT
 
     norm = ObsNormalization.from_vecnormalize(vecnormalize)
     return {
@@ -260,10 +262,7 @@ def checkpoint_meta(
         "scenario": config.scenario_ref(),
         "scenario_name": scenario.name,
         "feature_spec": {
-            "n_layers": spec.n_layers,
-            "history": spec.history,
-            "k_priv": spec.k_priv,
-            "outage_mbps": spec.outage_mbps,
+            **spec.to_dict(),
             "obs_dim": spec.obs_dim,
             "n_actions": spec.layout.n_actions,
             "feature_schema_version": FEATURE_SCHEMA_VERSION,
@@ -272,6 +271,7 @@ def checkpoint_meta(
         "action_meanings": spec.layout.meanings(),
         "masked_logit": MASKED_LOGIT,
         "obs_normalization": norm.to_json() if norm is not None else None,
+        "obs_normalization_sha256": normalization_digest(norm),
         "versions": {
             "offload_rl": __version__,
             "stable_baselines3": stable_baselines3.__version__,

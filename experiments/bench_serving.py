@@ -88,10 +88,7 @@ def untrained_policy(folder: Path) -> Path:
     spec = venv.envs[0].unwrapped.feature_spec  # type: ignore[attr-defined]
     meta = {
         "scenario": "default",
-        "n_layers": spec.n_layers,
-        "history": spec.history,
-        "k_priv": spec.k_priv,
-        "outage_mbps": spec.outage_mbps,
+        **spec.to_dict(),
         "obs_dim": spec.obs_dim,
         "n_actions": spec.layout.n_actions,
         "feature_schema_version": FEATURE_SCHEMA_VERSION,

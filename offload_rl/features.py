@@ -14,7 +14,7 @@ the edge last reported about its cache and load, and its own memory.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from itertools import chain
 from operator import attrgetter
@@ -54,6 +54,51 @@ class FeatureSpec:
     def feature_names(self) -> list[str]:
         """Feature order of the observation vector."""
         return [f"throughput_{i}" for i in range(self.history)] + list(SCALAR_FEATURES)
+
+    def to_dict(self) -> dict[str, int | float]:
+        """The settings a saved policy records (``meta.json``, ONNX metadata as strings), so
+        that every writer spells them alike; :meth:`from_dict` reads them back."""
+        return {
+            "n_layers": int(self.n_layers),
+            "history": int(self.history),
+            "k_priv": int(self.k_priv),
+            "outage_mbps": float(self.outage_mbps),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> FeatureSpec:
+        """The spec :meth:`to_dict` recorded, from numbers or their strings (ONNX metadata
+        holds strings); other keys are ignored. A ``ValueError`` names the missing or bad key,
+        so a loader can prefix the file it read."""
+        fields_: tuple[tuple[str, bool, float], ...] = (
+            ("n_layers", True, 1),
+            ("history", True, 1),
+            ("k_priv", True, 0),
+            ("outage_mbps", False, 0.0),
+        )
+        values: dict[str, float] = {}
+        for key, integral, minimum in fields_:
+            if key not in data:
+                raise ValueError(f"missing {key!r}")
+            raw = data[key]
+            kind = "an integer" if integral else "a number"
+            try:
+                if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+                    raise TypeError
+                value = float(raw)
+            except (TypeError, ValueError):
+                raise ValueError(f"{key!r} is {raw!r}, not {kind}") from None
+            if not math.isfinite(value) or (integral and not value.is_integer()):
+                raise ValueError(f"{key!r} is {raw!r}, not {kind}")
+            if value < minimum:
+                raise ValueError(f"{key!r} is {raw!r}, below {minimum:g}")
+            values[key] = value
+        return cls(
+            n_layers=int(values["n_layers"]),
+            history=int(values["history"]),
+            k_priv=int(values["k_priv"]),
+            outage_mbps=values["outage_mbps"],
+        )
 
 
 SCALAR_FEATURES: tuple[str, ...] = (

@@ -27,7 +27,9 @@ from offload_rl.features import FEATURE_SCHEMA_VERSION, FeatureSpec
 
 FORMAT = "offload-rl-policy"
 FORMAT_VERSION = 1
-MASKED_LOGIT = -1e8  # sb3-contrib's constant; the same at export and serve time
+MASKED_LOGIT = -1e8
+"""What sb3-contrib puts in place of a masked logit; the one copy, used by training's
+``meta.json``, the exported graph and the checks here (importable without torch)."""
 INPUT_OBS = "obs"
 INPUT_MASK = "mask"
 OUTPUT_ACTION = "action"
@@ -44,10 +46,7 @@ REQUIRED_KEYS: tuple[str, ...] = (
     "n_actions",
     "mask_layout",
     "action_meanings",
-    "n_layers",
-    "history",
-    "k_priv",
-    "outage_mbps",
+    *FeatureSpec(n_layers=1).to_dict(),
     "normalization",
     "masked_logit",
     "scenario",
@@ -93,10 +92,7 @@ def build_metadata(
         "n_actions": str(layout.n_actions),
         "mask_layout": json.dumps(mask_layout(layout), sort_keys=True),
         "action_meanings": json.dumps(layout.meanings()),
-        "n_layers": str(spec.n_layers),
-        "history": str(spec.history),
-        "k_priv": str(spec.k_priv),
-        "outage_mbps": repr(float(spec.outage_mbps)),
+        **{key: str(value) for key, value in spec.to_dict().items()},
         "normalization": json.dumps(normalization, sort_keys=True),
         "masked_logit": repr(MASKED_LOGIT),
         "scenario": scenario,
@@ -132,15 +128,10 @@ def read_metadata(model: onnx.ModelProto) -> dict[str, str]:
 
 
 def spec_from_metadata(meta: dict[str, str]) -> FeatureSpec:
-    """The feature spec a policy was trained with (metadata already checked for keys)."""
+    """The feature spec a policy was trained with."""
     try:
-        return FeatureSpec(
-            n_layers=int(meta["n_layers"]),
-            history=int(meta["history"]),
-            k_priv=int(meta["k_priv"]),
-            outage_mbps=float(meta["outage_mbps"]),
-        )
-    except (KeyError, ValueError) as err:
+        return FeatureSpec.from_dict(meta)
+    except ValueError as err:
         raise PolicyFileError(f"metadata: bad feature spec ({err})") from None
 
 
@@ -266,10 +257,7 @@ def validate_policy_model(model: onnx.ModelProto, expected: FeatureSpec | None) 
 
 
 def _spec_text(spec: FeatureSpec) -> str:
-    return (
-        f"n_layers={spec.n_layers}, history={spec.history}, k_priv={spec.k_priv}, "
-        f"outage_mbps={spec.outage_mbps}"
-    )
+    return ", ".join(f"{key}={value}" for key, value in spec.to_dict().items())
 
 
 def load_policy_model(data: bytes, source: str) -> onnx.ModelProto:

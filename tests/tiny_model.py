@@ -46,10 +46,7 @@ def train_tiny_run(run_dir: Path, timesteps: int = 256, normalize: bool = True) 
     spec = scenario_facts(scenario).spec
     meta = {
         "scenario": "default",
-        "n_layers": spec.n_layers,
-        "history": spec.history,
-        "k_priv": spec.k_priv,
-        "outage_mbps": spec.outage_mbps,
+        **spec.to_dict(),
         "obs_dim": spec.obs_dim,
         "n_actions": spec.layout.n_actions,
         "feature_schema_version": FEATURE_SCHEMA_VERSION,

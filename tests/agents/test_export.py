@@ -10,7 +10,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from agents.export import ExportError, export_policy, locate_saved_model, read_normalization
+from agents.export import ExportError, export_policy, locate_saved_model
+from agents.sb3_policy import load_obs_normalization, normalization_digest
 from offload_rl.cli import main
 from offload_rl.features import FEATURE_SCHEMA_VERSION, FeatureSpec
 from serving.policy_file import (
@@ -90,7 +91,8 @@ def test_onnx_equals_predict_on_environment_observations(run_dir, policy_path):
 
     saved = locate_saved_model(run_dir)
     model = MaskablePPO.load(saved.model_zip, device="cpu")
-    norm = read_normalization(saved.vecnormalize)
+    norm = load_obs_normalization(saved.vecnormalize)
+    assert norm is not None
     env = SplitCacheEnv("default", episode_requests=32)
     rng = np.random.default_rng(7)
     obs, _ = env.reset(seed=123)
@@ -116,7 +118,7 @@ def test_parity_failure_raises_and_writes_nothing(run_dir, tmp_path, monkeypatch
     real = export.build_export_module
 
     def without_normalization(model, norm):
-        return real(model, export.Normalization())
+        return real(model, None)
 
     monkeypatch.setattr(export, "build_export_module", without_normalization)
     out = tmp_path / "bad.onnx"
@@ -126,50 +128,133 @@ def test_parity_failure_raises_and_writes_nothing(run_dir, tmp_path, monkeypatch
 
 
 def test_export_without_vecnormalize(run_dir, tmp_path):
+    """A model trained without normalisation: training recorded the digest of "none"."""
     plain = tmp_path / "plain"
     shutil.copytree(run_dir / "final", plain)
     (plain / "vecnormalize.pkl").unlink()
+    meta = json.loads((plain / "meta.json").read_text())
+    meta.update(obs_normalization=None, obs_normalization_sha256=normalization_digest(None))
+    (plain / "meta.json").write_text(json.dumps(meta))
     report = export_policy(plain / "model.zip", tmp_path / "plain.onnx", parity=500)
     meta = read_metadata(onnx.load(str(report.path)))
     assert json.loads(meta["normalization"]) == {"kind": "none"}
+    assert report.statistics == "the obs_normalization_sha256 in meta.json"
+
+
+def _training_layout(run_dir, folder, pickle_file=True, digest=True):
+    """``run_dir``'s model in the layout ``agents.train`` writes: meta.json from
+    ``checkpoint_meta`` (nested spec, statistics, digest); ``digest=False`` is a run trained
+    before the digest existed, ``pickle_file=False`` one whose vecnormalize.pkl is gone."""
+    import pickle
+
+    from agents.train import checkpoint_meta
+    from agents.train_config import TrainConfig
+    from offload_rl.scenario import load_scenario
+
+    shutil.copytree(run_dir / "final", folder)
+    flat = locate_saved_model(folder)
+    with (folder / "vecnormalize.pkl").open("rb") as fh:
+        vecnormalize = pickle.load(fh)
+    scenario = load_scenario("default")
+    steps = flat.meta["num_timesteps"]
+    meta = checkpoint_meta(TrainConfig(), flat.spec, scenario, vecnormalize, steps)
+    if not digest:
+        del meta["obs_normalization_sha256"]
+    (folder / "meta.json").write_text(json.dumps(meta))
+    if not pickle_file:
+        (folder / "vecnormalize.pkl").unlink()
+    return folder
+
+
+def _graph_and_metadata(path):
+    """What must not change when only the source of the same statistics changes."""
+    model = onnx.load(str(path))
+    ignored = {HASH_KEY, "source_model"}
+    meta = {k: v for k, v in read_metadata(model).items() if k not in ignored}
+    return model.graph.SerializeToString(deterministic=True), meta
 
 
 def test_export_reads_the_training_meta_layout(run_dir, tmp_path):
-    """agents.train nests the spec under "feature_spec" and carries the statistics itself."""
-    folder = tmp_path / "checkpoints" / "step_256"
-    shutil.copytree(run_dir / "final", folder)
-    flat = json.loads((folder / "meta.json").read_text())
-    norm = read_normalization(folder / "vecnormalize.pkl")
-    assert norm.mean is not None and norm.std is not None
-    keys = (
-        "n_layers",
-        "history",
-        "k_priv",
-        "outage_mbps",
-        "obs_dim",
-        "n_actions",
-        "feature_schema_version",
-    )
-    nested = {
-        "format": "offload-rl/sb3-checkpoint",
-        "scenario": flat["scenario"],
-        "num_timesteps": flat["num_timesteps"],
-        "feature_spec": {k: flat[k] for k in keys},
-        "obs_normalization": {
-            "mean": norm.mean.tolist(),
-            "var": (norm.std**2 - norm.epsilon).tolist(),
-            "clip_obs": norm.clip,
-            "epsilon": norm.epsilon,
-        },
-    }
-    (folder / "meta.json").write_text(json.dumps(nested))
+    """agents.train nests the spec under "feature_spec" and carries the statistics itself;
+    from the pickle or from meta.json alone, the export is the same graph."""
+    folder = _training_layout(run_dir, tmp_path / "checkpoints" / "step_256")
     reference = export_policy(run_dir, tmp_path / "ref.onnx", parity=300)
-    report = export_policy(tmp_path, tmp_path / "nested.onnx", parity=2000)  # the run folder
-    assert report.metadata["num_timesteps"] == str(flat["num_timesteps"])
+    report = export_policy(tmp_path, tmp_path / "nested.onnx", parity=300)  # the run folder
+    assert report.metadata["num_timesteps"] == reference.metadata["num_timesteps"]
     assert report.metadata["source_model"] == "step_256"
+    assert report.statistics == "vecnormalize.pkl and the obs_normalization_sha256"
+    assert _graph_and_metadata(report.path) == _graph_and_metadata(reference.path)
     (folder / "vecnormalize.pkl").unlink()  # statistics from meta.json alone
     report = export_policy(folder, tmp_path / "meta-stats.onnx", parity=2000)
-    assert reference.version != report.version  # another source name, same graph otherwise
+    assert report.statistics == "the obs_normalization_sha256 in meta.json"
+    assert _graph_and_metadata(report.path) == _graph_and_metadata(reference.path)
+    assert reference.version != report.version  # only the source name differs
+
+
+def _corrupt_meta(folder):
+    meta = json.loads((folder / "meta.json").read_text())
+    stats = meta["obs_normalization"]
+    stats["mean"] = [m + 5.0 for m in stats["mean"]]
+    stats["var"] = [v * 9.0 for v in stats["var"]]
+    (folder / "meta.json").write_text(json.dumps(meta))
+    return folder / "meta.json"
+
+
+def _corrupt_pickle(folder):
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from envs.split_cache import SplitCacheEnv
+
+    path = folder / "vecnormalize.pkl"
+    venv = DummyVecEnv([lambda: SplitCacheEnv("default", episode_requests=16)])
+    vn = VecNormalize.load(str(path), venv)
+    vn.obs_rms.mean = vn.obs_rms.mean + 5.0
+    vn.obs_rms.var = vn.obs_rms.var * 9.0
+    vn.save(str(path))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("pickle_file", "digest", "corrupt", "named"),
+    [
+        (False, True, _corrupt_meta, "meta.json"),  # only meta.json left: its digest
+        (True, True, _corrupt_meta, "meta.json"),
+        (True, True, _corrupt_pickle, "vecnormalize.pkl"),
+        # trained before the digest: the two records disagree (the message names both)
+        (True, False, _corrupt_meta, "vecnormalize.pkl"),
+        (True, False, _corrupt_pickle, "vecnormalize.pkl"),
+    ],
+    ids=["meta-only", "meta-beside-pkl", "pkl-beside-digest", "old-meta", "old-pkl"],
+)
+def test_export_refuses_statistics_training_did_not_write(
+    run_dir, tmp_path, pickle_file, digest, corrupt, named
+):
+    """Mean +5 and variance x9 pass the parity check (it applies them on both sides): the
+    record written at training time must refuse them, naming the file."""
+    folder = _training_layout(run_dir, tmp_path / "final", pickle_file, digest)
+    assert corrupt(folder).parent == folder
+    out = tmp_path / "policy.onnx"
+    with pytest.raises(ExportError, match="nothing written") as refused:
+        export_policy(folder, out, parity=300)
+    assert str(refused.value).startswith(f"{folder / named}: ")
+    assert str(folder / "meta.json") in str(refused.value)
+    assert not out.exists()
+
+
+def test_statistics_nothing_can_check_need_the_flag(run_dir, tmp_path, capsys):
+    """Trained before the digest and the pickle gone: refused with a one-line hint, exported
+    (and marked) with --accept-unverified-statistics."""
+    folder = _training_layout(run_dir, tmp_path / "final", pickle_file=False, digest=False)
+    out = tmp_path / "policy.onnx"
+    assert main(["export", str(folder), "--out", str(out), "--parity", "300"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err
+    assert f"{folder / 'meta.json'}: " in err and "--accept-unverified-statistics" in err
+    assert not out.exists()
+    flag = "--accept-unverified-statistics"
+    assert main(["export", str(folder), "--out", str(out), "--parity", "300", flag]) == 0
+    assert "statistics checked against nothing (accepted unverified)" in capsys.readouterr().out
+    assert read_metadata(onnx.load(str(out)))["normalization_unverified"] == "true"
 
 
 def test_bad_sources_are_user_errors(run_dir, tmp_path, capsys):

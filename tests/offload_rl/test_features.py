@@ -345,3 +345,46 @@ def test_feature_docs_cover_the_observation_in_order_and_the_env_page_shows_them
     assert "{observation_table}" not in page
     for name, doc in FEATURE_DOCS.items():
         assert f"| {name}" in page and doc in page
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    n_layers=st.integers(1, 200),
+    history=st.integers(1, 64),
+    k_priv=st.integers(0, 200),
+    outage_mbps=st.floats(0.0, 1e4, allow_nan=False),
+)
+def test_feature_spec_dict_round_trips_as_numbers_and_as_strings(
+    n_layers, history, k_priv, outage_mbps
+):
+    """meta.json holds numbers, the ONNX metadata their strings: both read back exactly."""
+    spec = FeatureSpec(n_layers=n_layers, history=history, k_priv=k_priv, outage_mbps=outage_mbps)
+    numbers = spec.to_dict()
+    assert list(numbers) == ["n_layers", "history", "k_priv", "outage_mbps"]
+    assert FeatureSpec.from_dict({**numbers, "obs_dim": 99, "scenario": "x"}) == spec
+    assert FeatureSpec.from_dict({k: str(v) for k, v in numbers.items()}) == spec
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("history", None, "missing 'history'"),
+        ("n_layers", "24.5", "'n_layers' is '24.5', not an integer"),
+        ("k_priv", 2.5, "'k_priv' is 2.5, not an integer"),
+        ("k_priv", True, "'k_priv' is True, not an integer"),
+        ("history", "eight", "'history' is 'eight', not an integer"),
+        ("history", 0, "'history' is 0, below 1"),
+        ("n_layers", -3, "'n_layers' is -3, below 1"),
+        ("outage_mbps", "nan", "'outage_mbps' is 'nan', not a number"),
+        ("outage_mbps", [0.1], r"'outage_mbps' is \[0.1\], not a number"),
+        ("outage_mbps", -0.5, "'outage_mbps' is -0.5, below 0"),
+    ],
+)
+def test_feature_spec_from_dict_names_the_missing_or_bad_key(key, value, message):
+    data: dict[str, object] = dict(SPEC.to_dict())
+    if value is None:
+        del data[key]
+    else:
+        data[key] = value
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        FeatureSpec.from_dict(data)
