@@ -103,11 +103,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def preset_names() -> list[str]:
-    """The shipped presets' names."""
-    return list(_load_presets())
-
-
 def get_preset(name: str) -> TracePreset:
     """The shipped preset called ``name``; ConfigError listing the valid names otherwise."""
     presets = _load_presets()
