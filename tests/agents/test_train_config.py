@@ -8,8 +8,7 @@ up here.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+import runpy
 from pathlib import Path
 from typing import Any
 
@@ -136,15 +135,9 @@ def test_shipped_config_validates_to_what_its_full_copy_did(name: str) -> None:
 def test_results_table_reads_the_run_length_through_extends() -> None:
     # the family files no longer state total_timesteps: reading the raw YAML gave the
     # 200k default instead of the 1M the run uses
-    spec = importlib.util.spec_from_file_location(
-        "results_table", REPO / "experiments" / "analyses" / "results_table.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["results_table"] = module
-    spec.loader.exec_module(module)
-    assert module.config_timesteps("wifi") == 1_000_000
-    assert module.config_timesteps("demo") == 65536
+    script = runpy.run_path(str(REPO / "experiments" / "analyses" / "results_table.py"))
+    assert script["config_timesteps"]("wifi") == 1_000_000
+    assert script["config_timesteps"]("demo") == 65536
 
 
 def _write(path: Path, data: dict[str, Any]) -> Path:
