@@ -2,9 +2,17 @@
 
 Every key is validated on load (unknown keys are errors too); errors are
 :class:`~offload_rl.errors.ConfigError` naming the file and the dotted key
-(``experiments/x.yaml: ppo.batch_size: ...``). Relative paths (the scenario, trace files,
-folders and globs) are relative to the config file, so ``../../shared/traces/nyc-lte`` works
-from ``experiments/``.
+(``experiments/configs/x.yaml: ppo.batch_size: ...``). Relative paths (the scenario, trace
+files, folders and globs) are relative to the config file, so ``../../../shared/traces/nyc-lte``
+works from ``experiments/configs/``.
+
+``extends: other.yaml`` (relative to the file that says it) starts from another config and
+changes only the keys given: mappings (``ppo``, ``warm_start``...) merge key by key, anything
+else (lists included) replaces the inherited value, and ``null`` resets it. Configs that differ
+in one line then state that line only, and a change to the shared settings reaches every run.
+The chain is resolved before validation, so a config validates as the merged mapping; an error
+names the file that wrote the offending key, and a cycle is an error naming the chain. Relative
+paths written in an inherited file stay relative to that file.
 
 Trace selection, from the config alone (nothing is random at run time):
 
@@ -201,9 +209,7 @@ class TrainConfig(_Strict):
     def scenario_ref(self) -> str:
         """The scenario as an embedded name or an absolute path."""
         s = self.scenario
-        if Path(s).suffix in (".yaml", ".yml") or "/" in s:
-            return str(self.resolve_path(s).resolve())
-        return s
+        return str(self.resolve_path(s).resolve()) if _is_scenario_path(s) else s
 
     def resolved(self) -> TrainConfig:
         """A copy whose paths are absolute: what ``OUT/config.yaml`` holds (loadable anywhere)."""
@@ -314,6 +320,11 @@ class TrainConfig(_Strict):
         return out
 
 
+def _is_scenario_path(scenario: str) -> bool:
+    """A scenario given as a file (rather than an embedded name)."""
+    return Path(scenario).suffix in (".yaml", ".yml") or "/" in scenario
+
+
 def _entry(raw: TraceEntry | str) -> TraceEntry:
     return TraceEntry(source=raw) if isinstance(raw, str) else raw
 
@@ -355,7 +366,14 @@ def split_by_family(
 # --------------------------------------------------------------------------------------------
 
 
-def _format_error(source: str, err: ValidationError) -> str:
+EXTENDS = "extends"
+_TRACE_KEYS = ("traces", "validation_traces")
+
+# One layer of a config: the file and its mapping (the ``extends`` key removed).
+Layer = tuple[str, dict[str, Any]]
+
+
+def _format_error(source: str, err: ValidationError, layers: list[Layer] | None = None) -> str:
     first = err.errors()[0]
     key = ".".join(str(p) for p in first["loc"]) or "(top level)"
     msg = first["msg"]
@@ -364,24 +382,47 @@ def _format_error(source: str, err: ValidationError) -> str:
     elif msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    if layers:
+        source = _key_origin(first["loc"], layers) or source
     return f"{source}: {key}: {msg}{more}"
 
 
-def train_config_from_dict(
-    data: object, source: str = "config", base_dir: str | None = None
-) -> TrainConfig:
-    """Validate a parsed mapping; errors name ``source`` and the dotted key."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level")
-    try:
-        return TrainConfig.model_validate({**data, "base_dir": base_dir, "config_file": source})
-    except ValidationError as err:
-        raise ConfigError(_format_error(source, err)) from None
+def _key_origin(loc: tuple[str | int, ...], layers: list[Layer]) -> str | None:
+    """The file that wrote the value at ``loc``: the deepest match, the nearest file on ties.
+
+    ``layers`` runs from the file that was loaded to the root of its ``extends`` chain. Lists
+    are replaced whole, so the search stops at a list.
+    """
+    best: str | None = None
+    best_depth = 0
+    for name, data in layers:
+        node: Any = data
+        depth = 0
+        for part in loc:
+            if not (isinstance(node, dict) and part in node):
+                break
+            node = node[part]
+            depth += 1
+            if not isinstance(node, dict):
+                break
+        if depth > best_depth:
+            best, best_depth = name, depth
+    return best
 
 
-def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
-    """Load a training config YAML; ``overrides`` (e.g. ``total_timesteps``) are validated too."""
-    p = Path(path)
+def _merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """``child`` over ``base``: mappings merge key by key, any other value replaces."""
+    out = dict(base)
+    for key, value in child.items():
+        inherited = out.get(key)
+        if isinstance(value, dict) and isinstance(inherited, dict):
+            value = _merge(inherited, value)
+        out[key] = value
+    return out
+
+
+def _read_mapping(p: Path) -> dict[str, Any]:
+    """A YAML file's top-level mapping; errors name the file (and the line for bad YAML)."""
     if not p.is_file():
         raise ConfigError(f"{p}: training config not found")
     try:
@@ -392,6 +433,81 @@ def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
         raise ConfigError(f"{p}:{line}: not valid YAML") from None
     except OSError as err:
         raise ConfigError(f"{p}: cannot read: {err.strerror or err}") from None
-    if isinstance(data, dict):
-        data = {**data, **{k: v for k, v in overrides.items() if v is not None}}
-    return train_config_from_dict(data, str(p), str(p.resolve().parent))
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping at the top level")
+    return data
+
+
+def _rebase(data: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """``data`` with its relative paths made absolute against ``folder`` (an inherited file's
+    paths mean what they meant where they were written)."""
+    out = dict(data)
+    scenario = out.get("scenario")
+    if isinstance(scenario, str) and _is_scenario_path(scenario):
+        out["scenario"] = str(folder / Path(scenario).expanduser())
+    for key in _TRACE_KEYS:
+        entries = out.get(key)
+        if not isinstance(entries, list):
+            continue
+        fixed: list[Any] = []
+        for entry in entries:
+            if isinstance(entry, str):
+                entry = str(folder / Path(entry).expanduser())
+            elif isinstance(entry, dict) and isinstance(entry.get("source"), str):
+                entry = {**entry, "source": str(folder / Path(entry["source"]).expanduser())}
+            fixed.append(entry)
+        out[key] = fixed
+    return out
+
+
+def _layers(path: Path) -> list[Layer]:
+    """``path`` and the files it extends, nearest first (a missing file or a cycle is an error)."""
+    layers: list[Layer] = []
+    seen: list[Path] = []
+    p = path
+    while True:
+        data = _read_mapping(p)
+        seen.append(p.resolve())
+        parent = data.pop(EXTENDS, None)
+        if p.resolve().parent != path.resolve().parent:
+            data = _rebase(data, p.resolve().parent)
+        layers.append((str(p), data))
+        if parent is None:
+            return layers
+        if not isinstance(parent, str) or not parent.strip():
+            raise ConfigError(f"{p}: {EXTENDS}: expected a file name, got {parent!r}")
+        nxt = p.parent / Path(parent).expanduser()
+        if nxt.resolve() in seen:
+            chain = " -> ".join(s.name for s in [*seen, nxt.resolve()])
+            raise ConfigError(f"{p}: {EXTENDS}: {parent} makes a cycle ({chain})")
+        if not nxt.is_file():
+            raise ConfigError(f"{p}: {EXTENDS}: {nxt} not found")
+        p = nxt
+
+
+def train_config_from_dict(
+    data: object,
+    source: str = "config",
+    base_dir: str | None = None,
+    layers: list[Layer] | None = None,
+) -> TrainConfig:
+    """Validate a parsed mapping; errors name ``source`` (or the layer that wrote the key) and
+    the dotted key."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    try:
+        return TrainConfig.model_validate({**data, "base_dir": base_dir, "config_file": source})
+    except ValidationError as err:
+        raise ConfigError(_format_error(source, err, layers)) from None
+
+
+def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
+    """Load a training config YAML with its ``extends`` chain; ``overrides`` (e.g.
+    ``total_timesteps``) are validated too."""
+    p = Path(path)
+    layers = _layers(p)
+    data: dict[str, Any] = {}
+    for _, layer in reversed(layers):
+        data = _merge(data, layer)
+    data = {**data, **{k: v for k, v in overrides.items() if v is not None}}
+    return train_config_from_dict(data, str(p), str(p.resolve().parent), layers)

@@ -122,7 +122,7 @@ def main() -> None:
 
     run(
         "3. short PPO training run",
-        ["train", "--config", "experiments/train_demo.yaml", "--out", str(OUT / "train")],
+        ["train", "--config", "experiments/configs/train_demo.yaml", "--out", str(OUT / "train")],
     )
     run(
         "4. export to ONNX (parity on 10,000 observations)",

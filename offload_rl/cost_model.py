@@ -23,10 +23,11 @@ Latency model (DESIGN.md, "System model"):
   exact on a constant link and a close approximation when capacity changes within the phase.
   Its blind spot is an outage that starts after those few kB are through: the real sender's
   next token waits it out. Pricing every token's upload at its own start time fixes that but
-  walks one trace step per iteration (the environment fell from 0.25 to 0.06-0.09 of
-  CartPole's step rate), and a vectorised fluid version stalls the compute between tokens
-  during outages too; against the reference runtime the one-transfer pricing stays within
-  the validation targets (``offload-rl validate`` reports the per-message walk beside it).
+  walks one trace step per iteration, which took the environment well below its speed target
+  (measured in ``docs/MEASUREMENTS.md``), and a vectorised fluid version stalls the compute
+  between tokens during outages too; against the reference runtime the one-transfer pricing
+  stays within the validation targets (``offload-rl validate`` reports the per-message walk
+  beside it).
 
 What is left out, on purpose: tokens coming back are 4-byte ids (32 bits per token, 0.3 ms at
 0.1 Mbps against a 20 ms RTT), so their downlink transfer time is neglected (``LinkModel.downlink``

@@ -174,11 +174,6 @@ ARCHITECTURES: dict[str, ArchSpec] = {
 }
 
 
-def model_names() -> list[str]:
-    """Names of the architectures known here, in registry order."""
-    return list(ARCHITECTURES)
-
-
 def get_arch(name: str) -> ArchSpec:
     """The architecture called ``name``; an unknown name is a :class:`ConfigError` listing them."""
     try:
@@ -288,10 +283,6 @@ def decoder_prefill_flops(arch: ArchSpec, tokens: int) -> float:
 def decoder_decode_flops(arch: ArchSpec, context: int) -> float:
     """FLOPs of one decoder layer decoding one token at ``context``."""
     return 2.0 * decoder_matmul_params(arch) + attention_decode_flops(arch.shape, context)
-
-
-def decoder_weight_bytes(arch: ArchSpec, dtype_bytes: int) -> int:
-    return decoder_params(arch) * dtype_bytes
 
 
 def head_flops(shape: ModelShape) -> float:

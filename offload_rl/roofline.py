@@ -182,10 +182,6 @@ HARDWARE: dict[str, Hardware] = {
 }
 
 
-def hardware_names() -> list[str]:
-    return list(HARDWARE)
-
-
 def get_hardware(name: str) -> Hardware:
     """The named hardware; an unknown name is a :class:`ConfigError` listing the known ones."""
     try:

@@ -1,7 +1,7 @@
 """Seeded synthetic bandwidth traces with the statistics of the recorded families.
 
 The project must run without ``../shared``, so scenarios draw links from named presets fitted to
-each recorded family (by ``experiments/fit_trace_presets.py``, into
+each recorded family (by ``experiments/fitting/fit_trace_presets.py``, into
 ``offload_rl/data/trace_presets.json``).
 
 Model (a Gaussian copula of an AR(1) process, chosen because it reproduces a family's 1-second
@@ -101,11 +101,6 @@ def __getattr__(name: str) -> Any:
     if name == "PRESETS":
         return _load_presets()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def preset_names() -> list[str]:
-    """The shipped presets' names."""
-    return list(_load_presets())
 
 
 def get_preset(name: str) -> TracePreset:

@@ -145,10 +145,6 @@ class PolicyMetadata:
     profiles: dict[str, str]
     raw: dict[str, str]
 
-    @property
-    def short_version(self) -> str:
-        return self.version[:12]
-
     def public(self) -> dict[str, Any]:
         """The metadata as JSON values (what ``GET /v1/policy`` shows)."""
         out: dict[str, Any] = {}

@@ -1,6 +1,6 @@
 """``offload-rl train``: train a MaskablePPO agent from a config, or resume a killed run.
 
-    offload-rl train --config experiments/train_default.yaml [--timesteps N] [--seed S]
+    offload-rl train --config experiments/configs/train_default.yaml [--timesteps N] [--seed S]
         [--out runs/default] [--resume runs/default] [--no-progress]
 
 Heavy imports (torch, stable-baselines3, gymnasium) happen inside the handler only.

@@ -1,10 +1,10 @@
 """The synthetic workload: a seeded generator of sessions from fitted parameters.
 
 The ``default`` workload is this generator with parameters fitted by
-``experiments/fit_workload.py`` and shipped in ``offload_rl/data/workload_default.json`` (no data
-files needed): sessions, turns and gaps from BurstGPT, lengths from Azure conv, and a *per-cell*
-rate of 0.066 sessions/s (0.22 requests/s: Azure conv's 5.5 requests/s for a whole region / 3.34
-turns x a 1/25 cell share, a stated assumption).
+``experiments/fitting/fit_workload.py`` and shipped in ``offload_rl/data/workload_default.json``
+(no data files needed): sessions, turns and gaps from BurstGPT, lengths from Azure conv, and a
+*per-cell* rate of 0.066 sessions/s (0.22 requests/s: Azure conv's 5.5 requests/s for a whole
+region / 3.34 turns x a 1/25 cell share, a stated assumption).
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ def test_hindsight_tier_rewards_price_the_valid_placements_and_the_oracle_takes_
 
 def test_information_bound_script_runs_end_to_end(capsys):
     spec = importlib.util.spec_from_file_location(
-        "information_bound", REPO / "experiments" / "information_bound.py"
+        "information_bound", REPO / "experiments" / "analyses" / "information_bound.py"
     )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

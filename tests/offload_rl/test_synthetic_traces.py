@@ -34,7 +34,7 @@ def test_presets_are_the_six_families() -> None:
     assert get_preset("nyc-lte").name == "nyc-lte"
     assert get_preset("mahimahi-uplink").fitted_to == "mahimahi-cellular (.up)"
     doc = shipped_json()
-    assert doc["generated_by"] == "experiments/fit_trace_presets.py"
+    assert doc["generated_by"] == "experiments/fitting/fit_trace_presets.py"
     assert doc["generated_on"]
 
 

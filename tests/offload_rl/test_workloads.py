@@ -591,7 +591,7 @@ def test_shared_azure_conv_lengths(shared_workloads: Path) -> None:
 
 def _fit_script() -> ModuleType:
     spec = importlib.util.spec_from_file_location(
-        "fit_workload", REPO / "experiments" / "fit_workload.py"
+        "fit_workload", REPO / "experiments" / "fitting" / "fit_workload.py"
     )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -1,6 +1,6 @@
 """Fit the synthetic trace presets to the recorded families and write the preset JSON.
 
-Usage: ``python experiments/fit_trace_presets.py [--shared ../shared/traces] [--out PATH]``
+Usage: ``python experiments/fitting/fit_trace_presets.py [--shared ../shared/traces] [--out PATH]``
 
 For each preset (one per recorded family; ``mahimahi-uplink`` is fitted to the mahimahi ``.up``
 files, the only real uplinks) the script
@@ -38,10 +38,10 @@ from offload_rl.synthetic_traces import TracePreset, generate_trace
 from offload_rl.trace_stats import OUTAGE_MBPS, TraceStats, family_key, family_stats, seconds_mbps
 from offload_rl.traces import Trace, load_traces, trace_files
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SHARED = Path(os.environ.get("OFFLOAD_RL_SHARED", REPO_ROOT.parent / "shared")) / "traces"
 DEFAULT_OUT = REPO_ROOT / "offload_rl" / "data" / "trace_presets.json"
-SCRIPT = "experiments/fit_trace_presets.py"
+SCRIPT = "experiments/fitting/fit_trace_presets.py"
 
 # Probability levels of the quantile knots: every percent, denser in the tails where outages and
 # peaks live; each family adds a knot at its own share of seconds below 0.1 Mbps (fit_quantiles).

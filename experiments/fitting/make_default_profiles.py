@@ -1,6 +1,7 @@
 """Regenerate the shipped profiles in ``offload_rl/data/profiles/`` and print the calibration.
 
-Usage: ``python experiments/make_default_profiles.py [--out DIR] [--repeats 5] [--reuse-measured]``
+Usage: ``python experiments/fitting/make_default_profiles.py [--out DIR] [--repeats 5]
+[--reuse-measured]``
 
 1. **Measure here** (``<model>@cpu-2core``): gpt2, qwen2.5-0.5b and llama-3.2-1b, fp32, 2 torch
    threads, real ``transformers`` layers with random weights (``offload_rl.profiler``). This
@@ -57,7 +58,7 @@ from offload_rl.roofline import (
     summarize_efficiency,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO / "offload_rl" / "data" / "profiles"
 MODELS = ("gpt2", "qwen2.5-0.5b", "llama-3.2-1b")
 HOST = "cpu-2core"
@@ -382,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     c = calibrate(measured, console)
     date = measured[MODELS[0]].provenance.date[:10]
     check_note = (
-        f"Check of the roofline on a 2-core x86 CPU (experiments/make_default_profiles.py, "
+        f"Check of the roofline on a 2-core x86 CPU (experiments/fitting/make_default_profiles.py, "
         f"{date}): real transformers fp32 decoder layers of {', '.join(MODELS)} reached a median "
         f"{c['med_prefill']:.2f} of the measured matmul peak ({c['peak'] / 1e9:.0f} GFLOP/s) in "
         f"prefill at T >= 256 and {c['med_decode']:.2f} of the measured copy bandwidth "

@@ -1,7 +1,7 @@
 """Benchmark of the decision service (not a test): HTTP throughput and latency, batch
 throughput, in-process decision time, and the resident memory of one worker.
 
-    python experiments/bench_serving.py [--policy FILE] [--duration 5] [--concurrency 8]
+    python experiments/benchmarks/bench_serving.py [--policy FILE] [--duration 5] [--concurrency 8]
                                         [--batch 256] [--workers 1] [--rounds 3]
                                         [--load-generator auto|wrk|python]
                                         [--no-micro-batching]
@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 _LENGTH = re.compile(rb"content-length:\s*(\d+)", re.IGNORECASE)
 PHASES = (("decide", "/v1/decide"), ("noop", "/_bench/noop"), ("batch", "/v1/decide/batch"))
 

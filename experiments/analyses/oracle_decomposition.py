@@ -11,8 +11,9 @@ The two mixed rows split the oracle's lead into what knowing the future link and
 (placement) and what knowing which sessions come back is worth (cache). A learned policy can
 only recover either part from what the device observes, so this bounds where PPO can gain::
 
-    python experiments/oracle_decomposition.py                       # embedded default
-    python experiments/oracle_decomposition.py --traces ../shared/traces/nyc-lte --uplink-scale 0.22
+    python experiments/analyses/oracle_decomposition.py          # embedded default
+    python experiments/analyses/oracle_decomposition.py \
+        --traces ../shared/traces/nyc-lte --uplink-scale 0.22
 """
 
 from __future__ import annotations

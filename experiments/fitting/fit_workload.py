@@ -1,6 +1,6 @@
 """Fit the default synthetic workload to the recorded traces in ``../shared/workloads``.
 
-Usage: ``.venv/bin/python experiments/fit_workload.py [--shared DIR] [--out PATH] [--check]``
+Usage: ``python experiments/fitting/fit_workload.py [--shared DIR] [--out PATH] [--check]``
 
 What comes from where:
 
@@ -46,7 +46,7 @@ from offload_rl.workloads import (
     stream_stats,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_SHARED = Path(os.environ.get("OFFLOAD_RL_SHARED", REPO.parent / "shared"))
 DEFAULT_OUT = REPO / "offload_rl" / "data" / "workload_default.json"
 
@@ -141,7 +141,7 @@ def fit(shared: Path) -> tuple[WorkloadParams, dict[str, dict[str, float]]]:
         followup_prompt_tokens=empirical(followup_new.astype(float)),
         output_tokens=empirical(azure.output_tokens.astype(float)),
         provenance={
-            "fitted_by": "experiments/fit_workload.py",
+            "fitted_by": "experiments/fitting/fit_workload.py",
             "per_cell": (
                 f"session_rate_per_s = Azure conv {azure_rate:.3f} requests/s / "
                 f"{mean_turns:.3f} mean turns x cell share {CELL_SHARE:g}: one edge cell, "

@@ -4,7 +4,7 @@ Both environments are unwrapped and driven by pre-drawn random numbers; only ``s
 ``reset`` are timed, so the figure is the environment's own cost. Target (issue 3): at least
 0.25 of CartPole's rate, so that PPO, not the environment, bounds training speed.
 
-    .venv/bin/python experiments/bench_env.py [--scenario default] [--steps 50000]
+    .venv/bin/python experiments/benchmarks/bench_env.py [--scenario default] [--steps 50000]
 """
 
 from __future__ import annotations

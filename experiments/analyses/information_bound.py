@@ -1,7 +1,7 @@
 """What is the observation worth, for placement and for the cache, with no RL in the way?
 
 The oracle beats greedy by placement and by keeping the right KV entries
-(``experiments/oracle_decomposition.py``): it knows the link, the edge queue and the output
+(``experiments/analyses/oracle_decomposition.py``): it knows the link, the edge queue and the output
 length *during* the request, and which sessions come back. A deployable policy sees the
 observation. This script measures what that observation is worth by supervised learning on
 full-information rows, which is what any policy (PPO included) could at best extract from it:
@@ -21,8 +21,9 @@ predicts and realises there, the classifier's held-out accuracy against the base
 closed-loop rewards on the evaluation harness's pinned episodes with the closure
 ``(policy - greedy) / (oracle - greedy)``::
 
-    python experiments/information_bound.py                           # embedded default
-    python experiments/information_bound.py --traces ../shared/traces/mahimahi-cellular/*.up
+    python experiments/analyses/information_bound.py             # embedded default
+    python experiments/analyses/information_bound.py \
+        --traces ../shared/traces/mahimahi-cellular/*.up
 
 If the fits recover a small share of the oracle's lead, no policy with this observation can
 close much of it: the rest is the future.
