@@ -29,6 +29,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -195,6 +196,75 @@ def to_json(value: object, indent: int = 0) -> str:
     return json.dumps(value)
 
 
+@dataclass(frozen=True)
+class FamilyFit:
+    """A fitted preset beside the statistics of its recorded family and of its own draws."""
+
+    preset: TracePreset
+    family: str
+    traces: int
+    duration_s: float
+    recorded: Any  # FamilyStats of the recording
+    synthetic: Any  # FamilyStats of n_check synthetic traces
+    n_check: int
+
+    def quality(self) -> dict[str, object]:
+        """The ``fit_quality`` entry written to the presets file."""
+        return {
+            "family": self.family,
+            "traces": self.traces,
+            "trace_duration_s": self.duration_s,
+            "recorded": stats_dict(self.recorded),
+            "synthetic": stats_dict(self.synthetic),
+            "synthetic_traces": self.n_check,
+        }
+
+
+def fit_family(traces_dir: Path, spec: FamilySpec) -> FamilyFit:
+    """The preset of one recorded family, checked against fresh synthetic draws."""
+    traces = load_family(traces_dir, spec)
+    target = next(iter(family_stats(traces).values()))
+    pooled = np.concatenate([seconds_mbps(t) for t in traces])
+    levels = quantile_levels(pooled)
+    duration = float(np.median([t.duration_s for t in traces]))
+    base = TracePreset(
+        name=spec.preset,
+        description=spec.description,
+        fitted_to=family_key(traces[0]),
+        native_step_s=NATIVE_STEP_S,
+        ar1=0.5,
+        quantile_levels=levels,
+        quantile_mbps=fit_quantiles(pooled, levels, target.mean_mbps),
+    )
+    preset = base.model_copy(update={"ar1": fit_ar1(base, duration, target.lag1_autocorr or 0.0)})
+    n_check = max(CHECK_MIN_TRACES, math.ceil(CHECK_MIN_SECONDS / duration))
+    got = synthetic_stats(preset, duration, range(CHECK_SEED0, CHECK_SEED0 + n_check))
+    return FamilyFit(preset, family_key(traces[0]), len(traces), duration, target, got, n_check)
+
+
+def add_quality_rows(table: Table, fit: FamilyFit) -> None:
+    """Recorded, synthetic and error rows of one preset in the printed comparison."""
+    fmt = "{:.1%}".format
+    rec_row, syn_row, err_row = [], [], []
+    for field, _ in STAT_FIELDS:
+        a, b = getattr(fit.recorded, field), getattr(fit.synthetic, field)
+        if field == "share_below_0_1":
+            rec_row.append(fmt(a))
+            syn_row.append(fmt(b))
+            err_row.append(f"{(b - a) * 100:+.1f} pt")
+        elif field == "lag1_autocorr":
+            rec_row.append(f"{a:.2f}")
+            syn_row.append(f"{b:.2f}")
+            err_row.append(f"{b - a:+.2f}")
+        else:
+            rec_row.append(f"{a:.3g}")
+            syn_row.append(f"{b:.3g}")
+            err_row.append(f"{(b - a) / a:+.0%}" if a >= 0.05 else f"{b - a:+.2f} abs")
+    table.add_row(fit.preset.name, f"recorded ({fit.family})", *rec_row)
+    table.add_row("", f"synthetic (ar1={fit.preset.ar1:.3f})", *syn_row)
+    table.add_row("", "error", *err_row, end_section=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=DEFAULT_SHARED, help="the traces folder")
@@ -217,56 +287,11 @@ def main(argv: list[str] | None = None) -> int:
     table.add_column("")
     for _, label in STAT_FIELDS:
         table.add_column(label, justify="right")
-
     for spec in FAMILIES:
-        traces = load_family(traces_dir, spec)
-        target = next(iter(family_stats(traces).values()))
-        key = family_key(traces[0])
-        pooled = np.concatenate([seconds_mbps(t) for t in traces])
-        levels = quantile_levels(pooled)
-        duration = float(np.median([t.duration_s for t in traces]))
-        base = TracePreset(
-            name=spec.preset,
-            description=spec.description,
-            fitted_to=key,
-            native_step_s=NATIVE_STEP_S,
-            ar1=0.5,
-            quantile_levels=levels,
-            quantile_mbps=fit_quantiles(pooled, levels, target.mean_mbps),
-        )
-        ar1 = fit_ar1(base, duration, target.lag1_autocorr or 0.0)
-        preset = base.model_copy(update={"ar1": ar1})
-        n_check = max(CHECK_MIN_TRACES, math.ceil(CHECK_MIN_SECONDS / duration))
-        got = synthetic_stats(preset, duration, range(CHECK_SEED0, CHECK_SEED0 + n_check))
-        presets[spec.preset] = preset.model_dump(exclude={"name"})
-        quality[spec.preset] = {
-            "family": key,
-            "traces": len(traces),
-            "trace_duration_s": duration,
-            "recorded": stats_dict(target),
-            "synthetic": stats_dict(got),
-            "synthetic_traces": n_check,
-        }
-        fmt = "{:.1%}".format
-        rec_row, syn_row, err_row = [], [], []
-        for field, _ in STAT_FIELDS:
-            a, b = getattr(target, field), getattr(got, field)
-            if field == "share_below_0_1":
-                rec_row.append(fmt(a))
-                syn_row.append(fmt(b))
-                err_row.append(f"{(b - a) * 100:+.1f} pt")
-            elif field == "lag1_autocorr":
-                rec_row.append(f"{a:.2f}")
-                syn_row.append(f"{b:.2f}")
-                err_row.append(f"{b - a:+.2f}")
-            else:
-                rec_row.append(f"{a:.3g}")
-                syn_row.append(f"{b:.3g}")
-                err_row.append(f"{(b - a) / a:+.0%}" if a >= 0.05 else f"{b - a:+.2f} abs")
-        table.add_row(spec.preset, f"recorded ({key})", *rec_row)
-        table.add_row("", f"synthetic (ar1={ar1:.3f})", *syn_row)
-        table.add_row("", "error", *err_row, end_section=True)
-
+        fit = fit_family(traces_dir, spec)
+        add_quality_rows(table, fit)
+        presets[spec.preset] = fit.preset.model_dump(exclude={"name"})
+        quality[spec.preset] = fit.quality()
     console.print(table)
     document = {
         "generated_by": SCRIPT,

@@ -93,6 +93,16 @@ def clean_recorded_peaks(out: Path, exclude: list[str]) -> HostPeaks | None:
     return None
 
 
+class _Budget:
+    """Seconds left for waiting and re-measuring, shared by every model of step 1."""
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+
 def measure_all(
     models: list[str],
     out: Path,
@@ -108,66 +118,16 @@ def measure_all(
     provenance says how busy the machine was), unless ``require_quiet``: then a model that
     stayed contended is not written and :class:`StillBusyError` is raised at the end.
     """
-    deadline = time.monotonic() + budget_s
-
-    def left() -> float:
-        return max(0.0, deadline - time.monotonic())
-
-    peaks = clean_recorded_peaks(out, exclude=models)
-    if peaks is None:
-        wait_for_quiet(max_wait_s=min(120.0, left() / 6))
-        peaks = measure_host_peaks(THREADS, "float32", retries=6, retry_wait_s=5.0)
-        if require_quiet and "WARNING" in peaks.method:
-            raise StillBusyError("host peaks measured under contention")
-    console.print(
-        f"host peaks: {peaks.flops / 1e9:.0f} GFLOP/s, {peaks.mem_bw_bytes_s / 1e9:.1f} GB/s "
-        f"({peaks.method})"
-    )
+    budget = _Budget(budget_s)
+    peaks = _host_peaks(out, models, budget, require_quiet, console)
     profiles = {}
     skipped = []
     for model in models:
         best: tuple[Profile, LoadReport] | None = None
         for attempt in range(3):  # measure the whole model again if a point stayed contended
-            if attempt and left() < 120.0:
+            if attempt and budget.left() < 120.0:
                 break
-            load = wait_for_quiet(max_wait_s=min(120.0, left() / 6))
-            if load is not None and load > CONTENTION_THRESHOLD:
-                console.print(f"[yellow]machine still busy ({load:.2f} CPUs elsewhere)[/]")
-            report = LoadReport(threshold=CONTENTION_THRESHOLD)
-            started = time.perf_counter()
-            with Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                TextColumn("{task.completed}/{task.total}"),
-                TimeElapsedColumn(),
-                console=console,
-                transient=True,
-            ) as progress:
-                task = progress.add_task(model, total=None)
-
-                def on_progress(
-                    description: str, done: int, total: int, task: TaskID = task
-                ) -> None:
-                    progress.update(task, description=description, completed=done, total=total)
-
-                profile = measure_profile(
-                    model,
-                    threads=THREADS,
-                    dtype="float32",
-                    lengths=LENGTHS,
-                    repeats=repeats,
-                    hardware=HOST,
-                    retries=8,
-                    retry_wait_s=30.0,
-                    load_report=report,
-                    on_progress=on_progress,
-                    peaks=peaks,
-                    retry_budget_s=left() / 3,
-                )
-            console.print(
-                f"measured {model} (attempt {attempt + 1}) in "
-                f"{time.perf_counter() - started:.0f} s; {report.summary()}"
-            )
+            profile, report = _measure_once(model, attempt, repeats, peaks, budget, console)
             if best is None or report.contended < best[1].contended:
                 best = (profile, report)
             if report.contended == 0:
@@ -176,12 +136,71 @@ def measure_all(
         if require_quiet and best[1].contended:
             skipped.append(model)
             continue
-        path = out / f"{model}@{HOST}.json"
-        best[0].save(path)
+        best[0].save(out / f"{model}@{HOST}.json")
         profiles[model] = best[0]
     if skipped:
         raise StillBusyError(f"not written (timed under contention): {', '.join(skipped)}")
     return profiles
+
+
+def _host_peaks(
+    out: Path, models: list[str], budget: _Budget, require_quiet: bool, console: Console
+) -> HostPeaks:
+    """The peaks recorded in clean profiles of other models, else measured now."""
+    peaks = clean_recorded_peaks(out, exclude=models)
+    if peaks is None:
+        wait_for_quiet(max_wait_s=min(120.0, budget.left() / 6))
+        peaks = measure_host_peaks(THREADS, "float32", retries=6, retry_wait_s=5.0)
+        if require_quiet and "WARNING" in peaks.method:
+            raise StillBusyError("host peaks measured under contention")
+    console.print(
+        f"host peaks: {peaks.flops / 1e9:.0f} GFLOP/s, {peaks.mem_bw_bytes_s / 1e9:.1f} GB/s "
+        f"({peaks.method})"
+    )
+    return peaks
+
+
+def _measure_once(
+    model: str, attempt: int, repeats: int, peaks: HostPeaks, budget: _Budget, console: Console
+) -> tuple[Profile, LoadReport]:
+    """One measurement of every point of ``model``, after waiting (a while) for quiet."""
+    load = wait_for_quiet(max_wait_s=min(120.0, budget.left() / 6))
+    if load is not None and load > CONTENTION_THRESHOLD:
+        console.print(f"[yellow]machine still busy ({load:.2f} CPUs elsewhere)[/]")
+    report = LoadReport(threshold=CONTENTION_THRESHOLD)
+    started = time.perf_counter()
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(model, total=None)
+
+        def on_progress(description: str, done: int, total: int, task: TaskID = task) -> None:
+            progress.update(task, description=description, completed=done, total=total)
+
+        profile = measure_profile(
+            model,
+            threads=THREADS,
+            dtype="float32",
+            lengths=LENGTHS,
+            repeats=repeats,
+            hardware=HOST,
+            retries=8,
+            retry_wait_s=30.0,
+            load_report=report,
+            on_progress=on_progress,
+            peaks=peaks,
+            retry_budget_s=budget.left() / 3,
+        )
+    console.print(
+        f"measured {model} (attempt {attempt + 1}) in "
+        f"{time.perf_counter() - started:.0f} s; {report.summary()}"
+    )
+    return profile, report
 
 
 def host_hardware(
