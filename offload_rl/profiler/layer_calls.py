@@ -13,6 +13,7 @@ from typing import Any
 
 from offload_rl.model_shapes import ArchSpec
 from offload_rl.profiler.layers import LayerParts
+from offload_rl.profiler.torch_extra import torch_dtype
 
 # A zero-argument call to time, and what to run after each call outside the timed region.
 Point = tuple[Callable[[], object], Callable[[], object] | None]
@@ -21,13 +22,13 @@ Point = tuple[Callable[[], object], Callable[[], object] | None]
 class LayerCalls:
     """Builds the call to time for each (layer kind, phase, length or context)."""
 
-    def __init__(self, torch: Any, parts: LayerParts, arch: ArchSpec, dtype_class: Any) -> None:
+    def __init__(self, torch: Any, parts: LayerParts, arch: ArchSpec, dtype: str) -> None:
         from transformers.cache_utils import DynamicCache
 
         self._torch = torch
         self._parts = parts
         self._shape = arch.shape
-        self._dtype = dtype_class
+        self._dtype = torch_dtype(torch, dtype)
         self._cache_class = DynamicCache
         self.generator = torch.Generator().manual_seed(0)
 

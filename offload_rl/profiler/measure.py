@@ -21,7 +21,7 @@ from offload_rl.profiler.timing import (
     LoadReport,
     RetryingTimer,
 )
-from offload_rl.profiler.torch_extra import dtype_size, require_torch, torch_dtype
+from offload_rl.profiler.torch_extra import dtype_size, require_torch
 from offload_rl.profiles import Profile
 
 DEFAULT_LENGTHS: tuple[int, ...] = (16, 64, 256, 1024)
@@ -68,13 +68,10 @@ def measure_profile(
     """
     arch = get_arch(model) if isinstance(model, str) else model
     size = _check_arguments(threads, repeats, warmup, dtype)
-    lengths = sorted(set(lengths))
-    contexts = sorted(set(contexts)) if contexts is not None else default_contexts(arch)
-    _check_lengths(arch, lengths, contexts)
+    lengths, contexts = _points(arch, lengths, contexts)
     torch, _ = require_torch()
     measure_here = measure_peaks and peaks is None
     progress = _Progress(on_progress, 1 + 3 * (len(lengths) + len(contexts)) + int(measure_here))
-    dtype_class = torch_dtype(torch, dtype)
     report = load_report if load_report is not None else LoadReport(contention_threshold)
     timer = RetryingTimer(
         warmup=warmup,
@@ -94,14 +91,12 @@ def measure_profile(
         progress.step(f"{arch.name}: building layers")
         parts = build_parts(arch, dtype)
         with torch.inference_mode():
-            calls = LayerCalls(torch, parts, arch, dtype_class)
+            calls = LayerCalls(torch, parts, arch, dtype)
             timed = _time_points(arch, calls, timer, lengths, contexts, progress)
             if not measure_peaks:
                 peaks = None
             elif peaks is None:
-                progress.step("host peaks: matmul FLOP/s and copy bandwidth")
-                budget_left = retry_budget_s > report.retry_s
-                peaks = measure_host_peaks(threads, dtype, retries=retries if budget_left else 0)
+                peaks = _host_peaks(threads, dtype, retries, retry_budget_s, report, progress)
     finally:
         torch.set_num_threads(previous_threads)
     progress.finish(f"{arch.name}: done")
@@ -134,6 +129,16 @@ def _check_arguments(threads: int, repeats: int, warmup: int, dtype: str) -> int
     if repeats < 1 or warmup < 0:
         raise ConfigError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
     return dtype_size(dtype)
+
+
+def _points(
+    arch: ArchSpec, lengths: Sequence[int], contexts: Sequence[int] | None
+) -> tuple[list[int], list[int]]:
+    """The prefill lengths and decode contexts to time: sorted, each once, within the positions."""
+    lengths = sorted(set(lengths))
+    contexts = sorted(set(contexts)) if contexts is not None else default_contexts(arch)
+    _check_lengths(arch, lengths, contexts)
+    return lengths, contexts
 
 
 def _check_lengths(arch: ArchSpec, lengths: Sequence[int], contexts: Sequence[int]) -> None:
@@ -171,6 +176,20 @@ def _time_points(
                 progress.step(f"{arch.name}: {kind} {phase} {axis}={x}")
                 timed[kind][phase].append((float(x), timer.time(fn, after=after)))
     return timed
+
+
+def _host_peaks(
+    threads: int,
+    dtype: str,
+    retries: int,
+    retry_budget_s: float,
+    report: LoadReport,
+    progress: _Progress,
+) -> HostPeaks:
+    """Measure the host's peaks, without re-measuring once the run's retry budget is spent."""
+    progress.step("host peaks: matmul FLOP/s and copy bandwidth")
+    budget_left = retry_budget_s > report.retry_s
+    return measure_host_peaks(threads, dtype, retries=retries if budget_left else 0)
 
 
 class _Progress:

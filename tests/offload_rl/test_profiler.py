@@ -344,7 +344,7 @@ def test_layer_calls_shapes_and_decode_cache_trimmed_back():
 
     arch = get_arch("gpt2")
     with torch.inference_mode():
-        calls = LayerCalls(torch, build_parts(arch), arch, torch.float32)
+        calls = LayerCalls(torch, build_parts(arch), arch, "float32")
         for kind, phase, tokens in (
             ("embedding", "prefill", 6),
             ("embedding", "decode", 1),
