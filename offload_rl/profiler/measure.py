@@ -1,0 +1,211 @@
+"""The measurement driver: time every layer kind at every length and context, then assemble.
+
+Order of a run: check the arguments (a user's mistake is a ConfigError before anything is
+built), build the layers, time embedding, decoder and head at each prefill length and decode
+context with ``threads`` torch threads, optionally measure the host's peaks, and fit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from offload_rl.errors import ConfigError
+from offload_rl.model_shapes import ArchSpec, get_arch
+from offload_rl.profiler.assemble import KINDS, Timed, assemble_profile
+from offload_rl.profiler.host import HostPeaks, library_versions, measure_host_peaks
+from offload_rl.profiler.layer_calls import LayerCalls
+from offload_rl.profiler.layers import build_parts
+from offload_rl.profiler.timing import (
+    CONTENTION_THRESHOLD,
+    BackgroundLoad,
+    LoadReport,
+    RetryingTimer,
+)
+from offload_rl.profiler.torch_extra import dtype_size, require_torch
+from offload_rl.profiles import Profile
+
+DEFAULT_LENGTHS: tuple[int, ...] = (16, 64, 256, 1024)
+DEFAULT_CONTEXTS: tuple[int, ...] = (16, 128, 512, 2048)
+
+# (description, steps done, steps in total): called before each step and once at the end.
+ProgressFn = Callable[[str, int, int], None]
+
+
+def measure_profile(
+    model: str | ArchSpec,
+    *,
+    threads: int = 2,
+    dtype: str = "float32",
+    lengths: Sequence[int] = DEFAULT_LENGTHS,
+    contexts: Sequence[int] | None = None,
+    repeats: int = 5,
+    warmup: int = 3,
+    hardware: str | None = None,
+    measure_peaks: bool = True,
+    on_progress: ProgressFn | None = None,
+    retries: int = 3,
+    retry_wait_s: float = 2.0,
+    contention_threshold: float = CONTENTION_THRESHOLD,
+    load_report: LoadReport | None = None,
+    min_point_s: float = 0.3,
+    peaks: HostPeaks | None = None,
+    retry_budget_s: float = 60.0,
+) -> Profile:
+    """Measure ``model`` here and return its profile (see the package docstring).
+
+    ``hardware`` names the machine in the profile (default ``cpu-<threads>core``). With
+    ``measure_peaks`` the host's matmul FLOP/s and copy bandwidth are measured too (or taken
+    from ``peaks``, measured once for several models), and the efficiency the decoder layer
+    reached against them goes into the provenance.
+
+    A point timed while other processes kept more than ``contention_threshold`` CPUs busy is
+    re-measured up to ``retries`` times (each after waiting up to ``retry_wait_s`` for a quiet
+    second), as long as the re-measurements of the whole run stay within ``retry_budget_s`` (a
+    busy machine must not make the command run for ever). The background load that was seen is
+    written into the provenance, so an inflated profile says so; pass ``load_report`` to
+    receive it as an object too. Cheap points are repeated until ``min_point_s`` of timed work,
+    so their median rests on more than ``repeats`` runs.
+    """
+    arch = get_arch(model) if isinstance(model, str) else model
+    size = _check_arguments(threads, repeats, warmup, dtype)
+    lengths, contexts = _points(arch, lengths, contexts)
+    torch, _ = require_torch()
+    measure_here = measure_peaks and peaks is None
+    progress = _Progress(on_progress, 1 + 3 * (len(lengths) + len(contexts)) + int(measure_here))
+    report = load_report if load_report is not None else LoadReport(contention_threshold)
+    timer = RetryingTimer(
+        warmup=warmup,
+        repeats=repeats,
+        min_point_s=min_point_s,
+        retries=retries,
+        retry_wait_s=retry_wait_s,
+        retry_budget_s=retry_budget_s,
+        threshold=contention_threshold,
+        report=report,
+        monitor=BackgroundLoad(),
+    )
+    report.threshold = contention_threshold
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        progress.step(f"{arch.name}: building layers")
+        parts = build_parts(arch, dtype)
+        with torch.inference_mode():
+            calls = LayerCalls(torch, parts, arch, dtype)
+            timed = _time_points(arch, calls, timer, lengths, contexts, progress)
+            if not measure_peaks:
+                peaks = None
+            elif peaks is None:
+                peaks = _host_peaks(threads, dtype, retries, retry_budget_s, report, progress)
+    finally:
+        torch.set_num_threads(previous_threads)
+    progress.finish(f"{arch.name}: done")
+    return assemble_profile(
+        arch,
+        parts.class_names,
+        timed,
+        threads=threads,
+        dtype=dtype,
+        dtype_bytes=size,
+        repeats=repeats,
+        warmup=warmup,
+        min_point_s=min_point_s,
+        hardware=hardware or f"cpu-{threads}core",
+        peaks=peaks,
+        versions=library_versions(),
+        load=report,
+    )
+
+
+def default_contexts(arch: ArchSpec) -> list[int]:
+    """DEFAULT_CONTEXTS clipped to what the model's positions allow."""
+    return sorted({min(c, arch.max_positions - 1) for c in DEFAULT_CONTEXTS})
+
+
+def _check_arguments(threads: int, repeats: int, warmup: int, dtype: str) -> int:
+    """Reject impossible settings before anything is built; the dtype's size in bytes."""
+    if threads < 1:
+        raise ConfigError(f"threads must be >= 1, got {threads}")
+    if repeats < 1 or warmup < 0:
+        raise ConfigError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
+    return dtype_size(dtype)
+
+
+def _points(
+    arch: ArchSpec, lengths: Sequence[int], contexts: Sequence[int] | None
+) -> tuple[list[int], list[int]]:
+    """The prefill lengths and decode contexts to time: sorted, each once, within the positions."""
+    lengths = sorted(set(lengths))
+    contexts = sorted(set(contexts)) if contexts is not None else default_contexts(arch)
+    _check_lengths(arch, lengths, contexts)
+    return lengths, contexts
+
+
+def _check_lengths(arch: ArchSpec, lengths: Sequence[int], contexts: Sequence[int]) -> None:
+    if not lengths or not contexts:
+        raise ConfigError("need at least one prefill length and one decode context")
+    for t in lengths:
+        if t < 1 or t > arch.max_positions:
+            raise ConfigError(
+                f"prefill length {t} is outside 1..{arch.max_positions} (the positions of "
+                f"{arch.name})"
+            )
+    for c in contexts:
+        if c < 1 or c + 1 > arch.max_positions:
+            raise ConfigError(
+                f"decode context {c} is outside 1..{arch.max_positions - 1} (the positions of "
+                f"{arch.name})"
+            )
+
+
+def _time_points(
+    arch: ArchSpec,
+    calls: LayerCalls,
+    timer: RetryingTimer,
+    lengths: Sequence[int],
+    contexts: Sequence[int],
+    progress: _Progress,
+) -> Timed:
+    """Each kind at every prefill length, then at every decode context: the median seconds."""
+    timed: Timed = {kind: {"prefill": [], "decode": []} for kind in KINDS}
+    for kind in KINDS:
+        for phase, xs in (("prefill", lengths), ("decode", contexts)):
+            for x in xs:
+                fn, after = calls.point(kind, phase, x)
+                axis = "T" if phase == "prefill" else "ctx"
+                progress.step(f"{arch.name}: {kind} {phase} {axis}={x}")
+                timed[kind][phase].append((float(x), timer.time(fn, after=after)))
+    return timed
+
+
+def _host_peaks(
+    threads: int,
+    dtype: str,
+    retries: int,
+    retry_budget_s: float,
+    report: LoadReport,
+    progress: _Progress,
+) -> HostPeaks:
+    """Measure the host's peaks, without re-measuring once the run's retry budget is spent."""
+    progress.step("host peaks: matmul FLOP/s and copy bandwidth")
+    budget_left = retry_budget_s > report.retry_s
+    return measure_host_peaks(threads, dtype, retries=retries if budget_left else 0)
+
+
+class _Progress:
+    """Counts the steps of a run for ``on_progress`` (which may be None)."""
+
+    def __init__(self, on_progress: ProgressFn | None, total: int) -> None:
+        self._on_progress = on_progress
+        self.total = total
+        self.done = 0
+
+    def step(self, description: str) -> None:
+        """Report ``description`` as the step about to run."""
+        if self._on_progress is not None:
+            self._on_progress(description, self.done, self.total)
+        self.done += 1
+
+    def finish(self, description: str) -> None:
+        if self._on_progress is not None:
+            self._on_progress(description, self.total, self.total)
