@@ -21,6 +21,7 @@ from offload_rl.cost_model import EnergyModel
 from offload_rl.edge_load import EdgeLoadParams
 from offload_rl.errors import ConfigError
 from offload_rl.traces import TraceFormat
+from offload_rl.workloads.mapping import FieldMapping
 
 SYNTHETIC_PREFIX = "synthetic:"
 
@@ -81,9 +82,14 @@ class SloClass(_Strict):
 
 
 class WorkloadConfig(_Strict):
-    """Where requests come from and which are private."""
+    """Where requests come from and which are private.
+
+    ``mapping`` reads ``source`` as any CSV/JSON Lines request log: a YAML file of a
+    :class:`~offload_rl.workloads.FieldMapping` (relative to the scenario) or the mapping inline.
+    """
 
     source: str = "default"
+    mapping: str | FieldMapping | None = None
     token_scale: float = Field(1.0, gt=0.0)
     max_context_tokens: int = Field(4096, ge=16)
     max_new_tokens: int = Field(2048, ge=1)
@@ -100,6 +106,8 @@ class WorkloadConfig(_Strict):
 
     @model_validator(mode="after")
     def _shares_sum_to_one(self) -> WorkloadConfig:
+        if self.mapping is not None and self.source == "default":
+            raise ValueError("mapping: reads a recorded request log: set source to its path")
         total = sum(c.share for c in self.slo_classes)
         if abs(total - 1.0) > 1e-6:
             raise ValueError(f"slo_classes shares must sum to 1, got {total:g}")

@@ -212,3 +212,13 @@ def test_builtin_mappings_read_the_recordings_identically(
     mapped = RecordedWorkload.from_mapping(path, BUILTIN_MAPPINGS[kind], RAW).all_requests()
     assert stream_stats(mapped) == stream_stats(today)
     assert mapped == today
+
+
+def test_one_late_record_counts_once(tmp_path: Path) -> None:
+    """A record written early (t = 5 before 1, 2, 3) is one out of order, not three."""
+    path = tmp_path / "log.csv"
+    path.write_text("t,in,out\n0,1,1\n5,2,1\n1,3,1\n2,4,1\n3,5,1\n")
+    base = {"time": {"field": "t", "unit": "s"}, "input_tokens": "in", "output_tokens": "out"}
+    rows, report = read_mapped_rows(path, FieldMapping.model_validate(base))
+    assert report.out_of_order == 1
+    assert rows.input_tokens.tolist() == [1, 3, 4, 5, 2]
