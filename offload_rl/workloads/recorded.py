@@ -156,9 +156,15 @@ class RecordedWorkload:
             raise ConfigError(f"workload kind must be one of {', '.join(WORKLOAD_KINDS)}: {kind!r}")
         text = read_text(path)
         resolved = detect_kind(path, text) if kind == "auto" else kind
-        read_rows, derive_sessions = _FORMATS[resolved]
-        rows = read_rows(path, text)
-        session, new, notes = derive_sessions(rows, seed)
+        read_rows, format_sessions = _FORMATS[resolved]
+        try:
+            rows = read_rows(path, text)
+        except DataFileError as err:
+            if kind != "auto":
+                raise
+            hint = f"read as {resolved}; for another log see 'offload-rl workload inspect'"
+            raise DataFileError(path, f"{err.reason} ({hint})", err.line) from None
+        session, new, notes = format_sessions(rows, seed)
         stream = SessionStream.build(rows.arrival_s, session, new, rows.output_tokens)
         return cls(path.name, resolved, path, stream, scaling, notes)
 
