@@ -20,6 +20,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from offload_rl.config_yaml import parse_yaml, validation_message
 from offload_rl.errors import ConfigError
 
 TimeUnit = Literal["s", "ms", "us", "ns", "iso8601"]
@@ -100,15 +101,6 @@ class FieldMapping(_Strict):
         return names
 
 
-def _format_error(source: str, err: ValidationError) -> str:
-    first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"])
-    msg = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
-    msg = msg.removeprefix("Value error, ")  # a model-level check names its key itself
-    more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-    return f"{source}: {key}: {msg}{more}" if key else f"{source}: {msg}{more}"
-
-
 def field_mapping_from_dict(data: object, source: str) -> FieldMapping:
     """Validate a parsed mapping; errors name ``source`` and the dotted key."""
     if isinstance(data, FieldMapping):
@@ -118,7 +110,7 @@ def field_mapping_from_dict(data: object, source: str) -> FieldMapping:
     try:
         return FieldMapping.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_error(source, err)) from None
+        raise ConfigError(validation_message(source, err)) from None
 
 
 def load_field_mapping(path: str | Path) -> FieldMapping:
@@ -130,12 +122,7 @@ def load_field_mapping(path: str | Path) -> FieldMapping:
         raise ConfigError(f"{path}: workload mapping file not found") from None
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: cannot read the workload mapping: {err}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}:{line}: not valid YAML") from None
+    data = parse_yaml(text, str(path))
     return field_mapping_from_dict(data, str(path))
 
 
