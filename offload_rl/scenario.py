@@ -14,13 +14,14 @@ import importlib.resources
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from offload_rl.config_yaml import parse_yaml, validation_message
 from offload_rl.cost_model import EnergyModel
 from offload_rl.edge_load import EdgeLoadParams
 from offload_rl.errors import ConfigError
 from offload_rl.traces import TraceFormat
+from offload_rl.workloads.mapping import FieldMapping
 
 SYNTHETIC_PREFIX = "synthetic:"
 
@@ -81,9 +82,14 @@ class SloClass(_Strict):
 
 
 class WorkloadConfig(_Strict):
-    """Where requests come from and which are private."""
+    """Where requests come from and which are private.
+
+    ``mapping`` reads ``source`` as any CSV/JSON Lines request log: a YAML file of a
+    :class:`~offload_rl.workloads.FieldMapping` (relative to the scenario) or the mapping inline.
+    """
 
     source: str = "default"
+    mapping: str | FieldMapping | None = None
     token_scale: float = Field(1.0, gt=0.0)
     max_context_tokens: int = Field(4096, ge=16)
     max_new_tokens: int = Field(2048, ge=1)
@@ -100,6 +106,8 @@ class WorkloadConfig(_Strict):
 
     @model_validator(mode="after")
     def _shares_sum_to_one(self) -> WorkloadConfig:
+        if self.mapping is not None and self.source == "default":
+            raise ValueError("mapping: reads a recorded request log: set source to its path")
         total = sum(c.share for c in self.slo_classes)
         if abs(total - 1.0) > 1e-6:
             raise ValueError(f"slo_classes shares must sum to 1, got {total:g}")
@@ -200,16 +208,6 @@ class Scenario(_Strict):
         return self.model_copy(update={"network": network})
 
 
-def _format_validation_error(source: str, err: ValidationError) -> str:
-    first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    msg = first["msg"]
-    if first["type"] == "extra_forbidden":
-        msg = "unknown key"
-    more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-    return f"{source}: {key}: {msg}{more}"
-
-
 def scenario_from_dict(data: object, source: str, base_dir: str | None = None) -> Scenario:
     """Validate a parsed YAML mapping; errors name ``source`` and the dotted key."""
     if not isinstance(data, dict):
@@ -217,7 +215,7 @@ def scenario_from_dict(data: object, source: str, base_dir: str | None = None) -
     try:
         return Scenario.model_validate({**data, "base_dir": base_dir})
     except ValidationError as err:
-        raise ConfigError(_format_validation_error(source, err)) from None
+        raise ConfigError(validation_message(source, err)) from None
 
 
 def shipped_scenarios() -> list[str]:
@@ -244,10 +242,5 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
             raise ConfigError(f"unknown scenario {name!r}: give a YAML path or one of {known}")
         text = resource.read_text()
         source, base_dir = f"scenario {name}", None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{source}:{line}: not valid YAML") from None
+    data = parse_yaml(text, source)
     return scenario_from_dict(data, source, base_dir)

@@ -35,6 +35,7 @@ from offload_rl.workloads import (
     Workload,
     WorkloadParams,
     default_workload_params,
+    load_field_mapping,
     load_workload,
     load_workload_params,
 )
@@ -71,10 +72,16 @@ class ScenarioFacts:
         return ActionLayout(self.n_layers)
 
     def workload(self) -> Workload:
-        """The scenario's request source, with its token scaling."""
+        """The scenario's request source, with its token scaling (and field mapping)."""
         wl = self.scenario.workload
         source = wl.source if wl.source == "default" else str(self.scenario.resolve_path(wl.source))
-        return load_workload(source, self.token_scaling)
+        mapping = wl.mapping
+        if isinstance(mapping, str):
+            try:
+                mapping = load_field_mapping(self.scenario.resolve_path(mapping))
+            except ConfigError as err:
+                raise ConfigError(f"workload.mapping: {err}") from None
+        return load_workload(source, self.token_scaling, mapping)
 
     def link(self, uplink: Trace, downlink: Trace) -> LinkModel:
         """The radio link over these traces, with the scenario's RTTs and backhaul."""

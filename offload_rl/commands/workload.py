@@ -1,5 +1,9 @@
-"""``offload-rl workload``: statistics of request workloads and sample streams as CSV.
+"""``offload-rl workload``: statistics of request workloads, sample streams as CSV, and a look
+inside any request log.
 
+``inspect FILE`` prints the fields of a CSV or JSON Lines log with types and examples and a
+suggested field mapping. ``stats`` and ``sample`` read any log through a mapping (``--mapping
+YAML`` and/or ``--time``, ``--input``, ... on the command line, which override the YAML's keys).
 ``stats`` summarises each SPEC (``default``, a recorded file, or a params YAML/JSON): a recorded
 file as the whole recording, a synthetic workload as a sampled stream of ``--n`` requests. Token
 counts are what the environment would see under the given scaling (the environment's defaults
@@ -22,12 +26,17 @@ import numpy as np
 
 from offload_rl.errors import DataFileError
 from offload_rl.workloads import (
+    TIME_UNITS,
+    FieldMapping,
     RecordedWorkload,
     Request,
     TokenScaling,
+    field_mapping_from_dict,
+    load_field_mapping,
     load_workload,
     stream_stats,
 )
+from offload_rl.workloads.survey import SURVEY_RECORDS, Survey, suggest_mapping, survey_file
 
 CSV_COLUMNS: tuple[str, ...] = (
     "arrival_s",
@@ -104,6 +113,61 @@ def _scaling(args: argparse.Namespace) -> TokenScaling:
     )
 
 
+def _add_mapping_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "field mapping (any CSV/JSON Lines log; see 'workload inspect')"
+    )
+    group.add_argument("--mapping", type=Path, help="YAML field mapping (keys below override it)")
+    group.add_argument("--time", metavar="FIELD", help="arrival-time field")
+    group.add_argument("--time-unit", choices=TIME_UNITS, help="its unit, or iso8601")
+    group.add_argument("--input", metavar="FIELD", help="input (prompt) tokens field")
+    group.add_argument("--output", metavar="FIELD", help="output tokens field")
+    group.add_argument("--session", metavar="FIELD", help="session id field (optional)")
+    group.add_argument("--blocks", metavar="FIELD", help="prefix/KV-block ids field (optional)")
+    group.add_argument("--block-order", metavar="K1,K2,...", help="order of a dict's block lists")
+    group.add_argument(
+        "--input-includes-history",
+        choices=("true", "false"),
+        help="a recorded input holds the session's earlier turns (needed with sessions)",
+    )
+    group.add_argument("--start-s", type=float, help="drop requests before (s after the first)")
+    group.add_argument("--end-s", type=float, help="drop requests from (s after the first)")
+    group.add_argument("--first", type=_positive_int, help="keep the first N requests")
+    group.add_argument("--strict", action="store_true", help="reject the file at a bad record")
+
+
+def _section(data: dict[str, object], key: str) -> dict[str, object]:
+    value = data.get(key)
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def _cli_mapping(args: argparse.Namespace) -> FieldMapping | None:
+    """The mapping the options describe (YAML first, options on top), or None without any."""
+    data: dict[str, object] = {}
+    source = "command line"
+    if args.mapping is not None:
+        data = load_field_mapping(args.mapping).model_dump(exclude_defaults=True)
+        source = f"{args.mapping} + command line"
+    time, blocks, filters = (_section(data, k) for k in ("time", "block_ids", "filters"))
+    time.update({k: v for k, v in (("field", args.time), ("unit", args.time_unit)) if v})
+    if args.blocks:
+        blocks["field"] = args.blocks
+    if args.block_order:
+        blocks["order"] = [k.strip() for k in args.block_order.split(",")]
+    window = (("start_s", args.start_s), ("end_s", args.end_s), ("first", args.first))
+    filters.update({k: v for k, v in window if v is not None})
+    fields = [("input_tokens", args.input), ("output_tokens", args.output)]
+    fields.append(("session_id", args.session))
+    data.update({k: v for k, v in fields if v})
+    data.update({k: v for k, v in (("time", time), ("block_ids", blocks)) if v})
+    data.update({"filters": filters} if filters else {})
+    if args.input_includes_history is not None:
+        data["input_includes_history"] = args.input_includes_history == "true"
+    if args.strict:
+        data["strict"] = True
+    return field_mapping_from_dict(data, source) if data else None
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``workload stats`` and ``workload sample``."""
     parser = subparsers.add_parser(
@@ -122,6 +186,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     stats.add_argument("--seed", type=int, default=0, help="seed of that sample")
     _add_scaling_options(stats)
+    _add_mapping_options(stats)
     stats.set_defaults(func=run_stats)
 
     sample = actions.add_parser("sample", help="write a sampled request stream as CSV")
@@ -130,11 +195,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sample.add_argument("--seed", type=int, required=True, help="random seed")
     sample.add_argument("--out", type=Path, help="CSV file to write (default: stdout)")
     _add_scaling_options(sample)
+    _add_mapping_options(sample)
     sample.set_defaults(func=run_sample)
+
+    inspect = actions.add_parser(
+        "inspect", help="fields, types and examples of a request log, and a suggested mapping"
+    )
+    inspect.add_argument("file", type=Path, metavar="FILE", help="a CSV or JSON Lines log")
+    inspect.add_argument(
+        "--records", type=_positive_int, default=SURVEY_RECORDS, help="records to read"
+    )
+    inspect.add_argument("--yaml", action="store_true", help="print only the suggested mapping")
+    inspect.set_defaults(func=run_inspect)
 
 
 def _stats_of(spec: str, args: argparse.Namespace, scaling: TokenScaling) -> dict[str, object]:
-    workload = load_workload(spec, scaling)
+    workload = load_workload(spec, scaling, _cli_mapping(args), args.seed)
     if isinstance(workload, RecordedWorkload):
         requests = workload.all_requests()
         source: dict[str, object] = {"kind": workload.kind, "whole_recording": True}
@@ -182,6 +258,10 @@ def _print_table(results: Sequence[dict[str, object]], scaling: TokenScaling, ou
         )
     )
     print(f"token scaling: {caps}", file=out)
+    for result in results:
+        notes = result.get("notes")
+        if isinstance(notes, dict) and "load" in notes:
+            print(f"{result['name']}: {notes['load']}", file=out)
     print(f"{'':<{label_width}}  " + "  ".join(f"{n:>{width}}" for n in names), file=out)
     print(f"{'':<{label_width}}  " + "  ".join(f"{k:>{width}}" for k in kinds), file=out)
     for label, key, fmt in STATS_ROWS:
@@ -212,7 +292,7 @@ def _write_csv(requests: Sequence[Request], out: TextIO) -> None:
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    workload = load_workload(args.spec, _scaling(args))
+    workload = load_workload(args.spec, _scaling(args), _cli_mapping(args), args.seed)
     requests = workload.sample(np.random.default_rng(args.seed), args.n)
     if args.out is None:
         _write_csv(requests, sys.stdout)
@@ -226,4 +306,27 @@ def run_sample(args: argparse.Namespace) -> int:
     print(
         f"wrote {len(requests)} requests ({sessions} sessions) from {workload.name} to {args.out}"
     )
+    return 0
+
+
+def _print_survey(survey: Survey, out: TextIO) -> None:
+    fmt = "JSON Lines" if survey.fmt == "jsonl" else "CSV"
+    unreadable = f", {survey.unreadable} unreadable" if survey.unreadable else ""
+    print(f"{survey.path}: {fmt}, {survey.records} records surveyed{unreadable}", file=out)
+    width = max(5, *(len(name) for name in survey.fields))
+    print(f"{'field':<{width}}  {'types (records)':<32}  examples", file=out)
+    for f in survey.fields.values():
+        types = ", ".join(f"{kind} ({n})" for kind, n in f.types.most_common())
+        if f.keys:
+            types += f"; keys {', '.join(f.keys)}"
+        examples = ", ".join(json.dumps(e)[:40] for e in f.examples)
+        print(f"{f.name:<{width}}  {types:<32}  {examples}", file=out)
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    survey = survey_file(args.file, args.records)
+    if not args.yaml:
+        _print_survey(survey, sys.stdout)
+        print("\nsuggested mapping (save as YAML, check it, then pass --mapping FILE):\n")
+    print(suggest_mapping(survey), end="")
     return 0

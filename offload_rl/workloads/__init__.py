@@ -25,14 +25,18 @@ Each recorded format's reading and session rule is described in its own module.
     ``offload_rl/data/workload_default.json`` (``synthetic``, ``params``).
 a BurstGPT CSV, a Mooncake JSON-lines file, an Azure LLM inference CSV
     :class:`RecordedWorkload` (``recorded``; ``burstgpt``, ``mooncake``, ``azure``).
+any CSV or JSON Lines request log with a :class:`FieldMapping`
+    :class:`RecordedWorkload` (``mapping``, ``mapped_rows``): the user names the fields;
+    ``offload-rl workload inspect`` suggests a mapping.
 a YAML/JSON file of :class:`WorkloadParams`
     The synthetic generator with those parameters (keys left out keep the default's).
 
 Modules: ``request`` (the request type, token scaling), ``stream`` (the invariants above),
 ``distributions`` and ``params`` (fitted parameters), ``synthetic``, ``rows`` (what every
-reader shares), one module per recorded format, ``sessions`` (deriving sessions and new tokens),
-``recorded``, ``loading`` (:func:`load_workload`), ``stats`` (:func:`stream_stats`). Every
-public name is importable from ``offload_rl.workloads``.
+reader shares), one module per recorded format, ``mapping`` and ``mapped_rows`` (any log
+through a field mapping), ``survey`` (what ``workload inspect`` sees in a log), ``sessions``
+(deriving sessions and new tokens), ``recorded``, ``loading`` (:func:`load_workload`),
+``stats`` (:func:`stream_stats`). Every public name is importable from ``offload_rl.workloads``.
 """
 
 from offload_rl.workloads.azure import AZURE_COLUMNS, read_azure_csv
@@ -46,6 +50,18 @@ from offload_rl.workloads.distributions import (
     TurnsDist,
 )
 from offload_rl.workloads.loading import load_workload
+from offload_rl.workloads.mapped_rows import LoadReport, read_mapped_rows
+from offload_rl.workloads.mapping import (
+    BUILTIN_MAPPINGS,
+    TIME_UNITS,
+    BlockIdsField,
+    FieldMapping,
+    Filters,
+    TimeField,
+    field_mapping_from_dict,
+    load_field_mapping,
+    mapping_yaml,
+)
 from offload_rl.workloads.mooncake import (
     MOONCAKE_BLOCK_TOKENS,
     MOONCAKE_KEYS,
@@ -77,6 +93,7 @@ from offload_rl.workloads.rows import RecordedRows
 from offload_rl.workloads.sessions import (
     HistorySplit,
     PrefixSessions,
+    derive_sessions,
     sessions_from_hash_prefixes,
     sessions_from_labels,
     split_history_included,
@@ -87,18 +104,24 @@ from offload_rl.workloads.synthetic import SyntheticWorkload
 
 __all__ = [
     "AZURE_COLUMNS",
+    "BUILTIN_MAPPINGS",
     "BURSTGPT_COLUMNS",
     "DEFAULT_PARAMS_RESOURCE",
     "MOONCAKE_BLOCK_TOKENS",
     "MOONCAKE_KEYS",
     "PARAMS_SUFFIXES",
+    "TIME_UNITS",
     "UNLIMITED_TOKENS",
     "WORKLOAD_KINDS",
+    "BlockIdsField",
     "EmpiricalDist",
+    "FieldMapping",
+    "Filters",
     "FloatArray",
     "GeometricMixtureTurns",
     "HistorySplit",
     "IntArray",
+    "LoadReport",
     "LognormalDist",
     "PmfTurns",
     "PositiveDist",
@@ -108,17 +131,23 @@ __all__ = [
     "Request",
     "SessionStream",
     "SyntheticWorkload",
+    "TimeField",
     "TokenScaling",
     "TurnsDist",
     "Workload",
     "WorkloadKind",
     "WorkloadParams",
     "default_workload_params",
+    "derive_sessions",
     "detect_kind",
+    "field_mapping_from_dict",
+    "load_field_mapping",
     "load_workload",
     "load_workload_params",
+    "mapping_yaml",
     "read_azure_csv",
     "read_burstgpt_csv",
+    "read_mapped_rows",
     "read_mooncake_jsonl",
     "sessions_from_hash_prefixes",
     "sessions_from_labels",

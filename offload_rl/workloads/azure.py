@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from offload_rl.errors import DataFileError
-from offload_rl.workloads.params import default_workload_params
 from offload_rl.workloads.request import FloatArray, IntArray
 from offload_rl.workloads.rows import (
     Notes,
@@ -31,7 +30,7 @@ from offload_rl.workloads.rows import (
     nonneg_int,
     read_text,
 )
-from offload_rl.workloads.sessions import synthesize_sessions
+from offload_rl.workloads.sessions import derive_sessions
 
 AZURE_COLUMNS: tuple[str, ...] = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 
@@ -81,12 +80,4 @@ def read_azure_csv(path: str | Path, text: str | None = None) -> RecordedRows:
 
 def azure_sessions(rows: RecordedRows, seed: int) -> tuple[IntArray, IntArray, Notes]:
     """Sessions synthesised with the default turns and gaps (seeded); ContextTokens = new."""
-    defaults = default_workload_params()
-    session = synthesize_sessions(
-        rows.arrival_s, defaults.turns, defaults.gap_s, np.random.default_rng(seed)
-    )
-    notes: Notes = {
-        "sessions": "synthesised (default turns and gaps), ContextTokens = new tokens",
-        "seed": seed,
-    }
-    return session, rows.input_tokens, notes
+    return derive_sessions(rows, input_includes_history=False, seed=seed)

@@ -23,11 +23,7 @@ from offload_rl.workloads.rows import (
     csv_rows,
     read_text,
 )
-from offload_rl.workloads.sessions import (
-    sessions_from_labels,
-    split_history_included,
-    split_notes,
-)
+from offload_rl.workloads.sessions import derive_sessions
 
 BURSTGPT_COLUMNS: tuple[str, ...] = ("arrival_ms", "input_length", "output_length", "session_id")
 
@@ -49,7 +45,4 @@ def read_burstgpt_csv(path: str | Path, text: str | None = None) -> RecordedRows
 
 def burstgpt_sessions(rows: RecordedRows, seed: int) -> tuple[IntArray, IntArray, Notes]:
     """Sessions from the recorded labels; new tokens split off the history-including input."""
-    assert rows.session_labels is not None
-    session = sessions_from_labels(rows.session_labels)
-    split = split_history_included(session, rows.input_tokens, rows.output_tokens)
-    return session, split.new_tokens, split_notes(split)
+    return derive_sessions(rows, input_includes_history=True, seed=seed)

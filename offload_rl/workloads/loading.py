@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from offload_rl.errors import DataFileError
+from offload_rl.errors import ConfigError, DataFileError
+from offload_rl.workloads.mapping import FieldMapping
 from offload_rl.workloads.params import (
     PARAMS_SUFFIXES,
     default_workload_params,
@@ -15,8 +16,16 @@ from offload_rl.workloads.request import TokenScaling, Workload
 from offload_rl.workloads.synthetic import SyntheticWorkload
 
 
-def load_workload(spec: str, scaling: TokenScaling | None = None) -> Workload:
-    """``default``, a recorded file (format detected) or a YAML/JSON file of WorkloadParams."""
+def load_workload(
+    spec: str,
+    scaling: TokenScaling | None = None,
+    mapping: FieldMapping | None = None,
+    seed: int = 0,
+) -> Workload:
+    """``default``, a recorded file (format detected, or read through ``mapping``) or a
+    YAML/JSON file of WorkloadParams; ``seed`` is that of synthesised sessions."""
+    if mapping is not None and spec == "default":
+        raise ConfigError("a field mapping reads a recorded request log, not 'default'")
     if spec == "default":
         return SyntheticWorkload(default_workload_params(), scaling, name="default")
     path = Path(spec)
@@ -28,6 +37,8 @@ def load_workload(spec: str, scaling: TokenScaling | None = None) -> Workload:
         )
     if path.is_dir():
         raise DataFileError(path, "is a directory, expected one workload file")
+    if mapping is not None:
+        return RecordedWorkload.from_mapping(path, mapping, scaling, seed)
     if path.suffix.lower() in PARAMS_SUFFIXES:
         return SyntheticWorkload(load_workload_params(path), scaling, name=path.stem)
-    return RecordedWorkload.from_file(path, "auto", scaling)
+    return RecordedWorkload.from_file(path, "auto", scaling, seed)

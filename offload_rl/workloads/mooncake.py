@@ -21,8 +21,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-
 from offload_rl.errors import DataFileError
 from offload_rl.workloads.request import IntArray
 from offload_rl.workloads.rows import (
@@ -32,12 +30,7 @@ from offload_rl.workloads.rows import (
     nonneg_int,
     read_text,
 )
-from offload_rl.workloads.sessions import (
-    PrefixSessions,
-    sessions_from_hash_prefixes,
-    split_history_included,
-    split_notes,
-)
+from offload_rl.workloads.sessions import derive_sessions
 
 MOONCAKE_BLOCK_TOKENS: int = 512
 """Tokens per KV block of a Mooncake ``hash_ids`` entry."""
@@ -73,28 +66,4 @@ def read_mooncake_jsonl(path: str | Path, text: str | None = None) -> RecordedRo
 
 def mooncake_sessions(rows: RecordedRows, seed: int) -> tuple[IntArray, IntArray, Notes]:
     """Sessions from shared block prefixes; new tokens by the BurstGPT rule."""
-    assert rows.hash_ids is not None
-    prefix = sessions_from_hash_prefixes(rows.hash_ids)
-    split = split_history_included(prefix.session, rows.input_tokens, rows.output_tokens)
-    notes = split_notes(split)
-    notes.update(_prefix_notes(prefix, rows.input_tokens))
-    return prefix.session, split.new_tokens, notes
-
-
-def _prefix_notes(prefix: PrefixSessions, input_tokens: IntArray) -> Notes:
-    """How much block reuse the file shows (the block-level view, reported not used)."""
-    shared = prefix.shared_blocks
-    continued = np.zeros(len(shared), dtype=bool)
-    first_seen: set[int] = set()
-    for i, s in enumerate(prefix.session.tolist()):
-        continued[i] = s in first_seen
-        first_seen.add(s)
-    block_new = input_tokens - np.minimum(shared * MOONCAKE_BLOCK_TOKENS, input_tokens - 1)
-    return {
-        "global_prefix_blocks": prefix.global_prefix_blocks,
-        "reuse_2plus_blocks_share": round(float((shared >= 2).mean()), 4),
-        "continuing_requests": int(continued.sum()),
-        "median_new_tokens_by_blocks": (
-            float(np.median(block_new[continued])) if continued.any() else float("nan")
-        ),
-    }
+    return derive_sessions(rows, True, seed, block_tokens=MOONCAKE_BLOCK_TOKENS)

@@ -18,9 +18,12 @@ import numpy as np
 from offload_rl.errors import ConfigError, DataFileError
 from offload_rl.workloads.azure import AZURE_COLUMNS, azure_sessions, read_azure_csv
 from offload_rl.workloads.burstgpt import BURSTGPT_COLUMNS, burstgpt_sessions, read_burstgpt_csv
+from offload_rl.workloads.mapped_rows import read_mapped_rows
+from offload_rl.workloads.mapping import FieldMapping
 from offload_rl.workloads.mooncake import mooncake_sessions, read_mooncake_jsonl
 from offload_rl.workloads.request import FloatArray, IntArray, Request, TokenScaling
 from offload_rl.workloads.rows import Notes, RecordedRows, read_text
+from offload_rl.workloads.sessions import derive_sessions
 from offload_rl.workloads.stream import assemble_stream, group_by_key
 
 WorkloadKind = Literal["auto", "azure", "burstgpt", "mooncake"]
@@ -56,7 +59,8 @@ def detect_kind(path: Path, text: str) -> str:
         path,
         "cannot tell the workload format: expected a CSV header with "
         f"{','.join(AZURE_COLUMNS)} (Azure) or {','.join(BURSTGPT_COLUMNS)} (BurstGPT), "
-        "or JSON lines with timestamp, input_length, output_length, hash_ids (Mooncake)",
+        "or JSON lines with timestamp, input_length, output_length, hash_ids (Mooncake); "
+        "for any other log run 'offload-rl workload inspect' and give a field mapping",
         1,
     )
 
@@ -152,11 +156,37 @@ class RecordedWorkload:
             raise ConfigError(f"workload kind must be one of {', '.join(WORKLOAD_KINDS)}: {kind!r}")
         text = read_text(path)
         resolved = detect_kind(path, text) if kind == "auto" else kind
-        read_rows, derive_sessions = _FORMATS[resolved]
-        rows = read_rows(path, text)
-        session, new, notes = derive_sessions(rows, seed)
+        read_rows, format_sessions = _FORMATS[resolved]
+        try:
+            rows = read_rows(path, text)
+        except DataFileError as err:
+            if kind != "auto":
+                raise
+            hint = f"read as {resolved}; for another log see 'offload-rl workload inspect'"
+            raise DataFileError(path, f"{err.reason} ({hint})", err.line) from None
+        session, new, notes = format_sessions(rows, seed)
         stream = SessionStream.build(rows.arrival_s, session, new, rows.output_tokens)
         return cls(path.name, resolved, path, stream, scaling, notes)
+
+    @classmethod
+    def from_mapping(
+        cls,
+        path: str | Path,
+        mapping: FieldMapping,
+        scaling: TokenScaling | None = None,
+        seed: int = 0,
+    ) -> RecordedWorkload:
+        """Load any CSV/JSON Lines log through a field mapping; what reading skipped, sorted
+        or filtered out is in ``notes`` (``seed`` matters only when sessions are synthesised)."""
+        path = Path(path)
+        rows, report = read_mapped_rows(path, mapping)
+        block_tokens = mapping.block_ids.block_tokens if mapping.block_ids else None
+        history = bool(mapping.input_includes_history)
+        session, new, notes = derive_sessions(rows, history, seed, block_tokens)
+        stream = SessionStream.build(rows.arrival_s, session, new, rows.output_tokens)
+        notes = {"load": report.summary(), "out_of_order_sorted": report.out_of_order, **notes}
+        notes.update({f"skipped: {reason}": n for reason, n in report.skipped.items()})
+        return cls(path.name, "mapped", path, stream, scaling, notes)
 
     def all_requests(self) -> list[Request]:
         """The whole recording as one stream (turns and context as recorded)."""

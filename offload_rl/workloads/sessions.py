@@ -20,8 +20,9 @@ from offload_rl.workloads.distributions import (
     LognormalDist,
     PmfTurns,
 )
+from offload_rl.workloads.params import default_workload_params
 from offload_rl.workloads.request import FloatArray, IntArray
-from offload_rl.workloads.rows import Notes
+from offload_rl.workloads.rows import Notes, RecordedRows
 
 
 def sessions_from_labels(labels: Sequence[str]) -> IntArray:
@@ -208,3 +209,57 @@ def split_notes(split: HistorySplit) -> Notes:
         "median_new_tokens_appended": split.median_appended,
         "median_input_growth": split.median_input_growth,
     }
+
+
+def prefix_notes(prefix: PrefixSessions, input_tokens: IntArray, block_tokens: int | None) -> Notes:
+    """How much block reuse the file shows (the block-level view, reported not used)."""
+    shared = prefix.shared_blocks
+    continued = np.zeros(len(shared), dtype=bool)
+    first_seen: set[int] = set()
+    for i, s in enumerate(prefix.session.tolist()):
+        continued[i] = s in first_seen
+        first_seen.add(s)
+    notes: Notes = {
+        "global_prefix_blocks": prefix.global_prefix_blocks,
+        "reuse_2plus_blocks_share": round(float((shared >= 2).mean()), 4),
+        "continuing_requests": int(continued.sum()),
+    }
+    if block_tokens is not None:
+        block_new = input_tokens - np.minimum(shared * block_tokens, input_tokens - 1)
+        notes["median_new_tokens_by_blocks"] = (
+            float(np.median(block_new[continued])) if continued.any() else float("nan")
+        )
+    return notes
+
+
+def derive_sessions(
+    rows: RecordedRows, input_includes_history: bool, seed: int, block_tokens: int | None = None
+) -> tuple[IntArray, IntArray, Notes]:
+    """Sessions and new tokens of recorded rows, by the first rule the rows allow.
+
+    Session labels, else shared block prefixes, else sessions synthesised with the default
+    workload's turns and gaps (seeded; each row's input is then its new tokens, since unrelated
+    rows carry no history). With recorded sessions, new tokens are split off the input when it
+    includes the history (:func:`split_history_included`), else the input is the new tokens.
+    """
+    notes: Notes = {}
+    if rows.session_labels is not None:
+        session = sessions_from_labels(rows.session_labels)
+        notes["sessions"] = "recorded session ids"
+    elif rows.hash_ids is not None:
+        prefix = sessions_from_hash_prefixes(rows.hash_ids)
+        session = prefix.session
+        notes["sessions"] = "shared block-id prefixes"
+        notes.update(prefix_notes(prefix, rows.input_tokens, block_tokens))
+    else:
+        defaults = default_workload_params()
+        rng = np.random.default_rng(seed)
+        session = synthesize_sessions(rows.arrival_s, defaults.turns, defaults.gap_s, rng)
+        notes.update(sessions="synthesised (default turns and gaps), input = new tokens", seed=seed)
+        return session, rows.input_tokens, notes
+    if not input_includes_history:
+        notes["new_tokens"] = "the recorded input (it holds no history)"
+        return session, rows.input_tokens, notes
+    split = split_history_included(session, rows.input_tokens, rows.output_tokens)
+    notes.update(split_notes(split))
+    return session, split.new_tokens, notes

@@ -125,5 +125,6 @@ def test_error_in_a_subprocess_has_no_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [
-        f"offload-rl: error: {path}:1: missing key(s) input_length, output_length, hash_ids"
+        f"offload-rl: error: {path}:1: missing key(s) input_length, output_length, hash_ids "
+        "(read as mooncake; for another log see 'offload-rl workload inspect')"
     ]
