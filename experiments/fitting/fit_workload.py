@@ -1,6 +1,11 @@
 """Fit the default synthetic workload to the recorded traces in ``../shared/workloads``.
 
-Usage: ``python experiments/fitting/fit_workload.py [--shared DIR] [--out PATH] [--check]``
+Usage: ``python experiments/fitting/fit_workload.py [--shared DIR] [--out PATH] [--check]
+[--sessions FILE --sessions-mapping YAML] [--lengths FILE --lengths-mapping YAML]``
+
+``--sessions`` and ``--lengths`` fit to your own request logs instead (any CSV or JSON Lines
+log, read through a field mapping: ``offload-rl workload inspect FILE`` suggests one); the
+defaults are the recordings below, read through their built-in mappings.
 
 What comes from where:
 
@@ -28,19 +33,23 @@ import math
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from offload_rl.errors import ConfigError, OffloadRLError
 from offload_rl.workloads import (
+    BUILTIN_MAPPINGS,
     EmpiricalDist,
+    FieldMapping,
     GeometricMixtureTurns,
     RecordedWorkload,
     SyntheticWorkload,
     TokenScaling,
     WorkloadParams,
-    read_azure_csv,
-    read_burstgpt_csv,
+    load_field_mapping,
+    read_mapped_rows,
     sessions_from_labels,
     split_history_included,
     stream_stats,
@@ -63,6 +72,7 @@ MAX_TURNS = 64
 CHECK_SAMPLES = 200_000
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 
 
 def fit_geometric_mixture(
@@ -93,9 +103,38 @@ def describe(values: FloatArray) -> dict[str, float]:
     return {"mean": float(v.mean()), "p10": q[0], "p50": q[1], "p90": q[2], "p99": q[3]}
 
 
-def fit(shared: Path) -> tuple[WorkloadParams, dict[str, dict[str, float]]]:
+def _source(
+    path: Path | None, mapping: Path | None, default: Path, builtin: str
+) -> tuple[Path, FieldMapping]:
+    """A log and its field mapping: the given ones, else the recording's built-in mapping."""
+    if path is None:
+        return default, BUILTIN_MAPPINGS[builtin]
+    if mapping is None:
+        raise ConfigError(f"{path}: give its field mapping (--sessions-mapping/--lengths-mapping)")
+    return path, load_field_mapping(mapping)
+
+
+def followup_new_tokens(path: Path, mapping: FieldMapping, stream: Any) -> IntArray:
+    """New tokens of follow-up turns that the log shows directly: with inputs that include
+    the history, only the appended messages that are observable (``input - previous input -
+    previous output >= 1``); otherwise every follow-up's input."""
+    if mapping.input_includes_history:
+        rows, _ = read_mapped_rows(path, mapping)
+        if rows.session_labels is not None:
+            split = split_history_included(
+                sessions_from_labels(rows.session_labels), rows.input_tokens, rows.output_tokens
+            )
+            return np.asarray(split.new_tokens[split.appended_mask])
+    first = np.ones(len(stream.session), dtype=bool)
+    first[stream.next_index[stream.next_index >= 0]] = False
+    return np.asarray(stream.new_tokens[~first])
+
+
+def fit(
+    sessions: tuple[Path, FieldMapping], lengths: tuple[Path, FieldMapping]
+) -> tuple[WorkloadParams, dict[str, dict[str, float]]]:
     """The fitted parameters and the recorded statistics they were fitted to."""
-    burst = RecordedWorkload.from_file(shared / BURSTGPT, "burstgpt", TokenScaling.unlimited())
+    burst = RecordedWorkload.from_mapping(*sessions, TokenScaling.unlimited())
     stream = burst.stream
     turns = np.bincount(stream.session)
     has_next = stream.next_index >= 0
@@ -106,14 +145,8 @@ def fit(shared: Path) -> tuple[WorkloadParams, dict[str, dict[str, float]]]:
     np.maximum.at(last_arrival, stream.session, stream.arrival_s)
     durations = (last_arrival - first_arrival)[turns > 1]
 
-    rows = read_burstgpt_csv(shared / BURSTGPT)
-    assert rows.session_labels is not None
-    split = split_history_included(
-        sessions_from_labels(rows.session_labels), rows.input_tokens, rows.output_tokens
-    )
-    followup_new = split.new_tokens[split.appended_mask]
-
-    azure = read_azure_csv(shared / AZURE_CONV)
+    followup_new = followup_new_tokens(*sessions, stream)
+    azure, _ = read_mapped_rows(*lengths)
     azure_rate = (len(azure.arrival_s) - 1) / float(azure.arrival_s[-1])
 
     weights, means, loglik = fit_geometric_mixture(turns)
@@ -214,17 +247,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shared", type=Path, default=DEFAULT_SHARED, help="the ../shared folder")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON file to write")
     parser.add_argument("--check", action="store_true", help="compare with --out, write nothing")
+    parser.add_argument("--sessions", type=Path, help=f"log with sessions (default {BURSTGPT})")
+    parser.add_argument("--sessions-mapping", type=Path, help="its field mapping (YAML)")
+    parser.add_argument("--lengths", type=Path, help=f"log of lengths (default {AZURE_CONV})")
+    parser.add_argument("--lengths-mapping", type=Path, help="its field mapping (YAML)")
     args = parser.parse_args(argv)
     workloads = args.shared / "workloads"
-    missing = [name for name in (BURSTGPT, AZURE_CONV) if not (workloads / name).is_file()]
+    try:
+        sessions = _source(args.sessions, args.sessions_mapping, workloads / BURSTGPT, "burstgpt")
+        lengths = _source(args.lengths, args.lengths_mapping, workloads / AZURE_CONV, "azure")
+    except OffloadRLError as err:
+        print(f"fit_workload: {err}", file=sys.stderr)
+        return 2
+    missing = [str(path) for path, _ in (sessions, lengths) if not path.is_file()]
     if missing:
         print(
-            f"fit_workload: needs {', '.join(missing)} in {workloads} (the ../shared reference "
-            "data, absent here); the committed workload_default.json stays as it is",
+            f"fit_workload: needs {', '.join(missing)} (the ../shared reference data unless "
+            "--sessions/--lengths name your own logs); the committed workload_default.json "
+            "stays as it is",
             file=sys.stderr,
         )
         return 2
-    params, recorded = fit(workloads)
+    try:
+        params, recorded = fit(sessions, lengths)
+    except OffloadRLError as err:
+        print(f"fit_workload: {err}", file=sys.stderr)
+        return 2
     report(params, recorded)
     text = json.dumps(params.model_dump(mode="json"), indent=2) + "\n"
     if args.check:
