@@ -120,21 +120,24 @@ def test_decision_body_is_its_json(policy):
 def test_batcher_gives_the_single_decisions_and_batches(policy):
     rt = DecisionRuntime("default", str(policy))
     states = [DecisionRequest.model_validate(s).to_state() for s in varied_states(50, seed=7)]
-    batcher = DecisionBatcher(rt, max_batch=16)
+    sizes: list[int] = []
+    batcher = DecisionBatcher(rt, max_batch=16, on_batch=sizes.append)
 
     async def main() -> list:
         return await asyncio.gather(*(batcher.decide(s) for s in states))
 
     got = asyncio.run(main())
     assert got == [rt.decide(s) for s in states]
-    assert batcher.decisions == 50 and batcher.batches == 4  # 16 + 16 + 16 + 2
+    assert batcher.decisions == 50 and batcher.batches == 4
+    assert sizes == [16, 16, 16, 2]  # what the batch-size histogram sees
 
 
 def test_batcher_keeps_one_failure_to_its_request(policy):
     rt = DecisionRuntime("default", str(policy))
     good = DecisionRequest.model_validate(EXAMPLE_STATE).to_state()
     bad = dataclasses.replace(good, device_memory_layers=float("nan"))  # int(nan) raises
-    batcher = DecisionBatcher(rt)
+    sizes: list[int] = []
+    batcher = DecisionBatcher(rt, on_batch=sizes.append)
 
     async def main() -> list:
         return await asyncio.gather(
@@ -144,6 +147,7 @@ def test_batcher_keeps_one_failure_to_its_request(policy):
     a, b, c = asyncio.run(main())
     assert a == c == rt.decide(good)
     assert isinstance(b, ValueError)
+    assert sizes == [3]  # one batch of three, decided again one by one: still one batch
 
 
 def test_batcher_parses_in_the_flush_and_keeps_parse_errors_to_their_request(policy):
@@ -223,3 +227,13 @@ def test_concurrent_requests_get_the_answers_of_sequential_ones(policy, micro_ba
         if line.startswith("offload_rl_decisions_total{")
     ]
     assert sum(counted) == len(bodies)  # every decision counted once, batched or not
+    # the batch-size histogram: one observation per micro-batch, its decisions in the sum
+    histogram = {
+        line.split(" ")[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("offload_rl_micro_batch_size_")
+    }
+    batches = app.state.batcher.batches if micro_batching else 0
+    assert histogram["offload_rl_micro_batch_size_count"] == batches
+    assert histogram["offload_rl_micro_batch_size_sum"] == (len(bodies) if micro_batching else 0)
+    assert histogram['offload_rl_micro_batch_size_bucket{le="+Inf"}'] == batches
