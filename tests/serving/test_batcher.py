@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import importlib.util
 import json
 import threading
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -17,6 +19,8 @@ from serving.app import EXAMPLE_STATE, DecisionRequest, create_app
 from serving.batcher import DecisionBatcher
 from serving.policy_runtime import MAX_BOUND_BATCH, Decision, DecisionRuntime, OnnxPolicy
 from tests.serving.helpers import policy_file
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -237,3 +241,42 @@ def test_concurrent_requests_get_the_answers_of_sequential_ones(policy, micro_ba
     assert histogram["offload_rl_micro_batch_size_count"] == batches
     assert histogram["offload_rl_micro_batch_size_sum"] == (len(bodies) if micro_batching else 0)
     assert histogram['offload_rl_micro_batch_size_bucket{le="+Inf"}'] == batches
+
+
+def test_the_benchmark_mounts_its_no_op_and_reads_the_batch_sizes(policy, monkeypatch):
+    """``experiments/bench_serving.py``: the no-op route lives on the benchmark's app only,
+    and the batch sizes it prints are the histogram the service keeps."""
+    spec = importlib.util.spec_from_file_location(
+        "bench_serving", REPO / "experiments" / "bench_serving.py"
+    )
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setenv("OFFLOAD_RL_POLICY", str(policy))
+    monkeypatch.setenv("OFFLOAD_RL_WATCH_INTERVAL", "0")
+    monkeypatch.setenv("OFFLOAD_RL_GC_FREEZE", "0")  # the switch; this process keeps its GC
+    app = bench.bench_app()
+    production = create_app(str(policy), None, watch_interval_s=None)
+
+    async def main() -> tuple[list[httpx.Response], httpx.Response, str]:
+        async with (
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b") as c,
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=production), base_url="http://p"
+            ) as p,
+        ):
+            decided = await asyncio.gather(
+                *(c.post("/v1/decide", json=b) for b in varied_states(24, seed=3))
+            )
+            noop = await c.post(bench.NOOP_PATH, json=EXAMPLE_STATE)
+            assert (await p.post(bench.NOOP_PATH, json=EXAMPLE_STATE)).status_code == 404
+            return decided, noop, (await c.get("/metrics")).text
+
+    decided, noop, metrics = asyncio.run(main())
+    assert [r.status_code for r in decided] == [200] * 24
+    assert noop.status_code == 200 and noop.json() == {"ok": True}
+    batches = app.state.batcher.batches
+    assert 1 <= batches < 24  # the concurrent requests shared runs
+    got = bench.micro_batches(metrics)
+    assert got["batches"] == batches and got["mean"] == pytest.approx(24 / batches)
+    assert 0.0 <= got["le1"] <= got["le4"] <= got["le8"] <= 1.0
