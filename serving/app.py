@@ -52,7 +52,7 @@ DEFAULT_WATCH_INTERVAL_S = 2.0
 GC_GEN0_THRESHOLD = 2000  # CPython 3.13's own default (700 before)
 OPEN_PATHS = frozenset({"/healthz"})
 BODY_SCOPE_KEY = "offload_rl.body"  # the guard puts the body it read here (handlers skip a copy)
-JSON_BODY_PATHS = frozenset({"/v1/decide", "/v1/decide/batch", "/_bench/noop"})
+JSON_BODY_PATHS = frozenset({"/v1/decide", "/v1/decide/batch"})
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -415,7 +415,6 @@ def create_app(
     watch_interval_s: float | None = DEFAULT_WATCH_INTERVAL_S,
     handle_sighup: bool = True,
     last_good_path: str | None = None,
-    bench_noop: bool = False,
     runtime: DecisionRuntime | None = None,
     micro_batching: bool = True,
     tune_gc: bool = False,
@@ -451,7 +450,9 @@ def create_app(
         return req
 
     batcher = (
-        DecisionBatcher(rt, on_decisions=metrics.decisions, parse=parse_decision)
+        DecisionBatcher(
+            rt, on_decisions=metrics.decisions, parse=parse_decision, on_batch=metrics.micro_batch
+        )
         if micro_batching
         else None
     )
@@ -600,12 +601,6 @@ def create_app(
             },
         )
 
-    if bench_noop:
-
-        @app.post("/_bench/noop", include_in_schema=False)
-        async def noop() -> Response:
-            return Response(b'{"ok":true}', media_type="application/json")
-
     def custom_openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
@@ -654,7 +649,12 @@ def scenario_of(policy_path: str | None) -> str:
 
 
 def app_from_env() -> FastAPI:
-    """Factory for ``uvicorn --factory`` (and ``offload-rl serve``): settings from the env."""
+    """Factory for ``uvicorn --factory`` (and ``offload-rl serve``): settings from the env.
+
+    ``OFFLOAD_RL_GC_FREEZE=0`` leaves the garbage collector as CPython sets it (for
+    ``experiments/benchmarks/bench_serving.py --no-gc-freeze``, which measures what the freeze
+    is worth).
+    """
     env = os.environ
     interval = float(env.get("OFFLOAD_RL_WATCH_INTERVAL", DEFAULT_WATCH_INTERVAL_S))
     return create_app(
@@ -663,7 +663,6 @@ def app_from_env() -> FastAPI:
         scenario=env.get("OFFLOAD_RL_SCENARIO") or None,
         watch_interval_s=interval if math.isfinite(interval) and interval > 0 else None,
         last_good_path=env.get("OFFLOAD_RL_LAST_GOOD") or None,
-        bench_noop=env.get("OFFLOAD_RL_BENCH_NOOP") == "1",
         micro_batching=env.get("OFFLOAD_RL_MICRO_BATCHING", "1") != "0",
-        tune_gc=True,
+        tune_gc=env.get("OFFLOAD_RL_GC_FREEZE", "1") != "0",
     )

@@ -41,7 +41,8 @@ class DecisionBatcher:
     parsing one body after another is cheaper than in each handler; what it raises is that
     request's answer (``None``: requests park states). A batch that raises is decided again one
     state at a time, so one request's failure stays that request's. ``on_decisions`` sees every
-    batch decided (metrics)."""
+    batch decided (metrics), ``on_batch`` the size of every micro-batch formed (before it is
+    decided, so a batch that falls back to one-by-one still counts once)."""
 
     def __init__(
         self,
@@ -49,11 +50,13 @@ class DecisionBatcher:
         max_batch: int = 256,
         on_decisions: Callable[[Sequence[Decision]], None] | None = None,
         parse: Callable[[Any], StateLike] | None = None,
+        on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self.runtime = runtime
         self.max_batch = max_batch
         self.on_decisions = on_decisions
         self.parse = parse
+        self.on_batch = on_batch
         self._pending: dict[asyncio.AbstractEventLoop, Pending] = {}
         self.batches = 0  # flushes so far (for tests and benchmarks)
         self.decisions = 0
@@ -89,7 +92,10 @@ class DecisionBatcher:
                 future.set_exception(err)
         try:
             for start in range(0, len(live), self.max_batch):
-                self._decide(live[start : start + self.max_batch])
+                batch = live[start : start + self.max_batch]
+                if self.on_batch is not None:
+                    self.on_batch(len(batch))
+                self._decide(batch)
         except Exception as err:  # a bug here must not leave requests waiting for ever
             log.exception("micro-batch flush failed")
             for _, future in live:

@@ -82,7 +82,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="decide each single request on its own (default: requests that arrive together "
         "share one onnxruntime run; the same answers, less CPU under load)",
     )
-    parser.add_argument("--bench-noop", action="store_true", help=argparse.SUPPRESS)
     parser.set_defaults(func=_run)
 
 
@@ -134,7 +133,6 @@ def _run(args: argparse.Namespace) -> int:
     env["OFFLOAD_RL_TOKEN"] = token or ""
     env["OFFLOAD_RL_SCENARIO"] = args.scenario or ""
     env["OFFLOAD_RL_WATCH_INTERVAL"] = str(args.watch_interval)
-    env["OFFLOAD_RL_BENCH_NOOP"] = "1" if args.bench_noop else ""
     env["OFFLOAD_RL_MICRO_BATCHING"] = "0" if args.no_micro_batching else "1"
     if args.workers > 1:
         state = tempfile.mkdtemp(prefix="offload-rl-serve-")

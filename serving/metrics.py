@@ -44,6 +44,8 @@ LATENCY_BUCKETS = (
     2.5,
 )
 
+# Decisions per micro-batch (serving.batcher), up to the batcher's default cap of 256.
+BATCH_SIZE_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 32, 64, 128, 256)
 
 _LABELS = attrgetter("tier", "meaning", "fallback")  # of a decision, for its counter
 
@@ -76,6 +78,12 @@ class ServiceMetrics:
             "offload_rl_decisions",
             "Decisions by tier, joint action and who answered (policy or fallback)",
             ["tier", "action", "source"],
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "offload_rl_micro_batch_size",
+            "Single decisions per micro-batch (one onnxruntime run for the batch)",
+            buckets=BATCH_SIZE_BUCKETS,
             registry=r,
         )
         self.fallbacks = Counter(
@@ -139,6 +147,10 @@ class ServiceMetrics:
                 n_fallback += n
         if n_fallback:
             self.fallbacks.inc(n_fallback)
+
+    def micro_batch(self, size: int) -> None:
+        """One micro-batch of ``size`` single decisions (how well requests coalesce)."""
+        self.batch_size.observe(size)
 
     def reload(self, ok: bool) -> None:
         self.reloads.labels("ok" if ok else "rejected").inc()

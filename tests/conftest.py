@@ -1,4 +1,4 @@
-"""Shared fixtures: the location of ``../shared`` and a skip marker for tests that need it."""
+"""Shared fixtures: the recorded traces and workloads in ``../shared`` (skip when absent)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("OFFLOAD_RL_SHARED", REPO_ROOT.parent / "shared"))
 TRACES = SHARED / "traces"
 WORKLOADS = SHARED / "workloads"
-
-needs_shared = pytest.mark.skipif(
-    not TRACES.is_dir() or not WORKLOADS.is_dir(),
-    reason=f"needs the recorded traces and workloads in {SHARED} (absent on this machine)",
-)
 
 
 @pytest.fixture()

@@ -4,16 +4,22 @@ throughput, in-process decision time, and the resident memory of one worker.
     python experiments/benchmarks/bench_serving.py [--policy FILE] [--duration 5] [--concurrency 8]
                                         [--batch 256] [--workers 1] [--rounds 3]
                                         [--load-generator auto|wrk|python]
-                                        [--no-micro-batching]
+                                        [--no-micro-batching] [--no-gc-freeze]
 
-The server is ``offload-rl serve`` in a subprocess (with the hidden no-op endpoint
-``POST /_bench/noop``, same middleware, no parsing), the load generator a second process:
+The server is the app of ``offload-rl serve`` (:func:`serving.app.app_from_env`) under uvicorn
+in a subprocess, plus a no-op route this script mounts on it (:func:`bench_app`:
+``POST /_bench/noop``, same middleware, no parsing; the production app has no such route).
+``--no-gc-freeze`` serves without the garbage-collector freeze of the serve process, to
+measure what it is worth (p99 at 32 connections). The load generator is a second process:
 ``wrk`` (one thread, a Lua script that cycles through the request bodies) when it is installed,
 else asyncio + raw HTTP/1.1 keep-alive connections in Python. Both cost far less per request
 than an HTTP client library, so the figures are the server's, not the generator's (both share
 the CPUs, though: on a 2-core machine they compete, and wrk takes less of them). The phases
-run ``--rounds`` times (default 3), alternating, and the medians are reported (a shared
-machine drifts: single rounds of the decide/no-op ratio ranged 0.80-1.09). Without
+run ``--rounds`` times (default 3), alternating, and the medians are reported; the headline
+decide/no-op ratio is the median of the per-round ratios, each from one round's two phases
+(a shared machine drifts: single rounds of the ratio ranged 0.80-1.09). The server's
+``offload_rl_micro_batch_size`` histogram (``/metrics``) gives how many single decisions
+shared each onnxruntime run. Without
 ``--policy`` an untrained MaskablePPO of the training default architecture (MLP 64x64, tanh)
 is exported first: speed does not depend on the weights. Request bodies are states of a
 simulated device (``serving.example_runtime``).
@@ -33,13 +39,34 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
 ROOT = Path(__file__).resolve().parents[2]
 _LENGTH = re.compile(rb"content-length:\s*(\d+)", re.IGNORECASE)
-PHASES = (("decide", "/v1/decide"), ("noop", "/_bench/noop"), ("batch", "/v1/decide/batch"))
+NOOP_PATH = "/_bench/noop"
+PHASES = (("decide", "/v1/decide"), ("noop", NOOP_PATH), ("batch", "/v1/decide/batch"))
+_BUCKET = re.compile(r'^offload_rl_micro_batch_size_bucket\{le="([^"]+)"\} (\S+)$', re.MULTILINE)
+
+
+def bench_app() -> FastAPI:
+    """The service as ``offload-rl serve`` builds it, plus the no-op route the decide phase
+    is compared with (the uvicorn factory of the server subprocess)."""
+    from fastapi import Response
+
+    from serving.app import app_from_env
+
+    app = app_from_env()
+
+    @app.post(NOOP_PATH, include_in_schema=False)
+    async def noop() -> Response:
+        return Response(b'{"ok":true}', media_type="application/json")
+
+    return app
 
 
 # --------------------------------------------------------------------------------------------
@@ -340,6 +367,39 @@ def _worker_pids(pid: int) -> list[int]:
     return kids or [pid]
 
 
+def server_command(
+    args: argparse.Namespace, policy: Path, port: int, folder: Path
+) -> tuple[list[str], dict[str, str]]:
+    """uvicorn serving :func:`bench_app`, configured through the environment variables that
+    ``offload-rl serve`` sets for :func:`serving.app.app_from_env`."""
+    here = Path(__file__).resolve()
+    cmd = [sys.executable, "-m", "uvicorn", f"{here.stem}:bench_app", "--factory"]
+    cmd += ["--app-dir", str(here.parent), "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--workers", str(args.workers), "--log-level", "warning", "--no-access-log"]
+    env = dict(os.environ)
+    env["OFFLOAD_RL_POLICY"] = str(policy)
+    env["OFFLOAD_RL_MICRO_BATCHING"] = "0" if args.no_micro_batching else "1"
+    env["OFFLOAD_RL_GC_FREEZE"] = "0" if args.no_gc_freeze else "1"
+    if args.workers > 1:  # /metrics then sums every worker's files
+        prometheus = folder / "prometheus"
+        prometheus.mkdir()
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(prometheus)
+    return cmd, env
+
+
+def micro_batches(metrics_text: str) -> dict[str, float]:
+    """From ``/metrics``: micro-batches, mean decisions per batch, and the share of batches of
+    at most 1, 4 and 8 decisions (the buckets are cumulative counts)."""
+    buckets = {float(le): float(n) for le, n in _BUCKET.findall(metrics_text)}
+    total = buckets.get(float("inf"), 0.0)
+    found = re.search(r"^offload_rl_micro_batch_size_sum (\S+)$", metrics_text, re.MULTILINE)
+    decisions = float(found.group(1)) if found else 0.0
+    out = {"batches": total, "mean": decisions / total if total else float("nan")}
+    for size in (1.0, 4.0, 8.0):
+        out[f"le{size:g}"] = buckets.get(size, 0.0) / total if total else float("nan")
+    return out
+
+
 def _free_port() -> int:
     import socket
 
@@ -367,6 +427,11 @@ def main() -> int:
     parser.add_argument(
         "--no-micro-batching", action="store_true", help="serve with --no-micro-batching"
     )
+    parser.add_argument(
+        "--no-gc-freeze",
+        action="store_true",
+        help="serve without the serve process's garbage-collector freeze (its 'before')",
+    )
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--loadgen", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -382,15 +447,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         policy = args.policy or untrained_policy(Path(tmp))
         port = _free_port()
-        serve_cmd = [sys.executable, "-m", "offload_rl", "serve", "--policy", str(policy)]
-        serve_cmd += ["--port", str(port), "--workers", str(args.workers)]
-        serve_cmd += ["--log-level", "warning", "--bench-noop"]
-        if args.no_micro_batching:
-            serve_cmd.append("--no-micro-batching")
-        server = subprocess.Popen(
-            serve_cmd,
-            cwd=ROOT,
-        )
+        serve_cmd, serve_env = server_command(args, Path(policy), port, Path(tmp))
+        server = subprocess.Popen(serve_cmd, cwd=ROOT, env=serve_env)
         try:
             import httpx
 
@@ -410,6 +468,7 @@ def main() -> int:
             else:
                 rounds = python_rounds(args, port)
             http = _median_rounds(rounds)
+            batching = micro_batches(httpx.get(f"http://127.0.0.1:{port}/metrics").text)
             memory = {pid: rss_mib(pid) for pid in _worker_pids(server.pid)}
         finally:
             server.terminate()
@@ -418,10 +477,10 @@ def main() -> int:
 
     d, noop, b = http["decide"], http["noop"], http["batch"]
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
-    batching = "off" if args.no_micro_batching else "on"
     print(
-        f"server: offload-rl serve, {args.workers} worker(s), policy {ready['version'][:12]}, "
-        f"micro-batching {batching}"
+        f"server: offload-rl serve's app, {args.workers} worker(s), policy "
+        f"{ready['version'][:12]}, micro-batching {'off' if args.no_micro_batching else 'on'}, "
+        f"GC freeze {'off' if args.no_gc_freeze else 'on'}"
     )
     rounds_text = f", median of {args.rounds} rounds" if args.rounds > 1 else ""
     print(f"load generator: {generator}, {args.duration:g} s per phase{rounds_text}")
@@ -433,9 +492,16 @@ def main() -> int:
         f"POST /_bench/noop      {args.concurrency} conns: {noop['rps']:8.0f} req/s   "
         f"p50 {noop['p50_ms']:.2f} ms   p99 {noop['p99_ms']:.2f} ms   errors {noop['errors']}"
     )
-    ratios = [r["decide"]["rps"] / r["noop"]["rps"] for r in rounds]
+    ratios = [r["decide"]["rps"] / r["noop"]["rps"] for r in rounds]  # each within one round
     each = f" (rounds: {', '.join(f'{x:.2f}' for x in ratios)})" if len(ratios) > 1 else ""
-    print(f"decide / no-op throughput ratio: {d['rps'] / noop['rps']:.2f}{each}")
+    median = "median " if len(ratios) > 1 else ""
+    print(f"decide / no-op throughput ratio: {median}{statistics.median(ratios):.2f}{each}")
+    if batching["batches"]:
+        print(
+            f"micro-batches of POST /v1/decide (warm-ups included): {batching['batches']:.0f}, "
+            f"mean {batching['mean']:.2f} decisions each; batches of <= 1: "
+            f"{batching['le1']:.0%}, <= 4: {batching['le4']:.0%}, <= 8: {batching['le8']:.0%}"
+        )
     if "server_cpu_us" in d:
         print(
             f"server CPU per request: decide {d['server_cpu_us']:.0f} us, no-op "

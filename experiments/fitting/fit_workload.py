@@ -262,9 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     missing = [str(path) for path, _ in (sessions, lengths) if not path.is_file()]
     if missing:
         print(
-            f"fit_workload: needs {', '.join(missing)} (the ../shared reference data unless "
-            "--sessions/--lengths name your own logs); the committed workload_default.json "
-            "stays as it is",
+            f"fit_workload: needs {', '.join(missing)} (the ../shared reference data, absent "
+            "here; --sessions/--lengths name your own logs); the committed "
+            "workload_default.json stays as it is",
             file=sys.stderr,
         )
         return 2

@@ -8,29 +8,50 @@ import numpy as np
 
 from agents.oracle import OraclePolicy, hindsight_tier_rewards
 from envs.split_cache import SplitCacheEnv
+from offload_rl.actions import DROP, KEEP
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_hindsight_tier_rewards_price_the_valid_placements_and_the_oracle_takes_the_best():
+def _realised_reward(twin: SplitCacheEnv, seed: int, history: list[int], action: int) -> float:
+    """The reward ``twin`` gives ``action`` after a reset and a replay of ``history``."""
+    twin.reset(seed=seed)
+    for a in history:
+        twin.step(a)
+    return float(twin.step(action)[1])
+
+
+def test_hindsight_tier_rewards_are_what_a_step_with_that_placement_gets():
     env = SplitCacheEnv("default", episode_requests=24)
     env.reset(seed=3)
+    twin = SplitCacheEnv("default", episode_requests=24)
+    layout = env.layout
     oracle = OraclePolicy()
     rng = np.random.default_rng(0)
+    history: list[int] = []
+    keeps = {KEEP: 0, DROP: 0}
     for _ in range(24):
         mask = env.action_masks()
         rewards = hindsight_tier_rewards(env)
         valid = mask[0::2] | mask[1::2]
-        assert np.all(np.isfinite(rewards[valid])) and np.all(rewards[~valid] == -np.inf)
-        tier = oracle.act_env(env) >> 1
+        assert np.all(rewards[~valid] == -np.inf) and np.all(np.isfinite(rewards[valid]))
+        # each priced placement against a real step with it (keep where keeping is valid)
+        for tier in np.flatnonzero(valid).tolist():
+            keep = KEEP if mask[layout.encode(tier, KEEP)] else DROP
+            realised = _realised_reward(twin, 3, history, layout.encode(tier, keep))
+            assert rewards[tier] == realised, (len(history), tier)
+        # the oracle: the best placement, keep iff the session comes back (and keep is valid)
+        tier, keep = layout.decode(oracle.act_env(env))
         assert rewards[tier] == rewards.max()
-        # the priced reward is the one a step with that placement gets
-        action = int(rng.choice(np.flatnonzero(mask)))
-        expected = env.what_if(action).reward
-        _, reward, _, done, _ = env.step(action)
-        assert reward == expected
-        if done:
+        comes_back = env.current_request.gap_to_next_turn_s is not None
+        expected_keep = KEEP if comes_back and mask[layout.encode(tier, KEEP)] else DROP
+        assert keep == expected_keep
+        keeps[keep] += 1
+        action = int(rng.choice(np.flatnonzero(mask)))  # random steps: cache hits and misses
+        history.append(action)
+        if env.step(action)[2]:
             break
+    assert min(keeps.values()) > 0  # both branches of the keep rule were checked
 
 
 def test_information_bound_script_runs_end_to_end(capsys):

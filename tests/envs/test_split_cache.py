@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 
@@ -88,19 +89,78 @@ def test_reset_options_pin_the_episode():
         assert s1[1:] == s2[1:]
 
 
-def test_info_has_the_documented_keys(env):
+def _tier_name(tier_index: int, n_layers: int) -> str:
+    """The documented tier of a placement, written out here rather than imported."""
+    if tier_index == n_layers + 1:
+        return "cloud"
+    return {0: "edge", n_layers: "device"}.get(tier_index, "split")
+
+
+def test_info_describes_the_step_it_follows(env):
     env.reset(seed=0)
-    _, _, _, _, info = env.step(random_valid(env, np.random.default_rng(0)))
-    for key in ("latency_s", "ttft_s", "energy_j", "slo_violated", "cache_hit", "split", "tier"):
-        assert key in info
-    assert info["tier"] in ("device", "split", "edge", "cloud")
+    rng = np.random.default_rng(0)  # once: a different action at every step
+    L = env.feature_spec.n_layers
+    tiers, kept_at = set(), {}
+    for _ in range(32):
+        a = random_valid(env, rng)
+        tier_index, keep = a >> 1, a & 1
+        req, state, outcome = env.current_request, env.state, env.what_if(a)
+        _, reward, _, trunc, info = env.step(a)
+        assert info["action"] == a and not info["invalid_action"]
+        assert info["tier"] == _tier_name(tier_index, L) and info["keep"] == bool(keep)
+        assert info["split"] == (tier_index if tier_index <= L else 0)
+        assert info["private"] == state.private
+        assert (info["latency_s"], info["ttft_s"]) == (outcome.cost.latency_s, outcome.cost.ttft_s)
+        assert info["energy_j"] == outcome.cost.energy_j and reward == outcome.reward
+        assert 0 < info["ttft_s"] <= info["latency_s"] and info["energy_j"] >= 0
+        # the SLO as documented: TTFT, or the mean time per output token after the first
+        n_dec = req.output_tokens - 1
+        tpot = (info["latency_s"] - info["ttft_s"]) / n_dec if n_dec > 0 else 0.0
+        violated = info["ttft_s"] > state.slo_ttft_s or tpot > state.slo_tpot_s
+        assert info["slo_violated"] == violated
+        # a hit needs the session's KV kept at this very placement by its last turn
+        if info["cache_hit"]:
+            assert kept_at.get(req.session_id) == tier_index and req.context_tokens > 0
+        kept_at[req.session_id] = tier_index if keep and tier_index <= L else None
+        tiers.add(info["tier"])
+        if trunc:
+            break
+    assert {"device", "split", "edge"} <= tiers
 
 
-def test_observation_is_the_shared_encoder_of_the_state(env):
+def test_observation_encodes_what_the_device_saw(env):
+    """The request and session features of the observation, from an independent record of
+    the requests and of the actions taken (not from the environment's own state)."""
     obs, _ = env.reset(seed=5)
-    for _ in range(10):
-        np.testing.assert_array_equal(obs, encode_observation(env.state, env.feature_spec))
-        obs, *_ = env.step(random_valid(env, np.random.default_rng(1)))
+    rng = np.random.default_rng(1)  # once: a different action at every step
+    L = env.feature_spec.n_layers
+    last: dict[int, tuple[float, int, int | None, int]] = {}  # arrival, output, split, tokens
+    cached_steps = 0
+    for _ in range(31):
+        req = env.current_request
+        arrival, prev_out, split, tokens = last.get(req.session_id, (None, 0, None, 0))
+        usable = min(tokens, req.context_tokens) if split is not None else 0
+        expected = dataclasses.replace(
+            env.state,
+            new_tokens=req.new_tokens,
+            context_tokens=req.context_tokens,
+            turn=req.turn,
+            cached_split=split,
+            cached_tokens=usable,
+            prev_output_tokens=prev_out,
+            since_last_turn_s=0.0 if arrival is None else req.arrival_s - arrival,
+        )
+        np.testing.assert_array_equal(obs, encode_observation(expected, env.feature_spec))
+        cached_steps += split is not None and usable > 0
+        a = random_valid(env, rng)
+        tier_index, keep = a >> 1, a & 1
+        # the session keeps its whole history but the last output token
+        kept = req.context_tokens + req.new_tokens + req.output_tokens - 1
+        split = tier_index if keep and tier_index <= L else None
+        last[req.session_id] = (req.arrival_s, req.output_tokens, split, kept)
+        obs, *_ = env.step(a)
+    assert cached_steps >= 3
+    assert env._kv_cache.evictions == 0  # nothing evicted: the record above is exact
 
 
 def test_invalid_action_is_clamped_with_a_penalty_and_never_raises(env):

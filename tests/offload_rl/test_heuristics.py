@@ -258,14 +258,17 @@ def test_fixed_placements_keep_by_their_rule(toy_scenario, spec):
     state = make_state()
     mask = action_mask(state, spec)
     layout = ActionLayout(N_LAYERS)
-    keep = KEEP if DEFAULT_CACHE_RULE == "always" else None
     assert layout.decode(make_heuristic("local", toy_scenario).act(state, mask))[0] == N_LAYERS
     assert make_heuristic("edge-never", toy_scenario).act(state, mask) == layout.encode(0, DROP)
     assert make_heuristic("edge-always", toy_scenario).act(state, mask) == layout.encode(0, KEEP)
     cloud = make_heuristic("cloud", toy_scenario).act(state, mask)
     assert cloud == layout.encode(layout.cloud_index, DROP)
-    if keep is not None:
-        assert make_heuristic("edge", toy_scenario).act(state, mask) == layout.encode(0, keep)
+    # without a suffix, the default cache rule (the docs say "always"): edge == edge-always
+    edge = make_heuristic("edge", toy_scenario)
+    assert make_heuristic(f"edge-{DEFAULT_CACHE_RULE}", toy_scenario).name == "edge-always"
+    for turn in (0, 1, 5):
+        s = make_state(turn=turn, context_tokens=100 * turn)
+        assert edge.act(s, action_mask(s, spec)) == layout.encode(0, KEEP)
 
 
 def test_fixed_placement_falls_back_to_the_nearest_valid(toy_scenario, spec):

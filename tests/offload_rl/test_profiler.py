@@ -86,18 +86,31 @@ def test_fit_never_goes_negative_on_decreasing_data():
     assert min(prefill.c0, prefill.c1, prefill.c2) >= 0
 
 
-def test_time_call_repeats_cheap_calls_and_runs_after():
+def test_time_call_repeats_cheap_calls_and_runs_after(monkeypatch: pytest.MonkeyPatch):
+    """On a fake clock: the median of the timed runs only (not warm-up, not ``after``)."""
+    import offload_rl.profiler.timing as timing
+
+    clock = [0.0]
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock[0])
     calls = {"fn": 0, "after": 0}
+    costs = iter([100.0, 100.0, 2.0, 1.0, 6.0])  # two warm-up runs, then three timed ones
 
     def fn() -> None:
         calls["fn"] += 1
+        clock[0] += next(costs)
 
     def after() -> None:
         calls["after"] += 1
+        clock[0] += 1000.0  # outside the timed region
 
     seconds = time_call(fn, warmup=2, repeats=3, after=after, min_total_s=0.0)
-    assert seconds >= 0
+    assert seconds == 2.0  # the median (the mean is 3)
     assert calls == {"fn": 5, "after": 5}
+    # cheap calls repeat until min_total_s of timed work: ten runs of 1 s for 10 s
+    calls["fn"] = 0
+    costs = iter([1.0] * 50)
+    assert time_call(fn, warmup=0, repeats=3, min_total_s=10.0) == 1.0
+    assert calls["fn"] == 10
 
 
 # --- the missing extra -----------------------------------------------------------------------

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import importlib.util
 import json
 import threading
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -17,6 +19,8 @@ from serving.app import EXAMPLE_STATE, DecisionRequest, create_app
 from serving.batcher import DecisionBatcher
 from serving.policy_runtime import MAX_BOUND_BATCH, Decision, DecisionRuntime, OnnxPolicy
 from tests.serving.helpers import policy_file
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -120,21 +124,24 @@ def test_decision_body_is_its_json(policy):
 def test_batcher_gives_the_single_decisions_and_batches(policy):
     rt = DecisionRuntime("default", str(policy))
     states = [DecisionRequest.model_validate(s).to_state() for s in varied_states(50, seed=7)]
-    batcher = DecisionBatcher(rt, max_batch=16)
+    sizes: list[int] = []
+    batcher = DecisionBatcher(rt, max_batch=16, on_batch=sizes.append)
 
     async def main() -> list:
         return await asyncio.gather(*(batcher.decide(s) for s in states))
 
     got = asyncio.run(main())
     assert got == [rt.decide(s) for s in states]
-    assert batcher.decisions == 50 and batcher.batches == 4  # 16 + 16 + 16 + 2
+    assert batcher.decisions == 50 and batcher.batches == 4
+    assert sizes == [16, 16, 16, 2]  # what the batch-size histogram sees
 
 
 def test_batcher_keeps_one_failure_to_its_request(policy):
     rt = DecisionRuntime("default", str(policy))
     good = DecisionRequest.model_validate(EXAMPLE_STATE).to_state()
     bad = dataclasses.replace(good, device_memory_layers=float("nan"))  # int(nan) raises
-    batcher = DecisionBatcher(rt)
+    sizes: list[int] = []
+    batcher = DecisionBatcher(rt, on_batch=sizes.append)
 
     async def main() -> list:
         return await asyncio.gather(
@@ -144,6 +151,7 @@ def test_batcher_keeps_one_failure_to_its_request(policy):
     a, b, c = asyncio.run(main())
     assert a == c == rt.decide(good)
     assert isinstance(b, ValueError)
+    assert sizes == [3]  # one batch of three, decided again one by one: still one batch
 
 
 def test_batcher_parses_in_the_flush_and_keeps_parse_errors_to_their_request(policy):
@@ -223,3 +231,52 @@ def test_concurrent_requests_get_the_answers_of_sequential_ones(policy, micro_ba
         if line.startswith("offload_rl_decisions_total{")
     ]
     assert sum(counted) == len(bodies)  # every decision counted once, batched or not
+    # the batch-size histogram: one observation per micro-batch, its decisions in the sum
+    histogram = {
+        line.split(" ")[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("offload_rl_micro_batch_size_")
+    }
+    batches = app.state.batcher.batches if micro_batching else 0
+    assert histogram["offload_rl_micro_batch_size_count"] == batches
+    assert histogram["offload_rl_micro_batch_size_sum"] == (len(bodies) if micro_batching else 0)
+    assert histogram['offload_rl_micro_batch_size_bucket{le="+Inf"}'] == batches
+
+
+def test_the_benchmark_mounts_its_no_op_and_reads_the_batch_sizes(policy, monkeypatch):
+    """``experiments/benchmarks/bench_serving.py``: the no-op route lives on the benchmark's app
+    only, and the batch sizes it prints are the histogram the service keeps."""
+    spec = importlib.util.spec_from_file_location(
+        "bench_serving", REPO / "experiments" / "benchmarks" / "bench_serving.py"
+    )
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setenv("OFFLOAD_RL_POLICY", str(policy))
+    monkeypatch.setenv("OFFLOAD_RL_WATCH_INTERVAL", "0")
+    monkeypatch.setenv("OFFLOAD_RL_GC_FREEZE", "0")  # the switch; this process keeps its GC
+    app = bench.bench_app()
+    production = create_app(str(policy), None, watch_interval_s=None)
+
+    async def main() -> tuple[list[httpx.Response], httpx.Response, str]:
+        async with (
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b") as c,
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=production), base_url="http://p"
+            ) as p,
+        ):
+            decided = await asyncio.gather(
+                *(c.post("/v1/decide", json=b) for b in varied_states(24, seed=3))
+            )
+            noop = await c.post(bench.NOOP_PATH, json=EXAMPLE_STATE)
+            assert (await p.post(bench.NOOP_PATH, json=EXAMPLE_STATE)).status_code == 404
+            return decided, noop, (await c.get("/metrics")).text
+
+    decided, noop, metrics = asyncio.run(main())
+    assert [r.status_code for r in decided] == [200] * 24
+    assert noop.status_code == 200 and noop.json() == {"ok": True}
+    batches = app.state.batcher.batches
+    assert 1 <= batches < 24  # the concurrent requests shared runs
+    got = bench.micro_batches(metrics)
+    assert got["batches"] == batches and got["mean"] == pytest.approx(24 / batches)
+    assert 0.0 <= got["le1"] <= got["le4"] <= got["le8"] <= 1.0

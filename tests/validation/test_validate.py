@@ -18,7 +18,9 @@ from validation.summary import summarise
 CONTRACT = ("median_abs_pct_error_total", "p90_abs_pct_error_total")
 
 
-def test_validate_command_writes_the_contract(tmp_path: Path) -> None:
+def test_validate_command_writes_the_contract(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytest.importorskip("transformers")
     out = tmp_path / "val"
     argv = ["validate", "--out", str(out), "--small", "--quick", "--requests", "6"]
@@ -36,8 +38,22 @@ def test_validate_command_writes_the_contract(tmp_path: Path) -> None:
     assert "profiler" in result["other_profiles"]
     assert (out / "validation.md").read_text().startswith("# Simulator vs reference runtime")
     assert (out / "scatter.png").stat().st_size > 0
-    # the profile is cached: a rerun measures nothing
-    assert (out / "profile-gpt2-small-t1.json").is_file()
+    # the profiles are cached: a rerun measures nothing (the profiler must not be called, the
+    # in-stack re-timing must not rewrite its file) and reports them as reused
+    profiles = sorted(out.glob("profile-*.json"))
+    assert out / "profile-gpt2-small-t1.json" in profiles
+    before = {path: path.read_bytes() for path in profiles}
+    assert result["setup"]["profile_reused"] is False
+
+    def no_profiling(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the rerun measured the profile again")
+
+    monkeypatch.setattr("offload_rl.profiler.measure_profile", no_profiling)
+    assert main(argv) == 0
+    again = json.loads((out / "validation.json").read_text())
+    assert again["setup"]["profile_reused"] is True
+    assert again["setup"]["profiles"] == result["setup"]["profiles"]
+    assert {path: path.read_bytes() for path in out.glob("profile-*.json")} == before
 
 
 def test_bad_arguments_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -8,9 +8,20 @@ import threading
 import pytest
 
 from offload_rl.traces import Trace
-from validation.runtime.link import Frame, LinkClock, LinkShape, PacedSender, now, read_frame
+from validation.runtime.link import (
+    Frame,
+    LinkClock,
+    LinkShape,
+    PacedSender,
+    SentFrame,
+    now,
+    read_frame,
+)
 
 TOLERANCE_S = 0.003  # timer and scheduling slack; sleeping only ever makes things later
+# Upper bound on the wall time of a paced transfer: expected x 1.3 + 50 ms (a loaded 2-core
+# machine can delay the sender's wake-ups; pacing at half the rate takes expected x 2).
+UPPER_SLACK, UPPER_SLACK_S = 0.3, 0.05
 
 
 def _progress(sock: socket.socket, nbytes: int) -> list[tuple[float, int]]:
@@ -37,7 +48,8 @@ def test_paced_transfer_is_no_faster_than_the_trace(trace: Trace, trace_t0: floa
     left, right = socket.socketpair()
     try:
         shape = LinkShape(trace, one_way_s=0.0, clock=LinkClock())
-        sender = PacedSender(left, shape, chunk_bytes=2048)
+        sent: list[SentFrame] = []
+        sender = PacedSender(left, shape, chunk_bytes=2048, on_sent=sent.append)
         payload = bytes(60_000)
         frame = Frame(kind=4, payload=payload)
         nbytes = len(frame.encode())
@@ -53,6 +65,14 @@ def test_paced_transfer_is_no_faster_than_the_trace(trace: Trace, trace_t0: floa
         for t, got in seen:
             allowed = trace.bytes_between(trace_t0, trace_t0 + (t - start) + TOLERANCE_S)
             assert got <= allowed + 2048  # at most the chunk in flight
+        # no slower either: the schedule is the trace's to the microsecond, and the bytes
+        # arrive within a loose bound of it (a link paced at half the trace's rate fails)
+        [frame_sent] = sent
+        assert frame_sent.nbytes == nbytes
+        t_sent = shape.clock.trace_time(frame_sent.started_at)
+        scheduled = trace.finish_time(t_sent, nbytes) - t_sent
+        assert frame_sent.finished_at - frame_sent.started_at == pytest.approx(scheduled, abs=1e-6)
+        assert seen[-1][0] - start <= expected * (1 + UPPER_SLACK) + UPPER_SLACK_S
     finally:
         left.close()
         right.close()
