@@ -69,8 +69,8 @@ class TrainingMonitor(BaseCallback):
     """Step-info metrics per rollout, periodic validation, checkpoints and progress.
 
     Evaluations and checkpoints happen at rollout starts: the first at or after each multiple
-    of their interval (the first evaluation at the run's first step, the first checkpoint one
-    interval later).
+    of their interval; the first evaluation at the run's (or resume's) first step, the first
+    checkpoint at the next multiple after it.
     """
 
     def __init__(
@@ -90,6 +90,8 @@ class TrainingMonitor(BaseCallback):
         self.metrics = StepMetrics()
         self.start_step = 0
         self.start_time = 0.0
+        self._next_eval = 0  # both set from the start step in _on_training_start
+        self._next_ckpt = 0
 
     def _on_training_start(self) -> None:
         self.start_step = self.num_timesteps
