@@ -32,6 +32,7 @@ CHECKPOINT_FILES: tuple[str, ...] = (MODEL_FILE, VECNORMALIZE_FILE, META_FILE)
 
 CHECKPOINTS_DIR = "checkpoints"
 FINAL_DIR = "final"
+BEST_DIR = "best"  # the checkpoint with the best validation reward so far
 META_FORMAT = "offload-rl/sb3-checkpoint"
 META_FORMAT_VERSION = 1
 

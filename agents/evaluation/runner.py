@@ -105,14 +105,14 @@ def evaluate(
     subset, runnable = _episode_subset(resolved, episodes)
     tasks = [(p, ep) for p in range(len(specs)) for ep in runnable]
     results: dict[tuple[int, int], dict[str, np.ndarray]] = {}
-    with ProgressBar(progress, len(tasks)) as advance:
+    with ProgressBar(progress, len(tasks)) as bar:
         if workers <= 1:
             _init_worker(config, subset)
             _WORKER["policies"] = dict(enumerate(loaded))
             for p, ep in tasks:
                 _, _, rec = _run_task(p, ep)
                 results[(p, ep.index)] = rec
-                advance()
+                bar.advance()
         else:
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(
@@ -129,7 +129,7 @@ def evaluate(
                     for fut in done:
                         p, e, rec = fut.result()
                         results[(p, e)] = rec
-                        advance()
+                        bar.advance()
     records = {s: [results[(p, ep.index)] for ep in episodes] for p, s in enumerate(specs)}
     return EvaluationResult(
         policies=specs,
