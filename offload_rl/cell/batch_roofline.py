@@ -1,0 +1,124 @@
+"""How long one continuous-batching iteration takes on the edge GPU: a batched roofline.
+
+The single-request roofline (:mod:`offload_rl.roofline`) prices one layer as
+``overhead + bytes / (mem_bw * eff_decode) + flops / (peak * eff_prefill)``. Batching changes only
+*who pays which bytes*: in one iteration every decoder layer that any scheduled sequence needs is
+run once, so its **weights are read once** and its overhead paid once, while **each sequence reads
+its own KV** and every scheduled token costs its matmul FLOPs and its attention. For a sequence
+that schedules ``n`` new tokens on top of ``c`` tokens already in its KV, per decoder layer::
+
+    kv_bytes * (c + n)                    KV of c tokens read, n tokens written
+    2 * matmul_params * n                 projections and MLP (FLOPs)
+    2 * heads * head_dim * n * (2c + n + 1)   causal attention of the chunk (FLOPs)
+
+A decode step is ``n = 1``; a chunked-prefill chunk is ``n`` up to the token budget; a split
+request (first edge layer ``k``) pays these terms for layers ``[k, L)`` only, and the layers run
+in the iteration are ``[min k, L)``. Embedding (token-id requests only) costs a row gather per
+token; the LM head reads its weights once and computes logits only for sequences that sample a
+token in this iteration (the last chunk of a prefill, every decode step), as vLLM does.
+
+At batch 1 every term above reduces to the shipped analytical profile's fits exactly (same
+constants, same FLOP counts from :mod:`offload_rl.model_shapes`); the tests check it against
+``qwen2.5-0.5b@l4.json``. Everything is monotone non-decreasing in every sequence's tokens.
+
+Left out on purpose: the max-roofline's overlap of memory and compute (the additive form
+overestimates by at most 2x where the two terms are equal, as in :mod:`offload_rl.roofline`),
+padding and CUDA-graph batch-size buckets, the sampler and the scheduler's CPU time, tensor
+parallelism.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from offload_rl.model_shapes import (
+    ArchSpec,
+    attention_prefill_flops,
+    decoder_matmul_params,
+    decoder_params,
+    head_flops,
+)
+from offload_rl.profiles import kv_bytes_per_token
+from offload_rl.roofline import Hardware
+
+LOGIT_BYTES = 4  # fp32 logits written per vocabulary entry, as roofline.head_cost counts them
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRoofline:
+    """Plain-float coefficients of one model on one edge GPU (see the module docstring)."""
+
+    n_layers: int
+    kv_bytes_per_token_layer: int  # KV bytes per token of one decoder layer
+    layer_fixed_s: float  # per decoder layer run: overhead + weights read once
+    kv_s_per_token: float  # per layer, per token of KV read or written
+    linear_s_per_token: float  # per layer, per scheduled token: matmul FLOPs
+    attn_s_unit: float  # per layer: seconds of 2*heads*head_dim FLOPs
+    embed_fixed_s: float
+    embed_s_per_token: float
+    head_fixed_s: float  # overhead + vocabulary weights read once
+    head_s_per_sample: float  # logits FLOPs + fp32 logits written, per sampling sequence
+    head_s_per_token: float  # final norm over every scheduled token
+
+    @classmethod
+    def from_arch(cls, arch: ArchSpec, hw: Hardware) -> BatchRoofline:
+        """The coefficients of ``arch`` on ``hw``, from the same counts the roofline uses."""
+        s_byte = 1.0 / (hw.mem_bw_bytes_s * hw.eff_decode)
+        s_flop = 1.0 / (hw.peak_flops * hw.eff_prefill)
+        shape = arch.shape
+        b = hw.dtype_bytes
+        kv = kv_bytes_per_token(shape, b)
+        tables = 2 if arch.learned_positions else 1
+        return cls(
+            n_layers=shape.n_layers,
+            kv_bytes_per_token_layer=kv,
+            layer_fixed_s=hw.per_layer_overhead_s + decoder_params(arch) * b * s_byte,
+            kv_s_per_token=kv * s_byte,
+            linear_s_per_token=2.0 * decoder_matmul_params(arch) * s_flop,
+            attn_s_unit=attention_prefill_flops(shape, 1) / 2.0 * s_flop,
+            embed_fixed_s=hw.per_layer_overhead_s,
+            embed_s_per_token=2.0 * tables * shape.d_model * b * s_byte,
+            head_fixed_s=hw.per_layer_overhead_s + shape.vocab_size * shape.d_model * b * s_byte,
+            head_s_per_sample=head_flops(shape) * s_flop + shape.vocab_size * LOGIT_BYTES * s_byte,
+            head_s_per_token=2.0 * shape.d_model * b * s_byte,
+        )
+
+    def sequence_s(self, split: int, new_tokens: int, context: int, samples: bool) -> float:
+        """The part of an iteration one sequence adds (its KV, its FLOPs, its logits)."""
+        n = new_tokens
+        per_layer = (
+            self.kv_s_per_token * (context + n)
+            + self.linear_s_per_token * n
+            + self.attn_s_unit * n * (2 * context + n + 1)
+        )
+        s = (self.n_layers - split) * per_layer + self.head_s_per_token * n
+        if split == 0:
+            s += self.embed_s_per_token * n
+        if samples:
+            s += self.head_s_per_sample
+        return s
+
+    def fixed_s(self, min_split: int, any_token_ids: bool, any_samples: bool) -> float:
+        """The part paid once per iteration: weights and overheads of the layers that run.
+
+        The head's weights are read only when some sequence samples a token (an iteration of
+        prefill chunks that all end mid-prompt computes no logits).
+        """
+        s = (self.n_layers - min_split) * self.layer_fixed_s
+        if any_samples:
+            s += self.head_fixed_s
+        if any_token_ids:
+            s += self.embed_fixed_s
+        return s
+
+    def iteration_s(self, batch: list[tuple[int, int, int, bool]]) -> float:
+        """Seconds of one iteration over ``(split, new_tokens, context, samples)`` tuples.
+
+        Convenience for tests and heuristics; the server sums :meth:`sequence_s` inline.
+        """
+        if not batch:
+            return 0.0
+        seqs = sum(self.sequence_s(k, n, c, smp) for k, n, c, smp in batch)
+        return seqs + self.fixed_s(
+            min(b[0] for b in batch), any(b[0] == 0 for b in batch), any(b[3] for b in batch)
+        )

@@ -1,0 +1,415 @@
+"""The edge server's scheduler: iteration-level continuous batching with chunked prefill.
+
+One class decides *who runs next* (vLLM V0's ``Scheduler``); memory is held by
+:class:`~offload_rl.cell.kv_pool.KVPool` (vLLM's block manager). The model, iteration by iteration:
+
+1. **Budgets** (named as in vLLM): at most ``max_num_batched_tokens`` tokens and
+   ``max_num_seqs`` sequences per iteration. Defaults 2048 / 256 are vLLM's for
+   ``vllm serve`` on a GPU under 70 GiB (``engine/arg_utils.py``; "a balance between ITL and
+   TTFT"), which covers the L4 edge.
+2. **Running requests first, decodes before prefill chunks** (vLLM's chunked-prefill policy): each
+   ready decode takes one token; a decode that needs a token of KV that is not free first evicts
+   kept sessions (LRU), then **preempts the most recently admitted running request** with
+   recompute (its KV freed, it goes back to the *front* of the queue and re-prefills its prompt
+   and the tokens it already generated); if the victim is the request itself, it stops there.
+   Unfinished prompts continue with chunks of what is left of the token budget.
+3. **Admission, FCFS**: the head of the queue is admitted while budget and sequence slots remain
+   and its whole prompt's KV fits after evicting kept sessions (vLLM allocates the whole prompt
+   at admission and never preempts for a newcomer); a head that does not fit blocks the queue.
+   A session's kept entry made with the same split is claimed on admission (a hit skips those
+   tokens). A prompt larger than the whole pool is rejected (vLLM's ``FINISHED_IGNORED``).
+4. **Iteration time** from :class:`~offload_rl.cell.batch_roofline.BatchRoofline`; the batch is
+   fixed when the iteration starts and its tokens land when it ends, so a request submitted
+   mid-iteration waits for the next one, as in a real engine loop.
+5. **Split requests** (first edge layer ``k > 0``) hold KV for layers ``[k, L)`` only and pay
+   only those layers. After each token they leave the ready set for ``round_trip_s``: the token
+   goes down, the device runs its layers and the next token's activations come back up (RTT +
+   device time + upload, which the environment knows and sets). They keep their KV and slot
+   meanwhile; iterations go on without them. Token-id requests (``k = 0``) stream tokens down
+   without waiting.
+
+Accounting per request (:class:`EdgeRequest`): arrival, first admission, first token, finish,
+preemptions, seconds queued (over all admissions), batch size at admission. The server also
+integrates the number of requests in the system over time (Little's law, Decima's reward).
+
+Left out on purpose: swapping (recompute only, vLLM's default), priorities, the 1% free-block
+watermark, speculative decoding. On recompute a split request re-prefills from the boundary
+activations, which the edge is assumed to keep in host memory: the device is not asked to send
+them again, so preempting split requests is priced a little low.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from offload_rl.cell.batch_roofline import BatchRoofline
+from offload_rl.cell.kv_pool import KVPool
+
+# vLLM engine/arg_utils.py defaults for `vllm serve` on GPUs under 70 GiB (code search, 2025).
+DEFAULT_MAX_NUM_BATCHED_TOKENS = 2048
+DEFAULT_MAX_NUM_SEQS = 256
+
+WAITING, RUNNING, FINISHED, REJECTED = "waiting", "running", "finished", "rejected"
+
+
+@dataclass(slots=True, eq=False)
+class EdgeRequest:
+    """One request at the edge: what the device sent, and what happened to it."""
+
+    request_id: int
+    session_id: int
+    split: int  # first edge layer k (0 = token ids, the edge runs every layer)
+    arrival_s: float  # when its prompt (ids or activations) reached the edge
+    context_tokens: int  # session tokens before this turn
+    new_tokens: int
+    output_tokens: int
+    keep: bool = False  # leave the session's KV in the pool when done
+    round_trip_s: float = 0.0  # per-token device round trip of a split request
+    # --- state and accounting (the server writes these) ---
+    status: str = WAITING
+    known: int = 0  # tokens whose identity is known: prompt + generated
+    computed: int = 0  # tokens whose KV exists at the edge
+    generated: int = 0
+    cached_tokens: int = 0  # reused from a kept entry at first admission
+    kv_bytes_per_token: int = 0
+    ready_at: float = 0.0
+    admit_s: float = -1.0
+    first_token_s: float = -1.0
+    finish_s: float = -1.0
+    preemptions: int = 0
+    queued_s: float = 0.0
+    queued_since: float = 0.0
+    batch_at_admit: int = 0
+
+
+@dataclass(slots=True)
+class EdgeEvent:
+    """What the environment may need to hear of: ``evicted``, ``preempted``, ``rejected``."""
+
+    time_s: float
+    kind: str
+    session_id: int
+    request_id: int = -1
+
+
+@dataclass(slots=True)
+class EdgeState:
+    """What the edge runtime knows about itself at one moment (the observation's edge part)."""
+
+    time_s: float
+    n_waiting: int
+    waiting_tokens: int  # prompt tokens still to prefill, summed over the queue
+    n_running: int
+    running_tokens: int  # tokens of KV held by running requests
+    last_batch_size: int
+    last_batch_tokens: int
+    pool_capacity_bytes: int
+    pool_used_bytes: int
+    running_bytes: int
+    kept_bytes: int
+    n_kept: int
+    preemptions: int
+    evictions: int
+
+
+class EdgeServer:
+    """Continuous batching over one KV pool; see the module docstring for the rules."""
+
+    def __init__(
+        self,
+        cost: BatchRoofline,
+        pool_bytes: int,
+        max_num_batched_tokens: int = DEFAULT_MAX_NUM_BATCHED_TOKENS,
+        max_num_seqs: int = DEFAULT_MAX_NUM_SEQS,
+    ) -> None:
+        if max_num_batched_tokens < 1 or max_num_seqs < 1:
+            raise ValueError(
+                f"budgets must be >= 1, got max_num_batched_tokens={max_num_batched_tokens}, "
+                f"max_num_seqs={max_num_seqs}"
+            )
+        self.cost = cost
+        self.pool = KVPool(pool_bytes)
+        self.max_num_batched_tokens = int(max_num_batched_tokens)
+        self.max_num_seqs = int(max_num_seqs)
+        self.waiting: deque[EdgeRequest] = deque()
+        self.running: list[EdgeRequest] = []  # admission order: last = most recently admitted
+        self.clock = 0.0  # simulated up to here (end of the last iteration, or an idle instant)
+        self.busy_s = 0.0
+        self.iterations = 0
+        self.preemptions = 0
+        self.last_batch_size = 0
+        self.last_batch_tokens = 0
+        self._in_flight = False
+        self._iter_end = 0.0
+        self._sched: list[EdgeRequest] = []
+        self._sched_n: list[int] = []
+        self._finished: list[EdgeRequest] = []
+        self._events: list[EdgeEvent] = []
+        self._n_in_system = 0
+        self._area = 0.0  # integral of requests in system over time
+        self._area_t = 0.0
+
+    # --- the environment's interface ---------------------------------------------------------
+
+    def submit(self, req: EdgeRequest, t: float) -> None:
+        """A request reaches the edge at ``t`` (call :meth:`advance` to ``t`` first)."""
+        if not 0 <= req.split < self.cost.n_layers:
+            raise ValueError(
+                f"split {req.split} does not run at the edge (0..{self.cost.n_layers - 1})"
+            )
+        if req.output_tokens < 1 or req.new_tokens < 1 or req.context_tokens < 0:
+            raise ValueError(f"request {req.request_id}: needs >= 1 new and output token")
+        if t < self.clock and not self._in_flight:
+            raise ValueError(f"submit at {t} is before the server's clock {self.clock}")
+        self._count(t, +1)
+        req.arrival_s = t
+        req.status = WAITING
+        req.known = req.context_tokens + req.new_tokens
+        req.kv_bytes_per_token = (
+            self.cost.n_layers - req.split
+        ) * self.cost.kv_bytes_per_token_layer
+        req.queued_since = t
+        self.waiting.append(req)
+        if not self._in_flight and t > self.clock:
+            self.clock = t
+
+    def set_round_trip(self, req: EdgeRequest, round_trip_s: float) -> None:
+        """Update a split request's per-token round trip (the link changed)."""
+        req.round_trip_s = round_trip_s
+
+    def advance(self, t: float) -> None:
+        """Run the iterations that start before ``t``; one ending after ``t`` stays in flight."""
+        while True:
+            if self._in_flight:
+                if self._iter_end > t:
+                    return
+                self._complete_iteration()
+                continue
+            start = self._next_start()
+            if start is None or start >= t:
+                if start is None and t > self.clock:
+                    self.clock = t
+                return
+            self.clock = start
+            if not self._start_iteration(start):
+                later = [r.ready_at for r in self.running if r.ready_at > start]
+                if not later or min(later) >= t:
+                    self.clock = t  # idle until a round trip ends or a request arrives
+                    return
+                self.clock = min(later)
+
+    def pop_finished(self) -> list[EdgeRequest]:
+        """Requests that finished (or were rejected) since the last call, in finishing order."""
+        done, self._finished = self._finished, []
+        return done
+
+    def pop_events(self) -> list[EdgeEvent]:
+        """Evictions, preemptions and rejections since the last call."""
+        events, self._events = self._events, []
+        return events
+
+    def state(self) -> EdgeState:
+        """The runtime's exact view of itself (O(requests); once per decision)."""
+        pool = self.pool
+        return EdgeState(
+            time_s=self.clock,
+            n_waiting=len(self.waiting),
+            waiting_tokens=sum(r.known - r.computed for r in self.waiting),
+            n_running=len(self.running),
+            running_tokens=sum(r.computed for r in self.running),
+            last_batch_size=self.last_batch_size,
+            last_batch_tokens=self.last_batch_tokens,
+            pool_capacity_bytes=pool.capacity_bytes,
+            pool_used_bytes=pool.used_bytes,
+            running_bytes=pool.running_bytes,
+            kept_bytes=pool.kept_bytes,
+            n_kept=pool.n_kept,
+            preemptions=self.preemptions,
+            evictions=pool.evictions,
+        )
+
+    @property
+    def n_in_system(self) -> int:
+        return self._n_in_system
+
+    def area_in_system(self, t: float) -> float:
+        """Integral over ``[0, t]`` of the number of requests in the system (queued or running)."""
+        return self._area + self._n_in_system * (t - self._area_t)
+
+    # --- one iteration -------------------------------------------------------------------------
+
+    def _count(self, t: float, delta: int) -> None:
+        self._area += self._n_in_system * (t - self._area_t)
+        self._area_t = t
+        self._n_in_system += delta
+
+    def _next_start(self) -> float | None:
+        """When the next iteration can start: now if anything is ready or queued."""
+        if self.waiting:
+            return self.clock
+        if not self.running:
+            return None
+        first_ready = min(r.ready_at for r in self.running)
+        return max(self.clock, first_ready)
+
+    def _start_iteration(self, s: float) -> bool:
+        """Schedule a batch at ``s`` (decodes, then prefill chunks, then admissions)."""
+        self._sched.clear()
+        self._sched_n.clear()
+        budget = self.max_num_batched_tokens
+        preempted_before = self.preemptions
+        i = 0
+        while i < len(self.running) and budget > 0 and len(self._sched) < self.max_num_seqs:
+            r = self.running[i]
+            i += 1
+            if r.ready_at > s or r.known - r.computed != 1:
+                continue
+            if not self._make_room(r, r.kv_bytes_per_token, s):
+                continue
+            self.pool.grow(r.request_id, r.kv_bytes_per_token)
+            self._sched.append(r)
+            self._sched_n.append(1)
+            budget -= 1
+        for r in self.running:
+            if budget <= 0 or len(self._sched) >= self.max_num_seqs:
+                break
+            need = r.known - r.computed
+            if need > 1 and r.ready_at <= s:
+                n = min(need, budget)
+                self._sched.append(r)
+                self._sched_n.append(n)
+                budget -= n
+        if self.preemptions == preempted_before or not self._sched:
+            self._admit(s, budget)  # vLLM admits no prompt in a step that had to preempt
+        if not self._sched:
+            return False
+        self._in_flight = True
+        self._iter_end = s + self._batch_time()
+        return True
+
+    def _admit(self, s: float, budget: int) -> None:
+        """FCFS admissions into what is left of the budgets (step 3 of the module docstring)."""
+        pool = self.pool
+        while self.waiting and budget > 0 and len(self.running) < self.max_num_seqs:
+            if len(self._sched) >= self.max_num_seqs:
+                return
+            r = self.waiting[0]
+            if r.known * r.kv_bytes_per_token > pool.capacity_bytes:
+                self.waiting.popleft()
+                self._reject(r, s)
+                continue
+            hit = pool.claim(r.session_id, r.split, r.request_id, r.known - 1)
+            if hit:
+                r.computed = hit
+                if r.admit_s < 0:
+                    r.cached_tokens = hit
+            need = (r.known - r.computed) * r.kv_bytes_per_token
+            while pool.free_bytes < need:
+                sid = pool.evict_lru()
+                if sid is None:
+                    break
+                self._events.append(EdgeEvent(s, "evicted", sid))
+            if pool.free_bytes < need:  # head-of-line blocking; give the entry back
+                if hit:
+                    pool.keep(r.request_id, r.session_id, r.split, hit)
+                    r.computed = 0
+                return
+            self.waiting.popleft()
+            pool.grow(r.request_id, need)
+            r.status = RUNNING
+            r.queued_s += s - r.queued_since
+            if r.admit_s < 0:
+                r.admit_s = s
+                r.batch_at_admit = len(self.running)
+            self.running.append(r)
+            n = min(r.known - r.computed, budget)
+            self._sched.append(r)
+            self._sched_n.append(n)
+            budget -= n
+
+    def _make_room(self, r: EdgeRequest, nbytes: int, s: float) -> bool:
+        """Free ``nbytes`` for ``r``: evict kept entries, then preempt the newest admissions.
+
+        False if ``r`` itself had to be preempted.
+        """
+        pool = self.pool
+        while pool.free_bytes < nbytes:
+            sid = pool.evict_lru()
+            if sid is not None:
+                self._events.append(EdgeEvent(s, "evicted", sid))
+                continue
+            victim = self.running.pop()
+            self._preempt(victim, s)
+            if victim is r:
+                return False
+        return True
+
+    def _preempt(self, r: EdgeRequest, s: float) -> None:
+        """Recompute preemption: free the KV, back to the front of the queue."""
+        self.pool.release(r.request_id)
+        r.computed = 0
+        r.status = WAITING
+        r.preemptions += 1
+        r.queued_since = s
+        r.ready_at = 0.0
+        self.preemptions += 1
+        self.waiting.appendleft(r)
+        self._events.append(EdgeEvent(s, "preempted", r.session_id, r.request_id))
+
+    def _reject(self, r: EdgeRequest, s: float) -> None:
+        r.status = REJECTED
+        r.finish_s = s
+        r.queued_s += s - r.queued_since
+        self._count(s, -1)
+        self._finished.append(r)
+        self._events.append(EdgeEvent(s, "rejected", r.session_id, r.request_id))
+
+    def _batch_time(self) -> float:
+        """Seconds of the scheduled batch (plain floats, no allocation)."""
+        cost = self.cost
+        total = 0.0
+        tokens = 0
+        min_split = cost.n_layers
+        any_ids = any_samples = False
+        for r, n in zip(self._sched, self._sched_n, strict=True):
+            samples = r.computed + n == r.known
+            total += cost.sequence_s(r.split, n, r.computed, samples)
+            tokens += n
+            min_split = min(min_split, r.split)
+            any_ids = any_ids or r.split == 0
+            any_samples = any_samples or samples
+        self.last_batch_size = len(self._sched)
+        self.last_batch_tokens = tokens
+        return total + cost.fixed_s(min_split, any_ids, any_samples)
+
+    def _complete_iteration(self) -> None:
+        """The batch's tokens land at the iteration's end: KV grows, tokens are sampled."""
+        e = self._iter_end
+        self._in_flight = False
+        self.busy_s += e - self.clock
+        self.clock = e
+        self.iterations += 1
+        for r, n in zip(self._sched, self._sched_n, strict=True):
+            r.computed += n
+            if r.computed != r.known:
+                continue
+            r.generated += 1
+            r.known += 1
+            if r.first_token_s < 0:
+                r.first_token_s = e
+            if r.generated >= r.output_tokens:
+                self._finish(r, e)
+            elif r.split > 0:
+                r.ready_at = e + r.round_trip_s
+
+    def _finish(self, r: EdgeRequest, e: float) -> None:
+        self.running.remove(r)
+        if r.keep:
+            self.pool.keep(r.request_id, r.session_id, r.split, r.computed)
+        else:
+            self.pool.release(r.request_id)
+        r.status = FINISHED
+        r.finish_s = e
+        self._count(e, -1)
+        self._finished.append(r)

@@ -1,0 +1,225 @@
+"""Edge server: batching, chunked prefill, the pool invariant, preemption, Little's law."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from offload_rl.cell.batch_roofline import BatchRoofline
+from offload_rl.cell.edge_server import FINISHED, REJECTED, EdgeRequest, EdgeServer
+from offload_rl.model_shapes import get_arch
+from offload_rl.roofline import get_hardware
+
+COST = BatchRoofline.from_arch(get_arch("qwen2.5-0.5b"), get_hardware("l4"))
+L = COST.n_layers
+KV_TOKEN = L * COST.kv_bytes_per_token_layer  # bytes per token of a k = 0 request
+
+
+def _req(
+    rid: int,
+    new: int = 100,
+    out: int = 5,
+    k: int = 0,
+    *,
+    context: int = 0,
+    session_id: int | None = None,
+    keep: bool = False,
+    round_trip_s: float = 0.0,
+) -> EdgeRequest:
+    sid = rid if session_id is None else session_id
+    return EdgeRequest(rid, sid, k, 0.0, context, new, out, keep=keep, round_trip_s=round_trip_s)
+
+
+def _drain(server: EdgeServer, t: float = 1e9) -> list[EdgeRequest]:
+    server.advance(t)
+    return server.pop_finished()
+
+
+def test_a_lone_request_costs_what_the_roofline_says():
+    server = EdgeServer(COST, pool_bytes=10**9)
+    server.submit(_req(1, new=300, out=4), 0.0)
+    (r,) = _drain(server)
+    prefill = COST.iteration_s([(0, 300, 0, True)])
+    decodes = sum(COST.iteration_s([(0, 1, 300 + j, True)]) for j in range(3))
+    assert r.first_token_s == pytest.approx(prefill)
+    assert r.finish_s == pytest.approx(prefill + decodes)
+    assert r.status == FINISHED and r.queued_s == 0.0 and r.preemptions == 0
+
+
+def test_long_prompts_are_prefilled_in_chunks_of_the_token_budget():
+    server = EdgeServer(COST, pool_bytes=10**9, max_num_batched_tokens=512)
+    server.submit(_req(1, new=1200, out=1), 0.0)
+    (r,) = _drain(server)
+    assert server.iterations == 3  # 512 + 512 + 176
+    chunks = [(0, 512, 0, False), (0, 512, 512, False), (0, 176, 1024, True)]
+    assert r.finish_s == pytest.approx(sum(COST.iteration_s([c]) for c in chunks))
+
+
+def test_a_request_arriving_mid_iteration_waits_for_the_next_one():
+    server = EdgeServer(COST, pool_bytes=10**9)
+    server.submit(_req(1, new=2000, out=2), 0.0)
+    server.advance(1e-4)  # the first prefill is in flight
+    server.submit(_req(2, new=10, out=1), 1e-4)
+    done = {r.request_id: r for r in _drain(server)}
+    first_iter = COST.iteration_s([(0, 2000, 0, True)])
+    assert done[2].admit_s == pytest.approx(first_iter)
+    assert done[2].queued_s == pytest.approx(first_iter - 1e-4)
+    assert done[2].batch_at_admit == 1
+
+
+def test_a_split_request_waits_out_its_round_trip_between_tokens():
+    server = EdgeServer(COST, pool_bytes=10**9)
+    server.submit(_req(1, new=50, out=3, k=12, round_trip_s=0.040), 0.0)
+    (r,) = _drain(server)
+    edge = COST.iteration_s([(12, 50, 0, True)]) + sum(
+        COST.iteration_s([(12, 1, 50 + j, True)]) for j in range(2)
+    )
+    assert r.finish_s == pytest.approx(edge + 2 * 0.040)
+    assert r.kv_bytes_per_token == (L - 12) * COST.kv_bytes_per_token_layer
+
+
+def test_a_kept_session_is_claimed_by_its_next_turn_with_the_same_split():
+    server = EdgeServer(COST, pool_bytes=10**9)
+    server.submit(_req(1, new=400, out=10, keep=True, session_id=9), 0.0)
+    _drain(server, 10.0)
+    assert server.pool.peek(9).tokens == 409  # prompt + 9 fed-back outputs
+    server.submit(_req(2, new=20, out=1, context=410, session_id=9), 10.0)
+    (second,) = _drain(server)
+    assert second.cached_tokens == 409 and server.pool.n_kept == 0
+    assert second.finish_s - 10.0 == pytest.approx(COST.iteration_s([(0, 21, 409, True)]))
+
+
+def test_an_admission_evicts_kept_entries_to_fit_its_prompt():
+    server = EdgeServer(COST, pool_bytes=1000 * KV_TOKEN)
+    server.submit(_req(1, new=500, out=1, keep=True), 0.0)
+    _drain(server, 1.0)
+    server.submit(_req(2, new=700, out=20), 1.0)
+    (r,) = _drain(server)
+    assert [e.kind for e in server.pop_events()] == ["evicted"] and r.preemptions == 0
+
+
+def test_a_growing_decode_evicts_kept_entries_before_preempting():
+    server = EdgeServer(COST, pool_bytes=1000 * KV_TOKEN)
+    server.submit(_req(1, new=300, out=1, keep=True), 0.0)  # leaves 300 tokens kept
+    server.submit(_req(2, new=400, out=400), 0.0)  # grows to 799 tokens: needs that memory
+    done = _drain(server)
+    assert [e.kind for e in server.pop_events()] == ["evicted"]
+    assert [r.preemptions for r in done] == [0, 0]
+
+
+class _Watched(EdgeServer):
+    """Records the pool's state at every preemption and checks the invariant at each iteration."""
+
+    def __init__(self, *args: object, **kw: object) -> None:
+        super().__init__(*args, **kw)
+        self.at_preemption: list[tuple[int, int, int]] = []
+
+    def _preempt(self, r: EdgeRequest, s: float) -> None:
+        need = max((x.kv_bytes_per_token for x in self.running), default=r.kv_bytes_per_token)
+        self.at_preemption.append((self.pool.free_bytes, self.pool.n_kept, need))
+        super()._preempt(r, s)
+
+    def _start_iteration(self, s: float) -> bool:
+        started = super()._start_iteration(s)
+        pool = self.pool
+        assert 0 <= pool.used_bytes <= pool.capacity_bytes
+        assert pool.running_bytes == sum(pool.held_by(r.request_id) for r in self.running)
+        for r in self.running:
+            assert pool.held_by(r.request_id) >= r.computed * r.kv_bytes_per_token
+        return started
+
+
+def test_preemption_only_when_the_pool_is_full_and_it_does_happen():
+    server = _Watched(COST, pool_bytes=1500 * KV_TOKEN)
+    for i in range(6):  # 6 x 200-token prompts fit; their 400-token outputs do not
+        server.submit(_req(i, new=200, out=400), 0.0)
+    done = _drain(server)
+    assert len(done) == 6 and all(r.status == FINISHED for r in done)
+    assert server.at_preemption, "the scenario must preempt, or the test checks nothing"
+    for free, kept, need in server.at_preemption:
+        assert kept == 0 and free < need
+    # the newest admissions are the victims; the oldest request never is
+    assert min(done, key=lambda r: r.request_id).preemptions == 0
+
+
+def test_a_prompt_larger_than_the_pool_is_rejected_not_lost():
+    server = EdgeServer(COST, pool_bytes=100 * KV_TOKEN)
+    server.submit(_req(1, new=101, out=1), 0.0)
+    (r,) = _drain(server)
+    assert r.status == REJECTED and server.n_in_system == 0
+
+
+arrivals = st.lists(
+    st.tuples(
+        st.floats(0.0, 0.2),  # gap to the previous arrival, s
+        st.integers(1, 900),  # new tokens
+        st.integers(1, 60),  # output tokens
+        st.integers(0, L - 1),  # split
+        st.booleans(),  # keep
+        st.integers(0, 5),  # session id: turns of the same session collide on purpose
+        st.floats(0.0, 0.05),  # round trip of a split request
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrivals, st.integers(400, 4000), st.integers(16, 2048), st.integers(1, 16))
+def test_random_arrivals_never_break_the_pool_or_lose_a_request(reqs, pool_tokens, budget, seqs):
+    server = _Watched(
+        COST, pool_tokens * KV_TOKEN, max_num_batched_tokens=budget, max_num_seqs=seqs
+    )
+    t = 0.0
+    for rid, (gap, new, out, k, keep, sid, rtt) in enumerate(reqs):
+        t += gap
+        server.advance(t)
+        server.submit(
+            _req(rid, new=new, out=out, k=k, keep=keep, session_id=sid, round_trip_s=rtt), t
+        )
+    done = _drain(server)
+    assert sorted(r.request_id for r in done) == list(range(len(reqs)))
+    assert server.n_in_system == 0 and not server.running and not server.waiting
+    assert server.pool.running_bytes == 0
+    for r in done:
+        if r.status == FINISHED:
+            assert r.generated == r.output_tokens
+            assert r.arrival_s <= r.admit_s <= r.first_token_s <= r.finish_s
+        else:  # its prompt, or prompt + what it generated before a preemption, outgrew the pool
+            assert r.known * r.kv_bytes_per_token > pool_tokens * KV_TOKEN
+    for free, kept, need in server.at_preemption:
+        assert kept == 0 and free < need
+
+
+def test_littles_law_holds_on_the_simulated_edge():
+    """Time-average number in system = arrival rate x mean time in system, within 2%."""
+    rng = random.Random(13)
+    # 25 req/s on a 7000-token pool: loaded and stable (about 21 in system, a few preemptions)
+    server = EdgeServer(COST, pool_bytes=7000 * KV_TOKEN, max_num_batched_tokens=512)
+    horizon, rate = 120.0, 25.0
+    t, rid = 0.0, 0
+    while True:
+        t += rng.expovariate(rate)
+        if t > horizon:
+            break
+        server.advance(t)
+        split = rng.choice([0, 0, 6, 18])
+        req = _req(
+            rid,
+            new=rng.randint(20, 600),
+            out=1 + int(rng.expovariate(1 / 40)),
+            k=split,
+            round_trip_s=0.03 if split else 0.0,
+        )
+        server.submit(req, t)
+        rid += 1
+    server.advance(horizon)
+    done = [r for r in server.pop_finished() if r.finish_s <= horizon]
+    time_avg_in_system = server.area_in_system(horizon) / horizon
+    arrival_rate = rid / horizon
+    mean_time_in_system = sum(r.finish_s - r.arrival_s for r in done) / len(done)
+    assert server.preemptions > 0 and 3 < time_avg_in_system < 100  # loaded, not diverging
+    assert time_avg_in_system == pytest.approx(arrival_rate * mean_time_in_system, rel=0.02)
