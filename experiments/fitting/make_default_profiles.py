@@ -297,17 +297,7 @@ def calibrate(measured: dict[str, Profile], console: Console) -> dict[str, float
     for column in ("model", "prefill 256 tok s", "decode ms/token @512", "tokens/s @512"):
         whole.add_column(column)
     for model, profile in measured.items():
-        n = profile.n_layers
-        prefill = (
-            profile.embedding.prefill_s(256)
-            + profile.prefill_s(0, n, 256)
-            + profile.head.prefill_s(256)
-        )
-        decode = (
-            profile.embedding.decode_s(512)
-            + profile.decode_s(0, n, 512)
-            + profile.head.decode_s(512)
-        )
+        prefill, decode = whole_model_s(profile)
         whole.add_row(model, f"{prefill:.2f}", f"{decode * 1e3:.0f}", f"{1 / decode:.1f}")
     console.print(whole)
     return {
@@ -320,6 +310,21 @@ def calibrate(measured: dict[str, Profile], console: Console) -> dict[str, float
         "bw": hw.mem_bw_bytes_s,
         "worst": worst,
     }
+
+
+def whole_model_s(profile: Profile) -> tuple[float, float]:
+    """Whole-model seconds (embedding + every layer + head): a 256-token prefill, and one
+    decoded token at a context of 512 (the figures the printed tables compare)."""
+    n = profile.n_layers
+    prefill = (
+        profile.embedding.prefill_s(256)
+        + profile.prefill_s(0, n, 256)
+        + profile.head.prefill_s(256)
+    )
+    decode = (
+        profile.embedding.decode_s(512) + profile.decode_s(0, n, 512) + profile.head.decode_s(512)
+    )
+    return prefill, decode
 
 
 def write_analytical(out: Path, check_note: str, console: Console) -> None:
@@ -335,17 +340,7 @@ def write_analytical(out: Path, check_note: str, console: Console) -> None:
             note = f"{hw.efficiency_basis}. {check_note}"
             profile = analytical_profile(shape, hw, calibration=note, date=date)
             profile.save(out / f"{model}@{name}.json")
-            n = profile.n_layers
-            prefill = (
-                profile.embedding.prefill_s(256)
-                + profile.prefill_s(0, n, 256)
-                + profile.head.prefill_s(256)
-            )
-            decode = (
-                profile.embedding.decode_s(512)
-                + profile.decode_s(0, n, 512)
-                + profile.head.decode_s(512)
-            )
+            prefill, decode = whole_model_s(profile)
             table.add_row(
                 f"{model}@{name}",
                 f"{prefill * 1e3:.1f}",
