@@ -8,12 +8,13 @@ The pieces, one concern each:
 - :mod:`serving.schemas`: request and response bodies, and the bounds on the wire;
 - :mod:`serving.guard`: the ASGI middleware in front (bearer token, 413, 415, request metrics);
 - :mod:`serving.validation`: parsing bodies, and the 422 that names the field;
+- :mod:`serving.routes`: the endpoints and the state they share;
 - :mod:`serving.openapi`: the OpenAPI document (the decision handlers parse their own bodies);
 - :mod:`serving.gc_tuning`: the serving process's garbage-collector settings;
 - :mod:`serving.batcher`: single decisions that arrive together share one onnxruntime run.
 
-This module keeps the endpoints and the app's lifecycle, and re-exports the names the
-service's users import from it.
+This module keeps the app's lifecycle (policy watcher, SIGHUP reload, GC tuning at start-up)
+and re-exports the names the service's users import from it.
 """
 
 from __future__ import annotations
@@ -24,15 +25,11 @@ import logging
 import math
 import os
 import signal
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 
-import anyio
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi import FastAPI
 
-from serving.batcher import DecisionBatcher
 from serving.gc_tuning import GC_GEN0_THRESHOLD, tune_gc_for_serving
 from serving.guard import (
     BODY_SCOPE_KEY,
@@ -41,9 +38,14 @@ from serving.guard import (
     OPEN_PATHS,
     GuardMiddleware,
 )
-from serving.metrics import ServiceMetrics
-from serving.openapi import install_openapi, request_body
+from serving.openapi import install_openapi
 from serving.policy_runtime import DecisionRuntime, PolicyWatcher
+from serving.routes import (
+    ServiceState,
+    add_decision_routes,
+    add_policy_routes,
+    add_status_routes,
+)
 from serving.schemas import (
     EXAMPLE_STATE,
     MAX_BATCH,
@@ -56,7 +58,7 @@ from serving.schemas import (
     DecisionResponse,
     ErrorResponse,
 )
-from serving.validation import add_error_handlers, layer_errors, parse_body
+from serving.validation import add_error_handlers
 
 __all__ = [
     "BODY_SCOPE_KEY",
@@ -85,6 +87,7 @@ __all__ = [
 log = logging.getLogger("offload_rl.serving")
 
 DEFAULT_WATCH_INTERVAL_S = 2.0
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
 def create_app(
@@ -119,24 +122,47 @@ def create_app(
             policy_path=policy_path,
             last_good_path=last_good_path,
         )
-    rt = runtime
-    metrics = ServiceMetrics()
-    metrics.set_policy(rt.version, "onnx" if rt.live is not None else "fallback")
-    n_layers = rt.spec.n_layers
-
-    def parse_decision(body: bytes) -> DecisionRequest:
-        req = parse_body(DecisionRequest, body)
-        if req.cached_split is not None and req.cached_split > n_layers:
-            raise RequestValidationError(layer_errors(req, n_layers, ("body",)))
-        return req
-
-    batcher = (
-        DecisionBatcher(
-            rt, on_decisions=metrics.decisions, parse=parse_decision, on_batch=metrics.micro_batch
-        )
-        if micro_batching
-        else None
+    service = ServiceState(runtime, micro_batching)
+    app = FastAPI(
+        title="offload-rl decision service",
+        version="1",
+        summary="Where should this LLM request run: device, split, edge or cloud, and keep its KV?",
+        lifespan=_lifespan(service, watch_interval_s, handle_sighup, tune_gc),
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
+    app.state.runtime = runtime
+    app.state.metrics = service.metrics
+    app.state.batcher = service.batcher
+    add_error_handlers(app)
+    add_decision_routes(app, service)
+    add_status_routes(app, service)
+    add_policy_routes(app, service)
+    install_openapi(app, token)
+    known = frozenset(r.path for r in app.routes if hasattr(r, "path"))
+    app.add_middleware(
+        GuardMiddleware,
+        token=token,
+        max_body_bytes=max_body_bytes,
+        metrics=service.metrics,
+        known_paths=known,
+    )
+    return app
+
+
+def _lifespan(
+    service: ServiceState, watch_interval_s: float | None, handle_sighup: bool, tune_gc: bool
+) -> Lifespan:
+    """Start-up and shut-down: GC tuning, the policy-file watcher and the SIGHUP reload."""
+    rt = service.runtime
+
+    def on_sighup() -> None:
+        log.info("SIGHUP: reloading %s", rt.policy_path)
+
+        def work() -> None:
+            result = rt.reload()
+            service.after_reload(result.ok)
+
+        asyncio.get_running_loop().run_in_executor(None, work)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -144,13 +170,13 @@ def create_app(
             tune_gc_for_serving()
         watcher: PolicyWatcher | None = None
         if watch_interval_s and rt.policy_path is not None:
-            watcher = PolicyWatcher(rt, watch_interval_s, on_change=_after_reload)
+            watcher = PolicyWatcher(rt, watch_interval_s, on_change=service.after_reload)
             watcher.start()
         loop = asyncio.get_running_loop()
         hup = False
         if handle_sighup and hasattr(signal, "SIGHUP"):
             try:
-                loop.add_signal_handler(signal.SIGHUP, _on_sighup)
+                loop.add_signal_handler(signal.SIGHUP, on_sighup)
                 hup = True
             except (RuntimeError, ValueError, NotImplementedError):  # not the main thread
                 hup = False
@@ -161,136 +187,9 @@ def create_app(
                 loop.remove_signal_handler(signal.SIGHUP)
             if watcher is not None:
                 watcher.stop()
-            metrics.close()
+            service.metrics.close()
 
-    def _after_reload(ok: bool) -> None:
-        metrics.reload(ok)
-        metrics.set_policy(rt.version, "onnx" if rt.live is not None else "fallback")
-
-    def _on_sighup() -> None:
-        log.info("SIGHUP: reloading %s", rt.policy_path)
-
-        def work() -> None:
-            result = rt.reload()
-            _after_reload(result.ok)
-
-        asyncio.get_running_loop().run_in_executor(None, work)
-
-    app = FastAPI(
-        title="offload-rl decision service",
-        version="1",
-        summary="Where should this LLM request run: device, split, edge or cloud, and keep its KV?",
-        lifespan=lifespan,
-        telemetry={"tracing": False, "metrics": False, "logs": False},
-    )
-    app.state.runtime = rt
-    app.state.metrics = metrics
-    app.state.batcher = batcher
-    add_error_handlers(app)
-
-    async def _body(request: Request) -> bytes:
-        body = request.scope.get(BODY_SCOPE_KEY)
-        return body if isinstance(body, bytes) else await request.body()
-
-    @app.post(
-        "/v1/decide",
-        response_model=DecisionResponse,
-        responses={422: {"model": ErrorResponse}, 401: {"model": ErrorResponse}},
-        summary="Decide split, tier and cache action for one request",
-        openapi_extra=request_body(
-            DecisionRequest, {"typical": {"summary": "a follow-up turn", "value": EXAMPLE_STATE}}
-        ),
-    )
-    async def decide(request: Request) -> Response:
-        body = request.scope.get(BODY_SCOPE_KEY)
-        if not isinstance(body, bytes):
-            body = await request.body()
-        if batcher is not None:  # parsed in the batch; counted in the metrics with it
-            d = await batcher.decide(body)
-        else:
-            d = rt.decide(parse_decision(body))
-            metrics.decision(d)
-        return Response(d.body, media_type="application/json")
-
-    @app.post(
-        "/v1/decide/batch",
-        response_model=DecisionBatchResponse,
-        responses={422: {"model": ErrorResponse}, 401: {"model": ErrorResponse}},
-        summary=f"Decide for up to {MAX_BATCH} requests at once",
-        openapi_extra=request_body(
-            DecisionBatchRequest,
-            {"two": {"summary": "two states", "value": {"states": [EXAMPLE_STATE] * 2}}},
-        ),
-    )
-    async def decide_batch(request: Request) -> Response:
-        req = parse_body(DecisionBatchRequest, await _body(request))
-        errors: list[dict[str, Any]] = []
-        for i, s in enumerate(req.states):
-            errors += layer_errors(s, n_layers, ("body", "states", i))
-        if errors:
-            raise RequestValidationError(errors)
-        ds = rt.decide_many(req.states)  # the bodies carry the fields the encoder reads
-        metrics.decisions(ds)
-        body = b'{"decisions":[' + b",".join([d.body for d in ds]) + b"]}"
-        return Response(body, media_type="application/json")
-
-    @app.get("/healthz", summary="Liveness: the process answers")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz", summary="Readiness: ready (policy) or degraded (heuristic fallback)")
-    async def readyz() -> dict[str, Any]:
-        d = rt.describe()
-        return {
-            "status": d["status"],
-            "version": d["version"],
-            "source": d["source"],
-            "policy_path": d["policy_path"],
-            "last_error": d["last_error"],
-        }
-
-    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
-    async def metrics_endpoint() -> Response:
-        data, content_type = metrics.render()
-        return Response(data, media_type=content_type)
-
-    @app.get("/v1/policy", summary="The live policy: version and metadata")
-    async def policy() -> dict[str, Any]:
-        out = rt.describe()
-        live = rt.live
-        out["metadata"] = live.metadata.public() if live is not None else None
-        return out
-
-    @app.post(
-        "/v1/policy/reload",
-        summary="Reload the policy file (validated off to the side, swapped atomically)",
-        responses={409: {"model": ErrorResponse}},
-    )
-    async def reload() -> Response:
-        result = await anyio.to_thread.run_sync(rt.reload)
-        _after_reload(result.ok)
-        if result.ok:
-            content = {"reloaded": True, "version": result.version, "changed": result.changed}
-            return JSONResponse(content)
-        return JSONResponse(
-            status_code=409,
-            content={
-                "reloaded": False,
-                "message": f"policy rejected, still serving {result.version}: {result.reason}",
-                "version": result.version,
-            },
-        )
-
-    install_openapi(app, token)
-    known = frozenset(r.path for r in app.routes if hasattr(r, "path"))
-    app.add_middleware(
-        GuardMiddleware,
-        token=token,
-        max_body_bytes=max_body_bytes,
-        metrics=metrics,
-        known_paths=known,
-    )
-    return app
+    return lifespan
 
 
 def scenario_of(policy_path: str | None) -> str:
