@@ -7,7 +7,7 @@ The pieces, one concern each:
 
 - :mod:`serving.schemas`: request and response bodies, and the bounds on the wire;
 - :mod:`serving.guard`: the ASGI middleware in front (bearer token, 413, 415, request metrics);
-- :mod:`serving.validation`: parsing bodies, and the 422 that names the field;
+- :mod:`serving.request_parsing`: parsing bodies, and the 422 that names the field;
 - :mod:`serving.routes`: the endpoints and the state they share;
 - :mod:`serving.openapi`: the OpenAPI document (the decision handlers parse their own bodies);
 - :mod:`serving.gc_tuning`: the serving process's garbage-collector settings;
@@ -40,6 +40,7 @@ from serving.guard import (
 )
 from serving.openapi import install_openapi
 from serving.policy_runtime import DecisionRuntime, PolicyWatcher
+from serving.request_parsing import add_error_handlers
 from serving.routes import (
     ServiceState,
     add_decision_routes,
@@ -58,7 +59,6 @@ from serving.schemas import (
     DecisionResponse,
     ErrorResponse,
 )
-from serving.validation import add_error_handlers
 
 __all__ = [
     "BODY_SCOPE_KEY",

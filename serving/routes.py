@@ -4,7 +4,7 @@ Handlers are ``async def`` and call onnxruntime inline: a decision takes microse
 thread-pool hop would cost more than the model. Each registering function binds what its
 handlers use to locals first, so a request pays no attribute look-ups on the way to the model.
 The decision handlers read the body the guard already took (:mod:`serving.guard`) and parse it
-themselves (:mod:`serving.validation`); a single decision is parsed in the micro-batcher's
+themselves (:mod:`serving.request_parsing`); a single decision is parsed in the micro-batcher's
 flush, with the requests that arrived with it (:mod:`serving.batcher`).
 """
 
@@ -21,6 +21,7 @@ from serving.guard import BODY_SCOPE_KEY
 from serving.metrics import ServiceMetrics
 from serving.openapi import request_body
 from serving.policy_runtime import DecisionRuntime
+from serving.request_parsing import batch_parser, decision_parser
 from serving.schemas import (
     EXAMPLE_STATE,
     MAX_BATCH,
@@ -30,7 +31,6 @@ from serving.schemas import (
     DecisionResponse,
     ErrorResponse,
 )
-from serving.validation import batch_parser, decision_parser
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorResponse},
