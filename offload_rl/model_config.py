@@ -17,7 +17,7 @@ import hashlib
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from offload_rl.errors import ConfigError, DataFileError
 from offload_rl.model_shapes import ArchSpec, family_traits
@@ -170,7 +170,7 @@ def layer_windows(config: Any, where: str) -> tuple[int | None, ...]:
     Phi-3); with it, only the ``sliding_attention`` layers are windowed (Gemma 2 alternates).
     """
     n = int(config.num_hidden_layers)
-    window = getattr(config, "sliding_window", None) or None
+    window: int | None = getattr(config, "sliding_window", None) or None
     types = getattr(config, "layer_types", None)
     if types is None:
         return (int(window) if window else None,) * n
@@ -181,7 +181,7 @@ def layer_windows(config: Any, where: str) -> tuple[int | None, ...]:
         raise ConfigError(f"{where}: layer_types: {', '.join(unknown)} layers cannot be costed")
     if SLIDING_ATTENTION in types and not window:
         raise ConfigError(f"{where}: sliding_window: sliding_attention layers need a window size")
-    return tuple(int(window) if t == SLIDING_ATTENTION else None for t in types)
+    return tuple(window if t == SLIDING_ATTENTION else None for t in types)
 
 
 def _first(config: Any, keys: tuple[str, ...], default: Any = None) -> Any:
@@ -236,9 +236,9 @@ def load_arch(ref: str, name: str | None = None) -> ArchSpec:
     shape = _shape(config, name or found_name, where)
     as_dict = config.to_dict()
     counts = count_model(as_dict)
-    family = (
-        config.model_type if config.model_type in ("gpt2", "qwen2", "llama") else "transformers"
-    )
+    family: Literal["gpt2", "qwen2", "llama", "transformers"] = "transformers"
+    if config.model_type in ("gpt2", "qwen2", "llama"):
+        family = config.model_type
     traits = family_traits(family)
     traits["learned_positions"] = counts.embedding_tables > 1
     rope = getattr(config, "rope_parameters", None)

@@ -143,6 +143,13 @@ class Provenance(_Strict):
     eff_decode: NonNegativeFinite | None
     calibration: str | None
 
+    @property
+    def shape_source(self) -> str | None:
+        """Where the model's shape came from, as ``method`` records it after ``Shape:``."""
+        if "Shape: " not in self.method:
+            return None
+        return self.method.split("Shape: ", 1)[1].split(". Hardware: ", 1)[0]
+
 
 class Profile(_Strict):
     """One model on one piece of hardware; see the module docstring."""
