@@ -115,11 +115,11 @@ def _fit_layers(
     s = arch.shape
     costs: dict[str, LayerCost] = {}
     worst = {"prefill": 0.0, "decode": 0.0}
-    kv = kv_bytes_per_token(s, dtype_bytes)
+    per_token = kv_bytes_per_token(s, dtype_bytes)
     decoders = [k for k in timed if k.startswith("decoder")]
     for kind, weights, kv in (
         ("embedding", embedding_params(arch) * dtype_bytes, 0),
-        *((k, decoder_params(arch, _index(k)) * dtype_bytes, kv) for k in decoders),
+        *((k, decoder_params(arch, _index(k)) * dtype_bytes, per_token) for k in decoders),
         ("head", head_params(arch) * dtype_bytes, 0),
     ):
         prefill = fit_prefill(timed[kind]["prefill"])
@@ -130,7 +130,7 @@ def _fit_layers(
         worst["decode"] = max(worst["decode"], max_relative_error(decode, timed[kind]["decode"]))
         costs[kind] = LayerCost(
             name=kind,
-            kind=kind,
+            kind="decoder" if kind in decoders else kind,
             prefill=prefill,
             decode=decode,
             weight_bytes=weights,
