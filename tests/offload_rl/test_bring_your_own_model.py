@@ -14,12 +14,12 @@ import pytest
 pytest.importorskip("transformers")
 pytest.importorskip("torch")
 
-from offload_rl.cli import main  # noqa: E402
-from offload_rl.compiled_profile import CompiledProfile  # noqa: E402
-from offload_rl.model_config import load_arch  # noqa: E402
-from offload_rl.model_shapes import get_arch  # noqa: E402
-from offload_rl.profiles import Profile, load_profile  # noqa: E402
-from offload_rl.roofline import HARDWARE, analytical_profile  # noqa: E402
+from offload_rl.cli import main
+from offload_rl.compiled_profile import CompiledProfile
+from offload_rl.model_config import load_arch
+from offload_rl.model_shapes import get_arch
+from offload_rl.profiles import Profile, load_profile
+from offload_rl.roofline import HARDWARE, analytical_profile
 
 SHIPPED = Path(__file__).resolve().parents[2] / "offload_rl" / "data" / "profiles"
 TINY = {

@@ -15,10 +15,15 @@ import pytest
 pytest.importorskip("transformers")
 pytest.importorskip("torch")
 
-from offload_rl.errors import ConfigError  # noqa: E402
-from offload_rl.model_config import load_arch  # noqa: E402
-from offload_rl.model_shapes import active_params, get_arch, total_params  # noqa: E402
-from offload_rl.roofline import HARDWARE, analytical_profile  # noqa: E402
+from offload_rl.errors import ConfigError
+from offload_rl.model_config import load_arch
+from offload_rl.model_shapes import (
+    active_params,
+    decoder_matmul_params,
+    get_arch,
+    total_params,
+)
+from offload_rl.roofline import HARDWARE, analytical_profile
 
 # meta-llama/Llama-3.1-8B config.json
 LLAMA31_8B = {
@@ -142,6 +147,8 @@ def test_moe_compute_uses_active_and_memory_total_parameters(tmp_path: Path) -> 
     # Mixtral paper: 46.7B parameters, 12.9B used per token
     assert total_params(arch) == 46_702_792_704
     assert active_params(arch) == 12_879_925_248
+    # a token multiplies attention 41,943,040 + router 32,768 + 2 experts of 3*4096*14336
+    assert decoder_matmul_params(arch) == 41_943_040 + 32_768 + 2 * 176_160_768
     dense = load_arch(_write(tmp_path, "dense", {**MIXTRAL_8X7B, "model_type": "mistral"}))
     moe_layer = analytical_profile(arch, HARDWARE["l4"]).layers[0]
     dense_layer = analytical_profile(dense, HARDWARE["l4"]).layers[0]
@@ -200,5 +207,5 @@ def test_bad_config_files_are_one_line(tmp_path: Path) -> None:
     linear = _write(tmp_path, "lin", {**LLAMA31_8B, "layer_types": ["linear_attention"] * 32})
     with pytest.raises(ConfigError, match="layer_types: linear_attention"):
         load_arch(linear)
-    with pytest.raises(ConfigError, match="no config.json in this folder"):
+    with pytest.raises(ConfigError, match=r"no config\.json in this folder"):
         load_arch(str(tmp_path))
