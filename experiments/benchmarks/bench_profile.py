@@ -56,7 +56,7 @@ def measured(folder: Path) -> None:
 
     gpt2 = get_arch("gpt2")
     path = folder / "gpt2.json"
-    path.write_text(json.dumps({**gpt2.config, "_name_or_path": "gpt2-copy"}))
+    path.write_text(json.dumps({**(gpt2.config or {}), "_name_or_path": "gpt2-copy"}))
     for label, arch in (("shipped gpt2", gpt2), ("gpt2 from config.json", load_arch(str(path)))):
         started = time.perf_counter()
         profile = measure_profile(arch, threads=2, measure_peaks=False)
