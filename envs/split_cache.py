@@ -432,7 +432,7 @@ class SplitCacheEnv(gym.Env[np.ndarray, np.int64]):
             self._kv_cache.drop(sid)
             self._device_kv[sid] = tokens
         else:
-            nbytes = tokens * self.tiers.edge.edge_kv_bytes_per_token(tier_index)
+            nbytes = self.tiers.edge.edge_kv_bytes(tier_index, tokens)
             self._kv_cache.store(sid, tier_index, tokens, nbytes)
 
 

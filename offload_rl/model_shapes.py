@@ -7,19 +7,27 @@ FLOPs count one multiply-add as 2; attention FLOPs are for a causal mask (the ma
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from offload_rl.errors import ConfigError
+from offload_rl.layer_counts import LayerFacts
 from offload_rl.profiles import ModelShape
 
 
 @dataclass(frozen=True)
 class ArchSpec:
-    """A :class:`ModelShape` plus the details that change the parameter count and the code path."""
+    """A :class:`ModelShape` plus the details that change the parameter count and the code path.
+
+    Read from a transformers config (:func:`offload_rl.model_config.load_arch`), ``config`` holds
+    that config as a dict and the parameter counts come from the model transformers builds from
+    it (per layer: sliding windows, experts); built by hand (``config`` None), the formulas below
+    price a GPT-2, Qwen2 or Llama layout.
+    """
 
     shape: ModelShape
-    family: Literal["gpt2", "qwen2", "llama"]
+    family: Literal["gpt2", "qwen2", "llama", "transformers"]
     gated_mlp: bool  # SwiGLU (gate, up, down) instead of two matrices
     qkv_bias: bool
     norm: Literal["layernorm", "rmsnorm"]
@@ -28,150 +36,56 @@ class ArchSpec:
     norm_eps: float
     rope: dict[str, float | str] | None
     source: str
+    config: dict[str, Any] | None = None  # the transformers config (to_dict) it was read from
 
     @property
     def name(self) -> str:
         return self.shape.name
 
 
-def _spec(
-    name: str,
-    *,
-    n_layers: int,
-    d_model: int,
-    n_heads: int,
-    n_kv_heads: int,
-    head_dim: int,
-    ffn_dim: int,
-    vocab_size: int,
-    tied: bool,
-    family: Literal["gpt2", "qwen2", "llama"],
-    max_positions: int,
-    norm_eps: float,
-    rope: dict[str, float | str] | None,
-    source: str,
-) -> ArchSpec:
-    shape = ModelShape(
-        name=name,
-        n_layers=n_layers,
-        d_model=d_model,
-        n_heads=n_heads,
-        n_kv_heads=n_kv_heads,
-        head_dim=head_dim,
-        ffn_dim=ffn_dim,
-        vocab_size=vocab_size,
-        tied_embeddings=tied,
-    )
+def family_traits(family: str) -> dict[str, Any]:
+    """The layout the formulas assume for a family: GPT-2, or Qwen2/Llama (and any other)."""
     gpt2 = family == "gpt2"
-    return ArchSpec(
-        shape=shape,
-        family=family,
-        gated_mlp=not gpt2,
-        qkv_bias=family in ("gpt2", "qwen2"),
-        norm="layernorm" if gpt2 else "rmsnorm",
-        learned_positions=gpt2,
-        max_positions=max_positions,
-        norm_eps=norm_eps,
-        rope=rope,
-        source=source,
-    )
+    return {
+        "gated_mlp": not gpt2,
+        "qkv_bias": family in ("gpt2", "qwen2"),
+        "norm": "layernorm" if gpt2 else "rmsnorm",
+        "learned_positions": gpt2,
+    }
 
 
-_QWEN_ROPE: dict[str, float | str] = {"rope_type": "default", "rope_theta": 1_000_000.0}
-_LLAMA32_ROPE: dict[str, float | str] = {
-    "rope_type": "llama3",
-    "rope_theta": 500_000.0,
-    "factor": 32.0,
-    "low_freq_factor": 1.0,
-    "high_freq_factor": 4.0,
-    "original_max_position_embeddings": 8192,
-}
+class _ShippedArchitectures(Mapping[str, "ArchSpec"]):
+    """The shipped configs (``offload_rl/data/models``), each read through transformers once.
 
-ARCHITECTURES: dict[str, ArchSpec] = {
-    spec.name: spec
-    for spec in (
-        _spec(
-            "gpt2",
-            n_layers=12,
-            d_model=768,
-            n_heads=12,
-            n_kv_heads=12,
-            head_dim=64,
-            ffn_dim=3072,
-            vocab_size=50257,
-            tied=True,
-            family="gpt2",
-            max_positions=1024,
-            norm_eps=1e-5,
-            rope=None,
-            source="openai-community/gpt2 config.json (n_layer 12, n_embd 768, n_head 12)",
-        ),
-        _spec(
-            "qwen2.5-0.5b",
-            n_layers=24,
-            d_model=896,
-            n_heads=14,
-            n_kv_heads=2,
-            head_dim=64,
-            ffn_dim=4864,
-            vocab_size=151936,
-            tied=True,
-            family="qwen2",
-            max_positions=32768,
-            norm_eps=1e-6,
-            rope=_QWEN_ROPE,
-            source="Qwen/Qwen2.5-0.5B config.json",
-        ),
-        _spec(
-            "qwen2.5-1.5b",
-            n_layers=28,
-            d_model=1536,
-            n_heads=12,
-            n_kv_heads=2,
-            head_dim=128,
-            ffn_dim=8960,
-            vocab_size=151936,
-            tied=True,
-            family="qwen2",
-            max_positions=32768,
-            norm_eps=1e-6,
-            rope=_QWEN_ROPE,
-            source="Qwen/Qwen2.5-1.5B config.json",
-        ),
-        _spec(
-            "llama-3.2-1b",
-            n_layers=16,
-            d_model=2048,
-            n_heads=32,
-            n_kv_heads=8,
-            head_dim=64,
-            ffn_dim=8192,
-            vocab_size=128256,
-            tied=True,
-            family="llama",
-            max_positions=131072,
-            norm_eps=1e-5,
-            rope=_LLAMA32_ROPE,
-            source="meta-llama/Llama-3.2-1B config.json",
-        ),
-        _spec(
-            "llama-3.2-3b",
-            n_layers=28,
-            d_model=3072,
-            n_heads=24,
-            n_kv_heads=8,
-            head_dim=128,
-            ffn_dim=8192,
-            vocab_size=128256,
-            tied=True,
-            family="llama",
-            max_positions=131072,
-            norm_eps=1e-5,
-            rope=_LLAMA32_ROPE,
-            source="meta-llama/Llama-3.2-3B config.json",
-        ),
-    )
-}
+    A mapping, as it always was, but lazy: listing the names needs no transformers, looking one
+    up reads its config.json like any user's.
+    """
+
+    def __init__(self) -> None:
+        self._loaded: dict[str, ArchSpec] = {}
+
+    def _names(self) -> list[str]:
+        from offload_rl.model_config import shipped_model_names
+
+        return shipped_model_names()
+
+    def __getitem__(self, name: str) -> ArchSpec:
+        if name not in self._loaded:
+            if name not in self._names():
+                raise KeyError(name)
+            from offload_rl.model_config import load_arch
+
+            self._loaded[name] = load_arch(name)
+        return self._loaded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+
+ARCHITECTURES: Mapping[str, ArchSpec] = _ShippedArchitectures()
 
 
 def get_arch(name: str) -> ArchSpec:
@@ -213,32 +127,50 @@ def arch_for_shape(shape: ModelShape) -> ArchSpec:
 # --- parameter counts ------------------------------------------------------------------------
 
 
-def decoder_matmul_params(arch: ArchSpec) -> int:
-    """Weights of one decoder layer that take part in matmuls (projections and MLP, no biases)."""
+def layer_facts(arch: ArchSpec) -> tuple[LayerFacts, ...]:
+    """Weights held, weights multiplied and window of every decoder layer of ``arch``.
+
+    Counted off the transformers model when ``arch`` came from a config (layers may differ:
+    windows, experts); otherwise every layer is the formula's.
+    """
+    if arch.config is not None:
+        from offload_rl.layer_counts import count_model
+
+        return count_model(arch.config).layers
     s = arch.shape
     q_out = s.n_heads * s.head_dim
     kv_out = s.n_kv_heads * s.head_dim
-    attention = s.d_model * (q_out + 2 * kv_out) + q_out * s.d_model
-    mlp = (3 if arch.gated_mlp else 2) * s.d_model * s.ffn_dim
-    return attention + mlp
-
-
-def decoder_params(arch: ArchSpec) -> int:
-    """All parameters of one decoder layer (matmul weights, biases, norms)."""
-    s = arch.shape
-    q_out = s.n_heads * s.head_dim
-    kv_out = s.n_kv_heads * s.head_dim
-    biases = 0
-    if arch.qkv_bias:
-        biases += q_out + 2 * kv_out
+    matmul = s.d_model * (q_out + 2 * kv_out) + q_out * s.d_model
+    matmul += (3 if arch.gated_mlp else 2) * s.d_model * s.ffn_dim
+    biases = q_out + 2 * kv_out if arch.qkv_bias else 0
     if arch.family == "gpt2":  # GPT-2 also has biases on the output projection and both MLP layers
         biases += s.d_model + s.ffn_dim + s.d_model
     norms = 2 * s.d_model * (2 if arch.norm == "layernorm" else 1)
-    return decoder_matmul_params(arch) + biases + norms
+    return (LayerFacts(params=matmul + biases + norms, matmul_params=matmul),) * s.n_layers
+
+
+def is_uniform(arch: ArchSpec) -> bool:
+    """Whether every decoder layer costs the same (no per-layer windows or expert layouts)."""
+    facts = layer_facts(arch)
+    return all(f == facts[0] for f in facts)
+
+
+def decoder_matmul_params(arch: ArchSpec, layer: int = 0) -> int:
+    """Weights of decoder layer ``layer`` a token multiplies (active experts only, no biases)."""
+    return layer_facts(arch)[layer].matmul_params
+
+
+def decoder_params(arch: ArchSpec, layer: int = 0) -> int:
+    """All parameters of decoder layer ``layer`` (every expert, biases, norms)."""
+    return layer_facts(arch)[layer].params
 
 
 def embedding_params(arch: ArchSpec) -> int:
     """Token-embedding table (plus the position table for learned positions)."""
+    if arch.config is not None:
+        from offload_rl.layer_counts import count_model
+
+        return count_model(arch.config).embedding_params
     s = arch.shape
     positions = arch.max_positions * s.d_model if arch.learned_positions else 0
     return s.vocab_size * s.d_model + positions
@@ -250,39 +182,62 @@ def head_params(arch: ArchSpec) -> int:
     Counted in full even when tied to the embedding: with a split, the head runs on another tier
     than the embedding and needs its own copy.
     """
+    if arch.config is not None:
+        from offload_rl.layer_counts import count_model
+
+        return count_model(arch.config).head_params
     s = arch.shape
     norm = s.d_model * (2 if arch.norm == "layernorm" else 1)
     return norm + s.vocab_size * s.d_model
 
 
 def total_params(arch: ArchSpec) -> int:
-    """Parameters of the whole model (a tied head counted once)."""
+    """Parameters of the whole model (a tied head counted once, every expert counted)."""
     s = arch.shape
     head = head_params(arch) - (s.vocab_size * s.d_model if s.tied_embeddings else 0)
-    return embedding_params(arch) + s.n_layers * decoder_params(arch) + head
+    return embedding_params(arch) + sum(f.params for f in layer_facts(arch)) + head
+
+
+def active_params(arch: ArchSpec) -> int:
+    """Parameters one token goes through (routed experts: only the active ones)."""
+    return total_params(arch) - sum(f.idle_params for f in layer_facts(arch))
 
 
 # --- FLOPs and bytes per layer ---------------------------------------------------------------
 
 
-def attention_prefill_flops(shape: ModelShape, tokens: int) -> float:
-    """QK^T and AV of a causal prefill of ``tokens`` tokens: 2 * 2 * heads * dim * T(T+1)/2."""
-    return 2.0 * shape.n_heads * shape.head_dim * tokens * (tokens + 1)
+def attended_pairs(tokens: int, window: int | None = None) -> int:
+    """(query, key) pairs of a causal prefill: T(T+1)/2, or each query sees at most ``window``."""
+    if window is None or tokens <= window:
+        return tokens * (tokens + 1) // 2
+    return window * (window + 1) // 2 + (tokens - window) * window
 
 
-def attention_decode_flops(shape: ModelShape, context: int) -> float:
-    """QK^T and AV of one new token against ``context`` cached tokens plus itself."""
-    return 4.0 * shape.n_heads * shape.head_dim * (context + 1)
+def attention_prefill_flops(shape: ModelShape, tokens: int, window: int | None = None) -> float:
+    """QK^T and AV of a causal prefill of ``tokens`` tokens: 2 * 2 * heads * dim * pairs."""
+    return 4.0 * shape.n_heads * shape.head_dim * attended_pairs(tokens, window)
 
 
-def decoder_prefill_flops(arch: ArchSpec, tokens: int) -> float:
-    """FLOPs of one decoder layer prefilling ``tokens`` tokens (matmuls and attention)."""
-    return 2.0 * tokens * decoder_matmul_params(arch) + attention_prefill_flops(arch.shape, tokens)
+def attention_decode_flops(shape: ModelShape, context: int, window: int | None = None) -> float:
+    """QK^T and AV of one new token against ``context`` cached tokens plus itself.
+
+    With a sliding window the token sees at most ``window`` positions, itself included.
+    """
+    seen = context + 1 if window is None else min(context + 1, window)
+    return 4.0 * shape.n_heads * shape.head_dim * seen
 
 
-def decoder_decode_flops(arch: ArchSpec, context: int) -> float:
-    """FLOPs of one decoder layer decoding one token at ``context``."""
-    return 2.0 * decoder_matmul_params(arch) + attention_decode_flops(arch.shape, context)
+def decoder_prefill_flops(arch: ArchSpec, tokens: int, layer: int = 0) -> float:
+    """FLOPs of decoder layer ``layer`` prefilling ``tokens`` tokens (matmuls and attention)."""
+    facts = layer_facts(arch)[layer]
+    attention = attention_prefill_flops(arch.shape, tokens, facts.window)
+    return 2.0 * tokens * facts.matmul_params + attention
+
+
+def decoder_decode_flops(arch: ArchSpec, context: int, layer: int = 0) -> float:
+    """FLOPs of decoder layer ``layer`` decoding one token at ``context``."""
+    facts = layer_facts(arch)[layer]
+    return 2.0 * facts.matmul_params + attention_decode_flops(arch.shape, context, facts.window)
 
 
 def head_flops(shape: ModelShape) -> float:

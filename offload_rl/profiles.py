@@ -13,9 +13,17 @@ import json
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from offload_rl.errors import ConfigError, DataFileError
 
@@ -69,7 +77,13 @@ class DecodeFit(_Strict):
 
 
 class LayerCost(_Strict):
-    """Costs of one layer (embedding, one decoder layer, or the LM head)."""
+    """Costs of one layer (embedding, one decoder layer, or the LM head).
+
+    A decoder layer with a sliding ``window`` attends to at most ``window`` positions (itself
+    included) and keeps at most that many tokens' KV: beyond it, each prefill token costs what
+    the ``window``-th did, and decode costs what it did at context ``window - 1``. Files without
+    the key (all older ones) are full attention; the key is only written when set.
+    """
 
     name: str
     kind: Literal["embedding", "decoder", "head"]
@@ -78,20 +92,38 @@ class LayerCost(_Strict):
     weight_bytes: int = Field(ge=0)
     kv_bytes_per_token: int = Field(ge=0)
     samples: dict[str, list[tuple[NonNegativeFinite, NonNegativeFinite]]] | None = None
+    window: int | None = Field(None, ge=1)
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_window(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("window") is None:
+            data.pop("window", None)
+        return data
 
     @model_validator(mode="after")
     def _kv_only_in_decoder(self) -> LayerCost:
         if self.kind != "decoder" and self.kv_bytes_per_token != 0:
             raise ValueError(f"a {self.kind} layer keeps no KV cache: kv_bytes_per_token must be 0")
+        if self.kind != "decoder" and self.window is not None:
+            raise ValueError(f"a {self.kind} layer has no attention: it takes no window")
         return self
 
     def prefill_s(self, tokens: float) -> float:
         """Seconds to prefill ``tokens`` tokens through this layer."""
-        return self.prefill(tokens)
+        w = self.window
+        if w is None or tokens <= w:
+            return self.prefill(tokens)
+        return self.prefill(w) + (tokens - w) * (self.prefill(w) - self.prefill(w - 1))
 
     def decode_s(self, context: float) -> float:
         """Seconds to decode one token at ``context`` tokens already in the cache."""
-        return self.decode(context)
+        return self.decode(context if self.window is None else min(context, self.window - 1))
+
+    def kv_bytes(self, context: float) -> float:
+        """KV bytes this layer holds for ``context`` tokens (at most ``window`` of them)."""
+        held = context if self.window is None else min(context, self.window)
+        return self.kv_bytes_per_token * held
 
 
 class Provenance(_Strict):
@@ -110,6 +142,13 @@ class Provenance(_Strict):
     eff_prefill: NonNegativeFinite | None
     eff_decode: NonNegativeFinite | None
     calibration: str | None
+
+    @property
+    def shape_source(self) -> str | None:
+        """Where the model's shape came from, as ``method`` records it after ``Shape:``."""
+        if "Shape: " not in self.method:
+            return None
+        return self.method.split("Shape: ", 1)[1].split(". Hardware: ", 1)[0]
 
 
 class Profile(_Strict):
@@ -173,6 +212,11 @@ class Profile(_Strict):
         """KV-cache bytes per token held by decoder layers ``[k0, k1)``."""
         self._check_range(k0, k1)
         return sum(layer.kv_bytes_per_token for layer in self.layers[k0:k1])
+
+    def kv_bytes(self, k0: int, k1: int, context: float) -> float:
+        """KV-cache bytes held by decoder layers ``[k0, k1)`` for ``context`` tokens."""
+        self._check_range(k0, k1)
+        return float(sum(layer.kv_bytes(context) for layer in self.layers[k0:k1]))
 
     def weight_bytes(self, k0: int, k1: int) -> int:
         """Weight bytes of decoder layers ``[k0, k1)`` (embedding and head not included)."""

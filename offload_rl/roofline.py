@@ -15,6 +15,7 @@ they come from is written in each profile's ``provenance.calibration``.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,18 +26,21 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from offload_rl import __version__
 from offload_rl.errors import ConfigError
+from offload_rl.layer_counts import LayerFacts
 from offload_rl.model_shapes import (
     ArchSpec,
+    active_params,
     arch_for_shape,
     attention_decode_flops,
     attention_prefill_flops,
-    decoder_decode_flops,
-    decoder_matmul_params,
     decoder_params,
     decoder_prefill_flops,
     embedding_params,
     head_flops,
     head_params,
+    is_uniform,
+    layer_facts,
+    total_params,
 )
 from offload_rl.profiles import (
     SCHEMA_VERSION,
@@ -199,15 +203,20 @@ def _rates(hw: Hardware) -> tuple[float, float]:
     return 1.0 / (hw.mem_bw_bytes_s * hw.eff_decode), 1.0 / (hw.peak_flops * hw.eff_prefill)
 
 
-def decoder_cost(arch: ArchSpec, hw: Hardware, name: str = "decoder") -> LayerCost:
-    """One decoder layer on ``hw``; see the module docstring for the model."""
+def decoder_cost(arch: ArchSpec, hw: Hardware, name: str = "decoder", layer: int = 0) -> LayerCost:
+    """Decoder layer ``layer`` on ``hw``; see the module docstring for the model.
+
+    Weights bytes count every expert (memory holds them all); FLOPs count the active ones. A
+    sliding window is carried on the :class:`LayerCost`, which bounds attention and KV by it.
+    """
     s_byte, s_flop = _rates(hw)
     shape = arch.shape
     b = hw.dtype_bytes
-    weights = decoder_params(arch) * b
+    facts = layer_facts(arch)[layer]
+    weights = facts.params * b
     kv = kv_bytes_per_token(shape, b)
-    linear_flops_per_token = 2.0 * decoder_matmul_params(arch)
-    # causal attention: 2*h*d*T*(T+1) = 2*h*d*T + 2*h*d*T^2
+    linear_flops_per_token = 2.0 * facts.matmul_params
+    # causal attention: 2*h*d*T*(T+1) = 2*h*d*T + 2*h*d*T^2 (the window is applied by LayerCost)
     attn_coef = attention_prefill_flops(shape, 1) / 2.0
     prefill = PrefillFit(
         c0=hw.per_layer_overhead_s + weights * s_byte,
@@ -218,7 +227,7 @@ def decoder_cost(arch: ArchSpec, hw: Hardware, name: str = "decoder") -> LayerCo
     decode = DecodeFit(
         c0=hw.per_layer_overhead_s
         + (weights + kv) * s_byte
-        + decoder_decode_flops(arch, 0) * s_flop,
+        + (linear_flops_per_token + attention_decode_flops(shape, 0)) * s_flop,
         c1=kv * s_byte + attn_per_ctx * s_flop,
     )
     return LayerCost(
@@ -228,6 +237,7 @@ def decoder_cost(arch: ArchSpec, hw: Hardware, name: str = "decoder") -> LayerCo
         decode=decode,
         weight_bytes=weights,
         kv_bytes_per_token=kv,
+        window=facts.window,
     )
 
 
@@ -267,17 +277,35 @@ def head_cost(arch: ArchSpec, hw: Hardware) -> LayerCost:
     )
 
 
+def _decoder_layers(arch: ArchSpec, hw: Hardware) -> list[LayerCost]:
+    """Every decoder layer; layers with the same facts are costed once and copied."""
+    costed: dict[LayerFacts, LayerCost] = {}
+    layers = []
+    for i, facts in enumerate(layer_facts(arch)):
+        if facts not in costed:
+            costed[facts] = decoder_cost(arch, hw, layer=i)
+        layers.append(costed[facts].model_copy(update={"name": f"decoder.{i}"}))
+    return layers
+
+
 def analytical_profile(
-    shape: ModelShape, hw: Hardware, *, calibration: str | None = None, date: str | None = None
+    shape: ModelShape | ArchSpec,
+    hw: Hardware,
+    *,
+    calibration: str | None = None,
+    date: str | None = None,
 ) -> Profile:
-    """The roofline profile of ``shape`` on ``hw``.
+    """The roofline profile of ``shape`` (or of an architecture read from a config) on ``hw``.
 
     ``calibration`` replaces the default note (``hw.efficiency_basis``) on how the efficiency
     factors were chosen; ``date`` pins the provenance date (for reproducible files).
     """
-    arch = arch_for_shape(shape)
-    layer = decoder_cost(arch, hw)
-    layers = [layer.model_copy(update={"name": f"decoder.{i}"}) for i in range(shape.n_layers)]
+    arch = shape if isinstance(shape, ArchSpec) else arch_for_shape(shape)
+    shape = arch.shape
+    layers = _decoder_layers(arch, hw)
+    versions = {"offload-rl": __version__}
+    if arch.config is not None:
+        versions["transformers"] = str(arch.config.get("transformers_version", "?"))
     provenance = Provenance(
         kind="analytical",
         hardware=hw.name,
@@ -285,8 +313,8 @@ def analytical_profile(
         date=date or datetime.now(UTC).date().isoformat(),
         dtype=DTYPE_NAMES.get(hw.dtype_bytes, f"{hw.dtype_bytes}-byte"),
         threads=None,
-        library_versions={"offload-rl": __version__},
-        method=f"{ROOFLINE_METHOD}. Shape: {arch.source}. Hardware: {hw.sources}",
+        library_versions=versions,
+        method=f"{_method(arch)}. Shape: {shape_note(arch)}. Hardware: {hw.sources}",
         peak_flops=hw.peak_flops,
         mem_bw_bytes_s=hw.mem_bw_bytes_s,
         eff_prefill=hw.eff_prefill,
@@ -304,6 +332,43 @@ def analytical_profile(
         head=head_cost(arch, hw),
         activation_bytes_per_token=activation_bytes_per_token(shape, hw.dtype_bytes),
     )
+
+
+def _method(arch: ArchSpec) -> str:
+    """The roofline's description; the last clause says how the layers differ, if they do."""
+    if is_uniform(arch):
+        return ROOFLINE_METHOD
+    return ROOFLINE_METHOD.replace(
+        "every decoder layer identical", "each decoder layer costed from its own counts"
+    )
+
+
+def shape_note(arch: ArchSpec) -> str:
+    """Where the shape came from, plus the features that change costs per layer."""
+    facts = layer_facts(arch)
+    notes = [arch.source]
+    windowed = [i for i, f in enumerate(facts) if f.window is not None]
+    if windowed:
+        sizes = sorted({f.window for f in facts if f.window is not None})
+        which = "all layers" if len(windowed) == len(facts) else f"layers {_ranges(windowed)}"
+        notes.append(f"sliding window {', '.join(map(str, sizes))} tokens on {which}")
+    moe = [f for f in facts if f.experts]
+    if moe:
+        notes.append(
+            f"mixture of experts on {len(moe)} of {len(facts)} layers, {moe[0].active_experts} of "
+            f"{moe[0].experts} experts per token (FLOPs: active {active_params(arch) / 1e9:.2f}B "
+            f"parameters; weights memory: all {total_params(arch) / 1e9:.2f}B)"
+        )
+    return "; ".join(notes)
+
+
+def _ranges(indices: list[int]) -> str:
+    """0,2,4,...: a step pattern is written as a range, otherwise the list."""
+    if len(indices) > 2:
+        step = indices[1] - indices[0]
+        if all(b - a == step for a, b in itertools.pairwise(indices)):
+            return f"{indices[0]}..{indices[-1]} step {step}"
+    return ", ".join(map(str, indices))
 
 
 # --- calibration against a measured profile --------------------------------------------------

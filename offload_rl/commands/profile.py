@@ -1,8 +1,11 @@
 """``offload-rl profile``: measure a model here, build an analytical profile, list, or show one.
 
-offload-rl profile --model gpt2 --out gpt2.json [--threads 2] [--dtype float32]
+offload-rl profile --model MODEL --out p.json [--threads 2] [--dtype float32]
                    [--lengths 16,64,256,1024] [--contexts 16,128,512,2048] [--repeats 5]
-offload-rl profile --model gpt2 --hardware l4 --out gpt2-l4.json     # roofline, no torch
+offload-rl profile --model MODEL --hardware l4 --out p-l4.json       # roofline
+
+MODEL is a config.json (or a folder holding one, as a downloaded model has), a shipped model
+(gpt2, qwen2.5-0.5b, ...) or a transformers model type (llama, mistral, phi3, gemma2, ...).
 offload-rl profile --list
 offload-rl profile show gpt2@l4          # or a path to a profile file
 """
@@ -18,7 +21,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from offload_rl.errors import ConfigError
-from offload_rl.model_shapes import ARCHITECTURES, get_arch, total_params
+from offload_rl.model_config import load_arch
+from offload_rl.model_shapes import ARCHITECTURES, ArchSpec, active_params, total_params
 from offload_rl.profiles import Profile, load_profile, shipped_profiles
 from offload_rl.roofline import HARDWARE, analytical_profile, get_hardware
 
@@ -36,7 +40,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "(roofline) profile for named hardware with --hardware."
         ),
     )
-    parser.add_argument("--model", help="architecture name (see --list)")
+    parser.add_argument(
+        "--model",
+        help=(
+            "a config.json, a folder holding one, a shipped model (see --list) or a transformers "
+            "model type (llama, mistral, phi3, gemma2, mixtral, qwen2, ...); nothing is downloaded"
+        ),
+    )
+    parser.add_argument("--name", help="model name written in the profile (default: the config's)")
     parser.add_argument("--out", type=Path, help="profile JSON to write")
     parser.add_argument(
         "--hardware",
@@ -84,15 +95,15 @@ def _run(args: argparse.Namespace) -> int:
         _print_list(console)
         return 0
     if not args.model:
-        raise ConfigError("profile: give --model NAME and --out FILE (or --list, or show NAME)")
-    arch = get_arch(args.model)
+        raise ConfigError("profile: give --model MODEL and --out FILE (or --list, or show NAME)")
     if args.out is None:
         raise ConfigError("profile: --out FILE is required")
     if args.out.parent and not args.out.parent.is_dir():
         raise ConfigError(f"profile: --out directory {args.out.parent} does not exist")
-    if args.hardware:
-        hw = get_hardware(args.hardware)
-        profile = analytical_profile(arch.shape, hw)
+    hw = get_hardware(args.hardware) if args.hardware else None
+    arch = load_arch(args.model, name=args.name)
+    if hw is not None:
+        profile = analytical_profile(arch, hw)
         profile.save(args.out)
         console.print(f"wrote analytical profile {arch.name}@{hw.name} to {args.out}")
         _print_summary(console, profile)
@@ -220,7 +231,10 @@ def _print_summary(console: Console, profile: Profile) -> None:
 
 
 def _print_list(console: Console) -> None:
-    models = Table(title="models (published shapes)")
+    models = Table(
+        title="shipped models (published config.json files; any other config.json or "
+        "transformers model type works too)"
+    )
     for column in ("name", "layers", "d_model", "heads q/kv", "head_dim", "ffn", "vocab", "params"):
         models.add_column(column, no_wrap=column == "name")
     for arch in ARCHITECTURES.values():
@@ -233,7 +247,7 @@ def _print_list(console: Console) -> None:
             str(s.head_dim),
             str(s.ffn_dim),
             str(s.vocab_size),
-            f"{total_params(arch) / 1e6:.0f}M",
+            _params(arch),
         )
     console.print(models)
     hardware = Table(title="hardware (analytical)")
@@ -255,3 +269,9 @@ def _print_list(console: Console) -> None:
     for name in shipped_profiles():
         shipped.add_row(name, load_profile(name).provenance.kind)
     console.print(shipped)
+
+
+def _params(arch: ArchSpec) -> str:
+    """Total parameters, and the active ones where experts make them differ."""
+    total, active = total_params(arch), active_params(arch)
+    return f"{total / 1e6:.0f}M" + (f" ({active / 1e6:.0f}M active)" if active != total else "")

@@ -10,7 +10,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from offload_rl.scenario import load_scenario, shipped_scenarios
+from offload_rl.profiles import load_profile
+from offload_rl.scenario import Scenario, load_scenario, shipped_scenarios
 from offload_rl.scenario_facts import resolve_scenario
 
 
@@ -47,9 +48,31 @@ def summarise(name_or_path: str) -> dict[str, Any]:
             "edge": resolved.tiers.edge.name,
             "cloud": resolved.tiers.cloud.name,
         },
+        "resolved_profiles": {
+            tier: resolved_profile(scenario, tier) for tier in ("device", "edge", "cloud")
+        },
         "traces": dict(sorted(families.items())),
         "workload": scenario.workload.source,
         "episode_requests": scenario.episode.requests,
+    }
+
+
+def resolved_profile(scenario: Scenario, tier: str) -> dict[str, Any]:
+    """What the ``profiles.<tier>`` entry loaded: the file, its model, hardware and origin."""
+    ref = getattr(scenario.profiles, tier)
+    path = scenario.resolve_path(ref)
+    where = str(path.resolve()) if path.suffix == ".json" else f"shipped profile {ref}"
+    profile = load_profile(path if path.suffix == ".json" else ref)
+    prov = profile.provenance
+    return {
+        "file": where,
+        "model": profile.model.name,
+        "layers": profile.n_layers,
+        "hardware": profile.hardware,
+        "kind": prov.kind,
+        "shape": prov.shape_source
+        or "not recorded (profile made before shapes were read from configs)",
+        "made": prov.date,
     }
 
 
@@ -60,6 +83,16 @@ def _show(args: argparse.Namespace) -> int:
         return 0
     table = Table(title=f"scenario {summary['name']}", show_header=False)
     for key, value in summary.items():
+        if key == "resolved_profiles":
+            continue
         table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    console.print("[bold]profiles resolved to[/]")
+    for tier, f in summary["resolved_profiles"].items():
+        console.print(
+            f"  {tier}: {f['file']} -> {f['model']} ({f['layers']} layers) on {f['hardware']}, "
+            f"{f['kind']}, made {f['made']}; shape from {f['shape']}",
+            highlight=False,
+        )
     return 0

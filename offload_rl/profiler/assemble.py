@@ -10,12 +10,14 @@ from __future__ import annotations
 import statistics
 from datetime import UTC, datetime
 
+from offload_rl.layer_counts import LayerFacts
 from offload_rl.model_shapes import (
     ArchSpec,
     decoder_params,
     decoder_prefill_flops,
     embedding_params,
     head_params,
+    layer_facts,
 )
 from offload_rl.profiler.fitting import fit_decode, fit_prefill, max_relative_error
 from offload_rl.profiler.host import HostPeaks, host_description
@@ -28,6 +30,7 @@ from offload_rl.profiles import (
     activation_bytes_per_token,
     kv_bytes_per_token,
 )
+from offload_rl.roofline import shape_note
 
 # kind -> phase ('prefill', 'decode') -> [(tokens or context, median seconds)], in timing order.
 Timed = dict[str, dict[str, list[tuple[float, float]]]]
@@ -82,7 +85,6 @@ def assemble_profile(
         eff_decode=eff_decode,
         calibration=calibration,
     )
-    decoder = costs["decoder"]
     return Profile(
         schema_version=SCHEMA_VERSION,
         model=s,
@@ -90,10 +92,20 @@ def assemble_profile(
         dtype_bytes=dtype_bytes,
         provenance=provenance,
         embedding=costs["embedding"],
-        layers=[decoder.model_copy(update={"name": f"decoder.{i}"}) for i in range(s.n_layers)],
+        layers=_decoder_layers(arch, costs),
         head=costs["head"],
         activation_bytes_per_token=activation_bytes_per_token(s, dtype_bytes),
     )
+
+
+def _decoder_layers(arch: ArchSpec, costs: dict[str, LayerCost]) -> list[LayerCost]:
+    """Each layer gets the costs of the first layer like it (``decoder`` is layer 0's)."""
+    first: dict[LayerFacts, str] = {}
+    layers = []
+    for i, facts in enumerate(layer_facts(arch)):
+        kind = first.setdefault(facts, "decoder" if i == 0 else f"decoder.{i}")
+        layers.append(costs[kind].model_copy(update={"name": f"decoder.{i}"}))
+    return layers
 
 
 def _fit_layers(
@@ -103,9 +115,11 @@ def _fit_layers(
     s = arch.shape
     costs: dict[str, LayerCost] = {}
     worst = {"prefill": 0.0, "decode": 0.0}
+    per_token = kv_bytes_per_token(s, dtype_bytes)
+    decoders = [k for k in timed if k.startswith("decoder")]
     for kind, weights, kv in (
         ("embedding", embedding_params(arch) * dtype_bytes, 0),
-        ("decoder", decoder_params(arch) * dtype_bytes, kv_bytes_per_token(s, dtype_bytes)),
+        *((k, decoder_params(arch, _index(k)) * dtype_bytes, per_token) for k in decoders),
         ("head", head_params(arch) * dtype_bytes, 0),
     ):
         prefill = fit_prefill(timed[kind]["prefill"])
@@ -116,14 +130,20 @@ def _fit_layers(
         worst["decode"] = max(worst["decode"], max_relative_error(decode, timed[kind]["decode"]))
         costs[kind] = LayerCost(
             name=kind,
-            kind=kind,
+            kind="decoder" if kind in decoders else kind,
             prefill=prefill,
             decode=decode,
             weight_bytes=weights,
             kv_bytes_per_token=kv,
             samples={phase: list(points) for phase, points in timed[kind].items()},
+            window=layer_facts(arch)[_index(kind)].window if kind in decoders else None,
         )
     return costs, worst
+
+
+def _index(kind: str) -> int:
+    """The layer index of a timed decoder kind (``decoder`` is layer 0, ``decoder.5`` layer 5)."""
+    return int(kind.split(".")[1]) if "." in kind else 0
 
 
 def _method(
@@ -148,9 +168,19 @@ def _method(
         f"ctx={contexts}; median of >= {repeats} runs (cheap points repeated to >= "
         f"{min_point_s:g} s) after {warmup} warm-up; fitted by NNLS "
         f"weighted for relative error (worst point off by {worst['prefill']:.0%} prefill, "
-        f"{worst['decode']:.0%} decode); the decoder layer's costs are reused for all "
-        f"{arch.shape.n_layers} identical layers"
+        f"{worst['decode']:.0%} decode); {_reuse(arch, timed)}. Shape: {shape_note(arch)}"
     )
+
+
+def _reuse(arch: ArchSpec, timed: Timed) -> str:
+    """How the timed decoder layers stand for all of them."""
+    kinds = [k for k in timed if k.startswith("decoder")]
+    if len(kinds) == 1:
+        return (
+            f"the decoder layer's costs are reused for all {arch.shape.n_layers} identical layers"
+        )
+    first = ", ".join(str(_index(k)) for k in kinds)
+    return f"layers {first} timed (they differ); each other layer reuses the first one like it"
 
 
 def _achieved(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from offload_rl.model_shapes import ArchSpec
+from offload_rl.model_shapes import ArchSpec, layer_facts
 from offload_rl.profiler.layers import LayerParts
 from offload_rl.profiler.torch_extra import torch_dtype
 
@@ -22,9 +22,13 @@ Point = tuple[Callable[[], object], Callable[[], object] | None]
 class LayerCalls:
     """Builds the call to time for each (layer kind, phase, length or context)."""
 
-    def __init__(self, torch: Any, parts: LayerParts, arch: ArchSpec, dtype: str) -> None:
+    def __init__(
+        self, torch: Any, parts: LayerParts, arch: ArchSpec, dtype: str, layer: int = 0
+    ) -> None:
         from transformers.cache_utils import DynamicCache
 
+        # a sliding-window layer never holds more than window - 1 earlier tokens
+        self.window = layer_facts(arch)[layer].window
         self._torch = torch
         self._parts = parts
         self._shape = arch.shape
@@ -79,8 +83,13 @@ class LayerCalls:
         decoder, cache_class = self._parts.decoder, self._cache_class
         return lambda: decoder(x, cache=cache_class(), use_cache=True, **kw)
 
+    def decode_context(self, ctx: int) -> int:
+        """The context a decode at ``ctx`` really attends to (bounded by the window)."""
+        return ctx if self.window is None else min(ctx, self.window - 1)
+
     def _decode(self, ctx: int) -> Point:
         s = self._shape
+        ctx = self.decode_context(ctx)
         cache = self._cache_class()
         shape = (1, s.n_kv_heads, ctx, s.head_dim)
         cache.update(

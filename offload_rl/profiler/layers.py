@@ -14,8 +14,16 @@ from offload_rl.profiler.torch_extra import require_torch, torch_dtype
 
 
 def hf_config(arch: ArchSpec, transformers: Any) -> Any:
-    """A transformers config of the published shape, with sdpa attention."""
+    """A transformers config of the published shape, with sdpa attention.
+
+    An architecture read from a config is rebuilt from that config, every key of it kept.
+    """
     s = arch.shape
+    if arch.config is not None:
+        data = dict(arch.config)
+        return transformers.AutoConfig.for_model(
+            data.pop("model_type"), **data, attn_implementation="sdpa"
+        )
     if arch.family == "gpt2":
         return transformers.GPT2Config(
             n_embd=s.d_model,
@@ -58,8 +66,8 @@ class LayerParts:
     class_names: str
 
 
-def build_parts(arch: ArchSpec, dtype: str = "float32") -> LayerParts:
-    """Build one decoder layer, the embedding(s) and the head of ``arch``, random weights, eval."""
+def build_parts(arch: ArchSpec, dtype: str = "float32", layer: int = 0) -> LayerParts:
+    """Build decoder layer ``layer``, the embedding(s) and the head of ``arch``, random weights."""
     torch, transformers = require_torch()
     dtype_class = torch_dtype(torch, dtype)
     config = hf_config(arch, transformers)
@@ -67,10 +75,12 @@ def build_parts(arch: ArchSpec, dtype: str = "float32") -> LayerParts:
     nn = torch.nn
     decoder: Any
     rotary: Any = None
-    if arch.family == "gpt2":
+    if arch.family == "transformers":
+        decoder, rotary, final_norm, names = _any_causal_lm_parts(torch, config, layer)
+    elif arch.family == "gpt2":
         from transformers.models.gpt2.modeling_gpt2 import GPT2Block
 
-        decoder = GPT2Block(config, layer_idx=0)
+        decoder = GPT2Block(config, layer_idx=layer)
         final_norm = nn.LayerNorm(s.d_model, eps=arch.norm_eps)
         names = "GPT2Block"
     elif arch.family == "qwen2":
@@ -80,7 +90,7 @@ def build_parts(arch: ArchSpec, dtype: str = "float32") -> LayerParts:
             Qwen2RotaryEmbedding,
         )
 
-        decoder = Qwen2DecoderLayer(config, layer_idx=0)
+        decoder = Qwen2DecoderLayer(config, layer_idx=layer)
         rotary = Qwen2RotaryEmbedding(config)
         final_norm = Qwen2RMSNorm(s.d_model, eps=arch.norm_eps)
         names = "Qwen2DecoderLayer, Qwen2RotaryEmbedding, Qwen2RMSNorm"
@@ -91,7 +101,7 @@ def build_parts(arch: ArchSpec, dtype: str = "float32") -> LayerParts:
             LlamaRotaryEmbedding,
         )
 
-        decoder = LlamaDecoderLayer(config, layer_idx=0)
+        decoder = LlamaDecoderLayer(config, layer_idx=layer)
         rotary = LlamaRotaryEmbedding(config)
         final_norm = LlamaRMSNorm(s.d_model, eps=arch.norm_eps)
         names = "LlamaDecoderLayer, LlamaRotaryEmbedding, LlamaRMSNorm"
@@ -107,3 +117,42 @@ def build_parts(arch: ArchSpec, dtype: str = "float32") -> LayerParts:
         module.to(dtype_class)
         module.eval()
     return LayerParts(decoder, rotary, embed, positions, final_norm, lm_head, names)
+
+
+def _any_causal_lm_parts(torch: Any, config: Any, layer: int) -> tuple[Any, Any, Any, str]:
+    """Decoder layer ``layer``, rotary embedding and final norm of any transformers causal LM.
+
+    The model is laid out on the meta device (no memory) to find its classes; the decoder layer
+    and the rotary embedding are then built for real from the config, the final norm is moved
+    to the CPU and given weights of one (its values do not change its time).
+    """
+    from transformers import AutoModelForCausalLM
+
+    from offload_rl.layer_counts import _layer_list
+
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(config)
+    prefix, layers = _layer_list(skeleton, config.num_hidden_layers)
+    decoder = type(layers[layer])(config, layer_idx=layer)
+    rotary = final_norm = None
+    head = skeleton.get_output_embeddings()
+    for name, module in skeleton.named_modules():
+        inside = name == prefix or name.startswith(prefix + ".") or module is head
+        kind = type(module).__name__
+        if inside or isinstance(module, torch.nn.Embedding):
+            continue
+        if kind.endswith("RotaryEmbedding") and rotary is None:
+            rotary = type(module)(config=config)
+        elif "norm" in kind.lower() and final_norm is None:
+            final_norm = module.to_empty(device="cpu")
+            with torch.no_grad():
+                for param in final_norm.parameters():
+                    param.fill_(1.0)
+    if final_norm is None:
+        final_norm = torch.nn.Identity()
+    parts = [
+        type(decoder).__name__,
+        type(rotary).__name__ if rotary else "",
+        type(final_norm).__name__,
+    ]
+    return decoder, rotary, final_norm, ", ".join(p for p in parts if p)

@@ -8,9 +8,11 @@ context with ``threads`` torch threads, optionally measure the host's peaks, and
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from offload_rl.errors import ConfigError
-from offload_rl.model_shapes import ArchSpec, get_arch
+from offload_rl.layer_counts import LayerFacts
+from offload_rl.model_shapes import ArchSpec, get_arch, layer_facts
 from offload_rl.profiler.assemble import KINDS, Timed, assemble_profile
 from offload_rl.profiler.host import HostPeaks, library_versions, measure_host_peaks
 from offload_rl.profiler.layer_calls import LayerCalls
@@ -71,7 +73,10 @@ def measure_profile(
     lengths, contexts = _points(arch, lengths, contexts)
     torch, _ = require_torch()
     measure_here = measure_peaks and peaks is None
-    progress = _Progress(on_progress, 1 + 3 * (len(lengths) + len(contexts)) + int(measure_here))
+    kinds = 2 + len(distinct_layers(arch))
+    progress = _Progress(
+        on_progress, 1 + kinds * (len(lengths) + len(contexts)) + int(measure_here)
+    )
     report = load_report if load_report is not None else LoadReport(contention_threshold)
     timer = RetryingTimer(
         warmup=warmup,
@@ -89,10 +94,17 @@ def measure_profile(
     torch.set_num_threads(threads)
     try:
         progress.step(f"{arch.name}: building layers")
-        parts = build_parts(arch, dtype)
+        first, *others = distinct_layers(arch)
+        parts = build_parts(arch, dtype, first)
         with torch.inference_mode():
-            calls = LayerCalls(torch, parts, arch, dtype)
+            calls = LayerCalls(torch, parts, arch, dtype, first)
             timed = _time_points(arch, calls, timer, lengths, contexts, progress)
+            for i in others:  # layers that differ (windows, experts): each kind timed too
+                decoder = build_parts(arch, dtype, i).decoder
+                other = LayerCalls(torch, replace(parts, decoder=decoder), arch, dtype, i)
+                timed[f"decoder.{i}"] = _time_kind(
+                    arch, other, "decoder", timer, lengths, contexts, progress
+                )
             if not measure_peaks:
                 peaks = None
             elif peaks is None:
@@ -167,15 +179,39 @@ def _time_points(
     progress: _Progress,
 ) -> Timed:
     """Each kind at every prefill length, then at every decode context: the median seconds."""
-    timed: Timed = {kind: {"prefill": [], "decode": []} for kind in KINDS}
-    for kind in KINDS:
-        for phase, xs in (("prefill", lengths), ("decode", contexts)):
-            for x in xs:
-                fn, after = calls.point(kind, phase, x)
-                axis = "T" if phase == "prefill" else "ctx"
-                progress.step(f"{arch.name}: {kind} {phase} {axis}={x}")
-                timed[kind][phase].append((float(x), timer.time(fn, after=after)))
+    return {
+        kind: _time_kind(arch, calls, kind, timer, lengths, contexts, progress) for kind in KINDS
+    }
+
+
+def _time_kind(
+    arch: ArchSpec,
+    calls: LayerCalls,
+    kind: str,
+    timer: RetryingTimer,
+    lengths: Sequence[int],
+    contexts: Sequence[int],
+    progress: _Progress,
+) -> dict[str, list[tuple[float, float]]]:
+    """One kind at every length and context; a windowed decode is recorded at the context it
+    attends to, so that the fit is in the variable :meth:`LayerCost.decode_s` evaluates."""
+    timed: dict[str, list[tuple[float, float]]] = {"prefill": [], "decode": []}
+    for phase, xs in (("prefill", lengths), ("decode", contexts)):
+        for x in xs:
+            fn, after = calls.point(kind, phase, x)
+            axis = "T" if phase == "prefill" else "ctx"
+            progress.step(f"{arch.name}: {kind} {phase} {axis}={x}")
+            seen = calls.decode_context(x) if phase == "decode" and kind == "decoder" else x
+            timed[phase].append((float(seen), timer.time(fn, after=after)))
     return timed
+
+
+def distinct_layers(arch: ArchSpec) -> list[int]:
+    """The first index of each kind of decoder layer (one for a model whose layers are alike)."""
+    first: dict[LayerFacts, int] = {}
+    for i, facts in enumerate(layer_facts(arch)):
+        first.setdefault(facts, i)
+    return list(first.values())
 
 
 def _host_peaks(

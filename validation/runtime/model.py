@@ -62,7 +62,7 @@ def small_arch(
             "vocab_size": vocab_size,
         }
     )
-    return dataclasses.replace(arch, shape=shape, max_positions=max_positions)
+    return dataclasses.replace(arch, shape=shape, max_positions=max_positions, config=None)
 
 
 def resolve_arch(model: str | ArchSpec) -> ArchSpec:
