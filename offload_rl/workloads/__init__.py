@@ -39,7 +39,9 @@ Modules: ``request`` (the request type, token scaling), ``stream`` (the invarian
 (what every reader shares), one module per recorded format, ``mapping`` and ``mapped_rows`` (any log
 through a field mapping), ``survey`` (what ``workload inspect`` sees in a log), ``sessions``
 (deriving sessions and new tokens), ``recorded``, ``loading`` (:func:`load_workload`),
-``stats`` (:func:`stream_stats`). Every public name is importable from ``offload_rl.workloads``.
+``stats`` (:func:`stream_stats`), ``devices`` (one stream per device of a cell, sessions whole:
+:class:`SessionReplay`, :class:`SyntheticSessions`). Every public name is importable from
+``offload_rl.workloads``.
 """
 
 from offload_rl.workloads.azure import AZURE_COLUMNS, read_azure_csv
@@ -49,6 +51,7 @@ from offload_rl.workloads.correlation import (
     correlated_lengths,
     fitted_session_correlation,
 )
+from offload_rl.workloads.devices import SessionReplay, SyntheticSessions, split_by_device
 from offload_rl.workloads.distributions import (
     EmpiricalDist,
     GeometricMixtureTurns,
@@ -143,7 +146,9 @@ __all__ = [
     "RecordedWorkload",
     "Request",
     "SessionCorrelation",
+    "SessionReplay",
     "SessionStream",
+    "SyntheticSessions",
     "SyntheticWorkload",
     "TimeField",
     "TokenScaling",
@@ -168,6 +173,7 @@ __all__ = [
     "read_mooncake_jsonl",
     "sessions_from_hash_prefixes",
     "sessions_from_labels",
+    "split_by_device",
     "split_history_included",
     "stream_stats",
     "synthesize_sessions",
