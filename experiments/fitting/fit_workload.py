@@ -70,7 +70,6 @@ from offload_rl.workloads.correlation import CORRELATION_RESOURCE, SessionCorrel
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_SHARED = Path(os.environ.get("OFFLOAD_RL_SHARED", REPO.parent / "shared"))
 DEFAULT_OUT = REPO / "offload_rl" / "data" / "workload_default.json"
-CORRELATION_OUT = REPO / "offload_rl" / "data" / CORRELATION_RESOURCE
 
 BURSTGPT = "burstgpt_sessions_first1000.csv"
 AZURE_CONV = "AzureLLMInferenceTrace_conv.csv"
@@ -139,6 +138,21 @@ def normal_scores(values: npt.NDArray[Any]) -> FloatArray:
 CORRELATIONS = ("output_lag1", "new_lag1", "new_output")
 
 
+def _corr(a: FloatArray, b: FloatArray) -> float:
+    """Pearson's correlation; NaN for fewer than 3 pairs or a constant side (nothing to fit)."""
+    if len(a) < 3 or np.std(a) == 0 or np.std(b) == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def fitted_correlation(correlations: dict[str, dict[str, float]]) -> SessionCorrelation:
+    """The copula's parameters: the normal-score correlations (0 where a log shows none)."""
+    values = {name: correlations[name]["normal_scores"] for name in CORRELATIONS}
+    return SessionCorrelation(
+        **{k: round(v, 3) if math.isfinite(v) else 0.0 for k, v in values.items()}
+    )
+
+
 def length_correlations(
     next_index: IntArray, new: IntArray, output: IntArray, followup: npt.NDArray[np.bool_]
 ) -> dict[str, dict[str, float]]:
@@ -163,9 +177,9 @@ def length_correlations(
     result = {}
     for name, (za, zb, a, b) in pairs.items():
         result[name] = {
-            "normal_scores": float(np.corrcoef(za, zb)[0, 1]),
-            "spearman": float(np.corrcoef(mean_ranks(a), mean_ranks(b))[0, 1]),
-            "log_pearson": float(np.corrcoef(np.log(a), np.log(b))[0, 1]),
+            "normal_scores": _corr(za, zb),
+            "spearman": _corr(mean_ranks(a), mean_ranks(b)),
+            "log_pearson": _corr(np.log(a), np.log(b)),
             "pairs": float(len(a)),
         }
     return result
@@ -283,9 +297,7 @@ def fit(
             "output_tokens": "empirical quantiles of Azure conv GeneratedTokens",
             "recorded": recorded,
         },
-        correlation=SessionCorrelation(
-            **{name: round(correlations[name]["normal_scores"], 3) for name in CORRELATIONS}
-        ),
+        correlation=fitted_correlation(correlations),
     )
     return params, recorded, correlations
 
@@ -392,7 +404,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shared", type=Path, default=DEFAULT_SHARED, help="the ../shared folder")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON file to write")
     parser.add_argument(
-        "--correlation-out", type=Path, default=CORRELATION_OUT, help="JSON file to write"
+        "--correlation-out",
+        type=Path,
+        help=f"session-correlation JSON to write (default: {CORRELATION_RESOURCE} beside --out)",
     )
     parser.add_argument("--check", action="store_true", help="compare with the outputs only")
     parser.add_argument("--sessions", type=Path, help=f"log with sessions (default {BURSTGPT})")
@@ -400,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lengths", type=Path, help=f"log of lengths (default {AZURE_CONV})")
     parser.add_argument("--lengths-mapping", type=Path, help="its field mapping (YAML)")
     args = parser.parse_args(argv)
+    correlation_out = args.correlation_out or args.out.with_name(CORRELATION_RESOURCE)
     workloads = args.shared / "workloads"
     try:
         sessions = _source(args.sessions, args.sessions_mapping, workloads / BURSTGPT, "burstgpt")
@@ -429,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     document = correlation_document(params, correlations, synthetic)
     ok = write_or_check(args.out, json.dumps(default, indent=2) + "\n", args.check)
     text = json.dumps(document, indent=2) + "\n"
-    ok = write_or_check(args.correlation_out, text, args.check) and ok
+    ok = write_or_check(correlation_out, text, args.check) and ok
     return 0 if ok else 1
 
 
