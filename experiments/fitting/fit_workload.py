@@ -21,8 +21,18 @@ What comes from where:
   region; one edge cell sees a share ``CELL_SHARE`` of that. The session rate is
   ``Azure requests/s / mean turns x CELL_SHARE``. This is a scenario knob, not a measurement.
 
-The script writes ``offload_rl/data/workload_default.json`` and prints fitted vs recorded
-statistics. ``--check`` writes nothing and fails if the committed file differs.
+* **Session correlation** from BurstGPT: correlations of normal scores (ranks mapped through
+  the inverse normal CDF) of consecutive outputs, of consecutive observed follow-up messages,
+  and of a follow-up message with its own output; they are the parameters of the Gaussian
+  copula in ``offload_rl/workloads/correlation.py`` and are written to
+  ``workload_session_correlation.json``. The ``default`` workload stays independent; the
+  ``default-correlated`` workload (or a parameters file with ``correlation:``) opts in.
+  Normal-score and rank correlations do not depend on the marginals, so they carry over to
+  Azure's lengths; the log-length Pearson correlations are printed beside them.
+
+The script writes ``offload_rl/data/workload_default.json`` and
+``offload_rl/data/workload_session_correlation.json`` and prints fitted vs recorded statistics.
+``--check`` writes nothing and fails if a committed file differs.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ import math
 import os
 import sys
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -54,6 +65,7 @@ from offload_rl.workloads import (
     split_history_included,
     stream_stats,
 )
+from offload_rl.workloads.correlation import CORRELATION_RESOURCE, SessionCorrelation
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_SHARED = Path(os.environ.get("OFFLOAD_RL_SHARED", REPO.parent / "shared"))
@@ -70,6 +82,7 @@ QUANTILE_PROBS += [0.95, 0.99, 1.0]
 
 MAX_TURNS = 64
 CHECK_SAMPLES = 200_000
+CORRELATION_SAMPLES = 50_000
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -103,6 +116,89 @@ def describe(values: FloatArray) -> dict[str, float]:
     return {"mean": float(v.mean()), "p10": q[0], "p50": q[1], "p90": q[2], "p99": q[3]}
 
 
+def mean_ranks(values: npt.NDArray[Any]) -> FloatArray:
+    """Ranks ``0..n-1``, tied values sharing their mean rank (Spearman's convention)."""
+    v = np.asarray(values, dtype=float)
+    order = np.argsort(v, kind="stable")
+    sorted_v = v[order]
+    starts = np.flatnonzero(np.r_[True, sorted_v[1:] != sorted_v[:-1]])
+    ends = np.r_[starts[1:], len(v)]
+    ranks = np.empty(len(v))
+    ranks[order] = np.repeat((starts + ends - 1) / 2.0, ends - starts)
+    return ranks
+
+
+def normal_scores(values: npt.NDArray[Any]) -> FloatArray:
+    """``Phi^-1((rank + 1/2) / n)``: the Gaussian copula's view of a sample, whatever its
+    marginal."""
+    inv = NormalDist().inv_cdf
+    return np.asarray([inv((r + 0.5) / len(values)) for r in mean_ranks(values).tolist()])
+
+
+CORRELATIONS = ("output_lag1", "new_lag1", "new_output")
+
+
+def _corr(a: FloatArray, b: FloatArray) -> float:
+    """Pearson's correlation; NaN for fewer than 3 pairs or a constant side (nothing to fit)."""
+    if len(a) < 3 or np.std(a) == 0 or np.std(b) == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def fitted_correlation(correlations: dict[str, dict[str, float]]) -> SessionCorrelation:
+    """The copula's parameters: the normal-score correlations (0 where a log shows none)."""
+    values = {name: correlations[name]["normal_scores"] for name in CORRELATIONS}
+    return SessionCorrelation(
+        **{k: round(v, 3) if math.isfinite(v) else 0.0 for k, v in values.items()}
+    )
+
+
+def length_correlations(
+    next_index: IntArray, new: IntArray, output: IntArray, followup: npt.NDArray[np.bool_]
+) -> dict[str, dict[str, float]]:
+    """Per pair set, the normal-score, rank and log-length Pearson correlations and the count.
+
+    ``output_lag1``: outputs of consecutive turns; ``new_lag1``: new tokens of consecutive
+    turns that are both observed follow-ups (``followup``); ``new_output``: a follow-up's new
+    tokens with its own output. New tokens are scored among the follow-ups only (first prompts
+    come from another distribution)."""
+    has = next_index >= 0
+    i, j = np.flatnonzero(has), next_index[has]
+    both = followup[i] & followup[j]
+    z_out = normal_scores(output)
+    z_new = np.zeros(len(new))
+    z_new[followup] = normal_scores(new[followup])
+    f = np.flatnonzero(followup)
+    pairs = {
+        "output_lag1": (z_out[i], z_out[j], output[i], output[j]),
+        "new_lag1": (z_new[i[both]], z_new[j[both]], new[i[both]], new[j[both]]),
+        "new_output": (z_new[f], z_out[f], new[f], output[f]),
+    }
+    result = {}
+    for name, (za, zb, a, b) in pairs.items():
+        result[name] = {
+            "normal_scores": _corr(za, zb),
+            "spearman": _corr(mean_ranks(a), mean_ranks(b)),
+            "log_pearson": _corr(np.log(a), np.log(b)),
+            "pairs": float(len(a)),
+        }
+    return result
+
+
+def stream_correlations(requests: list[Any]) -> dict[str, dict[str, float]]:
+    """:func:`length_correlations` of a sampled stream; turn 0 of a session in the window may
+    hold folded history, so only later turns count as follow-ups."""
+    session = np.asarray([r.session_id for r in requests], dtype=np.int64)
+    order = np.argsort(session, kind="stable")
+    nxt = np.full(len(session), -1, dtype=np.int64)
+    same = np.flatnonzero(session[order][1:] == session[order][:-1])
+    nxt[order[same]] = order[same + 1]
+    new = np.asarray([r.new_tokens for r in requests], dtype=np.int64)
+    output = np.asarray([r.output_tokens for r in requests], dtype=np.int64)
+    followup = np.asarray([r.turn >= 1 for r in requests])
+    return length_correlations(nxt, new, output, followup)
+
+
 def _source(
     path: Path | None, mapping: Path | None, default: Path, builtin: str
 ) -> tuple[Path, FieldMapping]:
@@ -114,26 +210,27 @@ def _source(
     return path, load_field_mapping(mapping)
 
 
-def followup_new_tokens(path: Path, mapping: FieldMapping, stream: Any) -> IntArray:
-    """New tokens of follow-up turns that the log shows directly: with inputs that include
-    the history, only the appended messages that are observable (``input - previous input -
-    previous output >= 1``); otherwise every follow-up's input."""
+def observed_followups(path: Path, mapping: FieldMapping, stream: Any) -> npt.NDArray[np.bool_]:
+    """Follow-up turns whose new tokens the log shows directly: with inputs that include the
+    history, only the appended messages that are observable (``input - previous input -
+    previous output >= 1``); otherwise every follow-up."""
     if mapping.input_includes_history:
         rows, _ = read_mapped_rows(path, mapping)
         if rows.session_labels is not None:
             split = split_history_included(
                 sessions_from_labels(rows.session_labels), rows.input_tokens, rows.output_tokens
             )
-            return np.asarray(split.new_tokens[split.appended_mask])
+            return np.asarray(split.appended_mask)
     first = np.ones(len(stream.session), dtype=bool)
     first[stream.next_index[stream.next_index >= 0]] = False
-    return np.asarray(stream.new_tokens[~first])
+    return ~first
 
 
 def fit(
     sessions: tuple[Path, FieldMapping], lengths: tuple[Path, FieldMapping]
-) -> tuple[WorkloadParams, dict[str, dict[str, float]]]:
-    """The fitted parameters and the recorded statistics they were fitted to."""
+) -> tuple[WorkloadParams, dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+    """The fitted parameters (``correlation`` set), the recorded statistics they were fitted
+    to, and the recorded length correlations."""
     burst = RecordedWorkload.from_mapping(*sessions, TokenScaling.unlimited())
     stream = burst.stream
     turns = np.bincount(stream.session)
@@ -145,7 +242,11 @@ def fit(
     np.maximum.at(last_arrival, stream.session, stream.arrival_s)
     durations = (last_arrival - first_arrival)[turns > 1]
 
-    followup_new = followup_new_tokens(*sessions, stream)
+    followup = observed_followups(*sessions, stream)
+    followup_new = stream.new_tokens[followup]
+    correlations = length_correlations(
+        stream.next_index, stream.new_tokens, stream.output_tokens, followup
+    )
     azure, _ = read_mapped_rows(*lengths)
     azure_rate = (len(azure.arrival_s) - 1) / float(azure.arrival_s[-1])
 
@@ -196,8 +297,9 @@ def fit(
             "output_tokens": "empirical quantiles of Azure conv GeneratedTokens",
             "recorded": recorded,
         },
+        correlation=fitted_correlation(correlations),
     )
-    return params, recorded
+    return params, recorded, correlations
 
 
 def _row(name: str, fitted: float, recorded: float) -> str:
@@ -233,7 +335,8 @@ def report(params: WorkloadParams, recorded: dict[str, dict[str, float]]) -> Non
             single["multi_turn_request_share"],
         )
     )
-    sample = SyntheticWorkload(params, TokenScaling.unlimited()).sample(rng, 20_000)
+    independent = params.model_copy(update={"correlation": None})
+    sample = SyntheticWorkload(independent, TokenScaling.unlimited()).sample(rng, 20_000)
     stats = stream_stats(sample)
     print(
         f"sampled stream of 20000 requests (per cell): {stats['requests_per_s']:.3f} requests/s, "
@@ -242,16 +345,76 @@ def report(params: WorkloadParams, recorded: dict[str, dict[str, float]]) -> Non
     )
 
 
+def synthetic_correlations(params: WorkloadParams) -> dict[str, dict[str, float]]:
+    """Length correlations of a sampled stream of the correlated synthetic workload."""
+    workload = SyntheticWorkload(params, TokenScaling.unlimited())
+    return stream_correlations(workload.sample(np.random.default_rng(1), CORRELATION_SAMPLES))
+
+
+def report_correlations(
+    recorded: dict[str, dict[str, float]], synthetic: dict[str, dict[str, float]]
+) -> None:
+    """Print recorded vs synthetic correlations of lengths within sessions."""
+    print(f"length correlations within sessions ({CORRELATION_SAMPLES} sampled requests)")
+    print(f"  {'statistic':<34} {'synthetic':>12} {'recorded':>12}")
+    for name in CORRELATIONS:
+        print(f"{name} ({recorded[name]['pairs']:.0f} recorded pairs)")
+        for key in ("normal_scores", "spearman", "log_pearson"):
+            print(_row(key, synthetic[name][key], recorded[name][key]))
+
+
+def correlation_document(
+    params: WorkloadParams,
+    recorded: dict[str, dict[str, float]],
+    synthetic: dict[str, dict[str, float]],
+) -> dict[str, Any]:
+    """What ``workload_session_correlation.json`` holds: the parameters and their evidence."""
+    assert params.correlation is not None
+    return {
+        "correlation": params.correlation.model_dump(mode="json"),
+        "provenance": {
+            "fitted_by": "experiments/fitting/fit_workload.py",
+            "what": (
+                "correlations of normal scores of BurstGPT lengths within sessions: consecutive "
+                "outputs, consecutive observed follow-up messages, a follow-up message with its "
+                "output; Gaussian copula parameters (offload_rl/workloads/correlation.py)"
+            ),
+            "recorded": {k: {m: round(v, 4) for m, v in d.items()} for k, d in recorded.items()},
+            "synthetic": {k: {m: round(v, 4) for m, v in d.items()} for k, d in synthetic.items()},
+        },
+    }
+
+
+def write_or_check(path: Path, text: str, check: bool) -> bool:
+    """Write ``text`` to ``path``, or with ``check`` say whether the committed file matches."""
+    if not check:
+        path.write_text(text, encoding="utf-8")
+        print(f"wrote {path}")
+        return True
+    current = path.read_text(encoding="utf-8") if path.is_file() else ""
+    if current != text:
+        print(f"fit_workload: {path} differs from a fresh fit", file=sys.stderr)
+        return False
+    print(f"{path} matches a fresh fit")
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=DEFAULT_SHARED, help="the ../shared folder")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON file to write")
-    parser.add_argument("--check", action="store_true", help="compare with --out, write nothing")
+    parser.add_argument(
+        "--correlation-out",
+        type=Path,
+        help=f"session-correlation JSON to write (default: {CORRELATION_RESOURCE} beside --out)",
+    )
+    parser.add_argument("--check", action="store_true", help="compare with the outputs only")
     parser.add_argument("--sessions", type=Path, help=f"log with sessions (default {BURSTGPT})")
     parser.add_argument("--sessions-mapping", type=Path, help="its field mapping (YAML)")
     parser.add_argument("--lengths", type=Path, help=f"log of lengths (default {AZURE_CONV})")
     parser.add_argument("--lengths-mapping", type=Path, help="its field mapping (YAML)")
     args = parser.parse_args(argv)
+    correlation_out = args.correlation_out or args.out.with_name(CORRELATION_RESOURCE)
     workloads = args.shared / "workloads"
     try:
         sessions = _source(args.sessions, args.sessions_mapping, workloads / BURSTGPT, "burstgpt")
@@ -269,22 +432,20 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     try:
-        params, recorded = fit(sessions, lengths)
+        params, recorded, correlations = fit(sessions, lengths)
     except OffloadRLError as err:
         print(f"fit_workload: {err}", file=sys.stderr)
         return 2
     report(params, recorded)
-    text = json.dumps(params.model_dump(mode="json"), indent=2) + "\n"
-    if args.check:
-        current = args.out.read_text(encoding="utf-8") if args.out.is_file() else ""
-        if current != text:
-            print(f"fit_workload: {args.out} differs from a fresh fit", file=sys.stderr)
-            return 1
-        print(f"{args.out} matches a fresh fit")
-        return 0
-    args.out.write_text(text, encoding="utf-8")
-    print(f"wrote {args.out}")
-    return 0
+    synthetic = synthetic_correlations(params)
+    report_correlations(correlations, synthetic)
+    # The default stays independent: its file holds every key but the opt-in correlation.
+    default = params.model_dump(mode="json", exclude={"correlation"})
+    document = correlation_document(params, correlations, synthetic)
+    ok = write_or_check(args.out, json.dumps(default, indent=2) + "\n", args.check)
+    text = json.dumps(document, indent=2) + "\n"
+    ok = write_or_check(correlation_out, text, args.check) and ok
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -22,7 +22,10 @@ Each recorded format's reading and session rule is described in its own module.
 
 ``default``
     :class:`SyntheticWorkload` with the parameters shipped in
-    ``offload_rl/data/workload_default.json`` (``synthetic``, ``params``).
+    ``offload_rl/data/workload_default.json`` (``synthetic``, ``params``); lengths independent.
+``default-correlated``
+    The same with lengths correlated across a session's turns as in BurstGPT
+    (:class:`SessionCorrelation`, ``correlation``; ``workload_session_correlation.json``).
 a BurstGPT CSV, a Mooncake JSON-lines file, an Azure LLM inference CSV
     :class:`RecordedWorkload` (``recorded``; ``burstgpt``, ``mooncake``, ``azure``).
 any CSV or JSON Lines request log with a :class:`FieldMapping`
@@ -32,15 +35,23 @@ a YAML/JSON file of :class:`WorkloadParams`
     The synthetic generator with those parameters (keys left out keep the default's).
 
 Modules: ``request`` (the request type, token scaling), ``stream`` (the invariants above),
-``distributions`` and ``params`` (fitted parameters), ``synthetic``, ``rows`` (what every
-reader shares), one module per recorded format, ``mapping`` and ``mapped_rows`` (any log
+``distributions``, ``correlation`` and ``params`` (fitted parameters), ``synthetic``, ``rows``
+(what every reader shares), one module per recorded format, ``mapping`` and ``mapped_rows`` (any log
 through a field mapping), ``survey`` (what ``workload inspect`` sees in a log), ``sessions``
 (deriving sessions and new tokens), ``recorded``, ``loading`` (:func:`load_workload`),
-``stats`` (:func:`stream_stats`). Every public name is importable from ``offload_rl.workloads``.
+``stats`` (:func:`stream_stats`), ``devices`` (one stream per device of a cell, sessions whole:
+:class:`SessionReplay`, :class:`SyntheticSessions`). Every public name is importable from
+``offload_rl.workloads``.
 """
 
 from offload_rl.workloads.azure import AZURE_COLUMNS, read_azure_csv
 from offload_rl.workloads.burstgpt import BURSTGPT_COLUMNS, read_burstgpt_csv
+from offload_rl.workloads.correlation import (
+    SessionCorrelation,
+    correlated_lengths,
+    fitted_session_correlation,
+)
+from offload_rl.workloads.devices import SessionReplay, SyntheticSessions, split_by_device
 from offload_rl.workloads.distributions import (
     EmpiricalDist,
     GeometricMixtureTurns,
@@ -49,7 +60,11 @@ from offload_rl.workloads.distributions import (
     PositiveDist,
     TurnsDist,
 )
-from offload_rl.workloads.loading import load_workload
+from offload_rl.workloads.loading import (
+    SYNTHETIC_NAMES,
+    default_correlated_params,
+    load_workload,
+)
 from offload_rl.workloads.mapped_rows import LoadReport, read_mapped_rows
 from offload_rl.workloads.mapping import (
     BUILTIN_MAPPINGS,
@@ -110,6 +125,7 @@ __all__ = [
     "MOONCAKE_BLOCK_TOKENS",
     "MOONCAKE_KEYS",
     "PARAMS_SUFFIXES",
+    "SYNTHETIC_NAMES",
     "TIME_UNITS",
     "UNLIMITED_TOKENS",
     "WORKLOAD_KINDS",
@@ -129,7 +145,10 @@ __all__ = [
     "RecordedRows",
     "RecordedWorkload",
     "Request",
+    "SessionCorrelation",
+    "SessionReplay",
     "SessionStream",
+    "SyntheticSessions",
     "SyntheticWorkload",
     "TimeField",
     "TokenScaling",
@@ -137,10 +156,13 @@ __all__ = [
     "Workload",
     "WorkloadKind",
     "WorkloadParams",
+    "correlated_lengths",
+    "default_correlated_params",
     "default_workload_params",
     "derive_sessions",
     "detect_kind",
     "field_mapping_from_dict",
+    "fitted_session_correlation",
     "load_field_mapping",
     "load_workload",
     "load_workload_params",
@@ -151,6 +173,7 @@ __all__ = [
     "read_mooncake_jsonl",
     "sessions_from_hash_prefixes",
     "sessions_from_labels",
+    "split_by_device",
     "split_history_included",
     "stream_stats",
     "synthesize_sessions",

@@ -15,6 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from offload_rl.workloads.request import FloatArray, IntArray
 
 
+def normal_cdf(z: FloatArray) -> FloatArray:
+    """``Phi(z)`` to double precision (numpy has no erf; ``erfc`` keeps the lower tail exact)."""
+    return np.asarray([0.5 * math.erfc(-x / math.sqrt(2.0)) for x in z.tolist()], dtype=float)
+
+
 class StrictModel(BaseModel):
     """Frozen, and unknown keys are errors (a typo in a parameters file must not pass)."""
 
@@ -33,6 +38,10 @@ class LognormalDist(StrictModel):
 
     def mean(self) -> float:
         return self.median * math.exp(self.sigma**2 / 2)
+
+    def from_normal(self, z: FloatArray) -> FloatArray:
+        """The values whose quantiles are ``Phi(z)``: the marginal of a Gaussian copula."""
+        return self.median * np.exp(self.sigma * z)
 
 
 class EmpiricalDist(StrictModel):
@@ -61,6 +70,11 @@ class EmpiricalDist(StrictModel):
 
     def sample(self, rng: np.random.Generator, n: int) -> FloatArray:
         return np.exp(np.interp(rng.random(n), self.probs, np.log(self.values)))
+
+    def from_normal(self, z: FloatArray) -> FloatArray:
+        """The values whose quantiles are ``Phi(z)``: standard normal ``z`` gives exactly the
+        distribution :meth:`sample` draws (the marginal of a Gaussian copula)."""
+        return np.exp(np.interp(normal_cdf(z), self.probs, np.log(self.values)))
 
     def mean(self) -> float:
         grid = np.linspace(0.0, 1.0, 4001)

@@ -13,6 +13,7 @@ import yaml
 from pydantic import Field, ValidationError
 
 from offload_rl.errors import ConfigError, DataFileError
+from offload_rl.workloads.correlation import SessionCorrelation
 from offload_rl.workloads.distributions import PositiveDist, StrictModel, TurnsDist
 
 DEFAULT_PARAMS_RESOURCE = "workload_default.json"
@@ -28,6 +29,8 @@ class WorkloadParams(StrictModel):
     a whole cloud service. ``gap_s`` is the time between the arrivals of consecutive turns of a
     session (think time plus the previous answer's generation). ``warmup_s``: sessions start
     from ``-warmup_s`` so a stream begins in steady state, with sessions already in progress.
+    ``correlation``: ``None`` (the default) draws every length independently; a
+    :class:`SessionCorrelation` correlates them across a session's turns, same marginals.
     """
 
     session_rate_per_s: float = Field(gt=0.0)
@@ -37,6 +40,7 @@ class WorkloadParams(StrictModel):
     first_prompt_tokens: PositiveDist
     followup_prompt_tokens: PositiveDist
     output_tokens: PositiveDist
+    correlation: SessionCorrelation | None = None
     provenance: dict[str, Any] = Field(default_factory=dict)
 
     def request_rate_per_s(self) -> float:

@@ -10,17 +10,79 @@ region / 3.34 turns x a 1/25 cell share, a stated assumption).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
+from offload_rl.workloads.correlation import correlated_lengths
 from offload_rl.workloads.distributions import EmpiricalDist, LognormalDist
 from offload_rl.workloads.params import WorkloadParams
-from offload_rl.workloads.request import IntArray, Request, TokenScaling
+from offload_rl.workloads.request import FloatArray, IntArray, Request, TokenScaling
 from offload_rl.workloads.stream import assemble_stream
 
 
 def _lengths(dist: LognormalDist | EmpiricalDist, rng: np.random.Generator, n: int) -> IntArray:
     return np.maximum(np.rint(dist.sample(rng, n)), 1).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class SessionDraw:
+    """Sessions drawn over ``[-warmup_s, horizon_s)``, requests in session-major order."""
+
+    arrival: FloatArray
+    session: IntArray
+    turn: IntArray
+    new: IntArray
+    output: IntArray
+    offset: IntArray
+    """Index of each session's first request."""
+    turns: IntArray
+
+    def prior_context(self) -> IntArray:
+        """Raw context of each request: its session's earlier new + output tokens."""
+        tokens = self.new + self.output
+        before = np.cumsum(tokens) - tokens
+        return before - before[self.offset][self.session]
+
+    def next_index(self) -> IntArray:
+        """Index of the same session's next turn, -1 for a session's last."""
+        nxt = np.arange(1, len(self.session) + 1, dtype=np.int64)
+        nxt[self.offset + self.turns - 1] = -1
+        return nxt
+
+
+def draw_sessions(
+    p: WorkloadParams, rng: np.random.Generator, rate_per_s: float, horizon_s: float
+) -> SessionDraw:
+    """Poisson session starts at ``rate_per_s`` over ``[-warmup_s, horizon_s)`` with their
+    turns, gaps and lengths (correlated across turns when ``p.correlation`` says so)."""
+    n_sessions = int(rng.poisson(rate_per_s * (p.warmup_s + horizon_s)))
+    starts = rng.uniform(-p.warmup_s, horizon_s, n_sessions)
+    turns = p.turns.sample(rng, n_sessions)
+    total = int(turns.sum())
+    session = np.repeat(np.arange(n_sessions, dtype=np.int64), turns)
+    offset = np.cumsum(turns) - turns
+    turn = np.arange(total, dtype=np.int64) - offset[session]
+    is_first = turn == 0
+    gaps = p.gap_s.sample(rng, total)
+    gaps[is_first] = 0.0
+    elapsed = np.cumsum(gaps)
+    arrival = starts[session] + elapsed - elapsed[offset][session]
+    if p.correlation is None:
+        new = np.empty(total, dtype=np.int64)
+        new[is_first] = _lengths(p.first_prompt_tokens, rng, n_sessions)
+        new[~is_first] = _lengths(p.followup_prompt_tokens, rng, total - n_sessions)
+        output = _lengths(p.output_tokens, rng, total)
+    else:
+        new, output = correlated_lengths(
+            p.correlation,
+            turn,
+            p.first_prompt_tokens,
+            p.followup_prompt_tokens,
+            p.output_tokens,
+            rng,
+        )
+    return SessionDraw(arrival, session, turn, new, output, offset, turns)
 
 
 class SyntheticWorkload:
@@ -46,45 +108,26 @@ class SyntheticWorkload:
         n = n_requests
         horizon = (n + 4.0 * math.sqrt(n) + 10.0) / p.request_rate_per_s()
         while True:
-            n_sessions = int(rng.poisson(p.session_rate_per_s * (p.warmup_s + horizon)))
-            starts = rng.uniform(-p.warmup_s, horizon, n_sessions)
-            turns = p.turns.sample(rng, n_sessions)
-            total = int(turns.sum())
-            session = np.repeat(np.arange(n_sessions, dtype=np.int64), turns)
-            offset = np.cumsum(turns) - turns
-            turn = np.arange(total, dtype=np.int64) - offset[session]
-            is_first = turn == 0
-            gaps = p.gap_s.sample(rng, total)
-            gaps[is_first] = 0.0
-            elapsed = np.cumsum(gaps)
-            arrival = starts[session] + elapsed - elapsed[offset][session]
-            new = np.empty(total, dtype=np.int64)
-            new[is_first] = _lengths(p.first_prompt_tokens, rng, n_sessions)
-            new[~is_first] = _lengths(p.followup_prompt_tokens, rng, total - n_sessions)
-            output = _lengths(p.output_tokens, rng, total)
-            keep = np.flatnonzero((arrival >= 0.0) & (arrival < horizon))
+            d = draw_sessions(p, rng, p.session_rate_per_s, horizon)
+            keep = np.flatnonzero((d.arrival >= 0.0) & (d.arrival < horizon))
             if len(keep) >= n:
                 break
             horizon *= 1.5
-        tokens = new + output
-        before = np.cumsum(tokens) - tokens
-        prior = before - before[offset][session]
-        chosen = keep[np.argsort(arrival[keep], kind="stable")[:n]]
+        total = len(d.session)
+        chosen = keep[np.argsort(d.arrival[keep], kind="stable")[:n]]
         position = np.full(total + 1, -1, dtype=np.int64)
         position[chosen] = np.arange(n)
-        has_next = np.ones(total, dtype=bool)
-        has_next[offset + turns - 1] = False
-        nxt = np.arange(1, total + 1)
-        in_stream = has_next & (position[nxt] >= 0)
+        nxt = d.next_index()
+        in_stream = (nxt >= 0) & (position[nxt] >= 0)
         gap_next = np.full(total, np.nan)
-        gap_next[in_stream] = arrival[nxt[in_stream]] - arrival[in_stream]
-        t0 = arrival[chosen[0]]
+        gap_next[in_stream] = d.arrival[nxt[in_stream]] - d.arrival[in_stream]
+        t0 = d.arrival[chosen[0]]
         return assemble_stream(
-            arrival[chosen] - t0,
-            session[chosen],
-            new[chosen],
-            output[chosen],
-            prior[chosen],
+            d.arrival[chosen] - t0,
+            d.session[chosen],
+            d.new[chosen],
+            d.output[chosen],
+            d.prior_context()[chosen],
             gap_next[chosen],
             self.scaling,
         )

@@ -65,6 +65,8 @@ def test_fits_own_logs_through_mappings(tmp_path, capsys):
     followup = params["followup_prompt_tokens"]["values"]
     assert followup[0] >= 5.0 and followup[-1] <= 199.0
     assert "wrote" in capsys.readouterr().out
+    # the correlation fitted to these logs goes beside --out, never over the shipped one
+    assert "correlation" in json.loads((tmp_path / "workload_session_correlation.json").read_text())
 
 
 def test_a_log_without_its_mapping_is_one_line(tmp_path, capsys):
