@@ -84,7 +84,9 @@ class SloClass(_Strict):
 class WorkloadConfig(_Strict):
     """Where requests come from and which are private.
 
-    ``mapping`` reads ``source`` as any CSV/JSON Lines request log: a YAML file of a
+    ``source`` is ``default`` (the fitted synthetic workload), ``default-correlated`` (the
+    same with session lengths correlated across turns as in BurstGPT), or a path. ``mapping``
+    reads ``source`` as any CSV/JSON Lines request log: a YAML file of a
     :class:`~offload_rl.workloads.FieldMapping` (relative to the scenario) or the mapping inline.
     """
 
@@ -106,7 +108,7 @@ class WorkloadConfig(_Strict):
 
     @model_validator(mode="after")
     def _shares_sum_to_one(self) -> WorkloadConfig:
-        if self.mapping is not None and self.source == "default":
+        if self.mapping is not None and self.source in ("default", "default-correlated"):
             raise ValueError("mapping: reads a recorded request log: set source to its path")
         total = sum(c.share for c in self.slo_classes)
         if abs(total - 1.0) > 1e-6:

@@ -29,11 +29,13 @@ from offload_rl.scenario import SYNTHETIC_PREFIX, Scenario
 from offload_rl.traces import Trace, load_traces
 from offload_rl.workloads import (
     PARAMS_SUFFIXES,
+    SYNTHETIC_NAMES,
     GeometricMixtureTurns,
     PmfTurns,
     TokenScaling,
     Workload,
     WorkloadParams,
+    default_correlated_params,
     default_workload_params,
     load_field_mapping,
     load_workload,
@@ -74,7 +76,8 @@ class ScenarioFacts:
     def workload(self) -> Workload:
         """The scenario's request source, with its token scaling (and field mapping)."""
         wl = self.scenario.workload
-        source = wl.source if wl.source == "default" else str(self.scenario.resolve_path(wl.source))
+        named = wl.source in SYNTHETIC_NAMES
+        source = wl.source if named else str(self.scenario.resolve_path(wl.source))
         mapping = wl.mapping
         if isinstance(mapping, str):
             try:
@@ -149,7 +152,9 @@ def planner_workload_params(scenario: Scenario) -> WorkloadParams:
     """Workload parameters a planner may assume: the scenario's parameter file, else the
     embedded default (recorded files are not re-fitted here: the default is fitted to them)."""
     src = scenario.workload.source
-    if src != "default":
+    if src == "default-correlated":
+        return default_correlated_params()
+    if src not in SYNTHETIC_NAMES:
         path = scenario.resolve_path(src)
         if path.suffix.lower() in PARAMS_SUFFIXES and path.is_file():
             return load_workload_params(path)

@@ -53,3 +53,15 @@ def test_errors_name_the_key():
     deep = sc.model_copy(update={"workload": sc.workload.model_copy(update={"k_priv": 99})})
     with pytest.raises(ConfigError, match=r"^workload\.k_priv: 99 exceeds"):
         scenario_facts(deep)
+
+
+def test_a_scenario_can_name_the_correlated_default_workload():
+    """``default-correlated`` is a name like ``default``, not a path next to the scenario."""
+    sc = load_scenario("default")
+    named = sc.model_copy(
+        update={"workload": sc.workload.model_copy(update={"source": "default-correlated"})}
+    )
+    facts = scenario_facts(named)
+    assert facts.workload_params.correlation is not None
+    assert facts.workload().name == "default-correlated"
+    assert scenario_facts(sc).workload_params.correlation is None
