@@ -116,10 +116,14 @@ class _Watched(EdgeServer):
     def __init__(self, *args: object, **kw: object) -> None:
         super().__init__(*args, **kw)
         self.at_preemption: list[tuple[int, int, int]] = []
+        self._need = 0
+
+    def _make_room(self, r: EdgeRequest, nbytes: int, s: float) -> bool:
+        self._need = nbytes  # what the request that needs memory asks for
+        return super()._make_room(r, nbytes, s)
 
     def _preempt(self, r: EdgeRequest, s: float) -> None:
-        need = max((x.kv_bytes_per_token for x in self.running), default=r.kv_bytes_per_token)
-        self.at_preemption.append((self.pool.free_bytes, self.pool.n_kept, need))
+        self.at_preemption.append((self.pool.free_bytes, self.pool.n_kept, self._need))
         super()._preempt(r, s)
 
     def _start_iteration(self, s: float) -> bool:
