@@ -12,6 +12,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from envs.episode_options import pick_episode
 from offload_rl.actions import ActionLayout
 from offload_rl.cell.config import CellConfig
 from offload_rl.cell.radio import RADIO_STATES
@@ -171,30 +172,15 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         options = dict(options or {})
-        rng = self.np_random
         uplinks = self.resolved.uplinks
-        trace_opt = options.get("trace")
-        if trace_opt is None:
-            idx = int(rng.integers(len(uplinks)))
-        elif isinstance(trace_opt, str):
-            names = [t.name for t in uplinks]
-            if trace_opt not in names:
-                raise ValueError(f"reset option trace={trace_opt!r} is not one of {names}")
-            idx = names.index(trace_opt)
-        else:
-            idx = int(trace_opt) % len(uplinks)
-        offset = options.get("offset_s")
-        offset_s = float(rng.uniform(0.0, uplinks[idx].duration_s)) if offset is None else offset
-        wseed = options.get("workload_seed")
-        if wseed is None:
-            wseed = int(rng.integers(2**31 - 1))
-        self.sim.reset(np.random.default_rng(int(wseed)), self.n_requests, idx, float(offset_s))
+        idx, offset_s, wseed = pick_episode(uplinks, self.np_random, options)
+        self.sim.reset(np.random.default_rng(wseed), self.n_requests, idx, offset_s)
         self._i = 0
         self._episode_info = {
             "trace": uplinks[idx].name,
             "family": uplinks[idx].family,
-            "offset_s": float(offset_s),
-            "workload_seed": int(wseed),
+            "offset_s": offset_s,
+            "workload_seed": wseed,
             "n_devices": self.sim.cell.n_devices,
         }
         self._prepare()

@@ -153,20 +153,7 @@ FEATURE_DOCS: dict[str, str] = {
 
 # EdgeCell-v0 only (FeatureSpec.cell): the device's own state and the edge's exact state as its
 # runtime knows it. Their length does not depend on the number of devices in the cell.
-CELL_FEATURES: tuple[str, ...] = (
-    "throughput_age",
-    "device_class",
-    "thermal_level",
-    "radio_state",
-    "edge_waiting",
-    "edge_waiting_tokens",
-    "edge_running",
-    "edge_running_tokens",
-    "entry_bytes",
-    "entry_recency",
-)
-
-CELL_FEATURE_DOCS: dict[str, str] = {
+CELL_FEATURE_DOCS: dict[str, str] = {  # in observation order
     "throughput_age": "log1p(seconds since the newest sample was measured)/log1p(3600)",
     "device_class": "device class index / 2 (flagship 0, mid-range 0.5, budget 1)",
     "thermal_level": "OS thermal level / 3 (nominal, fair, serious, critical)",
@@ -179,6 +166,7 @@ CELL_FEATURE_DOCS: dict[str, str] = {
     "entry_recency": "1 / (1 + LRU recency rank) of this session's kept entry, 0 if none",
 }
 
+CELL_FEATURES: tuple[str, ...] = tuple(CELL_FEATURE_DOCS)
 _LOG_SEQS = math.log1p(256.0)
 _LOG_BIG = math.log1p(float(2**20))
 
@@ -250,18 +238,9 @@ class CellDecisionState(DecisionState):
     entry_recency_rank: int = -1  # -1: no kept entry of this session
 
 
-CELL_STATE_FIELDS: tuple[str, ...] = (
-    "throughput_age_s",
-    "device_class",
-    "thermal_level",
-    "radio_state",
-    "edge_waiting",
-    "edge_waiting_tokens",
-    "edge_running",
-    "edge_running_tokens",
-    "entry_bytes_share",
-    "entry_recency_rank",
-)
+CELL_STATE_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in fields(CellDecisionState)[len(fields(DecisionState)) :]
+)  # the fields CellDecisionState adds, in CELL_FEATURES order
 
 
 class StateLike(Protocol):
