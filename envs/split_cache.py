@@ -15,6 +15,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from envs.episode_options import pick_episode
 from offload_rl.actions import ActionLayout
 from offload_rl.cost_model import RequestCost, request_cost, tier_of
 from offload_rl.device_view import (
@@ -160,27 +161,10 @@ class SplitCacheEnv(gym.Env[np.ndarray, np.int64]):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         options = dict(options or {})
-        rng = self.np_random
         uplinks = self.resolved.uplinks
-        trace_opt = options.get("trace")
-        if trace_opt is None:
-            idx = int(rng.integers(len(uplinks)))
-        elif isinstance(trace_opt, str):
-            names = [t.name for t in uplinks]
-            if trace_opt not in names:
-                raise ValueError(f"reset option trace={trace_opt!r} is not one of {names}")
-            idx = names.index(trace_opt)
-        else:
-            idx = int(trace_opt) % len(uplinks)
+        idx, self._offset, wseed = pick_episode(uplinks, self.np_random, options)
         self._trace_index = idx
         uplink: Trace = uplinks[idx]
-        offset = options.get("offset_s")
-        self._offset = (
-            float(rng.uniform(0.0, uplink.duration_s)) if offset is None else float(offset)
-        )
-        wseed = options.get("workload_seed")
-        if wseed is None:
-            wseed = int(rng.integers(2**31 - 1))
         world = np.random.default_rng(int(wseed))
         self._link = self.facts.link(uplink, self.resolved.downlinks[idx])
         # one extra request gives the observation that follows the last step

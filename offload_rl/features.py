@@ -42,6 +42,7 @@ class FeatureSpec:
     history: int = 8  # throughput samples in the observation
     k_priv: int = 2  # a private request keeps at least this many layers on the device
     outage_mbps: float = 0.1  # newest sample below this: the link is out, only local is valid
+    cell: bool = False  # EdgeCell-v0: CELL_FEATURES follow the scalar features
 
     @property
     def layout(self) -> ActionLayout:
@@ -49,21 +50,26 @@ class FeatureSpec:
 
     @property
     def obs_dim(self) -> int:
-        return self.history + len(SCALAR_FEATURES)
+        return self.history + len(SCALAR_FEATURES) + (len(CELL_FEATURES) if self.cell else 0)
 
     def feature_names(self) -> list[str]:
         """Feature order of the observation vector."""
-        return [f"throughput_{i}" for i in range(self.history)] + list(SCALAR_FEATURES)
+        names = [f"throughput_{i}" for i in range(self.history)] + list(SCALAR_FEATURES)
+        return names + list(CELL_FEATURES) if self.cell else names
 
     def to_dict(self) -> dict[str, int | float]:
         """The settings a saved policy records (``meta.json``, ONNX metadata as strings), so
-        that every writer spells them alike; :meth:`from_dict` reads them back."""
-        return {
+        that every writer spells them alike; :meth:`from_dict` reads them back. ``cell`` is
+        written only when set, so single-device policies record exactly what they always did."""
+        out: dict[str, int | float] = {
             "n_layers": int(self.n_layers),
             "history": int(self.history),
             "k_priv": int(self.k_priv),
             "outage_mbps": float(self.outage_mbps),
         }
+        if self.cell:
+            out["cell"] = 1
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> FeatureSpec:
@@ -93,11 +99,13 @@ class FeatureSpec:
             if value < minimum:
                 raise ValueError(f"{key!r} is {raw!r}, below {minimum:g}")
             values[key] = value
+        cell = str(data.get("cell", 0)).strip().lower() in ("1", "1.0", "true")
         return cls(
             n_layers=int(values["n_layers"]),
             history=int(values["history"]),
             k_priv=int(values["k_priv"]),
             outage_mbps=values["outage_mbps"],
+            cell=cell,
         )
 
 
@@ -143,12 +151,37 @@ FEATURE_DOCS: dict[str, str] = {
 }
 
 
-def observation_table(indent: str = "") -> str:
+# EdgeCell-v0 only (FeatureSpec.cell): the device's own state and the edge's exact state as its
+# runtime knows it. Their length does not depend on the number of devices in the cell.
+CELL_FEATURE_DOCS: dict[str, str] = {  # in observation order
+    "throughput_age": "log1p(seconds since the newest sample was measured)/log1p(3600)",
+    "device_class": "device class index / 2 (flagship 0, mid-range 0.5, budget 1)",
+    "thermal_level": "OS thermal level / 3 (nominal, fair, serious, critical)",
+    "radio_state": "RRC state / 3 (idle 0, promotion, connected, tail 1)",
+    "edge_waiting": "log1p(requests in the edge's admission queue)/log1p(256)",
+    "edge_waiting_tokens": "log1p(prompt tokens waiting at the edge)/log1p(2^20)",
+    "edge_running": "log1p(requests in the edge's running batch)/log1p(256)",
+    "edge_running_tokens": "log1p(KV tokens held by the running batch)/log1p(2^20)",
+    "entry_bytes": "bytes of this session's kept edge entry / KV pool bytes",
+    "entry_recency": "1 / (1 + LRU recency rank) of this session's kept entry, 0 if none",
+}
+
+CELL_FEATURES: tuple[str, ...] = tuple(CELL_FEATURE_DOCS)
+_LOG_SEQS = math.log1p(256.0)
+_LOG_BIG = math.log1p(float(2**20))
+
+
+def observation_table(indent: str = "", cell: bool = False) -> str:
     """The observation as a markdown table (index, feature, meaning) rendered from
     :data:`FEATURE_DOCS`: the environment's docstring shows it, so the page a user reads cannot
-    drift from the encoder's order."""
+    drift from the encoder's order. ``cell`` adds :data:`CELL_FEATURES`."""
     rows = [("0..H-1", "throughput_i", FEATURE_DOCS["throughput_i"])]
     rows += [(f"H+{i}", name, FEATURE_DOCS[name]) for i, name in enumerate(SCALAR_FEATURES)]
+    if cell:
+        n = len(SCALAR_FEATURES)
+        rows += [
+            (f"H+{n + i}", name, CELL_FEATURE_DOCS[name]) for i, name in enumerate(CELL_FEATURES)
+        ]
     widths = [max(len(r[c]) for r in [("index", "feature", "meaning"), *rows]) for c in range(3)]
 
     def line(cells: tuple[str, str, str]) -> str:
@@ -182,6 +215,32 @@ class DecisionState:
     device_memory_layers: int
     prev_output_tokens: int = 0
     since_last_turn_s: float = 0.0
+
+
+@dataclass(slots=True)
+class CellDecisionState(DecisionState):
+    """What a device in ``EdgeCell-v0`` knows: a :class:`DecisionState` plus its own state and
+    the edge's exact state as the runtime beside the decision service knows it.
+
+    A subclass rather than more fields on :class:`DecisionState`, so the single-device
+    contract (the service's request body has exactly DecisionState's fields) is unchanged.
+    """
+
+    throughput_age_s: float = 0.0
+    device_class: int = 0  # index into offload_rl.cell.thermal.DEVICE_CLASSES
+    thermal_level: int = 0  # index into offload_rl.cell.thermal.OS_LEVELS
+    radio_state: int = 0  # index into offload_rl.cell.radio.RADIO_STATES
+    edge_waiting: int = 0
+    edge_waiting_tokens: int = 0
+    edge_running: int = 0
+    edge_running_tokens: int = 0
+    entry_bytes_share: float = 0.0
+    entry_recency_rank: int = -1  # -1: no kept entry of this session
+
+
+CELL_STATE_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in fields(CellDecisionState)[len(fields(DecisionState)) :]
+)  # the fields CellDecisionState adds, in CELL_FEATURES order
 
 
 class StateLike(Protocol):
@@ -234,9 +293,33 @@ def encode_observation(state: StateLike, spec: FeatureSpec) -> np.ndarray:
     """The float32 observation vector of ``state`` (order: :meth:`FeatureSpec.feature_names`).
 
     Every feature is clamped into ``[0, 1]``; NaN (never produced by the environment, rejected
-    by the service's validation) maps to 0 rather than poisoning a policy.
+    by the service's validation) maps to 0 rather than poisoning a policy. With ``spec.cell``
+    the :data:`CELL_FEATURES` follow (read from the state's cell fields, 0 where it has none).
     """
-    return np.asarray(_observation_values(state, spec), dtype=np.float32)
+    values = _observation_values(state, spec)
+    if spec.cell:
+        values += _cell_values(state)
+    return np.asarray(values, dtype=np.float32)
+
+
+def _cell_values(state: object) -> list[float]:
+    """The :data:`CELL_FEATURES` of ``state``, each clamped into ``[0, 1]``."""
+    g = {n: float(getattr(state, n, 0.0)) for n in CELL_STATE_FIELDS}
+    log1p = math.log1p
+    rank = g["entry_recency_rank"]
+    raw = (
+        log1p(max(g["throughput_age_s"], 0.0)) / _LOG_GAP,
+        g["device_class"] / 2.0,
+        g["thermal_level"] / 3.0,
+        g["radio_state"] / 3.0,
+        log1p(max(g["edge_waiting"], 0.0)) / _LOG_SEQS,
+        log1p(max(g["edge_waiting_tokens"], 0.0)) / _LOG_BIG,
+        log1p(max(g["edge_running"], 0.0)) / _LOG_SEQS,
+        log1p(max(g["edge_running_tokens"], 0.0)) / _LOG_BIG,
+        g["entry_bytes_share"],
+        1.0 / (1.0 + rank) if rank >= 0 else 0.0,
+    )
+    return [0.0 if not v > 0.0 else (v if v < 1.0 else 1.0) for v in raw]
 
 
 def _observation_values(state: StateLike, spec: FeatureSpec) -> list[float]:
@@ -440,6 +523,9 @@ def encode_observations(states: Sequence[StateLike], spec: FeatureSpec) -> np.nd
     """
     n = len(states)
     H = spec.history
+    if spec.cell:  # the cell's environment encodes one state per step: no vector path
+        cell_rows = [encode_observation(s, spec) for s in states]
+        return np.array(cell_rows, dtype=np.float32).reshape(n, spec.obs_dim)
     if n < VECTOR_MIN_BATCH:
         rows = [_observation_values(s, spec) for s in states]
         return np.array(rows, dtype=np.float32).reshape(n, spec.obs_dim)

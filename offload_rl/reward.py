@@ -43,10 +43,15 @@ def slo_violated(
     cost: RequestCost, output_tokens: int, ttft_slo_s: float, tpot_slo_s: float
 ) -> bool:
     """Whether the request missed its time to first token or its mean time per output token."""
+    return slo_violated_times(cost.ttft_s, cost.latency_s, output_tokens, ttft_slo_s, tpot_slo_s)
+
+
+def slo_violated_times(
+    ttft_s: float, latency_s: float, output_tokens: int, ttft_slo_s: float, tpot_slo_s: float
+) -> bool:
+    """:func:`slo_violated` from the two times (the cell knows them only once they happened)."""
     n_dec = output_tokens - 1
-    return cost.ttft_s > ttft_slo_s or (
-        n_dec > 0 and (cost.latency_s - cost.ttft_s) / n_dec > tpot_slo_s
-    )
+    return ttft_s > ttft_slo_s or (n_dec > 0 and (latency_s - ttft_s) / n_dec > tpot_slo_s)
 
 
 def score_request(
@@ -67,3 +72,98 @@ def score_request(
         + rule.w_cost * usd
     )
     return RequestScore(reward=reward, slo_violated=violated, usd=usd)
+
+
+# --------------------------------------------------------------------------------------------
+# The cell's rule: cost accrues through time (EdgeCell-v0)
+# --------------------------------------------------------------------------------------------
+
+
+class CostLedger:
+    """The cell's reward: cost that accrues while it happens, collected between decisions.
+
+    In a shared cell a decision's consequences arrive later and fall on other requests (a long
+    prompt slows the whole batch, a kept entry takes memory a later request needs), so a
+    per-request score given at decision time cannot credit them. Decima (SIGCOMM'19) charges
+    ``-(jobs in system) x elapsed time``; here each request in the system accrues
+    ``w_latency / SLO_i`` per second (the per-request rule's latency term, spread over the
+    request's time in system), device energy is charged as it is spent, and the SLO penalty and
+    the GPU price when the request completes. Summed over any interval, the latency part is
+    exactly ``sum_i w_latency * (time of request i in the interval) / SLO_i``; over a run in which
+    every request finished, the sum of the per-request rule's latency terms (Little's law, the
+    identity Decima's reward rests on).
+
+    Usage: :meth:`open` when a request enters the system, :meth:`close` when its last token
+    reaches the device (possibly a time in the future), :meth:`spread` for energy spent over an
+    interval, :meth:`charge` for a lump at an instant; :meth:`collect` returns the cost of
+    ``(last collected time, t]``.
+    """
+
+    def __init__(self) -> None:
+        self._open: dict[int, list[float]] = {}  # key -> [start, rate, end (inf: open)]
+        self._spreads: list[tuple[float, float, float]] = []  # (start, end, total)
+        self._lumps: list[tuple[float, float]] = []  # (time, amount)
+        self._t = 0.0
+        self.latency_cost = 0.0  # collected so far, by kind
+        self.other_cost = 0.0
+
+    def reset(self, t: float = 0.0) -> None:
+        """Forget everything; the next collection starts at ``t``."""
+        self._open.clear()
+        self._spreads.clear()
+        self._lumps.clear()
+        self._t = t
+        self.latency_cost = self.other_cost = 0.0
+
+    def open(self, key: int, start: float, rate: float) -> None:
+        """Request ``key`` is in the system from ``start``, costing ``rate`` per second."""
+        self._open[key] = [start, rate, float("inf")]
+
+    def close(self, key: int, end: float) -> None:
+        """Request ``key`` leaves the system at ``end`` (may lie after the last collection)."""
+        self._open[key][2] = end
+
+    def spread(self, start: float, end: float, total: float) -> None:
+        """``total`` cost spent uniformly over ``[start, end]`` (an instant if they are equal)."""
+        if end <= start:
+            self._lumps.append((start, total))
+        else:
+            self._spreads.append((start, end, total))
+
+    def charge(self, t: float, amount: float) -> None:
+        """A lump of cost at time ``t`` (collected by the first collection at or after it)."""
+        self._lumps.append((t, amount))
+
+    def collect(self, t: float) -> tuple[float, float]:
+        """``(latency cost, other cost)`` accrued in ``(last collection, t]``."""
+        t0 = self._t
+        latency = 0.0
+        done = []
+        for key, (start, rate, end) in self._open.items():
+            lo, hi = max(start, t0), min(end, t)
+            if hi > lo:
+                latency += rate * (hi - lo)
+            if end <= t:
+                done.append(key)
+        for key in done:
+            del self._open[key]
+        other = 0.0
+        keep_spreads = []
+        for start, end, total in self._spreads:
+            lo, hi = max(start, t0), min(end, t)
+            if hi > lo:
+                other += total * (hi - lo) / (end - start)
+            if end > t:
+                keep_spreads.append((start, end, total))
+        self._spreads = keep_spreads
+        later = [(when, amount) for when, amount in self._lumps if when > t]
+        other += sum(amount for when, amount in self._lumps if when <= t)
+        self._lumps = later
+        self._t = t
+        self.latency_cost += latency
+        self.other_cost += other
+        return latency, other
+
+    @property
+    def n_open(self) -> int:
+        return len(self._open)

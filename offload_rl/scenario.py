@@ -16,6 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from offload_rl.cell.config import CellConfig
 from offload_rl.config_yaml import parse_yaml, validation_message
 from offload_rl.cost_model import EnergyModel
 from offload_rl.edge_load import EdgeLoadParams
@@ -189,6 +190,7 @@ class Scenario(_Strict):
     cloud: CloudConfig = Field(default_factory=CloudConfig)
     reward: RewardConfig = Field(default_factory=RewardConfig)
     episode: EpisodeConfig = Field(default_factory=EpisodeConfig)
+    cell: CellConfig | None = Field(None, description="EdgeCell-v0: devices sharing the edge")
     base_dir: str | None = Field(None, exclude=True, description="folder of the scenario file")
 
     def resolve_path(self, path: str) -> Path:

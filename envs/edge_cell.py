@@ -1,0 +1,291 @@
+"""``offload_rl/EdgeCell-v0``: many phones share one edge server; each decision leaves state behind.
+
+The Gymnasium face of :class:`offload_rl.cell.simulator.CellSimulator` (the physics live in
+``offload_rl/cell/``); observation and mask come from the one encoder, :mod:`offload_rl.features`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from envs.episode_options import pick_episode
+from offload_rl.actions import ActionLayout
+from offload_rl.cell.config import CellConfig
+from offload_rl.cell.radio import RADIO_STATES
+from offload_rl.cell.simulator import CellRequest, CellSimulator
+from offload_rl.cell.thermal import DEVICE_CLASSES
+from offload_rl.cost_model import tier_of
+from offload_rl.errors import ConfigError
+from offload_rl.features import (
+    CellDecisionState,
+    FeatureSpec,
+    action_mask,
+    encode_observation,
+    observation_table,
+)
+from offload_rl.scenario import Scenario, load_scenario
+from offload_rl.scenario_facts import ResolvedScenario, resolve_scenario
+from offload_rl.workloads import Workload
+
+OUTCOME_KEYS = (
+    "latency_s",
+    "ttft_s",
+    "slo_violated",
+    "cache_hit",
+    "usd",
+    "queue_s",
+    "batch_at_admit",
+    "preempted",
+)
+
+
+class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
+    """Placement and KV-cache decisions for ``N`` phones that share one edge server.
+
+    ## Description
+    ``N`` devices (each with a class, a thermal state, an RRC radio and its own link trace at
+    its own offset) send the requests of their chat sessions; one edge GPU serves them with
+    continuous batching and chunked prefill over one KV pool shared by running requests and
+    kept sessions (LRU eviction, then recompute preemption, as vLLM); a stateless cloud tier
+    takes the rest. One step is one request's decision, whichever device's request arrives
+    next; between decisions the simulator runs the edge iteration by iteration and the
+    devices' clocks, heat and radios. A decision has consequences for others: a long prompt at
+    the edge slows every request in the batch, a kept entry takes memory, local work heats the
+    phone and slows its next local request, an offload wakes the radio.
+
+    ## Action space
+    ``Discrete(2 * (L + 2))``, the joint layout of ``SplitCache-v0``
+    (:class:`offload_rl.actions.ActionLayout`), ``action = tier_index * 2 + keep``:
+
+    | tier_index | placement                                                            |
+    |------------|----------------------------------------------------------------------|
+    | 0          | edge: token ids up, the edge runs every layer in its batch           |
+    | 1 .. L-1   | split: layers ``< k`` on the throttled device, the rest in the batch |
+    | L          | device: fully local, on the phone's compute queue                    |
+    | L + 1      | cloud: stateless, cost model with the cloud's queue and slowdown     |
+
+    ``keep`` = 1 leaves the session's KV in the edge pool after the request (evictable, LRU),
+    or on the device for the local tier; 0 frees it.
+
+    ## Observation space
+    ``Box(0, 1, (H + 27,), float32)`` from :func:`offload_rl.features.encode_observation` with
+    ``FeatureSpec(cell=True)``: the single-device features, then the device's own state and the
+    edge's exact state. Its length does not depend on ``N``. Throughput samples come only from
+    the device's own past transfers (``throughput_age`` says how old the newest is);
+    ``edge_load`` is the edge GPU's busy share since the previous decision and
+    ``edge_kv_occupancy`` the pool's used share, as the runtime knows them:
+
+    {observation_table}
+
+    ## Action masks
+    ``action_masks()``: as ``SplitCache-v0`` (privacy, device memory, link outage from the
+    device's newest sample, never cloud + keep; every segment keeps a valid action). An
+    invalid action is replaced by the nearest valid one and costs ``invalid_action_penalty``.
+
+    ## Reward
+    Cost accrues through time (:class:`offload_rl.reward.CostLedger`); the reward of a step is
+    minus the cost accrued between this decision and the next:
+
+    | term      | accrues                                                                  |
+    |-----------|--------------------------------------------------------------------------|
+    | latency   | ``w_latency / SLO_i`` per second for each request ``i`` in the system     |
+    | energy    | ``w_energy`` per device joule (compute and radio, all devices) as spent  |
+    | SLO       | ``w_slo`` when a request that missed its TTFT or TPOT target completes   |
+    | cost      | ``w_cost`` x cloud USD when a cloud request completes                    |
+    | invalid   | ``invalid_action_penalty`` at the step of an invalid action              |
+
+    ``SLO_i = ttft_slo + (o - 1) * tpot_slo``, so over a run the latency terms sum to the
+    per-request rule's (Little's law). ``info["dt"]`` is the time to the next decision, for
+    discounting by elapsed time.
+
+    ## Episode end
+    Continuing: never terminates; truncates after ``episode.requests`` decisions (requests
+    still in the system keep the cost they accrued so far). The last step's info carries
+    ``session_return_rate_in_episode`` (share of decided requests whose session's next turn
+    was decided in the episode) and ``session_return_rate_unbounded`` (the workload model's
+    probability of another turn, no episode boundary).
+
+    ## Reset options
+    ``trace`` (index or name) and ``offset_s`` pin device 0's link, ``workload_seed`` pins the
+    requests and every other device; anything not pinned is drawn from the seed.
+
+    ## Info
+    About the decided request: ``split``, ``tier``, ``keep``, ``action`` (executed),
+    ``invalid_action``, ``prefill_tokens``, ``upload_bytes``, ``private``, ``family``, ``trace``
+    (its device's), ``measured_mbps`` (its newest sample), ``device``, ``device_class``,
+    ``device_temp_c``, ``radio_state``. About the interval to the next decision: ``dt``,
+    ``energy_j`` (all devices), ``n_finished`` and, summed over the requests that finished in
+    it, ``latency_s``, ``ttft_s``, ``slo_violated``, ``cache_hit``, ``usd``, ``queue_s``,
+    ``batch_at_admit``, ``preempted`` (divide by ``n_finished`` for means); ``edge_batch``,
+    ``edge_waiting``, ``edge_kv_occupancy`` at the next decision.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012
+
+    def __init__(
+        self,
+        scenario: str | Scenario | ResolvedScenario = "cell",
+        episode_requests: int | None = None,
+        n_devices: int | None = None,
+        workload: Workload | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(scenario, ResolvedScenario):
+            resolved = scenario
+        else:
+            resolved = resolve_scenario(
+                load_scenario(scenario) if isinstance(scenario, str) else scenario
+            )
+        sc = resolved.scenario
+        if sc.cell is None:
+            raise ConfigError(f"scenario {sc.name!r} has no 'cell:' section for EdgeCell-v0")
+        cell: CellConfig = sc.cell
+        if n_devices is not None:
+            cell = cell.model_copy(update={"n_devices": int(n_devices)})
+        self.resolved = resolved
+        self.facts = facts = resolved.facts
+        self.scenario = sc
+        base = facts.spec
+        self.feature_spec = FeatureSpec(
+            n_layers=base.n_layers,
+            history=base.history,
+            k_priv=base.k_priv,
+            outage_mbps=base.outage_mbps,
+            cell=True,
+        )
+        self.layout = ActionLayout(base.n_layers)
+        self.n_requests = episode_requests or sc.episode.requests
+        self.sim = CellSimulator(resolved, cell, workload)
+        self.action_space = spaces.Discrete(self.layout.n_actions)
+        self.observation_space = spaces.Box(
+            0.0, 1.0, (self.feature_spec.obs_dim,), dtype=np.float32
+        )
+        self._i = 0
+
+    # -- episode set-up -------------------------------------------------------------------
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        options = dict(options or {})
+        uplinks = self.resolved.uplinks
+        idx, offset_s, wseed = pick_episode(uplinks, self.np_random, options)
+        self.sim.reset(np.random.default_rng(wseed), self.n_requests, idx, offset_s)
+        self._i = 0
+        self._episode_info = {
+            "trace": uplinks[idx].name,
+            "family": uplinks[idx].family,
+            "offset_s": offset_s,
+            "workload_seed": wseed,
+            "n_devices": self.sim.cell.n_devices,
+        }
+        self._prepare()
+        return self._obs, dict(self._episode_info)
+
+    def _prepare(self) -> None:
+        self._state: CellDecisionState = self.sim.decision_state(self._i)
+        self._obs = encode_observation(self._state, self.feature_spec)
+        self._mask = action_mask(self._state, self.feature_spec)
+
+    # -- acting ---------------------------------------------------------------------------
+    @property
+    def state(self) -> CellDecisionState:
+        """The decision state of the current request (what its device and the edge know)."""
+        return self._state
+
+    def action_masks(self) -> np.ndarray:
+        """Flat boolean mask over the joint actions (sb3-contrib MaskablePPO)."""
+        return self._mask.copy()
+
+    def step(
+        self, action: np.int64 | int
+    ) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
+        if not self.sim.requests:
+            raise RuntimeError("call reset() before step()")
+        a = int(action)
+        invalid = not (0 <= a < self.layout.n_actions and self._mask[a])
+        if invalid:
+            a = self.layout.nearest_valid(a, self._mask)
+        tier_index, keep = self.layout.decode(a)
+        sim = self.sim
+        i = self._i
+        t = sim.requests[i].arrival_s
+        cr = sim.dispatch(i, tier_index, bool(keep))
+        info = self._decision_info(cr, a, invalid)
+        self._i += 1
+        t_next = sim.requests[self._i].arrival_s
+        finished = sim.advance(t_next)
+        latency_cost, other_cost = sim.ledger.collect(t_next)
+        _, joules = sim.joules.collect(t_next)
+        penalty = self.scenario.reward.invalid_action_penalty if invalid else 0.0
+        reward = -(latency_cost + other_cost + penalty)
+        info.update(self._interval_info(finished, t_next - t, joules))
+        truncated = self._i >= self.n_requests
+        if truncated:
+            info.update(self._return_rates())
+        self._prepare()
+        es = sim.edge.state()
+        info["edge_batch"] = es.last_batch_size
+        info["edge_waiting"] = es.n_waiting
+        info["edge_kv_occupancy"] = es.pool_used_bytes / es.pool_capacity_bytes
+        return self._obs, float(reward), False, bool(truncated), info
+
+    def _decision_info(self, cr: CellRequest, action: int, invalid: bool) -> dict[str, Any]:
+        L = self.layout.n_layers
+        d = self.sim.devices[cr.device]
+        t = cr.request.arrival_s
+        return {
+            "split": cr.tier_index if cr.tier_index <= L else 0,
+            "tier": tier_of(cr.tier_index, L),
+            "keep": cr.keep,
+            "action": action,
+            "invalid_action": invalid,
+            "prefill_tokens": cr.prefill_tokens,
+            "upload_bytes": cr.upload_bytes,
+            "private": self._state.private,
+            "family": d.uplink.family,
+            "trace": d.uplink.name,
+            "measured_mbps": self._state.throughput_mbps[-1] if self._state.throughput_mbps else 0,
+            "device": cr.device,
+            "device_class": list(DEVICE_CLASSES)[d.class_index],
+            "device_temp_c": d.temp_c(),
+            "radio_state": RADIO_STATES[d.radio_state_index(t)],
+        }
+
+    @staticmethod
+    def _interval_info(finished: list[CellRequest], dt: float, joules: float) -> dict[str, Any]:
+        sums = dict.fromkeys(OUTCOME_KEYS, 0.0)
+        for cr in finished:
+            sums["latency_s"] += cr.latency_s
+            sums["ttft_s"] += cr.ttft_s
+            sums["slo_violated"] += cr.slo_violated
+            sums["cache_hit"] += cr.cache_hit
+            sums["usd"] += cr.usd
+            sums["queue_s"] += cr.queue_s
+            sums["batch_at_admit"] += cr.batch_at_admit
+            sums["preempted"] += cr.preempted
+        return {"dt": dt, "energy_j": joules, "n_finished": len(finished), **sums}
+
+    def _return_rates(self) -> dict[str, float]:
+        """Session-return rates of the decided requests, with and without the boundary."""
+        reqs = self.sim.requests[: self.n_requests]
+        end = reqs[-1].arrival_s
+        inside = sum(
+            r.gap_to_next_turn_s is not None and r.arrival_s + r.gap_to_next_turn_s <= end
+            for r in reqs
+        )
+        cont = self.facts.continuation
+        model = sum(float(cont[min(r.turn, len(cont) - 1)]) for r in reqs)
+        return {
+            "session_return_rate_in_episode": inside / len(reqs),
+            "session_return_rate_unbounded": model / len(reqs),
+        }
+
+
+EdgeCellEnv.__doc__ = (EdgeCellEnv.__doc__ or "").replace(
+    "{observation_table}", observation_table(indent="    ", cell=True).lstrip()
+)

@@ -1,0 +1,81 @@
+"""Benchmark: EdgeCell-v0 steps per second at N = 8, 32, 128 against CartPole-v1, in one run.
+
+Every environment is unwrapped and driven by a uniformly random *valid* action (the mask is
+read, as MaskablePPO reads it); only ``step`` and ``reset`` are timed. Rounds alternate CartPole
+and the cell, and the reported ratio is the median of the per-round ratios, so a machine that
+slows down during the run slows both sides of each ratio alike. The cell's load is the
+scenario's (the fitted per-cell stream shared by the N devices), so the cost that grows with
+N is the simulator's bookkeeping (radios settled, devices drawn), not more edge traffic.
+
+    .venv/bin/python experiments/benchmarks/bench_cell.py [--steps 2000] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import gymnasium as gym
+import numpy as np
+
+from envs.edge_cell import EdgeCellEnv
+
+
+def cartpole_rate(steps: int, seed: int) -> float:
+    env = gym.make("CartPole-v1").unwrapped
+    env.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    actions = rng.integers(2, size=steps).tolist()
+    elapsed = 0.0
+    for a in actions:
+        t = time.perf_counter()
+        _, _, term, trunc, _ = env.step(a)
+        if term or trunc:
+            env.reset()
+        elapsed += time.perf_counter() - t
+    return steps / elapsed
+
+
+def cell_rate(env: EdgeCellEnv, steps: int, seed: int) -> float:
+    rng = np.random.default_rng(seed)
+    t = time.perf_counter()
+    env.reset(seed=seed)
+    elapsed = time.perf_counter() - t
+    for _ in range(steps):
+        valid = np.flatnonzero(env.action_masks())
+        a = int(valid[rng.integers(valid.size)])
+        t = time.perf_counter()
+        _, _, term, trunc, _ = env.step(a)
+        if term or trunc:
+            env.reset()
+        elapsed += time.perf_counter() - t
+    return steps / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", default="cell")
+    parser.add_argument("--steps", type=int, default=2000, help="cell steps per round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[8, 32, 128])
+    args = parser.parse_args()
+    print("| N | cell steps/s (median) | CartPole steps/s (median) | ratio (median of rounds) |")
+    print("|---|---|---|---|")
+    for n in args.sizes:
+        env = EdgeCellEnv(args.scenario, n_devices=n)
+        cells, poles, ratios = [], [], []
+        for r in range(args.rounds):
+            pole = cartpole_rate(args.steps * 10, seed=r)
+            cell = cell_rate(env, args.steps, seed=r)
+            cells.append(cell)
+            poles.append(pole)
+            ratios.append(cell / pole)
+        print(
+            f"| {n} | {statistics.median(cells):,.0f} | {statistics.median(poles):,.0f} "
+            f"| {statistics.median(ratios):.4f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""One phone in the cell: its class and heat, its radio, its own link, and what it has measured.
+
+A device's compute is one FIFO (a phone runs one inference at a time): work asked for while it is
+busy starts when the earlier work ends, and heat is integrated over that queue
+(:class:`~offload_rl.cell.thermal.DeviceThermal`). Its uplink follows its own recorded trace from
+its own offset; each upload is integrated over the trace from the moment data flows, after the
+radio's promotion delay (:class:`~offload_rl.cell.radio.Radio`).
+
+What the device knows of its link is only what its own transfers measured (bytes / seconds, with
+the scenario's lognormal measurement noise) and when: a phone that has been idle for minutes has
+no fresh sample. It starts with ``H`` samples of the periods before the episode (it was in use
+before). One exception keeps the outage mask from locking a device out for good: while its
+newest sample says "outage", it probes the link before deciding (a modem's reference-signal
+measurement over the last sample period), so the outage ends for the policy when the link
+comes back.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from offload_rl.cell.radio import RADIO_STATES, Radio, RadioParams
+from offload_rl.cell.thermal import DeviceClass, DeviceThermal
+from offload_rl.cost_model import LinkModel
+from offload_rl.device_view import SessionMemory, measured_throughput
+from offload_rl.traces import BYTES_PER_MBIT
+
+
+class Device:
+    """One phone: compute FIFO with heat, radio, link trace and its own throughput samples."""
+
+    def __init__(
+        self,
+        index: int,
+        class_index: int,
+        device_class: DeviceClass,
+        radio: RadioParams,
+        link: LinkModel,
+        offset_s: float,
+        *,
+        thermal: bool,
+        noise_sd: float,
+        rng: np.random.Generator,
+    ) -> None:
+        self.index = index
+        self.class_index = class_index
+        self.cls = device_class
+        self.thermal = DeviceThermal(device_class)
+        self.thermal_on = thermal
+        self.radio = Radio(radio)
+        self.link = link
+        self.uplink = link.uplink
+        self.offset_s = offset_s
+        self.noise_sd = noise_sd
+        self.rng = rng
+        self.busy_until = 0.0
+        self._thermal_t = 0.0  # the thermal state is at this time
+        self.memory = SessionMemory()
+        self.kept_local: dict[int, int] = {}  # session -> KV tokens kept on the device
+        self.sample_t: list[float] = []
+        self.sample_mbps: list[float] = []
+
+    # --- link knowledge ----------------------------------------------------------------------
+
+    def seed_samples(self, history: int, period_s: float) -> None:
+        """``history`` samples of the periods before t = 0 (the device was in use before)."""
+        values = measured_throughput(
+            self.uplink, self.offset_s, -history, history, period_s, self.noise_sd, self.rng
+        )
+        self.sample_t = [(i - history + 1) * period_s for i in range(history)]
+        self.sample_mbps = [float(v) for v in values]
+
+    def record(self, t: float, mbps: float) -> None:
+        """A sample measured at ``t`` (a transfer ending, or a probe), with measurement noise."""
+        if self.noise_sd > 0:
+            mbps *= math.exp(self.rng.normal(0.0, self.noise_sd))
+        self.sample_t.append(t)
+        self.sample_mbps.append(mbps)
+        if len(self.sample_mbps) > 64:  # the encoder reads at most 64
+            del self.sample_t[:32], self.sample_mbps[:32]
+
+    def probe_if_out(self, t: float, floor_mbps: float, period_s: float) -> None:
+        """Re-measure the link before deciding while the newest sample says it is out."""
+        if self.sample_mbps and self.sample_mbps[-1] >= floor_mbps:
+            return
+        lo = max(t - period_s, 0.0)
+        if t - lo <= 0:
+            return
+        cum = self.uplink.bytes_between(self.offset_s + lo, self.offset_s + t)
+        self.record(t, cum / (BYTES_PER_MBIT * (t - lo)))
+
+    # --- compute ----------------------------------------------------------------------------
+
+    def compute(self, t: float, work_s: float) -> tuple[float, float, float]:
+        """Queue ``work_s`` full-clock seconds at ``t``: (start, end, joules)."""
+        start = max(t, self.busy_until)
+        self._cool_to(start)
+        if work_s <= 0:
+            return start, start, 0.0
+        if self.thermal_on:
+            wall, joules = self.thermal.run(work_s)
+        else:
+            wall, joules = work_s, self.cls.compute_w * work_s
+        self.busy_until = self._thermal_t = start + wall
+        return start, start + wall, joules
+
+    def _cool_to(self, t: float) -> None:
+        if self.thermal_on and t > self._thermal_t:
+            self.thermal.idle(t - self._thermal_t)
+            self._thermal_t = t
+
+    def clock(self, t: float) -> float:
+        """Clock factor at ``t`` (1 when thermal modelling is off)."""
+        if not self.thermal_on:
+            return 1.0
+        self._cool_to(t)
+        return self.thermal.clock()
+
+    def os_level(self, t: float) -> int:
+        """The OS thermal level at ``t`` (while busy: at the end of its queued work)."""
+        if not self.thermal_on:
+            return 0
+        self._cool_to(t)
+        return self.thermal.os_level()
+
+    def temp_c(self) -> float:
+        return self.thermal.temp_c
+
+    # --- radio ------------------------------------------------------------------------------
+
+    def upload(self, t: float, nbytes: float) -> tuple[float, float]:
+        """Send ``nbytes`` asked for at ``t``: (first byte, last byte) after any promotion.
+
+        The transfer's achieved rate becomes a throughput sample at its end.
+        """
+        start = t + self.radio.wake_delay(t)
+        if nbytes <= 0:
+            self.radio.transfer(t, 0.0, 0.0, 0.0)
+            return start, start
+        origin = self.offset_s
+        end = self.uplink.finish_time(origin + start, nbytes) - origin
+        duration = max(end - start, 1e-9)
+        mbps = nbytes / (BYTES_PER_MBIT * duration)
+        self.radio.transfer(t, duration, mbps, 0.0)
+        self.record(end, mbps)
+        return start, end
+
+    def receive(self, t: float, duration_s: float) -> None:
+        """Keep the radio connected while tokens stream down (ids: the rate is negligible)."""
+        self.radio.transfer(t, max(duration_s, 0.0), 0.0, 0.0)
+
+    def radio_state_index(self, t: float) -> int:
+        return RADIO_STATES.index(self.radio.state(t))

@@ -1,0 +1,416 @@
+"""The cell's discrete-event core: devices, their sessions and links, the edge server, the clock.
+
+numpy-only; ``envs/edge_cell.py`` wraps it in Gymnasium. One decision per request, whichever
+device's request arrives next. :meth:`CellSimulator.dispatch` commits the current request to a
+tier; :meth:`CellSimulator.advance` runs the world to the next arrival: the edge iteration by
+iteration (:class:`~offload_rl.cell.edge_server.EdgeServer`), uploads reaching it, devices' heat
+and radios. Cost accrues in a :class:`~offload_rl.reward.CostLedger` while it happens.
+
+The tiers (DESIGN.md's latency model, with the cell's shared state):
+
+* **device** (``k = L``): the request's device work from the cost model, queued on the phone's
+  compute FIFO and stretched by its throttle (:class:`~offload_rl.cell.device.Device`);
+* **edge / split** (``k < L``): device layers ``< k`` (throttled), then the upload over the
+  device's own trace from the moment data flows (after any radio promotion), RTT/2, then the
+  shared edge server (queue, batch, KV pool; a kept entry of the same split is claimed there);
+  split requests pay one round trip per token (RTT + the device's layers + one token's upload,
+  set when they are submitted); the last token reaches the device RTT/2 after the edge's;
+* **cloud**: stateless, priced by :func:`~offload_rl.cost_model.request_cost` with the scenario's
+  cloud queue (drawn per request) and slowdown, after any radio promotion.
+
+What is left out, on purpose: GPU-dollar prices of edge requests (the edge's seconds are shared
+by a batch, so ``usd`` is counted for the cloud tier only); a split request whose kept entry was
+evicted between decision and arrival still uploads only the new tokens (the edge recomputes the
+context from the boundary activations it is assumed to keep); radio calls for token streams may
+come slightly out of time order, where the radio counts overlapping connected time once.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from offload_rl.cell.batch_roofline import BatchRoofline
+from offload_rl.cell.config import CellConfig
+from offload_rl.cell.device import Device
+from offload_rl.cell.edge_server import REJECTED, EdgeRequest, EdgeServer
+from offload_rl.cell.radio import RADIOS
+from offload_rl.cell.thermal import DEVICE_CLASSES
+from offload_rl.cost_model import LinkModel, request_cost
+from offload_rl.device_view import kept_kv_tokens
+from offload_rl.features import CellDecisionState
+from offload_rl.model_shapes import arch_for_shape
+from offload_rl.profiles import load_profile
+from offload_rl.reward import CostLedger, slo_violated_times
+from offload_rl.roofline import get_hardware
+from offload_rl.scenario_facts import ResolvedScenario
+from offload_rl.traces import BYTES_PER_MBIT
+from offload_rl.workloads import Request, SyntheticWorkload, Workload
+
+
+@dataclass(slots=True, eq=False)
+class CellRequest:
+    """One request from its decision to its last token at the device."""
+
+    rid: int
+    device: int
+    request: Request
+    tier_index: int
+    keep: bool
+    slo: tuple[float, float]
+    prefill_tokens: int = 0
+    upload_bytes: float = 0.0
+    edge: EdgeRequest | None = None
+    ttft_s: float = -1.0
+    finish_s: float = -1.0  # absolute time the last token reaches the device
+    usd: float = 0.0
+    cache_hit: bool = False
+    queue_s: float = 0.0
+    batch_at_admit: int = 0
+    preempted: int = 0
+    rejected: bool = False
+    slo_violated: bool = False
+
+    @property
+    def latency_s(self) -> float:
+        return self.finish_s - self.request.arrival_s
+
+
+def edge_batch_cost(resolved: ResolvedScenario) -> BatchRoofline:
+    """The batched roofline of the edge profile's model on its hardware (one model everywhere)."""
+    sc = resolved.scenario
+    path = sc.resolve_path(sc.profiles.edge)
+    profile = load_profile(str(path) if path.suffix == ".json" else sc.profiles.edge)
+    return BatchRoofline.from_arch(arch_for_shape(profile.model), get_hardware(profile.hardware))
+
+
+class CellSimulator:
+    """N devices, one edge server, the cloud: see the module docstring."""
+
+    def __init__(
+        self, resolved: ResolvedScenario, cell: CellConfig, workload: Workload | None = None
+    ) -> None:
+        self.resolved = resolved
+        self.facts = facts = resolved.facts
+        self.cell = cell
+        self.tiers = facts.tiers
+        self.L = facts.n_layers
+        self.batch_cost = edge_batch_cost(resolved)
+        self.workload = workload if workload is not None else self._default_workload()
+        rule = facts.reward_rule
+        self.w_latency, self.w_energy, self.w_slo = rule.w_latency, rule.w_energy, rule.w_slo
+        self.w_cost, self.usd_per_cloud_s = rule.w_cost, rule.usd_per_cloud_s
+        self.rtt = facts.rtt_edge_s
+        self.ledger = CostLedger()
+        self.joules = CostLedger()  # the same bookkeeping for raw device joules (info)
+        self.requests: list[Request] = []
+
+    def _default_workload(self) -> Workload:
+        wl = self.facts.workload()
+        if isinstance(wl, SyntheticWorkload) and self.cell.arrival_rate_scale != 1.0:
+            rate = wl.params.session_rate_per_s * self.cell.arrival_rate_scale
+            params = wl.params.model_copy(update={"session_rate_per_s": rate})
+            return SyntheticWorkload(params, wl.scaling, name=f"{wl.name}x{rate:g}")
+        return wl
+
+    # --- episode set-up -------------------------------------------------------------------------
+
+    def reset(
+        self, world: np.random.Generator, n_requests: int, trace_index: int, offset_s: float
+    ) -> None:
+        """A new episode: ``n_requests + 1`` requests (the last one only gives the final
+        observation). The draws from ``world`` come in ``SplitCache-v0``'s order (requests,
+        privacy, SLO class, memory pressure, edge-queue and cloud-queue draws) so that ``N = 1``
+        replays its episode; what only the cell needs is drawn after them."""
+        sc, facts = self.facts.scenario, self.facts
+        reqs = self.workload.sample(world, n_requests + 1)
+        self.requests = reqs
+        n = len(reqs)
+        n_sessions = max(r.session_id for r in reqs) + 1
+        self.private = (world.random(n_sessions) < sc.workload.private_share).tolist()
+        slo_p = np.array(facts.slo_shares)
+        self.slo_class = world.choice(len(slo_p), size=n_sessions, p=slo_p).tolist()
+        full = facts.device_memory_layers
+        pressure = world.random(n) < sc.device.memory_pressure_share
+        self.k_mem = np.where(pressure, min(sc.device.memory_pressure_layers, full), full).tolist()
+        world.exponential(1.0, size=n)  # SplitCache's edge-queue draw: kept for the draw order
+        self.cloud_queue = (world.exponential(1.0, size=n) * sc.cloud.queue_s).tolist()
+        self._build_devices(world, trace_index, offset_s)
+        device_of_session = world.integers(self.cell.n_devices, size=n_sessions)
+        self.device_of = [int(device_of_session[r.session_id]) for r in reqs]
+        c = self.cell
+        self.edge = EdgeServer(
+            self.batch_cost,
+            int(c.kv_pool_bytes or self.facts.scenario.edge.kv_cache_bytes),
+            c.max_num_batched_tokens,
+            c.max_num_seqs if c.batching else 1,
+        )
+        self.ledger.reset(0.0)
+        self.joules.reset(0.0)
+        self._submissions: list[tuple[float, int, EdgeRequest]] = []
+        self._done: list[tuple[float, int, CellRequest]] = []
+        self._at_edge: dict[int, CellRequest] = {}
+        self._energy_j = [0.0] * len(self.devices)
+        self._t = 0.0
+        self._busy_mark = (0.0, 0.0)
+
+    def _build_devices(self, world: np.random.Generator, trace_index: int, offset_s: float) -> None:
+        """Device 0 on the pinned trace and offset; the others on drawn traces and offsets."""
+        net = self.facts.scenario.network
+        ups = self.resolved.uplinks
+        names, probs = self.cell.class_probabilities()
+        classes = list(DEVICE_CLASSES)
+        self.devices = []
+        for i in range(self.cell.n_devices):
+            idx = trace_index if i == 0 else int(world.integers(len(ups)))
+            offset = offset_s if i == 0 else float(world.uniform(0.0, ups[idx].duration_s))
+            name = names[int(world.choice(len(names), p=probs))]
+            wifi = "wifi" in ups[idx].family.lower()
+            radio = RADIOS[self.cell.wifi_radio if wifi else self.cell.radio]
+            if not self.cell.radio_state_machine:
+                radio = replace(radio, promo_s=0.0, promo_w=0.0, tail_s=0.0, tail_w=0.0)
+            dev = Device(
+                i,
+                classes.index(name),
+                DEVICE_CLASSES[name],
+                radio,
+                self.facts.link(ups[idx], self.resolved.downlinks[idx]),
+                offset,
+                thermal=self.cell.thermal,
+                noise_sd=net.throughput_noise,
+                rng=np.random.default_rng(world.integers(2**63 - 1)),
+            )
+            dev.seed_samples(net.throughput_history, net.throughput_sample_s)
+            self.devices.append(dev)
+
+    # --- what the requesting device knows ------------------------------------------------------
+
+    def decision_state(self, i: int) -> CellDecisionState:
+        """The state device ``device_of[i]`` hands the policy for request ``i``."""
+        req = self.requests[i]
+        d = self.devices[self.device_of[i]]
+        t = req.arrival_s
+        net = self.facts.scenario.network
+        d.probe_if_out(t, net.outage_mbps, net.throughput_sample_s)
+        known = [j for j, ts in enumerate(d.sample_t) if ts <= t]
+        H = net.throughput_history
+        samples = [d.sample_mbps[j] for j in known[-H:]]
+        age = t - d.sample_t[known[-1]] if known else 3600.0
+        sid = req.session_id
+        pool = self.edge.pool
+        entry = pool.peek(sid)
+        if sid in d.kept_local:
+            cached: tuple[int | None, int] = (self.L, min(d.kept_local[sid], req.context_tokens))
+        elif entry is not None:
+            cached = (entry.split, min(entry.tokens, req.context_tokens))
+        else:
+            cached = (None, 0)
+        es = self.edge.state()
+        prev = d.memory.previous(sid)
+        ttft, tpot = self.facts.slo_targets[self.slo_class[sid]]
+        return CellDecisionState(
+            throughput_mbps=samples,
+            rtt_ms=net.rtt_edge_ms,
+            new_tokens=req.new_tokens,
+            context_tokens=req.context_tokens,
+            turn=req.turn,
+            private=self.private[sid],
+            slo_ttft_s=ttft,
+            slo_tpot_s=tpot,
+            cached_split=cached[0],
+            cached_tokens=cached[1],
+            edge_kv_occupancy=es.pool_used_bytes / es.pool_capacity_bytes,
+            edge_load=self._edge_utilisation(t),
+            device_memory_layers=self.k_mem[i],
+            prev_output_tokens=prev[1] if prev else 0,
+            since_last_turn_s=0.0 if prev is None else t - prev[0],
+            throughput_age_s=age,
+            device_class=d.class_index,
+            thermal_level=d.os_level(t),
+            radio_state=d.radio_state_index(t),
+            edge_waiting=es.n_waiting,
+            edge_waiting_tokens=es.waiting_tokens,
+            edge_running=es.n_running,
+            edge_running_tokens=es.running_tokens,
+            entry_bytes_share=entry.nbytes / es.pool_capacity_bytes if entry else 0.0,
+            entry_recency_rank=pool.recency_rank(sid),
+        )
+
+    def _edge_utilisation(self, t: float) -> float:
+        """Busy share of the edge GPU since the previous decision (what nvidia-smi reports)."""
+        t0, busy0 = self._busy_mark
+        busy = self.edge.busy_s
+        self._busy_mark = (t, busy)
+        return min(max((busy - busy0) / (t - t0), 0.0), 1.0) if t > t0 else 0.0
+
+    # --- acting ---------------------------------------------------------------------------------
+
+    def dispatch(self, i: int, tier_index: int, keep: bool) -> CellRequest:
+        """Commit request ``i`` to ``tier_index`` (valid under the mask) at its arrival."""
+        req = self.requests[i]
+        d = self.devices[self.device_of[i]]
+        sid = req.session_id
+        slo = self.facts.slo_targets[self.slo_class[sid]]
+        cr = CellRequest(i, d.index, req, tier_index, keep and tier_index <= self.L, slo)
+        slo_total = slo[0] + max(req.output_tokens - 1, 0) * slo[1]
+        self.ledger.open(i, req.arrival_s, self.w_latency / slo_total)
+        entry = self.edge.pool.peek(sid)
+        if entry is not None and entry.split != tier_index:
+            self.edge.pool.drop(sid)  # the session moved: its old entry is useless
+        if tier_index != self.L:
+            d.kept_local.pop(sid, None)
+        if tier_index == self.L:
+            self._run_local(cr, d)
+        elif tier_index == self.L + 1:
+            self._run_cloud(cr, d)
+        else:
+            self._run_edge(cr, d)
+        d.memory.remember(req)
+        return cr
+
+    def _complete(self, cr: CellRequest) -> None:
+        """The request's outcome is known: schedule its departure and its lump costs."""
+        req = cr.request
+        cr.slo_violated = cr.rejected or slo_violated_times(
+            cr.ttft_s, cr.latency_s, req.output_tokens, *cr.slo
+        )
+        self.ledger.close(cr.rid, cr.finish_s)
+        penalty = self.w_slo * cr.slo_violated + self.w_cost * cr.usd
+        if penalty:
+            self.ledger.charge(cr.finish_s, penalty)
+        heapq.heappush(self._done, (cr.finish_s, cr.rid, cr))
+
+    def _run_local(self, cr: CellRequest, d: Device) -> None:
+        req = cr.request
+        cached = min(d.kept_local.get(req.session_id, 0), req.context_tokens)
+        cost = request_cost(
+            self.L, 0.0, req.new_tokens, req.context_tokens, cached, req.output_tokens,
+            self.tiers, d.link, self.facts.energy,
+        )  # fmt: skip
+        start, end, joules = d.compute(req.arrival_s, cost.latency_s)
+        self._spend(start, end, joules)
+        stretch = (end - start) / cost.latency_s if cost.latency_s > 0 else 1.0
+        cr.prefill_tokens, cr.cache_hit = cost.prefill_tokens, cached > 0
+        cr.ttft_s = start - req.arrival_s + cost.ttft_s * stretch
+        cr.finish_s = end
+        if cr.keep:
+            d.kept_local[req.session_id] = kept_kv_tokens(
+                req.context_tokens, req.new_tokens, req.output_tokens
+            )
+        else:
+            d.kept_local.pop(req.session_id, None)
+        self._complete(cr)
+
+    def _run_cloud(self, cr: CellRequest, d: Device) -> None:
+        req = cr.request
+        t = req.arrival_s
+        wake = d.radio.wake_delay(t)
+        link: LinkModel = d.link
+        cost = request_cost(
+            self.L + 1, d.offset_s + t + wake, req.new_tokens, req.context_tokens, 0,
+            req.output_tokens, self.tiers, link, self.facts.energy,
+            cloud_queue_s=self.cloud_queue[cr.rid],
+            cloud_slowdown=self.facts.scenario.cloud.slowdown,
+        )  # fmt: skip
+        up_mbps = cost.upload_bytes / (BYTES_PER_MBIT * cost.upload_s) if cost.upload_s > 0 else 0
+        d.radio.transfer(t, cost.latency_s, up_mbps, 0.0)  # connected until the last token
+        if cost.upload_s > 0:
+            d.record(t + wake + cost.upload_s, up_mbps)
+        cr.prefill_tokens, cr.upload_bytes = cost.prefill_tokens, cost.upload_bytes
+        cr.ttft_s = wake + cost.ttft_s
+        cr.finish_s = t + wake + cost.latency_s
+        cr.usd = cost.cloud_gpu_s * self.usd_per_cloud_s
+        self._complete(cr)
+
+    def _run_edge(self, cr: CellRequest, d: Device) -> None:
+        req = cr.request
+        k = cr.tier_index
+        dev = self.tiers.device
+        entry = self.edge.pool.peek(req.session_id)
+        cached = min(entry.tokens, req.context_tokens) if entry and entry.split == k else 0
+        total = req.context_tokens + req.new_tokens
+        prefill = total - cached
+        work = 0.0
+        if k:
+            work = dev.embed_prefill_s(prefill) + dev.layers_prefill_s(0, k, prefill, cached)
+        start, end, joules = d.compute(req.arrival_s, work)
+        self._spend(start, end, joules)
+        nbytes = float(prefill * dev.activation_bytes_per_token[k])
+        _, up_end = d.upload(end, nbytes)
+        arrive = up_end + self.rtt / 2.0
+        round_trip = 0.0
+        n_decode = max(req.output_tokens - 1, 0)
+        if k > 0 and n_decode:
+            tok_work = (
+                dev.layers_decode_s(0, k, 1, total)
+                + dev.embed_decode[0]
+                + (dev.embed_decode[1] * total)
+            )
+            mbps = max(d.uplink.capacity_mbps(d.offset_s + up_end), 1e-3)
+            up_tok = dev.activation_bytes_per_token[k] / (mbps * BYTES_PER_MBIT)
+            round_trip = self.rtt + tok_work / d.clock(arrive) + up_tok
+            s2, e2, j2 = d.compute(arrive, n_decode * tok_work)  # heat of the per-token layers
+            self._spend(s2, e2, j2)
+        er = EdgeRequest(
+            cr.rid, req.session_id, k, arrive, req.context_tokens, req.new_tokens,
+            req.output_tokens, keep=cr.keep, round_trip_s=round_trip,
+        )  # fmt: skip
+        cr.edge, cr.prefill_tokens, cr.upload_bytes = er, prefill, nbytes
+        heapq.heappush(self._submissions, (arrive, cr.rid, er))
+        self._at_edge[cr.rid] = cr
+
+    # --- time -----------------------------------------------------------------------------------
+
+    def advance(self, t: float) -> list[CellRequest]:
+        """Run the cell to ``t``; the requests whose last token reached their device by ``t``."""
+        subs = self._submissions
+        while subs and subs[0][0] <= t:
+            when, _, er = heapq.heappop(subs)
+            self.edge.advance(when)
+            self.edge.submit(er, when)
+        self.edge.advance(t)
+        for er in self.edge.pop_finished():
+            self._edge_done(self._at_edge.pop(er.request_id), er)
+        self._stream_tokens(t)
+        energy = 0.0
+        for j, d in enumerate(self.devices):
+            e = d.radio.energy_until(t)
+            energy += e - self._energy_j[j]
+            self._energy_j[j] = e
+        if energy:
+            self._spend(t, t, energy)
+        done = []
+        while self._done and self._done[0][0] <= t:
+            done.append(heapq.heappop(self._done)[2])
+        self._t = t
+        return done
+
+    def _edge_done(self, cr: CellRequest, er: EdgeRequest) -> None:
+        arrival = cr.request.arrival_s
+        half = self.rtt / 2.0
+        cr.rejected = er.status == REJECTED
+        cr.finish_s = er.finish_s + (0.0 if cr.rejected else half)
+        first = er.first_token_s if er.first_token_s >= 0 else er.finish_s
+        cr.ttft_s = first + half - arrival
+        cr.cache_hit = er.cached_tokens > 0
+        cr.queue_s, cr.batch_at_admit, cr.preempted = er.queued_s, er.batch_at_admit, er.preemptions
+        d = self.devices[cr.device]
+        d.receive(max(first + half, self._t), cr.finish_s - max(first + half, self._t))
+        self._complete(cr)
+
+    def _stream_tokens(self, t: float) -> None:
+        """Keep the radios of devices receiving tokens connected through ``(last t, t]``."""
+        half = self.rtt / 2.0
+        for cr in self._at_edge.values():
+            er = cr.edge
+            if er is not None and er.first_token_s >= 0:
+                lo = max(er.first_token_s + half, self._t)
+                if t > lo:
+                    self.devices[cr.device].receive(lo, t - lo)
+
+    def _spend(self, start: float, end: float, joules: float) -> None:
+        """Device energy spent over ``[start, end]``: charged as it is spent."""
+        self.ledger.spread(start, end, self.w_energy * joules)
+        self.joules.spread(start, end, joules)
