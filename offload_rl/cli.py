@@ -1,10 +1,11 @@
 """The ``offload-rl`` command line.
 
 This module is the composition root: it wires together sub-commands that live beside the code
-they drive (``offload_rl.commands``, ``agents.commands``, ``serving.commands``) and turns user
-errors into one clear line on stderr with a non-zero exit status. Command modules only register
-arguments at import time; heavy dependencies (torch, gymnasium, onnxruntime) are imported inside
-their handlers, so ``offload-rl serve`` never loads torch.
+they drive (``offload_rl.commands``, ``agents.commands``, ``validation.commands``,
+``serving.commands``) and turns user errors into one clear line on stderr with a non-zero exit
+status. Command modules only register arguments at import time; heavy dependencies (torch,
+gymnasium, onnxruntime) are imported inside their handlers, so ``offload-rl serve`` never loads
+torch.
 """
 
 from __future__ import annotations
