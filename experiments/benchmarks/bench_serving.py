@@ -408,7 +408,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--policy", type=Path, default=None, help="ONNX policy to serve")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per phase")
@@ -434,7 +434,11 @@ def main() -> int:
     )
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--loadgen", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
     if args.loadgen:
         loadgen(args)
         return 0
@@ -446,52 +450,75 @@ def main() -> int:
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         policy = args.policy or untrained_policy(Path(tmp))
-        port = _free_port()
-        serve_cmd, serve_env = server_command(args, Path(policy), port, Path(tmp))
-        server = subprocess.Popen(serve_cmd, cwd=ROOT, env=serve_env)
-        try:
-            import httpx
-
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("the server did not start")
-                time.sleep(0.2)
-            ready = httpx.get(f"http://127.0.0.1:{port}/readyz").json()
-            if generator == "wrk":
-                rounds = wrk_rounds(args, port, Path(tmp), _worker_pids(server.pid))
-            else:
-                rounds = python_rounds(args, port)
-            http = _median_rounds(rounds)
-            batching = micro_batches(httpx.get(f"http://127.0.0.1:{port}/metrics").text)
-            memory = {pid: rss_mib(pid) for pid in _worker_pids(server.pid)}
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+        measured = measure_server(args, generator, Path(policy), Path(tmp))
         local = in_process(Path(policy))
+    report(args, generator, measured, local)
+    return 0
 
+
+def _wait_ready(server: subprocess.Popen[bytes], port: int) -> dict[str, Any]:
+    """The server's /readyz answer once it gives one (one minute at most)."""
+    import httpx
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return dict(httpx.get(f"http://127.0.0.1:{port}/readyz").json())
+        except httpx.HTTPError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("the server did not start")
+        time.sleep(0.2)
+
+
+def measure_server(
+    args: argparse.Namespace, generator: str, policy: Path, tmp: Path
+) -> dict[str, Any]:
+    """Start ``offload-rl serve``'s app, run the rounds, read its batch sizes and memory."""
+    import httpx
+
+    port = _free_port()
+    serve_cmd, serve_env = server_command(args, policy, port, tmp)
+    server = subprocess.Popen(serve_cmd, cwd=ROOT, env=serve_env)
+    try:
+        ready = _wait_ready(server, port)
+        if generator == "wrk":
+            rounds = wrk_rounds(args, port, tmp, _worker_pids(server.pid))
+        else:
+            rounds = python_rounds(args, port)
+        return {
+            "ready": ready,
+            "rounds": rounds,
+            "http": _median_rounds(rounds),
+            "batching": micro_batches(httpx.get(f"http://127.0.0.1:{port}/metrics").text),
+            "memory": {pid: rss_mib(pid) for pid in _worker_pids(server.pid)},
+        }
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def report(
+    args: argparse.Namespace, generator: str, measured: dict[str, Any], local: dict[str, float]
+) -> None:
+    """Print the figures (the README's decision-service row quotes these lines)."""
+    http, rounds, batching = measured["http"], measured["rounds"], measured["batching"]
     d, noop, b = http["decide"], http["noop"], http["batch"]
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
     print(
         f"server: offload-rl serve's app, {args.workers} worker(s), policy "
-        f"{ready['version'][:12]}, micro-batching {'off' if args.no_micro_batching else 'on'}, "
+        f"{measured['ready']['version'][:12]}, micro-batching "
+        f"{'off' if args.no_micro_batching else 'on'}, "
         f"GC freeze {'off' if args.no_gc_freeze else 'on'}"
     )
     rounds_text = f", median of {args.rounds} rounds" if args.rounds > 1 else ""
     print(f"load generator: {generator}, {args.duration:g} s per phase{rounds_text}")
-    print(
-        f"POST /v1/decide        {args.concurrency} conns: {d['rps']:8.0f} req/s   "
-        f"p50 {d['p50_ms']:.2f} ms   p99 {d['p99_ms']:.2f} ms   errors {d['errors']}"
-    )
-    print(
-        f"POST /_bench/noop      {args.concurrency} conns: {noop['rps']:8.0f} req/s   "
-        f"p50 {noop['p50_ms']:.2f} ms   p99 {noop['p99_ms']:.2f} ms   errors {noop['errors']}"
-    )
+    for label, m in (("POST /v1/decide   ", d), ("POST /_bench/noop ", noop)):
+        print(
+            f"{label}     {args.concurrency} conns: {m['rps']:8.0f} req/s   "
+            f"p50 {m['p50_ms']:.2f} ms   p99 {m['p99_ms']:.2f} ms   errors {m['errors']}"
+        )
     ratios = [r["decide"]["rps"] / r["noop"]["rps"] for r in rounds]  # each within one round
     each = f" (rounds: {', '.join(f'{x:.2f}' for x in ratios)})" if len(ratios) > 1 else ""
     median = "median " if len(ratios) > 1 else ""
@@ -520,11 +547,10 @@ def main() -> int:
         f"p99 {local['decide_p99_us']:.1f} us; onnxruntime alone p50 "
         f"{local['onnxruntime_p50_us']:.1f} us"
     )
-    for pid, mem in memory.items():
+    for pid, mem in measured["memory"].items():
         print(
             f"worker {pid}: resident {mem.get('VmRSS', 0):.0f} MiB (peak {mem.get('VmHWM', 0):.0f})"
         )
-    return 0
 
 
 if __name__ == "__main__":
