@@ -121,7 +121,8 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
     ``energy_j`` (all devices), ``n_finished`` and, summed over the requests that finished in
     it, ``latency_s``, ``ttft_s``, ``slo_violated``, ``cache_hit``, ``usd``, ``queue_s``,
     ``batch_at_admit``, ``preempted`` (divide by ``n_finished`` for means); ``edge_batch``,
-    ``edge_waiting``, ``edge_kv_occupancy`` at the next decision.
+    ``edge_waiting``, ``edge_kv_occupancy`` at the next decision. The finished requests
+    themselves (for percentiles and per-device-class figures) are ``env.last_finished``.
     """
 
     metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012
@@ -165,6 +166,7 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
             0.0, 1.0, (self.feature_spec.obs_dim,), dtype=np.float32
         )
         self._i = 0
+        self.last_finished: list[CellRequest] = []
 
     # -- episode set-up -------------------------------------------------------------------
     def reset(
@@ -219,6 +221,7 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         self._i += 1
         t_next = sim.requests[self._i].arrival_s
         finished = sim.advance(t_next)
+        self.last_finished = finished
         latency_cost, other_cost = sim.ledger.collect(t_next)
         _, joules = sim.joules.collect(t_next)
         penalty = self.scenario.reward.invalid_action_penalty if invalid else 0.0

@@ -83,6 +83,11 @@ class LayerCost(_Strict):
     included) and keeps at most that many tokens' KV: beyond it, each prefill token costs what
     the ``window``-th did, and decode costs what it did at context ``window - 1``. Files without
     the key (all older ones) are full attention; the key is only written when set.
+
+    ``matmul_params`` (decoder layers of analytical profiles) is how many weights one token
+    multiplies (active experts only): with ``weight_bytes`` and the shape it is all a batched
+    roofline needs, so the cell prices its edge from the file without reading the model's
+    config through transformers. Older files lack it (``None``); it is only written when set.
     """
 
     name: str
@@ -93,12 +98,14 @@ class LayerCost(_Strict):
     kv_bytes_per_token: int = Field(ge=0)
     samples: dict[str, list[tuple[NonNegativeFinite, NonNegativeFinite]]] | None = None
     window: int | None = Field(None, ge=1)
+    matmul_params: int | None = Field(None, ge=0)
 
     @model_serializer(mode="wrap")
-    def _omit_unset_window(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+    def _omit_unset_optionals(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
-        if data.get("window") is None:
-            data.pop("window", None)
+        for key in ("window", "matmul_params"):
+            if data.get(key) is None:
+                data.pop(key, None)
         return data
 
     @model_validator(mode="after")
@@ -107,6 +114,8 @@ class LayerCost(_Strict):
             raise ValueError(f"a {self.kind} layer keeps no KV cache: kv_bytes_per_token must be 0")
         if self.kind != "decoder" and self.window is not None:
             raise ValueError(f"a {self.kind} layer has no attention: it takes no window")
+        if self.kind != "decoder" and self.matmul_params is not None:
+            raise ValueError(f"matmul_params is counted for decoder layers, not a {self.kind}")
         return self
 
     def prefill_s(self, tokens: float) -> float:

@@ -238,6 +238,7 @@ def decoder_cost(arch: ArchSpec, hw: Hardware, name: str = "decoder", layer: int
         weight_bytes=weights,
         kv_bytes_per_token=kv,
         window=facts.window,
+        matmul_params=facts.matmul_params,
     )
 
 

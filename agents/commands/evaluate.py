@@ -56,6 +56,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--requests", type=int, default=None, help="requests per episode (default: scenario's)"
     )
+    parser.add_argument(
+        "--loads",
+        default=None,
+        metavar="X,Y,...",
+        help=(
+            "cell scenarios only (a 'cell:' section runs EdgeCell-v0): session arrival-rate "
+            "multipliers to evaluate at (default 0.5,1,2)"
+        ),
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=_run)
@@ -63,6 +72,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _run(args: argparse.Namespace) -> int:
     from agents.evaluate import evaluate, prepare_scenario, write_outputs
+    from agents.evaluation.cell_runner import DEFAULT_LOADS
     from offload_rl.scenario import load_scenario
 
     if args.workers < 1:
@@ -88,6 +98,9 @@ def _run(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "requests": scenario.episode.requests,
     }
+    loads = _parse_loads(args.loads)
+    if scenario.cell is not None:
+        recorded["loads"] = list(loads or DEFAULT_LOADS)
     result = evaluate(
         policies,
         scenario,
@@ -96,10 +109,24 @@ def _run(args: argparse.Namespace) -> int:
         workers=args.workers,
         progress=not args.no_progress,
         args=recorded,
+        loads=loads,
     )
     metrics = write_outputs(result, args.out)
-    _print_summary(metrics, result.wall_s, args.out)
+    if result.loads:
+        _print_cell_summary(metrics, result.wall_s, args.out)
+    else:
+        _print_summary(metrics, result.wall_s, args.out)
     return 0
+
+
+def _parse_loads(text: str | None) -> list[float] | None:
+    """``--loads 0.5,1,2`` as numbers; a bad entry is a :class:`ConfigError`."""
+    if text is None:
+        return None
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--loads: expected numbers separated by commas, got {text!r}") from None
 
 
 def _print_summary(metrics: dict[str, Any], wall_s: float, out: Path) -> None:
@@ -123,6 +150,25 @@ def _print_summary(metrics: dict[str, Any], wall_s: float, out: Path) -> None:
     console.print(table)
     if not all(m["deployable"] for m in policies.values()):
         console.print("* hindsight reference, not deployable")
+    console.print(
+        f"wrote metrics.json, metrics.csv, report.md, plots and tb/ to {out} ({wall_s:.1f} s)"
+    )
+
+
+def _print_cell_summary(metrics: dict[str, Any], wall_s: float, out: Path) -> None:
+    """Mean latency per finished request, per load level (rows) and policy (columns)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="EdgeCell-v0: mean latency per finished request, s (report.md: more)")
+    table.add_column("load")
+    for spec in metrics["policies"]:
+        table.add_column(spec, justify="right")
+    for level, per_policy in metrics["loads"].items():
+        cells = [per_policy[s]["mean_latency_s"] for s in metrics["policies"]]
+        table.add_row(f"x{level}", *("–" if v is None else f"{v:.2f}" for v in cells))
+    console = Console()
+    console.print(table)
     console.print(
         f"wrote metrics.json, metrics.csv, report.md, plots and tb/ to {out} ({wall_s:.1f} s)"
     )

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from agents.evaluation.cell_outputs import write_cell_outputs
 from agents.evaluation.metrics import compute_metrics
 from agents.evaluation.plots import write_plots
 from agents.evaluation.report import write_report
@@ -42,7 +43,9 @@ CSV_FIELDS: tuple[str, ...] = (
 
 
 def write_outputs(result: EvaluationResult, out: Path) -> dict[str, Any]:
-    """Write every output file under ``out``; returns the metrics."""
+    """Write every output file under ``out``; returns the metrics (the cell's: its own files)."""
+    if result.loads:
+        return write_cell_outputs(result, out)
     out.mkdir(parents=True, exist_ok=True)
     metrics = compute_metrics(result)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=False) + "\n")

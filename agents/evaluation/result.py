@@ -12,7 +12,11 @@ from agents.evaluation.episodes import Episode
 
 @dataclass
 class EvaluationResult:
-    """Per policy, per episode, the per-request columns (``records[policy][episode]``)."""
+    """Per policy, per episode, the per-request columns (``records[policy][episode]``).
+
+    On the cell (``loads`` set) every episode runs at every load level (the cell's
+    ``arrival_rate_scale``): ``records[policy][load_index * len(episodes) + episode]``.
+    """
 
     policies: list[str]
     deployable: dict[str, bool]
@@ -22,3 +26,4 @@ class EvaluationResult:
     args: dict[str, Any]
     wall_s: float = 0.0
     workers: int = 1
+    loads: tuple[float, ...] = ()

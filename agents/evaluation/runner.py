@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from agents.evaluation.cell_runner import DEFAULT_LOADS, evaluate_cell
 from agents.evaluation.episodes import Episode, build_episodes
 from agents.evaluation.progress import ProgressBar
 from agents.evaluation.result import EvaluationResult
@@ -82,14 +83,34 @@ def evaluate(
     workers: int = 1,
     progress: bool = False,
     args: dict[str, Any] | None = None,
+    loads: Sequence[float] | None = None,
 ) -> EvaluationResult:
-    """Run every policy over the same episode set (see the module docstring)."""
+    """Run every policy over the same episode set (see the module docstring).
+
+    A scenario with a ``cell:`` section runs on EdgeCell-v0 at each of ``loads``
+    (:func:`agents.evaluation.cell_runner.evaluate_cell`); ``loads`` is for the cell only.
+    """
     started = time.perf_counter()
     specs = [p.strip() for p in policies if p.strip()]
     if not specs:
         raise ConfigError("--policies: give at least one policy")
     if len(set(specs)) != len(specs):
         raise ConfigError(f"--policies: a policy is listed twice: {', '.join(specs)}")
+    if scenario.cell is not None:
+        return evaluate_cell(
+            specs,
+            scenario,
+            episodes_per_family,
+            seed,
+            workers,
+            progress,
+            args,
+            loads or DEFAULT_LOADS,
+        )
+    if loads is not None:
+        raise ConfigError(
+            f"--loads: scenario {scenario.name!r} has no cell; loads are for the cell"
+        )
     # resolve every policy here first: bad names fail before any work starts
     loaded = [resolve_policy(s, scenario, seed=seed) for s in specs]
     deployable = {s: is_deployable(p) for s, p in zip(specs, loaded, strict=True)}

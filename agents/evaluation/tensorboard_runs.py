@@ -41,8 +41,8 @@ def tensorboard_scalars(
     return out
 
 
-def write_tensorboard(result: EvaluationResult, metrics: dict[str, Any], tb: Path) -> None:
-    """Write the runs under ``tb``; a rerun replaces a policy's run instead of appending."""
+def summary_writer(run: Path) -> Any:
+    """A SummaryWriter for ``run``, whose old event files are removed (a rerun replaces it)."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError as err:  # pragma: no cover - depends on the installed extras
@@ -50,17 +50,27 @@ def write_tensorboard(result: EvaluationResult, metrics: dict[str, Any], tb: Pat
             f"evaluate needs torch and tensorboard for its TensorBoard runs ({err}); "
             "install the 'train' extra"
         ) from None
-    used: set[str] = set()
-    for spec in result.policies:
+    if run.is_dir():
+        for old in run.glob("events.out.tfevents.*"):
+            old.unlink()
+    return SummaryWriter(log_dir=str(run))
+
+
+def run_names(specs: list[str]) -> dict[str, str]:
+    """One distinct run folder per policy spec (two specs that clean to one name get ``_``)."""
+    names: dict[str, str] = {}
+    for spec in specs:
         name = run_dir_name(spec)
-        while name in used:
+        while name in names.values():
             name += "_"
-        used.add(name)
-        run = tb / name
-        if run.is_dir():  # a rerun replaces the run instead of appending to it
-            for old in run.glob("events.out.tfevents.*"):
-                old.unlink()
-        writer = SummaryWriter(log_dir=str(run))
+        names[spec] = name
+    return names
+
+
+def write_tensorboard(result: EvaluationResult, metrics: dict[str, Any], tb: Path) -> None:
+    """Write the runs under ``tb``; a rerun replaces a policy's run instead of appending."""
+    for spec, name in run_names(result.policies).items():
+        writer = summary_writer(tb / name)
         try:
             for tag, v, step in tensorboard_scalars(result, metrics, spec):
                 writer.add_scalar(tag, v, step)

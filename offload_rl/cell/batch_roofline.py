@@ -19,7 +19,9 @@ token in this iteration (the last chunk of a prefill, every decode step), as vLL
 
 At batch 1 every term above reduces to the shipped analytical profile's fits exactly (same
 constants, same FLOP counts from :mod:`offload_rl.model_shapes`); the tests check it against
-``qwen2.5-0.5b@l4.json``. Everything is monotone non-decreasing in every sequence's tokens.
+``qwen2.5-0.5b@l4.json``. The coefficients are read from the edge's profile file and its named
+hardware (:meth:`BatchRoofline.from_profile`), so running the cell needs no transformers/torch.
+Everything is monotone non-decreasing in every sequence's tokens.
 
 Left out on purpose: the max-roofline's overlap of memory and compute (the additive form
 overestimates by at most 2x where the two terms are equal, as in :mod:`offload_rl.roofline`),
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from offload_rl.errors import ConfigError
 from offload_rl.model_shapes import (
     ArchSpec,
     attention_prefill_flops,
@@ -38,8 +41,8 @@ from offload_rl.model_shapes import (
     decoder_params,
     head_flops,
 )
-from offload_rl.profiles import kv_bytes_per_token
-from offload_rl.roofline import Hardware
+from offload_rl.profiles import ModelShape, Profile, kv_bytes_per_token
+from offload_rl.roofline import Hardware, get_hardware
 
 LOGIT_BYTES = 4  # fp32 logits written per vocabulary entry, as roofline.head_cost counts them
 
@@ -61,23 +64,66 @@ class BatchRoofline:
     head_s_per_token: float  # final norm over every scheduled token
 
     @classmethod
+    def from_profile(cls, profile: Profile, hw: Hardware) -> BatchRoofline:
+        """The coefficients of an analytical ``profile`` on its hardware ``hw``, from the file.
+
+        Weight bytes, KV bytes and matmul parameters of a decoder layer and the embedding's
+        per-token gather cost are the profile's own; nothing reads the model's config, so the
+        cell needs neither transformers nor torch. A file written before ``matmul_params``
+        existed cannot be priced this way: :class:`ConfigError` (see :func:`for_profile`).
+        """
+        layer = profile.layers[0]
+        if layer.matmul_params is None:
+            raise ConfigError(
+                f"profile {profile.model.name}@{profile.hardware} has no matmul_params on its "
+                "decoder layers (written before they were recorded); rebuild it with "
+                "offload_rl.roofline.analytical_profile"
+            )
+        return cls._from_counts(
+            profile.model,
+            hw,
+            layer.weight_bytes,
+            layer.matmul_params,
+            profile.embedding.prefill.c1,
+        )
+
+    @classmethod
     def from_arch(cls, arch: ArchSpec, hw: Hardware) -> BatchRoofline:
         """The coefficients of ``arch`` on ``hw``, from the same counts the roofline uses."""
+        b = hw.dtype_bytes
+        s_byte = 1.0 / (hw.mem_bw_bytes_s * hw.eff_decode)
+        tables = 2 if arch.learned_positions else 1
+        return cls._from_counts(
+            arch.shape,
+            hw,
+            decoder_params(arch) * b,
+            decoder_matmul_params(arch),
+            2.0 * tables * arch.shape.d_model * b * s_byte,
+        )
+
+    @classmethod
+    def _from_counts(
+        cls,
+        shape: ModelShape,
+        hw: Hardware,
+        weight_bytes: int,
+        matmul_params: int,
+        embed_s_per_token: float,
+    ) -> BatchRoofline:
+        """The one home of the coefficients: a decoder layer's counts plus the shape."""
         s_byte = 1.0 / (hw.mem_bw_bytes_s * hw.eff_decode)
         s_flop = 1.0 / (hw.peak_flops * hw.eff_prefill)
-        shape = arch.shape
         b = hw.dtype_bytes
         kv = kv_bytes_per_token(shape, b)
-        tables = 2 if arch.learned_positions else 1
         return cls(
             n_layers=shape.n_layers,
             kv_bytes_per_token_layer=kv,
-            layer_fixed_s=hw.per_layer_overhead_s + decoder_params(arch) * b * s_byte,
+            layer_fixed_s=hw.per_layer_overhead_s + weight_bytes * s_byte,
             kv_s_per_token=kv * s_byte,
-            linear_s_per_token=2.0 * decoder_matmul_params(arch) * s_flop,
+            linear_s_per_token=2.0 * matmul_params * s_flop,
             attn_s_unit=attention_prefill_flops(shape, 1) / 2.0 * s_flop,
             embed_fixed_s=hw.per_layer_overhead_s,
-            embed_s_per_token=2.0 * tables * shape.d_model * b * s_byte,
+            embed_s_per_token=embed_s_per_token,
             head_fixed_s=hw.per_layer_overhead_s + shape.vocab_size * shape.d_model * b * s_byte,
             head_s_per_sample=head_flops(shape) * s_flop + shape.vocab_size * LOGIT_BYTES * s_byte,
             head_s_per_token=2.0 * shape.d_model * b * s_byte,
@@ -122,3 +168,18 @@ class BatchRoofline:
         return seqs + self.fixed_s(
             min(b[0] for b in batch), any(b[0] == 0 for b in batch), any(b[3] for b in batch)
         )
+
+
+def for_profile(profile: Profile) -> BatchRoofline:
+    """The batched roofline of ``profile`` on its named hardware.
+
+    From the file when it records ``matmul_params`` (every shipped analytical profile does);
+    an older file falls back to the model's architecture, which reads its config through
+    transformers (the ``profile`` extra), as the cell did before the field existed.
+    """
+    hw = get_hardware(profile.hardware)
+    if profile.layers[0].matmul_params is not None:
+        return BatchRoofline.from_profile(profile, hw)
+    from offload_rl.model_shapes import arch_for_shape
+
+    return BatchRoofline.from_arch(arch_for_shape(profile.model), hw)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from offload_rl.cell.batch_roofline import BatchRoofline
+from offload_rl.cell.batch_roofline import BatchRoofline, for_profile
 from offload_rl.cell.config import CellConfig
 from offload_rl.cell.device import Device
 from offload_rl.cell.edge_server import REJECTED, EdgeRequest, EdgeServer
@@ -41,10 +41,8 @@ from offload_rl.cell.thermal import DEVICE_CLASSES
 from offload_rl.cost_model import LinkModel, request_cost
 from offload_rl.device_view import kept_kv_tokens
 from offload_rl.features import CellDecisionState
-from offload_rl.model_shapes import arch_for_shape
 from offload_rl.profiles import load_profile
 from offload_rl.reward import CostLedger, slo_violated_times
-from offload_rl.roofline import get_hardware
 from offload_rl.scenario_facts import ResolvedScenario
 from offload_rl.traces import BYTES_PER_MBIT
 from offload_rl.workloads import Request, SyntheticWorkload, Workload
@@ -83,7 +81,7 @@ def edge_batch_cost(resolved: ResolvedScenario) -> BatchRoofline:
     sc = resolved.scenario
     path = sc.resolve_path(sc.profiles.edge)
     profile = load_profile(str(path) if path.suffix == ".json" else sc.profiles.edge)
-    return BatchRoofline.from_arch(arch_for_shape(profile.model), get_hardware(profile.hardware))
+    return for_profile(profile)
 
 
 class CellSimulator:

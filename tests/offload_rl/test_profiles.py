@@ -121,6 +121,23 @@ def test_kv_only_in_decoder_layers(tmp_path):
         Profile.load(path)
 
 
+def test_matmul_params_only_in_decoder_layers(tmp_path):
+    path = _write_modified(tmp_path, lambda raw: raw["embedding"].update(matmul_params=8))
+    with pytest.raises(DataFileError, match="matmul_params is counted for decoder layers"):
+        Profile.load(path)
+
+
+def test_a_file_without_matmul_params_loads_and_is_written_back_without_it(tmp_path):
+    """Files from before the field (every measured one, users' old ones) keep their text."""
+    path = _write_modified(
+        tmp_path, lambda raw: [layer.pop("matmul_params") for layer in raw["layers"]]
+    )
+    old = Profile.load(path)
+    assert all(layer.matmul_params is None for layer in old.layers)
+    assert "matmul_params" not in old.to_json()
+    assert _profile().layers[0].matmul_params == 14909440  # q, k, v, o + SwiGLU MLP of 0.5B
+
+
 def test_bad_json_and_missing_file(tmp_path):
     path = tmp_path / "broken.json"
     path.write_text('{\n "schema_version": 1,\n oops\n}')

@@ -6,14 +6,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from offload_rl.cell.batch_roofline import BatchRoofline
+from offload_rl.cell.batch_roofline import BatchRoofline, for_profile
+from offload_rl.errors import ConfigError
 from offload_rl.model_shapes import attention_prefill_flops, get_arch
-from offload_rl.profiles import load_profile
+from offload_rl.profiles import Profile, load_profile, shipped_profiles
 from offload_rl.roofline import get_hardware
 
 ARCH = get_arch("qwen2.5-0.5b")
-COST = BatchRoofline.from_arch(ARCH, get_hardware("l4"))
 SHIPPED = load_profile("qwen2.5-0.5b@l4")
+COST = BatchRoofline.from_profile(SHIPPED, get_hardware("l4"))  # what the cell builds
 L = ARCH.shape.n_layers
 # The shipped profile was written by roofline.analytical_profile with the same constants, so the
 # two agree to float rounding; 1e-9 relative leaves room for summation order only.
@@ -45,6 +46,36 @@ def test_batch_of_one_decode_is_the_shipped_profile(k, context):
     assert COST.iteration_s([(k, 1, context, True)]) == pytest.approx(
         _profile_decode(k, context), rel=REL
     )
+
+
+ANALYTICAL = [n for n in shipped_profiles() if not n.endswith("@cpu-2core")]
+
+
+@pytest.mark.parametrize("name", ANALYTICAL)
+def test_the_file_gives_exactly_the_coefficients_of_the_architecture(name):
+    """Read from the profile (no transformers) or counted off the config: the same floats."""
+    profile = load_profile(name)
+    hw = get_hardware(profile.hardware)
+    from_file = BatchRoofline.from_profile(profile, hw)
+    assert from_file == BatchRoofline.from_arch(get_arch(profile.model.name), hw)
+    assert for_profile(profile) == from_file
+
+
+def test_a_profile_without_matmul_params_falls_back_to_the_architecture():
+    """Files written before the field existed still run the cell (through the config)."""
+    old = Profile.model_validate(
+        {
+            **SHIPPED.model_dump(),
+            "layers": [
+                {k: v for k, v in layer.model_dump().items() if k != "matmul_params"}
+                for layer in SHIPPED.layers
+            ],
+        }
+    )
+    assert old.layers[0].matmul_params is None
+    with pytest.raises(ConfigError, match="matmul_params"):
+        BatchRoofline.from_profile(old, get_hardware("l4"))
+    assert for_profile(old) == COST
 
 
 def test_chunk_attention_is_the_causal_prefill_difference():

@@ -1,0 +1,110 @@
+"""Evaluation on EdgeCell-v0: per finished request, per load level and device class."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from agents.evaluation.cell_metrics import per_request_means, request_outcomes, summarise_cell
+from agents.evaluation.cell_outputs import cell_scalars
+from agents.evaluation.cell_rollout import CLASS_NAMES, DECISION_COLUMNS, REQUEST_COLUMNS
+from agents.evaluation.cell_runner import evaluate_cell
+from offload_rl.cli import main
+from offload_rl.errors import ConfigError
+from offload_rl.scenario import load_scenario
+
+HEURISTICS = ["local", "edge", "cloud", "random", "greedy"]
+
+
+def _steps(**columns: list[float]) -> dict[str, np.ndarray]:
+    """A hand-built episode: every decision and request column, zeros unless given."""
+    n = len(columns.get("n_finished", [0.0]))
+    m = len(columns.get("req_latency_s", []))
+    rec = {c: np.zeros(n) for c in DECISION_COLUMNS} | {c: np.zeros(m) for c in REQUEST_COLUMNS}
+    return rec | {k: np.asarray(v, dtype=np.float64) for k, v in columns.items()}
+
+
+def test_means_are_per_finished_request_not_per_step():
+    """Three steps finish 0, 3 and 1 requests of 1 s, 1 s, 1 s and 5 s: the mean is 2 s (per
+    request), not (0 + 1 + 5) / 3 or (1 + 5) / 2 (per step)."""
+    rec = _steps(n_finished=[0, 3, 1], latency_s=[0.0, 3.0, 5.0], slo_violated=[0, 1, 1])
+    means = per_request_means([rec])
+    assert means["latency_s"] == pytest.approx(2.0)
+    assert means["slo_violated"] == pytest.approx(0.5)
+    assert per_request_means([_steps(n_finished=[0, 0])])["latency_s"] is None
+
+
+def test_outcomes_split_by_device_class_and_unfinished_requests_are_counted():
+    rec = _steps(
+        n_finished=[1, 0, 2, 0],
+        latency_s=[4.0, 0.0, 3.0, 0.0],
+        device_class=[0, 1, 1, 2],
+        req_latency_s=[4.0, 1.0, 2.0],
+        req_device_class=[0, 1, 1],
+        req_has_context=[1, 1, 0],
+        req_cache_hit=[0, 1, 0],
+    )
+    assert request_outcomes([rec])["mean_latency_s"] == pytest.approx(7.0 / 3)
+    mid = request_outcomes([rec], device_class=1)
+    assert (mid["n_finished"], mid["mean_latency_s"], mid["cache_hit_rate"]) == (2, 1.5, 1.0)
+    assert request_outcomes([rec], device_class=2)["mean_latency_s"] is None
+    summary = summarise_cell([rec], n_layers=4)
+    assert summary["unfinished_share"] == pytest.approx(0.25)  # 3 of 4 decided finished
+    assert summary["mean_latency_s"] == pytest.approx(per_request_means([rec])["latency_s"])
+
+
+@pytest.fixture(scope="module")
+def cell_result():
+    sc = load_scenario("cell")
+    sc = sc.model_copy(update={"episode": sc.episode.model_copy(update={"requests": 24})})
+    return evaluate_cell(HEURISTICS, sc, episodes_per_family=1, seed=0, loads=(0.5, 1.0))
+
+
+def test_every_heuristic_runs_and_the_interval_sums_match_the_finished_requests(cell_result):
+    """The info's sums and the finished requests are two views of the same requests."""
+    assert len(cell_result.records["greedy"]) == 2 * len(cell_result.episodes)
+    for spec in HEURISTICS:
+        for rec in cell_result.records[spec]:
+            assert rec["reward"].size == 24
+            assert rec["n_finished"].sum() == rec["req_latency_s"].size
+            assert rec["latency_s"].sum() == pytest.approx(rec["req_latency_s"].sum())
+            assert rec["slo_violated"].sum() == rec["req_slo_violated"].sum()
+
+
+def test_tensorboard_tags_are_identical_for_every_policy(cell_result):
+    from agents.evaluation.cell_metrics import compute_cell_metrics
+
+    metrics = compute_cell_metrics(cell_result)
+    tags = {
+        s: [(t, step) for t, _, step in cell_scalars(cell_result, metrics, s)] for s in HEURISTICS
+    }
+    assert all(t == tags["local"] for t in tags.values())
+    assert any(t.startswith("load/0.5/") for t, _ in tags["local"])
+    assert any(t.startswith("device_class/") for t, _ in tags["local"])
+
+
+def test_cli_evaluates_the_cell_end_to_end(tmp_path, cell_result):
+    out = tmp_path / "eval"
+    args = ["evaluate", "--scenario", "cell", "--policies", ",".join(HEURISTICS)]
+    args += ["--episodes", "1", "--requests", "24", "--loads", "0.5,1", "--out", str(out)]
+    assert main([*args, "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["env"] == "EdgeCell-v0" and set(metrics["loads"]) == {"0.5", "1"}
+    assert set(metrics["device_classes"]) <= set(CLASS_NAMES)
+    at_base = cell_result.records["greedy"][len(cell_result.episodes) :]  # load 1 comes second
+    assert metrics["policies"]["greedy"]["n_finished"] == sum(
+        int(r["n_finished"].sum()) for r in at_base
+    )
+    for name in ("latency_vs_load", "edge_over_episode", "device_temperature"):
+        assert (out / f"{name}.png").stat().st_size > 0
+    assert sorted(p.name for p in (out / "tb").iterdir()) == sorted(HEURISTICS)
+    assert "## load = 0.5" in (out / "report.md").read_text()
+
+
+def test_the_cell_refuses_hindsight_policies_and_loads_need_a_cell(tmp_path):
+    with pytest.raises(ConfigError, match="oracle"):
+        evaluate_cell(["oracle"], load_scenario("cell"), episodes_per_family=1)
+    base = ["evaluate", "--policies", "local", "--episodes", "1", "--out", str(tmp_path / "o")]
+    assert main([*base, "--loads", "1,2", "--no-progress"]) == 2
