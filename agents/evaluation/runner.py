@@ -125,32 +125,11 @@ def evaluate(
     )
     subset, runnable = _episode_subset(resolved, episodes)
     tasks = [(p, ep) for p in range(len(specs)) for ep in runnable]
-    results: dict[tuple[int, int], dict[str, np.ndarray]] = {}
     with ProgressBar(progress, len(tasks)) as bar:
         if workers <= 1:
-            _init_worker(config, subset)
-            _WORKER["policies"] = dict(enumerate(loaded))
-            for p, ep in tasks:
-                _, _, rec = _run_task(p, ep)
-                results[(p, ep.index)] = rec
-                bar.advance()
+            results = _run_here(config, subset, loaded, tasks, bar)
         else:
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(
-                max_workers=workers,
-                mp_context=ctx,
-                initializer=_init_worker,
-                initargs=(config, subset),
-            ) as pool:
-                pending: set[Future[tuple[int, int, dict[str, np.ndarray]]]] = {
-                    pool.submit(_run_task, p, ep) for p, ep in tasks
-                }
-                while pending:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        p, e, rec = fut.result()
-                        results[(p, e)] = rec
-                        bar.advance()
+            results = _run_in_pool(config, subset, workers, tasks, bar)
     records = {s: [results[(p, ep.index)] for ep in episodes] for p, s in enumerate(specs)}
     return EvaluationResult(
         policies=specs,
@@ -162,6 +141,56 @@ def evaluate(
         wall_s=time.perf_counter() - started,
         workers=max(workers, 1),
     )
+
+
+Task = tuple[int, Episode]
+Results = dict[tuple[int, int], dict[str, np.ndarray]]
+
+
+def _run_here(
+    config: _WorkerConfig,
+    subset: ResolvedScenario,
+    loaded: list[Any],
+    tasks: list[Task],
+    bar: ProgressBar,
+) -> Results:
+    """Every task in this process, with the policies already loaded."""
+    _init_worker(config, subset)
+    _WORKER["policies"] = dict(enumerate(loaded))
+    results: Results = {}
+    for p, ep in tasks:
+        _, _, rec = _run_task(p, ep)
+        results[(p, ep.index)] = rec
+        bar.advance()
+    return results
+
+
+def _run_in_pool(
+    config: _WorkerConfig,
+    subset: ResolvedScenario,
+    workers: int,
+    tasks: list[Task],
+    bar: ProgressBar,
+) -> Results:
+    """Every task in a pool of spawned worker processes, each loading the policies once."""
+    results: Results = {}
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=ctx,
+        initializer=_init_worker,
+        initargs=(config, subset),
+    ) as pool:
+        pending: set[Future[tuple[int, int, dict[str, np.ndarray]]]] = {
+            pool.submit(_run_task, p, ep) for p, ep in tasks
+        }
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                p, e, rec = fut.result()
+                results[(p, e)] = rec
+                bar.advance()
+    return results
 
 
 def _episode_subset(
