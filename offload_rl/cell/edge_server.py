@@ -122,6 +122,7 @@ class EdgeServer:
         pool_bytes: int,
         max_num_batched_tokens: int = DEFAULT_MAX_NUM_BATCHED_TOKENS,
         max_num_seqs: int = DEFAULT_MAX_NUM_SEQS,
+        fast: bool = True,
     ) -> None:
         if max_num_batched_tokens < 1 or max_num_seqs < 1:
             raise ValueError(
@@ -132,6 +133,7 @@ class EdgeServer:
         self.pool = KVPool(pool_bytes)
         self.max_num_batched_tokens = int(max_num_batched_tokens)
         self.max_num_seqs = int(max_num_seqs)
+        self.fast = fast  # False: the general scheduler for every iteration (the reference)
         self.waiting: deque[EdgeRequest] = deque()
         self.running: list[EdgeRequest] = []  # admission order: last = most recently admitted
         self.clock = 0.0  # simulated up to here (end of the last iteration, or an idle instant)
@@ -186,6 +188,8 @@ class EdgeServer:
                     return
                 self._complete_iteration()
                 continue
+            if self.fast and not self.waiting and self._decode_run(t):
+                return
             start = self._next_start()
             if start is None or start >= t:
                 if start is None and t > self.clock:
@@ -394,6 +398,81 @@ class EdgeServer:
             r.computed += n
             if r.computed != r.known:
                 continue
+            r.generated += 1
+            r.known += 1
+            if r.first_token_s < 0:
+                r.first_token_s = e
+            if r.generated >= r.output_tokens:
+                self._finish(r, e)
+            elif r.split > 0:
+                r.ready_at = e + r.round_trip_s
+
+    # --- the fast path: decode-only stretches ---------------------------------------------------
+
+    def _decode_run(self, t: float) -> bool:
+        """Run decode-only iterations with the general rules specialised; True at the horizon.
+
+        With nothing queued and every running request one token short (a decode), an iteration
+        is: the ready requests in admission order up to the budgets, one token each, no eviction
+        when the pool has room for all of them. This loop does exactly that with the same float
+        operations in the same order as :meth:`_start_iteration`, :meth:`_batch_time` and
+        :meth:`_complete_iteration`, and hands back (False, nothing changed for the iteration it
+        could not run) at anything else: a prefill chunk, a full pool, an empty server.
+        """
+        running = self.running
+        pool = self.pool
+        cost = self.cost
+        sequence_s = cost.sequence_s
+        cap = min(self.max_num_batched_tokens, self.max_num_seqs)
+        while running:
+            s = self._decode_start()
+            if s is None:
+                return False
+            if s >= t:
+                return True
+            batch = [r for r in running if r.ready_at <= s][:cap]
+            need = 0
+            for r in batch:
+                need += r.kv_bytes_per_token
+            if need > pool.free_bytes:
+                return False  # eviction or preemption: the general path decides
+            self.clock = s
+            total = 0.0
+            min_split = cost.n_layers
+            for r in batch:
+                pool.grow(r.request_id, r.kv_bytes_per_token)
+                total += sequence_s(r.split, 1, r.computed, True)
+                if r.split < min_split:
+                    min_split = r.split
+            e = s + (total + cost.fixed_s(min_split, min_split == 0, True))
+            self.last_batch_size = self.last_batch_tokens = len(batch)
+            if e > t:
+                self._sched[:] = batch
+                self._sched_n[:] = [1] * len(batch)
+                self._in_flight = True
+                self._iter_end = e
+                return True
+            self._land_decodes(batch, s, e)
+        return False
+
+    def _decode_start(self) -> float | None:
+        """When the next decode-only iteration starts; None if some request is mid-prefill."""
+        lo = self.clock
+        first = float("inf")
+        for r in self.running:
+            if r.known - r.computed != 1:
+                return None
+            if r.ready_at < first:
+                first = r.ready_at
+        return first if first > lo else lo
+
+    def _land_decodes(self, batch: list[EdgeRequest], s: float, e: float) -> None:
+        """:meth:`_complete_iteration` for a batch of decodes that started at ``s``."""
+        self.busy_s += e - s
+        self.clock = e
+        self.iterations += 1
+        for r in batch:
+            r.computed += 1
             r.generated += 1
             r.known += 1
             if r.first_token_s < 0:
