@@ -410,77 +410,99 @@ class EdgeServer:
     # --- the fast path: decode-only stretches ---------------------------------------------------
 
     def _decode_run(self, t: float) -> bool:
-        """Run decode-only iterations with the general rules specialised; True at the horizon.
+        """Run decode-only iterations in one tight loop; True when it stopped at the horizon.
 
         With nothing queued and every running request one token short (a decode), an iteration
-        is: the ready requests in admission order up to the budgets, one token each, no eviction
-        when the pool has room for all of them. This loop does exactly that with the same float
-        operations in the same order as :meth:`_start_iteration`, :meth:`_batch_time` and
-        :meth:`_complete_iteration`, and hands back (False, nothing changed for the iteration it
-        could not run) at anything else: a prefill chunk, a full pool, an empty server.
+        is: the ready requests in admission order up to the budgets, one token each, and no
+        eviction when the pool has room for all of them. Nothing inside such a stretch can queue
+        a request or start a prefill, so the loop checks that once, then performs exactly the
+        float operations of :meth:`_start_iteration`, :meth:`_batch_time` and
+        :meth:`_complete_iteration` in their order, on locals. It hands back to the general
+        scheduler (False) before an iteration it cannot run: a pool without room for every
+        decode, or an empty server. The pool's growth is counted locally and settled per
+        request (:meth:`_settle`) before a request finishes and when the loop stops.
         """
         running = self.running
-        pool = self.pool
-        cost = self.cost
-        sequence_s = cost.sequence_s
-        cap = min(self.max_num_batched_tokens, self.max_num_seqs)
+        if not running or any(r.known - r.computed != 1 for r in running):
+            return False
+        cost, pool = self.cost, self.pool
+        sequence_s, fixed_s, n_layers = cost.sequence_s, cost.fixed_s, cost.n_layers
+        cap = min(self.max_num_batched_tokens, self.max_num_seqs)  # decodes take 1 token each
+        charged = {r.request_id: r.computed for r in running}  # tokens the pool holds KV for
+        clock, busy, iterations = self.clock, self.busy_s, self.iterations
+        pending = 0  # bytes grown here and not yet settled into the pool
+        free = pool.free_bytes
+        at_horizon = False
         while running:
-            s = self._decode_start()
-            if s is None:
-                return False
+            s, batch = self._next_decodes(clock)
             if s >= t:
-                return True
-            batch = [r for r in running if r.ready_at <= s][:cap]
+                at_horizon = True
+                break
+            del batch[cap:]
             need = 0
+            total = 0.0
+            min_split = n_layers
             for r in batch:
                 need += r.kv_bytes_per_token
-            if need > pool.free_bytes:
-                return False  # eviction or preemption: the general path decides
-            self.clock = s
-            total = 0.0
-            min_split = cost.n_layers
-            for r in batch:
-                pool.grow(r.request_id, r.kv_bytes_per_token)
                 total += sequence_s(r.split, 1, r.computed, True)
                 if r.split < min_split:
                     min_split = r.split
-            e = s + (total + cost.fixed_s(min_split, min_split == 0, True))
+            if need > free:
+                clock = s  # the general path starts this iteration at s too
+                break  # eviction or preemption: the general scheduler decides
+            free -= need
+            pending += need
+            e = s + (total + fixed_s(min_split, min_split == 0, True))
             self.last_batch_size = self.last_batch_tokens = len(batch)
             if e > t:
                 self._sched[:] = batch
                 self._sched_n[:] = [1] * len(batch)
-                self._in_flight = True
-                self._iter_end = e
-                return True
-            self._land_decodes(batch, s, e)
-        return False
+                self._in_flight, self._iter_end = True, e
+                clock, at_horizon = s, True
+                break
+            busy += e - s
+            clock = e
+            iterations += 1
+            for r in batch:
+                r.computed += 1
+                r.generated += 1
+                r.known += 1
+                if r.first_token_s < 0:
+                    r.first_token_s = e
+                if r.generated >= r.output_tokens:
+                    pending -= self._settle(r, charged)
+                    self._finish(r, e)
+                    free = pool.free_bytes - pending
+                elif r.split > 0:
+                    r.ready_at = e + r.round_trip_s
+        self.clock, self.busy_s, self.iterations = clock, busy, iterations
+        for r in running:
+            self._settle(r, charged)
+        if self._in_flight:  # the batch in flight holds its new tokens' KV, as at a start
+            for r in self._sched:
+                pool.grow(r.request_id, r.kv_bytes_per_token)
+        return at_horizon
 
-    def _decode_start(self) -> float | None:
-        """When the next decode-only iteration starts; None if some request is mid-prefill."""
-        lo = self.clock
+    def _next_decodes(self, clock: float) -> tuple[float, list[EdgeRequest]]:
+        """When the next decode iteration starts and who is ready then, in admission order."""
         first = float("inf")
+        batch = []
         for r in self.running:
-            if r.known - r.computed != 1:
-                return None
-            if r.ready_at < first:
+            if r.ready_at <= clock:
+                batch.append(r)
+            elif r.ready_at < first:
                 first = r.ready_at
-        return first if first > lo else lo
+        if batch:
+            return clock, batch
+        return first, [r for r in self.running if r.ready_at <= first]
 
-    def _land_decodes(self, batch: list[EdgeRequest], s: float, e: float) -> None:
-        """:meth:`_complete_iteration` for a batch of decodes that started at ``s``."""
-        self.busy_s += e - s
-        self.clock = e
-        self.iterations += 1
-        for r in batch:
-            r.computed += 1
-            r.generated += 1
-            r.known += 1
-            if r.first_token_s < 0:
-                r.first_token_s = e
-            if r.generated >= r.output_tokens:
-                self._finish(r, e)
-            elif r.split > 0:
-                r.ready_at = e + r.round_trip_s
+    def _settle(self, r: EdgeRequest, charged: dict[int, int]) -> int:
+        """Grow ``r``'s pool share by the decodes :meth:`_decode_run` counted; the bytes."""
+        nbytes = (r.computed - charged[r.request_id]) * r.kv_bytes_per_token
+        if nbytes:
+            self.pool.grow(r.request_id, nbytes)
+        charged[r.request_id] = r.computed
+        return nbytes
 
     def _finish(self, r: EdgeRequest, e: float) -> None:
         self.running.remove(r)

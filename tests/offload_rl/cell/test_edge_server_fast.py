@@ -128,3 +128,14 @@ def test_the_fast_path_runs_and_the_reference_does_not():
         server.advance(1e9)
         assert server.iterations > 40
     assert calls[False] > 40 and calls[True] <= 2
+
+
+def test_a_finish_inside_a_decode_stretch_frees_only_its_own_memory():
+    """One long advance: A finishes mid-stretch, B then decodes into a pool it fills (preempts)."""
+    servers = [EdgeServer(COST, 100 * KV_TOKEN, fast=fast) for fast in (False, True)]
+    for server in servers:
+        server.submit(EdgeRequest(0, 0, 0, 0.0, 0, 20, 10), 0.0)  # A: finishes at 29 tokens
+        server.submit(EdgeRequest(1, 1, 0, 0.0, 0, 52, 60), 0.0)  # B: then outgrows the pool
+        server.advance(10.0)
+    assert servers[0].preemptions > 0
+    assert _snapshot(servers[0], 10.0) == _snapshot(servers[1], 10.0)
