@@ -32,6 +32,12 @@ Accounting per request (:class:`EdgeRequest`): arrival, first admission, first t
 preemptions, seconds queued (over all admissions), batch size at admission. The server also
 integrates the number of requests in the system over time (Little's law, Decima's reward).
 
+Speed: in the cell almost every iteration is decode-only (split requests wait out their round
+trips, so the batch changes nearly every iteration and has no closed form); those stretches run in
+one loop over plain floats that performs the general scheduler's float operations in its order,
+so results are bit-identical. ``EdgeServer(..., fast=False)`` runs every iteration through the
+general scheduler: the reference ``tests/offload_rl/cell/test_edge_server_fast.py`` compares to.
+
 Left out on purpose: swapping (recompute only, vLLM's default), priorities, the 1% free-block
 watermark, speculative decoding. On recompute a split request re-prefills from the boundary
 activations, which the edge is assumed to keep in host memory: the device is not asked to send
