@@ -32,6 +32,12 @@ Accounting per request (:class:`EdgeRequest`): arrival, first admission, first t
 preemptions, seconds queued (over all admissions), batch size at admission. The server also
 integrates the number of requests in the system over time (Little's law, Decima's reward).
 
+Speed: in the cell almost every iteration is decode-only (split requests wait out their round
+trips, so the batch changes nearly every iteration and has no closed form); those stretches run in
+one loop over plain floats that performs the general scheduler's float operations in its order,
+so results are bit-identical. ``EdgeServer(..., fast=False)`` runs every iteration through the
+general scheduler: the reference ``tests/offload_rl/cell/test_edge_server_fast.py`` compares to.
+
 Left out on purpose: swapping (recompute only, vLLM's default), priorities, the 1% free-block
 watermark, speculative decoding. On recompute a split request re-prefills from the boundary
 activations, which the edge is assumed to keep in host memory: the device is not asked to send
@@ -122,6 +128,7 @@ class EdgeServer:
         pool_bytes: int,
         max_num_batched_tokens: int = DEFAULT_MAX_NUM_BATCHED_TOKENS,
         max_num_seqs: int = DEFAULT_MAX_NUM_SEQS,
+        fast: bool = True,
     ) -> None:
         if max_num_batched_tokens < 1 or max_num_seqs < 1:
             raise ValueError(
@@ -132,6 +139,7 @@ class EdgeServer:
         self.pool = KVPool(pool_bytes)
         self.max_num_batched_tokens = int(max_num_batched_tokens)
         self.max_num_seqs = int(max_num_seqs)
+        self.fast = fast  # False: the general scheduler for every iteration (the reference)
         self.waiting: deque[EdgeRequest] = deque()
         self.running: list[EdgeRequest] = []  # admission order: last = most recently admitted
         self.clock = 0.0  # simulated up to here (end of the last iteration, or an idle instant)
@@ -186,6 +194,8 @@ class EdgeServer:
                     return
                 self._complete_iteration()
                 continue
+            if self.fast and not self.waiting and self._decode_run(t):
+                return
             start = self._next_start()
             if start is None or start >= t:
                 if start is None and t > self.clock:
@@ -402,6 +412,103 @@ class EdgeServer:
                 self._finish(r, e)
             elif r.split > 0:
                 r.ready_at = e + r.round_trip_s
+
+    # --- the fast path: decode-only stretches ---------------------------------------------------
+
+    def _decode_run(self, t: float) -> bool:
+        """Run decode-only iterations in one tight loop; True when it stopped at the horizon.
+
+        With nothing queued and every running request one token short (a decode), an iteration
+        is: the ready requests in admission order up to the budgets, one token each, and no
+        eviction when the pool has room for all of them. Nothing inside such a stretch can queue
+        a request or start a prefill, so the loop checks that once, then performs exactly the
+        float operations of :meth:`_start_iteration`, :meth:`_batch_time` and
+        :meth:`_complete_iteration` in their order, on locals. It hands back to the general
+        scheduler (False) before an iteration it cannot run: a pool without room for every
+        decode, or an empty server. The pool's growth is counted locally and settled per
+        request (:meth:`_settle`) before a request finishes and when the loop stops.
+        """
+        running = self.running
+        if not running or any(r.known - r.computed != 1 for r in running):
+            return False
+        cost, pool = self.cost, self.pool
+        sequence_s, fixed_s, n_layers = cost.sequence_s, cost.fixed_s, cost.n_layers
+        cap = min(self.max_num_batched_tokens, self.max_num_seqs)  # decodes take 1 token each
+        charged = {r.request_id: r.computed for r in running}  # tokens the pool holds KV for
+        clock, busy, iterations = self.clock, self.busy_s, self.iterations
+        pending = 0  # bytes grown here and not yet settled into the pool
+        free = pool.free_bytes
+        at_horizon = False
+        while running:
+            s, batch = self._next_decodes(clock)
+            if s >= t:
+                at_horizon = True
+                break
+            del batch[cap:]
+            need = 0
+            total = 0.0
+            min_split = n_layers
+            for r in batch:
+                need += r.kv_bytes_per_token
+                total += sequence_s(r.split, 1, r.computed, True)
+                if r.split < min_split:
+                    min_split = r.split
+            if need > free:
+                clock = s  # the general path starts this iteration at s too
+                break  # eviction or preemption: the general scheduler decides
+            free -= need
+            pending += need
+            e = s + (total + fixed_s(min_split, min_split == 0, True))
+            self.last_batch_size = self.last_batch_tokens = len(batch)
+            if e > t:
+                self._sched[:] = batch
+                self._sched_n[:] = [1] * len(batch)
+                self._in_flight, self._iter_end = True, e
+                clock, at_horizon = s, True
+                break
+            busy += e - s
+            clock = e
+            iterations += 1
+            for r in batch:
+                r.computed += 1
+                r.generated += 1
+                r.known += 1
+                if r.first_token_s < 0:
+                    r.first_token_s = e
+                if r.generated >= r.output_tokens:
+                    pending -= self._settle(r, charged)
+                    self._finish(r, e)
+                    free = pool.free_bytes - pending
+                elif r.split > 0:
+                    r.ready_at = e + r.round_trip_s
+        self.clock, self.busy_s, self.iterations = clock, busy, iterations
+        for r in running:
+            self._settle(r, charged)
+        if self._in_flight:  # the batch in flight holds its new tokens' KV, as at a start
+            for r in self._sched:
+                pool.grow(r.request_id, r.kv_bytes_per_token)
+        return at_horizon
+
+    def _next_decodes(self, clock: float) -> tuple[float, list[EdgeRequest]]:
+        """When the next decode iteration starts and who is ready then, in admission order."""
+        first = float("inf")
+        batch = []
+        for r in self.running:
+            if r.ready_at <= clock:
+                batch.append(r)
+            elif r.ready_at < first:
+                first = r.ready_at
+        if batch:
+            return clock, batch
+        return first, [r for r in self.running if r.ready_at <= first]
+
+    def _settle(self, r: EdgeRequest, charged: dict[int, int]) -> int:
+        """Grow ``r``'s pool share by the decodes :meth:`_decode_run` counted; the bytes."""
+        nbytes = (r.computed - charged[r.request_id]) * r.kv_bytes_per_token
+        if nbytes:
+            self.pool.grow(r.request_id, nbytes)
+        charged[r.request_id] = r.computed
+        return nbytes
 
     def _finish(self, r: EdgeRequest, e: float) -> None:
         self.running.remove(r)
