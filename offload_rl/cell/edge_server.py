@@ -275,9 +275,12 @@ class EdgeServer:
             i += 1
             if r.ready_at > s or r.known - r.computed != 1:
                 continue
-            if not self._make_room(r, r.kv_bytes_per_token, s):
-                continue
-            self.pool.grow(r.request_id, r.kv_bytes_per_token)
+            # a decode's token needs new KV; a prompt's last token had it reserved at admission
+            grow = (r.computed + 1) * r.kv_bytes_per_token - self.pool.held_by(r.request_id)
+            if grow > 0:
+                if not self._make_room(r, grow, s):
+                    continue
+                self.pool.grow(r.request_id, grow)
             self._sched.append(r)
             self._sched_n.append(1)
             budget -= 1
@@ -429,9 +432,14 @@ class EdgeServer:
         request (:meth:`_settle`) before a request finishes and when the loop stops.
         """
         running = self.running
-        if not running or any(r.known - r.computed != 1 for r in running):
-            return False
-        cost, pool = self.cost, self.pool
+        pool = self.pool
+        if not running or any(
+            r.known - r.computed != 1
+            or pool.held_by(r.request_id) != r.computed * r.kv_bytes_per_token
+            for r in running
+        ):
+            return False  # something queued, prefilling, or a prompt's reserved last token
+        cost = self.cost
         sequence_s, fixed_s, n_layers = cost.sequence_s, cost.fixed_s, cost.n_layers
         cap = min(self.max_num_batched_tokens, self.max_num_seqs)  # decodes take 1 token each
         charged = {r.request_id: r.computed for r in running}  # tokens the pool holds KV for

@@ -227,3 +227,18 @@ def test_littles_law_holds_on_the_simulated_edge():
     mean_time_in_system = sum(r.finish_s - r.arrival_s for r in done) / len(done)
     assert server.preemptions > 0 and 3 < time_avg_in_system < 100  # loaded, not diverging
     assert time_avg_in_system == pytest.approx(arrival_rate * mean_time_in_system, rel=0.02)
+
+
+def test_a_prompt_s_last_token_uses_the_memory_reserved_at_admission():
+    """A chunk that leaves a prompt one token short must not charge that token's KV twice: a
+    100-token prompt on a 100-token pool with a 99-token budget finishes without preemption
+    (charging the last prompt token as a decode's new token once made it preempt itself
+    forever)."""
+    for fast in (True, False):
+        server = EdgeServer(COST, 100 * KV_TOKEN, max_num_batched_tokens=99, fast=fast)
+        server.submit(_req(0, new=100, out=1), 0.0)
+        server.advance(10.0)
+        done = server.pop_finished()
+        assert [r.request_id for r in done] == [0], f"fast={fast}"
+        assert done[0].preemptions == 0
+        assert server.pool.used_bytes == 0
