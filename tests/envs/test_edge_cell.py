@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -12,6 +10,7 @@ import envs
 from envs.edge_cell import EdgeCellEnv
 from offload_rl.cell.radio import RADIO_STATES
 from offload_rl.heuristics import BASE_POLICIES, make_heuristic
+from tests.envs import env_contracts as contracts
 from tests.envs.cell_helpers import capture, cell_scenario
 
 SPLIT_CACHE_INFO = (
@@ -28,31 +27,15 @@ def env() -> EdgeCellEnv:
 
 
 def rollout(env: EdgeCellEnv, seed: int, n: int = 60, action_seed: int = 0) -> list:
-    rng = np.random.default_rng(action_seed)
-    obs, _ = env.reset(seed=seed)
-    out: list = [obs.copy()]
-    for _ in range(n):
-        obs, r, term, trunc, info = env.step(int(rng.choice(np.flatnonzero(env.action_masks()))))
-        out.append((obs.copy(), r, term, trunc, info))
-        if term or trunc:
-            obs, _ = env.reset()
-    return out
+    return contracts.rollout(env, seed, n, action_seed)
 
 
 def test_gymnasium_env_checker_passes_without_warnings():
-    from gymnasium.utils.env_checker import check_env
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        check_env(EdgeCellEnv("cell", episode_requests=16), skip_render_check=True)
+    contracts.check_with_gymnasium(EdgeCellEnv("cell", episode_requests=16))
 
 
 def test_sb3_env_checker_passes_without_warnings():
-    from stable_baselines3.common.env_checker import check_env
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        check_env(EdgeCellEnv("cell", episode_requests=16), warn=True)
+    contracts.check_with_sb3(EdgeCellEnv("cell", episode_requests=16))
 
 
 def test_registered_on_import_with_an_observation_independent_of_n():

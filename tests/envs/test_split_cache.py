@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from pathlib import Path
 
 import gymnasium as gym
@@ -15,6 +14,8 @@ from envs.split_cache import SplitCacheEnv
 from offload_rl.features import encode_observation
 from offload_rl.scenario import load_scenario
 from offload_rl.workloads import Request
+from tests.envs import env_contracts as contracts
+from tests.envs.env_contracts import random_valid
 
 
 @pytest.fixture(scope="module")
@@ -22,36 +23,16 @@ def env() -> SplitCacheEnv:
     return SplitCacheEnv("default", episode_requests=32)
 
 
-def random_valid(env: SplitCacheEnv, rng: np.random.Generator) -> int:
-    return int(rng.choice(np.flatnonzero(env.action_masks())))
-
-
-def rollout(env: SplitCacheEnv, seed: int, n: int = 40, action_seed: int = 0):
-    rng = np.random.default_rng(action_seed)
-    obs, _ = env.reset(seed=seed)
-    out = [obs.copy()]
-    for _ in range(n):
-        obs, r, term, trunc, info = env.step(random_valid(env, rng))
-        out.append((obs.copy(), r, term, trunc, info))
-        if term or trunc:
-            obs, _ = env.reset()
-    return out
+def rollout(env: SplitCacheEnv, seed: int, n: int = 40, action_seed: int = 0) -> list:
+    return contracts.rollout(env, seed, n, action_seed)
 
 
 def test_gymnasium_env_checker_passes_without_warnings():
-    from gymnasium.utils.env_checker import check_env
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        check_env(SplitCacheEnv("default", episode_requests=16), skip_render_check=True)
+    contracts.check_with_gymnasium(SplitCacheEnv("default", episode_requests=16))
 
 
 def test_sb3_env_checker_passes_without_warnings():
-    from stable_baselines3.common.env_checker import check_env
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        check_env(SplitCacheEnv("default", episode_requests=16), warn=True)
+    contracts.check_with_sb3(SplitCacheEnv("default", episode_requests=16))
 
 
 def test_registered_on_import():
