@@ -77,9 +77,24 @@ class Hardware(BaseModel):
     eff_prefill: float = Field(gt=0, le=1)  # achieved fraction of peak_flops
     eff_decode: float = Field(gt=0, le=1)  # achieved fraction of mem_bw_bytes_s
     per_layer_overhead_s: float = Field(ge=0, allow_inf_nan=False)
-    dtype_bytes: int = Field(ge=1, le=8)
+    dtype_bytes: int = Field(ge=1, le=8)  # activations, KV cache, and weights unless below
     sources: str
     efficiency_basis: str = ""
+    # Weights stored quantised (a phone's 4-bit model): bits per stored weight, scales included;
+    # None: weights are stored like the activations, ``dtype_bytes`` each.
+    weight_bits: float | None = Field(None, gt=0, le=64, allow_inf_nan=False)
+    weight_format: str = ""  # what weight_bits describes, e.g. "q4f16_1", with its source
+
+    @property
+    def weight_bytes_per_param(self) -> float:
+        """Bytes of one stored weight: ``weight_bits / 8`` when quantised, else ``dtype_bytes``."""
+        return self.dtype_bytes if self.weight_bits is None else self.weight_bits / 8.0
+
+    def weight_bytes(self, params: int) -> int:
+        """Bytes that ``params`` stored weights occupy (exact for unquantised weights)."""
+        if self.weight_bits is None:
+            return params * self.dtype_bytes
+        return round(params * self.weight_bits / 8.0)
 
 
 HARDWARE: dict[str, Hardware] = {
@@ -186,6 +201,35 @@ HARDWARE: dict[str, Hardware] = {
 }
 
 
+# The same phone running a 4-bit model: phones hold 7-8B models only at about 4 bits per weight
+# ("Llama 2 7B or Llama 3 8B needs at least 4-bit quantization to fit even within some of the
+# highend phones", pytorch/executorch examples/models/llama/README.md [V]; Qualcomm AI Hub ships
+# Llama-v2-7B-Chat for Snapdragon 8 Gen 3 as "4-bit weights and 16-bit activations", 3.6 GB [V]).
+# Activations, the KV cache and the FLOP rate stay FP16 (weights are dequantised in the kernels).
+_PHONE = HARDWARE["sd8gen3-phone"]
+HARDWARE["sd8gen3-phone-q4"] = Hardware.model_validate(
+    {
+        **_PHONE.model_dump(),
+        "name": "sd8gen3-phone-q4",
+        "description": f"{_PHONE.description}; weights 4-bit (q4f16_1, 4.5 bits per weight)",
+        "weight_bits": 4.5,
+        "weight_format": (
+            "q4f16_1: int4 weights in groups of 32 with one fp16 scale (4 + 16/32 = 4.5 bits), "
+            "embedding and LM head quantised too (mlc-ai/mlc-llm python/mlc_llm/quantization/"
+            "quantization.py [V]); llama.cpp Q4_0 stores the same 18 bytes per 32 weights [R]"
+        ),
+        "efficiency_basis": (
+            f"{_PHONE.efficiency_basis}. eff_decode 0.50 was derived from 4-bit llama.cpp decode "
+            "(bytes = the 4-bit file), so it applies to 4-bit weights as is. Check: this roofline "
+            "gives Llama-2-7B at 4.5 bits (6.74B weights, 3.8 GB) 8.5-9.1 tokens/s at batch 1; "
+            "ExecuTorch measured 10.7-11.3 tokens/s on a Galaxy S24 with 4-bit groups of 128-256 "
+            "(fewer scale bytes; pytorch/executorch examples/models/llama2/README.md [V]): the "
+            "roofline is ~20% slow there"
+        ),
+    }
+)
+
+
 def get_hardware(name: str) -> Hardware:
     """The named hardware; an unknown name is a :class:`ConfigError` listing the known ones."""
     try:
@@ -213,7 +257,7 @@ def decoder_cost(arch: ArchSpec, hw: Hardware, name: str = "decoder", layer: int
     shape = arch.shape
     b = hw.dtype_bytes
     facts = layer_facts(arch)[layer]
-    weights = facts.params * b
+    weights = hw.weight_bytes(facts.params)
     kv = kv_bytes_per_token(shape, b)
     linear_flops_per_token = 2.0 * facts.matmul_params
     # causal attention: 2*h*d*T*(T+1) = 2*h*d*T + 2*h*d*T^2 (the window is applied by LayerCost)
@@ -243,16 +287,18 @@ def decoder_cost(arch: ArchSpec, hw: Hardware, name: str = "decoder", layer: int
 
 
 def embedding_cost(arch: ArchSpec, hw: Hardware) -> LayerCost:
-    """Row gather from the embedding table(s): read and write ``d_model`` values per token."""
+    """Row gather from the embedding table(s): read ``d_model`` stored weights and write
+    ``d_model`` activations per token (both at ``dtype_bytes`` unless the weights are quantised).
+    """
     s_byte, _ = _rates(hw)
     tables = 2 if arch.learned_positions else 1
-    per_token = 2.0 * tables * arch.shape.d_model * hw.dtype_bytes * s_byte
+    per_token = tables * arch.shape.d_model * (hw.weight_bytes_per_param + hw.dtype_bytes) * s_byte
     return LayerCost(
         name="embedding",
         kind="embedding",
         prefill=PrefillFit(c0=hw.per_layer_overhead_s, c1=per_token, c2=0.0),
         decode=DecodeFit(c0=hw.per_layer_overhead_s + per_token, c1=0.0),
-        weight_bytes=embedding_params(arch) * hw.dtype_bytes,
+        weight_bytes=hw.weight_bytes(embedding_params(arch)),
         kv_bytes_per_token=0,
     )
 
@@ -263,7 +309,7 @@ def head_cost(arch: ArchSpec, hw: Hardware) -> LayerCost:
     shape = arch.shape
     b = hw.dtype_bytes
     logits = (
-        shape.vocab_size * shape.d_model * b * s_byte
+        shape.vocab_size * shape.d_model * hw.weight_bytes_per_param * s_byte
         + head_flops(shape) * s_flop
         + shape.vocab_size * 4 * s_byte  # fp32 logits written
     )
@@ -273,7 +319,7 @@ def head_cost(arch: ArchSpec, hw: Hardware) -> LayerCost:
         kind="head",
         prefill=PrefillFit(c0=hw.per_layer_overhead_s + logits, c1=norm_per_token, c2=0.0),
         decode=DecodeFit(c0=hw.per_layer_overhead_s + logits + norm_per_token, c1=0.0),
-        weight_bytes=head_params(arch) * b,
+        weight_bytes=hw.weight_bytes(head_params(arch)),  # the final norm at the same width
         kv_bytes_per_token=0,
     )
 
@@ -312,10 +358,11 @@ def analytical_profile(
         hardware=hw.name,
         description=hw.description,
         date=date or datetime.now(UTC).date().isoformat(),
-        dtype=DTYPE_NAMES.get(hw.dtype_bytes, f"{hw.dtype_bytes}-byte"),
+        dtype=_dtype_note(hw),
         threads=None,
         library_versions=versions,
-        method=f"{_method(arch)}. Shape: {shape_note(arch)}. Hardware: {hw.sources}",
+        method=f"{_method(arch)}. Shape: {shape_note(arch)}. Hardware: {hw.sources}"
+        + (f". Weights: {hw.weight_format}" if hw.weight_bits is not None else ""),
         peak_flops=hw.peak_flops,
         mem_bw_bytes_s=hw.mem_bw_bytes_s,
         eff_prefill=hw.eff_prefill,
@@ -333,6 +380,14 @@ def analytical_profile(
         head=head_cost(arch, hw),
         activation_bytes_per_token=activation_bytes_per_token(shape, hw.dtype_bytes),
     )
+
+
+def _dtype_note(hw: Hardware) -> str:
+    """The dtype of the activations, and of the weights where they are stored quantised."""
+    dtype = DTYPE_NAMES.get(hw.dtype_bytes, f"{hw.dtype_bytes}-byte")
+    if hw.weight_bits is None:
+        return dtype
+    return f"{hw.weight_bits:g}-bit weights, {dtype} activations and KV cache"
 
 
 def _method(arch: ArchSpec) -> str:

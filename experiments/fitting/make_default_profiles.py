@@ -19,9 +19,13 @@ Usage: ``python experiments/fitting/make_default_profiles.py [--out DIR] [--repe
    jetson-orin-nano, l4, h100) with the PARAMETERS.md peaks and efficiency factors. Their
    ``provenance.calibration`` states where each factor comes from and what the check here found.
    The CPU's efficiencies are *not* transferred to the accelerators (different kernels, memory
-   system and dtype); the check tells how much the roofline's *shape* can be trusted.
+   system and dtype); the check tells how much the roofline's *shape* can be trusted. The cell's
+   models (``ANALYTICAL_ONLY``: too large to time on two cores) get analytical profiles only, on
+   the tiers the cell uses (the phone runs the 7B model with 4-bit weights, as phones do).
 
 ``--reuse-measured`` skips step 1 and recalibrates from the measured files already in ``--out``.
+``--analytical MODEL`` (repeatable) also skips step 1 and writes only MODEL's analytical profiles:
+``--analytical qwen2.5-7b`` made ``qwen2.5-7b@{sd8gen3-phone-q4,l4,h100}.json``.
 """
 
 from __future__ import annotations
@@ -65,6 +69,11 @@ HOST = "cpu-2core"
 THREADS = 2
 LENGTHS = (16, 64, 256, 1024)
 ANALYTICAL_HARDWARE = ("sd8gen3-phone", "jetson-orin-nano", "l4", "h100")
+# Models profiled analytically only, on the tiers of the cell scenario (offload_rl/data/scenarios).
+ANALYTICAL_ONLY: dict[str, tuple[str, ...]] = {
+    "llama-3.2-3b": ("sd8gen3-phone", "l4", "h100"),
+    "qwen2.5-7b": ("sd8gen3-phone-q4", "l4", "h100"),
+}
 
 
 class StillBusyError(RuntimeError):
@@ -327,15 +336,23 @@ def whole_model_s(profile: Profile) -> tuple[float, float]:
     return prefill, decode
 
 
-def write_analytical(out: Path, check_note: str, console: Console) -> None:
+def analytical_targets(only: list[str] | None) -> dict[str, tuple[str, ...]]:
+    """Model -> hardware of the analytical profiles to write (``only``: just these models)."""
+    targets = {m: ANALYTICAL_HARDWARE for m in MODELS} | ANALYTICAL_ONLY
+    return targets if not only else {m: targets[m] for m in only}
+
+
+def write_analytical(
+    out: Path, check_note: str, console: Console, targets: dict[str, tuple[str, ...]]
+) -> None:
     """Step 3: the roofline profiles of the device, edge and cloud tiers."""
     date = datetime.now(UTC).date().isoformat()
     table = Table(title="analytical profiles: whole model, ms")
     for column in ("profile", "prefill 256", "decode @512", "tokens/s"):
         table.add_column(column)
-    for model in MODELS:
+    for model, hardware in targets.items():
         shape = get_arch(model).shape
-        for name in ANALYTICAL_HARDWARE:
+        for name in hardware:
             hw = HARDWARE[name]
             note = f"{hw.efficiency_basis}. {check_note}"
             profile = analytical_profile(shape, hw, calibration=note, date=date)
@@ -370,6 +387,12 @@ def main(argv: list[str] | None = None) -> int:
         help="measure only this model (repeatable); the others are read from --out",
     )
     parser.add_argument(
+        "--analytical",
+        action="append",
+        choices=[*MODELS, *ANALYTICAL_ONLY],
+        help="write only this model's analytical profiles (repeatable); measures nothing",
+    )
+    parser.add_argument(
         "--require-quiet",
         action="store_true",
         help="do not write a measurement that stayed contended (exit 3 instead)",
@@ -378,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    to_measure = [] if args.reuse_measured else list(args.only or MODELS)
+    to_measure = [] if args.reuse_measured or args.analytical else list(args.only or MODELS)
     try:
         measured = (
             measure_all(
@@ -407,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         f"T >= 64 and in decode. The PARAMETERS.md factors are kept for this hardware: the CPU "
         f"check supports the model's form, not the accelerator's efficiency"
     )
-    write_analytical(args.out, check_note, console)
+    write_analytical(args.out, check_note, console, analytical_targets(args.analytical))
     console.print(f"done in {time.perf_counter() - started:.0f} s; profiles in {args.out}")
     return 0
 

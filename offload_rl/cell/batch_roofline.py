@@ -90,15 +90,15 @@ class BatchRoofline:
     @classmethod
     def from_arch(cls, arch: ArchSpec, hw: Hardware) -> BatchRoofline:
         """The coefficients of ``arch`` on ``hw``, from the same counts the roofline uses."""
-        b = hw.dtype_bytes
         s_byte = 1.0 / (hw.mem_bw_bytes_s * hw.eff_decode)
         tables = 2 if arch.learned_positions else 1
+        row = hw.weight_bytes_per_param + hw.dtype_bytes  # a stored row read, activations written
         return cls._from_counts(
             arch.shape,
             hw,
-            decoder_params(arch) * b,
+            hw.weight_bytes(decoder_params(arch)),
             decoder_matmul_params(arch),
-            2.0 * tables * arch.shape.d_model * b * s_byte,
+            tables * arch.shape.d_model * row * s_byte,
         )
 
     @classmethod
@@ -124,7 +124,8 @@ class BatchRoofline:
             attn_s_unit=attention_prefill_flops(shape, 1) / 2.0 * s_flop,
             embed_fixed_s=hw.per_layer_overhead_s,
             embed_s_per_token=embed_s_per_token,
-            head_fixed_s=hw.per_layer_overhead_s + shape.vocab_size * shape.d_model * b * s_byte,
+            head_fixed_s=hw.per_layer_overhead_s
+            + shape.vocab_size * shape.d_model * hw.weight_bytes_per_param * s_byte,
             head_s_per_sample=head_flops(shape) * s_flop + shape.vocab_size * LOGIT_BYTES * s_byte,
             head_s_per_token=2.0 * shape.d_model * b * s_byte,
         )

@@ -260,7 +260,8 @@ def _print_list(console: Console) -> None:
             f"{hw.mem_bw_bytes_s / 1e9:g}",
             f"{hw.eff_prefill:.2f}",
             f"{hw.eff_decode:.2f}",
-            f"{hw.dtype_bytes} B",
+            f"{hw.dtype_bytes} B"
+            + (f", weights {hw.weight_bits:g} bit" if hw.weight_bits is not None else ""),
         )
     console.print(hardware)
     shipped = Table(title="shipped profiles")

@@ -18,8 +18,9 @@ from envs.edge_cell import EdgeCellEnv
 # Recorded on b0b07d2 (main before the cell stopped reading shapes through transformers) as
 # 6d826feb...; re-recorded when the edge server stopped charging a prompt's last token twice
 # (a chunk that left a prompt one token short grew its KV by a decode's token): these episodes
-# contain such chunks, so their edge timings changed on purpose.
-FINGERPRINT = "0c7386ba15ad1f2c1de3a0c3e2c665ffc1a56fba3d65c112339f74f010b0dfce"
+# contain such chunks, so their edge timings changed on purpose (0c7386ba...); re-recorded when
+# the default cell became Qwen2.5-7B (4-bit phone, 5.37 GB KV pool): every timing changed.
+FINGERPRINT = "70f71822924523031eb929bf2d46925eef46600767d25c50f5d111f5d509659d"
 SEEDS = (0, 1, 2)
 STEPS = 120
 

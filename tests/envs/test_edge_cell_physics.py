@@ -39,7 +39,7 @@ def _n1_pair(n: int) -> tuple[EdgeCellEnv, SplitCacheEnv]:
 
 @pytest.mark.parametrize(
     ("tier", "median_tol", "max_tol"),
-    [("edge", 1e-3, 0.03), ("device", 1e-9, 1e-9), ("cloud", 1e-9, 1e-9), ("split", 0.01, 0.25)],
+    [("edge", 1e-3, 0.03), ("device", 1e-9, 1e-9), ("cloud", 1e-9, 1e-9), ("split", 0.01, 0.35)],
 )
 def test_n1_cell_agrees_with_split_cache_on_the_same_episode(tier, median_tol, max_tol):
     """Same requests, privacy, SLO classes, memory pressure and cloud queue draws (the cell
@@ -48,10 +48,11 @@ def test_n1_cell_agrees_with_split_cache_on_the_same_episode(tier, median_tol, m
     edge: the cell prefills in 2048-token chunks (vLLM's budget) where SplitCache prices one
     prefill (< 3%); split: the cell prices each token's upload at the link's capacity when the
     prompt's upload ends, SplitCache integrates all decode uploads as one transfer (median
-    agrees, single requests on a changing link differ by up to 25%). Not compared: requests
-    that overlap earlier ones (the cell queues them at its edge or on the phone, SplitCache has
-    no own queue) and the observations (the cell's throughput samples come from the device's own
-    transfers)."""
+    agrees; single requests on a changing link differ: up to 33% here, a 432-token split decode
+    of the default 7B model lasting 60-90 s; 15% with the earlier 3B default, whose decode was
+    shorter). Not compared: requests that overlap earlier ones (the cell queues them at its
+    edge or on the phone, SplitCache has no own queue) and the observations (the cell's
+    throughput samples come from the device's own transfers)."""
     n = 160
     cell, split = _n1_pair(n)
     L = cell.layout.n_layers

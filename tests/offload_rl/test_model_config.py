@@ -134,6 +134,8 @@ def test_configs_give_hand_counted_layers(tmp_path: Path, name: str) -> None:
         ("qwen2.5-0.5b", 14_912_384, 512),
         # meta-llama/Llama-3.2-1B: q,o 2048^2, k,v 2048*512, 3*2048*8192, 2 norms of 2048
         ("llama-3.2-1b", 60_821_504, 2048),
+        # Qwen/Qwen2.5-7B: q,o 3584^2, k,v 3584*512, qkv biases 4608, 3*3584*18944, 2 norms
+        ("qwen2.5-7b", 233_057_792, 2048),
     ],
 )
 def test_shipped_configs_read_like_any_other(model: str, params: int, kv: int) -> None:

@@ -35,6 +35,7 @@ MODELS = list(ARCHITECTURES)
         ("gpt2", 124_439_808),  # GPT2LMHeadModel, tied head
         ("qwen2.5-0.5b", 494_032_768),  # Qwen2ForCausalLM, tied
         ("llama-3.2-1b", 1_235_814_400),  # LlamaForCausalLM, tied
+        ("qwen2.5-7b", 7_615_616_512),  # Qwen2ForCausalLM, untied (the model card's "7.61B")
     ],
 )
 def test_parameter_counts_match_the_published_models(model, params):
@@ -168,3 +169,28 @@ def test_calibration_recovers_the_efficiency_of_a_synthetic_measurement():
     assert 0.7 < eff_decode <= 0.8
     with pytest.raises(ConfigError):
         achieved_efficiency(arch, synthetic, 1e11, 1e10)  # no samples to compare with
+
+
+def test_the_four_bit_phone_stores_weights_at_4_5_bits_and_keeps_kv_and_rates_fp16():
+    """q4f16_1: every weight (embedding and head too) at 4.5 bits; the KV cache, activations
+    and FLOP rate are the fp16 phone's, so only the weight reads get cheaper."""
+    arch = get_arch("qwen2.5-7b")
+    fp16 = analytical_profile(arch, HARDWARE["sd8gen3-phone"])
+    q4 = analytical_profile(arch, HARDWARE["sd8gen3-phone-q4"])
+    assert q4.layers[0].weight_bytes == round(decoder_params(arch) * 4.5 / 8)
+    weights = q4.embedding.weight_bytes + q4.weight_bytes(0, q4.n_layers) + q4.head.weight_bytes
+    assert weights == pytest.approx(total_params(arch) * 4.5 / 8, rel=1e-6)  # untied: both tables
+    assert q4.kv_bytes_per_token(0, 28) == fp16.kv_bytes_per_token(0, 28) == 28 * 2 * 4 * 128 * 2
+    assert q4.activation_bytes_per_token == fp16.activation_bytes_per_token
+    assert q4.layers[0].prefill.c2 == fp16.layers[0].prefill.c2
+    assert q4.layers[0].decode.c1 == fp16.layers[0].decode.c1
+    hw = HARDWARE["sd8gen3-phone-q4"]
+    s_byte = 1.0 / (hw.mem_bw_bytes_s * hw.eff_decode)
+    saved = fp16.layers[0].weight_bytes - q4.layers[0].weight_bytes
+    assert fp16.layers[0].decode.c0 - q4.layers[0].decode.c0 == pytest.approx(saved * s_byte)
+    head_saved = (fp16.head.decode.c0 - q4.head.decode.c0) / s_byte
+    assert head_saved == pytest.approx(152_064 * 3584 * (2 - 4.5 / 8))
+    # the gather reads a 4.5-bit row and writes an fp16 row
+    assert q4.embedding.prefill.c1 == pytest.approx(3584 * (4.5 / 8 + 2) * s_byte)
+    assert q4.provenance.dtype == "4.5-bit weights, float16 activations and KV cache"
+    assert fp16.provenance.dtype == "float16"
