@@ -1,4 +1,10 @@
-"""PPO training on the split/cache environment, readable top to bottom (CleanRL spirit, on SB3).
+"""PPO training on SplitCache-v0 or EdgeCell-v0, readable top to bottom (CleanRL spirit, on SB3).
+
+A scenario with a ``cell:`` section trains on EdgeCell-v0 (:mod:`agents.training.envs`), whose
+decisions come at irregular times: returns are then discounted by elapsed time
+(``ppo.half_life_s`` or ``ppo.gamma_per_second``; :mod:`agents.training.time_discount`), the
+validation uses the cell's episode loop and metrics, and TensorBoard's ``env/*`` tags average
+outcomes per finished request (:class:`~agents.training.monitor.CellStepMetrics`).
 
 :func:`train` does, in order:
 
@@ -48,6 +54,7 @@ from typing import TYPE_CHECKING
 
 from agents.checkpoints import BEST_DIR, remove_stale_temporaries
 from agents.evaluation.progress import ProgressBar
+from agents.sb3_policy import feature_spec_for
 from agents.train_config import TrainConfig, load_train_config
 from agents.training.checkpointing import previous_best, resolve_resume
 from agents.training.envs import make_vec_env
@@ -106,12 +113,13 @@ def train(
 
     # 3. environments and model ---------------------------------------------------------------
     resolved = resolve_scenario(train_scenario)
+    spec = feature_spec_for(train_scenario)
     venv = make_vec_env(resolved, config.n_envs, config.vec_env, config.trace_sampling == "family")
     try:
         if ckpt is None:
             learner = fresh_learner(config, venv, resolved, train_scenario, say)
         else:
-            learner = resumed_learner(config, venv, ckpt, resolved.spec)
+            learner = resumed_learner(config, venv, ckpt, spec)
             say(f"resuming {run_dir} from {ckpt} (step {learner.start})")
 
         # 4. TensorBoard: the agent's run (SB3's logger) and one sibling run per heuristic ----
@@ -126,7 +134,7 @@ def train(
         recorder = RunRecorder(
             run_dir=run_dir,
             config=config,
-            spec=resolved.spec,
+            spec=spec,
             scenario=train_scenario,
             learner=learner,
             validation=validation,
