@@ -9,7 +9,7 @@ per *finished* request, reward and energy per decision, and the edge's batch and
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -28,20 +28,10 @@ if TYPE_CHECKING:
     from envs.split_cache import SplitCacheEnv
 
 
-# eval/* tags of a cell validation: tag -> key of agents.evaluation.cell_metrics.summarise_cell
-CELL_SUMMARY_TAGS: dict[str, str] = {
-    "eval/mean_reward": "mean_reward",
-    "eval/mean_reward_ci95": "mean_reward_ci95",
-    "eval/latency_mean_s": "mean_latency_s",
-    "eval/latency_p50_s": "latency_p50_s",
-    "eval/latency_p95_s": "latency_p95_s",
-    "eval/latency_p99_s": "latency_p99_s",
-    "eval/ttft_mean_s": "mean_ttft_s",
-    "eval/slo_violation_rate": "slo_violation_rate",
+# eval/* tags of a cell validation beyond the single-device ones (SUMMARY_TAGS, the energy per
+# request excepted): tag -> key of agents.evaluation.cell_metrics.summarise_cell
+CELL_EXTRA_TAGS: dict[str, str] = {
     "eval/energy_j_per_decision": "energy_j_per_decision",
-    "eval/cache_hit_rate": "cache_hit_rate",
-    "eval/keep_rate": "keep_rate",
-    "eval/invalid_action_rate": "invalid_action_rate",
     "eval/queue_mean_s": "mean_queue_s",
     "eval/unfinished_share": "unfinished_share",
     "eval/edge_batch": "mean_edge_batch",
@@ -96,33 +86,44 @@ class ValidationResult:
     ) -> ValidationResult:
         from agents.evaluate import FAMILY_TAGS, SUMMARY_TAGS, summarise
 
-        summary = summarise(records, n_layers)
-        scalars = {tag: _number(summary[key]) for tag, key in SUMMARY_TAGS.items()}
-        for tier in TIERS:
-            scalars[f"eval/tier_share/{tier}"] = float(summary["tier_share"].get(tier, 0.0))
-        scalars["eval/invalid_action_rate"] = _number(summary["invalid_action_rate"])
-        for family in sorted({ep.family for ep in episodes}):
-            sub = [r for r, ep in zip(records, episodes, strict=True) if ep.family == family]
-            fam = summarise(sub, n_layers)
-            for name, key in FAMILY_TAGS.items():
-                scalars[f"family/{tag_safe(family)}/{name}"] = _number(fam[key])
-        splits = np.concatenate([r["tier_index"] for r in records]).astype(np.float64)
-        return cls(scalars=scalars, splits=splits, summary=summary)
+        def summary(recs: list[dict[str, np.ndarray]]) -> dict[str, Any]:
+            return summarise(recs, n_layers)
+
+        return cls._tabulate(records, episodes, summary, SUMMARY_TAGS, FAMILY_TAGS)
 
     @classmethod
     def from_cell_records(
         cls, records: list[dict[str, np.ndarray]], episodes: Sequence[Any], n_layers: int
     ) -> ValidationResult:
+        from agents.evaluate import SUMMARY_TAGS
         from agents.evaluation.cell_metrics import summarise_cell
 
-        summary = summarise_cell(records, n_layers)
-        scalars = {tag: _number(summary[key]) for tag, key in CELL_SUMMARY_TAGS.items()}
+        def summary(recs: list[dict[str, np.ndarray]]) -> dict[str, Any]:
+            return summarise_cell(recs, n_layers)
+
+        per_request_energy = "energy_j_per_request"  # the cell's energy is per decision
+        tags = {t: k for t, k in SUMMARY_TAGS.items() if k != per_request_energy}
+        return cls._tabulate(records, episodes, summary, tags | CELL_EXTRA_TAGS, CELL_FAMILY_TAGS)
+
+    @classmethod
+    def _tabulate(
+        cls,
+        records: list[dict[str, np.ndarray]],
+        episodes: Sequence[Any],
+        summarise: Callable[[list[dict[str, np.ndarray]]], dict[str, Any]],
+        tags: dict[str, str],
+        family_tags: dict[str, str],
+    ) -> ValidationResult:
+        """``tags`` of the whole set's summary, tier shares, ``family_tags`` per family."""
+        summary = summarise(records)
+        scalars = {tag: _number(summary[key]) for tag, key in tags.items()}
         for tier in TIERS:
             scalars[f"eval/tier_share/{tier}"] = float(summary["tier_share"].get(tier, 0.0))
+        scalars["eval/invalid_action_rate"] = _number(summary["invalid_action_rate"])
         for family in sorted({ep.family for ep in episodes}):
             sub = [r for r, ep in zip(records, episodes, strict=True) if ep.family == family]
-            fam = summarise_cell(sub, n_layers)
-            for name, key in CELL_FAMILY_TAGS.items():
+            fam = summarise(sub)
+            for name, key in family_tags.items():
                 scalars[f"family/{tag_safe(family)}/{name}"] = _number(fam[key])
         splits = np.concatenate([r["tier_index"] for r in records]).astype(np.float64)
         return cls(scalars=scalars, splits=splits, summary=summary)

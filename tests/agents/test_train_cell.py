@@ -99,11 +99,9 @@ def test_keys_the_environment_cannot_honour_are_errors_naming_the_key(
 
 
 def _scalar_tags(run: Path) -> set[str]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tests.agents.test_train import scalars
 
-    acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
-    acc.Reload()
-    return set(acc.Tags()["scalars"])
+    return set(scalars(run))
 
 
 @pytest.fixture(scope="module")
