@@ -30,12 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from agents.commands.export import UNVERIFIED_FLAG
-from agents.sb3_policy import (
-    ObsNormalization,
-    feature_spec_for,
-    load_obs_normalization,
-    normalization_digest,
-)
+from agents.sb3_policy import ObsNormalization, load_obs_normalization, normalization_digest
 from offload_rl.errors import ConfigError, OffloadRLError
 from offload_rl.features import (
     FEATURE_SCHEMA_VERSION,
@@ -44,6 +39,7 @@ from offload_rl.features import (
     action_mask,
 )
 from offload_rl.scenario import Scenario, load_scenario
+from offload_rl.scenario_facts import policy_feature_spec
 from serving.policy_file import (
     INPUT_MASK,
     INPUT_OBS,
@@ -260,7 +256,7 @@ def resolve_export_scenario(saved: SavedModel, override: str | None) -> Scenario
     except ConfigError as err:
         hint = "" if override else " (pass --scenario if the run's scenario file moved)"
         raise ExportError(f"scenario of the model: {err}{hint}") from None
-    spec = feature_spec_for(scenario)
+    spec = policy_feature_spec(scenario)
     if spec != saved.spec:
         raise ExportError(
             f"scenario {scenario.name!r} encodes {spec}, the model was trained for {saved.spec}"

@@ -16,7 +16,6 @@ stable-baselines3 are imported only when a policy is loaded.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import pickle
 import zipfile
@@ -35,7 +34,7 @@ from offload_rl.features import (
     encode_observation,
 )
 from offload_rl.scenario import Scenario
-from offload_rl.scenario_facts import scenario_facts
+from offload_rl.scenario_facts import policy_feature_spec
 
 if TYPE_CHECKING:
     from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
@@ -198,13 +197,6 @@ def load_obs_normalization(path: Path) -> ObsNormalization | None:
         raise ConfigError(f"{path}: cannot read the normalisation statistics ({err})") from None
 
 
-def feature_spec_for(scenario: Scenario) -> FeatureSpec:
-    """The encoding of the scenario's environment: EdgeCell-v0's (``cell=True``) for a scenario
-    with a ``cell:`` section, as the environment builds it, else SplitCache-v0's."""
-    spec = scenario_facts(scenario).spec
-    return dataclasses.replace(spec, cell=True) if scenario.cell is not None else spec
-
-
 def load_sb3_policy(path: str, scenario: Scenario) -> SB3Policy:
     """Loader of ``sb3:PATH`` specs (module-level: evaluation sends it to worker processes)."""
     try:
@@ -214,7 +206,7 @@ def load_sb3_policy(path: str, scenario: Scenario) -> SB3Policy:
     folder = find_model_dir(path)
     model_file = Path(path) if Path(path).is_file() else folder / MODEL_FILE
     meta = read_meta(folder)
-    spec = feature_spec_for(scenario)
+    spec = policy_feature_spec(scenario)
     if meta is not None:
         _check_spec(meta, spec, path)
     vn_file = folder / VECNORMALIZE_FILE

@@ -54,7 +54,6 @@ from typing import TYPE_CHECKING
 
 from agents.checkpoints import BEST_DIR, remove_stale_temporaries
 from agents.evaluation.progress import ProgressBar
-from agents.sb3_policy import feature_spec_for
 from agents.train_config import TrainConfig, load_train_config
 from agents.training.checkpointing import previous_best, resolve_resume
 from agents.training.envs import make_vec_env
@@ -70,7 +69,7 @@ from agents.training.validation import (
 )
 from offload_rl.errors import ConfigError
 from offload_rl.scenario import Scenario
-from offload_rl.scenario_facts import resolve_scenario
+from offload_rl.scenario_facts import policy_feature_spec, resolve_scenario
 
 if TYPE_CHECKING:
     from stable_baselines3.common.callbacks import BaseCallback
@@ -113,7 +112,7 @@ def train(
 
     # 3. environments and model ---------------------------------------------------------------
     resolved = resolve_scenario(train_scenario)
-    spec = feature_spec_for(train_scenario)
+    spec = policy_feature_spec(train_scenario)
     venv = make_vec_env(resolved, config.n_envs, config.vec_env, config.trace_sampling == "family")
     try:
         if ckpt is None:

@@ -206,9 +206,12 @@ def test_a_cell_run_exports_to_onnx_with_the_cell_encoding_and_evaluates(
         want = policy.act(env.state, mask)
         assert int(got[0]) == want
         env.step(want)
-    result = evaluate(
-        [f"ppo:{cell_run}/final/model.zip", "greedy"], scenario, episodes_per_family=1, loads=[1.0]
-    )
+    ppo, exported = f"ppo:{cell_run}/final/model.zip", f"onnx:{out}"
+    result = evaluate([ppo, exported, "greedy"], scenario, episodes_per_family=1, loads=[1.0])
     for spec in result.policies:
         rewards = np.concatenate([r["reward"] for r in result.records[spec]])
         assert rewards.size and np.isfinite(rewards).all()
+    # the exported file decides as the trained model does, episode for episode
+    for a, b in zip(result.records[ppo], result.records[exported], strict=True):
+        np.testing.assert_array_equal(a["tier_index"], b["tier_index"])
+        np.testing.assert_array_equal(a["reward"], b["reward"])
