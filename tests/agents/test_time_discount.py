@@ -159,6 +159,7 @@ def test_truncation_bootstraps_with_the_value_of_the_cut_state_discounted_by_its
     model = _model(TimeDiscountedMaskablePPO, dts, gamma_per_s=0.9, gae_lambda=0.8)
     _collect(model)
     buffer = model.rollout_buffer
+    assert isinstance(buffer, TimeDiscountedRolloutBuffer)
     rewards = -1.0 - 0.1 * buffer.actions[..., 0]
     for e, env in enumerate(model.env.envs):  # type: ignore[union-attr]
         cut = [t for t in range(buffer.buffer_size) if (t + 1) % 5 == 0]

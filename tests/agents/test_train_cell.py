@@ -145,8 +145,8 @@ def test_a_cell_run_writes_checkpoints_meta_and_resumes(cell_run: Path) -> None:
     assert meta["environment"] == "EdgeCell-v0"
     assert meta["num_timesteps"] == 2048
     assert meta["feature_spec"]["cell"] == 1
-    assert meta["feature_spec"]["obs_dim"] == env.observation_space.shape[0]
-    assert meta["feature_spec"]["n_actions"] == env.action_space.n
+    assert (meta["feature_spec"]["obs_dim"],) == env.observation_space.shape
+    assert meta["feature_spec"]["n_actions"] == env.layout.n_actions
     assert meta["gamma_per_second"] == pytest.approx(0.5 ** (1 / 120))
     summary = json.loads((cell_run / "summary.json").read_text())
     assert summary["resumed_from"] == 1024
