@@ -39,7 +39,7 @@ from offload_rl.features import (
     action_mask,
 )
 from offload_rl.scenario import Scenario, load_scenario
-from offload_rl.scenario_facts import scenario_facts
+from offload_rl.scenario_facts import policy_feature_spec
 from serving.policy_file import (
     INPUT_MASK,
     INPUT_OBS,
@@ -256,7 +256,7 @@ def resolve_export_scenario(saved: SavedModel, override: str | None) -> Scenario
     except ConfigError as err:
         hint = "" if override else " (pass --scenario if the run's scenario file moved)"
         raise ExportError(f"scenario of the model: {err}{hint}") from None
-    spec = scenario_facts(scenario).spec
+    spec = policy_feature_spec(scenario)
     if spec != saved.spec:
         raise ExportError(
             f"scenario {scenario.name!r} encodes {spec}, the model was trained for {saved.spec}"
@@ -393,10 +393,17 @@ def random_valid_masks(rng: np.random.Generator, n: int, spec: FeatureSpec) -> n
 def environment_samples(
     scenario: Scenario, spec: FeatureSpec, n: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` observations and masks of the real environment under random valid actions."""
-    from envs.split_cache import SplitCacheEnv
+    """``n`` observations and masks of the real environment (EdgeCell-v0 for a scenario with a
+    ``cell:`` section, else SplitCache-v0) under random valid actions."""
+    env: Any
+    if scenario.cell is not None:
+        from envs.edge_cell import EdgeCellEnv
 
-    env = SplitCacheEnv(scenario, episode_requests=64)
+        env = EdgeCellEnv(scenario, episode_requests=64)
+    else:
+        from envs.split_cache import SplitCacheEnv
+
+        env = SplitCacheEnv(scenario, episode_requests=64)
     rng = np.random.default_rng(seed)
     obs, _ = env.reset(seed=seed)
     out_obs, out_mask = [], []

@@ -3,9 +3,9 @@
 * a heuristic name (:data:`offload_rl.heuristics.HEURISTIC_NAMES`): ``greedy-ewma-always``;
 * ``oracle``: the hindsight reference (:mod:`agents.oracle`, not deployable);
 * ``<prefix>:<path>``: a policy loaded by a registered loader, e.g. ``onnx:model.onnx`` or
-  ``sb3:run/best_model.zip``. Modules that can load a kind of file call
-  :func:`register_policy_loader` when imported. A loader must be a module-level function (it is
-  sent to worker processes by reference when evaluation runs in parallel).
+  ``sb3:run/best_model.zip`` (``ppo:`` is the same loader). Modules that can load a kind of
+  file call :func:`register_policy_loader` when imported. A loader must be a module-level
+  function (it is sent to worker processes by reference when evaluation runs in parallel).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ PolicyLoader = Callable[[str, Scenario], Policy]
 BUILTIN_LOADERS: dict[str, tuple[str, str]] = {
     "onnx": ("serving.policy_runtime", "load_onnx_policy"),
     "sb3": ("agents.sb3_policy", "load_sb3_policy"),
+    "ppo": ("agents.sb3_policy", "load_sb3_policy"),  # the same: a trained run's model
 }
 """Where the loaders of the known prefixes live: imported on first use (they pull in
 onnxruntime or torch), then registered. A registered loader always wins."""

@@ -34,7 +34,7 @@ from offload_rl.features import (
     encode_observation,
 )
 from offload_rl.scenario import Scenario
-from offload_rl.scenario_facts import scenario_facts
+from offload_rl.scenario_facts import policy_feature_spec
 
 if TYPE_CHECKING:
     from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
@@ -206,7 +206,7 @@ def load_sb3_policy(path: str, scenario: Scenario) -> SB3Policy:
     folder = find_model_dir(path)
     model_file = Path(path) if Path(path).is_file() else folder / MODEL_FILE
     meta = read_meta(folder)
-    spec = scenario_facts(scenario).spec
+    spec = policy_feature_spec(scenario)
     if meta is not None:
         _check_spec(meta, spec, path)
     vn_file = folder / VECNORMALIZE_FILE

@@ -82,6 +82,20 @@ class PPOConfig(_Strict):
     clip_range: float = Field(0.2, gt=0.0)
     vf_coef: float = Field(0.5, ge=0.0)
     max_grad_norm: float = Field(0.5, gt=0.0)
+    gamma_per_second: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description=(
+            "EdgeCell-v0: discount per second of elapsed time; the discount between decisions "
+            "t and t+1 is gamma_per_second ** info['dt'] (replaces gamma)"
+        ),
+    )
+    half_life_s: float | None = Field(
+        None,
+        gt=0.0,
+        description="EdgeCell-v0: the same as a half-life: gamma_per_second = 0.5 ** (1 / h)",
+    )
     net_arch: list[int] = Field(default_factory=lambda: [64, 64], min_length=1)
     activation: Literal["tanh", "relu"] = "tanh"
     init_keep_logit: float = Field(
@@ -99,6 +113,18 @@ class PPOConfig(_Strict):
         if any(w < 1 for w in v):
             raise ValueError("layer widths must be >= 1")
         return v
+
+    @model_validator(mode="after")
+    def _one_time_discount(self) -> PPOConfig:
+        if self.gamma_per_second is not None and self.half_life_s is not None:
+            raise ValueError("give either gamma_per_second or half_life_s, not both")
+        return self
+
+    def discount_per_second(self) -> float | None:
+        """The discount per second of elapsed time (``None``: discount per step by ``gamma``)."""
+        if self.half_life_s is not None:
+            return float(0.5 ** (1.0 / self.half_life_s))
+        return self.gamma_per_second
 
 
 class WarmStartConfig(_Strict):
@@ -266,6 +292,7 @@ class TrainConfig(_Strict):
     def scenarios(self) -> tuple[Scenario, Scenario]:
         """The training scenario and the validation scenario."""
         base = self.base_scenario()
+        self.check_environment(base)
         train, val = self.trace_sets()
         train_sc = _with_sources(base, train) if train is not None else base
         val_sc = _with_sources(base, val) if val is not None else train_sc
@@ -276,6 +303,44 @@ class TrainConfig(_Strict):
             reward = train_sc.reward.model_copy(update={"keep_credit": True})
             train_sc = train_sc.model_copy(update={"reward": reward})
         return train_sc, val_sc
+
+    def is_cell(self) -> bool:
+        """Whether the scenario has a ``cell:`` section: training runs on EdgeCell-v0."""
+        return self.base_scenario().cell is not None
+
+    def check_environment(self, scenario: Scenario) -> None:
+        """Keys that only one of the two environments understands, checked against the
+        scenario (the file and the key named): EdgeCell-v0 is continuing and decides at
+        irregular times, so it discounts by elapsed time and has no hindsight reference yet."""
+        src = self._source()
+        per_s = self.ppo.discount_per_second()
+        if scenario.cell is None:
+            if per_s is not None:
+                key = "half_life_s" if self.ppo.half_life_s is not None else "gamma_per_second"
+                raise ConfigError(
+                    f"{src}: ppo.{key}: scenario {scenario.name!r} has no 'cell:' section; "
+                    "SplitCache-v0 steps are not timed: discount per step with ppo.gamma"
+                )
+            return
+        if per_s is None:
+            raise ConfigError(
+                f"{src}: ppo.half_life_s: scenario {scenario.name!r} is a cell (EdgeCell-v0, "
+                "decisions at irregular times): give ppo.half_life_s or ppo.gamma_per_second"
+            )
+        if self.keep_credit:
+            raise ConfigError(
+                f"{src}: keep_credit: SplitCache-v0 only; the cell has no keep credit"
+            )
+        hindsight = [name for name in self.heuristics if name == ORACLE]
+        if hindsight:
+            raise ConfigError(
+                f"{src}: heuristics: {ORACLE} reads SplitCache-v0's future and has no cell "
+                "version here; list deployable heuristics only"
+            )
+        if self.warm_start is not None and self.warm_start.policy == ORACLE:
+            raise ConfigError(
+                f"{src}: warm_start.policy: {ORACLE} has no cell version here; clone a heuristic"
+            )
 
     def _source(self) -> str:
         return self.config_file or "config"

@@ -13,6 +13,10 @@ it. Starting from a clone moves the question to where learning can add something
 3. **Cloning** — masked cross-entropy on the actions plus ``vf_coef`` x mean squared error on
    the returns, with Adam, on all but a held-out tenth; the held-out agreement is reported.
 
+The reference is resolved by name on the training scenario (:func:`agents.policies.resolve_policy`),
+so in the cell ``greedy`` is whatever the cell's ``greedy`` is when the run starts; there the
+critic's targets are discounted by elapsed time (``gamma_per_s ** info["dt"]``), as PPO's are.
+
 The reference may be a hindsight policy (``oracle``): the clone still sees only the
 observation, so it learns the oracle's choice *in expectation given what the device knows*
 (which placement pays off, which session is worth keeping) and stays deployable.
@@ -77,8 +81,13 @@ def collect_demonstrations(
     steps: int,
     gamma: float,
     seed: int,
+    gamma_per_s: float | None = None,
 ) -> Demonstrations:
-    """Run ``policy_name`` in ``env`` (a training env, possibly wrapped) for ``steps`` requests."""
+    """Run ``policy_name`` in ``env`` (a training env, possibly wrapped) for ``steps`` requests.
+
+    The returns discount by ``gamma`` per step, or, with ``gamma_per_s`` (EdgeCell-v0), by
+    ``gamma_per_s ** info["dt"]`` between a decision and the next, as PPO will.
+    """
     base: Any = env.unwrapped
     policy = resolve_policy(policy_name, scenario, seed=seed)
     decide: Callable[[], int] = decider(policy, base)
@@ -86,6 +95,7 @@ def collect_demonstrations(
     mask_rows: list[np.ndarray] = []
     actions: list[int] = []
     rewards: list[float] = []
+    discounts: list[float] = []  # between each row and the next
     ends: list[int] = []  # index one past the last row of each episode
     obs, _ = env.reset(seed=seed)
     policy.reset()
@@ -93,9 +103,10 @@ def collect_demonstrations(
         obs_rows.append(obs)
         mask_rows.append(base.action_masks())
         action = decide()
-        obs, reward, terminated, truncated, _ = env.step(action)
+        obs, reward, terminated, truncated, info = env.step(action)
         actions.append(action)
         rewards.append(float(reward))
+        discounts.append(gamma if gamma_per_s is None else float(gamma_per_s ** info["dt"]))
         if terminated or truncated:
             ends.append(len(actions))
             obs, _ = env.reset()
@@ -107,7 +118,7 @@ def collect_demonstrations(
     for end in ends:
         acc = 0.0
         for i in range(end - 1, start - 1, -1):
-            acc = rewards[i] + gamma * acc
+            acc = rewards[i] + discounts[i] * acc
             returns[i] = acc
         start = end
     return Demonstrations(
@@ -185,10 +196,14 @@ def warm_start(
     gamma: float,
     vf_coef: float,
     seed: int,
+    gamma_per_s: float | None = None,
 ) -> CloneReport:
-    """Collect demonstrations of ``config.policy`` in ``env`` and clone them into ``model``."""
+    """Collect demonstrations of ``config.policy`` in ``env`` and clone them into ``model``
+    (``gamma_per_s``: discount the critic's targets by elapsed time, for EdgeCell-v0)."""
     t0 = time.perf_counter()
-    demos = collect_demonstrations(env, config.policy, scenario, config.steps, gamma, seed)
+    demos = collect_demonstrations(
+        env, config.policy, scenario, config.steps, gamma, seed, gamma_per_s
+    )
     t1 = time.perf_counter()
     loss, fit_agree, hold_agree = clone_into(
         model,

@@ -13,6 +13,7 @@ cheaply; :class:`ResolvedScenario` adds the loaded traces the environment runs o
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 
@@ -212,6 +213,13 @@ def scenario_facts(scenario: Scenario) -> ScenarioFacts:
             _FACTS_CACHE.pop(next(iter(_FACTS_CACHE)))
         _FACTS_CACHE[key] = facts
     return facts
+
+
+def policy_feature_spec(scenario: Scenario) -> FeatureSpec:
+    """The encoding a policy for this scenario sees: EdgeCell-v0's (``cell=True``, as the
+    environment builds it) for a scenario with a ``cell:`` section, else SplitCache-v0's."""
+    spec = scenario_facts(scenario).spec
+    return dataclasses.replace(spec, cell=True) if scenario.cell is not None else spec
 
 
 def _build_facts(scenario: Scenario) -> ScenarioFacts:

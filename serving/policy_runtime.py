@@ -38,7 +38,7 @@ from offload_rl.features import (
 )
 from offload_rl.heuristics import Policy, make_heuristic
 from offload_rl.scenario import Scenario, load_scenario
-from offload_rl.scenario_facts import scenario_facts
+from offload_rl.scenario_facts import policy_feature_spec, scenario_facts
 from serving.policy_file import (
     INPUT_MASK,
     INPUT_OBS,
@@ -181,9 +181,9 @@ class OnnxPolicy:
 
 
 def load_onnx_policy(path: str, scenario: Scenario) -> Policy:
-    """``onnx:PATH`` loader for :func:`agents.policies.register_policy_loader`."""
-    spec = scenario_facts(scenario).spec
-    return OnnxPolicy.from_file(path, spec)
+    """``onnx:PATH`` loader for :func:`agents.policies.register_policy_loader` (a cell
+    scenario's policy encodes the cell's observation)."""
+    return OnnxPolicy.from_file(path, policy_feature_spec(scenario))
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,7 +95,8 @@ def _print_summary(path: Path) -> None:
             fmt(m["mean_latency_s"]),
             fmt(m["latency_p95_s"]),
             fmt(m["slo_violation_rate"]),
-            fmt(m["energy_j_per_request"], 2),
+            # a cell's energy is every device's, per decision (agents.evaluation.cell_metrics)
+            fmt(m.get("energy_j_per_decision", m["energy_j_per_request"]), 2),
             fmt(m["cache_hit_rate"]),
         )
     console = Console()

@@ -56,10 +56,13 @@ def checkpoint_meta(
     from serving.policy_file import MASKED_LOGIT
 
     norm = ObsNormalization.from_vecnormalize(vecnormalize)
+    per_s = config.ppo.discount_per_second()
     return {
         "format": META_FORMAT,
         "format_version": META_FORMAT_VERSION,
         "algorithm": "MaskablePPO",
+        "environment": "EdgeCell-v0" if spec.cell else "SplitCache-v0",
+        **({} if per_s is None else {"gamma_per_second": per_s}),
         "num_timesteps": int(num_timesteps),
         "scenario": config.scenario_ref(),
         "scenario_name": scenario.name,

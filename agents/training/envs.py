@@ -1,5 +1,11 @@
 """Training environments: module-level factories, so that ``SubprocVecEnv``'s forkserver
-workers can import them, and a reset wrapper that balances trace families."""
+workers can import them, and a reset wrapper that balances trace families.
+
+A scenario with a ``cell:`` section trains on EdgeCell-v0 (its masks through the env's own
+``action_masks()``, as MaskablePPO wants). There the balanced draw pins device 0's trace; the
+other devices draw theirs from the scenario's traces with the episode's workload seed, so every
+family appears in every cell, and device 0 keeps a family with few files from being rare.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ from offload_rl.scenario_facts import ResolvedScenario
 if TYPE_CHECKING:
     from stable_baselines3.common.vec_env import VecEnv
 
+    from envs.edge_cell import EdgeCellEnv
     from envs.split_cache import SplitCacheEnv
 
 
@@ -25,7 +32,7 @@ class FamilyBalancedReset(gym.Wrapper[np.ndarray, np.int64, np.ndarray, np.int64
     otherwise dominate a mixed training set. Pinned resets (``options["trace"]``) pass through.
     """
 
-    def __init__(self, env: SplitCacheEnv) -> None:
+    def __init__(self, env: SplitCacheEnv | EdgeCellEnv) -> None:
         super().__init__(env)
         by_family: dict[str, list[int]] = {}
         for i, trace in enumerate(env.resolved.uplinks):
@@ -46,10 +53,17 @@ class FamilyBalancedReset(gym.Wrapper[np.ndarray, np.int64, np.ndarray, np.int64
 
 
 def make_env(resolved: ResolvedScenario, balance_families: bool = True) -> gym.Env[Any, Any]:
-    """One training environment (episode length from the scenario)."""
-    from envs.split_cache import SplitCacheEnv
+    """One training environment (episode length from the scenario): EdgeCell-v0 for a scenario
+    with a ``cell:`` section, else SplitCache-v0."""
+    env: SplitCacheEnv | EdgeCellEnv
+    if resolved.scenario.cell is not None:
+        from envs.edge_cell import EdgeCellEnv
 
-    env = SplitCacheEnv(resolved)
+        env = EdgeCellEnv(resolved)
+    else:
+        from envs.split_cache import SplitCacheEnv
+
+        env = SplitCacheEnv(resolved)
     return FamilyBalancedReset(env) if balance_families else env
 
 

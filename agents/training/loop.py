@@ -1,4 +1,10 @@
-"""PPO training on the split/cache environment, readable top to bottom (CleanRL spirit, on SB3).
+"""PPO training on SplitCache-v0 or EdgeCell-v0, readable top to bottom (CleanRL spirit, on SB3).
+
+A scenario with a ``cell:`` section trains on EdgeCell-v0 (:mod:`agents.training.envs`), whose
+decisions come at irregular times: returns are then discounted by elapsed time
+(``ppo.half_life_s`` or ``ppo.gamma_per_second``; :mod:`agents.training.time_discount`), the
+validation uses the cell's episode loop and metrics, and TensorBoard's ``env/*`` tags average
+outcomes per finished request (:class:`~agents.training.monitor.CellStepMetrics`).
 
 :func:`train` does, in order:
 
@@ -63,7 +69,7 @@ from agents.training.validation import (
 )
 from offload_rl.errors import ConfigError
 from offload_rl.scenario import Scenario
-from offload_rl.scenario_facts import resolve_scenario
+from offload_rl.scenario_facts import policy_feature_spec, resolve_scenario
 
 if TYPE_CHECKING:
     from stable_baselines3.common.callbacks import BaseCallback
@@ -106,12 +112,13 @@ def train(
 
     # 3. environments and model ---------------------------------------------------------------
     resolved = resolve_scenario(train_scenario)
+    spec = policy_feature_spec(train_scenario)
     venv = make_vec_env(resolved, config.n_envs, config.vec_env, config.trace_sampling == "family")
     try:
         if ckpt is None:
             learner = fresh_learner(config, venv, resolved, train_scenario, say)
         else:
-            learner = resumed_learner(config, venv, ckpt, resolved.spec)
+            learner = resumed_learner(config, venv, ckpt, spec)
             say(f"resuming {run_dir} from {ckpt} (step {learner.start})")
 
         # 4. TensorBoard: the agent's run (SB3's logger) and one sibling run per heuristic ----
@@ -126,7 +133,7 @@ def train(
         recorder = RunRecorder(
             run_dir=run_dir,
             config=config,
-            spec=resolved.spec,
+            spec=spec,
             scenario=train_scenario,
             learner=learner,
             validation=validation,

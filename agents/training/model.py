@@ -60,7 +60,7 @@ def fresh_learner(
         clip_reward=norm.clip_reward,
         gamma=config.ppo.gamma,
     )
-    model = build_model(config, vecnorm, resolved.spec)
+    model = build_model(config, vecnorm, resolved.spec)  # the layout only: same in the cell
     if config.warm_start is None:
         return Learner(model, vecnorm, start=0)
     from agents.warm_start import warm_start
@@ -74,6 +74,7 @@ def fresh_learner(
         gamma=config.ppo.gamma,
         vf_coef=config.ppo.vf_coef,
         seed=config.seed,
+        gamma_per_s=config.ppo.discount_per_second(),
     )
     say(
         f"warm start: cloned {cloned.policy} from {cloned.demonstrations} requests "
@@ -87,27 +88,40 @@ def fresh_learner(
 
 def resumed_learner(config: TrainConfig, venv: VecEnv, ckpt: Path, spec: FeatureSpec) -> Learner:
     """The checkpoint's weights, optimiser state, step counter and normalisation statistics."""
-    from sb3_contrib import MaskablePPO
     from stable_baselines3.common.vec_env import VecNormalize
 
     check_checkpoint_fits(ckpt, spec)
     vecnorm = VecNormalize.load(str(ckpt / VECNORMALIZE_FILE), venv)
-    model = MaskablePPO.load(str(ckpt / MODEL_FILE), env=vecnorm, device="cpu")
+    model = algorithm_class(config).load(str(ckpt / MODEL_FILE), env=vecnorm, device="cpu")
     start = int(model.num_timesteps)
     model.set_random_seed(config.seed + start)  # new episodes, not a replay
     return Learner(model, vecnorm, start=start)
 
 
-def build_model(config: TrainConfig, env: VecEnv, spec: FeatureSpec) -> MaskablePPO:
-    """A fresh ``MaskablePPO("MlpPolicy")`` with the config's hyper-parameters."""
-    import torch
+def algorithm_class(config: TrainConfig) -> type[MaskablePPO]:
+    """``MaskablePPO``, or its time-discounted variant when the config discounts per second
+    (:mod:`agents.training.time_discount`)."""
+    if config.ppo.discount_per_second() is not None:
+        from agents.training.time_discount import TimeDiscountedMaskablePPO
+
+        return TimeDiscountedMaskablePPO
     from sb3_contrib import MaskablePPO
+
+    return MaskablePPO
+
+
+def build_model(config: TrainConfig, env: VecEnv, spec: FeatureSpec) -> MaskablePPO:
+    """A fresh ``MaskablePPO("MlpPolicy")`` with the config's hyper-parameters (discounting
+    by elapsed time when the config gives a discount per second)."""
+    import torch
 
     ppo = config.ppo
     lr: Any = (
         LinearSchedule(ppo.learning_rate) if ppo.lr_schedule == "linear" else ppo.learning_rate
     )
-    model = MaskablePPO(
+    per_s = ppo.discount_per_second()
+    extra: dict[str, Any] = {} if per_s is None else {"gamma_per_s": per_s}
+    model = algorithm_class(config)(
         "MlpPolicy",
         env,
         learning_rate=lr,
@@ -127,6 +141,7 @@ def build_model(config: TrainConfig, env: VecEnv, spec: FeatureSpec) -> Maskable
         seed=config.seed,
         device="cpu",
         verbose=0,
+        **extra,
     )
     if ppo.init_keep_logit:
         bias_keep_actions(model, spec, ppo.init_keep_logit)

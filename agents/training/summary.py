@@ -22,6 +22,13 @@ BRIEF_KEYS = (
     "keep_rate",
     "tier_share",
 )
+# a cell validation's own headline numbers (agents.evaluation.cell_metrics.summarise_cell)
+CELL_BRIEF_KEYS = (
+    "energy_j_per_decision",
+    "unfinished_share",
+    "mean_edge_batch",
+    "mean_edge_kv_occupancy",
+)
 
 
 def write_summary(
@@ -63,4 +70,5 @@ def write_summary(
 
 def brief(summary: dict[str, Any]) -> dict[str, Any]:
     """The headline numbers of an evaluation summary."""
-    return {k: summary.get(k) for k in BRIEF_KEYS}
+    cell = {k: summary[k] for k in CELL_BRIEF_KEYS if k in summary}
+    return {k: summary.get(k) for k in BRIEF_KEYS} | cell

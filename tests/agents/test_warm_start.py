@@ -103,3 +103,29 @@ def test_unknown_warm_start_policy_names_the_key(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump({"warm_start": {"policy": "greedyy"}}))
     with pytest.raises(ConfigError, match=r"bad\.yaml: warm_start\.policy"):
         load_train_config(path)
+
+
+def test_cell_demonstrations_discount_their_returns_by_elapsed_time() -> None:
+    from envs.edge_cell import EdgeCellEnv
+
+    scenario = load_scenario("cell")
+    env = EdgeCellEnv(scenario, episode_requests=12)
+    per_s = 0.5 ** (1 / 30)  # a 30 s half-life
+    demos = collect_demonstrations(
+        env, "greedy", scenario, steps=12, gamma=0.0, seed=2, gamma_per_s=per_s
+    )
+    # replay the same episode (same seed, deterministic greedy) for its rewards and dts
+    replay = EdgeCellEnv(scenario, episode_requests=12)
+    replay.reset(seed=2)
+    rewards, dts = [], []
+    for action in demos.actions:
+        _, reward, _, _, info = replay.step(int(action))
+        rewards.append(float(reward))
+        dts.append(float(info["dt"]))
+    assert len(set(dts)) > 1  # irregular decisions: the test can tell time from steps
+    want = np.zeros(12)
+    acc = 0.0
+    for i in reversed(range(12)):
+        acc = rewards[i] + per_s ** dts[i] * acc
+        want[i] = acc
+    np.testing.assert_allclose(demos.returns, want, rtol=1e-5)
