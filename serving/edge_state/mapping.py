@@ -157,6 +157,16 @@ def report_from_vllm(samples: list[Sample]) -> RuntimeReport:
     )
 
 
+def prior_load(scenario: Scenario) -> float:
+    """The edge load the scenario expects when nobody says: its load process's stationary
+    mean (what a heuristic assumes of an edge it cannot see)."""
+    load = scenario.edge.load
+    if load.kind == "constant":
+        return float(load.calm_util)
+    calm, busy = load.mean_calm_s, load.mean_busy_s
+    return float((load.calm_util * calm + load.busy_util * busy) / (calm + busy))
+
+
 @dataclass(frozen=True, slots=True)
 class EdgeDefaults:
     """What the scenario says where the runtime is silent."""
@@ -171,18 +181,11 @@ class EdgeDefaults:
         facts = scenario_facts(scenario)
         L = facts.n_layers
         per_token = float(facts.tiers.edge.kv_bytes_per_token[L]) or 1.0
-        load = scenario.edge.load
-        calm, busy = load.mean_calm_s, load.mean_busy_s
-        prior = (
-            load.calm_util
-            if load.kind == "constant"
-            else ((load.calm_util * calm + load.busy_util * busy) / (calm + busy))
-        )
         return cls(
             pool_tokens=max(scenario.edge.kv_cache_bytes / per_token, 1.0),
             mean_prompt_tokens=facts.workload_params.first_prompt_tokens.mean(),
             n_layers=L,
-            prior_load=prior,
+            prior_load=prior_load(scenario),
         )
 
 
