@@ -18,6 +18,7 @@ from serving.edge_state.mapping import (
     RuntimeReport,
     SessionEntry,
     entry_fields,
+    mapping_table,
     report_from_vllm,
 )
 from serving.edge_state.prometheus_text import ExpositionError, parse_exposition
@@ -144,3 +145,10 @@ def test_staleness_bound_and_busy_share():
     described = store.describe(now=13.5)
     assert described["status"] == "stale" and described["errors"] == 1
     assert described["last_error"] == "timeout" and described["age_s"] == 2.5
+
+
+def test_readme_shows_the_mapping_table():
+    from pathlib import Path
+
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    assert mapping_table() in readme.read_text()
