@@ -128,6 +128,11 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"--port must be between 0 and 65535, got {args.port}")
     if not args.watch_interval >= 0:
         raise ConfigError(f"--watch-interval must be >= 0, got {args.watch_interval}")
+    if args.workers > 1 and args.edge_push:
+        raise ConfigError(
+            "--edge-push needs --workers 1: a report reaches one worker, the others would "
+            "serve a stale edge (pull with --edge-metrics-url: every worker polls)"
+        )
     if args.workers > 1 and args.watch_interval == 0:
         raise ConfigError(
             "--workers > 1 needs --watch-interval > 0: the file watch is how a reload reaches "

@@ -49,6 +49,7 @@ from serving.policy_file import (
     load_policy_model,
     validate_policy_model,
 )
+from serving.polling import IntervalThread
 
 log = logging.getLogger("offload_rl.serving")
 
@@ -476,7 +477,7 @@ class DecisionRuntime:
         return out
 
 
-class PolicyWatcher:
+class PolicyWatcher(IntervalThread):
     """Polls the policy file and reloads it when it changes: how a reload reaches every worker
     of a multi-process server (each worker watches on its own)."""
 
@@ -486,25 +487,11 @@ class PolicyWatcher:
         interval_s: float,
         on_change: Callable[[bool], None] | None = None,
     ) -> None:
+        super().__init__(interval_s, "policy-watch")
         self.runtime = runtime
-        self.interval_s = interval_s
         self.on_change = on_change
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="policy-watch", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5.0)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                result = self.runtime.reload_if_changed()
-                if result is not None and self.on_change is not None:
-                    self.on_change(result.ok)
-            except Exception:  # never let the watcher die
-                log.exception("policy watch failed")
+    def tick(self) -> None:
+        result = self.runtime.reload_if_changed()
+        if result is not None and self.on_change is not None:
+            self.on_change(result.ok)

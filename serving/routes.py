@@ -23,7 +23,7 @@ from serving.edge_state.store import EdgeStateStore
 from serving.guard import BODY_SCOPE_KEY
 from serving.metrics import ServiceMetrics
 from serving.openapi import request_body
-from serving.policy_runtime import DecisionRuntime
+from serving.policy_runtime import Decision, DecisionRuntime
 from serving.request_parsing import batch_parser, decision_parser, parse_body
 from serving.schemas import (
     EXAMPLE_STATE,
@@ -105,6 +105,12 @@ class ServiceState:
         self.metrics.set_policy(rt.version, "onnx" if rt.live is not None else "fallback")
 
 
+def _batch_response(ds: list[Decision]) -> Response:
+    """The batch answer, from the decisions' ready-made bodies."""
+    body = b'{"decisions":[' + b",".join([d.body for d in ds]) + b"]}"
+    return Response(body, media_type="application/json")
+
+
 async def _body(request: Request) -> bytes:
     body = request.scope.get(BODY_SCOPE_KEY)
     return body if isinstance(body, bytes) else await request.body()
@@ -153,8 +159,7 @@ def add_decision_routes(app: FastAPI, service: ServiceState) -> None:
         else:
             ds = v1.decide_many(v1.resolve_all(req.states))
         metrics.decisions(ds)
-        body = b'{"decisions":[' + b",".join([d.body for d in ds]) + b"]}"
-        return Response(body, media_type="application/json")
+        return _batch_response(ds)
 
     add_v2_routes(app, service)
 
@@ -207,8 +212,7 @@ def add_v2_routes(app: FastAPI, service: ServiceState) -> None:
     async def decide_batch_v2(request: Request) -> Response:
         ds = v2.decide_many(v2.parse_batch_v2(await _body(request)))
         metrics.decisions(ds)
-        body = b'{"decisions":[' + b",".join([d.body for d in ds]) + b"]}"
-        return Response(body, media_type="application/json")
+        return _batch_response(ds)
 
 
 def add_edge_routes(app: FastAPI, service: ServiceState) -> None:

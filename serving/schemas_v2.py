@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from offload_rl.cell.radio import RADIO_STATES
 from offload_rl.cell.thermal import DEVICE_CLASSES, OS_LEVELS
-from serving.schemas import EXAMPLE_STATE, MAX_BATCH, MAX_LAYERS, MAX_SAMPLES, MAX_TOKENS, Mbps
+from offload_rl.features import DecisionState
+from serving.schemas import EXAMPLE_STATE, MAX_BATCH, MAX_LAYERS, MAX_TOKENS, DecisionRequest
 
 ThermalLevel = Literal["nominal", "fair", "serious", "critical"]
 RadioState = Literal["idle", "promotion", "connected", "tail"]
@@ -49,8 +50,10 @@ EDGE_REPORT_EXAMPLE: dict[str, Any] = {
 _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
-class DeviceDecisionRequest(BaseModel):
-    """What a device knows when one request must be placed (``POST /v2/decide``)."""
+class DeviceDecisionRequest(DecisionRequest):
+    """What a device knows when one request must be placed (``POST /v2/decide``): v1's fields
+    (:class:`~serving.schemas.DecisionRequest`), the edge's two now optional, and the device's
+    own state."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -59,53 +62,35 @@ class DeviceDecisionRequest(BaseModel):
         json_schema_extra={"examples": [EXAMPLE_DEVICE_STATE]},
     )
 
-    throughput_mbps: list[Mbps] = Field(
-        max_length=MAX_SAMPLES, description="recent uplink throughput samples in Mbps, oldest first"
+    edge_kv_occupancy: float | None = Field(  # type: ignore[assignment]
+        None,
+        ge=0.0,
+        le=1.0,
+        description="the edge's KV share as the device last heard it; used only when the "
+        "service has no fresh edge state",
+    )
+    edge_load: float | None = Field(  # type: ignore[assignment]
+        None,
+        ge=0.0,
+        le=1.0,
+        description="the edge's load as the device last heard it; used only when the service "
+        "has no fresh edge state",
     )
     throughput_age_s: float = Field(
         0.0, ge=0.0, le=1e8, description="seconds since the newest sample was measured"
     )
-    rtt_ms: float = Field(ge=0.0, le=60_000.0, description="RTT to the edge, ms")
     thermal_level: ThermalLevel = Field("nominal", description="the OS thermal level")
     radio_state: RadioState = Field("idle", description="the modem's RRC state")
     device_class: DeviceClass = Field("flagship", description="the device's class")
-    new_tokens: int = Field(ge=0, le=MAX_TOKENS, description="new prompt tokens of this turn")
-    context_tokens: int = Field(ge=0, le=MAX_TOKENS, description="tokens from earlier turns")
-    turn: int = Field(ge=0, le=100_000, description="turn number in the session, 0 first")
-    private: bool = Field(description="raw tokens must not leave the device")
-    slo_ttft_s: float = Field(gt=0.0, le=3600.0, description="time-to-first-token target, s")
-    slo_tpot_s: float = Field(ge=0.0, le=60.0, description="time-per-output-token target, s")
-    cached_split: int | None = Field(
-        ge=0,
-        le=MAX_LAYERS,
-        description="split k of this session's kept KV (n_layers = on the device); null if none",
-    )
-    cached_tokens: int = Field(ge=0, le=MAX_TOKENS, description="tokens in that kept KV")
-    device_memory_layers: int = Field(ge=0, le=MAX_LAYERS, description="layers the device can hold")
-    prev_output_tokens: int = Field(0, ge=0, le=MAX_TOKENS, description="previous turn's output")
-    since_last_turn_s: float = Field(
-        0.0, ge=0.0, le=1e8, description="seconds since this session's previous turn"
-    )
     session_id: str | None = Field(
         None,
         max_length=256,
-        description="the session as the edge runtime names it (looks up "
-        "its kept entry in pushed edge state)",
+        description="the session as the edge runtime names it (looks up its kept entry in "
+        "pushed edge state)",
     )
-    edge_kv_occupancy: float | None = Field(
-        None,
-        ge=0.0,
-        le=1.0,
-        description="the edge's KV share as the device last heard it; "
-        "used only when the service has no fresh edge state",
-    )
-    edge_load: float | None = Field(
-        None,
-        ge=0.0,
-        le=1.0,
-        description="the edge's load as the device last heard it; used "
-        "only when the service has no fresh edge state",
-    )
+
+    def to_state(self) -> DecisionState:
+        raise TypeError("a v2 request becomes a state with the edge view (edge_state.observation)")
 
 
 class DeviceDecisionBatchRequest(BaseModel):

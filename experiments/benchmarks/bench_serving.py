@@ -26,7 +26,8 @@ is exported first: speed does not depend on the weights. Request bodies are stat
 simulated device (``serving.example_runtime``).
 
 ``--edge-adapter`` measures everything twice in one run: without the edge adapter, then with
-it on (the server polls a vLLM-format metrics endpoint this script serves, every
+it on (the server polls a vLLM-format metrics endpoint this script serves,
+:mod:`serving.edge_state.stand_in`, every
 ``--edge-poll-interval`` s; ``/v1/decide`` then joins each request with the edge view,
 :mod:`serving.edge_state`), and prints both beside the targets. Its in-process figures add the
 decision through the edge-aware decider, for a v1 body and for a v2 body.
@@ -473,7 +474,9 @@ def main() -> int:
         measured = measure_server(args, generator, Path(policy), Path(tmp))
         local = in_process(Path(policy))
         if args.edge_adapter:
-            with VllmMetricsEndpoint() as endpoint:
+            from serving.edge_state.stand_in import MetricsServer, vllm_metrics_text
+
+            with MetricsServer(vllm_metrics_text(running=6, waiting=2, kv_usage=0.55)) as endpoint:
                 with_edge = measure_server(
                     args, generator, Path(policy), Path(tmp), edge_url=endpoint.url
                 )
@@ -500,55 +503,8 @@ def main() -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# The edge adapter: a vLLM-format metrics endpoint, the in-process edge path, the targets
+# The edge adapter: the in-process edge path, the targets
 # --------------------------------------------------------------------------------------------
-
-VLLM_TEXT = """# HELP vllm:num_requests_running Number of requests in model execution batches.
-# TYPE vllm:num_requests_running gauge
-vllm:num_requests_running{engine="0",model_name="bench"} 6.0
-# HELP vllm:num_requests_waiting Number of requests waiting to be processed.
-# TYPE vllm:num_requests_waiting gauge
-vllm:num_requests_waiting{engine="0",model_name="bench"} 2.0
-# HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.
-# TYPE vllm:kv_cache_usage_perc gauge
-vllm:kv_cache_usage_perc{engine="0",model_name="bench"} 0.55
-"""  # the gauges the adapter reads, named as vllm/v1/metrics/loggers.py names them
-
-
-class VllmMetricsEndpoint:
-    """A local HTTP server answering :data:`VLLM_TEXT` (the edge runtime's stand-in)."""
-
-    def __init__(self) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        owner = self
-        self.hits = 0
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                owner.hits += 1
-                body = VLLM_TEXT.encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                return None
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/metrics"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> VllmMetricsEndpoint:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 def in_process_edge(policy: Path, n: int = 5000) -> dict[str, float]:
@@ -557,13 +513,15 @@ def in_process_edge(policy: Path, n: int = 5000) -> dict[str, float]:
     from serving.edge_state.decider import EdgeDecider
     from serving.edge_state.mapping import EdgeDefaults, report_from_vllm
     from serving.edge_state.prometheus_text import parse_exposition
+    from serving.edge_state.stand_in import vllm_metrics_text
     from serving.edge_state.store import EdgeStateStore
     from serving.policy_runtime import DecisionRuntime
     from serving.schemas_v2 import DeviceDecisionRequest
 
     rt = DecisionRuntime("default", str(policy))
     store = EdgeStateStore(EdgeDefaults.of(rt.scenario), max_age_s=1e6)
-    store.put(report_from_vllm(parse_exposition(VLLM_TEXT)), "pull")
+    text = vllm_metrics_text(running=6, waiting=2, kv_usage=0.55)
+    store.put(report_from_vllm(parse_exposition(text)), "pull")
     bodies = device_states(512, seed=1)
     out: dict[str, float] = {}
     versions: tuple[Literal[1, 2], ...] = (1, 2)

@@ -9,7 +9,6 @@ count: the last view ages, and past the staleness bound decisions stop using it.
 from __future__ import annotations
 
 import logging
-import threading
 
 import httpx
 
@@ -17,11 +16,12 @@ from serving.edge_state.mapping import MissingMetricsError, report_from_vllm
 from serving.edge_state.prometheus_text import ExpositionError, parse_exposition
 from serving.edge_state.settings import DEFAULT_POLL_INTERVAL_S
 from serving.edge_state.store import EdgeStateStore
+from serving.polling import IntervalThread
 
 log = logging.getLogger("offload_rl.serving")
 
 
-class MetricsPoller:
+class MetricsPoller(IntervalThread):
     """Scrapes ``url`` into ``store`` every ``interval_s`` seconds until stopped."""
 
     def __init__(
@@ -34,13 +34,11 @@ class MetricsPoller:
     ) -> None:
         if not interval_s > 0:
             raise ValueError(f"interval_s must be positive, got {interval_s}")
+        super().__init__(float(interval_s), "edge-metrics-poll", tick_at_start=True)
         self.url = url
         self.store = store
-        self.interval_s = float(interval_s)
         timeout = timeout_s if timeout_s is not None else min(self.interval_s, 2.0)
         self._http = httpx.Client(timeout=httpx.Timeout(timeout), transport=transport)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="edge-metrics-poll", daemon=True)
 
     def poll_once(self) -> bool:
         """One scrape; ``True`` if it gave a usable report."""
@@ -57,19 +55,9 @@ class MetricsPoller:
         self.store.put(report, "pull")
         return True
 
-    def start(self) -> None:
-        self._thread.start()
+    def tick(self) -> None:
+        self.poll_once()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5.0)
+        super().stop()
         self._http.close()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.poll_once()
-            except Exception:  # never let the poller die
-                log.exception("edge metrics poll failed")
-            self._stop.wait(self.interval_s)

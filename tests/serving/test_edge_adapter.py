@@ -21,10 +21,10 @@ from offload_rl.features import CellDecisionState, encode_observation
 from serving.app import EXAMPLE_STATE, create_app
 from serving.edge_state.observation import resolve_v2
 from serving.edge_state.settings import EdgeSettings
+from serving.edge_state.stand_in import MetricsServer, vllm_metrics_text
 from serving.schemas_v2 import EDGE_REPORT_EXAMPLE, EXAMPLE_DEVICE_STATE, DeviceDecisionRequest
 from tests.serving.cell_policy import cell_policy
 from tests.serving.helpers import free_port
-from tests.serving.vllm_metrics import MetricsServer, vllm_metrics_text
 
 CALM = {"running": 2, "waiting": 0, "kv_usage": 0.1}
 FULL_KV = {"running": 2, "waiting": 0, "kv_usage": 0.9}
@@ -195,3 +195,10 @@ def test_bad_adapter_settings_are_one_line(capsys):
     assert "--edge-metrics-url must be an http(s) URL" in capsys.readouterr().err
     assert main(["serve", "--edge-metrics-url", "http://x/metrics", "--edge-max-age", "0.5"]) == 2
     assert "below --edge-poll-interval" in capsys.readouterr().err
+
+
+def test_push_with_several_workers_is_refused(capsys):
+    from offload_rl.cli import main
+
+    assert main(["serve", "--workers", "2", "--edge-push"]) == 2
+    assert "--edge-push needs --workers 1" in capsys.readouterr().err

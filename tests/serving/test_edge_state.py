@@ -22,8 +22,8 @@ from serving.edge_state.mapping import (
     report_from_vllm,
 )
 from serving.edge_state.prometheus_text import ExpositionError, parse_exposition
+from serving.edge_state.stand_in import MODEL, vllm_metrics_text
 from serving.edge_state.store import EdgeStateStore
-from tests.serving.vllm_metrics import MODEL, vllm_metrics_text
 
 DEFAULTS = EdgeDefaults.of(load_scenario("cell"))
 

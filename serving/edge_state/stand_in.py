@@ -1,13 +1,14 @@
-"""vLLM ``/metrics`` text for the pull adapter's tests, and a local HTTP server that serves it.
+"""A stand-in for an edge runtime's metrics endpoint: vLLM's ``/metrics`` text, served locally.
 
-Written by hand from vLLM's metric definitions (``PrometheusStatLogger`` in
-``vllm/v1/metrics/loggers.py``, vllm-project/vllm commits a6f0308 and 005a810): the names,
-HELP strings, types and labels (``model_name``, ``engine``) of the scheduler gauges, the KV
-usage gauge under its old name (``vllm:gpu_cache_usage_perc``), its new one
-(``vllm:kv_cache_usage_perc``) or both, the ``vllm:cache_config_info`` info gauge (labels =
-the CacheConfig), counters with ``_total`` and ``_created`` and a histogram with ``_bucket``,
+For the tests, the serving benchmark and demos, where no vLLM server runs. The text is written
+by hand from vLLM's metric definitions (``PrometheusStatLogger`` in
+``vllm/v1/metrics/loggers.py``, vllm-project/vllm commits a6f0308 and 005a810): the names, HELP
+strings, types and labels (``model_name``, ``engine``) of the scheduler gauges, the KV usage
+gauge under its old name (``vllm:gpu_cache_usage_perc``), its new one
+(``vllm:kv_cache_usage_perc``) or both, the ``vllm:cache_config_info`` info gauge (labels = the
+CacheConfig), counters with ``_total`` and ``_created`` and a histogram with ``_bucket``,
 ``_count`` and ``_sum``, as ``prometheus_client`` renders them, beside the process metrics a
-Python server exports. Not a recording of a live server (none is reachable from here).
+Python server exports. It is not a recording of a live server (none was reachable).
 """
 
 from __future__ import annotations
