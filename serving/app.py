@@ -136,7 +136,9 @@ def create_app(
     store: EdgeStateStore | None = None
     poller: MetricsPoller | None = None
     if edge is not None and edge.check().enabled:
-        store = EdgeStateStore(EdgeDefaults.of(runtime.scenario), edge.max_age_s, edge.load_window)
+        store = EdgeStateStore(
+            EdgeDefaults.of(runtime.scenario), edge.max_age_s, edge.load_window_s
+        )
         if edge.metrics_url is not None:
             poller = MetricsPoller(edge.metrics_url, store, edge.poll_interval_s)
     service = ServiceState(runtime, micro_batching, store)

@@ -31,7 +31,12 @@ import tempfile
 from pathlib import Path
 
 from offload_rl.errors import ConfigError
-from serving.edge_state.settings import DEFAULT_MAX_AGE_S, DEFAULT_POLL_INTERVAL_S, EdgeSettings
+from serving.edge_state.settings import (
+    DEFAULT_LOAD_WINDOW_S,
+    DEFAULT_MAX_AGE_S,
+    DEFAULT_POLL_INTERVAL_S,
+    EdgeSettings,
+)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -114,6 +119,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         f"(default {DEFAULT_MAX_AGE_S:g})",
     )
     edge.add_argument(
+        "--edge-load-window",
+        type=float,
+        default=DEFAULT_LOAD_WINDOW_S,
+        metavar="S",
+        help="seconds of reports in the edge's busy share, its load "
+        f"(default {DEFAULT_LOAD_WINDOW_S:g})",
+    )
+    edge.add_argument(
         "--edge-push",
         action="store_true",
         help="accept the runtime's own reports on POST /v1/edge/state",
@@ -156,6 +169,7 @@ def _run(args: argparse.Namespace) -> int:
         poll_interval_s=args.edge_poll_interval,
         max_age_s=args.edge_max_age,
         push=args.edge_push,
+        load_window_s=args.edge_load_window,
     ).check()
     token = args.token or os.environ.get("OFFLOAD_RL_TOKEN") or None
     policy = args.policy or shipped_policy()

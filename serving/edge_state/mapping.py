@@ -43,8 +43,9 @@ EDGE_FIELD_SOURCES: dict[str, tuple[str, str, str]] = {
         "v1: the request's own value; v2: the request's `edge_kv_occupancy` if sent",
     ),
     "edge_load": (
-        "busy share: the share of the last polls (`load_window`) with a request running or "
-        "waiting (the simulator's busy share of the GPU)",
+        "busy share: the share of the polls of the last `--edge-load-window` s (5) with a "
+        "request running or waiting (the simulator's busy share of the GPU since the cell's "
+        "previous decision)",
         "`busy_share`, else as pulled (from the pushed reports)",
         "v1: the request's own value; v2: the request's `edge_load` if sent",
     ),

@@ -12,7 +12,7 @@ from collections import deque
 from typing import Literal
 
 from serving.edge_state.mapping import EdgeDefaults, EdgeView, RuntimeReport
-from serving.edge_state.settings import DEFAULT_LOAD_WINDOW, DEFAULT_MAX_AGE_S
+from serving.edge_state.settings import DEFAULT_LOAD_WINDOW_S, DEFAULT_MAX_AGE_S
 
 EdgeStatus = Literal["fresh", "stale", "missing"]
 
@@ -24,13 +24,14 @@ class EdgeStateStore:
         self,
         defaults: EdgeDefaults,
         max_age_s: float = DEFAULT_MAX_AGE_S,
-        load_window: int = DEFAULT_LOAD_WINDOW,
+        load_window_s: float = DEFAULT_LOAD_WINDOW_S,
     ) -> None:
         if not (max_age_s > 0 and max_age_s < float("inf")):
             raise ValueError(f"max_age_s must be a positive number of seconds, got {max_age_s}")
         self.defaults = defaults
         self.max_age_s = float(max_age_s)
-        self._busy: deque[bool] = deque(maxlen=max(int(load_window), 1))
+        self.load_window_s = float(load_window_s)
+        self._busy: deque[tuple[float, bool]] = deque()  # (arrival, running or waiting)
         self._latest: tuple[float, EdgeView] | None = None
         self.source = ""  # "pull" or "push": where the latest view came from
         self.reports = 0
@@ -39,10 +40,14 @@ class EdgeStateStore:
 
     def put(self, report: RuntimeReport, source: str, now: float | None = None) -> EdgeView:
         """Store what the runtime just said (its arrival time is ``now``)."""
-        self._busy.append(report.n_running + report.n_waiting > 0)
-        busy_share = sum(self._busy) / len(self._busy)
+        t = time.monotonic() if now is None else now
+        busy = self._busy
+        busy.append((t, report.n_running + report.n_waiting > 0))
+        while t - busy[0][0] >= self.load_window_s and len(busy) > 1:
+            busy.popleft()  # the reports of the last load_window_s seconds (at least one)
+        busy_share = sum(b for _, b in busy) / len(busy)
         view = EdgeView.of(report, busy_share, self.defaults)
-        self._latest = (time.monotonic() if now is None else now, view)
+        self._latest = (t, view)
         self.source = source
         self.reports += 1
         self.last_error = None

@@ -134,12 +134,15 @@ def test_the_table_covers_every_edge_field_the_encoder_reads():
 
 
 def test_staleness_bound_and_busy_share():
-    store = EdgeStateStore(DEFAULTS, max_age_s=2.0, load_window=4)
+    store = EdgeStateStore(DEFAULTS, max_age_s=2.0, load_window_s=3.0)
     assert store.current(now=0.0) == (None, "missing")
+    store.put(RuntimeReport(0, 0, 0.1), "pull", now=8.0)
     store.put(RuntimeReport(0, 0, 0.1), "pull", now=10.0)
     store.put(RuntimeReport(2, 0, 0.1), "pull", now=11.0)
     view, status = store.current(now=13.0)
-    assert status == "fresh" and view is not None and view.edge_load == 0.5  # 1 busy of 2
+    assert status == "fresh" and view is not None and view.edge_load == 0.5  # 1 busy of 2 in 3 s
+    store.put(RuntimeReport(0, 1, 0.1), "pull", now=11.0)
+    assert store.current(now=11.0)[0].edge_load == 2 / 3
     assert store.current(now=13.01) == (None, "stale")
     store.failed("timeout")
     described = store.describe(now=13.5)
