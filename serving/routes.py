@@ -72,6 +72,8 @@ class ServiceState:
         )
         self.v2 = EdgeDecider(runtime, edge_store, 2, defaults)
         self.metrics = metrics = ServiceMetrics()
+        if edge_store is not None:
+            edge_store.on_report = metrics.edge_report
         metrics.set_policy(runtime.version, "onnx" if runtime.live is not None else "fallback")
         n_layers = runtime.spec.n_layers
         self.parse_decision = decision_parser(n_layers)

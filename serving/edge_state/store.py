@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Literal
 
 from serving.edge_state.mapping import EdgeDefaults, EdgeView, RuntimeReport
@@ -37,6 +38,7 @@ class EdgeStateStore:
         self.reports = 0
         self.errors = 0
         self.last_error: str | None = None
+        self.on_report: Callable[[str, bool], None] | None = None  # (source, usable): metrics
 
     def put(self, report: RuntimeReport, source: str, now: float | None = None) -> EdgeView:
         """Store what the runtime just said (its arrival time is ``now``)."""
@@ -51,12 +53,16 @@ class EdgeStateStore:
         self.source = source
         self.reports += 1
         self.last_error = None
+        if self.on_report is not None:
+            self.on_report(source, True)
         return view
 
     def failed(self, reason: str) -> None:
         """A poll that got nothing usable (the last view ages towards stale)."""
         self.errors += 1
         self.last_error = reason
+        if self.on_report is not None:
+            self.on_report("pull", False)
 
     def current(self, now: float | None = None) -> tuple[EdgeView | None, EdgeStatus]:
         """The view if fresh (else ``None``) and the status the answer reports."""

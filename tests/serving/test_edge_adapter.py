@@ -144,12 +144,17 @@ def test_single_device_policy_reads_the_device_report_without_an_adapter(tmp_pat
 def test_failed_polls_leave_the_last_view_to_age(cell_onnx, metrics):
     with TestClient(pulled_app(cell_onnx, metrics.url)) as c:
         poller = c.app.state.edge_poller
+        assert poller.poll_once()
         metrics.status = 503
         assert not poller.poll_once()
         metrics.status, metrics.text = 200, "vllm:num_requests_running 1\n"
         assert not poller.poll_once()
         state = c.get("/v1/edge/state").json()
         assert "num_requests_waiting" in state["last_error"] and state["errors"] >= 2
+        text = c.get("/metrics").text
+        assert 'offload_rl_edge_reports_total{result="failed",source="pull"}' in text
+        assert 'offload_rl_edge_reports_total{result="ok",source="pull"}' in text
+        assert "offload_rl_edge_last_report_timestamp_seconds 1." in text
 
 
 def test_serve_with_the_pull_adapter_follows_the_metrics(cell_onnx, metrics):
