@@ -38,6 +38,10 @@ class EdgeKVCache:
     def __contains__(self, session_id: int) -> bool:
         return session_id in self._entries
 
+    def by_recency(self) -> list[tuple[int, CacheEntry]]:
+        """The kept entries, most recently used first (what a runtime reports of itself)."""
+        return list(reversed(self._entries.items()))
+
     def peek(self, session_id: int) -> CacheEntry | None:
         """The entry of a session without touching its recency."""
         return self._entries.get(session_id)

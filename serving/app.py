@@ -30,6 +30,10 @@ from contextlib import AbstractAsyncContextManager
 
 from fastapi import FastAPI
 
+from serving.edge_state.mapping import EdgeDefaults
+from serving.edge_state.settings import EdgeSettings
+from serving.edge_state.store import EdgeStateStore
+from serving.edge_state.vllm_pull import MetricsPoller
 from serving.gc_tuning import GC_GEN0_THRESHOLD, tune_gc_for_serving
 from serving.guard import (
     BODY_SCOPE_KEY,
@@ -44,6 +48,7 @@ from serving.request_parsing import add_error_handlers
 from serving.routes import (
     ServiceState,
     add_decision_routes,
+    add_edge_routes,
     add_policy_routes,
     add_status_routes,
 )
@@ -102,6 +107,8 @@ def create_app(
     runtime: DecisionRuntime | None = None,
     micro_batching: bool = True,
     tune_gc: bool = False,
+    edge: EdgeSettings | None = None,
+    cell: bool | None = None,
 ) -> FastAPI:
     """The decision service.
 
@@ -114,28 +121,44 @@ def create_app(
     ``micro_batching``: single decisions that arrive together share one onnxruntime run
     (:mod:`serving.batcher`; the same answers, less CPU under load). ``tune_gc``: tune this
     process's garbage collector for serving at start-up (:func:`tune_gc_for_serving`; it is
-    process-wide, so the serving entry point asks for it, not library users).
+    process-wide, so the serving entry point asks for it, not library users). ``edge``: the
+    edge adapter (pull from the runtime's metrics, accept pushes, the staleness bound; ``None``:
+    off, and ``/v1/decide`` answers exactly as before). ``cell``: encode the cell observation
+    (default: whether the policy file was trained on EdgeCell-v0).
     """
     if runtime is None:
         runtime = DecisionRuntime(
             scenario=scenario or scenario_of(policy_path),
             policy_path=policy_path,
             last_good_path=last_good_path,
+            cell=cell_of(policy_path) if cell is None else cell,
         )
-    service = ServiceState(runtime, micro_batching)
+    store: EdgeStateStore | None = None
+    poller: MetricsPoller | None = None
+    if edge is not None and edge.check().enabled:
+        store = EdgeStateStore(
+            EdgeDefaults.of(runtime.scenario), edge.max_age_s, edge.load_window_s
+        )
+        if edge.metrics_url is not None:
+            poller = MetricsPoller(edge.metrics_url, store, edge.poll_interval_s)
+    service = ServiceState(runtime, micro_batching, store)
     app = FastAPI(
         title="offload-rl decision service",
-        version="1",
+        version="2",
+        description=API_DESCRIPTION,
         summary="Where should this LLM request run: device, split, edge or cloud, and keep its KV?",
-        lifespan=_lifespan(service, watch_interval_s, handle_sighup, tune_gc),
+        lifespan=_lifespan(service, watch_interval_s, handle_sighup, tune_gc, poller),
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.runtime = runtime
     app.state.metrics = service.metrics
     app.state.batcher = service.batcher
+    app.state.edge_store = store
+    app.state.edge_poller = poller
     add_error_handlers(app)
     add_decision_routes(app, service)
     add_status_routes(app, service)
+    add_edge_routes(app, service)
     add_policy_routes(app, service)
     install_openapi(app, token)
     known = frozenset(r.path for r in app.routes if hasattr(r, "path"))
@@ -150,9 +173,14 @@ def create_app(
 
 
 def _lifespan(
-    service: ServiceState, watch_interval_s: float | None, handle_sighup: bool, tune_gc: bool
+    service: ServiceState,
+    watch_interval_s: float | None,
+    handle_sighup: bool,
+    tune_gc: bool,
+    poller: MetricsPoller | None = None,
 ) -> Lifespan:
-    """Start-up and shut-down: GC tuning, the policy-file watcher and the SIGHUP reload."""
+    """Start-up and shut-down: GC tuning, the policy-file watcher, the SIGHUP reload and the
+    edge metrics poller."""
     rt = service.runtime
 
     def on_sighup() -> None:
@@ -172,6 +200,8 @@ def _lifespan(
         if watch_interval_s and rt.policy_path is not None:
             watcher = PolicyWatcher(rt, watch_interval_s, on_change=service.after_reload)
             watcher.start()
+        if poller is not None:
+            poller.start()
         loop = asyncio.get_running_loop()
         hup = False
         if handle_sighup and hasattr(signal, "SIGHUP"):
@@ -187,26 +217,52 @@ def _lifespan(
                 loop.remove_signal_handler(signal.SIGHUP)
             if watcher is not None:
                 watcher.stop()
+            if poller is not None:
+                poller.stop()
             service.metrics.close()
 
     return lifespan
+
+
+API_DESCRIPTION = """Where each LLM request should run, decided beside the edge runtime.
+
+**API versions.** `/v1/decide` and `/v1/decide/batch` keep the v1 body: the device also reports
+the edge's KV occupancy and load as it heard them. `/v2/decide` and `/v2/decide/batch` take what
+the device itself knows (throughput samples and their age, RTT, thermal level, radio state,
+device class, the request and its session); the edge's state comes from the edge runtime,
+pulled from its Prometheus metrics (vLLM's) or pushed to `POST /v1/edge/state`. With the edge
+adapter on, v1 answers also use the runtime's state when it is fresh (it replaces the device's
+report) and say which in `edge_state`; with it off, v1 answers are unchanged. An edge state
+older than the staleness bound is not used: the answer says `stale`, and when the policy reads
+what is then missing, the heuristic fallback answers (`fallback: true`).
+"""
+
+
+def _metadata(policy_path: str | None) -> dict[str, str]:
+    """The policy file's metadata, read without validating ({} when unreadable: the runtime
+    reports why)."""
+    if not policy_path:
+        return {}
+    try:
+        import onnx
+
+        model = onnx.load_model(policy_path, load_external_data=False)
+        return {p.key: p.value for p in model.metadata_props}
+    except Exception:  # an unreadable file is reported by the runtime, with its reason
+        return {}
+
+
+def cell_of(policy_path: str | None) -> bool:
+    """Whether the policy file was trained on EdgeCell-v0 (its feature spec says ``cell``)."""
+    return str(_metadata(policy_path).get("cell", "0")).strip().lower() in ("1", "1.0", "true")
 
 
 def scenario_of(policy_path: str | None) -> str:
     """The policy's scenario if it names a shipped one (read without validating), else default."""
     from offload_rl.scenario import shipped_scenarios
 
-    if policy_path:
-        try:
-            import onnx
-
-            model = onnx.load_model(policy_path, load_external_data=False)
-            name = {p.key: p.value for p in model.metadata_props}.get("scenario", "")
-            if name in shipped_scenarios():
-                return name
-        except Exception:  # an unreadable file is reported by the runtime, with its reason
-            pass
-    return "default"
+    name = _metadata(policy_path).get("scenario", "")
+    return name if name in shipped_scenarios() else "default"
 
 
 def app_from_env() -> FastAPI:
@@ -226,4 +282,5 @@ def app_from_env() -> FastAPI:
         last_good_path=env.get("OFFLOAD_RL_LAST_GOOD") or None,
         micro_batching=env.get("OFFLOAD_RL_MICRO_BATCHING", "1") != "0",
         tune_gc=env.get("OFFLOAD_RL_GC_FREEZE", "1") != "0",
+        edge=EdgeSettings.from_env(env),
     )

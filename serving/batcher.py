@@ -24,15 +24,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
-from offload_rl.features import StateLike
-from serving.policy_runtime import Decision, DecisionRuntime
+from serving.policy_runtime import Decision
 
 log = logging.getLogger("offload_rl.serving")
 
 Pending = list[tuple[Any, "asyncio.Future[Decision]"]]
-Decided = list[tuple[StateLike, "asyncio.Future[Decision]"]]
+Decided = list[tuple[Any, "asyncio.Future[Decision]"]]  # a state, or what parse made
+
+
+class Decides(Protocol):
+    """What the batcher decides with: the runtime, or an edge-aware decider wrapping it."""
+
+    def decide(self, item: Any) -> Decision: ...
+    def decide_many(self, items: Sequence[Any]) -> list[Decision]: ...
 
 
 class DecisionBatcher:
@@ -46,10 +52,10 @@ class DecisionBatcher:
 
     def __init__(
         self,
-        runtime: DecisionRuntime,
+        runtime: Decides,
         max_batch: int = 256,
         on_decisions: Callable[[Sequence[Decision]], None] | None = None,
-        parse: Callable[[Any], StateLike] | None = None,
+        parse: Callable[[Any], Any] | None = None,
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self.runtime = runtime

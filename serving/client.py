@@ -1,11 +1,14 @@
 """Client for edge runtimes: ask the decision service, decide locally when it cannot answer.
 
 A device must place every request, service or not. :class:`DecisionClient` asks
-``POST /v1/decide`` with a short timeout and falls back to a local heuristic (the same greedy
-one the service falls back to) when the service is down, slow, answers an error, or answers
-something that is not a valid action under the device's own mask. Every result says which
-answered (``source``). After a failure the service is skipped for ``retry_after_s``, so a dead
-service costs one timeout, not one per request.
+``POST /v1/decide`` (:meth:`~DecisionClient.decide`, a :class:`DecisionState`) or
+``POST /v2/decide`` (:meth:`~DecisionClient.decide_device`, a :class:`DeviceState`: what the
+device itself knows; the service has the edge's state from the edge runtime) with a short
+timeout and falls back to a local heuristic (the same greedy one the service falls back to)
+when the service is down, slow, answers an error, or answers something that is not a valid
+action under the device's own mask. Every result says which answered (``source``). After a
+failure the service is skipped for ``retry_after_s``, so a dead service costs one timeout, not
+one per request.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import dataclasses
 import json
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,10 +26,11 @@ import numpy as np
 
 from offload_rl.actions import ActionLayout
 from offload_rl.cost_model import tier_of
-from offload_rl.features import DecisionState, FeatureSpec, action_mask
+from offload_rl.features import STATE_FIELDS, DecisionState, FeatureSpec, action_mask
 from offload_rl.heuristics import Policy, make_heuristic
 from offload_rl.scenario import Scenario, load_scenario
 from offload_rl.scenario_facts import scenario_facts
+from serving.edge_state.mapping import prior_load
 
 Source = Literal["service", "fallback"]
 
@@ -43,6 +48,7 @@ class ClientDecision:
     policy_version: str
     service_fallback: bool = False  # the service answered, but with its own fallback
     reason: str = ""  # why the local fallback answered
+    edge_state: str = ""  # v2 (or v1 with the service's edge adapter on): fresh|stale|missing
 
 
 _FLOAT_FIELDS = ("rtt_ms", "slo_ttft_s", "slo_tpot_s", "edge_kv_occupancy", "edge_load")
@@ -74,6 +80,65 @@ def state_to_json(state: DecisionState) -> dict[str, Any]:
     return body
 
 
+@dataclass(slots=True)
+class DeviceState:
+    """What a device knows when one request must be placed: the body of ``POST /v2/decide``
+    (:class:`serving.schemas_v2.DeviceDecisionRequest`). The edge's state is not here: the
+    service has it from the edge runtime. ``edge_kv_occupancy`` / ``edge_load``: what the
+    device last heard of the edge, if anything (used when the service has no fresh state,
+    and by the local fallback)."""
+
+    throughput_mbps: Sequence[float]  # recent uplink samples, oldest first
+    rtt_ms: float
+    new_tokens: int
+    context_tokens: int
+    turn: int
+    private: bool
+    slo_ttft_s: float
+    slo_tpot_s: float
+    cached_split: int | None
+    cached_tokens: int
+    device_memory_layers: int
+    prev_output_tokens: int = 0
+    since_last_turn_s: float = 0.0
+    throughput_age_s: float = 0.0
+    thermal_level: str = "nominal"  # nominal | fair | serious | critical
+    radio_state: str = "idle"  # idle | promotion | connected | tail
+    device_class: str = "flagship"  # flagship | mid-range | budget
+    session_id: str | None = None
+    edge_kv_occupancy: float | None = None
+    edge_load: float | None = None
+
+    def decision_state(self, prior_load: float) -> DecisionState:
+        """The single-device state the local fallback reads (the edge as last heard, else an
+        empty cache at ``prior_load``)."""
+        return DecisionState(
+            **{f: getattr(self, f) for f in STATE_FIELDS if f not in _EDGE_FIELDS},
+            edge_kv_occupancy=self.edge_kv_occupancy or 0.0,
+            edge_load=prior_load if self.edge_load is None else self.edge_load,
+        )
+
+
+_EDGE_FIELDS = ("edge_kv_occupancy", "edge_load")
+
+
+def device_state_to_json(state: DeviceState) -> dict[str, Any]:
+    """The ``/v2/decide`` body of a state, plain JSON types (numpy scalars converted)."""
+    body: dict[str, Any] = {}
+    for f in dataclasses.fields(state):
+        v = getattr(state, f.name)
+        if f.name == "throughput_mbps":
+            v = [float(x) for x in v]
+        elif isinstance(v, bool | str) or v is None:
+            pass
+        elif f.name in _INT_FIELDS or f.name in ("cached_split", "device_memory_layers"):
+            v = int(v)
+        else:
+            v = float(v)
+        body[f.name] = v
+    return body
+
+
 class DecisionClient:
     """Synchronous client with a local fallback.
 
@@ -95,6 +160,7 @@ class DecisionClient:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
         sc = load_scenario(scenario) if isinstance(scenario, str) else scenario
         self.spec: FeatureSpec = scenario_facts(sc).spec
+        self.prior_load = prior_load(sc)  # the fallback's edge load when none was heard
         self.layout = ActionLayout(self.spec.n_layers)
         self.fallback: Policy = (
             make_heuristic(fallback, sc) if isinstance(fallback, str) else fallback
@@ -120,17 +186,28 @@ class DecisionClient:
         self.close()
 
     def decide(self, state: DecisionState) -> ClientDecision:
+        """``POST /v1/decide`` (the device reports the edge as it heard it)."""
+        return self._ask("/v1/decide", state, lambda: state_to_json(state))
+
+    def decide_device(self, state: DeviceState) -> ClientDecision:
+        """``POST /v2/decide``: the device's own facts; the service knows the edge."""
+        fallback_state = state.decision_state(self.prior_load)
+        return self._ask("/v2/decide", fallback_state, lambda: device_state_to_json(state))
+
+    def _ask(
+        self, path: str, state: DecisionState, body: Callable[[], dict[str, Any]]
+    ) -> ClientDecision:
         mask = action_mask(state, self.spec)
         now = time.monotonic()
         if now < self._skip_until:
             return self._local(state, mask, "service skipped after a recent failure")
         try:
-            payload = json.dumps(state_to_json(state), allow_nan=False).encode()
+            payload = json.dumps(body(), allow_nan=False).encode()
         except (TypeError, ValueError, OverflowError):  # NaN, inf, a non-number
             return self._local(state, mask, "state has non-finite or non-numeric values")
         try:
             response = self._http.post(
-                "/v1/decide", content=payload, headers={"Content-Type": "application/json"}
+                path, content=payload, headers={"Content-Type": "application/json"}
             )
         except httpx.TimeoutException:
             return self._failed(state, mask, "service timed out")
@@ -139,16 +216,18 @@ class DecisionClient:
         if response.status_code != 200:
             return self._failed(state, mask, f"service answered HTTP {response.status_code}")
         try:
-            body = response.json()
-            action = int(body["action"])
-            version = str(body.get("policy_version", ""))
-            service_fallback = bool(body.get("fallback", False))
+            answer = response.json()
+            action = int(answer["action"])
+            version = str(answer.get("policy_version", ""))
+            service_fallback = bool(answer.get("fallback", False))
+            edge_state = str(answer.get("edge_state", ""))
         except (ValueError, KeyError, TypeError):
             return self._failed(state, mask, "service answered something unreadable")
         if not (0 <= action < self.layout.n_actions and mask[action]):
             return self._failed(state, mask, f"service chose action {action}, invalid here")
         self.stats["service"] += 1
-        return self._decision(action, "service", version, service_fallback=service_fallback)
+        decision = self._decision(action, "service", version, service_fallback=service_fallback)
+        return dataclasses.replace(decision, edge_state=edge_state) if edge_state else decision
 
     def _failed(self, state: DecisionState, mask: np.ndarray, reason: str) -> ClientDecision:
         self._skip_until = time.monotonic() + self.retry_after_s

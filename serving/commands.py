@@ -2,6 +2,8 @@
 
     offload-rl serve [--policy FILE] [--host 127.0.0.1] [--port 8000] [--workers N]
                      [--token T] [--scenario NAME] [--watch-interval 2.0] [--no-micro-batching]
+                     [--edge-metrics-url URL] [--edge-poll-interval 1.0] [--edge-max-age 5.0]
+                     [--edge-push]
 
 Without ``--policy`` the shipped ``offload_rl/data/policies/default.onnx`` is served if the
 package has one, else the greedy heuristic (``/readyz`` says ``degraded``). Every worker
@@ -10,6 +12,11 @@ worker that answers at once, and SIGHUP reloads (one worker) or replaces the wor
 each keeps serving the last policy that loaded if the file has gone bad). With several workers,
 Prometheus metrics are aggregated through ``PROMETHEUS_MULTIPROC_DIR`` (a temporary folder
 unless set). The token can also come from ``OFFLOAD_RL_TOKEN`` (keeps it out of ``ps``).
+
+The edge adapter: ``--edge-metrics-url`` polls the edge runtime's Prometheus endpoint (vLLM's
+``/metrics``) every ``--edge-poll-interval`` seconds; ``--edge-push`` accepts the runtime's own
+reports on ``POST /v1/edge/state``; an edge state older than ``--edge-max-age`` seconds is not
+used (see :mod:`serving.edge_state`).
 """
 
 from __future__ import annotations
@@ -24,6 +31,12 @@ import tempfile
 from pathlib import Path
 
 from offload_rl.errors import ConfigError
+from serving.edge_state.settings import (
+    DEFAULT_LOAD_WINDOW_S,
+    DEFAULT_MAX_AGE_S,
+    DEFAULT_POLL_INTERVAL_S,
+    EdgeSettings,
+)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -82,6 +95,42 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="decide each single request on its own (default: requests that arrive together "
         "share one onnxruntime run; the same answers, less CPU under load)",
     )
+    edge = parser.add_argument_group("edge adapter (the edge runtime's state)")
+    edge.add_argument(
+        "--edge-metrics-url",
+        metavar="URL",
+        default=None,
+        help="the edge runtime's Prometheus endpoint to poll, e.g. http://127.0.0.1:8001/metrics "
+        "(vLLM's metric names)",
+    )
+    edge.add_argument(
+        "--edge-poll-interval",
+        type=float,
+        default=DEFAULT_POLL_INTERVAL_S,
+        metavar="S",
+        help=f"seconds between polls (default {DEFAULT_POLL_INTERVAL_S:g})",
+    )
+    edge.add_argument(
+        "--edge-max-age",
+        type=float,
+        default=DEFAULT_MAX_AGE_S,
+        metavar="S",
+        help="staleness bound: an edge state older than this is treated as unknown "
+        f"(default {DEFAULT_MAX_AGE_S:g})",
+    )
+    edge.add_argument(
+        "--edge-load-window",
+        type=float,
+        default=DEFAULT_LOAD_WINDOW_S,
+        metavar="S",
+        help="seconds of reports in the edge's busy share, its load "
+        f"(default {DEFAULT_LOAD_WINDOW_S:g})",
+    )
+    edge.add_argument(
+        "--edge-push",
+        action="store_true",
+        help="accept the runtime's own reports on POST /v1/edge/state",
+    )
     parser.set_defaults(func=_run)
 
 
@@ -92,6 +141,11 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"--port must be between 0 and 65535, got {args.port}")
     if not args.watch_interval >= 0:
         raise ConfigError(f"--watch-interval must be >= 0, got {args.watch_interval}")
+    if args.workers > 1 and args.edge_push:
+        raise ConfigError(
+            "--edge-push needs --workers 1: a report reaches one worker, the others would "
+            "serve a stale edge (pull with --edge-metrics-url: every worker polls)"
+        )
     if args.workers > 1 and args.watch_interval == 0:
         raise ConfigError(
             "--workers > 1 needs --watch-interval > 0: the file watch is how a reload reaches "
@@ -110,6 +164,13 @@ def _is_loopback(host: str) -> bool:
 
 def _run(args: argparse.Namespace) -> int:
     _check_args(args)
+    edge = EdgeSettings(
+        metrics_url=args.edge_metrics_url,
+        poll_interval_s=args.edge_poll_interval,
+        max_age_s=args.edge_max_age,
+        push=args.edge_push,
+        load_window_s=args.edge_load_window,
+    ).check()
     token = args.token or os.environ.get("OFFLOAD_RL_TOKEN") or None
     policy = args.policy or shipped_policy()
     if args.policy and not Path(args.policy).is_file():
@@ -134,6 +195,7 @@ def _run(args: argparse.Namespace) -> int:
     env["OFFLOAD_RL_SCENARIO"] = args.scenario or ""
     env["OFFLOAD_RL_WATCH_INTERVAL"] = str(args.watch_interval)
     env["OFFLOAD_RL_MICRO_BATCHING"] = "0" if args.no_micro_batching else "1"
+    env.update(edge.to_env())
     if args.workers > 1:
         state = tempfile.mkdtemp(prefix="offload-rl-serve-")
         cleanup.append(state)

@@ -1,13 +1,16 @@
 """An example edge runtime: places a stream of chat requests through :class:`DecisionClient`.
 
     python -m serving.example_runtime [--url http://127.0.0.1:8000] [--requests 20]
-                                      [--token T] [--scenario default] [--seed 0]
+                                      [--token T] [--scenario default] [--seed 0] [--api 2]
 
 It plays a device of the scenario: requests come from the scenario's workload, the uplink
 from one of its traces (the device measures its mean throughput every second), and the device
 remembers which sessions it asked the edge to keep. For every request it prints what it chose
 and who decided (the service, or the local fallback when the service is down or slow). It uses
-``offload_rl`` only, no gymnasium: a runtime on a device has no simulator.
+``offload_rl`` only, no gymnasium: a runtime on a device has no simulator. ``--api 2`` asks
+``POST /v2/decide`` with what the device itself knows (the service then has the edge's state
+from the edge runtime; this device simulates no heat or radio, so it reports nominal and
+connected) and prints the service's ``edge_state``.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from offload_rl.features import DecisionState
 from offload_rl.scenario import Scenario, load_scenario
 from offload_rl.scenario_facts import load_scenario_traces, scenario_facts
 from offload_rl.workloads import Request
-from serving.client import ClientDecision, DecisionClient
+from serving.client import ClientDecision, DecisionClient, DeviceState
 
 
 class SimulatedDevice:
@@ -82,6 +85,27 @@ class SimulatedDevice:
             memory=self.memory,
         )
 
+    @staticmethod
+    def device_state(req: Request, s: DecisionState) -> DeviceState:
+        """The device's own part of ``s`` (:meth:`state`) for ``POST /v2/decide``."""
+        return DeviceState(
+            throughput_mbps=s.throughput_mbps,
+            rtt_ms=s.rtt_ms,
+            new_tokens=s.new_tokens,
+            context_tokens=s.context_tokens,
+            turn=s.turn,
+            private=s.private,
+            slo_ttft_s=s.slo_ttft_s,
+            slo_tpot_s=s.slo_tpot_s,
+            cached_split=s.cached_split,
+            cached_tokens=s.cached_tokens,
+            device_memory_layers=s.device_memory_layers,
+            prev_output_tokens=s.prev_output_tokens,
+            since_last_turn_s=s.since_last_turn_s,
+            radio_state="connected",
+            session_id=str(req.session_id),
+        )
+
     def remember(self, req: Request, decision: ClientDecision) -> None:
         """Apply the cache half of the decision to what the device believes is kept."""
         self.memory.remember(req)
@@ -101,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenario", default="default", help="scenario the device plays")
     parser.add_argument("--timeout", type=float, default=0.25, help="service timeout, s")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--api", type=int, choices=(1, 2), default=1, help="1: /v1/decide, 2: /v2/decide"
+    )
     args = parser.parse_args(argv)
     scenario = load_scenario(args.scenario)
     with DecisionClient(
@@ -118,9 +145,13 @@ def main(argv: list[str] | None = None) -> int:
                 sessions[req.session_id] = (private, (c.ttft_s, c.tpot_s))
             private, slo = sessions[req.session_id]
             state = device.state(req, private, slo)
-            d = client.decide(state)
+            if args.api == 2:
+                d = client.decide_device(device.device_state(req, state))
+            else:
+                d = client.decide(state)
             device.remember(req, d)
             why = f" ({d.reason})" if d.reason else ""
+            why += f" [edge {d.edge_state}]" if d.edge_state else ""
             print(
                 f"{i:>3} {req.session_id:>4} {req.turn:>4} {state.throughput_mbps[-1]:>7.2f} "
                 f"{'yes' if private else 'no':>4}  {d.meaning:<20} {d.source} "

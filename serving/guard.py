@@ -21,7 +21,9 @@ from serving.metrics import ServiceMetrics
 MAX_BODY_BYTES = 1024 * 1024
 OPEN_PATHS = frozenset({"/healthz"})
 BODY_SCOPE_KEY = "offload_rl.body"  # the guard puts the body it read here (handlers skip a copy)
-JSON_BODY_PATHS = frozenset({"/v1/decide", "/v1/decide/batch"})
+JSON_BODY_PATHS = frozenset(
+    {"/v1/decide", "/v1/decide/batch", "/v2/decide", "/v2/decide/batch", "/v1/edge/state"}
+)
 BODY_METHODS = ("POST", "PUT", "PATCH")
 
 Scope = MutableMapping[str, Any]

@@ -104,6 +104,18 @@ class ServiceMetrics:
             registry=r,
             multiprocess_mode="liveall",
         )
+        self.edge_reports = Counter(
+            "offload_rl_edge_reports",
+            "Edge state reports by source (pull, push) and result (ok, failed)",
+            ["source", "result"],
+            registry=r,
+        )
+        self.edge_last_report = Gauge(
+            "offload_rl_edge_last_report_timestamp_seconds",
+            "Unix time of the last usable edge state report (its age: time() minus this)",
+            registry=r,
+            multiprocess_mode="max",
+        )
         self._policy_labels: tuple[str, str] | None = None
         self._lock = threading.Lock()
         self._request_children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
@@ -151,6 +163,12 @@ class ServiceMetrics:
     def micro_batch(self, size: int) -> None:
         """One micro-batch of ``size`` single decisions (how well requests coalesce)."""
         self.batch_size.observe(size)
+
+    def edge_report(self, source: str, ok: bool) -> None:
+        """One edge state report (a poll, or a push) and whether it was usable."""
+        self.edge_reports.labels(source, "ok" if ok else "failed").inc()
+        if ok:
+            self.edge_last_report.set_to_current_time()
 
     def reload(self, ok: bool) -> None:
         self.reloads.labels("ok" if ok else "rejected").inc()

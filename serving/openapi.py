@@ -17,6 +17,7 @@ from pydantic.json_schema import models_json_schema
 
 from serving.guard import OPEN_PATHS
 from serving.schemas import DecisionBatchRequest, DecisionRequest
+from serving.schemas_v2 import DeviceDecisionBatchRequest, DeviceDecisionRequest, EdgeStateReport
 
 
 def request_body(model: type[BaseModel], examples: dict[str, Any]) -> dict[str, Any]:
@@ -36,7 +37,16 @@ def request_body(model: type[BaseModel], examples: dict[str, Any]) -> dict[str, 
 
 def body_schemas() -> dict[str, Any]:
     _, schema = models_json_schema(
-        [(DecisionRequest, "validation"), (DecisionBatchRequest, "validation")],
+        [
+            (m, "validation")
+            for m in (
+                DecisionRequest,
+                DecisionBatchRequest,
+                DeviceDecisionRequest,
+                DeviceDecisionBatchRequest,
+                EdgeStateReport,
+            )
+        ],
         ref_template="#/components/schemas/{model}",
     )
     return dict(schema.get("$defs", {}))

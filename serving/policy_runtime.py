@@ -9,6 +9,7 @@ a working policy. Whatever the policy says, a masked action is never returned.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -48,6 +49,7 @@ from serving.policy_file import (
     load_policy_model,
     validate_policy_model,
 )
+from serving.polling import IntervalThread
 
 log = logging.getLogger("offload_rl.serving")
 
@@ -198,6 +200,7 @@ class Decision:
     meaning: str
     policy_version: str
     fallback: bool
+    edge_state: str = ""  # fresh | stale | missing; "" (not in the body): no edge adapter
     body: bytes = field(default=b"", init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -205,7 +208,7 @@ class Decision:
         object.__setattr__(self, "body", body)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "action": self.action,
             "meaning": self.meaning,
             "tier": self.tier,
@@ -216,6 +219,9 @@ class Decision:
             "policy_version": self.policy_version,
             "fallback": self.fallback,
         }
+        if self.edge_state:
+            out["edge_state"] = self.edge_state
+        return out
 
 
 @dataclass(frozen=True)
@@ -247,9 +253,12 @@ class DecisionRuntime:
         policy_path: str | None = None,
         fallback: str = FALLBACK_HEURISTIC,
         last_good_path: str | None = None,
+        cell: bool = False,
     ) -> None:
         self.scenario = load_scenario(scenario) if isinstance(scenario, str) else scenario
-        self.spec = scenario_facts(self.scenario).spec
+        spec = scenario_facts(self.scenario).spec
+        # cell: policies trained on EdgeCell-v0 (the edge's exact state follows the features)
+        self.spec = dataclasses.replace(spec, cell=True) if cell else spec
         self.layout = ActionLayout(self.spec.n_layers)
         self.fallback: Policy = make_heuristic(fallback, self.scenario)
         self.fallback_version = f"heuristic:{self.fallback.name}"
@@ -263,8 +272,8 @@ class DecisionRuntime:
         self.reloads = {"ok": 0, "rejected": 0}
         self._tier_of = [tier_of(t, self.spec.n_layers) for t in range(self.layout.n_tiers)]
         self._meanings = self.layout.meanings()
-        # decisions by (version, fallback), indexed by action: made once, shared by requests
-        self._tables: dict[tuple[str, bool], list[Decision]] = {}
+        # decisions by (version, fallback, edge state), indexed by action: made once, shared
+        self._tables: dict[tuple[str, bool, str], list[Decision]] = {}
         if policy_path is not None:
             result = self.reload()
             if not result.ok and last_good_path and os.path.exists(last_good_path):
@@ -358,23 +367,23 @@ class DecisionRuntime:
         return out
 
     # -- decisions -------------------------------------------------------------------------
-    def _table(self, version: str, fallback: bool) -> list[Decision]:
+    def _table(self, version: str, fallback: bool, edge: str = "") -> list[Decision]:
         """The (immutable, cached) decision objects of every action, indexed by action."""
-        key = (version, fallback)
+        key = (version, fallback, edge)
         table = self._tables.get(key)
         if table is None:
             if len(self._tables) > 64:  # old versions' entries
                 self._tables.clear()
             actions = range(self.layout.n_actions)
-            table = [self._make_decision(a, version, fallback) for a in actions]
+            table = [self._make_decision(a, version, fallback, edge) for a in actions]
             self._tables[key] = table
         return table
 
-    def _decision(self, action: int, version: str, fallback: bool) -> Decision:
+    def _decision(self, action: int, version: str, fallback: bool, edge: str = "") -> Decision:
         """The (immutable, cached) decision object of an action."""
-        return self._table(version, fallback)[action]
+        return self._table(version, fallback, edge)[action]
 
-    def _make_decision(self, action: int, version: str, fallback: bool) -> Decision:
+    def _make_decision(self, action: int, version: str, fallback: bool, edge: str) -> Decision:
         tier_index, keep = action >> 1, action & 1
         L = self.spec.n_layers
         return Decision(
@@ -386,6 +395,7 @@ class DecisionRuntime:
             meaning=self._meanings[action],
             policy_version=version,
             fallback=fallback,
+            edge_state=edge,
         )
 
     def _fallback_action(self, state: StateLike, mask: np.ndarray) -> int:
@@ -394,10 +404,13 @@ class DecisionRuntime:
             a = self.layout.nearest_valid(a, mask)
         return a
 
-    def decide(self, state: StateLike) -> Decision:
-        """One decision (the per-request path, kept lean); never a masked action."""
+    def decide(self, state: StateLike, edge: str = "", policy: bool = True) -> Decision:
+        """One decision (the per-request path, kept lean); never a masked action.
+
+        ``edge``: the edge status the answer reports ("": none); ``policy=False``: the state
+        lacks a field the policy reads, so the fallback answers."""
         spec = self.spec
-        live = self._live  # this request finishes on this policy even if a swap happens
+        live = self._live if policy else None  # a request finishes on the policy it took
         mask = shared_action_mask(state, spec)  # read-only here; a copy for the fallback
         if live is not None:
             try:
@@ -406,13 +419,13 @@ class DecisionRuntime:
                 log.error("policy %s failed, fallback answers: %s", live.version[:12], err)
                 a = -1
             if 0 <= a < len(mask) and mask[a]:
-                return self._decision(a, live.version, False)
+                return self._decision(a, live.version, False, edge)
             if a != -1:
                 log.error("policy %s chose masked action %d; fallback answers", live.version, a)
         mask = mask.copy()
         a = self._fallback_action(state, mask)
         assert mask[a], "fallback returned a masked action"
-        return self._decision(a, self.fallback_version, True)
+        return self._decision(a, self.fallback_version, True, edge)
 
     def _valid(self, actions: list[int], masks: np.ndarray) -> list[bool]:
         """Whether each action is in range and allowed by its row of ``masks``."""
@@ -425,11 +438,14 @@ class DecisionRuntime:
         ok: list[bool] = (inside & masks[rows, np.where(inside, chosen, 0)]).tolist()
         return ok
 
-    def decide_many(self, states: Sequence[StateLike]) -> list[Decision]:
+    def decide_many(
+        self, states: Sequence[StateLike], edge: str = "", policy: bool = True
+    ) -> list[Decision]:
         """Decisions for a batch (one onnxruntime call); never a masked action. The states
-        may be request bodies (:class:`~offload_rl.features.StateLike`): no copy needed."""
+        may be request bodies (:class:`~offload_rl.features.StateLike`): no copy needed.
+        ``edge`` and ``policy``: as in :meth:`decide`, for every state."""
         spec = self.spec
-        live = self._live  # this request finishes on this policy even if a swap happens
+        live = self._live if policy else None  # the batch finishes on the policy it took
         masks = action_masks(states, spec)
         actions: list[int] | None = None
         if live is not None:
@@ -443,25 +459,25 @@ class DecisionRuntime:
                 actions = None
         ok = self._valid(actions, masks) if actions is not None else []
         if live is not None and actions is not None and all(ok):
-            table = self._table(live.version, False)
+            table = self._table(live.version, False, edge)
             return [table[a] for a in actions]
         out: list[Decision] = []
         for i, state in enumerate(states):
             mask = masks[i]
             if live is not None and actions is not None:
                 if ok[i]:
-                    out.append(self._decision(actions[i], live.version, False))
+                    out.append(self._decision(actions[i], live.version, False, edge))
                     continue
                 log.error(
                     "policy %s chose masked action %d; fallback answers", live.version, actions[i]
                 )
             a = self._fallback_action(state, mask)
             assert mask[a], "fallback returned a masked action"
-            out.append(self._decision(a, self.fallback_version, True))
+            out.append(self._decision(a, self.fallback_version, True, edge))
         return out
 
 
-class PolicyWatcher:
+class PolicyWatcher(IntervalThread):
     """Polls the policy file and reloads it when it changes: how a reload reaches every worker
     of a multi-process server (each worker watches on its own)."""
 
@@ -471,25 +487,11 @@ class PolicyWatcher:
         interval_s: float,
         on_change: Callable[[bool], None] | None = None,
     ) -> None:
+        super().__init__(interval_s, "policy-watch")
         self.runtime = runtime
-        self.interval_s = interval_s
         self.on_change = on_change
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="policy-watch", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5.0)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                result = self.runtime.reload_if_changed()
-                if result is not None and self.on_change is not None:
-                    self.on_change(result.ok)
-            except Exception:  # never let the watcher die
-                log.exception("policy watch failed")
+    def tick(self) -> None:
+        result = self.runtime.reload_if_changed()
+        if result is not None and self.on_change is not None:
+            self.on_change(result.ok)

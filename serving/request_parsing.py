@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 
 from serving.schemas import DecisionBatchRequest, DecisionRequest
+from serving.schemas_v2 import DeviceDecisionRequest
 
 log = logging.getLogger("offload_rl.serving")
 
@@ -72,7 +73,7 @@ def parse_body(model: type[BodyModel], body: bytes) -> BodyModel:
 
 
 def layer_errors(
-    req: DecisionRequest, n_layers: int, prefix: tuple[Any, ...]
+    req: DecisionRequest | DeviceDecisionRequest, n_layers: int, prefix: tuple[Any, ...]
 ) -> list[dict[str, Any]]:
     """The one bound that depends on the policy served: a kept split within its layers."""
     if req.cached_split is not None and req.cached_split > n_layers:

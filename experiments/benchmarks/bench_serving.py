@@ -5,6 +5,7 @@ throughput, in-process decision time, and the resident memory of one worker.
                                         [--batch 256] [--workers 1] [--rounds 3]
                                         [--load-generator auto|wrk|python]
                                         [--no-micro-batching] [--no-gc-freeze]
+                                        [--edge-adapter]
 
 The server is the app of ``offload-rl serve`` (:func:`serving.app.app_from_env`) under uvicorn
 in a subprocess, plus a no-op route this script mounts on it (:func:`bench_app`:
@@ -23,6 +24,13 @@ shared each onnxruntime run. Without
 ``--policy`` an untrained MaskablePPO of the training default architecture (MLP 64x64, tanh)
 is exported first: speed does not depend on the weights. Request bodies are states of a
 simulated device (``serving.example_runtime``).
+
+``--edge-adapter`` measures everything twice in one run: without the edge adapter, then with
+it on (the server polls a vLLM-format metrics endpoint this script serves,
+:mod:`serving.edge_state.stand_in`, every
+``--edge-poll-interval`` s; ``/v1/decide`` then joins each request with the edge view,
+:mod:`serving.edge_state`), and prints both beside the targets. Its in-process figures add the
+decision through the edge-aware decider, for a v1 body and for a v2 body.
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -368,7 +376,7 @@ def _worker_pids(pid: int) -> list[int]:
 
 
 def server_command(
-    args: argparse.Namespace, policy: Path, port: int, folder: Path
+    args: argparse.Namespace, policy: Path, port: int, folder: Path, edge_url: str | None = None
 ) -> tuple[list[str], dict[str, str]]:
     """uvicorn serving :func:`bench_app`, configured through the environment variables that
     ``offload-rl serve`` sets for :func:`serving.app.app_from_env`."""
@@ -380,9 +388,14 @@ def server_command(
     env["OFFLOAD_RL_POLICY"] = str(policy)
     env["OFFLOAD_RL_MICRO_BATCHING"] = "0" if args.no_micro_batching else "1"
     env["OFFLOAD_RL_GC_FREEZE"] = "0" if args.no_gc_freeze else "1"
+    if edge_url is not None:  # the edge adapter, as `offload-rl serve --edge-metrics-url`
+        from serving.edge_state.settings import EdgeSettings
+
+        edge = EdgeSettings(metrics_url=edge_url, poll_interval_s=args.edge_poll_interval)
+        env.update(edge.check().to_env())
     if args.workers > 1:  # /metrics then sums every worker's files
         prometheus = folder / "prometheus"
-        prometheus.mkdir()
+        prometheus.mkdir(exist_ok=True)
         env["PROMETHEUS_MULTIPROC_DIR"] = str(prometheus)
     return cmd, env
 
@@ -432,6 +445,14 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="serve without the serve process's garbage-collector freeze (its 'before')",
     )
+    parser.add_argument(
+        "--edge-adapter",
+        action="store_true",
+        help="measure without and with the edge adapter (pulling vLLM-format metrics), both",
+    )
+    parser.add_argument(
+        "--edge-poll-interval", type=float, default=1.0, help="the adapter's poll interval, s"
+    )
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--loadgen", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -452,8 +473,109 @@ def main() -> int:
         policy = args.policy or untrained_policy(Path(tmp))
         measured = measure_server(args, generator, Path(policy), Path(tmp))
         local = in_process(Path(policy))
+        if args.edge_adapter:
+            from serving.edge_state.stand_in import MetricsServer, vllm_metrics_text
+
+            with MetricsServer(vllm_metrics_text(running=6, waiting=2, kv_usage=0.55)) as endpoint:
+                with_edge = measure_server(
+                    args, generator, Path(policy), Path(tmp), edge_url=endpoint.url
+                )
+                with_edge["metrics_scrapes"] = endpoint.hits
+            local_edge = in_process_edge(Path(policy))
+    if args.edge_adapter:
+        print("=== without the edge adapter ===")
     report(args, generator, measured, local)
+    if args.edge_adapter:
+        print("\n=== with the edge adapter (pulling vLLM-format metrics) ===")
+        report(args, generator, with_edge, local)
+        print(
+            f"edge state at the end: {with_edge['edge']['status']} "
+            f"(age {with_edge['edge']['age_s']} s, {with_edge['metrics_scrapes']} scrapes, "
+            f"{with_edge['edge']['errors']} failed)"
+        )
+        print(
+            f"in-process decision with the edge view: v1 body p50 {local_edge['v1_p50_us']:.1f} "
+            f"us, v2 body p50 {local_edge['v2_p50_us']:.1f} us "
+            f"(p99 {local_edge['v1_p99_us']:.1f} / {local_edge['v2_p99_us']:.1f} us)"
+        )
+        targets(args, measured, local, with_edge, local_edge)
     return 0
+
+
+# --------------------------------------------------------------------------------------------
+# The edge adapter: the in-process edge path, the targets
+# --------------------------------------------------------------------------------------------
+
+
+def in_process_edge(policy: Path, n: int = 5000) -> dict[str, float]:
+    """Decision time through the edge-aware decider (view read, state joined, decided)."""
+    from serving.app import DecisionRequest
+    from serving.edge_state.decider import EdgeDecider
+    from serving.edge_state.mapping import EdgeDefaults, report_from_vllm
+    from serving.edge_state.prometheus_text import parse_exposition
+    from serving.edge_state.stand_in import vllm_metrics_text
+    from serving.edge_state.store import EdgeStateStore
+    from serving.policy_runtime import DecisionRuntime
+    from serving.schemas_v2 import DeviceDecisionRequest
+
+    rt = DecisionRuntime("default", str(policy))
+    store = EdgeStateStore(EdgeDefaults.of(rt.scenario), max_age_s=1e6)
+    text = vllm_metrics_text(running=6, waiting=2, kv_usage=0.55)
+    store.put(report_from_vllm(parse_exposition(text)), "pull")
+    bodies = device_states(512, seed=1)
+    out: dict[str, float] = {}
+    versions: tuple[Literal[1, 2], ...] = (1, 2)
+    for version in versions:
+        decider = EdgeDecider(rt, store, version, store.defaults)
+        if version == 1:
+            reqs: list[Any] = [DecisionRequest.model_validate(b) for b in bodies]
+        else:
+            drop = ("edge_kv_occupancy", "edge_load")
+            reqs = [
+                DeviceDecisionRequest.model_validate({k: v for k, v in b.items() if k not in drop})
+                for b in bodies
+            ]
+        times = []
+        perf = time.perf_counter
+        for i in range(n):
+            req = reqs[i % len(reqs)]
+            t0 = perf()
+            decider.decide(decider.resolver()(req))
+            times.append(perf() - t0)
+        out[f"v{version}_p50_us"] = statistics.median(times) * 1e6
+        out[f"v{version}_p99_us"] = float(np.percentile(times, 99)) * 1e6
+    return out
+
+
+def targets(
+    args: argparse.Namespace,
+    plain: dict[str, Any],
+    local: dict[str, float],
+    edge: dict[str, Any],
+    local_edge: dict[str, float],
+) -> None:
+    """The serving targets, without and with the adapter, as a markdown table."""
+
+    def ratio(m: dict[str, Any]) -> float:
+        return statistics.median(r["decide"]["rps"] / r["noop"]["rps"] for r in m["rounds"])
+
+    def rss(m: dict[str, Any]) -> float:
+        return max(mem.get("VmHWM", 0.0) for mem in m["memory"].values())
+
+    rows = [
+        ("decide / no-op at " + str(args.concurrency) + " conns", ">= 0.85",
+         f"{ratio(plain):.2f}", f"{ratio(edge):.2f}"),
+        ("decide p99", "< 5 ms", f"{plain['http']['decide']['p99_ms']:.2f} ms",
+         f"{edge['http']['decide']['p99_ms']:.2f} ms"),
+        ("batch decisions/s", ">= 100k", f"{plain['http']['batch']['rps'] * args.batch:.0f}",
+         f"{edge['http']['batch']['rps'] * args.batch:.0f}"),
+        ("in-process p50", "< 30 us", f"{local['decide_p50_us']:.1f} us",
+         f"{local_edge['v1_p50_us']:.1f} us (v2 {local_edge['v2_p50_us']:.1f})"),
+        ("worker peak RSS", "< 150 MB", f"{rss(plain):.0f} MiB", f"{rss(edge):.0f} MiB"),
+    ]  # fmt: skip
+    print("\n| figure | target | without adapter | with adapter |\n|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
 
 
 def _wait_ready(server: subprocess.Popen[bytes], port: int) -> dict[str, Any]:
@@ -473,13 +595,13 @@ def _wait_ready(server: subprocess.Popen[bytes], port: int) -> dict[str, Any]:
 
 
 def measure_server(
-    args: argparse.Namespace, generator: str, policy: Path, tmp: Path
+    args: argparse.Namespace, generator: str, policy: Path, tmp: Path, edge_url: str | None = None
 ) -> dict[str, Any]:
     """Start ``offload-rl serve``'s app, run the rounds, read its batch sizes and memory."""
     import httpx
 
     port = _free_port()
-    serve_cmd, serve_env = server_command(args, policy, port, tmp)
+    serve_cmd, serve_env = server_command(args, policy, port, tmp, edge_url)
     server = subprocess.Popen(serve_cmd, cwd=ROOT, env=serve_env)
     try:
         ready = _wait_ready(server, port)
@@ -493,6 +615,7 @@ def measure_server(
             "http": _median_rounds(rounds),
             "batching": micro_batches(httpx.get(f"http://127.0.0.1:{port}/metrics").text),
             "memory": {pid: rss_mib(pid) for pid in _worker_pids(server.pid)},
+            "edge": httpx.get(f"http://127.0.0.1:{port}/v1/edge/state").json(),
         }
     finally:
         server.terminate()

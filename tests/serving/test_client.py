@@ -154,3 +154,41 @@ def test_non_finite_state_is_decided_locally_without_asking():
         d = c.decide(bad)
     assert d.source == "fallback" and "non-finite" in d.reason and not calls
     assert action_mask(bad, c.spec)[d.action]
+
+
+def device_state(**changes):
+    from serving.client import DeviceState
+    from serving.schemas_v2 import EXAMPLE_DEVICE_STATE
+
+    return DeviceState(**{**EXAMPLE_DEVICE_STATE, **changes})
+
+
+def test_device_state_body_is_the_v2_request():
+    """Every field of DeviceState goes over the wire under the v2 schema's name, and the v2
+    schema has no field the client cannot send."""
+    from serving.client import device_state_to_json
+    from serving.schemas_v2 import DeviceDecisionRequest
+
+    body = device_state_to_json(device_state(edge_load=0.2))
+    assert set(body) == set(DeviceDecisionRequest.model_fields)
+    assert DeviceDecisionRequest.model_validate(body).edge_load == 0.2
+
+
+def test_v2_service_answers_with_its_edge_state(service):
+    calls: list[httpx.Request] = []
+    with DecisionClient("http://svc", token=TOKEN, transport=forwarding(service, calls)) as c:
+        d = c.decide_device(device_state(edge_kv_occupancy=0.4, edge_load=0.3))
+    assert calls[0].url.path == "/v2/decide"
+    assert d.source == "service" and d.edge_state == "missing" and not d.service_fallback
+
+
+def test_v2_falls_back_locally_with_the_edge_as_last_heard():
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    with DecisionClient(url, timeout=0.2) as c:
+        state = device_state(edge_load=0.9)
+        d = c.decide_device(state)
+        expected = c.fallback.act(state.decision_state(c.prior_load), action_mask(
+            state.decision_state(c.prior_load), c.spec))  # fmt: skip
+    assert d.source == "fallback" and d.action == expected
+    assert state.decision_state(0.5).edge_load == 0.9
+    assert device_state().decision_state(0.5).edge_load == 0.5  # none heard: the prior

@@ -55,3 +55,31 @@ def test_runtime_device_and_environment_build_the_same_observation():
             ClientDecision(action, "", info["tier"], split, info["keep"], "service", "test"),
         )
     assert hits > 5  # follow-up turns with a kept KV were compared, not just first turns
+
+
+def test_runtime_asks_v2_with_its_own_facts(tmp_path):
+    """``--api 2``: the device's facts go to /v2/decide; the service (pushed a busy edge)
+    answers with its edge state."""
+    import httpx
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+    from serving.client import DecisionClient
+    from serving.edge_state.settings import EdgeSettings
+
+    app = create_app(None, None, watch_interval_s=None, edge=EdgeSettings(push=True))
+    with TestClient(app) as svc:
+        svc.post("/v1/edge/state", json={"n_running": 4, "n_waiting": 9, "kv_usage": 0.7})
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            r = svc.post(request.url.path, content=request.content, headers=request.headers)
+            return httpx.Response(r.status_code, content=r.content, headers=r.headers)
+
+        scenario = load_scenario("default")
+        device = SimulatedDevice(scenario, seed=0)
+        with DecisionClient("http://svc", transport=httpx.MockTransport(handler)) as client:
+            for req in device.requests(5):
+                state = device.state(req, False, (1.0, 0.1))
+                d = client.decide_device(device.device_state(req, state))
+                assert d.source == "service" and d.edge_state == "fresh"
+                device.remember(req, d)

@@ -1,14 +1,16 @@
 """The edge process: runs layers ``>= k`` and the LM head, keeps sessions' KV when asked.
 
     python -m validation.runtime.edge [--host 127.0.0.1] [--port 0] [--threads 1]
-                                  [--kv-bytes 1e12]
+                                  [--kv-bytes 1e12] [--report-url http://127.0.0.1:8000]
 
 prints ``EDGE READY port=<port>`` once it listens, then serves device connections one at a
 time. The device's ``HELLO`` says which model to build (architecture and seed: the weights then
 equal the device's), ``LINK`` gives the downlink trace and one-way delay its token frames are
 paced with. A kept session's KV stays in an LRU bounded by ``--kv-bytes`` (entry size = tokens x
 the KV bytes per token of the edge's layers, as in the simulator); sessions it evicts are
-reported to the device in ``DONE``, as the edge's cache facts are in a deployment.
+reported to the device in ``DONE``, as the edge's cache facts are in a deployment. With
+``--report-url`` it also reports its state to the decision service at each request's start and
+end (:mod:`validation.runtime.state_report`; the service runs with ``--edge-push``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from validation.runtime.link import (
     read_frame,
 )
 from validation.runtime.model import SplitModel, arch_from_json, arch_to_json, new_cache
+from validation.runtime.state_report import StateReporter
 
 DEFAULT_KV_BYTES = 1e12  # validation: no evictions unless asked for
 
@@ -64,8 +67,10 @@ class EdgeServer:
         port: int = 0,
         threads: int | None = 1,
         kv_capacity_bytes: float = DEFAULT_KV_BYTES,
+        reporter: StateReporter | None = None,
     ) -> None:
         self._listener = socket.create_server((host, port))
+        self.reporter = reporter
         self.host, self.port = self._listener.getsockname()[:2]
         self.threads = threads
         self.kv_capacity_bytes = kv_capacity_bytes
@@ -180,6 +185,27 @@ class _Connection:
         self.sessions.pop(sid, None)
         self.kv.drop(sid)
 
+    def _report(self, running: int, running_tokens: int = 0) -> None:
+        """The edge's state to the decision service (serving one device: nothing waits)."""
+        reporter, model = self.server.reporter, self.model
+        if reporter is None or model is None:
+            return
+        per_token = kv_bytes_per_token(model, 0)  # a token of every layer
+        pool_tokens = self.kv.capacity_bytes // per_token if per_token else None
+        sessions = {
+            str(sid): {"tokens": e.tokens, "split": e.split, "recency_rank": rank}
+            for rank, (sid, e) in enumerate(self.kv.by_recency())
+        }
+        used = self.kv.used_bytes + running_tokens * per_token
+        reporter.report(
+            n_running=running,
+            n_waiting=0,
+            kv_usage=used / self.kv.capacity_bytes if self.kv.capacity_bytes else 1.0,
+            pool_tokens=pool_tokens,
+            running_tokens=running_tokens,
+            sessions=sessions,
+        )
+
     def _request(self, frame: Frame) -> None:
         torch, _ = require_torch()
         model = self.model
@@ -192,6 +218,7 @@ class _Connection:
             self.shape.clock.trace_t0 = float(meta["trace_t0"])
             self.shape.clock.wall0 = float(meta["wall0"])
         L = model.n_layers
+        self._report(running=1, running_tokens=past)
         entry = self.sessions.get(sid)
         if past > 0:
             if entry is None or entry.split != k or entry.positions != past:
@@ -255,6 +282,7 @@ class _Connection:
             "compute_s": total_compute,
         }
         self.sender.send(Frame(wire.DONE, request=frame.request, meta=done), paced=False)
+        self._report(running=0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -264,8 +292,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--kv-bytes", type=float, default=DEFAULT_KV_BYTES)
     parser.add_argument("--connections", type=int, default=None, help="exit after N devices")
+    parser.add_argument(
+        "--report-url",
+        default=None,
+        help="decision service to report the edge's state to (POST /v1/edge/state)",
+    )
+    parser.add_argument("--report-token", default=None, help="that service's bearer token")
     args = parser.parse_args(argv)
-    server = EdgeServer(args.host, args.port, args.threads, args.kv_bytes)
+    reporter = StateReporter(args.report_url, args.report_token) if args.report_url else None
+    server = EdgeServer(args.host, args.port, args.threads, args.kv_bytes, reporter)
     require_torch()  # import before saying READY: the first request must not pay for it
     print(f"EDGE READY port={server.port}", flush=True)
     try:
@@ -274,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
         pass
     finally:
         server.close()
+        if reporter is not None:
+            reporter.close()
     return 0
 
 
