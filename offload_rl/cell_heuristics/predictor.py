@@ -52,12 +52,12 @@ from offload_rl.cell_heuristics.tuned import PredictorParams
 from offload_rl.cost_model import LinkModel, RequestCost, request_cost
 from offload_rl.errors import ConfigError
 from offload_rl.features import CellDecisionState
-from offload_rl.heuristics import MIN_ESTIMATE_MBPS, estimate_throughput
+from offload_rl.heuristics import MIN_ESTIMATE_MBPS, GreedyPolicy, estimate_throughput
 from offload_rl.profiles import load_profile
 from offload_rl.reward import score_request
 from offload_rl.scenario import Scenario
 from offload_rl.scenario_facts import scenario_facts
-from offload_rl.traces import BYTES_PER_MBIT, Trace
+from offload_rl.traces import BYTES_PER_MBIT
 
 CLASS_LIST: tuple[DeviceClass, ...] = tuple(DEVICE_CLASSES.values())
 
@@ -112,18 +112,11 @@ class CellForecaster:
         self.output = OutputLengthPredictor(facts.mean_output_tokens, params.output_prev_weight)
         # the output a running request still owes, on average (length-biased: about the mean)
         self.others_remaining = float(facts.mean_output_tokens)
-        self._links: dict[float, LinkModel] = {}
+        self._single = GreedyPolicy("greedy-ewma-always", scenario)
 
     def link(self, mbps: float) -> LinkModel:
-        """A constant link at ``mbps`` (memoised on 3 significant digits)."""
-        key = float(f"{max(mbps, MIN_ESTIMATE_MBPS):.3g}")
-        link = self._links.get(key)
-        if link is None:
-            if len(self._links) > 4096:
-                self._links.clear()
-            trace = Trace.constant(key, duration_s=1.0, step_s=1.0, name="estimate")
-            link = self._links[key] = self.facts.link(trace, trace)
-        return link
+        """A constant link at ``mbps`` (the single-device greedy's memo, shared)."""
+        return self._single.link_at(mbps)
 
     def uplink_mbps(self, state: CellDecisionState) -> float:
         """Predicted uplink rate: the device's own samples, times the tuned margin."""

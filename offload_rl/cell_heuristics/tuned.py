@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from offload_rl.config_yaml import validation_message
 from offload_rl.errors import DataFileError
 
 TUNED_RESOURCE = "cell_heuristics.json"
@@ -126,10 +127,8 @@ def _load(path: str) -> TunedParams:
     try:
         return TunedParams.model_validate(data)
     except ValidationError as err:
-        first = err.errors()[0]
-        key = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        msg = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
-        raise DataFileError(path, f"{key}: {msg}") from None
+        message = validation_message(path, err).removeprefix(f"{path}: ")
+        raise DataFileError(path, message) from None
 
 
 def write_tuned_params(params: TunedParams, path: str | Path) -> None:
