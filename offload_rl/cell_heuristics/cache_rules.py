@@ -22,6 +22,7 @@ from typing import Protocol
 from offload_rl.actions import DROP, KEEP
 from offload_rl.cell_heuristics.predictor import CellForecaster, TierForecast
 from offload_rl.cell_heuristics.tuned import GDSFParams, ReturnModelParams
+from offload_rl.cost_model import TIER_CLOUD, TIER_DEVICE, tier_of
 from offload_rl.device_view import kept_kv_tokens
 from offload_rl.features import CellDecisionState
 
@@ -45,7 +46,7 @@ class LRUKeep:
         self.L = n_layers
 
     def keep(self, state: CellDecisionState, chosen: TierForecast) -> int:
-        return KEEP if chosen.tier <= self.L else DROP
+        return DROP if tier_of(chosen.tier, self.L) == TIER_CLOUD else KEEP
 
 
 def gdsf_priority(p_return: float, saved_s: float, nbytes: float) -> float:
@@ -77,10 +78,11 @@ class GDSFKeep:
         return saved, nbytes
 
     def keep(self, state: CellDecisionState, chosen: TierForecast) -> int:
-        if chosen.tier > self.L:
+        kind = tier_of(chosen.tier, self.L)
+        if kind == TIER_CLOUD:
             return DROP
         p = self.returns.at_turn(int(state.turn))
-        if chosen.tier == self.L:
+        if kind == TIER_DEVICE:
             return KEEP if p > 0 else DROP
         saved, nbytes = self.entry(state, chosen)
         value = gdsf_priority(p, saved, nbytes) * self.f.pool_bytes

@@ -28,6 +28,7 @@ from offload_rl.cell_heuristics.cache_rules import KeepRule
 from offload_rl.cell_heuristics.device_outlook import cool, run_on_device, temperature_estimate
 from offload_rl.cell_heuristics.predictor import CellForecaster, TierForecast, valid_tiers
 from offload_rl.cell_heuristics.tuned import ExternalityParams, LyapunovParams, ThermalMPCParams
+from offload_rl.cost_model import TIER_DEVICE, tier_of
 from offload_rl.features import CellDecisionState, DecisionState
 
 
@@ -132,7 +133,7 @@ class ThermalMPC(CellGreedy):
 
     def objective(self, state: CellDecisionState, forecasts: list[TierForecast]) -> np.ndarray:
         L = self.forecaster.L
-        local = [f for f in forecasts if f.tier == L]
+        local = [f for f in forecasts if tier_of(f.tier, L) == TIER_DEVICE]
         work_next = local[0].device_work_s if local else 0.0
         scores = []
         base = self.future_wall_s(state, 0.0, work_next) if self._thermal and local else 0.0
@@ -141,7 +142,7 @@ class ThermalMPC(CellGreedy):
             if self._thermal and local and f.device_work_s > 0:
                 extra = self.future_wall_s(state, f.device_work_s, work_next) - base
                 score -= self.heat_price * self.second_price * extra
-            if f.tier != L:
+            if tier_of(f.tier, L) != TIER_DEVICE:
                 score += self.radio_credit
             scores.append(score)
         return np.array(scores)

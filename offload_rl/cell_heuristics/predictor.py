@@ -49,7 +49,16 @@ from offload_rl.cell_heuristics.device_outlook import (
 from offload_rl.cell_heuristics.edge_outlook import EdgeBatchModel, EdgeOutlook, EdgeView
 from offload_rl.cell_heuristics.output_length import OutputLengthPredictor
 from offload_rl.cell_heuristics.tuned import PredictorParams
-from offload_rl.cost_model import LinkModel, RequestCost, request_cost
+from offload_rl.cost_model import (
+    TIER_CLOUD,
+    TIER_DEVICE,
+    TIER_EDGE,
+    TIER_SPLIT,
+    LinkModel,
+    RequestCost,
+    request_cost,
+    tier_of,
+)
 from offload_rl.errors import ConfigError
 from offload_rl.features import CellDecisionState
 from offload_rl.heuristics import MIN_ESTIMATE_MBPS, GreedyPolicy, estimate_throughput
@@ -154,11 +163,13 @@ class CellForecaster:
         edge: EdgeView,
     ) -> TierForecast:
         L = self.L
+        kind = tier_of(t, L)  # the layout's meaning of a tier index, from its one home
+        at_edge = kind in (TIER_EDGE, TIER_SPLIT)
         ctx, new = int(state.context_tokens), int(state.new_tokens)
         cached = min(int(state.cached_tokens), ctx) if state.cached_split == t else 0
         prefill = ctx + new - cached
         outlook = EdgeOutlook(0.0, 0.0, 0.0, 0.0)
-        if t < L:
+        if at_edge:
             outlook = self.edge_model.outlook(edge, t, prefill, cached, o, self.others_remaining)
         sc = self.scenario
         cost = request_cost(
@@ -170,16 +181,16 @@ class CellForecaster:
         ttft = cost.ttft_s
         work = cost.device_busy_s
         wall, joules = self._device_run(cls, temp, work)
-        pre_work = cost.ttft_s if t == L else self._prefill_work(t, prefill, cached)
+        pre_work = cost.ttft_s if kind == TIER_DEVICE else self._prefill_work(t, prefill, cached)
         stretch = wall / work if work > 0 else 1.0
         ttft += (stretch - 1.0) * pre_work
         latency += wall - work
         energy = joules
-        if t <= L:  # the device's compute queue: the cloud path does not wait for it
+        if kind != TIER_CLOUD:  # the device's compute queue: the cloud path does not wait
             wait = self.params.device_wait_s[min(max(int(state.thermal_level), 0), 3)]
             ttft += wait
             latency += wait
-        if t != L:
+        if kind != TIER_DEVICE:
             wake = wake_delay(self.radio, state.radio_state)
             ttft += wake
             latency += wake
@@ -212,7 +223,7 @@ class CellForecaster:
 
     def _prefill_work(self, t: int, prefill: int, cached: int) -> float:
         """Device seconds of a split's prefill layers (before its upload)."""
-        if t == 0 or t > self.L:
+        if tier_of(t, self.L) != TIER_SPLIT:
             return 0.0
         dev = self.tiers.device
         return dev.embed_prefill_s(prefill) + dev.layers_prefill_s(0, t, prefill, cached)
@@ -228,7 +239,7 @@ class CellForecaster:
         mbps: float,
     ) -> float:
         """The radio's marginal joules for the transfers the cell makes for this placement."""
-        if t == self.L + 1:
+        if tier_of(t, self.L) == TIER_CLOUD:
             up = cost.upload_bytes / (BYTES_PER_MBIT * cost.upload_s) if cost.upload_s > 0 else 0
             transfers = [(0.0, cost.latency_s, float(up))]
         else:
