@@ -1,6 +1,11 @@
 """Policy specs: the strings ``offload-rl evaluate --policies`` accepts, resolved to objects.
 
 * a heuristic name (:data:`offload_rl.heuristics.HEURISTIC_NAMES`): ``greedy-ewma-always``;
+* on a scenario with a ``cell:`` section, a cell heuristic name
+  (:data:`offload_rl.cell_heuristics.CELL_HEURISTIC_NAMES`): ``greedy``, ``greedy-externality``,
+  ``thermal-mpc``, ``lyapunov``, each with ``+lru`` (the default) or ``+gdsf``, built with the
+  shipped tuned parameters; there ``greedy`` is the cell's greedy, and the single-device one is
+  ``greedy-ewma-always``;
 * ``oracle``: the hindsight reference (:mod:`agents.oracle`, not deployable);
 * ``<prefix>:<path>``: a policy loaded by a registered loader, e.g. ``onnx:model.onnx`` or
   ``sb3:run/best_model.zip`` (``ppo:`` is the same loader). Modules that can load a kind of
@@ -14,6 +19,11 @@ import importlib
 from collections.abc import Callable
 
 from agents.oracle import OraclePolicy
+from offload_rl.cell_heuristics import (
+    CELL_HEURISTIC_NAMES,
+    is_cell_heuristic_name,
+    make_cell_heuristic,
+)
 from offload_rl.errors import ConfigError, OffloadRLError
 from offload_rl.heuristics import HEURISTIC_NAMES, Policy, make_heuristic
 from offload_rl.scenario import Scenario
@@ -68,7 +78,8 @@ def policy_loaders() -> dict[str, PolicyLoader]:
 def valid_policy_names() -> list[str]:
     """What :func:`resolve_policy` accepts, for messages and ``--help``."""
     prefixes = sorted(set(KNOWN_PREFIXES) | set(_LOADERS))
-    return [*HEURISTIC_NAMES, "oracle", *(f"{p}:PATH" for p in prefixes)]
+    cell_only = [n for n in CELL_HEURISTIC_NAMES if n not in HEURISTIC_NAMES]
+    return [*HEURISTIC_NAMES, *cell_only, "oracle", *(f"{p}:PATH" for p in prefixes)]
 
 
 def is_deployable(policy: object) -> bool:
@@ -99,6 +110,8 @@ def resolve_policy(spec: str, scenario: Scenario, seed: int = 0) -> AnyPolicy:
     name = text.lower()
     if name == "oracle":
         return OraclePolicy()
+    if is_cell_heuristic_name(name) and (scenario.cell is not None or name not in HEURISTIC_NAMES):
+        return make_cell_heuristic(name, scenario)
     if name in HEURISTIC_NAMES:
         return make_heuristic(name, scenario, seed=seed)
     raise ConfigError(f"unknown policy {text!r}; valid names: {', '.join(valid_policy_names())}")

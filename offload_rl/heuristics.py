@@ -251,6 +251,10 @@ class GreedyPolicy:
             self._links[key] = link
         return link
 
+    def link_at(self, mbps: float) -> LinkModel:
+        """A constant link at ``mbps``, memoised: the cell heuristics forecast with it too."""
+        return self._link(mbps)
+
     def predicted_output_tokens(self, state: DecisionState) -> int:
         """The previous turn's output length, else the workload's mean."""
         prev = int(state.prev_output_tokens)
