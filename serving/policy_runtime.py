@@ -98,7 +98,7 @@ class OnnxPolicy:
         except PolicyFileError as err:
             raise PolicyFileError(f"{path}: {err}") from None
         self.spec = self.metadata.spec
-        self.layout = ActionLayout(self.spec.n_layers)
+        self.layout: ActionLayout = self.spec.layout
         self.version = self.metadata.version
         self.name = f"onnx:{Path(path).name}"
         self.loaded_at = time.time()
@@ -250,7 +250,7 @@ class DecisionRuntime:
     ) -> None:
         self.scenario = load_scenario(scenario) if isinstance(scenario, str) else scenario
         self.spec = scenario_facts(self.scenario).spec
-        self.layout = ActionLayout(self.spec.n_layers)
+        self.layout: ActionLayout = self.spec.layout
         self.fallback: Policy = make_heuristic(fallback, self.scenario)
         self.fallback_version = f"heuristic:{self.fallback.name}"
         self.policy_path = policy_path
