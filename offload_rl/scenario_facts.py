@@ -310,8 +310,13 @@ def _build_facts(scenario: Scenario) -> ScenarioFacts:
 # --------------------------------------------------------------------------------------------
 
 
-def load_scenario_traces(scenario: Scenario) -> tuple[list[Trace], list[Trace]]:
-    """Uplink and downlink traces (same order) of the sources a scenario names."""
+def load_scenario_traces(
+    scenario: Scenario, first_seed: int = 0
+) -> tuple[list[Trace], list[Trace]]:
+    """Uplink and downlink traces (same order) of the sources a scenario names.
+
+    Synthetic presets draw seeds ``first_seed ..``: a tuning script draws its training traces
+    from seeds the evaluation (seeds from 0) never sees."""
     from offload_rl.synthetic_traces import generate_trace
 
     net = scenario.network
@@ -323,7 +328,7 @@ def load_scenario_traces(scenario: Scenario) -> tuple[list[Trace], list[Trace]]:
             try:
                 traces = [
                     generate_trace(preset, net.synthetic_duration_s, seed=seed)
-                    for seed in range(net.synthetic_traces)
+                    for seed in range(first_seed, first_seed + net.synthetic_traces)
                 ]
             except OffloadRLError as err:
                 raise ConfigError(f"network.traces.{i}: {err}") from None
