@@ -6,6 +6,8 @@ and ``test_edge_cell_fingerprint.py`` pin that); with one, the tier is one more 
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,7 +16,12 @@ from offload_rl.actions import ActionLayout
 from offload_rl.cost_model import EnergyModel, LinkModel, lite_cost, request_cost, tier_of
 from offload_rl.errors import ConfigError
 from offload_rl.features import DecisionState, FeatureSpec, action_mask, action_masks
-from offload_rl.heuristics import HEURISTIC_NAMES, LITE_ON_OUTAGE, make_heuristic
+from offload_rl.heuristics import (
+    HEURISTIC_NAMES,
+    LITE_ON_OUTAGE,
+    LiteOnOutagePolicy,
+    make_heuristic,
+)
 from offload_rl.reward import score_request
 from offload_rl.scenario import load_scenario, scenario_from_dict
 from offload_rl.scenario_facts import scenario_facts
@@ -180,6 +187,12 @@ def test_lite_on_outage_rule():
     assert policy.act(good, action_mask(good, spec)) >> 1 <= L + 1  # greedy's main model
     small = state(50.0, k_mem=FACTS.spec.lite_memory_layers - 1)  # cannot hold the lite model
     assert policy.act(small, action_mask(small, spec)) >> 1 != L + 2
+    # the outage rule alone (no latency rule): lite on a dead link only
+    outage_only = LiteOnOutagePolicy("x", LITE, factor=math.inf)
+    assert outage_only.act(out, action_mask(out, spec)) == lite_action
+    slow = state(0.2, private=True)  # link up but slow, private: the latency rule decides
+    assert policy.act(slow, action_mask(slow, spec)) == lite_action
+    assert outage_only.act(slow, action_mask(slow, spec)) != lite_action
     # no lite model: it is greedy
     plain = load_scenario("default")
     pl, gr = make_heuristic(LITE_ON_OUTAGE, plain), make_heuristic("greedy", plain)
