@@ -26,6 +26,7 @@ from offload_rl.reward import score_request
 from offload_rl.scenario import load_scenario, scenario_from_dict
 from offload_rl.scenario_facts import scenario_facts
 from offload_rl.traces import Trace
+from tests.decision_states import make_state
 
 LITE = load_scenario("lite")
 FACTS = scenario_facts(LITE)
@@ -33,23 +34,7 @@ L = FACTS.n_layers
 
 
 def state(mbps: float, k_mem: int = L, private: bool = False, **kw: object) -> DecisionState:
-    values: dict = dict(
-        throughput_mbps=[mbps] * 8,
-        rtt_ms=20.0,
-        new_tokens=120,
-        context_tokens=0,
-        turn=0,
-        private=private,
-        slo_ttft_s=1.0,
-        slo_tpot_s=0.1,
-        cached_split=None,
-        cached_tokens=0,
-        edge_kv_occupancy=0.0,
-        edge_load=0.3,
-        device_memory_layers=k_mem,
-    )
-    values.update(kw)
-    return DecisionState(**values)
+    return make_state(mbps, k_mem, private=private, **kw)
 
 
 def test_layout_gains_the_lite_tier_only_when_configured():

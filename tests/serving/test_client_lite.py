@@ -7,6 +7,7 @@ import httpx
 
 from offload_rl.features import DecisionState
 from serving.client import DecisionClient
+from tests.decision_states import make_state
 
 
 def _down(request: httpx.Request) -> httpx.Response:
@@ -14,21 +15,7 @@ def _down(request: httpx.Request) -> httpx.Response:
 
 
 def state(mbps: float, k_mem: int = 28) -> DecisionState:
-    return DecisionState(
-        throughput_mbps=[mbps] * 8,
-        rtt_ms=20.0,
-        new_tokens=150,
-        context_tokens=0,
-        turn=0,
-        private=False,
-        slo_ttft_s=1.0,
-        slo_tpot_s=0.1,
-        cached_split=None,
-        cached_tokens=0,
-        edge_kv_occupancy=0.0,
-        edge_load=0.3,
-        device_memory_layers=k_mem,
-    )
+    return make_state(mbps, k_mem, new_tokens=150)
 
 
 def test_fallback_answers_with_the_lite_model_when_service_and_link_are_down():
