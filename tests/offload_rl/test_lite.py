@@ -184,3 +184,16 @@ def test_lite_on_outage_rule():
     pspec = scenario_facts(plain).spec
     for s in (state(0.0, k_mem=24), state(5.0, k_mem=24)):
         assert pl.act(s, action_mask(s, pspec)) == gr.act(s, action_mask(s, pspec))
+
+
+def test_scenario_show_names_the_lite_model(capsys):
+    from offload_rl.cli import main
+
+    assert main(["scenario", "show", "lite", "--json"]) == 0
+    import json
+
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["lite"]["profile"] == "qwen2.5-0.5b@sd8gen3-phone"
+    assert shown["lite"]["memory_layers"] == 8
+    assert main(["scenario", "show", "default", "--json"]) == 0
+    assert "lite" not in json.loads(capsys.readouterr().out)
