@@ -6,6 +6,7 @@ and ``test_edge_cell_fingerprint.py`` pin that); with one, the tier is one more 
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -13,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from offload_rl.actions import ActionLayout
+from offload_rl.cli import main
 from offload_rl.cost_model import EnergyModel, LinkModel, lite_cost, request_cost, tier_of
 from offload_rl.errors import ConfigError
 from offload_rl.features import DecisionState, FeatureSpec, action_mask, action_masks
@@ -187,11 +189,7 @@ def test_lite_on_outage_rule():
 
 
 def test_scenario_show_names_the_lite_model(capsys):
-    from offload_rl.cli import main
-
     assert main(["scenario", "show", "lite", "--json"]) == 0
-    import json
-
     shown = json.loads(capsys.readouterr().out)
     assert shown["lite"]["profile"] == "qwen2.5-0.5b@sd8gen3-phone"
     assert shown["lite"]["memory_layers"] == 8
