@@ -45,7 +45,7 @@ def hindsight_tier_rewards(env: SplitCacheEnv) -> np.ndarray:
     and queue; keep where keeping is valid), ``-inf`` where the mask forbids the placement."""
     mask = env.action_masks()
     layout = env.layout
-    out = np.full(layout.n_layers + 2, -np.inf)
+    out = np.full(layout.n_tiers, -np.inf)  # L + 3 with a device-lite model
     for tier in np.flatnonzero(mask[0::2] | mask[1::2]).tolist():
         action = layout.encode(tier, KEEP if mask[layout.encode(tier, KEEP)] else DROP)
         out[tier] = env.what_if(action).reward

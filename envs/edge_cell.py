@@ -67,6 +67,8 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
     | 1 .. L-1   | split: layers ``< k`` on the throttled device, the rest in the batch |
     | L          | device: fully local, on the phone's compute queue                    |
     | L + 1      | cloud: stateless, cost model with the cloud's queue and slowdown     |
+    | L + 2      | lite (with a scenario ``lite:`` section only): the device-lite model |
+    |            | on the phone's compute queue, throttled by its heat, no radio        |
 
     ``keep`` = 1 leaves the session's KV in the edge pool after the request (evictable, LRU),
     or on the device for the local tier; 0 frees it.
@@ -83,7 +85,8 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
 
     ## Action masks
     ``action_masks()``: as ``SplitCache-v0`` (privacy, device memory, link outage from the
-    device's newest sample, never cloud + keep; every segment keeps a valid action). An
+    device's newest sample, never cloud + keep; the lite tier, when configured, whenever the
+    device holds the small model, outage or not, never lite + keep). An
     invalid action is replaced by the nearest valid one and costs ``invalid_action_penalty``.
 
     ## Reward
@@ -96,6 +99,8 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
     | energy    | ``w_energy`` per device joule (compute and radio, all devices) as spent  |
     | SLO       | ``w_slo`` when a request that missed its TTFT or TPOT target completes   |
     | cost      | ``w_cost`` x cloud USD when a cloud request completes                    |
+    | quality   | ``lite.w_quality`` x (``lite.main_quality - lite.quality``) when a       |
+    |           | request the device-lite model answered completes (no ``lite:``: absent)  |
     | invalid   | ``invalid_action_penalty`` at the step of an invalid action              |
 
     ``SLO_i = ttft_slo + (o - 1) * tpot_slo``, so over a run the latency terms sum to the
@@ -117,7 +122,8 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
     About the decided request: ``split``, ``tier``, ``keep``, ``action`` (executed),
     ``invalid_action``, ``prefill_tokens``, ``upload_bytes``, ``private``, ``family``, ``trace``
     (its device's), ``measured_mbps`` (its newest sample), ``device``, ``device_class``,
-    ``device_temp_c``, ``radio_state``. About the interval to the next decision: ``dt``,
+    ``device_temp_c``, ``radio_state`` (with a device-lite model also ``lite`` and ``quality``,
+    the benchmark score of the model that answers). About the interval to the next decision: ``dt``,
     ``energy_j`` (all devices), ``n_finished`` and, summed over the requests that finished in
     it, ``latency_s``, ``ttft_s``, ``slo_violated``, ``cache_hit``, ``usd``, ``queue_s``,
     ``batch_at_admit``, ``preempted`` (divide by ``n_finished`` for means); ``edge_batch``,
@@ -157,8 +163,9 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
             k_priv=base.k_priv,
             outage_mbps=base.outage_mbps,
             cell=True,
+            lite_memory_layers=base.lite_memory_layers,
         )
-        self.layout = ActionLayout(base.n_layers)
+        self.layout: ActionLayout = self.feature_spec.layout
         self.n_requests = episode_requests or sc.episode.requests
         self.sim = CellSimulator(resolved, cell, workload)
         self.action_space = spaces.Discrete(self.layout.n_actions)
@@ -241,7 +248,7 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         L = self.layout.n_layers
         d = self.sim.devices[cr.device]
         t = cr.request.arrival_s
-        return {
+        info: dict[str, Any] = {
             "split": cr.tier_index if cr.tier_index <= L else 0,
             "tier": tier_of(cr.tier_index, L),
             "keep": cr.keep,
@@ -258,6 +265,10 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
             "device_temp_c": d.temp_c(),
             "radio_state": RADIO_STATES[d.radio_state_index(t)],
         }
+        if self.facts.has_lite:
+            info["lite"] = cr.tier_index == L + 2
+            info["quality"] = self.facts.quality_of(cr.tier_index)
+        return info
 
     @staticmethod
     def _interval_info(finished: list[CellRequest], dt: float, joules: float) -> dict[str, Any]:

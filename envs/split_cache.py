@@ -72,6 +72,8 @@ class SplitCacheEnv(gym.Env[np.ndarray, np.int64]):
     | 1 .. L-1   | split: layers ``< k`` on the device, the rest on the edge  |
     | L          | device: fully local                                        |
     | L + 1      | cloud: the edge forwards the request to the cloud          |
+    | L + 2      | lite: the device-lite model answers on the device (only    |
+    |            | with a scenario ``lite:`` section; then ``2 * (L + 3)``)   |
 
     ``keep`` = 1 keeps the session's KV after the request (the edge's layers in the edge's LRU
     memory, the device's layers on the device), 0 drops it. A joint ``Discrete`` rather than
@@ -90,13 +92,23 @@ class SplitCacheEnv(gym.Env[np.ndarray, np.int64]):
     ``action_masks()`` returns the flat boolean mask MaskablePPO expects
     (:func:`offload_rl.features.action_mask`): privacy (a private request keeps at least
     ``k_priv`` layers on the device), device memory (at most ``device_memory_layers`` layers on
-    the device), link outage (fully local only), and never "cloud + keep". An invalid action
+    the device), link outage (fully local only, and the lite tier when configured: it is valid
+    whenever the device holds the small model), and never "cloud + keep" or "lite + keep". An
+    invalid action
     sent anyway is replaced by the nearest valid one and costs ``invalid_action_penalty``.
 
     ## Reward
-    ``-(w_latency * latency / SLO + w_energy * device_J + w_slo * violated + w_cost * USD)``
-    with ``SLO = ttft_slo + (o - 1) * tpot_slo``; a request violates its SLO if its time to
-    first token or its mean time per output token exceeds the class's target.
+    ``-(w_latency * latency / SLO + w_energy * device_J + w_slo * violated + w_cost * USD
+    + w_quality * quality_gap * lite)``:
+
+    | term    | weight              | per request                                              |
+    |---------|---------------------|----------------------------------------------------------|
+    | latency | ``w_latency``       | latency / SLO, ``SLO = ttft_slo + (o - 1) * tpot_slo``   |
+    | energy  | ``w_energy``        | device joules                                            |
+    | SLO     | ``w_slo``           | 1 if the TTFT or the mean time per output token missed   |
+    | cost    | ``w_cost``          | USD of edge and cloud GPU-seconds                        |
+    | quality | ``lite.w_quality``  | ``lite.main_quality - lite.quality`` if the device-lite  |
+    |         |                     | model answered (absent without a ``lite:`` section)      |
 
     With ``reward.keep_credit`` (a training aid, off by default) a keep whose session returns
     within the episode is credited at once with what a hit would save that next turn (priced in
@@ -114,7 +126,8 @@ class SplitCacheEnv(gym.Env[np.ndarray, np.int64]):
     ``latency_s``, ``ttft_s``, ``energy_j``, ``slo_violated``, ``cache_hit``, ``split``,
     ``tier``, ``invalid_action``, ``action`` (the one executed), ``prefill_tokens``,
     ``upload_bytes``, ``usd``, ``private``, ``family``, ``trace``, ``measured_mbps`` (the newest
-    throughput sample the device had when it decided).
+    throughput sample the device had when it decided); with a device-lite model also ``lite``
+    (the lite model answered) and ``quality`` (the benchmark score of the model that answered).
     """
 
     metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012
@@ -139,7 +152,7 @@ class SplitCacheEnv(gym.Env[np.ndarray, np.int64]):
         self.scenario = sc
         self.feature_spec = facts.spec
         self.tiers = facts.tiers
-        self.layout = ActionLayout(self.feature_spec.n_layers)
+        self.layout: ActionLayout = self.feature_spec.layout
         self.n_requests = episode_requests or sc.episode.requests
         self.workload: Workload = facts.workload()
         self.energy = facts.energy
@@ -354,6 +367,9 @@ class SplitCacheEnv(gym.Env[np.ndarray, np.int64]):
             "trace": self._link.uplink.name,
             "measured_mbps": self._state.throughput_mbps[-1],
         }
+        if self.facts.has_lite:
+            info["lite"] = cost.lite
+            info["quality"] = self.facts.quality_of(tier_index)
         self._i += 1
         truncated = self._i >= self.n_requests
         self._prepare_request()

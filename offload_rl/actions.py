@@ -7,6 +7,11 @@ forbidden *combination* (the cloud tier is stateless), and sb3-contrib masks eac
 ``action = tier_index * 2 + keep`` with ``tier_index`` in ``0 .. L + 1``:
 ``k = tier_index`` layers on the device for ``tier_index <= L`` (``0`` = edge runs everything,
 ``L`` = fully local), ``L + 1`` = cloud; ``keep`` 0 drops the session's KV, 1 keeps it.
+
+With a device-lite model configured (scenario ``lite:``), one more tier follows: ``L + 2`` =
+the small model fully on the device. Its answers are worse, so the reward charges the quality
+gap; it keeps no main-model KV, so "lite + keep" is never valid (as "cloud + keep"). Without a
+lite model the layout is exactly the one above, so existing policies keep their action space.
 """
 
 from __future__ import annotations
@@ -26,11 +31,12 @@ class ActionLayout:
     """Encoding of joint actions for a model with ``n_layers`` decoder layers."""
 
     n_layers: int
+    lite: bool = False  # the device-lite tier exists (index L + 2)
 
     @property
     def n_tiers(self) -> int:
-        """Splits ``0 .. L`` plus the cloud."""
-        return self.n_layers + 2
+        """Splits ``0 .. L`` plus the cloud (plus the lite tier, when configured)."""
+        return self.n_layers + 3 if self.lite else self.n_layers + 2
 
     @property
     def n_actions(self) -> int:
@@ -39,6 +45,11 @@ class ActionLayout:
     @property
     def cloud_index(self) -> int:
         return self.n_layers + 1
+
+    @property
+    def lite_index(self) -> int | None:
+        """Tier index of the device-lite model, ``None`` when none is configured."""
+        return self.n_layers + 2 if self.lite else None
 
     def encode(self, tier_index: int, keep: int) -> int:
         """Joint action of a placement and a cache choice."""
@@ -49,7 +60,7 @@ class ActionLayout:
         return action >> 1, action & 1
 
     def meaning(self, action: int) -> str:
-        """Human-readable meaning, e.g. ``split k=4, keep`` or ``cloud, drop``."""
+        """Human-readable meaning, e.g. ``split k=4, keep``, ``cloud, drop`` or ``lite, drop``."""
         tier_index, keep = self.decode(action)
         tier = tier_of(tier_index, self.n_layers)
         cache = "keep" if keep else "drop"

@@ -9,7 +9,10 @@ Placement (``tier_index`` in ``0 .. L+1``):
 * ``0 < k < L``        split: the device runs embedding + layers ``< k``, uploads the hidden
   states of the new tokens, the edge runs layers ``>= k`` and the LM head;
 * ``k = L``            device: everything runs on the device, nothing crosses the link;
-* ``k = L + 1``        cloud: token ids go to the edge, which forwards them over the backhaul.
+* ``k = L + 1``        cloud: token ids go to the edge, which forwards them over the backhaul;
+* ``k = L + 2``        lite (only with a device-lite model, ``Tiers.lite``): the small model
+  answers fully on the device, priced like fully local from *its* profile, with no kept KV
+  (it recomputes the whole context) and nothing on the link.
 
 Latency model (DESIGN.md, "System model"):
 
@@ -47,11 +50,17 @@ TIER_DEVICE = "device"
 TIER_SPLIT = "split"
 TIER_EDGE = "edge"
 TIER_CLOUD = "cloud"
+TIER_LITE = "lite"
 TIERS: tuple[str, ...] = (TIER_DEVICE, TIER_SPLIT, TIER_EDGE, TIER_CLOUD)
+"""The main model's tiers (what every scenario reports)."""
+LITE_TIERS: tuple[str, ...] = (*TIERS, TIER_LITE)
+"""The tiers of a scenario with a device-lite model."""
 
 
 def tier_of(tier_index: int, n_layers: int) -> str:
-    """Name of the tier that a tier index (``0 .. L+1``) selects."""
+    """Name of the tier that a tier index (``0 .. L+2``) selects."""
+    if tier_index == n_layers + 2:
+        return TIER_LITE
     if tier_index == n_layers + 1:
         return TIER_CLOUD
     if tier_index == n_layers:
@@ -85,11 +94,13 @@ class LinkModel:
 
 @dataclass(frozen=True, slots=True)
 class Tiers:
-    """Compiled profiles of the three places a layer can run."""
+    """Compiled profiles of the three places a layer can run, and of the device-lite model
+    (a different, smaller model fully on the device; ``None`` when none is configured)."""
 
     device: CompiledProfile
     edge: CompiledProfile
     cloud: CompiledProfile
+    lite: CompiledProfile | None = None
 
     @property
     def n_layers(self) -> int:
@@ -109,6 +120,7 @@ class RequestCost:
     edge_gpu_s: float
     cloud_gpu_s: float
     prefill_tokens: int
+    lite: bool = False  # answered by the device-lite model (the reward charges its quality gap)
 
 
 def request_cost(
@@ -140,6 +152,8 @@ def request_cost(
     n_decode = output_tokens - 1 if output_tokens > 1 else 0
     if tier_index == L:
         return _device_cost(tiers.device, L, prefill, cached, n_decode, total_ctx, energy)
+    if tier_index == L + 2:
+        return lite_cost(tiers, new_tokens, context_tokens, output_tokens, energy)
 
     is_cloud = tier_index == L + 1
     if is_cloud:  # token ids to the edge, forwarded over the backhaul
@@ -199,6 +213,21 @@ def request_cost(
         cloud_gpu_s=gpu_s if is_cloud else 0.0,
         prefill_tokens=prefill,
     )
+
+
+def lite_cost(
+    tiers: Tiers, new_tokens: int, context_tokens: int, output_tokens: int, energy: EnergyModel
+) -> RequestCost:
+    """The device-lite model answers: fully local on *its* profile, the whole context
+    prefilled (it keeps no KV of the main model's sessions), nothing on the link."""
+    lite = tiers.lite
+    if lite is None:
+        raise ValueError("tier L + 2 (lite) needs a device-lite model (scenario 'lite:')")
+    total_ctx = context_tokens + new_tokens
+    n_decode = output_tokens - 1 if output_tokens > 1 else 0
+    cost = _device_cost(lite, lite.n_layers, total_ctx, 0, n_decode, total_ctx, energy)
+    cost.lite = True
+    return cost
 
 
 def _device_cost(

@@ -47,10 +47,18 @@ class FeatureSpec:
     k_priv: int = 2  # a private request keeps at least this many layers on the device
     outage_mbps: float = 0.1  # newest sample below this: the link is out, only local is valid
     cell: bool = False  # EdgeCell-v0: CELL_FEATURES follow the scalar features
+    # device-lite tier (index L + 2): 0 = none; else the device memory, in main-model layers,
+    # the lite model needs (it is valid when device_memory_layers reaches this)
+    lite_memory_layers: int = 0
+
+    @property
+    def lite(self) -> bool:
+        """Whether the action space has the device-lite tier."""
+        return self.lite_memory_layers > 0
 
     @property
     def layout(self) -> ActionLayout:
-        return ActionLayout(self.n_layers)
+        return ActionLayout(self.n_layers, lite=self.lite)
 
     @property
     def obs_dim(self) -> int:
@@ -64,7 +72,8 @@ class FeatureSpec:
     def to_dict(self) -> dict[str, int | float]:
         """The settings a saved policy records (``meta.json``, ONNX metadata as strings), so
         that every writer spells them alike; :meth:`from_dict` reads them back. ``cell`` is
-        written only when set, so single-device policies record exactly what they always did."""
+        written only when set, so single-device policies record exactly what they always did;
+        so is ``lite_memory_layers`` (only scenarios with a device-lite model have it)."""
         out: dict[str, int | float] = {
             "n_layers": int(self.n_layers),
             "history": int(self.history),
@@ -73,6 +82,8 @@ class FeatureSpec:
         }
         if self.cell:
             out["cell"] = 1
+        if self.lite:
+            out["lite_memory_layers"] = int(self.lite_memory_layers)
         return out
 
     @classmethod
@@ -104,12 +115,24 @@ class FeatureSpec:
                 raise ValueError(f"{key!r} is {raw!r}, below {minimum:g}")
             values[key] = value
         cell = str(data.get("cell", 0)).strip().lower() in ("1", "1.0", "true")
+        raw_lite = data.get("lite_memory_layers", 0)
+        try:
+            if isinstance(raw_lite, bool) or not isinstance(raw_lite, str | int | float):
+                raise TypeError
+            lite = float(raw_lite)
+            if not math.isfinite(lite) or not lite.is_integer() or lite < 0:
+                raise ValueError
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"'lite_memory_layers' is {raw_lite!r}, not a non-negative integer"
+            ) from None
         return cls(
             n_layers=int(values["n_layers"]),
             history=int(values["history"]),
             k_priv=int(values["k_priv"]),
             outage_mbps=values["outage_mbps"],
             cell=cell,
+            lite_memory_layers=int(lite),
         )
 
 
@@ -390,7 +413,7 @@ def shared_action_mask(state: StateLike, spec: FeatureSpec) -> np.ndarray:
     return _shared_mask(state, spec)
 
 
-_MASK_CACHE: dict[tuple[int, int, bool, int, bool], np.ndarray] = {}
+_MASK_CACHE: dict[tuple[int, int, bool, int, bool, int], np.ndarray] = {}
 
 
 def action_mask(state: StateLike, spec: FeatureSpec) -> np.ndarray:
@@ -401,7 +424,11 @@ def action_mask(state: StateLike, spec: FeatureSpec) -> np.ndarray:
     * device memory: at most ``device_memory_layers`` layers on the device (fully local needs
       all ``L``);
     * link outage (newest sample below ``outage_mbps``): only fully local;
-    * cloud is stateless, so "cloud + keep" is never valid.
+    * cloud is stateless, so "cloud + keep" is never valid;
+    * device-lite tier (only when ``spec.lite``): valid whenever the device holds the small
+      model (``device_memory_layers >= spec.lite_memory_layers``), private or not, link or no
+      link, so an outage never leaves only the slow full-local choice; "lite + keep" is never
+      valid (the lite model keeps no main-model KV).
 
     If these leave no placement (an outage while the device cannot hold the model), fully local
     stays valid: the device then runs the model from flash, which is slow but always possible.
@@ -414,18 +441,23 @@ def _shared_mask(state: StateLike, spec: FeatureSpec) -> np.ndarray:
     newest = float(state.throughput_mbps[-1]) if len(state.throughput_mbps) else 0.0
     outage = newest < spec.outage_mbps
     k_mem = min(max(int(state.device_memory_layers), 0), spec.n_layers)
-    key = (spec.n_layers, spec.k_priv, bool(state.private), k_mem, outage)
+    lite = spec.lite_memory_layers
+    key = (spec.n_layers, spec.k_priv, bool(state.private), k_mem, outage, lite)
     mask = _MASK_CACHE.get(key)
     if mask is None:
-        mask = _build_mask(spec.n_layers, spec.k_priv, bool(state.private), k_mem, outage)
+        mask = _build_mask(spec.n_layers, spec.k_priv, bool(state.private), k_mem, outage, lite)
         if len(_MASK_CACHE) < 4096:
             _MASK_CACHE[key] = mask
     return mask
 
 
-def _build_mask(n_layers: int, k_priv: int, private: bool, k_mem: int, outage: bool) -> np.ndarray:
-    layout = ActionLayout(n_layers)
+def _build_mask(
+    n_layers: int, k_priv: int, private: bool, k_mem: int, outage: bool, lite: int = 0
+) -> np.ndarray:
+    layout = ActionLayout(n_layers, lite=lite > 0)
     tiers = np.zeros(layout.n_tiers, dtype=bool)
+    if lite > 0:
+        tiers[n_layers + 2] = k_mem >= lite
     if outage:
         tiers[n_layers] = k_mem >= n_layers
     else:
@@ -440,6 +472,8 @@ def _build_mask(n_layers: int, k_priv: int, private: bool, k_mem: int, outage: b
     mask[0::2] = tiers
     mask[1::2] = tiers
     mask[layout.encode(layout.cloud_index, 1)] = False
+    if lite > 0:
+        mask[layout.encode(n_layers + 2, 1)] = False
     return mask
 
 
@@ -592,7 +626,7 @@ def encode_observations(states: Sequence[StateLike], spec: FeatureSpec) -> np.nd
 def action_masks(states: Sequence[StateLike], spec: FeatureSpec) -> np.ndarray:
     """``(len(states), n_actions)`` bool: row ``i`` is ``action_mask(states[i], spec)``."""
     L = spec.n_layers
-    n_tiers = L + 2
+    n_tiers = spec.layout.n_tiers
     if len(states) < VECTOR_MIN_BATCH:
         rows = [_shared_mask(s, spec) for s in states]  # np.array: a third cheaper than stack
         return np.array(rows) if rows else np.zeros((0, 2 * n_tiers), dtype=bool)
@@ -611,9 +645,13 @@ def action_masks(states: Sequence[StateLike], spec: FeatureSpec) -> np.ndarray:
     tiers[:, L + 1] = ~private
     tiers[outage] = False
     tiers[outage, L] = k_mem[outage] >= L
+    if spec.lite:
+        tiers[:, L + 2] = k_mem >= spec.lite_memory_layers
     tiers[~tiers.any(axis=1), L] = True
     mask = np.empty((len(states), 2 * n_tiers), dtype=bool)
     mask[:, 0::2] = tiers
     mask[:, 1::2] = tiers
     mask[:, 2 * (L + 1) + 1] = False  # cloud + keep
+    if spec.lite:
+        mask[:, 2 * (L + 2) + 1] = False  # lite + keep
     return mask

@@ -9,6 +9,10 @@ with ``SLO = ttft_slo + (o - 1) * tpot_slo`` (the latency the request's class al
 ``o`` output tokens). A request violates its SLO if its time to first token, or its mean time
 per output token after the first, exceeds the class's target. USD prices the GPU-seconds the
 request used on the edge and in the cloud.
+
+With a device-lite model (scenario ``lite:``) a request the lite model answers also costs
+``w_quality * quality_gap`` (the main model's benchmark score minus the lite model's): the
+worse answer it gets. Without one the term is absent (``w_quality = quality_gap = 0``).
 """
 
 from __future__ import annotations
@@ -28,6 +32,13 @@ class RewardRule:
     w_cost: float
     usd_per_edge_s: float
     usd_per_cloud_s: float
+    w_quality: float = 0.0  # per unit of benchmark score lost (lite answers only)
+    quality_gap: float = 0.0  # main model's score - lite model's score
+
+    @property
+    def lite_penalty(self) -> float:
+        """What one answer of the device-lite model costs: ``w_quality * quality_gap``."""
+        return self.w_quality * self.quality_gap
 
 
 @dataclass(slots=True)  # not frozen: built for every candidate action on the hot path
@@ -71,6 +82,8 @@ def score_request(
         + rule.w_slo * (1.0 if violated else 0.0)
         + rule.w_cost * usd
     )
+    if cost.lite:
+        reward -= rule.lite_penalty
     return RequestScore(reward=reward, slo_violated=violated, usd=usd)
 
 

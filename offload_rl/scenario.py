@@ -173,6 +173,33 @@ class RewardConfig(_Strict):
     )
 
 
+class LiteConfig(_Strict):
+    """A device-lite model: a small model fully on the device, answering worse but without the
+    link (scenario key ``lite:``). Without this section the action space, the reward and every
+    figure are exactly those of a scenario without it.
+
+    ``quality`` and ``main_quality`` are scores of the lite and the main model on one published
+    benchmark (the same benchmark and setting for both: say which in ``benchmark``), as fractions
+    in [0, 1] (MMLU 47.5% is 0.475). A request the lite model answers costs
+    ``w_quality * (main_quality - quality)`` in the reward.
+    """
+
+    profile: str = Field(description="the lite model's device profile (model@hardware or JSON)")
+    quality: float = Field(ge=0.0, le=1.0, description="the lite model's benchmark score")
+    main_quality: float = Field(ge=0.0, le=1.0, description="the main model's benchmark score")
+    benchmark: str = Field(min_length=1, description="which benchmark, and its source")
+    w_quality: float = Field(ge=0.0, description="reward weight per unit of score gap")
+
+    @model_validator(mode="after")
+    def _main_is_better(self) -> LiteConfig:
+        if self.quality > self.main_quality:
+            raise ValueError(
+                f"quality {self.quality:g} exceeds main_quality {self.main_quality:g}: "
+                "the lite model is the smaller, weaker one"
+            )
+        return self
+
+
 class EpisodeConfig(_Strict):
     requests: int = Field(256, ge=1)
 
@@ -191,6 +218,7 @@ class Scenario(_Strict):
     reward: RewardConfig = Field(default_factory=RewardConfig)
     episode: EpisodeConfig = Field(default_factory=EpisodeConfig)
     cell: CellConfig | None = Field(None, description="EdgeCell-v0: devices sharing the edge")
+    lite: LiteConfig | None = Field(None, description="a small model fully on the device")
     base_dir: str | None = Field(None, exclude=True, description="folder of the scenario file")
 
     def resolve_path(self, path: str) -> Path:

@@ -65,14 +65,28 @@ class ScenarioFacts:
     workload_params: WorkloadParams  # what a planner may assume about the requests
     mean_output_tokens: float  # after token scaling and the output cap
     continuation: np.ndarray  # P(another turn | the session reached 0-based turn t)
+    # (main model, lite model) benchmark scores; None without a device-lite model
+    quality_scores: tuple[float, float] | None = None
 
     @property
     def n_layers(self) -> int:
         return self.tiers.n_layers
 
     @property
+    def has_lite(self) -> bool:
+        """Whether the scenario has a device-lite model (tier ``L + 2``)."""
+        return self.tiers.lite is not None
+
+    @property
     def layout(self) -> ActionLayout:
-        return ActionLayout(self.n_layers)
+        return ActionLayout(self.n_layers, lite=self.has_lite)
+
+    def quality_of(self, tier_index: int) -> float:
+        """Benchmark score of the model that answers at ``tier_index`` (lite scenarios only)."""
+        if self.quality_scores is None:
+            raise ValueError("quality scores exist only with a device-lite model")
+        main, lite = self.quality_scores
+        return lite if tier_index == self.n_layers + 2 else main
 
     def workload(self) -> Workload:
         """The scenario's request source, with its token scaling (and field mapping)."""
@@ -146,7 +160,34 @@ def scenario_tiers(scenario: Scenario) -> Tiers:
     n = {tier: c.n_layers for tier, c in compiled.items()}
     if len(set(n.values())) != 1:
         raise ConfigError(f"profiles: the tiers disagree on the number of layers: {n}")
-    return Tiers(device=compiled["device"], edge=compiled["edge"], cloud=compiled["cloud"])
+    lite = None
+    if scenario.lite is not None:
+        ref = scenario.lite.profile
+        path = scenario.resolve_path(ref)
+        try:
+            lite = _compiled(str(path) if path.suffix == ".json" else ref)
+        except OffloadRLError as err:
+            raise ConfigError(f"lite.profile: {err}") from None
+    return Tiers(
+        device=compiled["device"], edge=compiled["edge"], cloud=compiled["cloud"], lite=lite
+    )
+
+
+def lite_memory_layers(tiers: Tiers) -> int:
+    """The device memory the lite model needs, counted in main-model decoder layers (the unit
+    of ``device_memory_layers``): the fewest layers whose weights hold the lite model's decoder
+    weights; 0 without a lite model. The lite tier is valid when the device holds that many."""
+    if tiers.lite is None:
+        return 0
+    need = tiers.lite.weight_bytes[-1]
+    main = tiers.device.weight_bytes
+    for k in range(1, tiers.n_layers + 1):
+        if main[k] >= need:
+            return k
+    raise ConfigError(
+        f"lite.profile: the lite model's weights ({need / 1e9:.2f} GB) exceed the main "
+        f"model's ({main[-1] / 1e9:.2f} GB): a device-lite model must be the smaller one"
+    )
 
 
 def planner_workload_params(scenario: Scenario) -> WorkloadParams:
@@ -236,6 +277,7 @@ def _build_facts(scenario: Scenario) -> ScenarioFacts:
     )
     params = planner_workload_params(scenario)
     w = scenario.reward
+    lite = scenario.lite
     return ScenarioFacts(
         scenario=scenario,
         tiers=tiers,
@@ -244,6 +286,7 @@ def _build_facts(scenario: Scenario) -> ScenarioFacts:
             history=net.throughput_history,
             k_priv=wl.k_priv,
             outage_mbps=net.outage_mbps,
+            lite_memory_layers=lite_memory_layers(tiers),
         ),
         token_scaling=scaling,
         energy=dev.energy_model(),
@@ -254,6 +297,8 @@ def _build_facts(scenario: Scenario) -> ScenarioFacts:
             w_cost=w.w_cost,
             usd_per_edge_s=scenario.edge.usd_per_hour / 3600.0,
             usd_per_cloud_s=scenario.cloud.usd_per_hour / 3600.0,
+            w_quality=lite.w_quality if lite else 0.0,
+            quality_gap=lite.main_quality - lite.quality if lite else 0.0,
         ),
         rtt_edge_s=net.rtt_edge_ms / 1000.0,
         rtt_cloud_extra_s=net.rtt_cloud_extra_ms / 1000.0,
@@ -264,6 +309,7 @@ def _build_facts(scenario: Scenario) -> ScenarioFacts:
         workload_params=params,
         mean_output_tokens=_mean_output_tokens(params, scaling),
         continuation=continuation_probability(params),
+        quality_scores=(lite.main_quality, lite.quality) if lite else None,
     )
 
 
@@ -272,8 +318,13 @@ def _build_facts(scenario: Scenario) -> ScenarioFacts:
 # --------------------------------------------------------------------------------------------
 
 
-def load_scenario_traces(scenario: Scenario) -> tuple[list[Trace], list[Trace]]:
-    """Uplink and downlink traces (same order) of the sources a scenario names."""
+def load_scenario_traces(
+    scenario: Scenario, first_seed: int = 0
+) -> tuple[list[Trace], list[Trace]]:
+    """Uplink and downlink traces (same order) of the sources a scenario names.
+
+    Synthetic presets draw seeds ``first_seed ..``: a tuning script draws its training traces
+    from seeds the evaluation (seeds from 0) never sees."""
     from offload_rl.synthetic_traces import generate_trace
 
     net = scenario.network
@@ -285,7 +336,7 @@ def load_scenario_traces(scenario: Scenario) -> tuple[list[Trace], list[Trace]]:
             try:
                 traces = [
                     generate_trace(preset, net.synthetic_duration_s, seed=seed)
-                    for seed in range(net.synthetic_traces)
+                    for seed in range(first_seed, first_seed + net.synthetic_traces)
                 ]
             except OffloadRLError as err:
                 raise ConfigError(f"network.traces.{i}: {err}") from None

@@ -9,6 +9,10 @@ when the service is down, slow, answers an error, or answers something that is n
 action under the device's own mask. Every result says which answered (``source``). After a
 failure the service is skipped for ``retry_after_s``, so a dead service costs one timeout, not
 one per request.
+
+With a device-lite model in the scenario (``lite:``) the default fallback is ``lite-on-outage``:
+when neither the service nor the link answers, the small model on the device does, and the
+decision says so (``lite`` and a ``reason`` naming it).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import numpy as np
 from offload_rl.actions import ActionLayout
 from offload_rl.cost_model import tier_of
 from offload_rl.features import STATE_FIELDS, DecisionState, FeatureSpec, action_mask
-from offload_rl.heuristics import Policy, make_heuristic
+from offload_rl.heuristics import LITE_ON_OUTAGE, Policy, make_heuristic
 from offload_rl.scenario import Scenario, load_scenario
 from offload_rl.scenario_facts import scenario_facts
 from serving.edge_state.mapping import prior_load
@@ -49,6 +53,7 @@ class ClientDecision:
     service_fallback: bool = False  # the service answered, but with its own fallback
     reason: str = ""  # why the local fallback answered
     edge_state: str = ""  # v2 (or v1 with the service's edge adapter on): fresh|stale|missing
+    lite: bool = False  # the device-lite model answers (tier "lite"), not the main model
 
 
 _FLOAT_FIELDS = ("rtt_ms", "slo_ttft_s", "slo_tpot_s", "edge_kv_occupancy", "edge_load")
@@ -142,8 +147,9 @@ def device_state_to_json(state: DeviceState) -> dict[str, Any]:
 class DecisionClient:
     """Synchronous client with a local fallback.
 
-    ``fallback``: a heuristic name (default ``greedy``) or a ready policy; ``scenario``: the
-    scenario the device runs (fixes the mask and the heuristic's cost model).
+    ``fallback``: a heuristic name or a ready policy (default: ``lite-on-outage`` when the
+    scenario has a device-lite model, else ``greedy``); ``scenario``: the scenario the device
+    runs (fixes the mask and the heuristic's cost model).
     """
 
     def __init__(
@@ -151,7 +157,7 @@ class DecisionClient:
         url: str,
         timeout: float = 0.25,
         token: str | None = None,
-        fallback: str | Policy = "greedy",
+        fallback: str | Policy | None = None,
         scenario: str | Scenario = "default",
         retry_after_s: float = 1.0,
         transport: httpx.BaseTransport | None = None,
@@ -159,9 +165,12 @@ class DecisionClient:
         if not (math.isfinite(timeout) and timeout > 0):
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
         sc = load_scenario(scenario) if isinstance(scenario, str) else scenario
-        self.spec: FeatureSpec = scenario_facts(sc).spec
+        facts = scenario_facts(sc)
+        self.spec: FeatureSpec = facts.spec
         self.prior_load = prior_load(sc)  # the fallback's edge load when none was heard
-        self.layout = ActionLayout(self.spec.n_layers)
+        self.layout: ActionLayout = self.spec.layout
+        if fallback is None:
+            fallback = LITE_ON_OUTAGE if facts.has_lite else "greedy"
         self.fallback: Policy = (
             make_heuristic(fallback, sc) if isinstance(fallback, str) else fallback
         )
@@ -238,6 +247,8 @@ class DecisionClient:
         if not (0 <= a < len(mask) and mask[a]):
             a = self.layout.nearest_valid(a, mask)
         self.stats["fallback"] += 1
+        if (a >> 1) == self.layout.lite_index:
+            reason += "; the device-lite model answers"
         return self._decision(a, "fallback", f"local:{self.fallback.name}", reason=reason)
 
     def _decision(
@@ -260,4 +271,5 @@ class DecisionClient:
             policy_version=version,
             service_fallback=service_fallback,
             reason=reason,
+            lite=tier_index == self.layout.lite_index,
         )

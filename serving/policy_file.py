@@ -60,8 +60,9 @@ class PolicyFileError(OffloadRLError):
 
 
 def mask_layout(layout: ActionLayout) -> dict[str, Any]:
-    """How the flat action mask is laid out (stored in the metadata, checked on load)."""
-    return {
+    """How the flat action mask is laid out (stored in the metadata, checked on load); the
+    device-lite tier's entries only when the layout has it (older files stay as they were)."""
+    out: dict[str, Any] = {
         "n_actions": layout.n_actions,
         "n_tiers": layout.n_tiers,
         "encoding": "action = tier_index * 2 + keep",
@@ -70,6 +71,11 @@ def mask_layout(layout: ActionLayout) -> dict[str, Any]:
         "cloud_index": layout.cloud_index,
         "always_masked": [layout.encode(layout.cloud_index, 1)],
     }
+    if layout.lite_index is not None:
+        out["tier_index"] += ", L+2 = lite (the device-lite model)"
+        out["lite_index"] = layout.lite_index
+        out["always_masked"].append(layout.encode(layout.lite_index, 1))
+    return out
 
 
 def build_metadata(

@@ -100,7 +100,7 @@ class OnnxPolicy:
         except PolicyFileError as err:
             raise PolicyFileError(f"{path}: {err}") from None
         self.spec = self.metadata.spec
-        self.layout = ActionLayout(self.spec.n_layers)
+        self.layout: ActionLayout = self.spec.layout
         self.version = self.metadata.version
         self.name = f"onnx:{Path(path).name}"
         self.loaded_at = time.time()
@@ -259,7 +259,7 @@ class DecisionRuntime:
         spec = scenario_facts(self.scenario).spec
         # cell: policies trained on EdgeCell-v0 (the edge's exact state follows the features)
         self.spec = dataclasses.replace(spec, cell=True) if cell else spec
-        self.layout = ActionLayout(self.spec.n_layers)
+        self.layout: ActionLayout = self.spec.layout
         self.fallback: Policy = make_heuristic(fallback, self.scenario)
         self.fallback_version = f"heuristic:{self.fallback.name}"
         self.policy_path = policy_path

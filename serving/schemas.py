@@ -95,9 +95,12 @@ class DecisionBatchRequest(BaseModel):
 class DecisionResponse(BaseModel):
     action: int = Field(description="joint action index: tier_index * 2 + keep")
     meaning: str = Field(description="e.g. 'split k=6, keep'")
-    tier: Literal["device", "edge", "split", "cloud"]
+    tier: Literal["device", "edge", "split", "cloud", "lite"]
     split: int = Field(description="layers that run on the device (0 for edge and cloud)")
-    tier_index: int = Field(description="0 = edge, 1..L-1 = split, L = device, L+1 = cloud")
+    tier_index: int = Field(
+        description="0 = edge, 1..L-1 = split, L = device, L+1 = cloud, "
+        "L+2 = lite (the device-lite model; only scenarios with one)"
+    )
     cache: Literal["keep", "drop"] = Field(description="what the edge does with the session KV")
     keep: bool
     policy_version: str = Field(description="version hash of the ONNX policy, or heuristic:NAME")

@@ -16,14 +16,16 @@ from offload_rl.scenario_facts import scenario_facts
 _CACHE: dict[str, Path] = {}
 
 
-def train_tiny_run(run_dir: Path, timesteps: int = 256, normalize: bool = True) -> Path:
-    """Train and save a tiny model under ``run_dir``; returns ``run_dir``."""
+def train_tiny_run(
+    run_dir: Path, timesteps: int = 256, normalize: bool = True, scenario_name: str = "default"
+) -> Path:
+    """Train and save a tiny model under ``run_dir`` (on ``scenario_name``); returns it."""
     from sb3_contrib import MaskablePPO
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
     from envs.split_cache import SplitCacheEnv
 
-    venv = DummyVecEnv([lambda: SplitCacheEnv("default", episode_requests=16)])
+    venv = DummyVecEnv([lambda: SplitCacheEnv(scenario_name, episode_requests=16)])
     env = VecNormalize(venv, norm_reward=False) if normalize else venv
     model = MaskablePPO(
         "MlpPolicy",
@@ -42,10 +44,10 @@ def train_tiny_run(run_dir: Path, timesteps: int = 256, normalize: bool = True) 
     model.save(final / "model.zip")
     if isinstance(env, VecNormalize):
         env.save(str(final / "vecnormalize.pkl"))
-    scenario = load_scenario("default")
+    scenario = load_scenario(scenario_name)
     spec = scenario_facts(scenario).spec
     meta = {
-        "scenario": "default",
+        "scenario": scenario_name,
         **spec.to_dict(),
         "obs_dim": spec.obs_dim,
         "n_actions": spec.layout.n_actions,

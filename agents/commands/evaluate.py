@@ -32,8 +32,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         required=True,
         help=(
             "comma-separated policy specs: local, edge, cloud, random, greedy[-last|-hmean|-ewma]"
-            "[-never|-always|-likely], local-<rule>, edge-<rule>, oracle (hindsight), "
-            "onnx:PATH, sb3:PATH"
+            "[-never|-always|-likely], local-<rule>, edge-<rule>, lite-on-outage (scenarios "
+            "with a lite: model), oracle (hindsight), onnx:PATH, sb3:PATH"
         ),
     )
     parser.add_argument("--scenario", default="default", help="embedded name or YAML path")

@@ -19,9 +19,10 @@ import numpy as np
 
 from agents.evaluation.cell_rollout import CLASS_NAMES
 from agents.evaluation.confidence import mean_ci95
+from agents.evaluation.metrics import has_lite_records, lite_summary, tier_names
 from agents.evaluation.result import EvaluationResult
 from agents.evaluation.rollout import concat_column
-from offload_rl.cost_model import TIERS
+from offload_rl.cost_model import LITE_TIERS, TIERS
 
 CELL_METRICS_SCHEMA_VERSION = 1
 Records = Sequence[dict[str, np.ndarray]]
@@ -56,7 +57,7 @@ def request_outcomes(records: Records, device_class: int | None = None) -> dict[
 
     ctx = concat_column(records, "req_has_context")[keep].astype(bool)
     hits = concat_column(records, "req_cache_hit")[keep].astype(bool)
-    return {
+    out = {
         "n_finished": n,
         "mean_latency_s": mean("req_latency_s"),
         "latency_p50_s": pct(50),
@@ -69,6 +70,10 @@ def request_outcomes(records: Records, device_class: int | None = None) -> dict[
         "preemptions_per_request": mean("req_preempted"),
         "usd_per_request": mean("req_usd"),
     }
+    if has_lite_records(records, "req_quality"):  # per finished request, like the rest
+        lite = concat_column(records, "req_lite")[keep].astype(bool)
+        out.update(lite_summary(lite, concat_column(records, "req_quality")[keep]))
+    return out
 
 
 def decision_shares(records: Records, n_layers: int, device_class: int | None = None) -> dict:
@@ -79,8 +84,9 @@ def decision_shares(records: Records, n_layers: int, device_class: int | None = 
         keep = concat_column(records, "device_class") == device_class
     tier = tier[keep]
     n = int(tier.size)
-    names = np.array(["edge"] + ["split"] * (n_layers - 1) + ["device", "cloud"], dtype=object)
-    tiers_of = names[np.clip(tier, 0, n_layers + 1)] if n else np.zeros(0, dtype=object)
+    lite = has_lite_records(records, "req_quality")
+    names = tier_names(n_layers, lite)
+    tiers_of = names[np.clip(tier, 0, len(names) - 1)] if n else np.zeros(0, dtype=object)
 
     def rate(column: str) -> float | None:
         return _finite(float(concat_column(records, column)[keep].mean())) if n else None
@@ -89,7 +95,9 @@ def decision_shares(records: Records, n_layers: int, device_class: int | None = 
         "decisions": n,
         "keep_rate": rate("keep"),
         "invalid_action_rate": rate("invalid_action"),
-        "tier_share": {t: float((tiers_of == t).mean()) if n else 0.0 for t in TIERS},
+        "tier_share": {
+            t: float((tiers_of == t).mean()) if n else 0.0 for t in (LITE_TIERS if lite else TIERS)
+        },
     }
 
 

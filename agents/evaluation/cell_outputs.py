@@ -16,7 +16,7 @@ from typing import Any
 from agents.evaluation.cell_metrics import compute_cell_metrics
 from agents.evaluation.cell_plots import write_cell_plots
 from agents.evaluation.result import EvaluationResult
-from agents.evaluation.tags import tag_safe
+from agents.evaluation.tags import LITE_FIELDS, tag_safe
 
 CELL_FIELDS: tuple[str, ...] = (
     "mean_reward",
@@ -51,6 +51,8 @@ SCOPE_TAGS: tuple[str, ...] = (
 
 REPORT_COLUMNS: tuple[str, ...] = (
     "mean_reward",
+    "lite_share",  # only with a device-lite model (the report shows the columns it has)
+    "mean_quality",
     "n_finished",
     "unfinished_share",
     "mean_latency_s",
@@ -85,15 +87,22 @@ def _scopes(metrics: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
     return rows
 
 
+def _fields(metrics: dict[str, Any]) -> tuple[str, ...]:
+    """:data:`CELL_FIELDS`, then :data:`LITE_FIELDS` when the scenario has a device-lite model."""
+    first = next(iter(metrics["policies"].values()))
+    return (*CELL_FIELDS, *(f for f in LITE_FIELDS if f in first))
+
+
 def _write_csv(metrics: dict[str, Any], path: Path) -> None:
     """One row per (scope, key, policy); a figure a scope does not have is left empty."""
     with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["scope", "key", "policy", *CELL_FIELDS])
+        fields = _fields(metrics)
+        writer = csv.DictWriter(fh, fieldnames=["scope", "key", "policy", *fields])
         writer.writeheader()
         for scope, key, per_policy in _scopes(metrics):
             for spec, m in per_policy.items():
                 row = {"scope": scope, "key": key, "policy": spec}
-                row.update({f: "" if m.get(f) is None else m[f] for f in CELL_FIELDS})
+                row.update({f: "" if m.get(f) is None else m[f] for f in fields})
                 writer.writerow(row)
 
 
@@ -106,7 +115,7 @@ def cell_scalars(
         return float("nan") if x is None else float(x)
 
     m = metrics["policies"][spec]
-    out = [(f"cell/{f}", value(m[f]), 0) for f in CELL_FIELDS]
+    out = [(f"cell/{f}", value(m[f]), 0) for f in _fields(metrics)]
     out += [(f"cell/tier_share/{t}", float(v), 0) for t, v in m["tier_share"].items()]
     for lv, per in metrics["loads"].items():
         out += [(f"load/{tag_safe(lv)}/{f}", value(per[spec][f]), 0) for f in SCOPE_TAGS]

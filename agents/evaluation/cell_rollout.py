@@ -56,6 +56,8 @@ REQUEST_COLUMNS: tuple[str, ...] = (
     "req_tier_index",
 )
 CLASS_NAMES: tuple[str, ...] = tuple(DEVICE_CLASSES)
+# with a device-lite model only: whether it answered, and the score of the model that did
+LITE_REQUEST_COLUMNS: tuple[str, ...] = ("req_lite", "req_quality")
 
 
 def _decision_row(info: dict[str, Any], reward: float, time_s: float) -> dict[str, float]:
@@ -110,10 +112,15 @@ def run_cell_episode(
         decisions.append(_decision_row(info, float(reward), time_s))
         time_s += float(info["dt"])
         for cr in env.last_finished:
-            requests.append(_request_row(cr, env.sim.devices[cr.device].class_index))
+            row = _request_row(cr, env.sim.devices[cr.device].class_index)
+            if env.facts.has_lite:
+                row["req_lite"] = float(cr.tier_index == env.layout.n_layers + 2)
+                row["req_quality"] = env.facts.quality_of(cr.tier_index)
+            requests.append(row)
         if truncated:
             break
+    req_columns = (*REQUEST_COLUMNS, *(LITE_REQUEST_COLUMNS if env.facts.has_lite else ()))
     return {
         **{c: np.array([r[c] for r in decisions], dtype=np.float64) for c in DECISION_COLUMNS},
-        **{c: np.array([r[c] for r in requests], dtype=np.float64) for c in REQUEST_COLUMNS},
+        **{c: np.array([r[c] for r in requests], dtype=np.float64) for c in req_columns},
     }

@@ -16,7 +16,7 @@ import numpy as np
 from agents.evaluation.confidence import mean_ci95
 from agents.evaluation.result import EvaluationResult
 from agents.evaluation.rollout import concat_column
-from offload_rl.cost_model import TIERS
+from offload_rl.cost_model import LITE_TIERS, TIERS
 
 METRICS_SCHEMA_VERSION = 1
 
@@ -26,8 +26,30 @@ def _finite(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
 
+def has_lite_records(records: Sequence[dict[str, np.ndarray]], column: str = "quality") -> bool:
+    """Whether the records come from a scenario with a device-lite model (they carry the
+    benchmark score of the model that answered each request)."""
+    return bool(records) and column in records[0]
+
+
+def tier_names(n_layers: int, lite: bool) -> np.ndarray:
+    """Tier name of every tier index ``0 .. L+1`` (``.. L+2`` with a lite model)."""
+    names = ["edge"] + ["split"] * (n_layers - 1) + ["device", "cloud"] + (["lite"] if lite else [])
+    return np.array(names, dtype=object)
+
+
+def lite_summary(lite: np.ndarray, quality: np.ndarray) -> dict[str, float | None]:
+    """Share of requests the device-lite model answered and the mean benchmark score delivered."""
+    n = int(quality.size)
+    return {
+        "lite_share": _finite(float(lite.mean())) if n else None,
+        "mean_quality": _finite(float(quality.mean())) if n else None,
+    }
+
+
 def summarise(records: Sequence[dict[str, np.ndarray]], n_layers: int) -> dict[str, Any]:
-    """Summary metrics of a list of episodes' records."""
+    """Summary metrics of a list of episodes' records (with ``lite_share``, ``mean_quality``
+    and a ``lite`` tier share when they come from a scenario with a device-lite model)."""
     per_episode = [float(r["reward"].mean()) for r in records if r["reward"].size]
     mean, half = mean_ci95(per_episode)
     lat = concat_column(records, "latency_s")
@@ -36,9 +58,11 @@ def summarise(records: Sequence[dict[str, np.ndarray]], n_layers: int) -> dict[s
     has_ctx = concat_column(records, "has_context").astype(bool)
     hits = concat_column(records, "cache_hit").astype(bool)
     L = n_layers
-    tier_names = np.array(["edge"] + ["split"] * (L - 1) + ["device", "cloud"], dtype=object)
-    tiers_of = tier_names[np.clip(tier, 0, L + 1)] if n else np.zeros(0, dtype=object)
-    split_counts = np.bincount(np.clip(tier, 0, L + 1), minlength=L + 2) if n else np.zeros(L + 2)
+    lite = has_lite_records(records)
+    top = L + 2 if lite else L + 1
+    names = tier_names(L, lite)
+    tiers_of = names[np.clip(tier, 0, top)] if n else np.zeros(0, dtype=object)
+    split_counts = np.bincount(np.clip(tier, 0, top), minlength=top + 1) if n else np.zeros(top + 1)
 
     def pct(q: float) -> float | None:
         return _finite(float(np.percentile(lat, q))) if n else None
@@ -47,7 +71,7 @@ def summarise(records: Sequence[dict[str, np.ndarray]], n_layers: int) -> dict[s
         return _finite(float(concat_column(records, column).mean())) if n else None
 
     n_ctx = int(has_ctx.sum())
-    return {
+    out = {
         "mean_reward": _finite(mean),
         "mean_reward_ci95": _finite(half),
         "mean_reward_ci95_low": _finite(mean - half),
@@ -66,12 +90,17 @@ def summarise(records: Sequence[dict[str, np.ndarray]], n_layers: int) -> dict[s
         "requests_with_context": n_ctx,
         "keep_rate": rate("keep"),
         "invalid_action_rate": rate("invalid_action"),
-        "tier_share": {t: float((tiers_of == t).mean()) if n else 0.0 for t in TIERS},
+        "tier_share": {
+            t: float((tiers_of == t).mean()) if n else 0.0 for t in (LITE_TIERS if lite else TIERS)
+        },
         "split_share": {
             **{str(k): float(split_counts[k] / n) if n else 0.0 for k in range(L + 1)},
             "cloud": float(split_counts[L + 1] / n) if n else 0.0,
         },
     }
+    if lite:
+        out.update(lite_summary(concat_column(records, "lite"), concat_column(records, "quality")))
+    return out
 
 
 def compute_metrics(result: EvaluationResult) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from agents.evaluation.metrics import compute_metrics
 from agents.evaluation.plots import write_plots
 from agents.evaluation.report import write_report
 from agents.evaluation.result import EvaluationResult
+from agents.evaluation.tags import LITE_FIELDS
 from agents.evaluation.tensorboard_runs import write_tensorboard
 
 CSV_FIELDS: tuple[str, ...] = (
@@ -66,7 +67,8 @@ def write_outputs(result: EvaluationResult, out: Path) -> dict[str, Any]:
 def _write_csv(metrics: dict[str, Any], path: Path) -> None:
     """One row per policy over all families, then one per (family, policy)."""
     with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=[*CSV_FIELDS, *_share_fields(metrics)])
+        lite = [f for f in LITE_FIELDS if f in next(iter(metrics["policies"].values()))]
+        writer = csv.DictWriter(fh, fieldnames=[*CSV_FIELDS, *lite, *_share_fields(metrics)])
         writer.writeheader()
         for spec, m in metrics["policies"].items():
             writer.writerow(_csv_row("all", "", spec, m))
@@ -84,7 +86,7 @@ def _share_fields(metrics: dict[str, Any]) -> list[str]:
 
 def _csv_row(scope: str, family: str, spec: str, m: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {"scope": scope, "family": family, "policy": spec}
-    for key in CSV_FIELDS[3:]:
+    for key in (*CSV_FIELDS[3:], *(f for f in LITE_FIELDS if f in m)):
         value = m.get(key)
         row[key] = "" if value is None else value
     for t, v in m["tier_share"].items():

@@ -39,6 +39,7 @@ def write_report(metrics: dict[str, Any], plots: dict[str, str], path: Path) -> 
         "Command arguments: " + ", ".join(f"`{k}={v}`" for k, v in args.items()),
         "",
         *_policy_table(metrics["policies"]),
+        *_lite_table(metrics["policies"]),
         *_family_table(metrics),
         *_plots_section(plots),
         "TensorBoard: `tensorboard --logdir tb` shows one run per policy with the same tags "
@@ -70,6 +71,29 @@ def _policy_table(pol: dict[str, Any]) -> list[str]:
             f"| {ts['edge']:.2f} / {ts['split']:.2f} / {ts['device']:.2f} / {ts['cloud']:.2f} "
             f"| {m['n_requests']} | {_fmt(m.get('paired_diff'))} ± "
             f"{_fmt(m.get('paired_diff_ci95'))} |"
+        )
+    return lines
+
+
+def _lite_table(pol: dict[str, Any]) -> list[str]:
+    """With a device-lite model: who answered, and the answer quality beside latency and energy."""
+    if not pol or "lite_share" not in next(iter(pol.values())):
+        return []
+    lines = [
+        "",
+        "## Device-lite model",
+        "",
+        "Share of requests the small on-device model answered and the mean benchmark score of",
+        "the answers delivered (the scenario's `lite.benchmark`).",
+        "",
+        "| policy | lite share | mean quality | latency mean (s) | energy (J/req) | mean reward |",
+        "|---|---|---|---|---|---|",
+    ]
+    for spec, m in pol.items():
+        lines.append(
+            f"| `{spec}` | {_fmt(m['lite_share'])} | {_fmt(m['mean_quality'], 4)} "
+            f"| {_fmt(m['mean_latency_s'], 2)} | {_fmt(m['energy_j_per_request'], 2)} "
+            f"| {_fmt(m['mean_reward'])} |"
         )
     return lines
 

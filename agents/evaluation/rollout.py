@@ -29,6 +29,9 @@ BOOL_COLUMNS: tuple[str, ...] = (
     "keep",
     "private",
 )
+# With a device-lite model (scenario ``lite:``) only: whether the lite model answered, and the
+# benchmark score of the model that answered (absent otherwise, so records stay as they were).
+LITE_COLUMNS: tuple[str, ...] = ("lite", "quality")
 
 
 def decider(policy: AnyPolicy, env: SplitCacheEnv) -> Callable[[], int]:
@@ -45,8 +48,11 @@ def run_episode(policy: AnyPolicy, env: SplitCacheEnv, episode: Episode) -> dict
     """Run ``policy`` over one pinned episode; per-request columns (see ``*_COLUMNS``)."""
     env.reset(seed=episode.workload_seed, options=episode.reset_options())
     policy.reset()
-    cols: dict[str, list[Any]] = {c: [] for c in (*FLOAT_COLUMNS, *INT_COLUMNS, *BOOL_COLUMNS)}
+    lite = env.facts.has_lite
+    names = (*FLOAT_COLUMNS, *INT_COLUMNS, *BOOL_COLUMNS, *(LITE_COLUMNS if lite else ()))
+    cols: dict[str, list[Any]] = {c: [] for c in names}
     L = env.layout.n_layers
+    top = env.layout.n_tiers - 1
     decide = decider(policy, env)
     while True:
         state = env.state
@@ -61,13 +67,16 @@ def run_episode(policy: AnyPolicy, env: SplitCacheEnv, episode: Episode) -> dict
         samples = state.throughput_mbps
         measured = info.get("measured_mbps", samples[-1] if len(samples) else 0.0)
         cols["mbps"].append(float(measured))
-        cols["tier_index"].append(min(tier_index, L + 1))
+        cols["tier_index"].append(min(tier_index, top))
         cols["slo_violated"].append(bool(info["slo_violated"]))
         cols["cache_hit"].append(bool(info["cache_hit"]))
         cols["has_context"].append(state.context_tokens > 0)
         cols["invalid_action"].append(bool(info.get("invalid_action", False)))
         cols["keep"].append(bool(info.get("keep", tier_index <= L and action & 1)))
         cols["private"].append(bool(info.get("private", state.private)))
+        if lite:
+            cols["lite"].append(bool(info["lite"]))
+            cols["quality"].append(float(info["quality"]))
         if truncated:
             break
     out: dict[str, np.ndarray] = {}
@@ -77,6 +86,9 @@ def run_episode(policy: AnyPolicy, env: SplitCacheEnv, episode: Episode) -> dict
         out[c] = np.asarray(cols[c], dtype=np.int64)
     for c in BOOL_COLUMNS:
         out[c] = np.asarray(cols[c], dtype=bool)
+    if lite:
+        out["lite"] = np.asarray(cols["lite"], dtype=bool)
+        out["quality"] = np.asarray(cols["quality"], dtype=np.float64)
     return out
 
 

@@ -23,6 +23,10 @@ SUMMARY_TAGS: dict[str, str] = {
     "eval/keep_rate": "keep_rate",
     "eval/invalid_action_rate": "invalid_action_rate",
 }
+LITE_FIELDS: tuple[str, ...] = ("lite_share", "mean_quality")
+"""Figures only an evaluation of a scenario with a device-lite model has: the share of requests
+the lite model answered and the mean benchmark score delivered."""
+LITE_TAGS: dict[str, str] = {"eval/lite_share": "lite_share", "eval/mean_quality": "mean_quality"}
 FAMILY_TAGS: dict[str, str] = {
     "mean_reward": "mean_reward",
     "latency_p95_s": "latency_p95_s",

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.evaluation.result import EvaluationResult
-from agents.evaluation.tags import FAMILY_TAGS, SUMMARY_TAGS, run_dir_name, tag_safe
+from agents.evaluation.tags import FAMILY_TAGS, LITE_TAGS, SUMMARY_TAGS, run_dir_name, tag_safe
 from offload_rl.errors import ConfigError
 
 
@@ -26,6 +26,9 @@ def tensorboard_scalars(
 
     for tag, key in SUMMARY_TAGS.items():
         out.append((tag, value(m[key]), 0))
+    for tag, key in LITE_TAGS.items():  # scenarios with a device-lite model only
+        if key in m:
+            out.append((tag, value(m[key]), 0))
     for tier, share in m["tier_share"].items():
         out.append((f"eval/tier_share/{tier}", float(share), 0))
     for family, per_policy in metrics["families"].items():

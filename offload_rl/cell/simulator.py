@@ -15,6 +15,9 @@ The tiers (DESIGN.md's latency model, with the cell's shared state):
   shared edge server (queue, batch, KV pool; a kept entry of the same split is claimed there);
   split requests pay one round trip per token (RTT + the device's layers + one token's upload,
   set when they are submitted); the last token reaches the device RTT/2 after the edge's;
+* **lite** (``k = L + 2``, a scenario with a device-lite model): the small model's work from
+  its profile, on the phone's compute FIFO and throttle exactly as the device tier, no radio;
+  the reward's quality term is charged when it completes;
 * **cloud**: stateless, priced by :func:`~offload_rl.cost_model.request_cost` with the scenario's
   cloud queue (drawn per request) and slowdown, after any radio promotion.
 
@@ -259,7 +262,7 @@ class CellSimulator:
             self.edge.pool.drop(sid)  # the session moved: its old entry is useless
         if tier_index != self.L:
             d.kept_local.pop(sid, None)
-        if tier_index == self.L:
+        if tier_index == self.L or tier_index == self.L + 2:
             self._run_local(cr, d)
         elif tier_index == self.L + 1:
             self._run_cloud(cr, d)
@@ -281,10 +284,12 @@ class CellSimulator:
         heapq.heappush(self._done, (cr.finish_s, cr.rid, cr))
 
     def _run_local(self, cr: CellRequest, d: Device) -> None:
+        """The device tier, or the device-lite model (``L + 2``: no kept KV, quality charged)."""
         req = cr.request
-        cached = min(d.kept_local.get(req.session_id, 0), req.context_tokens)
+        lite = cr.tier_index == self.L + 2
+        cached = 0 if lite else min(d.kept_local.get(req.session_id, 0), req.context_tokens)
         cost = request_cost(
-            self.L, 0.0, req.new_tokens, req.context_tokens, cached, req.output_tokens,
+            cr.tier_index, 0.0, req.new_tokens, req.context_tokens, cached, req.output_tokens,
             self.tiers, d.link, self.facts.energy,
         )  # fmt: skip
         start, end, joules = d.compute(req.arrival_s, cost.latency_s)
@@ -293,6 +298,8 @@ class CellSimulator:
         cr.prefill_tokens, cr.cache_hit = cost.prefill_tokens, cached > 0
         cr.ttft_s = start - req.arrival_s + cost.ttft_s * stretch
         cr.finish_s = end
+        if lite:
+            self.ledger.charge(end, self.facts.reward_rule.lite_penalty)
         if cr.keep:
             d.kept_local[req.session_id] = kept_kv_tokens(
                 req.context_tokens, req.new_tokens, req.output_tokens

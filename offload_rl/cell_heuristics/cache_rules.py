@@ -22,7 +22,7 @@ from typing import Protocol
 from offload_rl.actions import DROP, KEEP
 from offload_rl.cell_heuristics.predictor import CellForecaster, TierForecast
 from offload_rl.cell_heuristics.tuned import GDSFParams, ReturnModelParams
-from offload_rl.cost_model import TIER_CLOUD, TIER_DEVICE, tier_of
+from offload_rl.cost_model import TIER_CLOUD, TIER_DEVICE, TIER_LITE, tier_of
 from offload_rl.device_view import kept_kv_tokens
 from offload_rl.features import CellDecisionState
 
@@ -46,7 +46,8 @@ class LRUKeep:
         self.L = n_layers
 
     def keep(self, state: CellDecisionState, chosen: TierForecast) -> int:
-        return DROP if tier_of(chosen.tier, self.L) == TIER_CLOUD else KEEP
+        # the cloud is stateless and the lite model keeps nothing (lite + keep is never valid)
+        return DROP if tier_of(chosen.tier, self.L) in (TIER_CLOUD, TIER_LITE) else KEEP
 
 
 def gdsf_priority(p_return: float, saved_s: float, nbytes: float) -> float:
@@ -79,7 +80,7 @@ class GDSFKeep:
 
     def keep(self, state: CellDecisionState, chosen: TierForecast) -> int:
         kind = tier_of(chosen.tier, self.L)
-        if kind == TIER_CLOUD:
+        if kind in (TIER_CLOUD, TIER_LITE):
             return DROP
         p = self.returns.at_turn(int(state.turn))
         if kind == TIER_DEVICE:

@@ -28,7 +28,7 @@ from offload_rl.cell_heuristics.cache_rules import KeepRule
 from offload_rl.cell_heuristics.device_outlook import cool, run_on_device, temperature_estimate
 from offload_rl.cell_heuristics.predictor import CellForecaster, TierForecast, valid_tiers
 from offload_rl.cell_heuristics.tuned import ExternalityParams, LyapunovParams, ThermalMPCParams
-from offload_rl.cost_model import TIER_DEVICE, tier_of
+from offload_rl.cost_model import TIER_DEVICE, TIER_LITE, tier_of
 from offload_rl.features import CellDecisionState, DecisionState
 
 
@@ -142,7 +142,7 @@ class ThermalMPC(CellGreedy):
             if self._thermal and local and f.device_work_s > 0:
                 extra = self.future_wall_s(state, f.device_work_s, work_next) - base
                 score -= self.heat_price * self.second_price * extra
-            if tier_of(f.tier, L) != TIER_DEVICE:
+            if tier_of(f.tier, L) not in (TIER_DEVICE, TIER_LITE):  # these wake no radio
                 score += self.radio_credit
             scores.append(score)
         return np.array(scores)

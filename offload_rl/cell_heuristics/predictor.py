@@ -53,6 +53,7 @@ from offload_rl.cost_model import (
     TIER_CLOUD,
     TIER_DEVICE,
     TIER_EDGE,
+    TIER_LITE,
     TIER_SPLIT,
     LinkModel,
     RequestCost,
@@ -181,7 +182,8 @@ class CellForecaster:
         ttft = cost.ttft_s
         work = cost.device_busy_s
         wall, joules = self._device_run(cls, temp, work)
-        pre_work = cost.ttft_s if kind == TIER_DEVICE else self._prefill_work(t, prefill, cached)
+        on_device = kind in (TIER_DEVICE, TIER_LITE)  # the phone alone: no link, no radio
+        pre_work = cost.ttft_s if on_device else self._prefill_work(t, prefill, cached)
         stretch = wall / work if work > 0 else 1.0
         ttft += (stretch - 1.0) * pre_work
         latency += wall - work
@@ -190,7 +192,7 @@ class CellForecaster:
             wait = self.params.device_wait_s[min(max(int(state.thermal_level), 0), 3)]
             ttft += wait
             latency += wait
-        if kind != TIER_DEVICE:
+        if not on_device:
             wake = wake_delay(self.radio, state.radio_state)
             ttft += wake
             latency += wake
@@ -205,6 +207,7 @@ class CellForecaster:
             edge_gpu_s=0.0,
             cloud_gpu_s=cost.cloud_gpu_s,
             prefill_tokens=cost.prefill_tokens,
+            lite=cost.lite,
         )
         score = score_request(
             realised, o, state.slo_ttft_s, state.slo_tpot_s, self.facts.reward_rule

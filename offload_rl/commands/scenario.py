@@ -37,7 +37,7 @@ def summarise(name_or_path: str) -> dict[str, Any]:
     scenario = load_scenario(name_or_path)
     resolved = resolve_scenario(scenario)
     families = Counter(t.family for t in resolved.uplinks)
-    return {
+    out: dict[str, Any] = {
         "name": scenario.name,
         "description": scenario.description,
         "n_layers": resolved.n_layers,
@@ -55,6 +55,12 @@ def summarise(name_or_path: str) -> dict[str, Any]:
         "workload": scenario.workload.source,
         "episode_requests": scenario.episode.requests,
     }
+    if scenario.lite is not None:  # only scenarios with a device-lite model say anything
+        out["lite"] = {
+            **scenario.lite.model_dump(),
+            "memory_layers": resolved.spec.lite_memory_layers,
+        }
+    return out
 
 
 def resolved_profile(scenario: Scenario, tier: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from offload_rl.cell_heuristics.predictor import CellForecaster, valid_tiers
 from offload_rl.cell_heuristics.tuned import PredictorParams
 from offload_rl.cost_model import RequestCost
 from offload_rl.reward import score_request
-from offload_rl.scenario import Scenario, TraceSource
+from offload_rl.scenario import Scenario, TraceSource, load_scenario
 from tests.envs.cell_helpers import FixedWorkload, cell_scenario, request
 
 NEW, OUT = 300, 120
@@ -109,3 +109,30 @@ def test_the_forecast_sees_the_device_queue_wait_the_thermal_level_implies(tmp_p
     for a, b in zip(plain, waiting.forecast(state, tiers, OUT), strict=True):
         extra = 0.0 if a.tier == env.layout.cloud_index else 7.0
         assert b.latency_s == pytest.approx(a.latency_s + extra)
+
+
+def test_the_lite_tier_is_forecast_as_the_cell_runs_it_with_its_quality_cost(tmp_path):
+    """The device-lite model runs on the phone alone (no link, no radio); the forecast prices
+    it from the lite profile with the reward's quality term, as the cell realises it."""
+    quiet = _quiet_cell(tmp_path, thermal=True)
+    sc = quiet.model_copy(update={"lite": load_scenario("cell_lite").lite})
+    reqs = [request(5.0, 0, NEW, OUT), request(HORIZON_S + 500.0, 1, 50, 10)]
+    env = EdgeCellEnv(sc, episode_requests=1, workload=FixedWorkload(reqs))
+    env.reset(seed=0)
+    state, mask = env.state, env.action_masks()
+    lite = env.layout.lite_index
+    assert lite is not None and mask[2 * lite]
+    forecaster = CellForecaster(sc, PredictorParams())
+    (f,) = forecaster.forecast(state, [lite], output_tokens=OUT)
+    env.reset(seed=0)
+    env.sim.advance(HORIZON_S)
+    idle = env.sim.joules.collect(HORIZON_S)[1]
+    latency, ttft, joules = _realised(env, lite, idle)
+    assert f.latency_s == pytest.approx(latency, rel=3e-3)
+    assert f.ttft_s == pytest.approx(ttft, rel=3e-3)
+    assert f.energy_j == pytest.approx(joules, rel=3e-3)
+    rule = forecaster.facts.reward_rule
+    cost = RequestCost(ttft, latency, joules, 0.0, 0.0, 0.0, 0.0, 0.0, 0, lite=True)
+    expected = score_request(cost, OUT, state.slo_ttft_s, state.slo_tpot_s, rule).reward
+    assert rule.lite_penalty > 0
+    assert f.reward == pytest.approx(expected, rel=3e-3)
