@@ -157,6 +157,10 @@ class EdgeServer:
         self._n_in_system = 0
         self._area = 0.0  # integral of requests in system over time
         self._area_t = 0.0
+        # fixed_s of a decode-only iteration by its lowest split (the fast path's table)
+        self._decode_fixed_s = tuple(
+            cost.fixed_s(k, k == 0, True) for k in range(cost.n_layers + 1)
+        )
 
     # --- the environment's interface ---------------------------------------------------------
 
@@ -426,51 +430,80 @@ class EdgeServer:
         eviction when the pool has room for all of them. Nothing inside such a stretch can queue
         a request or start a prefill, so the loop checks that once, then performs exactly the
         float operations of :meth:`_start_iteration`, :meth:`_batch_time` and
-        :meth:`_complete_iteration` in their order, on locals. It hands back to the general
-        scheduler (False) before an iteration it cannot run: a pool without room for every
-        decode, or an empty server. The pool's growth is counted locally and settled per
-        request (:meth:`_settle`) before a request finishes and when the loop stops.
+        :meth:`_complete_iteration` in their order, on locals (the decode's
+        :meth:`BatchRoofline.sequence_s` written out term by term, the iteration's
+        :meth:`BatchRoofline.fixed_s` from a table). It hands back to the general scheduler
+        (False) before an iteration it cannot run: a pool without room for every decode, or an
+        empty server. The pool's growth is counted locally and settled per request
+        (:meth:`_settle`) before a request finishes and when the loop stops.
         """
         running = self.running
         pool = self.pool
-        if not running or any(
-            r.known - r.computed != 1
-            or pool.held_by(r.request_id) != r.computed * r.kv_bytes_per_token
-            for r in running
-        ):
-            return False  # something queued, prefilling, or a prompt's reserved last token
+        if not running or self.waiting:
+            return False
+        held = pool.held_by
+        for r in running:
+            if r.known - r.computed != 1 or held(r.request_id) != r.computed * r.kv_bytes_per_token:
+                return False  # prefilling, or a prompt's reserved last token
         cost = self.cost
-        sequence_s, fixed_s, n_layers = cost.sequence_s, cost.fixed_s, cost.n_layers
+        kv, lin, attn = cost.kv_s_per_token, cost.linear_s_per_token, cost.attn_s_unit
+        head_tok, embed, head_smp = (
+            cost.head_s_per_token,
+            cost.embed_s_per_token,
+            cost.head_s_per_sample,
+        )
+        n_layers = cost.n_layers
+        fixed = self._decode_fixed_s
         cap = min(self.max_num_batched_tokens, self.max_num_seqs)  # decodes take 1 token each
         charged = {r.request_id: r.computed for r in running}  # tokens the pool holds KV for
         clock, busy, iterations = self.clock, self.busy_s, self.iterations
+        last = 0  # size of the last batch started here (0: none)
         pending = 0  # bytes grown here and not yet settled into the pool
         free = pool.free_bytes
         at_horizon = False
+        inf = float("inf")
         while running:
-            s, batch = self._next_decodes(clock)
+            first = inf
+            batch = []
+            for r in running:
+                x = r.ready_at
+                if x <= clock:
+                    batch.append(r)
+                elif x < first:
+                    first = x
+            if batch:
+                s = clock  # someone became ready while the last iteration ran
+            else:  # the server idles until the first round trip ends
+                s = first
+                batch = [r for r in running if r.ready_at <= s]
             if s >= t:
                 at_horizon = True
                 break
-            del batch[cap:]
+            if len(batch) > cap:
+                del batch[cap:]
             need = 0
             total = 0.0
             min_split = n_layers
             for r in batch:
                 need += r.kv_bytes_per_token
-                total += sequence_s(r.split, 1, r.computed, True)
-                if r.split < min_split:
-                    min_split = r.split
+                c = r.computed
+                k = r.split
+                seq = (n_layers - k) * (kv * (c + 1) + lin + attn * (2 * c + 2)) + head_tok
+                if k == 0:
+                    seq += embed
+                total += seq + head_smp
+                if k < min_split:
+                    min_split = k
             if need > free:
                 clock = s  # the general path starts this iteration at s too
                 break  # eviction or preemption: the general scheduler decides
             free -= need
             pending += need
-            e = s + (total + fixed_s(min_split, min_split == 0, True))
-            self.last_batch_size = self.last_batch_tokens = len(batch)
+            e = s + (total + fixed[min_split])
+            last = len(batch)
             if e > t:
                 self._sched[:] = batch
-                self._sched_n[:] = [1] * len(batch)
+                self._sched_n[:] = [1] * last
                 self._in_flight, self._iter_end = True, e
                 clock, at_horizon = s, True
                 break
@@ -490,25 +523,14 @@ class EdgeServer:
                 elif r.split > 0:
                     r.ready_at = e + r.round_trip_s
         self.clock, self.busy_s, self.iterations = clock, busy, iterations
+        if last:
+            self.last_batch_size = self.last_batch_tokens = last
         for r in running:
             self._settle(r, charged)
         if self._in_flight:  # the batch in flight holds its new tokens' KV, as at a start
             for r in self._sched:
                 pool.grow(r.request_id, r.kv_bytes_per_token)
         return at_horizon
-
-    def _next_decodes(self, clock: float) -> tuple[float, list[EdgeRequest]]:
-        """When the next decode iteration starts and who is ready then, in admission order."""
-        first = float("inf")
-        batch = []
-        for r in self.running:
-            if r.ready_at <= clock:
-                batch.append(r)
-            elif r.ready_at < first:
-                first = r.ready_at
-        if batch:
-            return clock, batch
-        return first, [r for r in self.running if r.ready_at <= first]
 
     def _settle(self, r: EdgeRequest, charged: dict[int, int]) -> int:
         """Grow ``r``'s pool share by the decodes :meth:`_decode_run` counted; the bytes."""
