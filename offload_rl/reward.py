@@ -135,12 +135,17 @@ class CostLedger:
         self._lumps.append((t, amount))
 
     def collect(self, t: float) -> tuple[float, float]:
-        """``(latency cost, other cost)`` accrued in ``(last collection, t]``."""
+        """``(latency cost, other cost)`` accrued in ``(last collection, t]``.
+
+        Called twice per step of the cell: the clamps are written as conditionals that pick
+        what ``max``/``min`` would (the same floats, without their call overhead).
+        """
         t0 = self._t
         latency = 0.0
         done = []
         for key, (start, rate, end) in self._open.items():
-            lo, hi = max(start, t0), min(end, t)
+            lo = t0 if t0 > start else start  # max(start, t0)
+            hi = t if t < end else end  # min(end, t)
             if hi > lo:
                 latency += rate * (hi - lo)
             if end <= t:
@@ -148,17 +153,22 @@ class CostLedger:
         for key in done:
             del self._open[key]
         other = 0.0
-        keep_spreads = []
-        for start, end, total in self._spreads:
-            lo, hi = max(start, t0), min(end, t)
-            if hi > lo:
-                other += total * (hi - lo) / (end - start)
-            if end > t:
-                keep_spreads.append((start, end, total))
-        self._spreads = keep_spreads
-        later = [(when, amount) for when, amount in self._lumps if when > t]
-        other += sum(amount for when, amount in self._lumps if when <= t)
-        self._lumps = later
+        if self._spreads:
+            keep_spreads = []
+            for spread in self._spreads:
+                start, end, total = spread
+                lo = t0 if t0 > start else start
+                hi = t if t < end else end
+                if hi > lo:
+                    other += total * (hi - lo) / (end - start)
+                if end > t:
+                    keep_spreads.append(spread)
+            self._spreads = keep_spreads
+        if self._lumps:
+            now = [amount for when, amount in self._lumps if when <= t]
+            if now:
+                self._lumps = [lump for lump in self._lumps if lump[0] > t]
+            other += sum(now)
         self._t = t
         self.latency_cost += latency
         self.other_cost += other

@@ -151,6 +151,7 @@ class CellSimulator:
         self._done: list[tuple[float, int, CellRequest]] = []
         self._at_edge: dict[int, CellRequest] = {}
         self._energy_j = [0.0] * len(self.devices)
+        self._radios = [d.radio for d in self.devices]
         self._t = 0.0
         self._busy_mark = (0.0, 0.0)
 
@@ -192,10 +193,9 @@ class CellSimulator:
         t = req.arrival_s
         net = self.facts.scenario.network
         d.probe_if_out(t, net.outage_mbps, net.throughput_sample_s)
-        known = [j for j, ts in enumerate(d.sample_t) if ts <= t]
         H = net.throughput_history
-        samples = [d.sample_mbps[j] for j in known[-H:]]
-        age = t - d.sample_t[known[-1]] if known else 3600.0
+        samples, newest = d.samples_until(t, H)
+        age = t - newest if samples else 3600.0
         sid = req.session_id
         pool = self.edge.pool
         entry = pool.peek(sid)
@@ -373,10 +373,11 @@ class CellSimulator:
             self._edge_done(self._at_edge.pop(er.request_id), er)
         self._stream_tokens(t)
         energy = 0.0
-        for j, d in enumerate(self.devices):
-            e = d.radio.energy_until(t)
-            energy += e - self._energy_j[j]
-            self._energy_j[j] = e
+        charged = self._energy_j
+        for j, radio in enumerate(self._radios):
+            e = radio.energy_until(t)
+            energy += e - charged[j]
+            charged[j] = e
         if energy:
             self._spend(t, t, energy)
         done = []
