@@ -156,6 +156,10 @@ class Radio:
             self._settled_t = max(self._settled_t, end)
         return start
 
+    def idle_from(self) -> float:
+        """When the radio is idle, unless a transfer comes first (the latest tail's end)."""
+        return self._active_until + self.params.tail_s
+
     def energy_until(self, t: float) -> float:
         """Joules spent from time 0 to ``t`` (tail and idle settled up to ``t``)."""
         if t > self._settled_t:
