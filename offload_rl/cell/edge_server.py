@@ -32,11 +32,15 @@ Accounting per request (:class:`EdgeRequest`): arrival, first admission, first t
 preemptions, seconds queued (over all admissions), batch size at admission. The server also
 integrates the number of requests in the system over time (Little's law, Decima's reward).
 
-Speed: in the cell almost every iteration is decode-only (split requests wait out their round
-trips, so the batch changes nearly every iteration and has no closed form); those stretches run in
-one loop over plain floats that performs the general scheduler's float operations in its order,
-so results are bit-identical. ``EdgeServer(..., fast=False)`` runs every iteration through the
-general scheduler: the reference ``tests/offload_rl/cell/test_edge_server_fast.py`` compares to.
+Speed: in the cell almost every iteration is decode-only. Those stretches run in one loop over
+plain floats that performs the general scheduler's float operations in its order. While nothing
+but token-id requests is ready the batch is fixed and an iteration's time is affine in the
+iteration count (each sequence's context grows by one), so ``k`` iterations take
+``k * d0 + g * k(k-1)/2``: the loop jumps in closed form to the next event (a finish, the horizon,
+a full pool, a split request's round trip ending), which changes times only by float summation
+order (a few ulps per iteration). ``EdgeServer(..., fast=False)`` runs every iteration through
+the general scheduler: the reference ``tests/offload_rl/cell/test_edge_server_fast.py`` and
+``tests/envs/test_edge_cell_fast_edge.py`` compare to (discrete events equal, times within 1e-9).
 
 Left out on purpose: swapping (recompute only, vLLM's default), priorities, the 1% free-block
 watermark, speculative decoding. On recompute a split request re-prefills from the boundary
@@ -46,6 +50,7 @@ them again, so preempting split requests is priced a little low.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -157,6 +162,7 @@ class EdgeServer:
         self._n_in_system = 0
         self._area = 0.0  # integral of requests in system over time
         self._area_t = 0.0
+        self.closed_form_iterations = 0  # iterations the fast path ran in closed form
         # fixed_s of a decode-only iteration by its lowest split (the fast path's table)
         self._decode_fixed_s = tuple(
             cost.fixed_s(k, k == 0, True) for k in range(cost.n_layers + 1)
@@ -432,10 +438,13 @@ class EdgeServer:
         float operations of :meth:`_start_iteration`, :meth:`_batch_time` and
         :meth:`_complete_iteration` in their order, on locals (the decode's
         :meth:`BatchRoofline.sequence_s` written out term by term, the iteration's
-        :meth:`BatchRoofline.fixed_s` from a table). It hands back to the general scheduler
-        (False) before an iteration it cannot run: a pool without room for every decode, or an
-        empty server. The pool's growth is counted locally and settled per request
-        (:meth:`_settle`) before a request finishes and when the loop stops.
+        :meth:`BatchRoofline.fixed_s` from a table). A batch of token-id requests only, with
+        nobody else ready and nobody cut by the budgets, stays the same until a finish, a full
+        pool, the horizon or a round trip's end: that many iterations run at once
+        (:func:`_affine_iterations`). It hands back to the general scheduler (False) before an
+        iteration it cannot run: a pool without room for every decode, or an empty server. The
+        pool's growth is counted locally and settled per request (:meth:`_settle`) before a
+        request finishes and when the loop stops.
         """
         running = self.running
         pool = self.pool
@@ -454,6 +463,7 @@ class EdgeServer:
         )
         n_layers = cost.n_layers
         fixed = self._decode_fixed_s
+        slope = n_layers * (kv + 2 * attn)  # d(sequence_s)/d(context) of a token-id decode
         cap = min(self.max_num_batched_tokens, self.max_num_seqs)  # decodes take 1 token each
         charged = {r.request_id: r.computed for r in running}  # tokens the pool holds KV for
         clock, busy, iterations = self.clock, self.busy_s, self.iterations
@@ -479,11 +489,13 @@ class EdgeServer:
             if s >= t:
                 at_horizon = True
                 break
-            if len(batch) > cap:
+            whole = len(batch) <= cap
+            if not whole:
                 del batch[cap:]
             need = 0
             total = 0.0
             min_split = n_layers
+            max_split = 0
             for r in batch:
                 need += r.kv_bytes_per_token
                 c = r.computed
@@ -494,12 +506,37 @@ class EdgeServer:
                 total += seq + head_smp
                 if k < min_split:
                     min_split = k
+                if k > max_split:
+                    max_split = k
             if need > free:
                 clock = s  # the general path starts this iteration at s too
                 break  # eviction or preemption: the general scheduler decides
+            d0 = total + fixed[min_split]
+            if not max_split and whole and first - s > JUMP_MIN * d0:
+                # token ids only, nobody else ready: the batch stays as it is (step 1 in
+                # _fixed_batch_run); first is when the earliest round trip ends
+                g = len(batch) * slope
+                n = min(min(r.output_tokens - r.generated for r in batch) - 1, free // need)
+                n = _affine_iterations(s, d0, g, n, t, first)
+                if n >= JUMP_MIN:
+                    e = s + (n * d0 + g * (n * (n - 1) // 2))
+                    for r in batch:
+                        r.computed += n
+                        r.generated += n
+                        r.known += n
+                        if r.first_token_s < 0:
+                            r.first_token_s = s + d0
+                    free -= n * need
+                    pending += n * need
+                    busy += e - s
+                    clock = e
+                    iterations += n
+                    self.closed_form_iterations += n
+                    last = len(batch)
+                    continue
             free -= need
             pending += need
-            e = s + (total + fixed[min_split])
+            e = s + d0
             last = len(batch)
             if e > t:
                 self._sched[:] = batch
@@ -550,3 +587,32 @@ class EdgeServer:
         r.finish_s = e
         self._count(e, -1)
         self._finished.append(r)
+
+
+# a closed-form run must save at least this many iterations (it costs about as much as three)
+JUMP_MIN = 4
+
+
+def _affine_iterations(s: float, d0: float, g: float, n: int, t: float, ready: float) -> int:
+    """How many of ``n`` iterations starting at ``s`` run before the horizon and a round trip.
+
+    Iteration ``j`` takes ``d0 + g * j``, so ``j`` iterations end at
+    ``E(j) = s + j * d0 + g * j (j - 1) / 2``. The answer is the largest ``j <= n`` whose
+    iterations all end by ``t`` (``E(j) <= t``, as the loop lets an iteration end at the
+    horizon) and all start before ``ready`` (``E(j - 1) < ready``, when another request joins):
+    the quadratic's root, then corrected against ``E`` itself.
+    """
+
+    def end(j: int) -> float:
+        return s + (j * d0 + g * (j * (j - 1) // 2))
+
+    for bound in (t, ready):
+        if bound == math.inf or n <= 0:
+            continue
+        x = bound - s  # > 0: the caller checked both bounds lie after s
+        b = d0 - g / 2.0
+        root = 2.0 * x / (b + math.sqrt(b * b + 2.0 * g * x))  # E(root) = bound, cancellation-free
+        n = min(n, int(root) + 1)
+    while n > 0 and (end(n) > t or (n > 1 and end(n - 1) >= ready)):
+        n -= 1
+    return n
