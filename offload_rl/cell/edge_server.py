@@ -474,18 +474,22 @@ class EdgeServer:
         inf = float("inf")
         while running:
             first = inf
+            earliest = running[0]  # the request whose round trip ends first (first)
+            tie = False  # another one ends at the same instant
             batch = []
             for r in running:
                 x = r.ready_at
                 if x <= clock:
                     batch.append(r)
                 elif x < first:
-                    first = x
+                    first, earliest, tie = x, r, False
+                elif x == first:
+                    tie = True
             if batch:
                 s = clock  # someone became ready while the last iteration ran
             else:  # the server idles until the first round trip ends
                 s = first
-                batch = [r for r in running if r.ready_at <= s]
+                batch = [r for r in running if r.ready_at <= s] if tie else [earliest]
             if s >= t:
                 at_horizon = True
                 break
