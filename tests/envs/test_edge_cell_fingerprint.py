@@ -25,8 +25,10 @@ from envs.edge_cell import EdgeCellEnv
 # Re-recorded when the edge server began to run fixed token-id batches in closed form: times move
 # by float summation order only (against the previous pin's code, 4 episodes at N = 8, 32, 128
 # under random and under edge-first actions: identical observations and discrete events, times
-# within 6e-12 s, rewards within 1.4e-13 relative).
-FINGERPRINT = "65c4060b8f184f25b2a7b438ee0d3f933b71833f286a378fc905c875103cf5f2"
+# within 6e-12 s, rewards within 1.4e-13 relative). Re-recorded when the cost ledger began to
+# integrate piecewise-constant rates (its sums in another order: identical observations and
+# discrete events, rewards within 1.4e-15 relative, energy_j within 2.5e-15).
+FINGERPRINT = "f5c7439e8b9a4783c0cf05bb5138df257c0c69e1269a29ab88f654be24e892b7"
 SEEDS = (0, 1, 2)
 STEPS = 120
 
