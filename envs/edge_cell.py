@@ -238,10 +238,10 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         if truncated:
             info.update(self._return_rates())
         self._prepare()
-        es = sim.edge.state()
-        info["edge_batch"] = es.last_batch_size
-        info["edge_waiting"] = es.n_waiting
-        info["edge_kv_occupancy"] = es.pool_used_bytes / es.pool_capacity_bytes
+        edge = sim.edge  # the fields of edge.state() read directly (it sums over requests)
+        info["edge_batch"] = edge.last_batch_size
+        info["edge_waiting"] = len(edge.waiting)
+        info["edge_kv_occupancy"] = edge.pool.used_bytes / edge.pool.capacity_bytes
         return self._obs, float(reward), False, bool(truncated), info
 
     def _decision_info(self, cr: CellRequest, action: int, invalid: bool) -> dict[str, Any]:

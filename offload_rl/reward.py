@@ -18,6 +18,7 @@ worse answer it gets. Without one the term is absent (``w_quality = quality_gap 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from heapq import heappop, heappush
 
 from offload_rl.cost_model import RequestCost
 
@@ -92,6 +93,58 @@ def score_request(
 # --------------------------------------------------------------------------------------------
 
 
+class _RateTimeline:
+    """A sum of rates that start and stop at given instants, integrated between collections.
+
+    The ledger's costs are piecewise constant in time; keeping the current sum and a heap of the
+    instants where it changes makes a collection cost O(changes in the interval), not O(requests
+    in the system), and the cell collects twice per step. The sum is reset to exactly 0 whenever
+    nothing is active, so rounding cannot leave a residual rate behind.
+    """
+
+    def __init__(self) -> None:
+        self.rate = 0.0
+        self.active = 0
+        # (time, seq, delta rate, +1 start / -1 stop, key of a stopping request or None)
+        self._changes: list[tuple[float, int, float, int, int | None]] = []
+        self._seq = 0
+
+    def clear(self) -> None:
+        self.rate = 0.0
+        self.active = 0
+        self._changes.clear()
+
+    def change(self, when: float, delta: float, step: int, key: int | None = None) -> None:
+        """From ``when`` on, the rate moves by ``delta``; ``step`` is +1 for a start, -1 a stop."""
+        self._seq += 1
+        heappush(self._changes, (when, self._seq, delta, step, key))
+
+    def integrate(self, t0: float, t: float, stopped: list[int]) -> float:
+        """The integral over ``(t0, t]``; keys whose stop falls in it are appended to ``stopped``.
+
+        A change dated before ``t0`` takes effect at ``t0`` (nothing is charged retroactively).
+        """
+        changes = self._changes
+        total = 0.0
+        at = t0
+        rate = self.rate
+        while changes and changes[0][0] <= t:
+            when, _, delta, step, key = heappop(changes)
+            if when > at:
+                total += rate * (when - at)
+                at = when
+            rate += delta
+            self.active += step
+            if not self.active:
+                rate = 0.0
+            if key is not None:
+                stopped.append(key)
+        if t > at:
+            total += rate * (t - at)
+        self.rate = rate
+        return total
+
+
 class CostLedger:
     """The cell's reward: cost that accrues while it happens, collected between decisions.
 
@@ -114,7 +167,8 @@ class CostLedger:
 
     def __init__(self) -> None:
         self._open: dict[int, list[float]] = {}  # key -> [start, rate, end (inf: open)]
-        self._spreads: list[tuple[float, float, float]] = []  # (start, end, total)
+        self._latency = _RateTimeline()  # rates of the requests in the system
+        self._spreads = _RateTimeline()  # rates of costs spread over intervals
         self._lumps: list[tuple[float, float]] = []  # (time, amount)
         self._t = 0.0
         self.latency_cost = 0.0  # collected so far, by kind
@@ -123,6 +177,7 @@ class CostLedger:
     def reset(self, t: float = 0.0) -> None:
         """Forget everything; the next collection starts at ``t``."""
         self._open.clear()
+        self._latency.clear()
         self._spreads.clear()
         self._lumps.clear()
         self._t = t
@@ -131,17 +186,22 @@ class CostLedger:
     def open(self, key: int, start: float, rate: float) -> None:
         """Request ``key`` is in the system from ``start``, costing ``rate`` per second."""
         self._open[key] = [start, rate, float("inf")]
+        self._latency.change(start, rate, +1)
 
     def close(self, key: int, end: float) -> None:
         """Request ``key`` leaves the system at ``end`` (may lie after the last collection)."""
-        self._open[key][2] = end
+        entry = self._open[key]
+        entry[2] = end
+        self._latency.change(end, -entry[1], -1, key)
 
     def spread(self, start: float, end: float, total: float) -> None:
         """``total`` cost spent uniformly over ``[start, end]`` (an instant if they are equal)."""
         if end <= start:
             self._lumps.append((start, total))
         else:
-            self._spreads.append((start, end, total))
+            rate = total / (end - start)
+            self._spreads.change(start, rate, +1)
+            self._spreads.change(end, -rate, -1)
 
     def charge(self, t: float, amount: float) -> None:
         """A lump of cost at time ``t`` (collected by the first collection at or after it)."""
@@ -150,28 +210,16 @@ class CostLedger:
     def collect(self, t: float) -> tuple[float, float]:
         """``(latency cost, other cost)`` accrued in ``(last collection, t]``."""
         t0 = self._t
-        latency = 0.0
-        done = []
-        for key, (start, rate, end) in self._open.items():
-            lo, hi = max(start, t0), min(end, t)
-            if hi > lo:
-                latency += rate * (hi - lo)
-            if end <= t:
-                done.append(key)
-        for key in done:
+        left: list[int] = []
+        latency = self._latency.integrate(t0, t, left)
+        for key in left:
             del self._open[key]
-        other = 0.0
-        keep_spreads = []
-        for start, end, total in self._spreads:
-            lo, hi = max(start, t0), min(end, t)
-            if hi > lo:
-                other += total * (hi - lo) / (end - start)
-            if end > t:
-                keep_spreads.append((start, end, total))
-        self._spreads = keep_spreads
-        later = [(when, amount) for when, amount in self._lumps if when > t]
-        other += sum(amount for when, amount in self._lumps if when <= t)
-        self._lumps = later
+        other = self._spreads.integrate(t0, t, left)
+        if self._lumps:
+            now = [amount for when, amount in self._lumps if when <= t]
+            if now:
+                self._lumps = [lump for lump in self._lumps if lump[0] > t]
+            other += sum(now)
         self._t = t
         self.latency_cost += latency
         self.other_cost += other

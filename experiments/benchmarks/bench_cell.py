@@ -7,6 +7,10 @@ slows down during the run slows both sides of each ratio alike. The cell's load 
 scenario's (the fitted per-cell stream shared by the N devices), so the cost that grows with
 N is the simulator's bookkeeping (radios settled, devices drawn), not more edge traffic.
 
+Cost per decision is the median round's wall time per step, split into the edge server's share
+(time inside ``EdgeServer.advance``: its iterations) and the rest of the step (dispatch, devices,
+ledger, observation, mask, info).
+
     .venv/bin/python experiments/benchmarks/bench_cell.py [--steps 2000] [--rounds 5]
 """
 
@@ -15,11 +19,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import gymnasium as gym
 import numpy as np
 
 from envs.edge_cell import EdgeCellEnv
+from offload_rl.cell.edge_server import EdgeServer
 
 
 def cartpole_rate(steps: int, seed: int) -> float:
@@ -37,20 +44,40 @@ def cartpole_rate(steps: int, seed: int) -> float:
     return steps / elapsed
 
 
-def cell_rate(env: EdgeCellEnv, steps: int, seed: int) -> float:
+@contextmanager
+def edge_clock() -> Iterator[list[float]]:
+    """Seconds spent inside ``EdgeServer.advance`` while the block runs (one float in a list)."""
+    spent = [0.0]
+    advance = EdgeServer.advance
+
+    def timed(self: EdgeServer, t: float) -> None:
+        start = time.perf_counter()
+        advance(self, t)
+        spent[0] += time.perf_counter() - start
+
+    EdgeServer.advance = timed  # type: ignore[method-assign]
+    try:
+        yield spent
+    finally:
+        EdgeServer.advance = advance  # type: ignore[method-assign]
+
+
+def cell_rate(env: EdgeCellEnv, steps: int, seed: int) -> tuple[float, float]:
+    """Steps per second of the cell, and the edge server's share of the timed seconds."""
     rng = np.random.default_rng(seed)
-    t = time.perf_counter()
-    env.reset(seed=seed)
-    elapsed = time.perf_counter() - t
-    for _ in range(steps):
-        valid = np.flatnonzero(env.action_masks())
-        a = int(valid[rng.integers(valid.size)])
+    with edge_clock() as edge_s:
         t = time.perf_counter()
-        _, _, term, trunc, _ = env.step(a)
-        if term or trunc:
-            env.reset()
-        elapsed += time.perf_counter() - t
-    return steps / elapsed
+        env.reset(seed=seed)
+        elapsed = time.perf_counter() - t
+        for _ in range(steps):
+            valid = np.flatnonzero(env.action_masks())
+            a = int(valid[rng.integers(valid.size)])
+            t = time.perf_counter()
+            _, _, term, trunc, _ = env.step(a)
+            if term or trunc:
+                env.reset()
+            elapsed += time.perf_counter() - t
+    return steps / elapsed, edge_s[0] / elapsed
 
 
 def main() -> None:
@@ -60,20 +87,26 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--sizes", type=int, nargs="+", default=[8, 32, 128])
     args = parser.parse_args()
-    print("| N | cell steps/s (median) | CartPole steps/s (median) | ratio (median of rounds) |")
-    print("|---|---|---|---|")
+    print(
+        "| N | cell steps/s (median) | CartPole steps/s (median) | ratio (median of rounds) "
+        "| ms per decision | of which edge server | rest of the step |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for n in args.sizes:
         env = EdgeCellEnv(args.scenario, n_devices=n)
-        cells, poles, ratios = [], [], []
+        cells, poles, ratios, edge_shares = [], [], [], []
         for r in range(args.rounds):
             pole = cartpole_rate(args.steps * 10, seed=r)
-            cell = cell_rate(env, args.steps, seed=r)
+            cell, edge_share = cell_rate(env, args.steps, seed=r)
             cells.append(cell)
             poles.append(pole)
             ratios.append(cell / pole)
+            edge_shares.append(edge_share)
+        ms = 1e3 / statistics.median(cells)
+        edge_ms = ms * statistics.median(edge_shares)
         print(
             f"| {n} | {statistics.median(cells):,.0f} | {statistics.median(poles):,.0f} "
-            f"| {statistics.median(ratios):.4f} |"
+            f"| {statistics.median(ratios):.4f} | {ms:.3f} | {edge_ms:.3f} | {ms - edge_ms:.3f} |"
         )
 
 

@@ -81,6 +81,25 @@ class Device:
         if len(self.sample_mbps) > 64:  # the encoder reads at most 64
             del self.sample_t[:32], self.sample_mbps[:32]
 
+    def samples_until(self, t: float, history: int) -> tuple[list[float], float]:
+        """The newest ``history`` samples measured by ``t``, oldest first, and the newest's time.
+
+        Samples are appended in decision order, and a transfer may end after a later decision,
+        so the times are not sorted: scan back from the newest until ``history`` are found.
+        """
+        times, values = self.sample_t, self.sample_mbps
+        picked: list[float] = []
+        newest = 0.0
+        for j in range(len(times) - 1, -1, -1):
+            if times[j] <= t:
+                if not picked:
+                    newest = times[j]
+                picked.append(values[j])
+                if len(picked) >= history:
+                    break
+        picked.reverse()
+        return picked, newest
+
     def probe_if_out(self, t: float, floor_mbps: float, period_s: float) -> None:
         """Re-measure the link before deciding while the newest sample says it is out."""
         if self.sample_mbps and self.sample_mbps[-1] >= floor_mbps:

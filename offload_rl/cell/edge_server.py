@@ -32,11 +32,15 @@ Accounting per request (:class:`EdgeRequest`): arrival, first admission, first t
 preemptions, seconds queued (over all admissions), batch size at admission. The server also
 integrates the number of requests in the system over time (Little's law, Decima's reward).
 
-Speed: in the cell almost every iteration is decode-only (split requests wait out their round
-trips, so the batch changes nearly every iteration and has no closed form); those stretches run in
-one loop over plain floats that performs the general scheduler's float operations in its order,
-so results are bit-identical. ``EdgeServer(..., fast=False)`` runs every iteration through the
-general scheduler: the reference ``tests/offload_rl/cell/test_edge_server_fast.py`` compares to.
+Speed: in the cell almost every iteration is decode-only. Those stretches run in one loop over
+plain floats that performs the general scheduler's float operations in its order. While nothing
+but token-id requests is ready the batch is fixed and an iteration's time is affine in the
+iteration count (each sequence's context grows by one), so ``k`` iterations take
+``k * d0 + g * k(k-1)/2``: the loop jumps in closed form to the next event (a finish, the horizon,
+a full pool, a split request's round trip ending), which changes times only by float summation
+order (a few ulps per iteration). ``EdgeServer(..., fast=False)`` runs every iteration through
+the general scheduler: the reference ``tests/offload_rl/cell/test_edge_server_fast.py`` and
+``tests/envs/test_edge_cell_fast_edge.py`` compare to (discrete events equal, times within 1e-9).
 
 Left out on purpose: swapping (recompute only, vLLM's default), priorities, the 1% free-block
 watermark, speculative decoding. On recompute a split request re-prefills from the boundary
@@ -46,6 +50,7 @@ them again, so preempting split requests is priced a little low.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -157,6 +162,11 @@ class EdgeServer:
         self._n_in_system = 0
         self._area = 0.0  # integral of requests in system over time
         self._area_t = 0.0
+        self.closed_form_iterations = 0  # iterations the fast path ran in closed form
+        # fixed_s of a decode-only iteration by its lowest split (the fast path's table)
+        self._decode_fixed_s = tuple(
+            cost.fixed_s(k, k == 0, True) for k in range(cost.n_layers + 1)
+        )
 
     # --- the environment's interface ---------------------------------------------------------
 
@@ -426,51 +436,115 @@ class EdgeServer:
         eviction when the pool has room for all of them. Nothing inside such a stretch can queue
         a request or start a prefill, so the loop checks that once, then performs exactly the
         float operations of :meth:`_start_iteration`, :meth:`_batch_time` and
-        :meth:`_complete_iteration` in their order, on locals. It hands back to the general
-        scheduler (False) before an iteration it cannot run: a pool without room for every
-        decode, or an empty server. The pool's growth is counted locally and settled per
-        request (:meth:`_settle`) before a request finishes and when the loop stops.
+        :meth:`_complete_iteration` in their order, on locals (the decode's
+        :meth:`BatchRoofline.sequence_s` written out term by term, the iteration's
+        :meth:`BatchRoofline.fixed_s` from a table). A batch of token-id requests only, with
+        nobody else ready and nobody cut by the budgets, stays the same until a finish, a full
+        pool, the horizon or a round trip's end: that many iterations run at once
+        (:func:`_affine_iterations`). It hands back to the general scheduler (False) before an
+        iteration it cannot run: a pool without room for every decode, or an empty server. The
+        pool's growth is counted locally and settled per request (:meth:`_settle`) before a
+        request finishes and when the loop stops.
         """
         running = self.running
         pool = self.pool
-        if not running or any(
-            r.known - r.computed != 1
-            or pool.held_by(r.request_id) != r.computed * r.kv_bytes_per_token
-            for r in running
-        ):
-            return False  # something queued, prefilling, or a prompt's reserved last token
+        if not running or self.waiting:
+            return False
+        held = pool.held_by
+        for r in running:
+            if r.known - r.computed != 1 or held(r.request_id) != r.computed * r.kv_bytes_per_token:
+                return False  # prefilling, or a prompt's reserved last token
         cost = self.cost
-        sequence_s, fixed_s, n_layers = cost.sequence_s, cost.fixed_s, cost.n_layers
+        kv, lin, attn = cost.kv_s_per_token, cost.linear_s_per_token, cost.attn_s_unit
+        head_tok, embed, head_smp = (
+            cost.head_s_per_token,
+            cost.embed_s_per_token,
+            cost.head_s_per_sample,
+        )
+        n_layers = cost.n_layers
+        fixed = self._decode_fixed_s
+        slope = n_layers * (kv + 2 * attn)  # d(sequence_s)/d(context) of a token-id decode
         cap = min(self.max_num_batched_tokens, self.max_num_seqs)  # decodes take 1 token each
         charged = {r.request_id: r.computed for r in running}  # tokens the pool holds KV for
         clock, busy, iterations = self.clock, self.busy_s, self.iterations
+        last = 0  # size of the last batch started here (0: none)
         pending = 0  # bytes grown here and not yet settled into the pool
         free = pool.free_bytes
         at_horizon = False
+        inf = float("inf")
         while running:
-            s, batch = self._next_decodes(clock)
+            first = inf
+            earliest = running[0]  # the request whose round trip ends first (first)
+            tie = False  # another one ends at the same instant
+            batch = []
+            for r in running:
+                x = r.ready_at
+                if x <= clock:
+                    batch.append(r)
+                elif x < first:
+                    first, earliest, tie = x, r, False
+                elif x == first:
+                    tie = True
+            if batch:
+                s = clock  # someone became ready while the last iteration ran
+            else:  # the server idles until the first round trip ends
+                s = first
+                batch = [r for r in running if r.ready_at <= s] if tie else [earliest]
             if s >= t:
                 at_horizon = True
                 break
-            del batch[cap:]
+            whole = len(batch) <= cap
+            if not whole:
+                del batch[cap:]
             need = 0
             total = 0.0
             min_split = n_layers
+            max_split = 0
             for r in batch:
                 need += r.kv_bytes_per_token
-                total += sequence_s(r.split, 1, r.computed, True)
-                if r.split < min_split:
-                    min_split = r.split
+                c = r.computed
+                k = r.split
+                seq = (n_layers - k) * (kv * (c + 1) + lin + attn * (2 * c + 2)) + head_tok
+                if k == 0:
+                    seq += embed
+                total += seq + head_smp
+                if k < min_split:
+                    min_split = k
+                if k > max_split:
+                    max_split = k
             if need > free:
                 clock = s  # the general path starts this iteration at s too
                 break  # eviction or preemption: the general scheduler decides
+            d0 = total + fixed[min_split]
+            if not max_split and whole and first - s > JUMP_MIN * d0:
+                # token ids only, nobody else ready: the batch stays as it is (step 1 in
+                # _fixed_batch_run); first is when the earliest round trip ends
+                g = len(batch) * slope
+                n = min(min(r.output_tokens - r.generated for r in batch) - 1, free // need)
+                n = _affine_iterations(s, d0, g, n, t, first)
+                if n >= JUMP_MIN:
+                    e = s + (n * d0 + g * (n * (n - 1) // 2))
+                    for r in batch:
+                        r.computed += n
+                        r.generated += n
+                        r.known += n
+                        if r.first_token_s < 0:
+                            r.first_token_s = s + d0
+                    free -= n * need
+                    pending += n * need
+                    busy += e - s
+                    clock = e
+                    iterations += n
+                    self.closed_form_iterations += n
+                    last = len(batch)
+                    continue
             free -= need
             pending += need
-            e = s + (total + fixed_s(min_split, min_split == 0, True))
-            self.last_batch_size = self.last_batch_tokens = len(batch)
+            e = s + d0
+            last = len(batch)
             if e > t:
                 self._sched[:] = batch
-                self._sched_n[:] = [1] * len(batch)
+                self._sched_n[:] = [1] * last
                 self._in_flight, self._iter_end = True, e
                 clock, at_horizon = s, True
                 break
@@ -490,25 +564,14 @@ class EdgeServer:
                 elif r.split > 0:
                     r.ready_at = e + r.round_trip_s
         self.clock, self.busy_s, self.iterations = clock, busy, iterations
+        if last:
+            self.last_batch_size = self.last_batch_tokens = last
         for r in running:
             self._settle(r, charged)
         if self._in_flight:  # the batch in flight holds its new tokens' KV, as at a start
             for r in self._sched:
                 pool.grow(r.request_id, r.kv_bytes_per_token)
         return at_horizon
-
-    def _next_decodes(self, clock: float) -> tuple[float, list[EdgeRequest]]:
-        """When the next decode iteration starts and who is ready then, in admission order."""
-        first = float("inf")
-        batch = []
-        for r in self.running:
-            if r.ready_at <= clock:
-                batch.append(r)
-            elif r.ready_at < first:
-                first = r.ready_at
-        if batch:
-            return clock, batch
-        return first, [r for r in self.running if r.ready_at <= first]
 
     def _settle(self, r: EdgeRequest, charged: dict[int, int]) -> int:
         """Grow ``r``'s pool share by the decodes :meth:`_decode_run` counted; the bytes."""
@@ -528,3 +591,32 @@ class EdgeServer:
         r.finish_s = e
         self._count(e, -1)
         self._finished.append(r)
+
+
+# a closed-form run must save at least this many iterations (it costs about as much as three)
+JUMP_MIN = 4
+
+
+def _affine_iterations(s: float, d0: float, g: float, n: int, t: float, ready: float) -> int:
+    """How many of ``n`` iterations starting at ``s`` run before the horizon and a round trip.
+
+    Iteration ``j`` takes ``d0 + g * j``, so ``j`` iterations end at
+    ``E(j) = s + j * d0 + g * j (j - 1) / 2``. The answer is the largest ``j <= n`` whose
+    iterations all end by ``t`` (``E(j) <= t``, as the loop lets an iteration end at the
+    horizon) and all start before ``ready`` (``E(j - 1) < ready``, when another request joins):
+    the quadratic's root, then corrected against ``E`` itself.
+    """
+
+    def end(j: int) -> float:
+        return s + (j * d0 + g * (j * (j - 1) // 2))
+
+    for bound in (t, ready):
+        if bound == math.inf or n <= 0:
+            continue
+        x = bound - s  # > 0: the caller checked both bounds lie after s
+        b = d0 - g / 2.0
+        root = 2.0 * x / (b + math.sqrt(b * b + 2.0 * g * x))  # E(root) = bound, cancellation-free
+        n = min(n, int(root) + 1)
+    while n > 0 and (end(n) > t or (n > 1 and end(n - 1) >= ready)):
+        n -= 1
+    return n

@@ -156,9 +156,14 @@ class Radio:
             self._settled_t = max(self._settled_t, end)
         return start
 
+    def idle_from(self) -> float:
+        """When the radio is idle, unless a transfer comes first (the latest tail's end)."""
+        return self._active_until + self.params.tail_s
+
     def energy_until(self, t: float) -> float:
         """Joules spent from time 0 to ``t`` (tail and idle settled up to ``t``)."""
-        self._settle(t)
+        if t > self._settled_t:
+            self._settle(t)
         return self.energy_j
 
     def _settle(self, t: float) -> None:
@@ -167,8 +172,13 @@ class Radio:
         if t <= t0:
             return
         p = self.params
-        tail_end = self._active_until + p.tail_s
-        in_tail = max(min(t, tail_end) - max(t0, self._active_until), 0.0)
-        in_idle = max(t - max(t0, tail_end), 0.0)
-        self.energy_j += p.tail_w * in_tail + p.idle_w * in_idle
+        active = self._active_until
+        tail_end = active + p.tail_s
+        # max(min(t, tail_end) - max(t0, active), 0.0) and max(t - max(t0, tail_end), 0.0),
+        # with conditionals that pick what max/min would: the cell settles every radio per step
+        in_tail = (tail_end if tail_end < t else t) - (active if active > t0 else t0)
+        in_idle = t - (tail_end if tail_end > t0 else t0)
+        self.energy_j += p.tail_w * (in_tail if in_tail > 0.0 else 0.0) + p.idle_w * (
+            in_idle if in_idle > 0.0 else 0.0
+        )
         self._settled_t = t

@@ -153,7 +153,17 @@ class CellSimulator:
         self._submissions: list[tuple[float, int, EdgeRequest]] = []
         self._done: list[tuple[float, int, CellRequest]] = []
         self._at_edge: dict[int, CellRequest] = {}
-        self._energy_j = [0.0] * len(self.devices)
+        n_dev = len(self.devices)
+        self._radios = [d.radio for d in self.devices]
+        self._energy_j = [0.0] * n_dev  # radio joules charged to the ledger, per device
+        # radios settle lazily: only the awake ones (possibly out of idle) are settled per step;
+        # an asleep radio is charged idle power from its time in _asleep_since
+        self._awake: dict[int, None] = {}  # device index -> None, in waking order
+        self._asleep_since = [0.0] * n_dev
+        self._asleep_w: dict[float, int] = {}  # idle power -> number of asleep radios with it
+        for radio in self._radios:
+            w = radio.params.idle_w
+            self._asleep_w[w] = self._asleep_w.get(w, 0) + 1
         self._t = 0.0
         self._busy_mark = (0.0, 0.0)
 
@@ -195,10 +205,9 @@ class CellSimulator:
         t = req.arrival_s
         net = self.facts.scenario.network
         d.probe_if_out(t, net.outage_mbps, net.throughput_sample_s)
-        known = [j for j, ts in enumerate(d.sample_t) if ts <= t]
         H = net.throughput_history
-        samples = [d.sample_mbps[j] for j in known[-H:]]
-        age = t - d.sample_t[known[-1]] if known else 3600.0
+        samples, newest = d.samples_until(t, H)
+        age = t - newest if samples else 3600.0
         sid = req.session_id
         pool = self.edge.pool
         entry = pool.peek(sid)
@@ -265,8 +274,10 @@ class CellSimulator:
         if tier_index == self.L or tier_index == self.L + 2:
             self._run_local(cr, d)
         elif tier_index == self.L + 1:
+            self._wake(d.index)
             self._run_cloud(cr, d)
         else:
+            self._wake(d.index)
             self._run_edge(cr, d)
         d.memory.remember(req)
         return cr
@@ -379,11 +390,7 @@ class CellSimulator:
         for er in self.edge.pop_finished():
             self._edge_done(self._at_edge.pop(er.request_id), er)
         self._stream_tokens(t)
-        energy = 0.0
-        for j, d in enumerate(self.devices):
-            e = d.radio.energy_until(t)
-            energy += e - self._energy_j[j]
-            self._energy_j[j] = e
+        energy = self._radio_energy(t)
         if energy:
             self._spend(t, t, energy)
         done = []
@@ -402,6 +409,7 @@ class CellSimulator:
         cr.cache_hit = er.cached_tokens > 0
         cr.queue_s, cr.batch_at_admit, cr.preempted = er.queued_s, er.batch_at_admit, er.preemptions
         d = self.devices[cr.device]
+        self._wake(cr.device)
         d.receive(max(first + half, self._t), cr.finish_s - max(first + half, self._t))
         self._complete(cr)
 
@@ -413,7 +421,42 @@ class CellSimulator:
             if er is not None and er.first_token_s >= 0:
                 lo = max(er.first_token_s + half, self._t)
                 if t > lo:
+                    self._wake(cr.device)
                     self.devices[cr.device].receive(lo, t - lo)
+
+    def _radio_energy(self, t: float) -> float:
+        """Radio joules of every device in ``(last advance, t]``, settling only awake radios.
+
+        An asleep radio (idle, no transfer since) spends its idle power, summed per power
+        level; an awake one is settled to ``t`` and goes back to sleep once idle. A transfer
+        the simulator did not announce with :meth:`_wake` is not lost: it is charged when the
+        device next wakes.
+        """
+        dt = t - self._t
+        energy = 0.0
+        for w, n in self._asleep_w.items():
+            energy += w * n * dt
+        charged, radios = self._energy_j, self._radios
+        for j in list(self._awake):
+            radio = radios[j]
+            e = radio.energy_until(t)
+            energy += e - charged[j]
+            charged[j] = e
+            if t >= radio.idle_from():
+                del self._awake[j]
+                self._asleep_since[j] = t
+                w = radio.params.idle_w
+                self._asleep_w[w] = self._asleep_w.get(w, 0) + 1
+        return energy
+
+    def _wake(self, j: int) -> None:
+        """Device ``j``'s radio is about to transfer: settle it per step from now on."""
+        if j in self._awake:
+            return
+        w = self._radios[j].params.idle_w
+        self._energy_j[j] += w * (self._t - self._asleep_since[j])  # what the sum charged
+        self._asleep_w[w] -= 1
+        self._awake[j] = None
 
     def _spend(self, start: float, end: float, joules: float) -> None:
         """Device energy spent over ``[start, end]``: charged as it is spent."""
