@@ -125,7 +125,7 @@ def test_cell_lite_runs_on_the_device_and_charges_the_quality_gap():
     without, done_free = _cell_run(free)
     assert len(done) == len(done_free) >= 10
     penalty = facts.reward_rule.lite_penalty
-    assert penalty == pytest.approx(5.0 * (0.609 - 0.475))
+    assert penalty == pytest.approx(5.0 * (0.742 - 0.475))  # cell_lite: w_quality x MMLU gap
     assert without - with_q == pytest.approx(penalty * len(done), rel=1e-9)
     tiers = facts.tiers
     assert tiers.lite is not None
@@ -134,3 +134,12 @@ def test_cell_lite_runs_on_the_device_and_charges_the_quality_gap():
         alone = fully_local(tiers.lite, r.context_tokens + r.new_tokens, 0, r.output_tokens)
         assert cr.upload_bytes == 0.0 and not cr.keep and cr.edge is None
         assert cr.latency_s >= alone * (1 - 1e-9)
+
+
+def test_cell_lite_is_the_cell_default_plus_the_lite_model():
+    """``cell_lite`` is ``cell`` with a device-lite model, nothing else: a policy trained on one
+    meets the same edge, phones and workload on the other."""
+    cell, lite = load_scenario("cell"), load_scenario("cell_lite")
+    assert cell.lite is None and lite.lite is not None
+    skip = {"name", "description", "lite"}
+    assert lite.model_dump(exclude=skip) == cell.model_dump(exclude=skip)
