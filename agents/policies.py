@@ -1,7 +1,8 @@
 """Policy specs: the strings ``offload-rl evaluate --policies`` accepts, resolved to objects.
 
 * a heuristic name (:data:`offload_rl.heuristics.HEURISTIC_NAMES`): ``greedy-ewma-always``;
-* ``oracle``: the hindsight reference (:mod:`agents.oracle`, not deployable);
+* ``oracle``: the hindsight reference, not deployable (:mod:`agents.oracle`; on a scenario with
+  a ``cell:`` section :mod:`agents.cell_oracle`, a lookahead with ``greedy`` as base policy);
 * ``<prefix>:<path>``: a policy loaded by a registered loader, e.g. ``onnx:model.onnx`` or
   ``sb3:run/best_model.zip``. Modules that can load a kind of file call
   :func:`register_policy_loader` when imported. A loader must be a module-level function (it is
@@ -12,7 +13,9 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from typing import cast
 
+from agents.cell_oracle import CellOraclePolicy
 from agents.oracle import OraclePolicy
 from offload_rl.errors import ConfigError, OffloadRLError
 from offload_rl.heuristics import HEURISTIC_NAMES, Policy, make_heuristic
@@ -32,7 +35,7 @@ KNOWN_PREFIXES: tuple[str, ...] = tuple(BUILTIN_LOADERS)
 _LOADERS: dict[str, PolicyLoader] = {}
 
 
-AnyPolicy = Policy | OraclePolicy
+AnyPolicy = Policy | OraclePolicy | CellOraclePolicy
 """What the harness runs: a deployable policy (``act``) or a hindsight one (``act_env``)."""
 
 
@@ -97,6 +100,9 @@ def resolve_policy(spec: str, scenario: Scenario, seed: int = 0) -> AnyPolicy:
             raise ConfigError(f"cannot load policy {text!r}: {err}") from None
     name = text.lower()
     if name == "oracle":
+        if scenario.cell is not None:
+            base = resolve_policy("greedy", scenario, seed=seed)
+            return CellOraclePolicy(cast(Policy, base))
         return OraclePolicy()
     if name in HEURISTIC_NAMES:
         return make_heuristic(name, scenario, seed=seed)
