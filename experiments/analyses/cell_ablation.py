@@ -72,7 +72,7 @@ class Settings:
     seed: int
 
 
-FULL = Settings(episodes=5, requests=256, calibration_episodes=4, calibration_steps=8,
+FULL = Settings(episodes=5, requests=128, calibration_episodes=4, calibration_steps=8,
                 families=FAMILIES, seed=2026)  # fmt: skip
 QUICK = Settings(episodes=1, requests=6, calibration_episodes=1, calibration_steps=2,
                  families=FAMILIES[:1], seed=2026)  # fmt: skip
