@@ -14,28 +14,19 @@ as :class:`agents.cell_oracle.CellOraclePolicy` and is reported as not deployabl
 
 from __future__ import annotations
 
-import multiprocessing
 import time
 from collections.abc import Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from agents.evaluation.cell_rollout import run_cell_episode
 from agents.evaluation.episodes import Episode, build_episodes
+from agents.evaluation.pool import WorkerConfig, run_in_pool
 from agents.evaluation.progress import ProgressBar
 from agents.evaluation.result import EvaluationResult
 from agents.oracle import OraclePolicy
-from agents.policies import (
-    AnyPolicy,
-    PolicyLoader,
-    is_deployable,
-    policy_loaders,
-    register_policy_loader,
-    resolve_policy,
-)
+from agents.policies import AnyPolicy, is_deployable, resolve_policy
 from offload_rl.errors import ConfigError
 from offload_rl.scenario import Scenario
 from offload_rl.scenario_facts import resolve_scenario
@@ -67,28 +58,15 @@ def _check(specs: list[str], loaded: list[AnyPolicy], loads: Sequence[float], wo
         raise ConfigError(f"--loads must be positive numbers, got {list(loads)}")
 
 
-@dataclass(frozen=True)
-class _CellWorkerConfig:
-    """What every worker process needs to rebuild the environments and the policies."""
-
-    scenario: Scenario
-    requests: int
-    seed: int
-    policies: tuple[str, ...]
-    loads: tuple[float, ...]
-    loaders: dict[str, PolicyLoader] = field(default_factory=dict)
-
-
 _WORKER: dict[str, Any] = {}
 
 Task = tuple[int, int, Episode]  # (load index, policy index, episode)
 Record = dict[str, np.ndarray]
 
 
-def _init_worker(config: _CellWorkerConfig) -> None:
+def _init_worker(config: WorkerConfig) -> None:
     """Remember the configuration (and register the parent's policy loaders)."""
-    for prefix, loader in config.loaders.items():
-        register_policy_loader(prefix, loader)
+    config.register_loaders()
     _WORKER.clear()
     _WORKER.update(config=config, envs={}, policies={})
 
@@ -100,7 +78,7 @@ def _env(load_index: int) -> EdgeCellEnv:
     envs: dict[int, EdgeCellEnv] = _WORKER["envs"]
     env = envs.get(load_index)
     if env is None:
-        config: _CellWorkerConfig = _WORKER["config"]
+        config: WorkerConfig = _WORKER["config"]
         scenario = _at_load(config.scenario, config.loads[load_index])
         env = envs[load_index] = EdgeCellEnv(scenario, episode_requests=config.requests)
     return env
@@ -108,7 +86,7 @@ def _env(load_index: int) -> EdgeCellEnv:
 
 def _run_task(load_index: int, policy_index: int, episode: Episode) -> tuple[int, int, int, Record]:
     """One (load, policy, episode) task; policies are built once per process and cached."""
-    config: _CellWorkerConfig = _WORKER["config"]
+    config: WorkerConfig = _WORKER["config"]
     cache: dict[int, AnyPolicy] = _WORKER["policies"]
     policy = cache.get(policy_index)
     if policy is None:
@@ -134,14 +112,7 @@ def evaluate_cell(
     _check(specs, loaded, loads, workers)
     resolved = resolve_scenario(scenario)
     episodes = build_episodes(resolved, episodes_per_family, seed)
-    config = _CellWorkerConfig(
-        scenario=scenario,
-        requests=scenario.episode.requests,
-        seed=seed,
-        policies=tuple(specs),
-        loads=tuple(float(x) for x in loads),
-        loaders=policy_loaders(),
-    )
+    config = WorkerConfig.for_run(scenario, specs, seed, loads)
     tasks = [(lv, p, ep) for lv in range(len(loads)) for p in range(len(specs)) for ep in episodes]
     with ProgressBar(progress, len(tasks)) as bar:
         if workers <= 1:
@@ -153,7 +124,8 @@ def evaluate_cell(
                 bar.advance()
             _WORKER.clear()  # the environments are not needed after the run
         else:
-            results = _run_in_pool(config, workers, tasks, bar)
+            done = run_in_pool(_run_task, tasks, workers, _init_worker, (config,), bar)
+            results = {(lv, p, e): rec for lv, p, e, rec in done}
     records = {
         s: [results[(lv, p, ep.index)] for lv in range(len(loads)) for ep in episodes]
         for p, s in enumerate(specs)
@@ -169,24 +141,3 @@ def evaluate_cell(
         workers=max(workers, 1),
         loads=config.loads,
     )
-
-
-def _run_in_pool(
-    config: _CellWorkerConfig, workers: int, tasks: list[Task], bar: ProgressBar
-) -> dict[tuple[int, int, int], Record]:
-    """Every task in a pool of spawned worker processes."""
-    results: dict[tuple[int, int, int], Record] = {}
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(config,)
-    ) as pool:
-        pending: set[Future[tuple[int, int, int, Record]]] = {
-            pool.submit(_run_task, lv, p, ep) for lv, p, ep in tasks
-        }
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                lv, p, e, rec = fut.result()
-                results[(lv, p, e)] = rec
-                bar.advance()
-    return results
