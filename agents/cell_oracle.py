@@ -50,7 +50,7 @@ import numpy as np
 from offload_rl.actions import ActionLayout
 from offload_rl.cell.simulator import CellSimulator
 from offload_rl.cost_model import TIER_SPLIT, tier_of
-from offload_rl.features import FeatureSpec, action_mask
+from offload_rl.features import action_mask
 from offload_rl.heuristics import Policy
 
 if TYPE_CHECKING:
@@ -185,7 +185,7 @@ class CellOraclePolicy:
         out = []
         for a, tier, keep in valid:
             placement_ok = tier_of(tier, L) != TIER_SPLIT or tier in picked
-            cache_ok = returns or not keep or not mask[a ^ 1]
+            cache_ok = returns or not keep or not mask[layout.encode(tier, 1 - keep)]
             if a == base_action or (placement_ok and cache_ok):
                 out.append(a)
         return out
@@ -222,7 +222,8 @@ class CellOraclePolicy:
             t = sim.requests[j].arrival_s
             sim.advance(t)
             state = sim.decision_state(j)
-            a = _valid(int(self.base.act(state, action_mask(state, spec))), layout, state, spec)
+            mask = action_mask(state, spec)  # an invalid action is played as the env would
+            a = layout.nearest_valid(int(self.base.act(state, mask)), mask)
             tier_j, keep_j = layout.decode(a)
             sim.dispatch(j, tier_j, bool(keep_j))
             j += 1
@@ -235,12 +236,6 @@ class CellOraclePolicy:
         sim.advance(t)
         sim.ledger.collect(t)
         return sim.ledger.latency_cost + sim.ledger.other_cost - before
-
-
-def _valid(action: int, layout: ActionLayout, state: object, spec: FeatureSpec) -> int:
-    """The base policy's action, or the nearest valid one (as the environment would play it)."""
-    mask = action_mask(state, spec)  # type: ignore[arg-type]
-    return layout.nearest_valid(action, mask)
 
 
 def settle(sim: CellSimulator, t: float) -> float:
