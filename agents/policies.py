@@ -6,7 +6,8 @@
   ``thermal-mpc``, ``lyapunov``, each with ``+lru`` (the default) or ``+gdsf``, built with the
   shipped tuned parameters; there ``greedy`` is the cell's greedy, and the single-device one is
   ``greedy-ewma-always``;
-* ``oracle``: the hindsight reference (:mod:`agents.oracle`, not deployable);
+* ``oracle``: the hindsight reference, not deployable (:mod:`agents.oracle`; on a scenario with
+  a ``cell:`` section :mod:`agents.cell_oracle`, a lookahead with ``greedy`` as base policy);
 * ``<prefix>:<path>``: a policy loaded by a registered loader, e.g. ``onnx:model.onnx`` or
   ``sb3:run/best_model.zip`` (``ppo:`` is the same loader). Modules that can load a kind of
   file call :func:`register_policy_loader` when imported. A loader must be a module-level
@@ -17,7 +18,9 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from typing import cast
 
+from agents.cell_oracle import CellOraclePolicy
 from agents.oracle import OraclePolicy
 from offload_rl.cell_heuristics import (
     CELL_HEURISTIC_NAMES,
@@ -43,7 +46,7 @@ KNOWN_PREFIXES: tuple[str, ...] = tuple(BUILTIN_LOADERS)
 _LOADERS: dict[str, PolicyLoader] = {}
 
 
-AnyPolicy = Policy | OraclePolicy
+AnyPolicy = Policy | OraclePolicy | CellOraclePolicy
 """What the harness runs: a deployable policy (``act``) or a hindsight one (``act_env``)."""
 
 
@@ -109,6 +112,9 @@ def resolve_policy(spec: str, scenario: Scenario, seed: int = 0) -> AnyPolicy:
             raise ConfigError(f"cannot load policy {text!r}: {err}") from None
     name = text.lower()
     if name == "oracle":
+        if scenario.cell is not None:
+            base = resolve_policy("greedy", scenario, seed=seed)
+            return CellOraclePolicy(cast(Policy, base))
         return OraclePolicy()
     if is_cell_heuristic_name(name) and (scenario.cell is not None or name not in HEURISTIC_NAMES):
         return make_cell_heuristic(name, scenario)

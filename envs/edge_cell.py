@@ -206,6 +206,11 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         """The decision state of the current request (what its device and the edge know)."""
         return self._state
 
+    @property
+    def request_index(self) -> int:
+        """Index (into ``sim.requests``) of the request being decided (the hindsight oracle's)."""
+        return self._i
+
     def action_masks(self) -> np.ndarray:
         """Flat boolean mask over the joint actions (sb3-contrib MaskablePPO)."""
         return self._mask.copy()

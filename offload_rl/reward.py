@@ -228,3 +228,8 @@ class CostLedger:
     @property
     def n_open(self) -> int:
         return len(self._open)
+
+    def open_until(self) -> float:
+        """When the last request not yet collected leaves the system (``inf`` while one of
+        them has no end yet; ``-inf`` if there is none): a lookahead runs the cell to here."""
+        return max((end for _, _, end in self._open.values()), default=-float("inf"))

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from agents.cell_oracle import REPORT_NOTE
 from agents.evaluation.cell_metrics import compute_cell_metrics
 from agents.evaluation.cell_plots import write_cell_plots
 from agents.evaluation.result import EvaluationResult
@@ -70,7 +71,7 @@ def write_cell_outputs(result: EvaluationResult, out: Path) -> dict[str, Any]:
     metrics = compute_cell_metrics(result)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     _write_csv(metrics, out / "metrics.csv")
-    run_info = {"wall_s": round(result.wall_s, 3), "workers": 1, "out": str(out),
+    run_info = {"wall_s": round(result.wall_s, 3), "workers": result.workers, "out": str(out),
                 "python": sys.version.split()[0]}  # fmt: skip
     (out / "run.json").write_text(json.dumps(run_info, indent=2) + "\n")
     write_cell_tensorboard(result, metrics, out / "tb")
@@ -158,13 +159,18 @@ def cell_report(metrics: dict[str, Any], plots: dict[str, str]) -> str:
         "Command arguments: " + ", ".join(f"`{k}={v}`" for k, v in metrics["args"].items()),
         "",
     ]
+    hindsight = {s for s, m in metrics["policies"].items() if not m["deployable"]}
+    if hindsight:
+        lines += ["Policies marked *(hindsight)* read the simulator's future and are **not**",
+                  "deployable; they are a reference. " + REPORT_NOTE, ""]  # fmt: skip
     for scope, key, per_policy in _scopes(metrics):
         shown = [c for c in REPORT_COLUMNS if c in next(iter(per_policy.values()))]
         lines += [f"## {scope} = {key}", "", "| policy | " + " | ".join(shown) + " |",
                   "|---" * (len(shown) + 1) + "|"]  # fmt: skip
         for spec, m in per_policy.items():
             cells = ["–" if m[c] is None else f"{m[c]:.3g}" for c in shown]
-            lines.append(f"| {spec} | " + " | ".join(cells) + " |")
+            label = f"{spec} *(hindsight)*" if spec in hindsight else spec
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += [f"![{key}]({file})" for key, file in plots.items()]
     lines += ["", "TensorBoard: `tensorboard --logdir tb` (`cell/*`, `load/*`, `device_class/*`",

@@ -6,7 +6,10 @@ that finished in the interval (``n_finished`` beside them). So an episode is rec
 tables of different lengths: one row per decision (``DECISION_COLUMNS``) and one row per
 finished request (``REQUEST_COLUMNS``, prefixed ``req_``). Per-request metrics come from the
 second; averaging the first's ``latency_s`` per step would weight a step that finished five
-requests like one that finished none.
+requests like one that finished none. ``finish_cost`` (one value per episode) is the cost that
+accrues after the last decision until every request the episode decided has left the cell
+(:func:`agents.cell_oracle.settle`): the truncated rewards leave it out, so a policy that pushes
+cost past the episode's end would look better than it is.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from agents.cell_oracle import settle
 from agents.evaluation.episodes import Episode
 from agents.evaluation.rollout import decider
 from agents.policies import AnyPolicy
@@ -120,7 +124,9 @@ def run_cell_episode(
         if truncated:
             break
     req_columns = (*REQUEST_COLUMNS, *(LITE_REQUEST_COLUMNS if env.facts.has_lite else ()))
+    finish_cost = settle(env.sim, env.sim.requests[env.request_index].arrival_s)
     return {
+        "finish_cost": np.array([finish_cost]),
         **{c: np.array([r[c] for r in decisions], dtype=np.float64) for c in DECISION_COLUMNS},
         **{c: np.array([r[c] for r in requests], dtype=np.float64) for c in req_columns},
     }

@@ -7,48 +7,32 @@ fixed order. The worker side is module-level so that spawn/forkserver processes 
 
 from __future__ import annotations
 
-import multiprocessing
 import time
 from collections.abc import Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from agents.evaluation.cell_runner import DEFAULT_LOADS, evaluate_cell
 from agents.evaluation.episodes import Episode, build_episodes
+from agents.evaluation.pool import WorkerConfig, run_in_pool
 from agents.evaluation.progress import ProgressBar
 from agents.evaluation.result import EvaluationResult
 from agents.evaluation.rollout import run_episode
 from agents.policies import (
     AnyPolicy,
-    PolicyLoader,
     is_deployable,
-    policy_loaders,
-    register_policy_loader,
     resolve_policy,
 )
 from offload_rl.errors import ConfigError
 from offload_rl.scenario import Scenario
 from offload_rl.scenario_facts import ResolvedScenario, resolve_scenario
 
-
-@dataclass(frozen=True)
-class _WorkerConfig:
-    """What every worker process needs to rebuild the environment and the policies."""
-
-    scenario: Scenario
-    requests: int
-    seed: int
-    policies: tuple[str, ...]
-    loaders: dict[str, PolicyLoader] = field(default_factory=dict)
-
-
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(config: _WorkerConfig, resolved: ResolvedScenario) -> None:
+def _init_worker(config: WorkerConfig, resolved: ResolvedScenario) -> None:
     """Build the environment once per process (and register the parent's policy loaders).
 
     ``resolved`` holds only the traces the episode set uses (see :func:`_episode_subset`), so
@@ -56,8 +40,7 @@ def _init_worker(config: _WorkerConfig, resolved: ResolvedScenario) -> None:
     """
     from envs.split_cache import SplitCacheEnv
 
-    for prefix, loader in config.loaders.items():
-        register_policy_loader(prefix, loader)
+    config.register_loaders()
     _WORKER["config"] = config
     _WORKER["env"] = SplitCacheEnv(resolved, episode_requests=config.requests)
     _WORKER["policies"] = {}
@@ -65,7 +48,7 @@ def _init_worker(config: _WorkerConfig, resolved: ResolvedScenario) -> None:
 
 def _run_task(policy_index: int, episode: Episode) -> tuple[int, int, dict[str, np.ndarray]]:
     """One (policy, episode) pair; policies are built once per process and cached."""
-    config: _WorkerConfig = _WORKER["config"]
+    config: WorkerConfig = _WORKER["config"]
     cache: dict[int, AnyPolicy] = _WORKER["policies"]
     policy = cache.get(policy_index)
     if policy is None:
@@ -116,13 +99,7 @@ def evaluate(
     deployable = {s: is_deployable(p) for s, p in zip(specs, loaded, strict=True)}
     resolved = resolve_scenario(scenario)
     episodes = build_episodes(resolved, episodes_per_family, seed)
-    config = _WorkerConfig(
-        scenario=scenario,
-        requests=scenario.episode.requests,
-        seed=seed,
-        policies=tuple(specs),
-        loaders=policy_loaders(),
-    )
+    config = WorkerConfig.for_run(scenario, specs, seed)
     subset, runnable = _episode_subset(resolved, episodes)
     tasks = [(p, ep) for p in range(len(specs)) for ep in runnable]
     with ProgressBar(progress, len(tasks)) as bar:
@@ -148,7 +125,7 @@ Results = dict[tuple[int, int], dict[str, np.ndarray]]
 
 
 def _run_here(
-    config: _WorkerConfig,
+    config: WorkerConfig,
     subset: ResolvedScenario,
     loaded: list[Any],
     tasks: list[Task],
@@ -166,31 +143,15 @@ def _run_here(
 
 
 def _run_in_pool(
-    config: _WorkerConfig,
+    config: WorkerConfig,
     subset: ResolvedScenario,
     workers: int,
     tasks: list[Task],
     bar: ProgressBar,
 ) -> Results:
     """Every task in a pool of spawned worker processes, each loading the policies once."""
-    results: Results = {}
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=ctx,
-        initializer=_init_worker,
-        initargs=(config, subset),
-    ) as pool:
-        pending: set[Future[tuple[int, int, dict[str, np.ndarray]]]] = {
-            pool.submit(_run_task, p, ep) for p, ep in tasks
-        }
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                p, e, rec = fut.result()
-                results[(p, e)] = rec
-                bar.advance()
-    return results
+    done = run_in_pool(_run_task, tasks, workers, _init_worker, (config, subset), bar)
+    return {(p, e): rec for p, e, rec in done}
 
 
 def _episode_subset(

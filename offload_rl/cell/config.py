@@ -7,8 +7,9 @@ beside the modules that use them (:data:`~offload_rl.cell.thermal.DEVICE_CLASSES
 edge GPU is the hardware of the scenario's ``profiles.edge`` (its model shape and peaks give the
 batched roofline), so one model runs on every tier.
 
-The switches (``batching``, ``thermal``, ``radio_state_machine``) exist for the ``N = 1`` check
-against ``SplitCache-v0`` and for ablations; every one is on in a real cell.
+The switches (``batching``, ``thermal``, ``radio_state_machine``, ``radio_tail``) exist for the
+``N = 1`` check against ``SplitCache-v0`` and for ablations (:mod:`offload_rl.cell.ablation`);
+every one is on in a real cell.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ class CellConfig(BaseModel):
     batching: bool = Field(True, description="False: the edge runs one sequence at a time")
     thermal: bool = Field(True, description="False: devices never heat or throttle")
     radio_state_machine: bool = Field(True, description="False: no promotion delay, no tail")
+    radio_tail: bool = Field(
+        True, description="False: tail time 0 (idle as a transfer ends); promotion kept"
+    )
 
     @field_validator("device_mix")
     @classmethod

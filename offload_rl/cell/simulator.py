@@ -182,6 +182,8 @@ class CellSimulator:
             radio = RADIOS[self.cell.wifi_radio if wifi else self.cell.radio]
             if not self.cell.radio_state_machine:
                 radio = replace(radio, promo_s=0.0, promo_w=0.0, tail_s=0.0, tail_w=0.0)
+            elif not self.cell.radio_tail:
+                radio = replace(radio, tail_s=0.0)  # idle as a transfer ends; promotion kept
             dev = Device(
                 i,
                 classes.index(name),
