@@ -6,8 +6,10 @@ search space, the evaluation run after each trial and the resources per trial.
 runs, so ``--resume`` finds the same ones); :mod:`agents.sweep.trial` runs one trial with the
 project's own ``train`` and ``evaluate`` (resuming from the run's checkpoint after a crash);
 :mod:`agents.sweep.ray_runner` schedules the trials on an embedded or an existing Ray cluster;
-:mod:`agents.sweep.summary` writes ``results.json`` and ``results.md``.
+:mod:`agents.sweep.summary` writes ``results.json`` and ``results.md``;
+:mod:`agents.sweep.driver` does all of it in order (``offload-rl sweep``, the results table).
 
-Only :mod:`agents.sweep.ray_runner` imports Ray (the ``sweep`` extra); nothing else in the
-project does.
+Ray (the ``sweep`` extra) is imported by :mod:`agents.sweep.ray_runner` and, for a random
+search, inside :func:`agents.sweep.plan.plan_trials`; nothing outside this package imports it
+(``serving`` and the core stay free of it: ``tests/serving/test_no_heavy_imports.py``).
 """

@@ -9,7 +9,8 @@
                                   agent beside the sweep's policies on the held-out traces
     OUT/trials/<id>/select/       the same, for the ``select_on_train`` heuristics on the
                                   training traces (a table chooses among them here)
-    OUT/trials/<id>/trial.json    status, error, attempts (pid, host, resumed step), wall times
+    OUT/trials/<id>/trial.json    status, error, attempts (pid, host, resumed step), wall and
+                                  CPU seconds
     OUT/trials/<id>/trial.log     the training log
 
 A trial that finds its record finished returns it (``--resume``; or a retry that came after
@@ -73,7 +74,7 @@ def run_trial(
     record = read_record(folder) or {}
     if record.get("status") == FINISHED:
         return record
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     record.update({**spec.to_dict(), "status": RUNNING, "error": None})
     attempts = record.setdefault("attempts", [])
     attempt: dict[str, Any] = {
@@ -104,6 +105,9 @@ def run_trial(
             log(traceback.format_exc())
             record["status"], record["error"] = ERROR, f"{type(err).__name__}: {err}"
     record["wall_s"] = record.get("wall_s", 0.0) + time.perf_counter() - started
+    # CPU seconds of this process (summed over attempts that got this far): what a trial costs
+    # on a cluster, whatever the load of the machine it ran on
+    record["cpu_s"] = record.get("cpu_s", 0.0) + time.process_time() - cpu_started
     write_record(folder, record)
     return record
 
