@@ -79,6 +79,14 @@ def config_path(name: str) -> Path:
     return CONFIGS / f"train_{name}.yaml"
 
 
+def config_timesteps(name: str) -> int:
+    """The config's run length, through its ``extends`` chain (the raw file may not state it):
+    what a trial trains when the sweep sets no ``timesteps``."""
+    from agents.train_config import load_train_config
+
+    return load_train_config(config_path(name)).total_timesteps
+
+
 def _say(text: str) -> None:
     print(f"[{datetime.now().strftime('%H:%M:%S')}] {text}", flush=True)
 
@@ -570,7 +578,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     evals = [family_eval(n, [r for r in records if r["label"] == n], out) for n in names]
     rows = [summarise_family(ev) for ev in evals]
     wall = time.perf_counter() - started
-    steps = sorted({r.get("timesteps") for r in records}, key=str)
+    steps = sorted({r.get("timesteps") or config_timesteps(r["label"]) for r in records})
     json_path = out / TABLE_JSON
     report = {
         "meta": {
