@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "agents.commands.evaluate",
     "agents.commands.train",
     "agents.commands.export",
+    "agents.commands.sweep",
     "validation.commands.validate",
     "serving.commands",
 )

@@ -1,4 +1,4 @@
-"""The serving package never imports torch, stable-baselines3, sb3-contrib or gymnasium."""
+"""The serving package never imports torch, stable-baselines3, sb3-contrib, gymnasium or ray."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.serving.helpers import policy_file
 
-HEAVY = ("torch", "stable_baselines3", "sb3_contrib", "gymnasium")
+HEAVY = ("torch", "stable_baselines3", "sb3_contrib", "gymnasium", "ray")
 SERVING = Path(__file__).resolve().parents[2] / "serving"
 
 SCRIPT = """
