@@ -10,11 +10,12 @@ The tiers (DESIGN.md's latency model, with the cell's shared state):
 
 * **device** (``k = L``): the request's device work from the cost model, queued on the phone's
   compute FIFO and stretched by its throttle (:class:`~offload_rl.cell.device.Device`);
-* **edge / split** (``k < L``): device layers ``< k`` (throttled), then the upload over the
-  device's own trace from the moment data flows (after any radio promotion), RTT/2, then the
-  shared edge server (queue, batch, KV pool; a kept entry of the same split is claimed there);
-  split requests pay one round trip per token (RTT + the device's layers + one token's upload,
-  set when they are submitted); the last token reaches the device RTT/2 after the edge's;
+* **edge / split** (``k < L``): device layers ``< k`` (throttled, after the phone's compute FIFO;
+  a token-id request, ``k = 0``, has no device work and does not wait for it), then the upload
+  over the device's own trace from the moment data flows (after any radio promotion), RTT/2,
+  then the shared edge server (queue, batch, KV pool; a kept entry of the same split is claimed
+  there); split requests pay one round trip per token (RTT + the device's layers + one token's
+  upload, set when they are submitted); the last token reaches the device RTT/2 after the edge's;
 * **lite** (``k = L + 2``, a scenario with a device-lite model): the small model's work from
   its profile, on the phone's compute FIFO and throttle exactly as the device tier, no radio;
   the reward's quality term is charged when it completes;
