@@ -22,6 +22,10 @@ The tiers (DESIGN.md's latency model, with the cell's shared state):
 * **cloud**: stateless, priced by :func:`~offload_rl.cost_model.request_cost` with the scenario's
   cloud queue (drawn per request) and slowdown, after any radio promotion.
 
+Device memory: a request's device may hold the layers its class's RAM allows
+(:func:`~offload_rl.scenario_facts.memory_layers_for`; a budget phone cannot hold the 7B
+model), fewer under memory pressure; the mask reads it from the decision state.
+
 What is left out, on purpose: GPU-dollar prices of edge requests (the edge's seconds are shared
 by a batch, so ``usd`` is counted for the cloud tier only); a split request whose kept entry was
 evicted between decision and arrival still uploads only the new tokens (the edge recomputes the
