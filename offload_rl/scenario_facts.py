@@ -24,7 +24,7 @@ from offload_rl.compiled_profile import CompiledProfile
 from offload_rl.cost_model import EnergyModel, LinkModel, Tiers
 from offload_rl.errors import ConfigError, OffloadRLError
 from offload_rl.features import FeatureSpec
-from offload_rl.profiles import load_profile
+from offload_rl.profiles import Profile, load_profile
 from offload_rl.reward import RewardRule
 from offload_rl.scenario import SYNTHETIC_PREFIX, Scenario
 from offload_rl.traces import Trace, load_traces
@@ -143,8 +143,40 @@ class ResolvedScenario:
 
 
 @functools.lru_cache(maxsize=16)
+def _profile(ref: str) -> Profile:
+    return load_profile(ref)
+
+
+@functools.lru_cache(maxsize=16)
 def _compiled(ref: str) -> CompiledProfile:
-    return CompiledProfile.from_profile(load_profile(ref))
+    return CompiledProfile.from_profile(_profile(ref))
+
+
+def memory_layers_for(facts: ScenarioFacts, budget_bytes: float | None) -> int:
+    """Decoder layers a device that can give the model ``budget_bytes`` holds, in the unit of
+    ``device_memory_layers`` (``L``: the whole model, so full-local runs are allowed), capped by
+    the scenario's ``device.memory_layers``; None: no budget of its own (the scenario's value).
+
+    The rule the cell scenario's device comment states: the device profile's embedding
+    weights, then per decoder layer its weights and its KV at the workload's context cap; the
+    whole model also needs the LM head."""
+    L, cap, scenario = facts.n_layers, facts.device_memory_layers, facts.scenario
+    if budget_bytes is None:
+        return cap
+    ref = scenario.profiles.device
+    path = scenario.resolve_path(ref)
+    profile = _profile(str(path) if path.suffix == ".json" else ref)
+    context = scenario.workload.max_context_tokens
+    need = float(profile.embedding.weight_bytes)
+    held = 0
+    for layer in profile.layers:
+        need += layer.weight_bytes + layer.kv_bytes(context)
+        if need > budget_bytes:
+            break
+        held += 1
+    if held == L and need + profile.head.weight_bytes > budget_bytes:
+        held = L - 1
+    return min(held, cap)
 
 
 def scenario_tiers(scenario: Scenario) -> Tiers:

@@ -1,7 +1,8 @@
 """One phone in the cell: its class and heat, its radio, its own link, and what it has measured.
 
 A device's compute is one FIFO (a phone runs one inference at a time): work asked for while it is
-busy starts when the earlier work ends, and heat is integrated over that queue
+busy starts when the earlier work ends (a request with no device work does not wait), and heat is
+integrated over that queue
 (:class:`~offload_rl.cell.thermal.DeviceThermal`). Its uplink follows its own recorded trace from
 its own offset; each upload is integrated over the trace from the moment data flows, after the
 radio's promotion delay (:class:`~offload_rl.cell.radio.Radio`).
@@ -113,11 +114,17 @@ class Device:
     # --- compute ----------------------------------------------------------------------------
 
     def compute(self, t: float, work_s: float) -> tuple[float, float, float]:
-        """Queue ``work_s`` full-clock seconds at ``t``: (start, end, joules)."""
+        """Queue ``work_s`` full-clock seconds at ``t``: (start, end, joules).
+
+        No work does not queue: a request that needs no device compute (token ids sent to the
+        edge) goes on at ``t`` even while the phone is busy, as the cloud path does; an upload
+        of token ids does not need the NPU.
+        """
+        if work_s <= 0:
+            self._cool_to(t)
+            return t, t, 0.0
         start = max(t, self.busy_until)
         self._cool_to(start)
-        if work_s <= 0:
-            return start, start, 0.0
         if self.thermal_on:
             wall, joules = self.thermal.run(work_s)
         else:

@@ -10,16 +10,21 @@ The tiers (DESIGN.md's latency model, with the cell's shared state):
 
 * **device** (``k = L``): the request's device work from the cost model, queued on the phone's
   compute FIFO and stretched by its throttle (:class:`~offload_rl.cell.device.Device`);
-* **edge / split** (``k < L``): device layers ``< k`` (throttled), then the upload over the
-  device's own trace from the moment data flows (after any radio promotion), RTT/2, then the
-  shared edge server (queue, batch, KV pool; a kept entry of the same split is claimed there);
-  split requests pay one round trip per token (RTT + the device's layers + one token's upload,
-  set when they are submitted); the last token reaches the device RTT/2 after the edge's;
+* **edge / split** (``k < L``): device layers ``< k`` (throttled, after the phone's compute FIFO;
+  a token-id request, ``k = 0``, has no device work and does not wait for it), then the upload
+  over the device's own trace from the moment data flows (after any radio promotion), RTT/2,
+  then the shared edge server (queue, batch, KV pool; a kept entry of the same split is claimed
+  there); split requests pay one round trip per token (RTT + the device's layers + one token's
+  upload, set when they are submitted); the last token reaches the device RTT/2 after the edge's;
 * **lite** (``k = L + 2``, a scenario with a device-lite model): the small model's work from
   its profile, on the phone's compute FIFO and throttle exactly as the device tier, no radio;
   the reward's quality term is charged when it completes;
 * **cloud**: stateless, priced by :func:`~offload_rl.cost_model.request_cost` with the scenario's
   cloud queue (drawn per request) and slowdown, after any radio promotion.
+
+Device memory: a request's device may hold the layers its class's RAM allows
+(:func:`~offload_rl.scenario_facts.memory_layers_for`; a budget phone cannot hold the 7B
+model), fewer under memory pressure; the mask reads it from the decision state.
 
 What is left out, on purpose: GPU-dollar prices of edge requests (the edge's seconds are shared
 by a batch, so ``usd`` is counted for the cloud tier only); a split request whose kept entry was
@@ -46,7 +51,7 @@ from offload_rl.device_view import kept_kv_tokens
 from offload_rl.features import CellDecisionState
 from offload_rl.profiles import load_profile
 from offload_rl.reward import CostLedger, slo_violated_times
-from offload_rl.scenario_facts import ResolvedScenario
+from offload_rl.scenario_facts import ResolvedScenario, memory_layers_for
 from offload_rl.traces import BYTES_PER_MBIT
 from offload_rl.workloads import Request, SyntheticWorkload, Workload
 
@@ -107,6 +112,10 @@ class CellSimulator:
         self.ledger = CostLedger()
         self.joules = CostLedger()  # the same bookkeeping for raw device joules (info)
         self.requests: list[Request] = []
+        # layers each device class holds (its RAM for the model), in DEVICE_CLASSES order
+        self.class_memory_layers = [
+            memory_layers_for(facts, c.model_memory_bytes()) for c in DEVICE_CLASSES.values()
+        ]
 
     def _default_workload(self) -> Workload:
         wl = self.facts.workload()
@@ -133,14 +142,21 @@ class CellSimulator:
         self.private = (world.random(n_sessions) < sc.workload.private_share).tolist()
         slo_p = np.array(facts.slo_shares)
         self.slo_class = world.choice(len(slo_p), size=n_sessions, p=slo_p).tolist()
-        full = facts.device_memory_layers
-        pressure = world.random(n) < sc.device.memory_pressure_share
-        self.k_mem = np.where(pressure, min(sc.device.memory_pressure_layers, full), full).tolist()
+        pressure = (world.random(n) < sc.device.memory_pressure_share).tolist()
         world.exponential(1.0, size=n)  # SplitCache's edge-queue draw: kept for the draw order
         self.cloud_queue = (world.exponential(1.0, size=n) * sc.cloud.queue_s).tolist()
         self._build_devices(world, trace_index, offset_s)
         device_of_session = world.integers(self.cell.n_devices, size=n_sessions)
         self.device_of = [int(device_of_session[r.session_id]) for r in reqs]
+        # each request's free layers: its device class's, fewer under memory pressure
+        held = self.class_memory_layers
+        squeezed = sc.device.memory_pressure_layers
+        self.k_mem = [
+            min(squeezed, k) if p else k
+            for p, k in zip(
+                pressure, (held[self.devices[j].class_index] for j in self.device_of), strict=True
+            )
+        ]
         c = self.cell
         self.edge = EdgeServer(
             self.batch_cost,

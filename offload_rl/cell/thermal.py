@@ -49,12 +49,21 @@ class DeviceClass:
     floor_c: float  # clock reaches min_clock
     min_clock: float
     sources: str
+    # total RAM of the class's phones; None: it holds any model (see model_memory_bytes)
+    ram_gb: float | None = None
 
     def __post_init__(self) -> None:
         if not (self.ambient_c < self.fair_c <= self.throttle_on_c < self.floor_c):
             raise ValueError(f"{self.name}: need ambient < fair <= throttle_on < floor")
         if not (0.0 < self.min_clock <= 1.0 and self.r_k_per_w > 0 and self.tau_s > 0):
             raise ValueError(f"{self.name}: min_clock in (0, 1], r and tau > 0")
+
+    def model_memory_bytes(self) -> float | None:
+        """Bytes an app can give a model on this class: RAM less what the OS and other apps
+        keep (:data:`OS_RESERVED_GB`); None when the class has no stated RAM."""
+        if self.ram_gb is None:
+            return None
+        return max(self.ram_gb - OS_RESERVED_GB, 0.0) * 1e9
 
     def clock(self, temp_c: float) -> float:
         """Clock factor at ``temp_c`` (1 = full speed)."""
@@ -87,8 +96,20 @@ def _resistance_for(compute_w: float, sustained_clock: float) -> float:
     return (temp - _AMBIENT_C) / (compute_w * sustained_clock)
 
 
+# What a phone's OS and other apps keep from an LLM app [D]: MLC LLM states that a 4-bit 7B
+# model of about 4 GB needs a phone with 6 GB of RAM (mlc-llm site/index.md [V2]), so an app can
+# give a model about RAM - 2 GB. (PARAMETERS.md's 4.0 GB model budget "of 12-16 GB" [R] is
+# stricter; the cell scenario's comment explains why it is not used for flagships.)
+OS_RESERVED_GB = 2.0
+
+
 def _device_class(
-    name: str, compute_w: float, sustained: float, tau_s: float, src: str
+    name: str,
+    compute_w: float,
+    sustained: float,
+    tau_s: float,
+    src: str,
+    ram_gb: float | None = None,
 ) -> DeviceClass:
     return DeviceClass(
         name=name,
@@ -101,6 +122,7 @@ def _device_class(
         floor_c=_FLOOR_C,
         min_clock=_MIN_CLOCK,
         sources=src,
+        ram_gb=ram_gb,
     )
 
 
@@ -118,6 +140,7 @@ DEVICE_CLASSES: dict[str, DeviceClass] = {
             compute_w=5.0,  # SoC + DRAM under LLM load [R, PARAMETERS.md §6 power_compute_w]
             sustained=22.6 / 40.0,  # = 0.565: iPhone 16 Pro 40 -> 22.6 tok/s [V2, §3a]
             tau_s=_FLAGSHIP_TAU_S,
+            ram_gb=12.0,  # 12-16 GB: Galaxy S24+ 12 GB [R], OnePlus 12 16 GB (cell.yaml) [V]
             src=(
                 "sustained 22.6/40 tok/s iPhone 16 Pro (arXiv 2603.23640) [V2]; 5 W [R]; "
                 "R = 6.49 K/W [D] so P*clock*R puts equilibrium at 0.565; tau 43.7 s [D] from "
@@ -129,6 +152,7 @@ DEVICE_CLASSES: dict[str, DeviceClass] = {
             compute_w=3.5,  # [assumption] 70% of the flagship's 5 W: smaller GPU, same node class
             sustained=0.70,  # [assumption] less power into a similar chassis throttles less
             tau_s=_FLAGSHIP_TAU_S,  # [assumption] similar chassis mass
+            ram_gb=8.0,  # 8 GB mid-range phones, as cell.yaml's device comment [assumption]
             src="assumption: no sourced sustained-LLM measurement of a mid-range phone found",
         ),
         _device_class(
@@ -136,6 +160,9 @@ DEVICE_CLASSES: dict[str, DeviceClass] = {
             compute_w=2.5,  # [assumption] CPU-only inference on a low-power SoC
             sustained=0.80,  # [assumption] low power, little throttling, but slow to begin with
             tau_s=_FLAGSHIP_TAU_S,  # [assumption]
+            # 4-6 GB budget phones (cell.yaml's device comment) [assumption]: the top of the
+            # band, so the smallest change; 4 GB would hold about half the layers
+            ram_gb=6.0,
             src="assumption: no sourced sustained-LLM measurement of a budget phone found",
         ),
     )

@@ -188,7 +188,7 @@ class CellForecaster:
         ttft += (stretch - 1.0) * pre_work
         latency += wall - work
         energy = joules
-        if kind != TIER_CLOUD:  # the device's compute queue: the cloud path does not wait
+        if work > 0:  # the device's compute queue: only device work waits (not token ids)
             wait = self.params.device_wait_s[min(max(int(state.thermal_level), 0), 3)]
             ttft += wait
             latency += wait

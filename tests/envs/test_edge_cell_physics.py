@@ -129,3 +129,40 @@ def test_local_requests_back_to_back_heat_the_phone_and_slow_the_next():
     assert durations == sorted(durations) and durations[-1] > 1.2 * durations[0], durations
     assert levels[0] == 0 and levels[-1] >= 2  # the OS shows the throttling
     assert env.state.thermal_level == 0  # and the recovery after an idle hour
+
+
+def test_token_ids_to_the_edge_do_not_wait_for_the_phones_local_work():
+    """A phone busy with a long local request: a token-id edge request arriving meanwhile
+    starts its upload at its arrival (no device work, like the cloud path), while a split
+    request, whose first layers are device work, waits for the local request to end."""
+    sc = cell_scenario(
+        n_devices=1, thermal=False, radio_state_machine=False, device_mix={"flagship": 1.0}
+    )
+    sc = sc.model_copy(
+        update={
+            "device": sc.device.model_copy(update={"memory_pressure_share": 0}),
+            "workload": sc.workload.model_copy(update={"private_share": 0.0}),
+        }
+    )
+    reqs = [
+        request(0.0, 0, new=500, out=300),  # local: minutes of phone compute
+        request(1.0, 1, new=50, out=20),  # token ids to the edge
+        request(2.0, 2, new=50, out=20),  # split
+        request(5000.0, 99, new=5, out=5),
+    ]
+    env = EdgeCellEnv(sc, episode_requests=3, workload=FixedWorkload(reqs))
+    seen = capture(env)
+    env.reset(seed=0, options={"trace": 0, "offset_s": 0.0})
+    L = env.layout.n_layers
+    for tier in (L, 0, L // 2):
+        action = env.layout.encode(tier, 0)
+        assert env.action_masks()[action]
+        env.step(action)
+    local, ids, split = seen
+    assert local.finish_s > 30.0  # the phone is busy through both later arrivals
+    sim, dev = env.sim, env.sim.devices[0]
+    assert ids.edge is not None and split.edge is not None
+    up_end = dev.uplink.finish_time(dev.offset_s + 1.0, ids.upload_bytes) - dev.offset_s
+    assert ids.edge.arrival_s == pytest.approx(up_end + sim.rtt / 2.0, abs=1e-9)
+    assert ids.edge.arrival_s < 2.0
+    assert split.edge.arrival_s > local.finish_s  # its device layers queued behind the local

@@ -98,7 +98,8 @@ def test_n1_forecast_of_every_placement_equals_what_the_cell_realises(
 
 
 def test_the_forecast_sees_the_device_queue_wait_the_thermal_level_implies(tmp_path):
-    """The tuned wait per OS level delays the device and edge paths, not the cloud's."""
+    """The tuned wait per OS level delays the placements with device work (local, split), not
+    token ids to the edge or the cloud, which the cell does not queue on the phone."""
     sc = _quiet_cell(tmp_path, thermal=False)
     reqs = [request(5.0, 0, NEW, OUT), request(HORIZON_S, 1, 50, 10)]
     env = EdgeCellEnv(sc, episode_requests=1, workload=FixedWorkload(reqs))
@@ -106,9 +107,12 @@ def test_the_forecast_sees_the_device_queue_wait_the_thermal_level_implies(tmp_p
     state, tiers = env.state, valid_tiers(env.action_masks())
     plain = CellForecaster(sc, PredictorParams()).forecast(state, tiers, OUT)
     waiting = CellForecaster(sc, PredictorParams(device_wait_s=[7.0, 0.0, 0.0, 0.0]))
+    kinds = set()
     for a, b in zip(plain, waiting.forecast(state, tiers, OUT), strict=True):
-        extra = 0.0 if a.tier == env.layout.cloud_index else 7.0
-        assert b.latency_s == pytest.approx(a.latency_s + extra)
+        queues = 0 < a.tier <= env.layout.n_layers  # split or local: device work
+        kinds.add(queues)
+        assert b.latency_s == pytest.approx(a.latency_s + (7.0 if queues else 0.0))
+    assert kinds == {True, False} and 0 in tiers
 
 
 def test_the_lite_tier_is_forecast_as_the_cell_runs_it_with_its_quality_cost(tmp_path):
