@@ -114,6 +114,22 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return found[-1][1] if found else None
 
 
+def newest_state(run_dir: Path) -> Path | None:
+    """The folder holding a run's newest training state: ``final/`` or a periodic checkpoint.
+
+    A finished run's ``final/`` is newer than its last periodic checkpoint, and a run resumed
+    past its end and killed has periodic checkpoints newer than its old ``final/``: the step
+    counter in ``meta.json`` decides (at equal steps, ``final/``). ``None`` when neither exists.
+    """
+    candidates = [(step, 0, folder) for step, folder in list_checkpoints(run_dir)]
+    final = run_dir / FINAL_DIR
+    if is_complete(final):
+        meta = read_meta(final)
+        step = int(meta.get("num_timesteps", -1)) if meta is not None else -1
+        candidates.append((step, 1, final))
+    return max(candidates)[2] if candidates else None
+
+
 def remove_stale_temporaries(run_dir: Path) -> None:
     """Delete the hidden folders a killed writer left behind."""
     for parent in (run_dir / CHECKPOINTS_DIR, run_dir):

@@ -24,7 +24,7 @@ from agents.checkpoints import (
     MODEL_FILE,
     VECNORMALIZE_FILE,
     is_complete,
-    latest_checkpoint,
+    newest_state,
     read_meta,
     write_atomically,
 )
@@ -101,7 +101,12 @@ def save_checkpoint(
 
 
 def resolve_resume(resume: str | Path) -> tuple[Path, Path]:
-    """``(run folder, checkpoint folder)`` for ``--resume`` (a run or a checkpoint folder)."""
+    """``(run folder, checkpoint folder)`` for ``--resume`` (a run or a checkpoint folder).
+
+    A run folder continues from its newest state (:func:`agents.checkpoints.newest_state`):
+    a finished run from ``final/``, not from its last periodic checkpoint, so that no step is
+    trained twice.
+    """
     p = Path(resume)
     if is_complete(p) and p.parent.name == CHECKPOINTS_DIR:
         return p.parent.parent, p
@@ -109,10 +114,8 @@ def resolve_resume(resume: str | Path) -> tuple[Path, Path]:
         return p.parent, p
     if not p.is_dir():
         raise ConfigError(f"--resume {p}: no such run folder")
-    ckpt = latest_checkpoint(p)
+    ckpt = newest_state(p)
     if ckpt is None:
-        if is_complete(p / FINAL_DIR):
-            return p, p / FINAL_DIR
         raise ConfigError(f"--resume {p}: no complete checkpoint to resume from")
     return p, ckpt
 

@@ -34,6 +34,7 @@ from agents.train_config import (
     load_train_config,
     split_by_family,
 )
+from agents.training.checkpointing import resolve_resume
 from offload_rl.scenario import TraceSource
 
 REPO = Path(__file__).resolve().parents[2]
@@ -250,6 +251,8 @@ def test_tiny_run_writes_checkpoints_final_and_summary(tiny_run: Path) -> None:
     assert set(summary["final"]) == {"ppo", "greedy", "oracle"}
     assert yaml.safe_load((tiny_run / "config.yaml").read_text())["total_timesteps"] == 1024
     assert find_model_dir(tiny_run) == tiny_run / "final"
+    # a finished run continues from final/ (step 1024), not from its checkpoint at 512
+    assert resolve_resume(tiny_run) == (tiny_run, tiny_run / "final")
 
 
 def test_sb3_policy_matches_masked_predict(tiny_run: Path) -> None:
