@@ -446,14 +446,10 @@ class EdgeServer:
         pool's growth is counted locally and settled per request (:meth:`_settle`) before a
         request finishes and when the loop stops.
         """
+        if not self._decodes_only():
+            return False
         running = self.running
         pool = self.pool
-        if not running or self.waiting:
-            return False
-        held = pool.held_by
-        for r in running:
-            if r.known - r.computed != 1 or held(r.request_id) != r.computed * r.kv_bytes_per_token:
-                return False  # prefilling, or a prompt's reserved last token
         cost = self.cost
         kv, lin, attn = cost.kv_s_per_token, cost.linear_s_per_token, cost.attn_s_unit
         head_tok, embed, head_smp = (
@@ -519,17 +515,8 @@ class EdgeServer:
             if not max_split and whole and first - s > JUMP_MIN * d0:
                 # token ids only, nobody else ready: the batch stays as it is (step 1 in
                 # _fixed_batch_run); first is when the earliest round trip ends
-                g = len(batch) * slope
-                n = min(min(r.output_tokens - r.generated for r in batch) - 1, free // need)
-                n = _affine_iterations(s, d0, g, n, t, first)
+                n, e = self._jump(batch, s, d0, len(batch) * slope, free // need, t, first)
                 if n >= JUMP_MIN:
-                    e = s + (n * d0 + g * (n * (n - 1) // 2))
-                    for r in batch:
-                        r.computed += n
-                        r.generated += n
-                        r.known += n
-                        if r.first_token_s < 0:
-                            r.first_token_s = s + d0
                     free -= n * need
                     pending += n * need
                     busy += e - s
@@ -566,12 +553,56 @@ class EdgeServer:
         self.clock, self.busy_s, self.iterations = clock, busy, iterations
         if last:
             self.last_batch_size = self.last_batch_tokens = last
-        for r in running:
-            self._settle(r, charged)
-        if self._in_flight:  # the batch in flight holds its new tokens' KV, as at a start
-            for r in self._sched:
-                pool.grow(r.request_id, r.kv_bytes_per_token)
+        self._end_decode_run(charged)
         return at_horizon
+
+    def _decodes_only(self) -> bool:
+        """Whether :meth:`_decode_run` may start: nothing queued, every running request one token
+        short of a decode and holding exactly its computed tokens' KV (not prefilling, not a
+        prompt's reserved last token)."""
+        if not self.running or self.waiting:
+            return False
+        held = self.pool.held_by
+        return all(
+            r.known - r.computed == 1 and held(r.request_id) == r.computed * r.kv_bytes_per_token
+            for r in self.running
+        )
+
+    def _jump(
+        self,
+        batch: list[EdgeRequest],
+        s: float,
+        d0: float,
+        g: float,
+        room: int,
+        t: float,
+        first: float,
+    ) -> tuple[int, float]:
+        """``n`` iterations of a fixed token-id batch at once, and their end, when ``n`` reaches
+        ``JUMP_MIN`` (else ``n`` and nothing done): the first iteration takes ``d0`` from ``s``,
+        each next one ``g`` more (every context grows by one); bounded by the first finish, the
+        pool's room for ``room`` more decodes, the horizon ``t`` and the first round trip's end."""
+        n = min(min(r.output_tokens - r.generated for r in batch) - 1, room)
+        n = _affine_iterations(s, d0, g, n, t, first)
+        if n < JUMP_MIN:
+            return n, s
+        e = s + (n * d0 + g * (n * (n - 1) // 2))
+        for r in batch:
+            r.computed += n
+            r.generated += n
+            r.known += n
+            if r.first_token_s < 0:
+                r.first_token_s = s + d0
+        return n, e
+
+    def _end_decode_run(self, charged: dict[int, int]) -> None:
+        """Settle the pool shares :meth:`_decode_run` counted; a batch left in flight holds its
+        new tokens' KV, as at an iteration's start."""
+        for r in self.running:
+            self._settle(r, charged)
+        if self._in_flight:
+            for r in self._sched:
+                self.pool.grow(r.request_id, r.kv_bytes_per_token)
 
     def _settle(self, r: EdgeRequest, charged: dict[int, int]) -> int:
         """Grow ``r``'s pool share by the decodes :meth:`_decode_run` counted; the bytes."""
