@@ -167,6 +167,16 @@ class EdgeServer:
         self._decode_fixed_s = tuple(
             cost.fixed_s(k, k == 0, True) for k in range(cost.n_layers + 1)
         )
+        # a decode's terms of sequence_s, read once (the fast path prices every iteration)
+        self._decode_terms = (
+            cost.kv_s_per_token,
+            cost.linear_s_per_token,
+            cost.attn_s_unit,
+            cost.head_s_per_token,
+            cost.embed_s_per_token,
+            cost.head_s_per_sample,
+            cost.n_layers,
+        )
 
     # --- the environment's interface ---------------------------------------------------------
 
@@ -436,12 +446,12 @@ class EdgeServer:
         eviction when the pool has room for all of them. Nothing inside such a stretch can queue
         a request or start a prefill, so the loop checks that once, then performs exactly the
         float operations of :meth:`_start_iteration`, :meth:`_batch_time` and
-        :meth:`_complete_iteration` in their order, on locals (the decode's
-        :meth:`BatchRoofline.sequence_s` written out term by term, the iteration's
-        :meth:`BatchRoofline.fixed_s` from a table). A batch of token-id requests only, with
-        nobody else ready and nobody cut by the budgets, stays the same until a finish, a full
-        pool, the horizon or a round trip's end: that many iterations run at once
-        (:func:`_affine_iterations`). It hands back to the general scheduler (False) before an
+        :meth:`_complete_iteration` in their order (who is ready: :meth:`_ready_decodes`; the
+        decode's :meth:`BatchRoofline.sequence_s` term by term: :meth:`_price_decodes`; the
+        iteration's :meth:`BatchRoofline.fixed_s` from a table). A batch of token-id requests
+        only, with nobody else ready and nobody cut by the budgets, stays the same until a
+        finish, a full pool, the horizon or a round trip's end: that many iterations run at
+        once (:func:`_affine_iterations`). It hands back to the general scheduler (False) before an
         iteration it cannot run: a pool without room for every decode, or an empty server. The
         pool's growth is counted locally and settled per request (:meth:`_settle`) before a
         request finishes and when the loop stops.
@@ -451,15 +461,9 @@ class EdgeServer:
         running = self.running
         pool = self.pool
         cost = self.cost
-        kv, lin, attn = cost.kv_s_per_token, cost.linear_s_per_token, cost.attn_s_unit
-        head_tok, embed, head_smp = (
-            cost.head_s_per_token,
-            cost.embed_s_per_token,
-            cost.head_s_per_sample,
-        )
-        n_layers = cost.n_layers
         fixed = self._decode_fixed_s
-        slope = n_layers * (kv + 2 * attn)  # d(sequence_s)/d(context) of a token-id decode
+        # d(sequence_s)/d(context) of a token-id decode
+        slope = cost.n_layers * (cost.kv_s_per_token + 2 * cost.attn_s_unit)
         cap = min(self.max_num_batched_tokens, self.max_num_seqs)  # decodes take 1 token each
         charged = {r.request_id: r.computed for r in running}  # tokens the pool holds KV for
         clock, busy, iterations = self.clock, self.busy_s, self.iterations
@@ -467,47 +471,15 @@ class EdgeServer:
         pending = 0  # bytes grown here and not yet settled into the pool
         free = pool.free_bytes
         at_horizon = False
-        inf = float("inf")
         while running:
-            first = inf
-            earliest = running[0]  # the request whose round trip ends first (first)
-            tie = False  # another one ends at the same instant
-            batch = []
-            for r in running:
-                x = r.ready_at
-                if x <= clock:
-                    batch.append(r)
-                elif x < first:
-                    first, earliest, tie = x, r, False
-                elif x == first:
-                    tie = True
-            if batch:
-                s = clock  # someone became ready while the last iteration ran
-            else:  # the server idles until the first round trip ends
-                s = first
-                batch = [r for r in running if r.ready_at <= s] if tie else [earliest]
+            s, batch, first = self._ready_decodes(clock)
             if s >= t:
                 at_horizon = True
                 break
             whole = len(batch) <= cap
             if not whole:
                 del batch[cap:]
-            need = 0
-            total = 0.0
-            min_split = n_layers
-            max_split = 0
-            for r in batch:
-                need += r.kv_bytes_per_token
-                c = r.computed
-                k = r.split
-                seq = (n_layers - k) * (kv * (c + 1) + lin + attn * (2 * c + 2)) + head_tok
-                if k == 0:
-                    seq += embed
-                total += seq + head_smp
-                if k < min_split:
-                    min_split = k
-                if k > max_split:
-                    max_split = k
+            need, total, min_split, max_split = self._price_decodes(batch)
             if need > free:
                 clock = s  # the general path starts this iteration at s too
                 break  # eviction or preemption: the general scheduler decides
@@ -555,6 +527,49 @@ class EdgeServer:
             self.last_batch_size = self.last_batch_tokens = last
         self._end_decode_run(charged)
         return at_horizon
+
+    def _ready_decodes(self, clock: float) -> tuple[float, list[EdgeRequest], float]:
+        """When the next decode iteration starts, who is ready then (admission order), and when
+        the earliest round trip still out ends (inf: none)."""
+        first = float("inf")
+        earliest = self.running[0]  # the request whose round trip ends first (first)
+        tie = False  # another one ends at the same instant
+        batch = []
+        for r in self.running:
+            x = r.ready_at
+            if x <= clock:
+                batch.append(r)
+            elif x < first:
+                first, earliest, tie = x, r, False
+            elif x == first:
+                tie = True
+        if batch:
+            return clock, batch, first  # someone became ready while the last iteration ran
+        # the server idles until the first round trip ends
+        batch = [r for r in self.running if r.ready_at <= first] if tie else [earliest]
+        return first, batch, first
+
+    def _price_decodes(self, batch: list[EdgeRequest]) -> tuple[int, float, int, int]:
+        """(KV bytes, seconds of the sequences' own work, lowest and highest split) of one decode
+        for each of ``batch``: :meth:`BatchRoofline.sequence_s` written out term by term."""
+        kv, lin, attn, head_tok, embed, head_smp, n_layers = self._decode_terms
+        need = 0
+        total = 0.0
+        min_split = n_layers
+        max_split = 0
+        for r in batch:
+            need += r.kv_bytes_per_token
+            c = r.computed
+            k = r.split
+            seq = (n_layers - k) * (kv * (c + 1) + lin + attn * (2 * c + 2)) + head_tok
+            if k == 0:
+                seq += embed
+            total += seq + head_smp
+            if k < min_split:
+                min_split = k
+            if k > max_split:
+                max_split = k
+        return need, total, min_split, max_split
 
     def _decodes_only(self) -> bool:
         """Whether :meth:`_decode_run` may start: nothing queued, every running request one token
