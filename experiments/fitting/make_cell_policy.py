@@ -16,9 +16,10 @@ Usage::
    choose the action ``model.predict`` chooses on every one of ``--parity`` observations
    (EdgeCell-v0's own observations and masks, and random points with random valid masks).
 4. **Provenance** in the ONNX metadata (``provenance_*`` keys, covered by the version hash): the
-   resolved config as training wrote it, the config's path, the commit (``-dirty`` when the
-   tree had changes), the trained steps, the best step and its validation reward beside the
-   heuristics' on the same validation cells.
+   resolved config as training wrote it, the config's path, the commit it was trained at
+   (``-dirty`` when the tree had changes; ``--trained-at`` for a reused run of another), the
+   trained steps, the best step and its validation reward beside the heuristics' on the same
+   validation cells.
 
 Then ``offload-rl evaluate --scenario cell --policies shipped,greedy,lyapunov,...`` runs it
 (``shipped`` is ``cell.onnx`` on a cell scenario, :mod:`serving.shipped`).
@@ -40,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = ROOT / "experiments" / "configs" / "train_cell.yaml"
 DEFAULT_RUN = ROOT / "runs" / "cell_policy"
 DEFAULT_OUT = ROOT / "offload_rl" / "data" / "policies" / "cell.onnx"
+TRAINED_AT_FILE = "trained_at_commit.txt"  # written into RUN by this script
 console = Console()
 
 
@@ -53,6 +55,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--reuse-run", action="store_true", help="export RUN/best/ if complete, without training"
     )
     parser.add_argument("--parity", type=int, default=10_000, help="parity observations")
+    parser.add_argument(
+        "--trained-at",
+        metavar="COMMIT",
+        default=None,
+        help="with --reuse-run of a run this script did not train: the commit it was trained at",
+    )
     return parser.parse_args(argv)
 
 
@@ -136,11 +144,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         check_cell_config(args.config)
-        commit = commit_of(ROOT)  # before training: the code the policy was trained with
         best = args.run / "best"
         t0 = time.perf_counter()
         if not (args.reuse_run and is_complete(best) and (args.run / SUMMARY_FILE).is_file()):
+            commit = commit_of(ROOT)  # before training: the code the policy was trained with
             train(args.config, args.run, args.seed)
+            (args.run / TRAINED_AT_FILE).write_text(commit + "\n")
+        elif (args.run / TRAINED_AT_FILE).is_file():
+            commit = (args.run / TRAINED_AT_FILE).read_text().strip()
+        else:
+            commit = args.trained_at or "unknown (a reused run; pass --trained-at)"
         if not is_complete(best):
             console.print(f"[red]{best}: no complete best/ checkpoint (did validation run?)")
             return 2

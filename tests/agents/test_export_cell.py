@@ -93,18 +93,14 @@ def test_provenance_is_covered_by_the_version_hash(exported, tmp_path):
 
 
 def test_a_cell_export_that_disagrees_with_predict_is_refused(cell_run, tmp_path, monkeypatch):
+    """A graph without the run's normalisation decides otherwise on cell observations."""
     import agents.export as export
 
-    real = export.build_export_module
-
-    def without_normalization(model, norm):
-        return real(model, None)
-
-    monkeypatch.setattr(export, "build_export_module", without_normalization)
-    out = tmp_path / "bad.onnx"
+    build = export.build_export_module
+    monkeypatch.setattr(export, "build_export_module", lambda model, _: build(model, None))
     with pytest.raises(ExportError, match="parity"):
-        export_policy(cell_run, out, parity=600)
-    assert not out.exists()
+        export_policy(cell_run, tmp_path / "bad.onnx", parity=600)
+    assert not (tmp_path / "bad.onnx").exists()
 
 
 def test_the_exported_cell_policy_answers_v2_behind_the_pull_adapter(exported):
