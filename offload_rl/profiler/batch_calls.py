@@ -42,6 +42,15 @@ class SequenceKV:
     mask: Any | None  # (1, 1, new_tokens, context + new_tokens) bool, for a chunk on a context
 
 
+@dataclass(frozen=True)
+class PackedInputs:
+    """One packed batch's inputs: hidden states (1, tokens, d_model), caches, rotary kwargs."""
+
+    hidden: Any
+    packed: list[SequenceKV]
+    kwargs: dict[str, Any]
+
+
 def batch_plan(batch_sizes: Sequence[int], contexts: Sequence[int], chunk: int) -> list[Batch]:
     """The batches to time (see the module docstring); each one once, in a fixed order."""
     contexts = sorted(set(contexts))
@@ -145,16 +154,20 @@ class BatchCalls:
             mask = torch.ones(n, c + n, dtype=torch.bool).tril(diagonal=c)[None, None]
         return SequenceKV(n, keys, values, mask)
 
-    def decoder(self, batch: Batch) -> Point:
-        """One decoder layer over the packed batch (call it inside :func:`packed_attention_in`)."""
+    def decoder_inputs(self, batch: Batch) -> PackedInputs:
+        """Fresh inputs of one decoder layer for ``batch``: hidden states, caches, positions."""
         x = self._hidden(sum(n for n, _ in batch))
         pos = self._positions(batch)
         kw: dict[str, Any] = {}
         if self._parts.rotary is not None:
             kw = {"position_ids": pos, "position_embeddings": self._parts.rotary(x, pos)}
-        packed = [self._kv(n, c) for n, c in batch]
+        return PackedInputs(x, [self._kv(n, c) for n, c in batch], kw)
+
+    def decoder(self, batch: Batch) -> Point:
+        """One decoder layer over the packed batch (call it inside :func:`packed_attention_in`)."""
+        inputs = self.decoder_inputs(batch)
         decoder = self._parts.decoder
-        return (lambda: decoder(x, packed_kv=packed, **kw)), None
+        return (lambda: decoder(inputs.hidden, packed_kv=inputs.packed, **inputs.kwargs)), None
 
     def head(self, tokens: int, samples: int) -> Point:
         """Final norm over ``tokens`` packed tokens, LM head on ``samples`` of them."""
