@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from offload_rl.model_shapes import ArchSpec
-from offload_rl.profiler.layer_calls import Point
+from offload_rl.profiler.layer_calls import Point, embedding_call
 from offload_rl.profiler.layers import LayerParts
 from offload_rl.profiler.torch_extra import torch_dtype
 
@@ -178,16 +178,6 @@ class BatchCalls:
 
     def embedding(self, batch: Batch) -> Point:
         """Token ids of the packed batch to hidden states (and the position encoding)."""
-        torch, parts = self._torch, self._parts
         pos = self._positions(batch)
-        ids = torch.randint(0, self._shape.vocab_size, pos.shape, generator=self.generator)
-
-        def run() -> object:
-            h = parts.embed(ids)
-            if parts.positions is not None:
-                h = h + parts.positions(pos)
-            if parts.rotary is not None:
-                parts.rotary(h, pos)
-            return h
-
-        return run, None
+        ids = self._torch.randint(0, self._shape.vocab_size, pos.shape, generator=self.generator)
+        return embedding_call(self._parts, ids, pos), None

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +17,7 @@ from offload_rl.profiler.batch_calls import batch_plan
 from offload_rl.profiler.batch_fitting import COEFFICIENTS, fit_batched, predict_s
 from offload_rl.profiles import BatchedCoefficients, BatchedPoint, Profile, load_profile
 from offload_rl.roofline import get_hardware
-
-HAS_TORCH = all(importlib.util.find_spec(m) is not None for m in ("torch", "transformers"))
-needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="needs the 'profile' extra")
+from tests.offload_rl.profile_cli import HAS_TORCH, needs_torch, run_cli
 
 TINY_QWEN2 = {  # a two-layer qwen2 of the published layout, small enough to time in seconds
     "model_type": "qwen2",
@@ -34,22 +29,6 @@ TINY_QWEN2 = {  # a two-layer qwen2 of the published layout, small enough to tim
     "vocab_size": 1000,
     "max_position_embeddings": 512,
 }
-CLI = (
-    "import sys, offload_rl.cli as c;"
-    "c.COMMAND_MODULES = tuple(m for m in c.COMMAND_MODULES if m.rsplit('.', 1)[-1] == 'profile');"
-    "sys.exit(c.main(sys.argv[1:]))"
-)
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", CLI, "profile", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
 
 # --- the fit ---------------------------------------------------------------------------------
 
@@ -300,3 +279,31 @@ def test_cli_bad_batch_sizes_is_one_line_error(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "--batch-sizes" in result.stderr
+
+
+def test_cell_with_a_measured_edge_profile_runs_on_its_measured_costs(tmp_path):
+    from offload_rl.cell.simulator import edge_batch_cost
+    from offload_rl.profiles import BatchedProfile
+    from offload_rl.scenario import load_scenario
+    from offload_rl.scenario_facts import resolve_scenario
+
+    truth = BatchedCoefficients(**{name: 1e-4 for part in COEFFICIENTS.values() for name in part})
+    points = _synthetic_points(truth)
+    coefficients, errors = fit_batched(points)
+    measured = load_profile("qwen2.5-0.5b@cpu-2core")  # a measured CPU profile, no batches
+    batched = BatchedProfile(
+        method="synthetic", points=points, coefficients=coefficients, fit_error=errors
+    )
+    path = tmp_path / "qwen2.5-0.5b@cpu-2core-batched.json"
+    measured.model_copy(update={"batched": batched}).save(path)
+    sc = load_scenario("cell")
+    profiles = sc.profiles.model_copy(
+        update={
+            "device": "qwen2.5-0.5b@sd8gen3-phone",
+            "edge": str(path),
+            "cloud": "qwen2.5-0.5b@h100",
+        }
+    )
+    cost = edge_batch_cost(resolve_scenario(sc.model_copy(update={"profiles": profiles})))
+    assert cost == BatchRoofline.from_measured(load_profile(path))
+    assert cost.layer_fixed_s == pytest.approx(1e-4)
