@@ -121,6 +121,16 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError("profile: --out FILE is required")
     if args.out.parent and not args.out.parent.is_dir():
         raise ConfigError(f"profile: --out directory {args.out.parent} does not exist")
+    batch_sizes = (
+        None
+        if args.batch_sizes.strip().lower() == "none"
+        else _int_list(args.batch_sizes, "--batch-sizes")
+    )
+    batch_contexts = (
+        _int_list(args.batch_contexts, "--batch-contexts") if args.batch_contexts else None
+    )
+    if args.batch_chunk < 1:
+        raise ConfigError(f"profile: --batch-chunk must be >= 1, got {args.batch_chunk}")
     hw = get_hardware(args.hardware) if args.hardware else None
     arch = load_arch(args.model, name=args.name)
     if hw is not None:
@@ -135,16 +145,6 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError(f"profile: --repeats must be >= 1, got {args.repeats}")
     lengths = _int_list(args.lengths, "--lengths")
     contexts = _int_list(args.contexts, "--contexts") if args.contexts else None
-    batch_sizes = (
-        None
-        if args.batch_sizes.strip().lower() == "none"
-        else _int_list(args.batch_sizes, "--batch-sizes")
-    )
-    batch_contexts = (
-        _int_list(args.batch_contexts, "--batch-contexts") if args.batch_contexts else None
-    )
-    if args.batch_chunk < 1:
-        raise ConfigError(f"profile: --batch-chunk must be >= 1, got {args.batch_chunk}")
 
     from offload_rl.profiler import CONTENTION_THRESHOLD, LoadReport, measure_profile
 
