@@ -50,11 +50,14 @@ them again, so preempting split requests is priced a little low.
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import dataclass
 
+import numpy as np
+
+from offload_rl.cell import compiled_decode as cd
 from offload_rl.cell.batch_roofline import BatchRoofline
+from offload_rl.cell.compiled_decode import affine_iterations
 from offload_rl.cell.kv_pool import KVPool
 
 # vLLM engine/arg_utils.py defaults for `vllm serve` on GPUs under 70 GiB (code search, 2025).
@@ -134,6 +137,7 @@ class EdgeServer:
         max_num_batched_tokens: int = DEFAULT_MAX_NUM_BATCHED_TOKENS,
         max_num_seqs: int = DEFAULT_MAX_NUM_SEQS,
         fast: bool = True,
+        compiled: bool | None = None,
     ) -> None:
         if max_num_batched_tokens < 1 or max_num_seqs < 1:
             raise ValueError(
@@ -145,6 +149,9 @@ class EdgeServer:
         self.max_num_batched_tokens = int(max_num_batched_tokens)
         self.max_num_seqs = int(max_num_seqs)
         self.fast = fast  # False: the general scheduler for every iteration (the reference)
+        # the decode-only stretches in machine code (None: whenever numba is there and
+        # OFFLOAD_RL_COMPILED is not 0); the Python loop is the reference it must equal
+        self.compiled = cd.AVAILABLE if compiled is None else compiled and cd.AVAILABLE
         self.waiting: deque[EdgeRequest] = deque()
         self.running: list[EdgeRequest] = []  # admission order: last = most recently admitted
         self.clock = 0.0  # simulated up to here (end of the last iteration, or an idle instant)
@@ -167,6 +174,9 @@ class EdgeServer:
         self._decode_fixed_s = tuple(
             cost.fixed_s(k, k == 0, True) for k in range(cost.n_layers + 1)
         )
+        self._decode_fixed_array = np.array(self._decode_fixed_s)
+        # d(sequence_s)/d(context) of a token-id decode
+        self._decode_slope = cost.n_layers * (cost.kv_s_per_token + 2 * cost.attn_s_unit)
         # a decode's terms of sequence_s, read once (the fast path prices every iteration)
         self._decode_terms = (
             cost.kv_s_per_token,
@@ -177,6 +187,7 @@ class EdgeServer:
             cost.head_s_per_sample,
             cost.n_layers,
         )
+        self._decode_terms_array = np.array(self._decode_terms[:6])
 
     # --- the environment's interface ---------------------------------------------------------
 
@@ -451,19 +462,20 @@ class EdgeServer:
         iteration's :meth:`BatchRoofline.fixed_s` from a table). A batch of token-id requests
         only, with nobody else ready and nobody cut by the budgets, stays the same until a
         finish, a full pool, the horizon or a round trip's end: that many iterations run at
-        once (:func:`_affine_iterations`). It hands back to the general scheduler (False) before an
-        iteration it cannot run: a pool without room for every decode, or an empty server. The
-        pool's growth is counted locally and settled per request (:meth:`_settle`) before a
-        request finishes and when the loop stops.
+        once (:func:`~offload_rl.cell.compiled_decode.affine_iterations`). It hands back to the
+        general scheduler (False) before an iteration it cannot run: a pool without room for
+        every decode, or an empty server. The pool's growth is counted locally and settled per
+        request (:meth:`_settle`) before a request finishes and when the loop stops. With numba
+        the same loop runs compiled (:meth:`_decode_run_compiled`); this one is its reference.
         """
         if not self._decodes_only():
             return False
+        if self.compiled:
+            return self._decode_run_compiled(t)
         running = self.running
         pool = self.pool
-        cost = self.cost
         fixed = self._decode_fixed_s
-        # d(sequence_s)/d(context) of a token-id decode
-        slope = cost.n_layers * (cost.kv_s_per_token + 2 * cost.attn_s_unit)
+        slope = self._decode_slope
         cap = min(self.max_num_batched_tokens, self.max_num_seqs)  # decodes take 1 token each
         charged = {r.request_id: r.computed for r in running}  # tokens the pool holds KV for
         clock, busy, iterations = self.clock, self.busy_s, self.iterations
@@ -527,6 +539,85 @@ class EdgeServer:
             self.last_batch_size = self.last_batch_tokens = last
         self._end_decode_run(charged)
         return at_horizon
+
+    def _decode_run_compiled(self, t: float) -> bool:
+        """:meth:`_decode_run` in machine code (:mod:`offload_rl.cell.compiled_decode`): the
+        running requests' fields go in as rows, the changes come back and are written into the
+        requests, the pool and the server in the reference's order."""
+        running = list(self.running)
+        peek = self.pool.peek
+        flat_ints: list[int] = []
+        flat_floats: list[float] = []
+        kept: list[int] = []  # bytes of the kept entry of each session that keeps (its slot)
+        slot_of: dict[int, int] = {}
+        for r in running:
+            slot = cd.NOT_KEPT
+            if r.keep:
+                slot = slot_of.setdefault(r.session_id, len(kept))
+                if slot == len(kept):
+                    entry = peek(r.session_id)
+                    kept.append(0 if entry is None else entry.nbytes)
+            flat_ints += (r.computed, r.generated, r.output_tokens, r.kv_bytes_per_token, r.split)
+            flat_ints.append(slot)
+            flat_floats += (r.ready_at, r.round_trip_s, r.first_token_s)
+        rows = len(running)
+        ints = np.array(flat_ints, dtype=np.int64).reshape(rows, cd.N_INT_COLUMNS)
+        floats = np.array(flat_floats).reshape(rows, cd.N_FLOAT_COLUMNS)
+        pool = self.pool
+        rows = len(running)
+        batch = np.empty(rows, dtype=np.int64)
+        finished = np.empty(rows, dtype=np.int64)
+        finish_s = np.empty(rows)
+        assert cd.decode_run is not None
+        clock, busy, iterations, closed, last, n_batch, n_fin, at_horizon, in_flight, end = (
+            cd.decode_run(
+                ints,
+                floats,
+                self._decode_fixed_array,
+                self._decode_terms_array,
+                self.cost.n_layers,
+                self._decode_slope,
+                min(self.max_num_batched_tokens, self.max_num_seqs),
+                JUMP_MIN,
+                self.clock,
+                self.busy_s,
+                t,
+                pool.free_bytes,
+                np.array(kept, dtype=np.int64),
+                np.ones(rows, dtype=np.bool_),
+                batch,
+                finished,
+                finish_s,
+            )
+        )
+        charged = [r.computed for r in running]  # tokens the pool holds KV for
+        for r, (computed, generated, *_), (ready_at, _, first_token_s) in zip(
+            running, ints.tolist(), floats.tolist(), strict=True
+        ):
+            if computed != r.computed:
+                r.known += computed - r.computed
+                r.computed, r.generated = computed, generated
+                r.ready_at, r.first_token_s = ready_at, first_token_s
+        for j, e in zip(finished[:n_fin].tolist(), finish_s[:n_fin].tolist(), strict=True):
+            r = running[j]
+            pool.grow(r.request_id, (r.computed - charged[j]) * r.kv_bytes_per_token)
+            charged[j] = r.computed
+            self._finish(r, e)
+        for j, r in enumerate(running):
+            if r.computed != charged[j]:
+                pool.grow(r.request_id, (r.computed - charged[j]) * r.kv_bytes_per_token)
+        self.clock, self.busy_s = clock, busy
+        self.iterations += iterations
+        self.closed_form_iterations += closed
+        if last:
+            self.last_batch_size = self.last_batch_tokens = last
+        if in_flight:
+            self._sched[:] = [running[j] for j in batch[:n_batch].tolist()]
+            self._sched_n[:] = [1] * n_batch
+            self._in_flight, self._iter_end = True, end
+            for r in self._sched:
+                pool.grow(r.request_id, r.kv_bytes_per_token)
+        return bool(at_horizon)
 
     def _ready_decodes(self, clock: float) -> tuple[float, list[EdgeRequest], float]:
         """When the next decode iteration starts, who is ready then (admission order), and when
@@ -598,7 +689,7 @@ class EdgeServer:
         each next one ``g`` more (every context grows by one); bounded by the first finish, the
         pool's room for ``room`` more decodes, the horizon ``t`` and the first round trip's end."""
         n = min(min(r.output_tokens - r.generated for r in batch) - 1, room)
-        n = _affine_iterations(s, d0, g, n, t, first)
+        n = affine_iterations(s, d0, g, n, t, first)
         if n < JUMP_MIN:
             return n, s
         e = s + (n * d0 + g * (n * (n - 1) // 2))
@@ -641,28 +732,3 @@ class EdgeServer:
 
 # a closed-form run must save at least this many iterations (it costs about as much as three)
 JUMP_MIN = 4
-
-
-def _affine_iterations(s: float, d0: float, g: float, n: int, t: float, ready: float) -> int:
-    """How many of ``n`` iterations starting at ``s`` run before the horizon and a round trip.
-
-    Iteration ``j`` takes ``d0 + g * j``, so ``j`` iterations end at
-    ``E(j) = s + j * d0 + g * j (j - 1) / 2``. The answer is the largest ``j <= n`` whose
-    iterations all end by ``t`` (``E(j) <= t``, as the loop lets an iteration end at the
-    horizon) and all start before ``ready`` (``E(j - 1) < ready``, when another request joins):
-    the quadratic's root, then corrected against ``E`` itself.
-    """
-
-    def end(j: int) -> float:
-        return s + (j * d0 + g * (j * (j - 1) // 2))
-
-    for bound in (t, ready):
-        if bound == math.inf or n <= 0:
-            continue
-        x = bound - s  # > 0: the caller checked both bounds lie after s
-        b = d0 - g / 2.0
-        root = 2.0 * x / (b + math.sqrt(b * b + 2.0 * g * x))  # E(root) = bound, cancellation-free
-        n = min(n, int(root) + 1)
-    while n > 0 and (end(n) > t or (n > 1 and end(n - 1) >= ready)):
-        n -= 1
-    return n
