@@ -86,8 +86,9 @@ def _decode_run(
     finished: np.ndarray,
     finish_s: np.ndarray,
 ) -> tuple[float, float, int, int, int, int, int, bool, bool, float]:
-    """The loop of ``EdgeServer._decode_run`` on arrays (``ints``, ``floats``, ``kept`` and
-    ``alive`` updated in place; ``batch``, ``finished``, ``finish_s`` are outputs of ``rows``).
+    """The loop of ``EdgeServer._decode_run`` on arrays (``ints``, ``floats`` and ``kept``
+    updated in place; ``alive``, ``batch``, ``finished``, ``finish_s``: scratch and outputs, at
+    least one entry per row).
 
     Returns ``(clock, busy, iterations, closed_form_iterations, last, n_batch, n_finished,
     at_horizon, in_flight, iter_end)``: ``batch[:n_batch]`` holds the rows of the batch left in
@@ -103,6 +104,8 @@ def _decode_run(
     )
     rows = ints.shape[0]
     n_alive = rows
+    for j in range(rows):
+        alive[j] = 1
     iterations = 0
     closed = 0
     last = 0
@@ -217,7 +220,7 @@ def _decode_run(
             if floats[j, FIRST_TOKEN] < 0:
                 floats[j, FIRST_TOKEN] = e
             if ints[j, GENERATED] >= ints[j, OUTPUT]:
-                alive[j] = False
+                alive[j] = 0
                 n_alive -= 1
                 finished[n_fin] = j
                 finish_s[n_fin] = e

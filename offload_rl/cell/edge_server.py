@@ -175,6 +175,8 @@ class EdgeServer:
             cost.fixed_s(k, k == 0, True) for k in range(cost.n_layers + 1)
         )
         self._decode_fixed_array = np.array(self._decode_fixed_s)
+        self._scratch_rows = np.empty((3, 0), dtype=np.int64)  # the compiled loop's outputs
+        self._scratch_finish_s = np.empty(0)
         # d(sequence_s)/d(context) of a token-id decode
         self._decode_slope = cost.n_layers * (cost.kv_s_per_token + 2 * cost.attn_s_unit)
         # a decode's terms of sequence_s, read once (the fast path prices every iteration)
@@ -468,10 +470,10 @@ class EdgeServer:
         request (:meth:`_settle`) before a request finishes and when the loop stops. With numba
         the same loop runs compiled (:meth:`_decode_run_compiled`); this one is its reference.
         """
-        if not self._decodes_only():
-            return False
         if self.compiled:
             return self._decode_run_compiled(t)
+        if not self._decodes_only():
+            return False
         running = self.running
         pool = self.pool
         fixed = self._decode_fixed_s
@@ -542,32 +544,43 @@ class EdgeServer:
 
     def _decode_run_compiled(self, t: float) -> bool:
         """:meth:`_decode_run` in machine code (:mod:`offload_rl.cell.compiled_decode`): the
-        running requests' fields go in as rows, the changes come back and are written into the
+        running requests' fields go in as rows (read in the same pass as
+        :meth:`_decodes_only`'s check), the changes come back and are written into the
         requests, the pool and the server in the reference's order."""
-        running = list(self.running)
-        peek = self.pool.peek
+        running = self.running
+        if not running or self.waiting:
+            return False
+        pool = self.pool
+        held, peek = pool.held_by, pool.peek
         flat_ints: list[int] = []
         flat_floats: list[float] = []
+        charged: list[int] = []  # tokens the pool holds KV for
         kept: list[int] = []  # bytes of the kept entry of each session that keeps (its slot)
         slot_of: dict[int, int] = {}
         for r in running:
+            c = r.computed
+            if r.known - c != 1 or held(r.request_id) != c * r.kv_bytes_per_token:
+                return False  # not a decode (see _decodes_only)
             slot = cd.NOT_KEPT
             if r.keep:
                 slot = slot_of.setdefault(r.session_id, len(kept))
                 if slot == len(kept):
                     entry = peek(r.session_id)
                     kept.append(0 if entry is None else entry.nbytes)
-            flat_ints += (r.computed, r.generated, r.output_tokens, r.kv_bytes_per_token, r.split)
-            flat_ints.append(slot)
+            flat_ints += (c, r.generated, r.output_tokens, r.kv_bytes_per_token, r.split, slot)
             flat_floats += (r.ready_at, r.round_trip_s, r.first_token_s)
+            charged.append(c)
+        running = list(running)
         rows = len(running)
         ints = np.array(flat_ints, dtype=np.int64).reshape(rows, cd.N_INT_COLUMNS)
         floats = np.array(flat_floats).reshape(rows, cd.N_FLOAT_COLUMNS)
-        pool = self.pool
-        rows = len(running)
-        batch = np.empty(rows, dtype=np.int64)
-        finished = np.empty(rows, dtype=np.int64)
-        finish_s = np.empty(rows)
+        if self._scratch_rows.shape[1] < rows:  # the kernel's outputs, reused between calls
+            size = max(2 * rows, 64)
+            self._scratch_rows = np.empty((3, size), dtype=np.int64)
+            self._scratch_finish_s = np.empty(size)
+        scratch = self._scratch_rows
+        batch, finished, alive = scratch[0], scratch[1], scratch[2]
+        finish_s = self._scratch_finish_s
         assert cd.decode_run is not None
         clock, busy, iterations, closed, last, n_batch, n_fin, at_horizon, in_flight, end = (
             cd.decode_run(
@@ -584,13 +597,12 @@ class EdgeServer:
                 t,
                 pool.free_bytes,
                 np.array(kept, dtype=np.int64),
-                np.ones(rows, dtype=np.bool_),
+                alive,
                 batch,
                 finished,
                 finish_s,
             )
         )
-        charged = [r.computed for r in running]  # tokens the pool holds KV for
         for r, (computed, generated, *_), (ready_at, _, first_token_s) in zip(
             running, ints.tolist(), floats.tolist(), strict=True
         ):

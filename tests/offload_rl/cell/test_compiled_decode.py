@@ -55,7 +55,7 @@ def _counting(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(arrivals, *server_sizes)
 def test_the_compiled_loop_equals_the_python_loop(reqs, pool_tokens, budget, seqs):
     servers = [
