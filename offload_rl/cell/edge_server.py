@@ -603,21 +603,17 @@ class EdgeServer:
                 finish_s,
             )
         )
-        for r, (computed, generated, *_), (ready_at, _, first_token_s) in zip(
-            running, ints.tolist(), floats.tolist(), strict=True
-        ):
-            if computed != r.computed:
-                r.known += computed - r.computed
-                r.computed, r.generated = computed, generated
-                r.ready_at, r.first_token_s = ready_at, first_token_s
+        computed = ints[:, cd.COMPUTED].tolist()
+        ready_at = floats[:, cd.READY_AT].tolist()
+        # finished requests first, in finishing order (each settles its KV, then leaves)
         for j, e in zip(finished[:n_fin].tolist(), finish_s[:n_fin].tolist(), strict=True):
-            r = running[j]
-            pool.grow(r.request_id, (r.computed - charged[j]) * r.kv_bytes_per_token)
-            charged[j] = r.computed
-            self._finish(r, e)
+            self._write_back(running[j], computed[j] - charged[j], ready_at[j], floats, j)
+            charged[j] = computed[j]
+            self._finish(running[j], e)
         for j, r in enumerate(running):
-            if r.computed != charged[j]:
-                pool.grow(r.request_id, (r.computed - charged[j]) * r.kv_bytes_per_token)
+            ran = computed[j] - charged[j]
+            if ran:
+                self._write_back(r, ran, ready_at[j], floats, j)
         self.clock, self.busy_s = clock, busy
         self.iterations += iterations
         self.closed_form_iterations += closed
@@ -630,6 +626,18 @@ class EdgeServer:
             for r in self._sched:
                 pool.grow(r.request_id, r.kv_bytes_per_token)
         return bool(at_horizon)
+
+    def _write_back(
+        self, r: EdgeRequest, ran: int, ready_at: float, floats: np.ndarray, j: int
+    ) -> None:
+        """``r`` decoded ``ran`` tokens in the compiled loop: its fields and its pool share."""
+        r.computed += ran
+        r.generated += ran
+        r.known += ran
+        r.ready_at = ready_at
+        if r.first_token_s < 0:
+            r.first_token_s = float(floats[j, cd.FIRST_TOKEN])
+        self.pool.grow(r.request_id, ran * r.kv_bytes_per_token)
 
     def _ready_decodes(self, clock: float) -> tuple[float, list[EdgeRequest], float]:
         """When the next decode iteration starts, who is ready then (admission order), and when
