@@ -41,6 +41,10 @@ a full pool, a split request's round trip ending), which changes times only by f
 order (a few ulps per iteration). ``EdgeServer(..., fast=False)`` runs every iteration through
 the general scheduler: the reference ``tests/offload_rl/cell/test_edge_server_fast.py`` and
 ``tests/envs/test_edge_cell_fast_edge.py`` compare to (discrete events equal, times within 1e-9).
+With numba installed (the ``fast`` extra) the decode-only loop runs compiled
+(:mod:`offload_rl.cell.compiled_decode`), bit for bit as the Python loop, which stays the
+reference (``EdgeServer(..., compiled=False)`` or ``OFFLOAD_RL_COMPILED=0``;
+``tests/offload_rl/cell/test_compiled_decode.py`` compares them with ``==``).
 
 Left out on purpose: swapping (recompute only, vLLM's default), priorities, the 1% free-block
 watermark, speculative decoding. On recompute a split request re-prefills from the boundary
