@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -253,18 +254,36 @@ def _decode_run(
 _affine_jit: Callable[..., int] = affine_iterations  # the compiled one once _compile ran
 
 
+# what a failed first call (compilation) raises: numba's errors once numba is imported
+COMPILE_ERRORS: tuple[type[Exception], ...] = ()
+
+
 def _compile() -> Callable[..., Any] | None:
+    """The compiled loop (compiled lazily, at its first call, and cached on disk), or None."""
     if _disabled_by_env():
         return None
     try:
         import numba
+        from numba.core.errors import NumbaError
     except ImportError:
         return None
+    global _affine_jit, COMPILE_ERRORS
+    COMPILE_ERRORS = (NumbaError,)
     jit = numba.njit(cache=True, nogil=True)  # fastmath off: IEEE order, bit-identical
-    global _affine_jit
     _affine_jit = jit(affine_iterations)
     return jit(_decode_run)
 
 
 decode_run = _compile()
 AVAILABLE = decode_run is not None
+
+
+def disable(reason: str) -> None:
+    """Fall back to the Python loop for the rest of the process (numba failed to compile)."""
+    global AVAILABLE
+    AVAILABLE = False
+    warnings.warn(
+        f"compiled edge decode loop unavailable, using the Python loop: {reason}",
+        RuntimeWarning,
+        stacklevel=3,
+    )

@@ -586,27 +586,32 @@ class EdgeServer:
         batch, finished, alive = scratch[0], scratch[1], scratch[2]
         finish_s = self._scratch_finish_s
         assert cd.decode_run is not None
-        clock, busy, iterations, closed, last, n_batch, n_fin, at_horizon, in_flight, end = (
-            cd.decode_run(
-                ints,
-                floats,
-                self._decode_fixed_array,
-                self._decode_terms_array,
-                self.cost.n_layers,
-                self._decode_slope,
-                min(self.max_num_batched_tokens, self.max_num_seqs),
-                JUMP_MIN,
-                self.clock,
-                self.busy_s,
-                t,
-                pool.free_bytes,
-                np.array(kept, dtype=np.int64),
-                alive,
-                batch,
-                finished,
-                finish_s,
+        try:
+            clock, busy, iterations, closed, last, n_batch, n_fin, at_horizon, in_flight, end = (
+                cd.decode_run(
+                    ints,
+                    floats,
+                    self._decode_fixed_array,
+                    self._decode_terms_array,
+                    self.cost.n_layers,
+                    self._decode_slope,
+                    min(self.max_num_batched_tokens, self.max_num_seqs),
+                    JUMP_MIN,
+                    self.clock,
+                    self.busy_s,
+                    t,
+                    pool.free_bytes,
+                    np.array(kept, dtype=np.int64),
+                    alive,
+                    batch,
+                    finished,
+                    finish_s,
+                )
             )
-        )
+        except cd.COMPILE_ERRORS as err:  # nothing has changed yet: run the reference
+            cd.disable(str(err).splitlines()[0] if str(err) else type(err).__name__)
+            self.compiled = False
+            return self._decode_run(t)
         computed = ints[:, cd.COMPUTED].tolist()
         ready_at = floats[:, cd.READY_AT].tolist()
         # finished requests first, in finishing order (each settles its KV, then leaves)

@@ -136,3 +136,24 @@ def test_the_environment_variable_forces_the_python_loop():
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.split() == ["False", "False", "False"]
+
+
+def test_a_loop_that_fails_to_compile_falls_back_to_python(monkeypatch):
+    """numba raising at the first call (an unsupported platform): a warning, then the Python
+    loop for the rest of the process, with the Python loop's results."""
+
+    def broken(*args: Any) -> Any:
+        raise cd.COMPILE_ERRORS[0]("no LLVM target for this CPU")
+
+    monkeypatch.setattr(cd, "decode_run", broken)
+    monkeypatch.setattr(cd, "AVAILABLE", True)
+    servers = [EdgeServer(COST, 10**9, compiled=c) for c in (False, True)]
+    for server in servers:
+        server.submit(EdgeRequest(0, 0, 6, 0.0, 0, 50, 40, round_trip_s=0.01), 0.0)
+        server.submit(EdgeRequest(1, 1, 0, 0.0, 0, 80, 40), 0.0)
+    servers[0].advance(5.0)
+    with pytest.warns(RuntimeWarning, match="no LLVM target"):
+        servers[1].advance(5.0)
+    assert not servers[1].compiled and not cd.AVAILABLE
+    assert servers[1].iterations > 40
+    assert _snapshot(servers[0], 5.0) == _snapshot(servers[1], 5.0)
