@@ -16,6 +16,7 @@ environment, :data:`AVAILABLE` is False and the server runs the Python loop.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import warnings
@@ -254,28 +255,32 @@ def _decode_run(
 _affine_jit: Callable[..., int] = affine_iterations  # the compiled one once _compile ran
 
 
-# what a failed first call (compilation) raises: numba's errors once numba is imported
-COMPILE_ERRORS: tuple[type[Exception], ...] = ()
+# what a failed first call raises: numba missing after all, or numba's errors once imported
+COMPILE_ERRORS: tuple[type[Exception], ...] = (ImportError,)
+# numba is there (found, not imported: importing it costs ~0.3 s, paid at the first call)
+AVAILABLE = not _disabled_by_env() and importlib.util.find_spec("numba") is not None
+_kernel: Callable[..., Any] | None = None
 
 
-def _compile() -> Callable[..., Any] | None:
-    """The compiled loop (compiled lazily, at its first call, and cached on disk), or None."""
-    if _disabled_by_env():
-        return None
-    try:
-        import numba
-        from numba.core.errors import NumbaError
-    except ImportError:
-        return None
+def _compile() -> Callable[..., Any]:
+    """The compiled loop (compiled at its first call, cached on disk between processes)."""
+    import numba
+    from numba.core.errors import NumbaError
+
     global _affine_jit, COMPILE_ERRORS
-    COMPILE_ERRORS = (NumbaError,)
+    COMPILE_ERRORS = (ImportError, NumbaError)
     jit = numba.njit(cache=True, nogil=True)  # fastmath off: IEEE order, bit-identical
     _affine_jit = jit(affine_iterations)
     return jit(_decode_run)
 
 
-decode_run = _compile()
-AVAILABLE = decode_run is not None
+def decode_run(*args: Any) -> Any:
+    """The compiled :func:`_decode_run` (numba imported and the loop compiled at the first call;
+    raises one of :data:`COMPILE_ERRORS` if that fails)."""
+    global _kernel
+    if _kernel is None:
+        _kernel = _compile()
+    return _kernel(*args)
 
 
 def disable(reason: str) -> None:

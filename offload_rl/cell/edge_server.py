@@ -585,7 +585,6 @@ class EdgeServer:
         scratch = self._scratch_rows
         batch, finished, alive = scratch[0], scratch[1], scratch[2]
         finish_s = self._scratch_finish_s
-        assert cd.decode_run is not None
         try:
             clock, busy, iterations, closed, last, n_batch, n_fin, at_horizon, in_flight, end = (
                 cd.decode_run(
