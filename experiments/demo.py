@@ -136,7 +136,9 @@ def simulated_devices(n: int) -> list[DeviceState]:
     env = EdgeCellEnv("cell", episode_requests=256)
     env.reset(seed=11)
     greedy = resolve_policy_for_demo(env)
-    shared = [f.name for f in dataclasses.fields(RequestFacts)]
+    # the facts the cell state and the v2 body share (the rest are named, or indices there)
+    own = ("device_memory_layers", "prev_output_tokens", "since_last_turn_s", "throughput_age_s")
+    shared = [f.name for f in dataclasses.fields(RequestFacts)] + list(own)
     devices: list[DeviceState] = []
     seen: set[tuple[int, int]] = set()
     for _ in range(256):
@@ -147,10 +149,6 @@ def simulated_devices(n: int) -> list[DeviceState]:
             devices.append(
                 DeviceState(
                     **{name: getattr(s, name) for name in shared},
-                    device_memory_layers=s.device_memory_layers,
-                    prev_output_tokens=s.prev_output_tokens,
-                    since_last_turn_s=s.since_last_turn_s,
-                    throughput_age_s=s.throughput_age_s,
                     thermal_level=OS_LEVELS[s.thermal_level],
                     radio_state=RADIO_STATES[s.radio_state],
                     device_class=list(DEVICE_CLASSES)[s.device_class],
