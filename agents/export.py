@@ -67,6 +67,7 @@ DEFAULT_PARITY = 10_000
 ENV_SHARE = 0.3  # share of the parity set drawn from real environment observations
 DIGEST_KEY = "obs_normalization_sha256"  # written by agents.train.checkpoint_meta
 UNVERIFIED = "nothing (accepted unverified)"
+PROVENANCE_PREFIX = "provenance_"  # metadata keys of export_policy(provenance=...)
 
 
 class ExportError(OffloadRLError):
@@ -521,9 +522,14 @@ def export_policy(
     seed: int = 0,
     scenario: str | None = None,
     accept_unverified: bool = False,
+    provenance: dict[str, str] | None = None,
 ) -> ExportReport:
     """Export the model at ``source`` to ``out`` after the statistics and parity checks;
-    writes nothing on error (``accept_unverified``: see :func:`normalization_of`)."""
+    writes nothing on error (``accept_unverified``: see :func:`normalization_of`).
+
+    ``provenance``: where the model came from (config, commit, validation reward...), written
+    into the metadata as ``provenance_<key>`` entries (covered by the version hash, so a
+    shipped file says how it was made and that text cannot be edited unnoticed)."""
     if parity < 1:
         raise ConfigError(f"--parity must be at least 1, got {parity}")
     saved = locate_saved_model(source)
@@ -548,6 +554,7 @@ def export_policy(
             "opset": str(OPSET),
             # only unverified exports carry it: a checked export's file is as it always was
             **({"normalization_unverified": "true"} if checked == UNVERIFIED else {}),
+            **{f"{PROVENANCE_PREFIX}{k}": str(v) for k, v in (provenance or {}).items()},
         },
     )
     version = set_metadata(graph, metadata)
@@ -575,6 +582,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the policy from a service's user
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -6,6 +6,8 @@
   ``thermal-mpc``, ``lyapunov``, each with ``+lru`` (the default) or ``+gdsf``, built with the
   shipped tuned parameters; there ``greedy`` is the cell's greedy, and the single-device one is
   ``greedy-ewma-always``;
+* ``shipped``: the policy the package ships for the scenario (``cell.onnx`` on a scenario with a
+  ``cell:`` section, ``default.onnx`` otherwise; :mod:`serving.shipped`), loaded as ``onnx:``;
 * ``oracle``: the hindsight reference, not deployable (:mod:`agents.oracle`; on a scenario with
   a ``cell:`` section :mod:`agents.cell_oracle`, a lookahead with ``greedy`` as base policy);
 * ``<prefix>:<path>``: a policy loaded by a registered loader, e.g. ``onnx:model.onnx`` or
@@ -30,6 +32,7 @@ from offload_rl.cell_heuristics import (
 from offload_rl.errors import ConfigError, OffloadRLError
 from offload_rl.heuristics import HEURISTIC_NAMES, Policy, make_heuristic
 from offload_rl.scenario import Scenario
+from serving.shipped import SHIPPED_POLICY_NAME, shipped_policy_path
 
 PolicyLoader = Callable[[str, Scenario], Policy]
 
@@ -82,7 +85,8 @@ def valid_policy_names() -> list[str]:
     """What :func:`resolve_policy` accepts, for messages and ``--help``."""
     prefixes = sorted(set(KNOWN_PREFIXES) | set(_LOADERS))
     cell_only = [n for n in CELL_HEURISTIC_NAMES if n not in HEURISTIC_NAMES]
-    return [*HEURISTIC_NAMES, *cell_only, "oracle", *(f"{p}:PATH" for p in prefixes)]
+    named = [SHIPPED_POLICY_NAME, "oracle"]
+    return [*HEURISTIC_NAMES, *cell_only, *named, *(f"{p}:PATH" for p in prefixes)]
 
 
 def is_deployable(policy: object) -> bool:
@@ -111,6 +115,8 @@ def resolve_policy(spec: str, scenario: Scenario, seed: int = 0) -> AnyPolicy:
         except (OSError, ValueError) as err:
             raise ConfigError(f"cannot load policy {text!r}: {err}") from None
     name = text.lower()
+    if name == SHIPPED_POLICY_NAME:
+        return _shipped(scenario)
     if name == "oracle":
         if scenario.cell is not None:
             base = resolve_policy("greedy", scenario, seed=seed)
@@ -121,3 +127,16 @@ def resolve_policy(spec: str, scenario: Scenario, seed: int = 0) -> AnyPolicy:
     if name in HEURISTIC_NAMES:
         return make_heuristic(name, scenario, seed=seed)
     raise ConfigError(f"unknown policy {text!r}; valid names: {', '.join(valid_policy_names())}")
+
+
+def _shipped(scenario: Scenario) -> Policy:
+    """The shipped policy of ``scenario`` (cell or single device), through the ``onnx`` loader."""
+    cell = scenario.cell is not None
+    path = shipped_policy_path(cell=cell)
+    if path is None:
+        kind = "cell" if cell else "single-device"
+        raise ConfigError(
+            f"--policies {SHIPPED_POLICY_NAME}: this installation ships no {kind} policy "
+            "(offload_rl/data/policies/ is missing its file)"
+        )
+    return cast(Policy, resolve_policy(f"onnx:{path}", scenario))

@@ -224,8 +224,10 @@ def observation_table(indent: str = "", cell: bool = False) -> str:
 
 
 @dataclass(slots=True)
-class DecisionState:
-    """The raw state a device knows when one request must be placed."""
+class RequestFacts:
+    """What a device knows of its link, its request and its session: the fields that
+    :class:`DecisionState` and the client's ``serving.client.DeviceState`` (the body of
+    ``/v2/decide``) share, defined once (in this order: the states' fields start with them)."""
 
     throughput_mbps: Sequence[float]  # recent uplink samples, oldest first
     rtt_ms: float
@@ -237,6 +239,13 @@ class DecisionState:
     slo_tpot_s: float
     cached_split: int | None  # split of this session's kept KV, None when nothing is kept
     cached_tokens: int
+
+
+@dataclass(slots=True)
+class DecisionState(RequestFacts):
+    """The raw state a device knows when one request must be placed: :class:`RequestFacts`,
+    then the edge as reported and the device's memory."""
+
     edge_kv_occupancy: float
     edge_load: float
     device_memory_layers: int

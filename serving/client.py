@@ -21,7 +21,7 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -30,7 +30,13 @@ import numpy as np
 
 from offload_rl.actions import ActionLayout
 from offload_rl.cost_model import tier_of
-from offload_rl.features import STATE_FIELDS, DecisionState, FeatureSpec, action_mask
+from offload_rl.features import (
+    STATE_FIELDS,
+    DecisionState,
+    FeatureSpec,
+    RequestFacts,
+    action_mask,
+)
 from offload_rl.heuristics import LITE_ON_OUTAGE, Policy, make_heuristic
 from offload_rl.scenario import Scenario, load_scenario
 from offload_rl.scenario_facts import scenario_facts
@@ -86,23 +92,14 @@ def state_to_json(state: DecisionState) -> dict[str, Any]:
 
 
 @dataclass(slots=True)
-class DeviceState:
+class DeviceState(RequestFacts):
     """What a device knows when one request must be placed: the body of ``POST /v2/decide``
-    (:class:`serving.schemas_v2.DeviceDecisionRequest`). The edge's state is not here: the
-    service has it from the edge runtime. ``edge_kv_occupancy`` / ``edge_load``: what the
-    device last heard of the edge, if anything (used when the service has no fresh state,
-    and by the local fallback)."""
+    (:class:`serving.schemas_v2.DeviceDecisionRequest`): the link, request and session facts
+    it shares with :class:`DecisionState` (:class:`~offload_rl.features.RequestFacts`, one
+    definition), then its own. The edge's state is not here: the service has it from the edge
+    runtime. ``edge_kv_occupancy`` / ``edge_load``: what the device last heard of the edge,
+    if anything (used when the service has no fresh state, and by the local fallback)."""
 
-    throughput_mbps: Sequence[float]  # recent uplink samples, oldest first
-    rtt_ms: float
-    new_tokens: int
-    context_tokens: int
-    turn: int
-    private: bool
-    slo_ttft_s: float
-    slo_tpot_s: float
-    cached_split: int | None
-    cached_tokens: int
     device_memory_layers: int
     prev_output_tokens: int = 0
     since_last_turn_s: float = 0.0

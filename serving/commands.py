@@ -5,13 +5,14 @@
                      [--edge-metrics-url URL] [--edge-poll-interval 1.0] [--edge-max-age 5.0]
                      [--edge-push]
 
-Without ``--policy`` the shipped ``offload_rl/data/policies/default.onnx`` is served if the
-package has one, else the greedy heuristic (``/readyz`` says ``degraded``). Every worker
-watches the policy file and reloads it when it changes; ``POST /v1/policy/reload`` reloads the
-worker that answers at once, and SIGHUP reloads (one worker) or replaces the workers (several;
-each keeps serving the last policy that loaded if the file has gone bad). With several workers,
-Prometheus metrics are aggregated through ``PROMETHEUS_MULTIPROC_DIR`` (a temporary folder
-unless set). The token can also come from ``OFFLOAD_RL_TOKEN`` (keeps it out of ``ps``).
+Without ``--policy`` the shipped ``offload_rl/data/policies/default.onnx`` (with a cell
+``--scenario``: ``cell.onnx``) is served if the package has one, else the greedy heuristic
+(``/readyz`` says ``degraded``). Every worker watches the policy file and reloads it when it
+changes; ``POST /v1/policy/reload`` reloads the worker that answers at once, and SIGHUP reloads
+(one worker) or replaces the workers (several; each keeps serving the last policy that loaded if
+the file has gone bad). With several workers, Prometheus metrics are aggregated through
+``PROMETHEUS_MULTIPROC_DIR`` (a temporary folder unless set). The token can also come from
+``OFFLOAD_RL_TOKEN`` (keeps it out of ``ps``).
 
 The edge adapter: ``--edge-metrics-url`` polls the edge runtime's Prometheus endpoint (vLLM's
 ``/metrics``) every ``--edge-poll-interval`` seconds; ``--edge-push`` accepts the runtime's own
@@ -22,7 +23,6 @@ used (see :mod:`serving.edge_state`).
 from __future__ import annotations
 
 import argparse
-import importlib.resources
 import ipaddress
 import os
 import shutil
@@ -37,17 +37,22 @@ from serving.edge_state.settings import (
     DEFAULT_POLL_INTERVAL_S,
     EdgeSettings,
 )
+from serving.shipped import shipped_policy_path
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 
 
-def shipped_policy() -> str | None:
-    """The package's default policy file, if it ships one."""
-    resource = importlib.resources.files("offload_rl") / "data" / "policies" / "default.onnx"
-    if resource.is_file() and isinstance(resource, Path):
-        return str(resource)
-    return None
+def shipped_policy(scenario: str | None = None) -> str | None:
+    """The package's shipped policy for ``scenario`` (``cell.onnx`` for a scenario with a
+    ``cell:`` section, else ``default.onnx``), if it ships one."""
+    cell = False
+    if scenario:
+        from offload_rl.scenario import load_scenario
+
+        cell = load_scenario(scenario).cell is not None
+    path = shipped_policy_path(cell=cell)
+    return None if path is None else str(path)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -172,7 +177,7 @@ def _run(args: argparse.Namespace) -> int:
         load_window_s=args.edge_load_window,
     ).check()
     token = args.token or os.environ.get("OFFLOAD_RL_TOKEN") or None
-    policy = args.policy or shipped_policy()
+    policy = args.policy or shipped_policy(args.scenario)
     if args.policy and not Path(args.policy).is_file():
         print(
             f"offload-rl serve: warning: {args.policy} does not exist; the heuristic answers "

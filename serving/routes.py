@@ -156,10 +156,8 @@ def add_decision_routes(app: FastAPI, service: ServiceState) -> None:
     )
     async def decide_batch(request: Request) -> Response:
         req = parse_batch(await _body(request))
-        if v1 is None:
-            ds = rt.decide_many(req.states)  # the bodies carry the fields the encoder reads
-        else:
-            ds = v1.decide_many(v1.resolve_all(req.states))
+        # without v1's decider the bodies carry the fields the encoder reads
+        ds = rt.decide_many(req.states) if v1 is None else v1.decide_v1_batch(req.states)
         metrics.decisions(ds)
         return _batch_response(ds)
 

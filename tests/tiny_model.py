@@ -1,7 +1,8 @@
 """A tiny MaskablePPO trained for a few hundred steps, saved in the trained-model layout.
 
 ``RUN/final/{model.zip, vecnormalize.pkl, meta.json}``; used by the export and serving tests.
-Trained once per test session (memoised), on ``SplitCacheEnv("default", episode_requests=16)``.
+Trained once per test session (memoised), on ``SplitCacheEnv("default", episode_requests=16)``
+(and, for the cell's tests, on ``EdgeCellEnv("cell", episode_requests=16)``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from offload_rl.features import FEATURE_SCHEMA_VERSION
 from offload_rl.scenario import load_scenario
-from offload_rl.scenario_facts import scenario_facts
+from offload_rl.scenario_facts import policy_feature_spec
 
 _CACHE: dict[str, Path] = {}
 
@@ -23,9 +24,12 @@ def train_tiny_run(
     from sb3_contrib import MaskablePPO
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
+    from envs.edge_cell import EdgeCellEnv
     from envs.split_cache import SplitCacheEnv
 
-    venv = DummyVecEnv([lambda: SplitCacheEnv(scenario_name, episode_requests=16)])
+    # a scenario with a cell: section trains on EdgeCell-v0, as `offload-rl train` does
+    env_class = EdgeCellEnv if load_scenario(scenario_name).cell is not None else SplitCacheEnv
+    venv = DummyVecEnv([lambda: env_class(scenario_name, episode_requests=16)])
     env = VecNormalize(venv, norm_reward=False) if normalize else venv
     model = MaskablePPO(
         "MlpPolicy",
@@ -45,7 +49,7 @@ def train_tiny_run(
     if isinstance(env, VecNormalize):
         env.save(str(final / "vecnormalize.pkl"))
     scenario = load_scenario(scenario_name)
-    spec = scenario_facts(scenario).spec
+    spec = policy_feature_spec(scenario)  # the cell observation on a cell scenario
     meta = {
         "scenario": scenario_name,
         **spec.to_dict(),
@@ -63,6 +67,13 @@ def tiny_run(base: Path) -> Path:
     if "run" not in _CACHE:
         _CACHE["run"] = train_tiny_run(base / "tiny-run")
     return _CACHE["run"]
+
+
+def tiny_cell_run(base: Path) -> Path:
+    """The session's tiny run on the embedded ``cell`` scenario (EdgeCell-v0)."""
+    if "cell" not in _CACHE:
+        _CACHE["cell"] = train_tiny_run(base / "tiny-cell-run", scenario_name="cell")
+    return _CACHE["cell"]
 
 
 def tiny_policy(base: Path) -> Path:

@@ -33,15 +33,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=(
             "comma-separated policy specs: local, edge, cloud, random, greedy[-last|-hmean|-ewma]"
             "[-never|-always|-likely], local-<rule>, edge-<rule>, lite-on-outage (scenarios "
-            "with a lite: model), oracle (hindsight), onnx:PATH, sb3:PATH"
+            "with a lite: model), oracle (hindsight), shipped (the package's policy for the "
+            "scenario: cell.onnx in a cell), onnx:PATH, sb3:PATH"
         ),
     )
     parser.add_argument("--scenario", default="default", help="embedded name or YAML path")
     parser.add_argument(
         "--traces",
+        "--trace-dir",
         nargs="+",
         metavar="PATH",
-        help="trace files or folders replacing the scenario's traces (a folder = a family)",
+        help=(
+            "trace files or folders replacing the scenario's traces (a folder = a family; a "
+            "folder holding only folders, such as ../shared/traces, = one family per subfolder)"
+        ),
     )
     parser.add_argument(
         "--uplink-scale",
@@ -82,17 +87,18 @@ def _run(args: argparse.Namespace) -> int:
     for t in args.traces or []:
         if not Path(t).exists():
             raise ConfigError(f"--traces: {t} does not exist")
+    traces = expand_trace_folders(args.traces) if args.traces else None
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
     scenario = prepare_scenario(
         load_scenario(args.scenario),
-        traces=args.traces,
+        traces=traces,
         uplink_scale=args.uplink_scale,
         requests=args.requests,
     )
     recorded = {
         "policies": policies,
         "scenario": args.scenario,
-        "traces": list(args.traces or []),
+        "traces": list(traces or []),
         "uplink_scale": args.uplink_scale,
         "episodes": args.episodes,
         "seed": args.seed,
@@ -117,6 +123,20 @@ def _run(args: argparse.Namespace) -> int:
     else:
         _print_summary(metrics, result.wall_s, args.out)
     return 0
+
+
+def expand_trace_folders(paths: list[str]) -> list[str]:
+    """A folder of family folders (no files of its own) stands for its families, sorted: the
+    layout of a trace collection (``../shared/traces/<family>/``). Anything else as given."""
+    out: list[str] = []
+    for path in paths:
+        p = Path(path)
+        entries = [e for e in p.iterdir() if not e.name.startswith(".")] if p.is_dir() else []
+        if entries and all(e.is_dir() for e in entries):
+            out += [str(e) for e in sorted(entries)]
+        else:
+            out.append(path)
+    return out
 
 
 def _parse_loads(text: str | None) -> list[float] | None:

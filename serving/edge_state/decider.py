@@ -15,7 +15,7 @@ from typing import Literal
 
 from fastapi.exceptions import RequestValidationError
 
-from serving.edge_state.mapping import EdgeDefaults
+from serving.edge_state.mapping import EdgeDefaults, EdgeView
 from serving.edge_state.observation import Resolved, resolve_v1, resolve_v2
 from serving.edge_state.store import EdgeStateStore, EdgeStatus
 from serving.policy_runtime import Decision, DecisionRuntime
@@ -42,7 +42,7 @@ class EdgeDecider:
         self.cell = runtime.spec.cell
         self.n_layers = runtime.spec.n_layers
 
-    def _edge(self) -> tuple[object, EdgeStatus]:
+    def _edge(self) -> tuple[EdgeView | None, EdgeStatus]:
         store = self.store
         return store.current() if store is not None else (None, "missing")
 
@@ -75,6 +75,23 @@ class EdgeDecider:
             raise RequestValidationError(errors)
         resolve = self.resolver()
         return [resolve(s) for s in req.states]
+
+    def decide_v1_batch(self, states: Sequence[DecisionRequest]) -> list[Decision]:
+        """``POST /v1/decide/batch``: one edge view for the batch. A single-device policy reads
+        only the edge's occupancy and load from it, the same for every state: they are written
+        into the freshly parsed requests in place (no per-state copy, no :class:`Resolved`),
+        and the batch goes to the runtime as the plain path sends it. A cell policy needs
+        each state's own edge fields (its session's entry): :meth:`resolve_all`."""
+        if self.cell:
+            return self.decide_many(self.resolve_all(states))
+        view, status = self._edge()
+        if view is not None:
+            kv, load = view.edge_kv_occupancy, view.edge_load
+            for req in states:
+                fields = req.__dict__  # the parsed body, owned by this request alone
+                fields["edge_kv_occupancy"] = kv
+                fields["edge_load"] = load
+        return self.runtime.decide_many(states, status, True)
 
     def resolve_all(self, states: Sequence[object]) -> list[Resolved]:
         resolve = self.resolver()

@@ -192,3 +192,22 @@ def test_v2_falls_back_locally_with_the_edge_as_last_heard():
     assert d.source == "fallback" and d.action == expected
     assert state.decision_state(0.5).edge_load == 0.9
     assert device_state().decision_state(0.5).edge_load == 0.5  # none heard: the prior
+
+
+def test_device_state_and_decision_state_share_one_definition_of_the_request_facts():
+    """``DeviceState`` (the v2 body) and ``DecisionState`` start with the same fields,
+    defined once (``RequestFacts``); the v2 wire format is unchanged."""
+    import dataclasses
+
+    from offload_rl.features import DecisionState, RequestFacts
+    from serving.client import DeviceState
+
+    shared = [(f.name, f.type) for f in dataclasses.fields(RequestFacts)]
+    for cls in (DeviceState, DecisionState):
+        assert issubclass(cls, RequestFacts)
+        assert [(f.name, f.type) for f in dataclasses.fields(cls)][: len(shared)] == shared
+    assert [f.name for f in dataclasses.fields(DeviceState)] == [
+        *(name for name, _ in shared), "device_memory_layers", "prev_output_tokens",
+        "since_last_turn_s", "throughput_age_s", "thermal_level", "radio_state",
+        "device_class", "session_id", "edge_kv_occupancy", "edge_load",
+    ]  # fmt: skip

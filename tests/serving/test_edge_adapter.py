@@ -207,3 +207,35 @@ def test_push_with_several_workers_is_refused(capsys):
 
     assert main(["serve", "--workers", "2", "--edge-push"]) == 2
     assert "--edge-push needs --workers 1" in capsys.readouterr().err
+
+
+def test_single_device_v1_batch_takes_the_pulled_edge_for_every_state(tmp_path_factory, metrics):
+    """``/v1/decide/batch`` with the adapter on and a single-device policy: each state decided
+    as its body with the view's occupancy and load in place of the device's report, exactly as
+    the plain service decides that body (the batch path's fast lane), and as ``/v1/decide``."""
+    from tests.serving.helpers import policy_file
+
+    policy = str(policy_file(tmp_path_factory))
+    rng = np.random.default_rng(4)
+    states = [
+        {**EXAMPLE_STATE, "edge_kv_occupancy": float(rng.random()),
+         "edge_load": float(rng.random()), "rtt_ms": float(rng.uniform(5, 200)),
+         "throughput_mbps": [float(x) for x in rng.uniform(0.05, 60, 8)]}
+        for _ in range(40)
+    ]  # fmt: skip
+    with (
+        TestClient(pulled_app(policy, metrics.url)) as pulled,
+        TestClient(create_app(policy, None, watch_interval_s=None)) as plain,
+    ):
+        for report in (CALM, FULL_KV, QUEUED):
+            metrics.text = vllm_metrics_text(**report)
+            assert pulled.app.state.edge_poller.poll_once()
+            view = pulled.get("/v1/edge/state").json()["view"]
+            kv, load = view["edge_kv_occupancy"], view["edge_load"]
+            batch = pulled.post("/v1/decide/batch", json={"states": states}).json()["decisions"]
+            rewritten = [{**s, "edge_kv_occupancy": kv, "edge_load": load} for s in states]
+            want = plain.post("/v1/decide/batch", json={"states": rewritten}).json()["decisions"]
+            assert [d["action"] for d in batch] == [d["action"] for d in want]
+            assert {(d["edge_state"], d["fallback"]) for d in batch} == {("fresh", False)}
+            singles = [pulled.post("/v1/decide", json=s).json()["action"] for s in states[:8]]
+            assert singles == [d["action"] for d in batch[:8]]
