@@ -5,8 +5,8 @@ unmodified; only what a run of the runtime fixes is set on it: each device's lin
 and offset), the requests as the devices started them (session, tokens, start time), their
 device, and the action each one got (recorded in the runtime: split 0, keep or not). Thermal
 throttling and the radio's state machine are off (the runtime's devices are processes on a
-paced loopback link, with no radio and no heat); sessions are private (no cloud), the SLO class
-is the scenario's first. The edge's pool and budgets are the run's configuration.
+paced loopback link, with no radio and no heat); the SLO class is the scenario's first. The
+edge's pool and budgets are the run's configuration.
 
 The edge is the simulator's :class:`~offload_rl.cell.edge_server.EdgeServer` with ``fast=False``
 (every iteration through the general scheduler, the reference the fast path is tested against),
@@ -95,7 +95,7 @@ def simulate(
     sim.requests = [_request(records[j], dense) for j in order]
     sim.device_of = [int(records[j]["device"]) for j in order]
     n = len(order)
-    sim.private = [True] * len(dense)
+    sim.private = [False] * len(dense)
     sim.slo_class = [0] * len(dense)
     sim.k_mem = [0] * n
     sim.cloud_queue = [0.0] * n

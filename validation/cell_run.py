@@ -30,10 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from offload_rl.cell.batch_roofline import BatchRoofline
 from offload_rl.errors import OffloadRLError
 from offload_rl.model_shapes import ArchSpec
+from offload_rl.scenario import CloudConfig, Scenario
 from validation.cell_config import CellValidationConfig, check_cell_config
 from validation.cell_replay import DeviceLink, simulate
 from validation.config import TraceSpec, check_config, parse_traces, say
@@ -43,6 +45,7 @@ from validation.runtime.link import now
 from validation.runtime.model import arch_to_json
 
 SERVICE_START_TIMEOUT_S = 60.0
+NO_CLOUD_QUEUE_S = 3600.0
 SESSION_STRIDE = 100_000  # session ids: (level * 64 + device) * stride + the stream's session
 
 
@@ -66,14 +69,23 @@ def run_cell_validation(cfg: CellValidationConfig) -> dict[str, Any]:
     cfg.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     profile, profile_path, reused = measured_profile(cfg, arch)
+    if cfg.profile_method == "stack":  # the decoder re-timed in-stack, as the runtime runs it
+        from validation.profiling import stack_profile
+        from validation.runtime.model import SplitModel
+
+        model = SplitModel.build(arch, seed=cfg.seed, init_std=cfg.init_std)
+        profile, profile_path, reused = stack_profile(cfg, profile, reused, model)
+        del model
     batch_cost = from_single_request_profile(profile)
     batch_source = f"single-request profile {profile_path.name} (validation.cell_profile)"
     pool_bytes = cfg.pool_tokens * batch_cost.n_layers * batch_cost.kv_bytes_per_token_layer
-    scenario = validation_scenario(profile_path, cfg.traces, cfg.rtt_ms)
+    scenario = cell_scenario(validation_scenario(profile_path, cfg.traces, cfg.rtt_ms))
+    scenario_path = cfg.out / "cell-scenario.yaml"
+    scenario_path.write_text(yaml.safe_dump(scenario.model_dump(mode="json")))
     levels = []
-    with _service(cfg, scenario) as service_url:
+    with _service(cfg, scenario_path) as service_url:
         for li, gap in enumerate(cfg.gaps_s):
-            level = _run_level(cfg, arch, traces, li, gap, pool_bytes, profile_path, service_url)
+            level = _run_level(cfg, arch, traces, li, gap, pool_bytes, scenario_path, service_url)
             sim = simulate(
                 scenario,
                 level["records"],
@@ -115,6 +127,14 @@ def run_cell_validation(cfg: CellValidationConfig) -> dict[str, Any]:
     return result
 
 
+def cell_scenario(base: Scenario) -> Scenario:
+    """The validation's scenario with the cloud out of reach (a mean admission wait of
+    :data:`NO_CLOUD_QUEUE_S`): the runtime has no cloud tier, so the decisions must stay at the
+    edge. The devices hold no layer (their states say ``device_memory_layers = 0``), so every
+    valid placement is the edge with token ids (``k = 0``), keeping the session's KV or not."""
+    return base.model_copy(update={"cloud": CloudConfig(queue_s=NO_CLOUD_QUEUE_S)})
+
+
 def _coefficients(cost: BatchRoofline) -> dict[str, float]:
     from dataclasses import asdict
 
@@ -131,15 +151,11 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _service(cfg: CellValidationConfig, scenario: Any) -> Iterator[str | None]:
-    """``offload-rl serve --edge-push`` for this validation's scenario, or None (forced)."""
+def _service(cfg: CellValidationConfig, path: Path) -> Iterator[str | None]:
+    """``offload-rl serve --edge-push`` for the scenario at ``path``, or None (forced)."""
     if cfg.policy != "service":
         yield None
         return
-    import yaml
-
-    path = cfg.out / "cell-scenario.yaml"
-    path.write_text(yaml.safe_dump(scenario.model_dump(mode="json")))
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [
@@ -225,7 +241,7 @@ def _run_level(
     level: int,
     gap_s: float,
     pool_bytes: int,
-    profile_path: Path,
+    scenario_path: Path,
     service_url: str | None,
 ) -> dict[str, Any]:
     """One run of the cell runtime: the devices' records and the edge's log."""
@@ -269,9 +285,7 @@ def _run_level(
                 requests=[JobRequest(**r) for r in streams[d]],
                 service_url=service_url,
                 service_timeout_s=cfg.service_timeout_s,
-                profile_path=str(profile_path),
-                traces=list(cfg.traces),
-                rtt_ms=cfg.rtt_ms,
+                scenario_path=str(scenario_path),
             )
             job.save(folder / f"device{d}-job.json")
             cmd = [

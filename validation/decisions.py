@@ -93,8 +93,8 @@ def device_state(
     """What the device knows when it places ``req``: the shared converter
     (:func:`offload_rl.device_view.decision_state`) fed with its own throughput samples on the
     trace's clock, the scenario's first SLO class and an unloaded edge (a service with the
-    edge's pushed state replaces the edge's part). The cell validation's devices are private
-    and hold no layer (``device_memory_layers = 0``)."""
+    edge's pushed state replaces the edge's part). The cell validation's devices hold no
+    layer (``device_memory_layers = 0``)."""
     net = facts.scenario.network
     H, period = facts.spec.history, net.throughput_sample_s
     samples = measured_throughput(trace, 0.0, latest_period(trace_t, period) - H, H, period)

@@ -230,6 +230,7 @@ def _run_cell(args: argparse.Namespace) -> int:
         max_out=args.max_out,
         policy=args.policy or "service",
         reprofile=args.reprofile,
+        profile_method=args.profile_method,
         devices=args.devices,
         gaps_s=gaps,
         progress=None if args.quiet else (lambda message: print(message, flush=True)),

@@ -12,9 +12,12 @@ which falls back to local greedy), then sends the session's token ids the edge d
 over its paced uplink and reads the tokens over its paced downlink. The clock of a request starts
 once its action is known (``decide_s`` is recorded apart), as in the single-device runtime.
 
-The cell validation's devices hold no layer of the model (``device_memory_layers = 0``) and
-their sessions are private (no cloud): every placement is the edge with or without keeping the
-session's KV, so the devices need no compute of their own and leave the CPU to the edge.
+The cell validation's devices hold no layer of the model (``device_memory_layers = 0``) and its
+scenario puts the cloud out of reach (:func:`validation.cell_run.cell_scenario`): every
+placement is the edge with token ids, keeping the session's KV or not, so the devices need no
+compute of their own and leave the CPU to the edge. The one exception is the mask's: during a
+link outage only the whole model on the device is valid; the device then builds the model (once)
+and runs it here, and the simulator prices that turn on the device tier.
 The device believes a session's KV is kept when the edge's ``DONE`` said so, until an
 ``EVICTED`` notice arrives; it uploads the ids after what it believes is kept.
 Prints ``REQ <i>`` after each request (the validation's progress bar).
@@ -88,9 +91,7 @@ class DeviceJob:
     requests: list[JobRequest]
     service_url: str | None
     service_timeout_s: float
-    profile_path: str
-    traces: list[str]
-    rtt_ms: float
+    scenario_path: str  # the validation's scenario (YAML): the client's mask and fallback
     chunk_bytes: int = 8192
 
     def save(self, path: Path) -> None:
@@ -107,6 +108,8 @@ class DeviceJob:
 class _Session:
     history: list[int] = field(default_factory=list)
     kept: int = 0  # positions of KV the device believes the edge keeps
+    local_positions: int = 0  # positions of the KV kept here (a local turn with keep)
+    local_cache: Any = None
 
 
 def _trace(spec: dict[str, Any]) -> Trace:
@@ -134,16 +137,15 @@ class CellDevice:
         shape = LinkShape(self.uplink, job.one_way_s, self.clock)
         self.sender = PacedSender(self.sock, shape, job.chunk_bytes)
         self.decide = self._decider()
+        self._model: Any = None
 
     def _decider(self) -> Any:
         """The decision service's client for this validation's scenario (the mask, the
         fallback), and the facts the device state reads."""
+        from offload_rl.scenario import load_scenario
         from offload_rl.scenario_facts import scenario_facts
-        from validation.decisions import validation_scenario
 
-        scenario = validation_scenario(
-            Path(self.job.profile_path), self.job.traces, self.job.rtt_ms
-        )
+        scenario = load_scenario(Path(self.job.scenario_path))
         self.facts = scenario_facts(scenario)
         if self.job.service_url is None:
             return None
@@ -166,7 +168,9 @@ class CellDevice:
         self.sender.close()
         return records
 
-    def _action(self, req: JobRequest, trace_t: float, kept: int) -> tuple[int, bool, str]:
+    def _action(
+        self, req: JobRequest, trace_t: float, cached: tuple[int | None, int]
+    ) -> tuple[int, bool, str]:
         from validation.decisions import device_state
 
         if self.decide is None:
@@ -175,10 +179,9 @@ class CellDevice:
             req,  # type: ignore[arg-type]  # a RequestView: the fields device_view reads
             self.uplink,
             trace_t,
-            (0, kept) if kept else (None, 0),
+            cached,
             self.facts,
             self.memory,
-            private=True,
             device_memory_layers=0,
         )
         decision = self.decide.decide(state)
@@ -187,24 +190,73 @@ class CellDevice:
 
     def _serve(self, req: JobRequest) -> dict[str, Any]:
         job = self.job
+        L = job.n_layers
         session = self.sessions.setdefault(req.session, _Session())
         if len(session.history) != req.context_tokens:
             session.history = self._pad(req, session.history)
-            session.kept = 0
+            session.kept, session.local_positions, session.local_cache = 0, 0, None
         kept = min(session.kept, req.context_tokens)
+        if kept:
+            cached: tuple[int | None, int] = (0, kept)
+        elif session.local_cache is not None:
+            cached = (L, session.local_positions)
+        else:
+            cached = (None, 0)
         start_decide = now()
-        k, keep, source = self._action(req, job.offset_s + start_decide - job.t0, kept)
+        k, keep, source = self._action(req, job.offset_s + start_decide - job.t0, cached)
         decide_s = now() - start_decide
-        if k != 0:
+        if k not in (0, L):
             raise ValueError(
-                f"the decision placed request {req.request_id} at split {k}: the "
-                "cell validation's devices hold no layer (only k = 0 is valid)"
+                f"the decision placed request {req.request_id} at split {k}: the cell "
+                f"validation's devices hold no layer (valid: 0, or {L} in a link outage)"
             )
         rng = np.random.default_rng([job.seed, req.session, req.turn, req.request_id])
         prompt = rng.integers(0, job.vocab_size, size=req.new_tokens).tolist()
         sequence = session.history + prompt
         wall0 = now()
-        trace_t = job.offset_s + (wall0 - job.t0)
+        if k == L:
+            tokens, ttft, done = self._run_local(session, sequence, req, keep)
+            upload = 0
+        else:
+            session.local_positions, session.local_cache = 0, None  # the session moved
+            tokens, ttft, done = self._run_edge(session, sequence, req, keep, kept, wall0)
+            upload = len(sequence) - kept
+        latency = now() - wall0
+        session.history = sequence + tokens
+        self.memory.remember(req)
+        return {
+            "request_id": req.request_id,
+            "device": job.index,
+            "session": req.session,
+            "turn": req.turn,
+            "new_tokens": req.new_tokens,
+            "context_tokens": req.context_tokens,
+            "output_tokens": req.output_tokens,
+            "target_s": req.target_s,
+            "start_s": wall0 - job.t0,
+            "decide_s": decide_s,
+            "decision_source": source,
+            "split": k,
+            "keep": keep,
+            "believed_cached": kept,
+            "upload_tokens": upload,
+            "ttft_s": ttft,
+            "latency_s": latency,
+            "tokens": len(tokens),
+            **{f"edge_{key}": value for key, value in done.items()},
+        }
+
+    def _run_edge(
+        self,
+        session: _Session,
+        sequence: list[int],
+        req: JobRequest,
+        keep: bool,
+        kept: int,
+        wall0: float,
+    ) -> tuple[list[int], float, dict[str, Any]]:
+        """Token ids up (those after what the edge keeps), tokens down: tokens, TTFT, DONE."""
+        trace_t = self.job.offset_s + (wall0 - self.job.t0)
         self.clock.trace_t0, self.clock.wall0 = trace_t, wall0
         payload = wire.ids_to_bytes(sequence[kept:])
         meta = {
@@ -226,32 +278,52 @@ class CellDevice:
             if not tokens:
                 ttft = now() - wall0
             tokens.append(frame.a)
-        latency = now() - wall0
         done = frame.meta or {}
-        session.history = sequence + tokens
         session.kept = int(done["positions"]) if done.get("kept") else 0
-        self.memory.remember(req)
-        return {
-            "request_id": req.request_id,
-            "device": job.index,
-            "session": req.session,
-            "turn": req.turn,
-            "new_tokens": req.new_tokens,
-            "context_tokens": req.context_tokens,
-            "output_tokens": req.output_tokens,
-            "target_s": req.target_s,
-            "start_s": wall0 - job.t0,
-            "decide_s": decide_s,
-            "decision_source": source,
-            "split": k,
-            "keep": keep,
-            "believed_cached": kept,
-            "upload_tokens": len(sequence) - kept,
-            "ttft_s": ttft,
-            "latency_s": latency,
-            "tokens": len(tokens),
-            **{f"edge_{key}": value for key, value in done.items()},
-        }
+        return tokens, ttft, done
+
+    def _run_local(
+        self, session: _Session, sequence: list[int], req: JobRequest, keep: bool
+    ) -> tuple[list[int], float, dict[str, Any]]:
+        """The whole model here (the mask leaves only this in a link outage): tokens, TTFT.
+
+        The model is built on first use (one torch thread), so a run without an outage
+        never loads it on the devices."""
+        from offload_rl.profiler import require_torch
+        from validation.runtime.model import new_cache
+
+        torch, _ = require_torch()
+        model = self._local_model()
+        L = model.n_layers
+        wall0 = now()
+        past = session.local_positions if session.local_cache is not None else 0
+        cache = session.local_cache if past else new_cache()
+        with torch.inference_mode():
+            hidden = model.embed(torch.tensor([sequence[past:]]), past)
+            token = model.next_token(model.run_layers(hidden, 0, L, cache, past))
+            ttft = now() - wall0
+            tokens = [token]
+            pos = len(sequence)
+            for _ in range(1, req.output_tokens):
+                hidden = model.embed(torch.tensor([[token]]), pos)
+                token = model.next_token(model.run_layers(hidden, 0, L, cache, pos))
+                tokens.append(token)
+                pos += 1
+        session.local_positions, session.local_cache = (pos, cache) if keep else (0, None)
+        return tokens, ttft, {"local": True, "cached_tokens": past}
+
+    def _local_model(self) -> Any:
+        if self._model is None:
+            from offload_rl.profiler import require_torch
+            from validation.runtime.model import SplitModel, arch_from_json
+
+            torch, _ = require_torch()
+            torch.set_num_threads(1)
+            job = self.job
+            self._model = SplitModel.build(
+                arch_from_json(job.arch), seed=job.seed, init_std=job.init_std
+            )
+        return self._model
 
     def _pad(self, req: JobRequest, history: list[int]) -> list[int]:
         """A history of ``context_tokens`` ids (the stream restarted or began mid-session)."""

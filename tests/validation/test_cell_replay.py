@@ -1,0 +1,81 @@
+"""The cell validation's simulator side: recorded requests and decisions through CellSimulator."""
+
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from offload_rl.cell.batch_roofline import BatchRoofline
+from offload_rl.traces import BYTES_PER_MBIT, Trace
+from validation.cell_replay import DeviceLink, simulate
+from validation.cell_run import NO_CLOUD_QUEUE_S, cell_scenario
+from validation.decisions import validation_scenario
+
+RTT_MS = 20.0
+MBPS = 8.0
+KV_LAYER = 100  # bytes per token of one layer
+
+
+def _profile_path() -> Path:
+    resource = importlib.resources.files("offload_rl") / "data" / "profiles" / "gpt2@cpu-2core.json"
+    assert isinstance(resource, Path)
+    return resource
+
+
+def _unit_cost() -> BatchRoofline:
+    """Every iteration takes 1 s, whatever it holds (12 layers, as gpt2)."""
+    return BatchRoofline(12, KV_LAYER, 1.0 / 12, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+def _record(
+    rid: int, device: int, start: float, new: int, out: int, keep: bool = False
+) -> dict[str, Any]:
+    return {
+        "request_id": rid,
+        "device": device,
+        "session": 1000 * device + rid,
+        "turn": 0,
+        "new_tokens": new,
+        "context_tokens": 0,
+        "output_tokens": out,
+        "start_s": start,
+        "split": 0,
+        "keep": keep,
+    }
+
+
+def _run(records: list[dict[str, Any]], n_devices: int, pool_tokens: int = 10_000) -> Any:
+    scenario = cell_scenario(validation_scenario(_profile_path(), ["constant:8"], RTT_MS))
+    link = Trace.constant(MBPS, duration_s=600.0)
+    links = [DeviceLink(link, link, 10.0) for _ in range(n_devices)]
+    return simulate(scenario, records, links, _unit_cost(), pool_tokens * 12 * KV_LAYER, 256, 64)
+
+
+def test_the_cloud_is_out_of_reach() -> None:
+    scenario = cell_scenario(validation_scenario(_profile_path(), ["constant:8"], RTT_MS))
+    assert scenario.cloud.queue_s == NO_CLOUD_QUEUE_S
+
+
+def test_one_request_alone_costs_upload_iterations_and_the_rtt() -> None:
+    sim = _run([_record(0, 0, 5.0, new=100, out=3)], 1)
+    (cr,) = sim.requests
+    arrive = 100 * 4 / (MBPS * BYTES_PER_MBIT) + RTT_MS / 2000  # ids up, then half the RTT
+    assert cr.ttft_s == pytest.approx(arrive + 1.0 + RTT_MS / 2000)  # one prefill iteration
+    assert cr.latency_s == pytest.approx(arrive + 3.0 + RTT_MS / 2000)  # two decodes more
+    assert [b for _, b, _, _ in sim.iterations] == [1, 1, 1]
+
+
+def test_devices_that_start_together_share_iterations() -> None:
+    sim = _run([_record(0, 0, 5.0, 100, 3), _record(1, 1, 5.0, 100, 3)], 2)
+    assert [b for _, b, _, _ in sim.iterations] == [2, 2, 2]
+    assert [cr.request.session_id for cr in sim.requests] == [0, 1]  # the records' order
+
+
+def test_a_small_pool_preempts() -> None:
+    records = [_record(i, i, 5.0, 100, 20) for i in range(3)]
+    sim = _run(records, 3, pool_tokens=320)
+    assert sim.preemptions >= 1
+    assert sum(cr.preempted for cr in sim.requests) == sim.preemptions
