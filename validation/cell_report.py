@@ -49,6 +49,16 @@ def markdown(result: dict[str, Any]) -> str:
         )
     lines += [
         "",
+        "Diagnostic, not the validation's figure: the replay with the edge's costs x the "
+        "run's own median measured/profile iteration ratio (fitted to the run) leaves "
+        + "; ".join(
+            f"gap {g['gap_s']:g} s: x{g['diagnostic_slowed_replay']['slowdown']:.2f} -> median "
+            f"{_fmt(g['diagnostic_slowed_replay']['median_abs_pct_error_total'])}%, p90 "
+            f"{_fmt(g['diagnostic_slowed_replay']['p90_abs_pct_error_total'])}%"
+            for g in result["by_load_level"]
+        )
+        + ".",
+        "",
         f"Overall: median {_fmt(overall['median_abs_pct_error_total'])}%, p90 "
         f"{_fmt(overall['p90_abs_pct_error_total'])}% absolute error of total latency "
         f"(targets {targets['median_pct']:g}% / {targets['p90_pct']:g}%: "

@@ -86,16 +86,12 @@ def run_cell_validation(cfg: CellValidationConfig) -> dict[str, Any]:
     with _service(cfg, scenario_path) as service_url:
         for li, gap in enumerate(cfg.gaps_s):
             level = _run_level(cfg, arch, traces, li, gap, pool_bytes, scenario_path, service_url)
-            sim = simulate(
-                scenario,
-                level["records"],
-                level["links"],
-                batch_cost,
-                pool_bytes,
-                cfg.max_num_batched_tokens,
-                cfg.max_num_seqs,
-            )
-            level["simulated"] = sim
+            budgets = (pool_bytes, cfg.max_num_batched_tokens, cfg.max_num_seqs)
+            replay = (scenario, level["records"], level["links"])
+            level["simulated"] = simulate(*replay, batch_cost, *budgets)
+            slowdown = measured_slowdown(level["edge"]["iterations"], batch_cost)
+            level["slowdown"] = slowdown
+            level["simulated_slowed"] = simulate(*replay, scaled(batch_cost, slowdown), *budgets)
             levels.append(level)
     setup = {
         "model": arch.name,
@@ -129,10 +125,38 @@ def run_cell_validation(cfg: CellValidationConfig) -> dict[str, Any]:
 
 def cell_scenario(base: Scenario) -> Scenario:
     """The validation's scenario with the cloud out of reach (a mean admission wait of
-    :data:`NO_CLOUD_QUEUE_S`): the runtime has no cloud tier, so the decisions must stay at the
-    edge. The devices hold no layer (their states say ``device_memory_layers = 0``), so every
-    valid placement is the edge with token ids (``k = 0``), keeping the session's KV or not."""
-    return base.model_copy(update={"cloud": CloudConfig(queue_s=NO_CLOUD_QUEUE_S)})
+    :data:`NO_CLOUD_QUEUE_S`: the runtime has no cloud tier) and no link outage declared
+    (``network.outage_mbps = 0``: in an outage the mask leaves only the whole model on the
+    device, whose compute would share this CPU with the edge under test; a slow link still
+    slows the upload, on both sides alike). The devices hold no layer (their states say
+    ``device_memory_layers = 0``), so every valid placement is the edge with token ids
+    (``k = 0``), keeping the session's KV or not."""
+    network = base.network.model_copy(update={"outage_mbps": 0.0})
+    return base.model_copy(
+        update={"cloud": CloudConfig(queue_s=NO_CLOUD_QUEUE_S), "network": network}
+    )
+
+
+def measured_slowdown(iterations: Sequence[dict[str, Any]], cost: BatchRoofline) -> float:
+    """Median of measured / priced seconds over a run's edge iterations: how much slower the
+    edge ran than its profile (other processes on the CPU, mostly). A diagnostic only."""
+    ratios = [
+        it["measured_s"] / cost.iteration_s([(0, n, c, smp) for n, c, smp in it["sequences"]])
+        for it in iterations
+    ]
+    return float(np.median(ratios)) if ratios else 1.0
+
+
+def scaled(cost: BatchRoofline, factor: float) -> BatchRoofline:
+    """``cost`` with every time coefficient x ``factor`` (the diagnostic replay)."""
+    from dataclasses import fields, replace
+
+    times = {
+        f.name: getattr(cost, f.name) * factor
+        for f in fields(cost)
+        if f.name not in ("n_layers", "kv_bytes_per_token_layer")
+    }
+    return replace(cost, **times)
 
 
 def _coefficients(cost: BatchRoofline) -> dict[str, float]:

@@ -167,6 +167,26 @@ def _group(rows: Sequence[dict[str, Any]], iters: Sequence[dict[str, Any]]) -> d
     }
 
 
+def _slowed(level: dict[str, Any], rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The replay with the edge's costs x the run's own measured slowdown: what is left of the
+    error once the profile's speed is taken out. Fitted to the run, so a diagnostic, never the
+    validation's figure."""
+    errors = [
+        _pct(cr.latency_s, rec["latency_s"])
+        for rec, cr, row in zip(
+            level["records"], level["simulated_slowed"].requests, rows, strict=True
+        )
+        if not row["rejected"] and not cr.rejected
+    ]
+    med, p90 = _abs_stats(errors)
+    return {
+        "slowdown": level["slowdown"],
+        "median_abs_pct_error_total": med,
+        "p90_abs_pct_error_total": p90,
+        "preemptions": level["simulated_slowed"].preemptions,
+    }
+
+
 def _targets(group: dict[str, Any]) -> dict[str, Any]:
     med, p90 = group["median_abs_pct_error_total"], group["p90_abs_pct_error_total"]
     return {
@@ -195,6 +215,7 @@ def summarise_cell(
                 "load_average_after": level["load_average_after"],
                 "cpus_used_by_other_processes": level["cpus_used_by_other_processes"],
                 "edge_preemptions_logged": sum(r["preemptions"] for r in level["edge"]["requests"]),
+                "diagnostic_slowed_replay": _slowed(level, rows),
                 "simulated_preemptions": level["simulated"].preemptions,
                 "simulated_evictions": level["simulated"].evictions,
             }

@@ -54,9 +54,30 @@ def _run(records: list[dict[str, Any]], n_devices: int, pool_tokens: int = 10_00
     return simulate(scenario, records, links, _unit_cost(), pool_tokens * 12 * KV_LAYER, 256, 64)
 
 
-def test_the_cloud_is_out_of_reach() -> None:
+def test_only_the_edge_is_a_valid_placement() -> None:
+    """The cloud is out of reach, no outage is declared, the devices hold no layer: the
+    greedy heuristic (the service's fallback) places at k = 0 even on a dead link."""
+    from offload_rl.actions import ActionLayout
+    from offload_rl.device_view import SessionMemory
+    from offload_rl.features import action_mask
+    from offload_rl.heuristics import make_heuristic
+    from offload_rl.scenario_facts import scenario_facts
+    from validation.decisions import device_state
+    from validation.request_stream import ReplayRequest
+
     scenario = cell_scenario(validation_scenario(_profile_path(), ["constant:8"], RTT_MS))
     assert scenario.cloud.queue_s == NO_CLOUD_QUEUE_S
+    facts = scenario_facts(scenario)
+    greedy = make_heuristic("greedy", scenario)
+    req = ReplayRequest(0, 0.0, 0, 0, 300, 0, 30)
+    for mbps in (0.0, 1.0, 50.0):
+        link = Trace.constant(mbps, duration_s=600.0) if mbps else Trace.constant(1e-9, 600.0)
+        state = device_state(
+            req, link, 100.0, (None, 0), facts, SessionMemory(), device_memory_layers=0
+        )
+        mask = action_mask(state, facts.spec)
+        k, _ = ActionLayout(12).decode(int(greedy.act(state, mask)))
+        assert k == 0
 
 
 def test_one_request_alone_costs_upload_iterations_and_the_rtt() -> None:
