@@ -163,7 +163,8 @@ class CellEdge:
                 s = now()
                 plan = sched.schedule(s)
                 self._notify_evictions(plan)
-                if not plan.sequences:
+                if not plan.sequences:  # everything queued was rejected (too large)
+                    self._finish(sched)
                     self._drain(sched, block=True)
                     continue
                 chunks = [
