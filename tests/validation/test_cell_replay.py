@@ -100,3 +100,21 @@ def test_a_small_pool_preempts() -> None:
     sim = _run(records, 3, pool_tokens=320)
     assert sim.preemptions >= 1
     assert sum(cr.preempted for cr in sim.requests) == sim.preemptions
+
+
+def test_the_diagnostic_slowdown_scales_every_iteration() -> None:
+    from offload_rl.profiles import Profile
+    from validation.cell_profile import from_single_request_profile
+    from validation.cell_run import measured_slowdown, scaled
+
+    cost = from_single_request_profile(Profile.load(_profile_path()))
+    batches = [[(0, 1, 100, True), (0, 1, 300, True)], [(0, 256, 0, False)], [(0, 3, 50, True)]]
+    iterations = [
+        {"measured_s": 3.0 * cost.iteration_s(b), "sequences": [[n, c, s] for _, n, c, s in b]}
+        for b in batches
+    ]
+    assert measured_slowdown(iterations, cost) == pytest.approx(3.0)
+    slow = scaled(cost, 3.0)
+    for b in batches:
+        assert slow.iteration_s(b) == pytest.approx(3.0 * cost.iteration_s(b))
+    assert slow.kv_bytes_per_token_layer == cost.kv_bytes_per_token_layer
