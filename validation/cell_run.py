@@ -1,10 +1,13 @@
 """``offload-rl validate --cell``: ``EdgeCell-v0`` against a real cell of processes.
 
 Before the run it measures this machine's profile of the model with the runtime's thread count
-(:mod:`validation.profiling`) and derives the simulator's batched edge cost from it
-(:mod:`validation.cell_profile`). Then, for each load level (a device's mean gap between
-requests), it starts one edge process (:mod:`validation.runtime.cell_edge`: continuous batching
-over real transformer layers, a KV pool, eviction and preemption) and ``K`` device processes
+and batch sizes (:mod:`validation.profiling`: ``offload_rl.profiler.measure_profile`` with
+``batch_sizes``, what ``offload-rl profile --batch-sizes`` runs; cached in ``--out``), and the
+simulator prices the edge's iterations with its fitted batched roofline
+(:func:`offload_rl.cell.batch_roofline.for_profile`, whatever hardware the profile names).
+Then, for each load level (a device's mean gap between requests), it starts one edge process
+(:mod:`validation.runtime.cell_edge`: continuous batching over real transformer layers, a KV
+pool, eviction and preemption) and ``K`` device processes
 (:mod:`validation.runtime.cell_device`: each its own paced link, its own sessions), the decision
 service beside them (``offload-rl serve --edge-push``; the edge pushes its state, each device
 asks per request). The devices' records (what was decided, when each request started, its
@@ -32,7 +35,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from offload_rl.cell.batch_roofline import BatchRoofline
+from offload_rl.cell.batch_roofline import BatchRoofline, for_profile
 from offload_rl.errors import OffloadRLError
 from offload_rl.model_shapes import ArchSpec
 from offload_rl.scenario import CloudConfig, Scenario
@@ -55,7 +58,6 @@ class CellRunError(OffloadRLError):
 
 def run_cell_validation(cfg: CellValidationConfig) -> dict[str, Any]:
     """Profile, run every load level, replay, compare; writes under ``cfg.out``; the JSON."""
-    from validation.cell_profile import from_single_request_profile
     from validation.cell_report import write_cell_outputs
     from validation.cell_summary import summarise_cell
     from validation.decisions import validation_scenario
@@ -68,16 +70,15 @@ def run_cell_validation(cfg: CellValidationConfig) -> dict[str, Any]:
     traces = parse_traces(cfg.traces, cfg.seed)
     cfg.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    profile, profile_path, reused = measured_profile(cfg, arch)
-    if cfg.profile_method == "stack":  # the decoder re-timed in-stack, as the runtime runs it
-        from validation.profiling import stack_profile
-        from validation.runtime.model import SplitModel
-
-        model = SplitModel.build(arch, seed=cfg.seed, init_std=cfg.init_std)
-        profile, profile_path, reused = stack_profile(cfg, profile, reused, model)
-        del model
-    batch_cost = from_single_request_profile(profile)
-    batch_source = f"single-request profile {profile_path.name} (validation.cell_profile)"
+    profile, profile_path, reused = measured_profile(
+        cfg, arch, cfg.batch_sizes, cfg.max_num_batched_tokens
+    )
+    batch_cost = for_profile(profile)  # the batched section's fitted coefficients
+    batch_source = (
+        f"measured batched profile {profile_path.name} (offload_rl.profiler, batch sizes "
+        f"{list(cfg.batch_sizes)}, as offload-rl profile --batch-sizes; "
+        f"{'reused' if reused else 'measured before the run'})"
+    )
     pool_bytes = cfg.pool_tokens * batch_cost.n_layers * batch_cost.kv_bytes_per_token_layer
     scenario = cell_scenario(validation_scenario(profile_path, cfg.traces, cfg.rtt_ms))
     scenario_path = cfg.out / "cell-scenario.yaml"
@@ -116,6 +117,11 @@ def run_cell_validation(cfg: CellValidationConfig) -> dict[str, Any]:
         "profile_reused": reused,
         "batch_cost_source": batch_source,
         "batch_cost": _coefficients(batch_cost),
+        "batched_fit_error": (
+            {part: e.model_dump() for part, e in profile.batched.fit_error.items()}
+            if profile.batched is not None
+            else None
+        ),
         "wall_s": time.monotonic() - started,
     }
     result = summarise_cell(levels, batch_cost, setup)

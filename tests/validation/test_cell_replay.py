@@ -103,11 +103,9 @@ def test_a_small_pool_preempts() -> None:
 
 
 def test_the_diagnostic_slowdown_scales_every_iteration() -> None:
-    from offload_rl.profiles import Profile
-    from validation.cell_profile import from_single_request_profile
     from validation.cell_run import measured_slowdown, scaled
 
-    cost = from_single_request_profile(Profile.load(_profile_path()))
+    cost = BatchRoofline(12, KV_LAYER, 1e-3, 1e-6, 2e-4, 1e-8, 1e-5, 1e-7, 0.01, 0.004, 1e-7)
     batches = [[(0, 1, 100, True), (0, 1, 300, True)], [(0, 256, 0, False)], [(0, 3, 50, True)]]
     iterations = [
         {"measured_s": 3.0 * cost.iteration_s(b), "sequences": [[n, c, s] for _, n, c, s in b]}

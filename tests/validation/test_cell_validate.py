@@ -64,7 +64,7 @@ def test_a_tiny_cell_runs_end_to_end(tmp_path: Path) -> None:
         pool_tokens=200,
         max_num_batched_tokens=64,
         init_std=0.5,
-        profile_method="profiler",
+        batch_sizes=(1, 2),
         profile_lengths=(8, 64),
         profile_contexts=(8, 64),
         profile_repeats=1,

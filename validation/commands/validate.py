@@ -118,6 +118,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="the edge's KV pool in tokens of the whole model (default 1536: small, so that "
         "four devices fill it and preemption happens)",
     )
+    cell.add_argument(
+        "--batch-sizes",
+        default="1,2,4,8",
+        help="batch sizes the edge's batched profile is measured at (default 1,2,4,8)",
+    )
     cell.add_argument("--max-num-batched-tokens", type=int, default=None)
     cell.add_argument("--max-num-seqs", type=int, default=None)
     parser.set_defaults(func=_run)
@@ -207,6 +212,12 @@ def _run_cell(args: argparse.Namespace) -> int:
         gaps = [float(x) for x in args.gaps.split(",") if x.strip()]
     except ValueError:
         raise ConfigError(f"--gaps must be comma-separated seconds, got {args.gaps!r}") from None
+    try:
+        batch_sizes = [int(x) for x in args.batch_sizes.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(
+            f"--batch-sizes must be comma-separated integers, got {args.batch_sizes!r}"
+        ) from None
     model, quick = _common(args)
     optional = {
         key: value
@@ -233,6 +244,7 @@ def _run_cell(args: argparse.Namespace) -> int:
         profile_method=args.profile_method,
         devices=args.devices,
         gaps_s=gaps,
+        batch_sizes=batch_sizes,
         progress=None if args.quiet else (lambda message: print(message, flush=True)),
         **optional,
         **quick,
