@@ -129,16 +129,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _run(args: argparse.Namespace) -> int:
-    from validation.config import DEFAULT_TRACES, ValidationConfig
+    from validation.config import ValidationConfig
     from validation.run import run_validation
 
     if args.cell:
         return _run_cell(args)
     if args.policy is None:
         args.policy = "forced"
-
-    if args.out.exists() and not args.out.is_dir():
-        raise ConfigError(f"--out {args.out} exists and is not a folder")
     splits = None
     if args.splits:
         try:
@@ -147,39 +144,24 @@ def _run(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"--splits must be comma-separated integers, got {args.splits!r}"
             ) from None
-    model, quick = _common(args)
     cfg = ValidationConfig(
-        out=args.out,
-        model=model,
         requests=args.requests if args.requests is not None else 24,
-        traces=args.traces or DEFAULT_TRACES,
         repeats=args.repeats,
-        seed=args.seed,
-        threads=args.threads,
-        rtt_ms=args.rtt_ms,
-        token_scale=args.token_scale,
-        max_new=args.max_new,
-        max_out=args.max_out,
         middle_splits=splits,
         policy=args.policy,
-        reprofile=args.reprofile,
-        profile_method=args.profile_method,
-        progress=None if args.quiet else (lambda message: print(message, flush=True)),
-        **quick,
+        **_common(args),
     )
     result = run_validation(cfg)
-    overall = result["overall"]
-    print((args.out / "validation.md").read_text())
-    print(
-        f"overall: median {overall['median_abs_pct_error_total']:.1f}%, p90 "
-        f"{overall['p90_abs_pct_error_total']:.1f}% absolute error of total latency; "
-        f"wrote validation.json, validation.md, scatter.png to {args.out}"
-    )
+    _print_result(args.out, result, "scatter.png")
     return 0
 
 
-def _common(args: argparse.Namespace) -> tuple[str | ArchSpec, dict[str, Any]]:
-    """The checks and settings both validations share: the model, a quick profile."""
+def _common(args: argparse.Namespace) -> dict[str, Any]:
+    """The checks and settings both validations share (their configs' common fields)."""
+    from validation.config import DEFAULT_TRACES
+
+    if args.out.exists() and not args.out.is_dir():
+        raise ConfigError(f"--out {args.out} exists and is not a folder")
     if args.rtt_ms < 0:
         raise ConfigError(f"--rtt-ms must be >= 0, got {args.rtt_ms}")
     if not args.token_scale > 0:
@@ -197,17 +179,38 @@ def _common(args: argparse.Namespace) -> tuple[str | ArchSpec, dict[str, Any]]:
             "profile_retries": 0,
             "profile_min_point_s": 0.02,
         }
-    return model, quick
+    return {
+        "out": args.out,
+        "model": model,
+        "traces": args.traces or DEFAULT_TRACES,
+        "seed": args.seed,
+        "threads": args.threads,
+        "rtt_ms": args.rtt_ms,
+        "token_scale": args.token_scale,
+        "max_new": args.max_new,
+        "max_out": args.max_out,
+        "reprofile": args.reprofile,
+        "profile_method": args.profile_method,
+        "progress": None if args.quiet else (lambda message: print(message, flush=True)),
+        **quick,
+    }
+
+
+def _print_result(out: Path, result: dict[str, Any], plots: str) -> None:
+    overall = result["overall"]
+    print((out / "validation.md").read_text())
+    print(
+        f"overall: median {_pct(overall['median_abs_pct_error_total'])}, p90 "
+        f"{_pct(overall['p90_abs_pct_error_total'])} absolute error of total latency; wrote "
+        f"validation.json, validation.md, {plots} to {out}"
+    )
 
 
 def _run_cell(args: argparse.Namespace) -> int:
     from validation import cell_config as defaults
     from validation.cell_config import CellValidationConfig
     from validation.cell_run import run_cell_validation
-    from validation.config import DEFAULT_TRACES
 
-    if args.out.exists() and not args.out.is_dir():
-        raise ConfigError(f"--out {args.out} exists and is not a folder")
     try:
         gaps = [float(x) for x in args.gaps.split(",") if x.strip()]
     except ValueError:
@@ -218,7 +221,6 @@ def _run_cell(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"--batch-sizes must be comma-separated integers, got {args.batch_sizes!r}"
         ) from None
-    model, quick = _common(args)
     optional = {
         key: value
         for key, value in (
@@ -229,34 +231,16 @@ def _run_cell(args: argparse.Namespace) -> int:
         if value is not None
     }
     cfg = CellValidationConfig(
-        out=args.out,
-        model=model,
         requests=args.requests if args.requests is not None else defaults.DEFAULT_REQUESTS,
-        traces=args.traces or DEFAULT_TRACES,
-        seed=args.seed,
-        threads=args.threads,
-        rtt_ms=args.rtt_ms,
-        token_scale=args.token_scale,
-        max_new=args.max_new,
-        max_out=args.max_out,
         policy=args.policy or "service",
-        reprofile=args.reprofile,
-        profile_method=args.profile_method,
         devices=args.devices,
         gaps_s=gaps,
         batch_sizes=batch_sizes,
-        progress=None if args.quiet else (lambda message: print(message, flush=True)),
         **optional,
-        **quick,
+        **_common(args),
     )
     result = run_cell_validation(cfg)
-    overall = result["overall"]
-    print((args.out / "validation.md").read_text())
-    print(
-        f"overall: median {_pct(overall['median_abs_pct_error_total'])}, p90 "
-        f"{_pct(overall['p90_abs_pct_error_total'])} absolute error of total latency; wrote "
-        f"validation.json, validation.md, scatter.png, iterations.png to {args.out}"
-    )
+    _print_result(args.out, result, "scatter.png, iterations.png")
     return 0
 
 
