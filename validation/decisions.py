@@ -86,10 +86,15 @@ def device_state(
     cached: tuple[int | None, int],
     facts: ScenarioFacts,
     memory: SessionMemory,
+    *,
+    private: bool = False,
+    device_memory_layers: int | None = None,
 ) -> DecisionState:
     """What the device knows when it places ``req``: the shared converter
     (:func:`offload_rl.device_view.decision_state`) fed with its own throughput samples on the
-    trace's clock, the scenario's first SLO class and an unloaded edge."""
+    trace's clock, the scenario's first SLO class and an unloaded edge (a service with the
+    edge's pushed state replaces the edge's part). The cell validation's devices hold no
+    layer (``device_memory_layers = 0``)."""
     net = facts.scenario.network
     H, period = facts.spec.history, net.throughput_sample_s
     samples = measured_throughput(trace, 0.0, latest_period(trace_t, period) - H, H, period)
@@ -97,11 +102,13 @@ def device_state(
         req,
         throughput_mbps=samples.tolist(),
         rtt_ms=net.rtt_edge_ms,
-        private=False,
+        private=private,
         slo=facts.slo_targets[0],
         cached=cached,
         edge_kv_occupancy=EDGE_KV_OCCUPANCY,
         edge_load=EDGE_LOAD,
-        device_memory_layers=facts.device_memory_layers,
+        device_memory_layers=(
+            facts.device_memory_layers if device_memory_layers is None else device_memory_layers
+        ),
         memory=memory,
     )

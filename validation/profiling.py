@@ -8,6 +8,7 @@ weights in the CPU caches and reads decode too fast). Both are reported; no fact
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,23 +28,41 @@ def _cached(path: Path) -> Profile | None:
         return None
 
 
-def measured_profile(cfg: ValidationConfig, arch: ArchSpec) -> tuple[Profile, Path, bool]:
-    """The profile measured here with ``cfg.threads`` threads (cached in ``DIR``)."""
-    from offload_rl.profiler import DEFAULT_LENGTHS, default_contexts, measure_profile
+def measured_profile(
+    cfg: ValidationConfig,
+    arch: ArchSpec,
+    batch_sizes: Sequence[int] | None = None,
+    batch_chunk: int | None = None,
+) -> tuple[Profile, Path, bool]:
+    """The profile measured here with ``cfg.threads`` threads (cached in ``DIR``).
 
-    path = cfg.out / f"profile-{arch.name}-t{cfg.threads}.json"
+    With ``batch_sizes`` it has the ``batched`` section too (what ``offload-rl profile
+    --batch-sizes`` measures: batches of those sizes timed, the batched roofline fitted to
+    them, prefill chunks of ``batch_chunk`` tokens), cached under its own name.
+    """
+    from offload_rl.profiler import (
+        DEFAULT_BATCH_CHUNK,
+        DEFAULT_LENGTHS,
+        default_contexts,
+        measure_profile,
+    )
+
+    suffix = "-batched" if batch_sizes else ""
+    path = cfg.out / f"profile-{arch.name}-t{cfg.threads}{suffix}.json"
     cached = None if cfg.reprofile else _cached(path)
     if (
         cached is not None
         and cached.model == arch.shape
         and cached.provenance.threads == cfg.threads
+        and (cached.batched is not None or not batch_sizes)
     ):
         return cached, path, True
     lengths = cfg.profile_lengths or sorted(
         {t for t in DEFAULT_LENGTHS if t <= arch.max_positions} | {min(1024, arch.max_positions)}
     )
     contexts = cfg.profile_contexts or default_contexts(arch)
-    say(cfg, f"measuring the profile of {arch.name} with {cfg.threads} thread(s) (profiler)")
+    what = f", batch sizes {list(batch_sizes)}" if batch_sizes else ""
+    say(cfg, f"measuring the profile of {arch.name} with {cfg.threads} thread(s) (profiler{what})")
     profile = measure_profile(
         arch,
         threads=cfg.threads,
@@ -54,6 +73,8 @@ def measured_profile(cfg: ValidationConfig, arch: ArchSpec) -> tuple[Profile, Pa
         measure_peaks=False,
         retries=cfg.profile_retries,
         min_point_s=cfg.profile_min_point_s,
+        batch_sizes=list(batch_sizes) if batch_sizes else None,
+        batch_chunk=batch_chunk or DEFAULT_BATCH_CHUNK,
     )
     cfg.out.mkdir(parents=True, exist_ok=True)
     profile.save(path)

@@ -96,14 +96,20 @@ class CellSimulator:
     """N devices, one edge server, the cloud: see the module docstring."""
 
     def __init__(
-        self, resolved: ResolvedScenario, cell: CellConfig, workload: Workload | None = None
+        self,
+        resolved: ResolvedScenario,
+        cell: CellConfig,
+        workload: Workload | None = None,
+        batch_cost: BatchRoofline | None = None,
     ) -> None:
+        """``batch_cost``: the edge's batched cost when the edge profile's hardware is not a
+        named one (a profile measured on this machine: ``offload-rl validate --cell``)."""
         self.resolved = resolved
         self.facts = facts = resolved.facts
         self.cell = cell
         self.tiers = facts.tiers
         self.L = facts.n_layers
-        self.batch_cost = edge_batch_cost(resolved)
+        self.batch_cost = batch_cost if batch_cost is not None else edge_batch_cost(resolved)
         self.workload = workload if workload is not None else self._default_workload()
         rule = facts.reward_rule
         self.w_latency, self.w_energy, self.w_slo = rule.w_latency, rule.w_energy, rule.w_slo

@@ -4,6 +4,9 @@
         [--traces synthetic:ghent-4g-lte*0.22 synthetic:wifi*0.5 | PATH[*SCALE] | constant:MBPS]
         [--rtt-ms 20] [--threads 1] [--splits 4,8] [--policy forced|greedy|http://127.0.0.1:8000]
         [--profile-method stack|profiler] [--reprofile]
+    offload-rl validate --cell --out runs/validate-cell [--devices 4] [--requests 8]
+        [--gaps 0,2] [--pool-tokens 1536] [--max-num-batched-tokens 256] [--max-num-seqs 64]
+        [--policy service|forced]
 
 torch and transformers are imported inside the handler only.
 """
@@ -32,7 +35,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--model", default="gpt2", help="architecture (gpt2, qwen2.5-0.5b, ...)")
-    parser.add_argument("--requests", type=int, default=24, help="requests per trace")
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=None,
+        help="requests per trace (default 24); with --cell per device and load level (default 8)",
+    )
     parser.add_argument(
         "--repeats", type=int, default=3, help="replays of each stream (median measured)"
     )
@@ -53,10 +61,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--policy",
-        default="forced",
+        default=None,
         help=(
             "forced (each session one split class, round robin, keep), a heuristic name, or "
-            "the decision service's URL (its client falls back to greedy)"
+            "the decision service's URL (its client falls back to greedy); with --cell: "
+            "service (default: offload-rl serve --edge-push beside the cell) or forced "
+            "(k = 0, keep)"
         ),
     )
     parser.add_argument("--token-scale", type=float, default=0.25, help="workload lengths x")
@@ -85,15 +95,47 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    cell = parser.add_argument_group(
+        "cell (--cell): K devices sharing one continuously batching edge; --requests is per "
+        "device and load level"
+    )
+    cell.add_argument(
+        "--cell",
+        action="store_true",
+        help="validate EdgeCell-v0 against a cell of processes (batching, KV pool, preemption)",
+    )
+    cell.add_argument("--devices", type=int, default=4, help="device processes (default 4)")
+    cell.add_argument(
+        "--gaps",
+        default="0,2",
+        help="load levels: mean seconds between a device's requests, comma-separated "
+        "(0: back to back; default 0,2)",
+    )
+    cell.add_argument(
+        "--pool-tokens",
+        type=int,
+        default=None,
+        help="the edge's KV pool in tokens of the whole model (default 1536: small, so that "
+        "four devices fill it and preemption happens)",
+    )
+    cell.add_argument(
+        "--batch-sizes",
+        default="1,2,4,8",
+        help="batch sizes the edge's batched profile is measured at (default 1,2,4,8)",
+    )
+    cell.add_argument("--max-num-batched-tokens", type=int, default=None)
+    cell.add_argument("--max-num-seqs", type=int, default=None)
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from validation.config import DEFAULT_TRACES, ValidationConfig
+    from validation.config import ValidationConfig
     from validation.run import run_validation
 
-    if args.out.exists() and not args.out.is_dir():
-        raise ConfigError(f"--out {args.out} exists and is not a folder")
+    if args.cell:
+        return _run_cell(args)
+    if args.policy is None:
+        args.policy = "forced"
     splits = None
     if args.splits:
         try:
@@ -102,6 +144,24 @@ def _run(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"--splits must be comma-separated integers, got {args.splits!r}"
             ) from None
+    cfg = ValidationConfig(
+        requests=args.requests if args.requests is not None else 24,
+        repeats=args.repeats,
+        middle_splits=splits,
+        policy=args.policy,
+        **_common(args),
+    )
+    result = run_validation(cfg)
+    _print_result(args.out, result, "scatter.png")
+    return 0
+
+
+def _common(args: argparse.Namespace) -> dict[str, Any]:
+    """The checks and settings both validations share (their configs' common fields)."""
+    from validation.config import DEFAULT_TRACES
+
+    if args.out.exists() and not args.out.is_dir():
+        raise ConfigError(f"--out {args.out} exists and is not a folder")
     if args.rtt_ms < 0:
         raise ConfigError(f"--rtt-ms must be >= 0, got {args.rtt_ms}")
     if not args.token_scale > 0:
@@ -119,31 +179,70 @@ def _run(args: argparse.Namespace) -> int:
             "profile_retries": 0,
             "profile_min_point_s": 0.02,
         }
-    cfg = ValidationConfig(
-        out=args.out,
-        model=model,
-        requests=args.requests,
-        traces=args.traces or DEFAULT_TRACES,
-        repeats=args.repeats,
-        seed=args.seed,
-        threads=args.threads,
-        rtt_ms=args.rtt_ms,
-        token_scale=args.token_scale,
-        max_new=args.max_new,
-        max_out=args.max_out,
-        middle_splits=splits,
-        policy=args.policy,
-        reprofile=args.reprofile,
-        profile_method=args.profile_method,
-        progress=None if args.quiet else (lambda message: print(message, flush=True)),
+    return {
+        "out": args.out,
+        "model": model,
+        "traces": args.traces or DEFAULT_TRACES,
+        "seed": args.seed,
+        "threads": args.threads,
+        "rtt_ms": args.rtt_ms,
+        "token_scale": args.token_scale,
+        "max_new": args.max_new,
+        "max_out": args.max_out,
+        "reprofile": args.reprofile,
+        "profile_method": args.profile_method,
+        "progress": None if args.quiet else (lambda message: print(message, flush=True)),
         **quick,
-    )
-    result = run_validation(cfg)
+    }
+
+
+def _print_result(out: Path, result: dict[str, Any], plots: str) -> None:
     overall = result["overall"]
-    print((args.out / "validation.md").read_text())
+    print((out / "validation.md").read_text())
     print(
-        f"overall: median {overall['median_abs_pct_error_total']:.1f}%, p90 "
-        f"{overall['p90_abs_pct_error_total']:.1f}% absolute error of total latency; "
-        f"wrote validation.json, validation.md, scatter.png to {args.out}"
+        f"overall: median {_pct(overall['median_abs_pct_error_total'])}, p90 "
+        f"{_pct(overall['p90_abs_pct_error_total'])} absolute error of total latency; wrote "
+        f"validation.json, validation.md, {plots} to {out}"
     )
+
+
+def _run_cell(args: argparse.Namespace) -> int:
+    from validation import cell_config as defaults
+    from validation.cell_config import CellValidationConfig
+    from validation.cell_run import run_cell_validation
+
+    try:
+        gaps = [float(x) for x in args.gaps.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--gaps must be comma-separated seconds, got {args.gaps!r}") from None
+    try:
+        batch_sizes = [int(x) for x in args.batch_sizes.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(
+            f"--batch-sizes must be comma-separated integers, got {args.batch_sizes!r}"
+        ) from None
+    optional = {
+        key: value
+        for key, value in (
+            ("pool_tokens", args.pool_tokens),
+            ("max_num_batched_tokens", args.max_num_batched_tokens),
+            ("max_num_seqs", args.max_num_seqs),
+        )
+        if value is not None
+    }
+    cfg = CellValidationConfig(
+        requests=args.requests if args.requests is not None else defaults.DEFAULT_REQUESTS,
+        policy=args.policy or "service",
+        devices=args.devices,
+        gaps_s=gaps,
+        batch_sizes=batch_sizes,
+        **optional,
+        **_common(args),
+    )
+    result = run_cell_validation(cfg)
+    _print_result(args.out, result, "scatter.png, iterations.png")
     return 0
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.1f}%"

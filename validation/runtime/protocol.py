@@ -35,6 +35,7 @@ RESET = 9
 RESET_OK = 10
 ERROR = 11
 BYE = 12
+EVICTED = 13  # cell edge -> device, unpaced: the edge dropped a session's kept KV
 
 KIND_NAMES = {
     value: name

@@ -1,0 +1,196 @@
+"""The cell runtime's scheduler: budgets, chunked prefill, the KV pool, eviction, preemption.
+
+Hand-built cases, then a property: for the same arrivals it schedules exactly the batches the
+simulator's :class:`~offload_rl.cell.edge_server.EdgeServer` does (the two are independent
+implementations of the same rules; the validation compares their timing, so they must agree on
+who runs when).
+"""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from offload_rl.cell.batch_roofline import BatchRoofline
+from offload_rl.cell.edge_server import EdgeRequest, EdgeServer
+from validation.runtime.batch_scheduler import (
+    FINISHED,
+    REJECTED,
+    WAITING,
+    BatchScheduler,
+    EdgeSequence,
+)
+
+BPT = 10  # bytes per token
+
+
+def seq(
+    rid: int, known: int, out: int, keep: bool = False, session: int | None = None
+) -> EdgeSequence:
+    return EdgeSequence(
+        rid, rid if session is None else session, list(range(known)), out, keep, 0.0
+    )
+
+
+def step(s: BatchScheduler, t: float) -> tuple[list[int], list[int]]:
+    """One iteration at ``t`` (it ends at ``t + 1``), every sampling sequence getting token 7."""
+    plan = s.schedule(t)
+    sampled = [
+        7 if r.computed + n == r.known else None
+        for r, n in zip(plan.sequences, plan.tokens, strict=True)
+    ]
+    s.complete(plan, sampled, t + 1.0)
+    return [r.request_id for r in plan.sequences], plan.tokens
+
+
+def test_chunked_prefill_shares_the_token_budget_and_decodes_go_first() -> None:
+    s = BatchScheduler(10_000, BPT, max_num_batched_tokens=8, max_num_seqs=8)
+    s.submit(seq(1, 10, 3), 0.0)
+    s.submit(seq(2, 4, 2), 0.0)
+    assert step(s, 0.0) == ([1], [8])  # A's first chunk takes the whole budget
+    assert step(s, 1.0) == ([1, 2], [2, 4])  # A's last chunk, then B is admitted: 2 + 4 <= 8
+    assert step(s, 2.0) == ([1, 2], [1, 1])  # both decode
+    ids, tokens = step(s, 3.0)
+    assert (ids, tokens) == ([1], [1])  # B finished after 2 tokens
+    assert [r.request_id for r in s.finished] == [2, 1]
+    assert all(r.status == FINISHED for r in s.finished)
+
+
+def test_sequence_budget_limits_admissions() -> None:
+    s = BatchScheduler(10_000, BPT, max_num_batched_tokens=100, max_num_seqs=2)
+    for rid in (1, 2, 3):
+        s.submit(seq(rid, 3, 2), 0.0)
+    assert step(s, 0.0) == ([1, 2], [3, 3])
+    assert [r.request_id for r in s.waiting] == [3]
+
+
+def test_a_prompt_larger_than_the_pool_is_rejected() -> None:
+    s = BatchScheduler(5 * BPT, BPT, max_num_batched_tokens=100, max_num_seqs=8)
+    s.submit(seq(1, 6, 2), 0.0)
+    s.submit(seq(2, 3, 1), 0.0)
+    assert step(s, 0.0) == ([2], [3])
+    assert s.finished[0].request_id == 1 and s.finished[0].status == REJECTED
+
+
+def test_kept_session_is_claimed_by_its_next_turn() -> None:
+    s = BatchScheduler(10_000, BPT, max_num_batched_tokens=100, max_num_seqs=8)
+    s.submit(seq(1, 5, 2, keep=True, session=9), 0.0)
+    step(s, 0.0)
+    step(s, 1.0)
+    assert s.pool.peek(9) is not None and s.pool.peek(9).tokens == 6  # 5 prompt + 1 decoded
+    assert s.kept[9].tokens == 6
+    turn2 = EdgeSequence(2, 9, [*range(7), 1, 2, 3], 1, False, 0.0)  # context 7 + 3 new
+    s.submit(turn2, 2.0)
+    assert step(s, 2.0) == ([2], [4])  # only what the kept 6 tokens do not cover
+    assert turn2.cached_tokens == 6
+    assert s.pool.peek(9) is None and 9 not in s.kept  # finished without keep: released
+
+
+def test_a_full_pool_evicts_kept_sessions_then_preempts_the_newest() -> None:
+    # room for 11 tokens: a kept session of 4, then A and B (4 prompt + 4 out each)
+    s = BatchScheduler(11 * BPT, BPT, max_num_batched_tokens=100, max_num_seqs=8)
+    s.submit(seq(1, 3, 2, keep=True, session=50), 0.0)
+    step(s, 0.0)
+    step(s, 1.0)  # session 50 kept: 4 tokens
+    assert s.pool.kept_bytes == 4 * BPT
+    a, b = seq(2, 4, 4), seq(3, 4, 4)
+    s.submit(a, 2.0)
+    s.submit(b, 2.0)
+    plan = s.schedule(2.0)  # A fits; B needs the kept entry's room
+    assert [r.request_id for r in plan.sequences] == [2, 3] and plan.evicted == [50]
+    s.complete(plan, [7, 7], 3.0)
+    assert step(s, 3.0) == ([2, 3], [1, 1])  # pool: A 5 + B 5 = 10 of 11 tokens
+    plan = s.schedule(4.0)  # A takes the 11th; B's decode finds no room: B, the newest, goes
+    assert plan.preempted == [3] and [r.request_id for r in plan.sequences] == [2]
+    assert b.status == WAITING and b.computed == 0 and b.preemptions == 1
+    assert s.waiting[0] is b and b.known == 6  # re-prefills its prompt and its 2 tokens
+    assert s.preemptions == 1
+
+
+def _unit_cost(n_layers: int = 2) -> BatchRoofline:
+    """A cost under which every iteration takes exactly 1 s (the schedule alone matters)."""
+    return BatchRoofline(
+        n_layers=n_layers,
+        kv_bytes_per_token_layer=BPT // 2,
+        layer_fixed_s=1.0 / n_layers,
+        kv_s_per_token=0.0,
+        linear_s_per_token=0.0,
+        attn_s_unit=0.0,
+        embed_fixed_s=0.0,
+        embed_s_per_token=0.0,
+        head_fixed_s=0.0,
+        head_s_per_sample=0.0,
+        head_s_per_token=0.0,
+    )
+
+
+class _Recording(EdgeServer):
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.batches: list[tuple[int, int]] = []
+
+    def _batch_time(self) -> float:
+        took = super()._batch_time()
+        self.batches.append((self.last_batch_size, self.last_batch_tokens))
+        return took
+
+
+request = st.tuples(
+    st.integers(0, 6),  # arrival iteration
+    st.integers(0, 3),  # session
+    st.integers(1, 30),  # prompt tokens
+    st.integers(1, 6),  # output tokens
+    st.booleans(),  # keep
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(request, min_size=1, max_size=8),
+    st.integers(20, 80),
+    st.integers(4, 32),
+    st.integers(1, 4),
+)
+def test_schedules_the_batches_the_simulator_schedules(
+    reqs: list[tuple[int, int, int, int, bool]], pool_tokens: int, budget: int, seqs: int
+) -> None:
+    reqs = sorted(reqs, key=lambda r: r[0])
+    sim = _Recording(_unit_cost(), pool_tokens * BPT, budget, seqs, fast=False)
+    run = BatchScheduler(pool_tokens * BPT, BPT, budget, seqs)
+    # a session's turns run one after the other in both (arrivals are per iteration)
+    for rid, (at, session, new, out, keep) in enumerate(reqs):
+        t = float(at) + 0.5
+        sim.advance(t)
+        sim.submit(EdgeRequest(rid, session, 0, t, 0, new, out, keep=keep), t)
+    sim.advance(1e6)
+    arrivals = {float(at) + 0.5: [] for at, *_ in reqs}
+    for rid, (at, session, new, out, keep) in enumerate(reqs):
+        arrivals[float(at) + 0.5].append(
+            EdgeSequence(rid, session, list(range(new)), out, keep, 0.0)
+        )
+    batches: list[tuple[int, int]] = []
+    t = 0.0
+    pending = sorted(arrivals.items())
+    while pending or run.has_work():
+        while pending and pending[0][0] <= t:
+            for r in pending.pop(0)[1]:
+                run.submit(r, t)
+        if not run.has_work():
+            t = pending[0][0]
+            continue
+        plan = run.schedule(t)
+        if not plan.sequences:  # everything queued was rejected
+            assert not run.running
+            if pending:
+                t = pending[0][0]
+            continue
+        sampled = [
+            1 if r.computed + n == r.known else None
+            for r, n in zip(plan.sequences, plan.tokens, strict=True)
+        ]
+        batches.append((len(plan), plan.n_tokens))
+        run.complete(plan, sampled, t + 1.0)
+        t += 1.0
+    assert batches == sim.batches
+    assert run.preemptions == sim.preemptions
+    assert run.evictions == sim.pool.evictions

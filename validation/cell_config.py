@@ -1,0 +1,59 @@
+"""What ``offload-rl validate --cell`` replays: the single-device settings plus the cell's.
+
+The KV pool's byte budget and the scheduler's budgets are a configuration of the reference
+runtime, stated here and given unchanged to both sides (the runtime's edge and
+``EdgeCell-v0``'s). The default pool holds :data:`DEFAULT_POOL_TOKENS` tokens of the whole
+model's KV: small on purpose, so that four devices' sessions fill it on this CPU and the run
+exercises eviction and preemption (a GPU edge's pool is gigabytes; what is validated is the
+mechanism and its cost, not the size).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from offload_rl.errors import ConfigError
+from validation.config import ValidationConfig
+
+DEFAULT_REQUESTS = 8  # per device and load level
+DEFAULT_POOL_TOKENS = 1536
+DEFAULT_MAX_NUM_BATCHED_TOKENS = 256  # chunked prefill: a long prompt spreads over iterations
+DEFAULT_MAX_NUM_SEQS = 64
+# Mean seconds between a device's requests (exponential; 0: back to back): the load levels.
+DEFAULT_GAPS_S: tuple[float, ...] = (0.0, 2.0)
+DEFAULT_BATCH_SIZES: tuple[int, ...] = (1, 2, 4, 8)
+
+
+@dataclass
+class CellValidationConfig(ValidationConfig):
+    """:class:`ValidationConfig` (model, traces, tokens, profile) plus the cell's settings.
+
+    ``requests`` is per device and load level; ``policy`` is ``service`` (the decision service,
+    started with ``--edge-push``, the edge pushing its state to it) or ``forced`` (k = 0, keep).
+    """
+
+    devices: int = 4
+    gaps_s: Sequence[float] = DEFAULT_GAPS_S
+    pool_tokens: int = DEFAULT_POOL_TOKENS
+    max_num_batched_tokens: int = DEFAULT_MAX_NUM_BATCHED_TOKENS
+    max_num_seqs: int = DEFAULT_MAX_NUM_SEQS
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES
+    start_margin_s: float = 0.5  # between the last device connecting and the run's start
+    device_timeout_s: float = 900.0  # a load level taking longer is a failure
+
+
+def check_cell_config(cfg: CellValidationConfig) -> None:
+    """Raise :class:`ConfigError` for cell settings no run can use (one line, the flag)."""
+    if not 1 <= cfg.devices <= 64:
+        raise ConfigError(f"--devices must be between 1 and 64, got {cfg.devices}")
+    if not cfg.gaps_s or any(not (g >= 0) for g in cfg.gaps_s):
+        raise ConfigError(f"--gaps must be seconds >= 0, got {list(cfg.gaps_s)}")
+    if cfg.pool_tokens < 1:
+        raise ConfigError(f"--pool-tokens must be >= 1, got {cfg.pool_tokens}")
+    if cfg.max_num_batched_tokens < 1 or cfg.max_num_seqs < 1:
+        raise ConfigError("--max-num-batched-tokens and --max-num-seqs must be >= 1")
+    if cfg.policy not in ("service", "forced"):
+        raise ConfigError(f"--policy for --cell must be service or forced, got {cfg.policy!r}")
+    if not cfg.batch_sizes or any(b < 1 for b in cfg.batch_sizes):
+        raise ConfigError(f"--batch-sizes must be >= 1, got {list(cfg.batch_sizes)}")

@@ -1,0 +1,233 @@
+"""The cell validation's ``validation.json``: per request, per iteration, per load level, overall.
+
+Errors are percentages of the measured value, ``100 (predicted - measured) / measured``,
+summarised by the median and 90th percentile of their absolute values (the single-device
+validation's targets, :data:`~validation.summary.TARGET_MEDIAN_PCT` / ``TARGET_P90_PCT``). A
+request the edge rejected (its prompt larger than the whole pool) has no latency on either side
+and is counted, not scored. The edge's iterations are compared twice: each measured iteration
+against what the batched cost predicts for *that* batch (the profile's error), and the
+distribution of batch sizes and tokens on both sides (the scheduling's agreement).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from offload_rl.cell.batch_roofline import BatchRoofline
+from validation.summary import TARGET_MEDIAN_PCT, TARGET_P90_PCT
+
+CONTENTION_BATCH = 2  # "under contention": a batch of at least this many sequences ...
+CONTENTION_SHARE = 0.5  # ... in at least this share of the edge's iterations
+
+
+def _pct(predicted: float, measured: float) -> float:
+    return 100.0 * (predicted - measured) / measured
+
+
+def _abs_stats(errors: Sequence[float]) -> tuple[float | None, float | None]:
+    if not errors:
+        return None, None
+    a = np.abs(np.asarray(errors, dtype=float))
+    return float(np.median(a)), float(np.percentile(a, 90))
+
+
+def _request_rows(level: dict[str, Any]) -> list[dict[str, Any]]:
+    sim = level["simulated"]
+    rows = []
+    for rec, cr in zip(level["records"], sim.requests, strict=True):
+        rejected = bool(rec.get("edge_rejected")) or cr.rejected
+        row = {
+            "level": level["level"],
+            "gap_s": level["gap_s"],
+            "request_id": rec["request_id"],
+            "device": rec["device"],
+            "session": rec["session"],
+            "turn": rec["turn"],
+            "start_s": rec["start_s"],
+            "new_tokens": rec["new_tokens"],
+            "context_tokens": rec["context_tokens"],
+            "output_tokens": rec["output_tokens"],
+            "keep": rec["keep"],
+            "decision_source": rec["decision_source"],
+            "decide_s": rec["decide_s"],
+            "measured": {
+                "ttft_s": rec["ttft_s"],
+                "total_s": rec["latency_s"],
+                "preemptions": rec.get("edge_preemptions", 0),
+                "cached_tokens": rec.get("edge_cached_tokens", 0),
+                "queued_s": rec.get("edge_queued_s", 0.0),
+                "rejected": bool(rec.get("edge_rejected")),
+            },
+            "predicted": {
+                "ttft_s": cr.ttft_s,
+                "total_s": cr.latency_s,
+                "preemptions": cr.preempted,
+                "cache_hit": cr.cache_hit,
+                "queued_s": cr.queue_s,
+                "rejected": cr.rejected,
+            },
+            "rejected": rejected,
+        }
+        if not rejected:
+            row["pct_error_total"] = _pct(cr.latency_s, rec["latency_s"])
+            row["pct_error_ttft"] = _pct(cr.ttft_s, rec["ttft_s"])
+        rows.append(row)
+    return rows
+
+
+def _iterations(level: dict[str, Any], cost: BatchRoofline) -> dict[str, Any]:
+    """Measured iterations with the profile's price of the same batch; the simulator's."""
+    measured = []
+    for it in level["edge"]["iterations"]:
+        batch = [(0, int(n), int(c), bool(smp)) for n, c, smp in it["sequences"]]
+        measured.append(
+            {
+                "start_s": it["start_s"],
+                "batch_size": len(batch),
+                "tokens": sum(b[1] for b in batch),
+                "measured_s": it["measured_s"],
+                "profile_s": cost.iteration_s(batch),
+                "preempted": it["preempted"],
+                "evicted": it["evicted"],
+            }
+        )
+    simulated = [
+        {"start_s": s, "batch_size": b, "tokens": n, "predicted_s": dt}
+        for s, b, n, dt in level["simulated"].iterations
+    ]
+    return {"measured": measured, "simulated": simulated}
+
+
+def _batch_stats(sizes: Sequence[int], tokens: Sequence[int]) -> dict[str, Any]:
+    if not sizes:
+        return {"iterations": 0}
+    a = np.asarray(sizes)
+    return {
+        "iterations": int(a.size),
+        "mean_batch_size": float(a.mean()),
+        "max_batch_size": int(a.max()),
+        "share_batch_ge_2": float(np.mean(a >= CONTENTION_BATCH)),
+        "mean_tokens": float(np.mean(tokens)),
+    }
+
+
+def _group(rows: Sequence[dict[str, Any]], iters: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Errors, batches and preemptions of one group of requests and iterations."""
+    scored = [r for r in rows if not r["rejected"]]
+    med, p90 = _abs_stats([r["pct_error_total"] for r in scored])
+    med_ttft, p90_ttft = _abs_stats([r["pct_error_ttft"] for r in scored])
+    measured = [it for group in iters for it in group["measured"]]
+    simulated = [it for group in iters for it in group["simulated"]]
+    it_med, it_p90 = _abs_stats([_pct(m["profile_s"], m["measured_s"]) for m in measured])
+    runtime_batches = _batch_stats(
+        [m["batch_size"] for m in measured], [m["tokens"] for m in measured]
+    )
+    sim_batches = _batch_stats(
+        [s["batch_size"] for s in simulated], [s["tokens"] for s in simulated]
+    )
+    preempt_measured = sum(m["preempted"] for m in measured)
+    share = runtime_batches.get("share_batch_ge_2", 0.0)
+    return {
+        "requests": len(rows),
+        "scored": len(scored),
+        "rejected": {
+            "measured": sum(r["measured"]["rejected"] for r in rows),
+            "predicted": sum(r["predicted"]["rejected"] for r in rows),
+        },
+        "median_abs_pct_error_total": med,
+        "p90_abs_pct_error_total": p90,
+        "median_abs_pct_error_ttft": med_ttft,
+        "p90_abs_pct_error_ttft": p90_ttft,
+        "mean_measured_total_s": float(np.mean([r["measured"]["total_s"] for r in scored]))
+        if scored
+        else None,
+        "mean_predicted_total_s": float(np.mean([r["predicted"]["total_s"] for r in scored]))
+        if scored
+        else None,
+        "iteration_time": {
+            "median_abs_pct_error_profile": it_med,
+            "p90_abs_pct_error_profile": it_p90,
+            "measured_total_s": float(sum(m["measured_s"] for m in measured)),
+            "profile_total_s": float(sum(m["profile_s"] for m in measured)),
+            "simulated_total_s": float(sum(s["predicted_s"] for s in simulated)),
+        },
+        "batches": {"measured": runtime_batches, "simulated": sim_batches},
+        "preemptions": {
+            "measured": preempt_measured,
+            "predicted": sum(r["predicted"]["preemptions"] for r in rows),
+        },
+        "cache_hits": {
+            "measured": sum(r["measured"]["cached_tokens"] > 0 for r in rows),
+            "predicted": sum(bool(r["predicted"]["cache_hit"]) for r in rows),
+        },
+        "under_contention": bool(share >= CONTENTION_SHARE and preempt_measured >= 1),
+    }
+
+
+def _slowed(level: dict[str, Any], rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The replay with the edge's costs x the run's own measured slowdown: what is left of the
+    error once the profile's speed is taken out. Fitted to the run, so a diagnostic, never the
+    validation's figure."""
+    errors = [
+        _pct(cr.latency_s, rec["latency_s"])
+        for rec, cr, row in zip(
+            level["records"], level["simulated_slowed"].requests, rows, strict=True
+        )
+        if not row["rejected"] and not cr.rejected
+    ]
+    med, p90 = _abs_stats(errors)
+    return {
+        "slowdown": level["slowdown"],
+        "median_abs_pct_error_total": med,
+        "p90_abs_pct_error_total": p90,
+        "preemptions": level["simulated_slowed"].preemptions,
+    }
+
+
+def _targets(group: dict[str, Any]) -> dict[str, Any]:
+    med, p90 = group["median_abs_pct_error_total"], group["p90_abs_pct_error_total"]
+    return {
+        "median_pct": TARGET_MEDIAN_PCT,
+        "p90_pct": TARGET_P90_PCT,
+        "median_met": med is not None and med <= TARGET_MEDIAN_PCT,
+        "p90_met": p90 is not None and p90 <= TARGET_P90_PCT,
+        "under_contention": group["under_contention"],
+    }
+
+
+def summarise_cell(
+    levels: Sequence[dict[str, Any]], cost: BatchRoofline, setup: dict[str, Any]
+) -> dict[str, Any]:
+    """The whole ``validation.json`` document."""
+    rows_by_level = [_request_rows(level) for level in levels]
+    iters_by_level = [_iterations(level, cost) for level in levels]
+    by_level = []
+    for level, rows, iters in zip(levels, rows_by_level, iters_by_level, strict=True):
+        group = _group(rows, [iters])
+        group.update(
+            {
+                "level": level["level"],
+                "gap_s": level["gap_s"],
+                "load_average_before": level["load_average_before"],
+                "load_average_after": level["load_average_after"],
+                "cpus_used_by_other_processes": level["cpus_used_by_other_processes"],
+                "edge_preemptions_logged": sum(r["preemptions"] for r in level["edge"]["requests"]),
+                "diagnostic_slowed_replay": _slowed(level, rows),
+                "simulated_preemptions": level["simulated"].preemptions,
+                "simulated_evictions": level["simulated"].evictions,
+            }
+        )
+        by_level.append(group)
+    all_rows = [r for rows in rows_by_level for r in rows]
+    overall = _group(all_rows, iters_by_level)
+    return {
+        "setup": setup,
+        "overall": overall,
+        "targets": _targets(overall),
+        "by_load_level": by_level,
+        "requests": all_rows,
+        "iterations": iters_by_level,
+    }
