@@ -12,7 +12,7 @@ export ORT_DISABLE_TELEMETRY := 1
 $(STAMP): pyproject.toml constraints-lock.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -c constraints-lock.txt -e '.[train,serve,profile,dev,sweep]'
+	$(PIP) install --quiet -c constraints-lock.txt -e '.[train,serve,profile,dev,sweep,fast]'
 	touch $(STAMP)
 
 setup: $(STAMP)

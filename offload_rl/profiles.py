@@ -160,8 +160,68 @@ class Provenance(_Strict):
         return self.method.split("Shape: ", 1)[1].split(". Hardware: ", 1)[0]
 
 
+class BatchedPoint(_Strict):
+    """One timed batch: ``sequences`` as ``(new_tokens, context)`` pairs, and its seconds.
+
+    ``part`` says what was timed: one decoder layer (``decoder``), the final norm + LM head
+    (``head``, ``samples`` sequences computing logits), or the embedding (``embedding``).
+    ``source`` is ``batched`` for a point of the batched run and ``single`` for a batch-1 point
+    taken from the single-request samples (so that the fit stays consistent with them).
+    """
+
+    part: Literal["decoder", "head", "embedding"]
+    source: Literal["batched", "single"]
+    sequences: list[tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]]] = Field(
+        min_length=1
+    )
+    samples: int = Field(ge=0)
+    seconds: NonNegativeFinite
+
+
+class BatchedCoefficients(_Strict):
+    """The coefficients of :class:`~offload_rl.cell.batch_roofline.BatchRoofline`, measured."""
+
+    layer_fixed_s: NonNegativeFinite
+    kv_s_per_token: NonNegativeFinite
+    linear_s_per_token: NonNegativeFinite
+    attn_s_unit: NonNegativeFinite
+    embed_fixed_s: NonNegativeFinite
+    embed_s_per_token: NonNegativeFinite
+    head_fixed_s: NonNegativeFinite
+    head_s_per_sample: NonNegativeFinite
+    head_s_per_token: NonNegativeFinite
+
+
+class BatchedFitError(_Strict):
+    """How far the fit is from the points of one part, in absolute percent."""
+
+    median_abs_pct: NonNegativeFinite
+    p90_abs_pct: NonNegativeFinite
+    max_abs_pct: NonNegativeFinite
+    points: int = Field(ge=1)
+
+
+class BatchedProfile(_Strict):
+    """Measured batched costs: the timed points and the batched roofline fitted to them.
+
+    Written by ``offload-rl profile`` (``--batch-sizes``); read by
+    :func:`offload_rl.cell.batch_roofline.for_profile`. ``fit_error`` has one entry per part
+    (``decoder``, ``head``, ``embedding``).
+    """
+
+    method: str
+    points: list[BatchedPoint]
+    coefficients: BatchedCoefficients
+    fit_error: dict[str, BatchedFitError]
+
+
 class Profile(_Strict):
-    """One model on one piece of hardware; see the module docstring."""
+    """One model on one piece of hardware; see the module docstring.
+
+    ``batched`` (measured profiles made with batch sizes) holds measured batched costs; files
+    without it (every older one, every analytical one) load as before and it is only written
+    when set.
+    """
 
     schema_version: int
     model: ModelShape
@@ -172,6 +232,14 @@ class Profile(_Strict):
     layers: list[LayerCost]
     head: LayerCost
     activation_bytes_per_token: list[Annotated[int, Field(ge=0)]]
+    batched: BatchedProfile | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_batched(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("batched") is None:
+            data.pop("batched", None)
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> Profile:

@@ -1,11 +1,14 @@
 """The metrics of a cell evaluation: per policy, per load level and per device class.
 
-Request outcomes are per *finished* request (see :mod:`agents.evaluation.cell_rollout`): mean
-latency is the sum of the steps' ``latency_s`` over the sum of their ``n_finished``, never the
-mean of per-step values. Requests still in the system when an episode ends have no outcome;
-``unfinished_share`` says how many, since a policy that leaves long requests unfinished would
-otherwise look fast. Reward and energy are the cell's (every device, every request in the
-system), so they are per decision and are not split by device class.
+No survivorship bias at the episode's end: the headline ``mean_reward`` counts the cost of
+finishing the requests still in the cell when the episode ends (``finish_cost``, see
+:mod:`agents.evaluation.cell_rollout`); ``mean_reward_truncated`` is the figure without it.
+Latency, TTFT, SLO and the other request figures are over *every decided request*, those
+still in the cell at the end with the outcome they get when the cell runs on without new
+decisions (no censoring: settling runs each of them to its last token). ``n_finished`` counts
+the requests that finished inside the episode and ``unfinished_share`` the share that did not.
+Reward and energy are the cell's (every device, every request in the system), so they are per
+decision and are not split by device class.
 """
 
 from __future__ import annotations
@@ -17,14 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from agents.evaluation.cell_rollout import CLASS_NAMES
+from agents.evaluation.cell_rollout import CLASS_NAMES, settled_reward
 from agents.evaluation.confidence import mean_ci95
 from agents.evaluation.metrics import has_lite_records, lite_summary, tier_names
 from agents.evaluation.result import EvaluationResult
 from agents.evaluation.rollout import concat_column
 from offload_rl.cost_model import LITE_TIERS, TIERS
 
-CELL_METRICS_SCHEMA_VERSION = 1
+CELL_METRICS_SCHEMA_VERSION = 2  # 2: reward with finish_cost, outcomes of every request
 Records = Sequence[dict[str, np.ndarray]]
 
 
@@ -41,7 +44,8 @@ def per_request_means(records: Records) -> dict[str, float | None]:
 
 
 def request_outcomes(records: Records, device_class: int | None = None) -> dict[str, Any]:
-    """Latency percentiles and rates over the finished requests (of one class, if given)."""
+    """Latency percentiles and rates over every decided request (of one class, if given):
+    those finished after the episode's end included (``req_after_end``)."""
     lat = concat_column(records, "req_latency_s")
     keep = np.ones(lat.size, dtype=bool)
     if device_class is not None:
@@ -57,8 +61,10 @@ def request_outcomes(records: Records, device_class: int | None = None) -> dict[
 
     ctx = concat_column(records, "req_has_context")[keep].astype(bool)
     hits = concat_column(records, "req_cache_hit")[keep].astype(bool)
+    after_end = concat_column(records, "req_after_end")[keep].astype(bool)
     out = {
-        "n_finished": n,
+        "n_requests": n,
+        "n_finished": int(n - after_end.sum()),
         "mean_latency_s": mean("req_latency_s"),
         "latency_p50_s": pct(50),
         "latency_p95_s": pct(95),
@@ -103,8 +109,11 @@ def decision_shares(records: Records, n_layers: int, device_class: int | None = 
 
 def summarise_cell(records: Records, n_layers: int) -> dict[str, Any]:
     """Every policy-level figure of a list of cell episodes' records."""
-    per_episode = [float(r["reward"].mean()) for r in records if r["reward"].size]
+    per_episode = [settled_reward(r) for r in records if r["reward"].size]
     mean, half = mean_ci95(per_episode)
+    truncated, truncated_half = mean_ci95(
+        [float(r["reward"].mean()) for r in records if r["reward"].size]
+    )
     decisions = decision_shares(records, n_layers)
     outcomes = request_outcomes(records)
     n_dec = decisions["decisions"]
@@ -116,6 +125,8 @@ def summarise_cell(records: Records, n_layers: int) -> dict[str, Any]:
     return {
         "mean_reward": _finite(mean),
         "mean_reward_ci95": _finite(half),
+        "mean_reward_truncated": _finite(truncated),
+        "mean_reward_truncated_ci95": _finite(truncated_half),
         "episodes": len(per_episode),
         **outcomes,
         "unfinished_share": _finite(1.0 - outcomes["n_finished"] / n_dec) if n_dec else None,

@@ -16,12 +16,15 @@ from typing import Any
 from agents.cell_oracle import REPORT_NOTE
 from agents.evaluation.cell_metrics import compute_cell_metrics
 from agents.evaluation.cell_plots import write_cell_plots
+from agents.evaluation.cell_rollout import settled_reward
 from agents.evaluation.result import EvaluationResult
 from agents.evaluation.tags import LITE_FIELDS, tag_safe
 
 CELL_FIELDS: tuple[str, ...] = (
     "mean_reward",
     "mean_reward_ci95",
+    "mean_reward_truncated",
+    "n_requests",
     "n_finished",
     "unfinished_share",
     "mean_latency_s",
@@ -125,9 +128,11 @@ def cell_scalars(
     base = result.loads.index(metrics["base_load"]) * len(result.episodes)
     for ep in result.episodes:
         rec = result.records[spec][base + ep.index]
-        done = max(float(rec["n_finished"].sum()), 1.0)
-        out.append(("episode/mean_reward", float(rec["reward"].mean()), ep.index))
-        out.append(("episode/latency_mean_s", float(rec["latency_s"].sum()) / done, ep.index))
+        latency = rec["req_latency_s"]
+        out.append(("episode/mean_reward", settled_reward(rec), ep.index))
+        out.append(
+            ("episode/latency_mean_s", float(latency.mean()) if latency.size else 0.0, ep.index)
+        )
         out.append(("episode/edge_batch_mean", float(rec["edge_batch"].mean()), ep.index))
     return out
 
@@ -152,9 +157,12 @@ def cell_report(metrics: dict[str, Any], plots: dict[str, str]) -> str:
         "# Policy evaluation on EdgeCell-v0",
         "",
         "Every policy ran the same episodes (pinned trace, offset, workload seed) at every load",
-        "level (the cell's session arrival rate x load). Latency, TTFT and SLO figures are per",
-        "*finished* request; requests still in the system at an episode's end have none",
-        "(`unfinished_share`). Reward and energy are the whole cell's, per decision.",
+        "level (the cell's session arrival rate x load). `mean_reward` counts the cost of",
+        "finishing the requests still in the cell at an episode's end (`finish_cost`; the",
+        "metrics files also give `mean_reward_truncated`, without it). Latency, TTFT and SLO",
+        "figures are over every decided request: those still in the system at the end",
+        "(`unfinished_share`) with the outcome they get when the cell runs on to their last",
+        "token. Reward and energy are the whole cell's, per decision.",
         "",
         "Command arguments: " + ", ".join(f"`{k}={v}`" for k, v in metrics["args"].items()),
         "",

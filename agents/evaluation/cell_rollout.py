@@ -9,7 +9,10 @@ second; averaging the first's ``latency_s`` per step would weight a step that fi
 requests like one that finished none. ``finish_cost`` (one value per episode) is the cost that
 accrues after the last decision until every request the episode decided has left the cell
 (:func:`agents.cell_oracle.settle`): the truncated rewards leave it out, so a policy that pushes
-cost past the episode's end would look better than it is.
+cost past the episode's end would look better than it is. Settling runs every request still in
+the cell to its last token, so those requests get ``req_`` rows too, with the latency they
+really have and ``req_after_end`` = 1: every decided request has exactly one ``req_`` row, and
+per-request figures are not biased toward the requests that happened to finish in time.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ REQUEST_COLUMNS: tuple[str, ...] = (
     "req_preempted",
     "req_device_class",
     "req_tier_index",
+    "req_after_end",  # 1: still in the cell at the episode's end, finished by settling
 )
 CLASS_NAMES: tuple[str, ...] = tuple(DEVICE_CLASSES)
 # with a device-lite model only: whether it answered, and the score of the model that did
@@ -85,9 +89,10 @@ def _decision_row(info: dict[str, Any], reward: float, time_s: float) -> dict[st
     return row
 
 
-def _request_row(cr: CellRequest, class_index: int) -> dict[str, float]:
+def _request_row(cr: CellRequest, class_index: int, after_end: bool) -> dict[str, float]:
     """One finished request's outcome."""
     return {
+        "req_after_end": float(after_end),
         "req_latency_s": cr.latency_s,
         "req_ttft_s": cr.ttft_s,
         "req_slo_violated": float(cr.slo_violated),
@@ -99,6 +104,22 @@ def _request_row(cr: CellRequest, class_index: int) -> dict[str, float]:
         "req_device_class": float(class_index),
         "req_tier_index": float(cr.tier_index),
     }
+
+
+def _outcome(env: EdgeCellEnv, cr: CellRequest, after_end: bool) -> dict[str, float]:
+    """A finished request's row, with the lite columns where the scenario has a lite model."""
+    row = _request_row(cr, env.sim.devices[cr.device].class_index, after_end)
+    if env.facts.has_lite:
+        row["req_lite"] = float(cr.tier_index == env.layout.n_layers + 2)
+        row["req_quality"] = env.facts.quality_of(cr.tier_index)
+    return row
+
+
+def settled_reward(record: dict[str, np.ndarray]) -> float:
+    """An episode's reward per decision with the cost of finishing its requests counted
+    (``finish_cost``): the headline score, free of the episode end's survivorship bias."""
+    n = record["reward"].size
+    return (float(record["reward"].sum()) - float(record["finish_cost"][0])) / n if n else 0.0
 
 
 def run_cell_episode(
@@ -115,16 +136,13 @@ def run_cell_episode(
         _, reward, _, truncated, info = env.step(decide())
         decisions.append(_decision_row(info, float(reward), time_s))
         time_s += float(info["dt"])
-        for cr in env.last_finished:
-            row = _request_row(cr, env.sim.devices[cr.device].class_index)
-            if env.facts.has_lite:
-                row["req_lite"] = float(cr.tier_index == env.layout.n_layers + 2)
-                row["req_quality"] = env.facts.quality_of(cr.tier_index)
-            requests.append(row)
+        requests += [_outcome(env, cr, after_end=False) for cr in env.last_finished]
         if truncated:
             break
     req_columns = (*REQUEST_COLUMNS, *(LITE_REQUEST_COLUMNS if env.facts.has_lite else ()))
+    pending = env.sim.in_flight()
     finish_cost = settle(env.sim, env.sim.requests[env.request_index].arrival_s)
+    requests += [_outcome(env, cr, after_end=True) for cr in pending]  # settled: all finished
     return {
         "finish_cost": np.array([finish_cost]),
         **{c: np.array([r[c] for r in decisions], dtype=np.float64) for c in DECISION_COLUMNS},

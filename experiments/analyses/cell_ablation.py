@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from agents.cell_oracle import CellOraclePolicy
-from agents.evaluation.cell_rollout import run_cell_episode
+from agents.evaluation.cell_rollout import run_cell_episode, settled_reward
 from agents.evaluation.cell_runner import _at_load
 from agents.evaluation.confidence import mean_ci95
 from agents.evaluation.episodes import Episode, build_episodes
@@ -157,7 +157,7 @@ def _run(task: Task) -> tuple[Task, float, float, int]:
     started = time.perf_counter()
     rec = run_cell_episode(policy, env, episode)
     wall = time.perf_counter() - started
-    score = (float(rec["reward"].sum()) - float(rec["finish_cost"][0])) / rec["reward"].size
+    score = settled_reward(rec)
     if isinstance(policy, CellOraclePolicy):
         wall = policy.cost.wall_s
     return task, score, wall, int(rec["reward"].size)

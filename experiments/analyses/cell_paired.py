@@ -5,6 +5,9 @@ episode set and loads), so the reward difference of two policies on one episode 
 episode's own difficulty; its 95% CI (t over episodes) is much tighter than the two policies'
 CIs side by side. Prints, per load, each policy's mean reward per decision (95% CI), p95
 latency, SLO-violation rate and device energy per decision, and the first policy minus it.
+The reward counts the cost of finishing each episode's requests (``finish_cost``) and the
+latency and SLO figures count every decided request, those finished after the episode's end
+included (see :mod:`agents.evaluation.cell_metrics`).
 
     .venv/bin/python experiments/analyses/cell_paired.py --episodes 8 \
         --policies sb3:runs/cell/final/model.zip,greedy,greedy-externality,thermal-mpc,lyapunov
@@ -16,6 +19,7 @@ import argparse
 
 import numpy as np
 
+from agents.evaluation.cell_rollout import settled_reward
 from agents.evaluation.cell_runner import evaluate_cell
 from agents.evaluation.confidence import mean_ci95
 from offload_rl.scenario import load_scenario
@@ -37,7 +41,7 @@ def main() -> None:
     n = len(result.episodes)
     for i, load in enumerate(result.loads):
         records = {s: result.records[s][i * n : (i + 1) * n] for s in specs}
-        reward = {s: np.array([float(r["reward"].mean()) for r in records[s]]) for s in specs}
+        reward = {s: np.array([settled_reward(r) for r in records[s]]) for s in specs}
         print(f"load {load:g} ({n} episodes)")
         for s in specs:
             latency = np.concatenate([r["req_latency_s"] for r in records[s]])

@@ -11,7 +11,14 @@ Cost per decision is the median round's wall time per step, split into the edge 
 (time inside ``EdgeServer.advance``: its iterations) and the rest of the step (dispatch, devices,
 ledger, observation, mask, info).
 
+The edge server's decode-only stretches run compiled when numba (the ``fast`` extra) is
+installed (:mod:`offload_rl.cell.compiled_decode`); ``--compare-python`` times the Python loop
+(the reference, bit-identical) in the same rounds, alternating with the compiled one, so the two
+ratios come from the same machine state. A few warm-up steps per ``N`` run untimed (the first
+call of the compiled loop loads it, ~1 s once per process).
+
     .venv/bin/python experiments/benchmarks/bench_cell.py [--steps 2000] [--rounds 5]
+        [--compare-python]
 """
 
 from __future__ import annotations
@@ -26,7 +33,10 @@ import gymnasium as gym
 import numpy as np
 
 from envs.edge_cell import EdgeCellEnv
+from offload_rl.cell import compiled_decode
 from offload_rl.cell.edge_server import EdgeServer
+
+WARM_UP_STEPS = 50
 
 
 def cartpole_rate(steps: int, seed: int) -> float:
@@ -62,6 +72,17 @@ def edge_clock() -> Iterator[list[float]]:
         EdgeServer.advance = advance  # type: ignore[method-assign]
 
 
+@contextmanager
+def python_edge() -> Iterator[None]:
+    """Edge servers created inside the block run the Python decode loop (the reference)."""
+    available = compiled_decode.AVAILABLE
+    compiled_decode.AVAILABLE = False
+    try:
+        yield
+    finally:
+        compiled_decode.AVAILABLE = available
+
+
 def cell_rate(env: EdgeCellEnv, steps: int, seed: int) -> tuple[float, float]:
     """Steps per second of the cell, and the edge server's share of the timed seconds."""
     rng = np.random.default_rng(seed)
@@ -80,13 +101,31 @@ def cell_rate(env: EdgeCellEnv, steps: int, seed: int) -> tuple[float, float]:
     return steps / elapsed, edge_s[0] / elapsed
 
 
+def row(
+    n: str, cells: list[float], poles: list[float], ratios: list[float], edge: list[float]
+) -> str:
+    ms = 1e3 / statistics.median(cells)
+    edge_ms = ms * statistics.median(edge)
+    return (
+        f"| {n} | {statistics.median(cells):,.0f} | {statistics.median(poles):,.0f} "
+        f"| {statistics.median(ratios):.4f} | {ms:.3f} | {edge_ms:.3f} | {ms - edge_ms:.3f} |"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", default="cell")
     parser.add_argument("--steps", type=int, default=2000, help="cell steps per round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--sizes", type=int, nargs="+", default=[8, 32, 128])
+    parser.add_argument(
+        "--compare-python", action="store_true", help="also time the Python decode loop"
+    )
     args = parser.parse_args()
+    modes = ["compiled" if compiled_decode.AVAILABLE else "Python"]
+    if args.compare_python and compiled_decode.AVAILABLE:
+        modes.append("Python")
+    print(f"edge decode loop: {' and '.join(modes)} (numba: {compiled_decode.AVAILABLE})")
     print(
         "| N | cell steps/s (median) | CartPole steps/s (median) | ratio (median of rounds) "
         "| ms per decision | of which edge server | rest of the step |"
@@ -94,20 +133,24 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for n in args.sizes:
         env = EdgeCellEnv(args.scenario, n_devices=n)
-        cells, poles, ratios, edge_shares = [], [], [], []
+        cell_rate(env, WARM_UP_STEPS, seed=args.rounds)  # untimed: loads the compiled loop
+        results: dict[str, tuple[list[float], ...]] = {m: ([], [], [], []) for m in modes}
         for r in range(args.rounds):
             pole = cartpole_rate(args.steps * 10, seed=r)
-            cell, edge_share = cell_rate(env, args.steps, seed=r)
-            cells.append(cell)
-            poles.append(pole)
-            ratios.append(cell / pole)
-            edge_shares.append(edge_share)
-        ms = 1e3 / statistics.median(cells)
-        edge_ms = ms * statistics.median(edge_shares)
-        print(
-            f"| {n} | {statistics.median(cells):,.0f} | {statistics.median(poles):,.0f} "
-            f"| {statistics.median(ratios):.4f} | {ms:.3f} | {edge_ms:.3f} | {ms - edge_ms:.3f} |"
-        )
+            for mode in modes:
+                cells, poles, ratios, edge_shares = results[mode]
+                if mode == "Python" and len(modes) > 1:
+                    with python_edge():
+                        cell, edge_share = cell_rate(env, args.steps, seed=r)
+                else:
+                    cell, edge_share = cell_rate(env, args.steps, seed=r)
+                cells.append(cell)
+                poles.append(pole)
+                ratios.append(cell / pole)
+                edge_shares.append(edge_share)
+        for mode in modes:
+            label = f"{n} ({mode})" if len(modes) > 1 else str(n)
+            print(row(label, *results[mode]))
 
 
 if __name__ == "__main__":

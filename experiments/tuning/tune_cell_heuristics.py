@@ -3,7 +3,7 @@
 Usage::
 
     python experiments/tuning/tune_cell_heuristics.py [--scenario cell] [--episodes 1]
-        [--loads 1,2] [--seed 2026] [--requests N]
+        [--loads 1,2] [--seed 2026] [--requests N] [--workers 1]
         [--out offload_rl/data/tuned/cell_heuristics.json]
         [--traces DIR ... --uplink-scale X --test-share 0.25 --split-seed 0]
 
@@ -30,7 +30,8 @@ What it does, in order (each step prints its progress and its best value):
    without it on the training episodes;
 3. coordinate search over each heuristic's grid (below): every value of one parameter with the
    others fixed, the best kept (one pass). The objective is the
-   mean reward per decision over the training episodes at every ``--loads`` level.
+   mean reward per decision over the training episodes at every ``--loads`` level, with the
+   cost of finishing each episode's requests counted (``finish_cost``, as evaluation scores).
 
 The default run takes a few minutes on two cores.
 """
@@ -39,9 +40,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import multiprocessing
 import sys
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -168,32 +171,77 @@ def at_load(resolved: ResolvedScenario, load: float) -> tuple[ResolvedScenario, 
 
 
 class Objective:
-    """Mean reward per decision of a heuristic over the training episodes at every load."""
+    """Mean reward per decision of a heuristic over the training episodes at every load.
+
+    ``workers`` > 1 runs the (load, episode) pairs in spawned processes; the sums are taken
+    in the pairs' order, so the score does not depend on the number of workers."""
 
     def __init__(
-        self, resolved: ResolvedScenario, episodes: list[Episode], loads: Sequence[float]
+        self,
+        resolved: ResolvedScenario,
+        episodes: list[Episode],
+        loads: Sequence[float],
+        workers: int = 1,
     ) -> None:
         self.scenario = resolved.scenario
         self.episodes = episodes
         self.envs = [EdgeCellEnv(at_load(resolved, x)[0]) for x in loads]
         self.calls = 0
+        self.pool: ProcessPoolExecutor | None = None
+        if workers > 1:
+            self.pool = ProcessPoolExecutor(
+                max_workers=workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(resolved, episodes, tuple(loads)),
+            )
 
     def __call__(self, name: str, params: TunedParams | None) -> float:
         """``params`` None: ``name`` is a single-device heuristic (a reference)."""
-        policy: Policy
-        if params is None:
-            policy = make_heuristic(name, self.scenario)
+        pairs = [(i, j) for i in range(len(self.envs)) for j in range(len(self.episodes))]
+        if self.pool is None:
+            parts = [_score(self, name, params, i, j) for i, j in pairs]
         else:
-            policy = make_cell_heuristic(name, self.scenario, params)
-        total = 0.0
-        n = 0
-        for env in self.envs:
-            for ep in self.episodes:
-                rewards = run_cell_episode(policy, env, ep)["reward"]
-                total += float(rewards.sum())
-                n += rewards.size
+            parts = list(
+                self.pool.map(
+                    _worker_score, *zip(*[(name, params, i, j) for i, j in pairs], strict=True)
+                )
+            )
         self.calls += 1
-        return total / n
+        return sum(total for total, _ in parts) / sum(n for _, n in parts)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+
+
+def _score(
+    objective: Objective, name: str, params: TunedParams | None, load: int, episode: int
+) -> tuple[float, int]:
+    """One training episode at one load: its settled reward sum (``finish_cost`` counted, as
+    evaluation scores) and its number of decisions."""
+    policy: Policy
+    if params is None:
+        policy = make_heuristic(name, objective.scenario)
+    else:
+        policy = make_cell_heuristic(name, objective.scenario, params)
+    rec = run_cell_episode(policy, objective.envs[load], objective.episodes[episode])
+    return float(rec["reward"].sum()) - float(rec["finish_cost"][0]), int(rec["reward"].size)
+
+
+_WORKER: list[Objective] = []  # the worker process's own objective (its environments)
+
+
+def _init_worker(
+    resolved: ResolvedScenario, episodes: list[Episode], loads: tuple[float, ...]
+) -> None:
+    _WORKER.append(Objective(resolved, episodes, loads))
+
+
+def _worker_score(
+    name: str, params: TunedParams | None, load: int, episode: int
+) -> tuple[float, int]:
+    return _score(_WORKER[0], name, params, load, episode)
 
 
 # --------------------------------------------------------------------------------------------
@@ -293,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=2026, help="seed of the training episodes")
     parser.add_argument("--requests", type=int, default=None, help="decisions per episode")
     parser.add_argument("--out", type=Path, default=default_tuned_path())
+    parser.add_argument("--workers", type=int, default=1, help="processes for the episodes")
     args = parser.parse_args(argv)
     started = time.perf_counter()
 
@@ -311,7 +360,26 @@ def main(argv: list[str] | None = None) -> int:
     episodes = build_episodes(resolved, args.episodes, args.seed)
     log(f"training links: {'; '.join(described)}")
     log(f"{len(episodes)} training episodes x loads {loads}, {scenario.episode.requests} decisions")
-    objective = Objective(resolved, episodes, loads)
+    if args.workers < 1:
+        raise SystemExit(f"--workers: at least 1, got {args.workers}")
+    objective = Objective(resolved, episodes, loads, args.workers)
+    try:
+        return _tune(args, argv, scenario, loads, described, episodes, objective, log)
+    finally:
+        objective.close()
+
+
+def _tune(
+    args: argparse.Namespace,
+    argv: list[str] | None,
+    scenario: Scenario,
+    loads: list[float],
+    described: list[str],
+    episodes: list[Episode],
+    objective: Objective,
+    log: Callable[[str], None],
+) -> int:
+    """Fits and searches (the module docstring's steps), then writes the tuned values."""
 
     params = TunedParams(
         command="",

@@ -23,6 +23,11 @@ constants, same FLOP counts from :mod:`offload_rl.model_shapes`); the tests chec
 hardware (:meth:`BatchRoofline.from_profile`), so running the cell needs no transformers/torch.
 Everything is monotone non-decreasing in every sequence's tokens.
 
+A *measured* profile (``offload-rl profile`` with batch sizes) carries the same coefficients
+fitted to batches timed on its machine (:meth:`BatchRoofline.from_measured`); the terms they
+multiply are :func:`decoder_terms`, :func:`head_terms` and :func:`embed_terms`, the one home of
+what the fit and :meth:`BatchRoofline.sequence_s` price.
+
 Left out on purpose: the max-roofline's overlap of memory and compute (the additive form
 overestimates by at most 2x where the two terms are equal, as in :mod:`offload_rl.roofline`),
 padding and CUDA-graph batch-size buckets, the sampler and the scheduler's CPU time, tensor
@@ -31,6 +36,7 @@ parallelism.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from offload_rl.errors import ConfigError
@@ -85,6 +91,29 @@ class BatchRoofline:
             layer.weight_bytes,
             layer.matmul_params,
             profile.embedding.prefill.c1,
+        )
+
+    @classmethod
+    def from_measured(cls, profile: Profile) -> BatchRoofline:
+        """The coefficients fitted to the batches timed for ``profile`` (its ``batched``)."""
+        if profile.batched is None:
+            raise ConfigError(
+                f"profile {profile.model.name}@{profile.hardware} has no measured batched costs; "
+                "measure it with offload-rl profile --batch-sizes"
+            )
+        c = profile.batched.coefficients
+        return cls(
+            n_layers=profile.n_layers,
+            kv_bytes_per_token_layer=profile.layers[0].kv_bytes_per_token,
+            layer_fixed_s=c.layer_fixed_s,
+            kv_s_per_token=c.kv_s_per_token,
+            linear_s_per_token=c.linear_s_per_token,
+            attn_s_unit=c.attn_s_unit,
+            embed_fixed_s=c.embed_fixed_s,
+            embed_s_per_token=c.embed_s_per_token,
+            head_fixed_s=c.head_fixed_s,
+            head_s_per_sample=c.head_s_per_sample,
+            head_s_per_token=c.head_s_per_token,
         )
 
     @classmethod
@@ -171,13 +200,43 @@ class BatchRoofline:
         )
 
 
-def for_profile(profile: Profile) -> BatchRoofline:
-    """The batched roofline of ``profile`` on its named hardware.
+# (new_tokens, context) of each sequence of a batch, as the measured points record them.
+Sequences = Sequence[tuple[int, int]]
 
-    From the file when it records ``matmul_params`` (every shipped analytical profile does);
-    an older file falls back to the model's architecture, which reads its config through
-    transformers (the ``profile`` extra), as the cell did before the field existed.
+
+def decoder_terms(sequences: Sequences) -> tuple[float, float, float, float]:
+    """What one decoder layer of a batch multiplies by (layer_fixed_s, kv_s_per_token,
+    linear_s_per_token, attn_s_unit): the terms :meth:`BatchRoofline.sequence_s` and
+    :meth:`BatchRoofline.fixed_s` price per layer, summed over the batch."""
+    return (
+        1.0,
+        float(sum(c + n for n, c in sequences)),
+        float(sum(n for n, _ in sequences)),
+        float(sum(n * (2 * c + n + 1) for n, c in sequences)),
+    )
+
+
+def head_terms(sequences: Sequences, samples: int) -> tuple[float, float, float]:
+    """What the head multiplies by (head_fixed_s, head_s_per_sample, head_s_per_token)."""
+    return (float(samples > 0), float(samples), float(sum(n for n, _ in sequences)))
+
+
+def embed_terms(sequences: Sequences) -> tuple[float, float]:
+    """What the embedding multiplies by (embed_fixed_s, embed_s_per_token)."""
+    return (1.0, float(sum(n for n, _ in sequences)))
+
+
+def for_profile(profile: Profile) -> BatchRoofline:
+    """The batched roofline of ``profile``: measured, or on its named hardware.
+
+    A profile with measured batched costs (``batched``) gives the coefficients fitted to them,
+    whatever machine it names. Otherwise from the file when it records ``matmul_params``
+    (every shipped analytical profile does); an older file falls back to the model's
+    architecture, which reads its config through transformers (the ``profile`` extra), as the
+    cell did before the field existed.
     """
+    if profile.batched is not None:
+        return BatchRoofline.from_measured(profile)
     hw = get_hardware(profile.hardware)
     if profile.layers[0].matmul_params is not None:
         return BatchRoofline.from_profile(profile, hw)

@@ -41,6 +41,10 @@ a full pool, a split request's round trip ending), which changes times only by f
 order (a few ulps per iteration). ``EdgeServer(..., fast=False)`` runs every iteration through
 the general scheduler: the reference ``tests/offload_rl/cell/test_edge_server_fast.py`` and
 ``tests/envs/test_edge_cell_fast_edge.py`` compare to (discrete events equal, times within 1e-9).
+With numba installed (the ``fast`` extra) the decode-only loop runs compiled
+(:mod:`offload_rl.cell.compiled_decode`), bit for bit as the Python loop, which stays the
+reference (``EdgeServer(..., compiled=False)`` or ``OFFLOAD_RL_COMPILED=0``;
+``tests/offload_rl/cell/test_compiled_decode.py`` compares them with ``==``).
 
 Left out on purpose: swapping (recompute only, vLLM's default), priorities, the 1% free-block
 watermark, speculative decoding. On recompute a split request re-prefills from the boundary
@@ -50,11 +54,14 @@ them again, so preempting split requests is priced a little low.
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import dataclass
 
+import numpy as np
+
+from offload_rl.cell import compiled_decode as cd
 from offload_rl.cell.batch_roofline import BatchRoofline
+from offload_rl.cell.compiled_decode import affine_iterations
 from offload_rl.cell.kv_pool import KVPool
 
 # vLLM engine/arg_utils.py defaults for `vllm serve` on GPUs under 70 GiB (code search, 2025).
@@ -134,6 +141,7 @@ class EdgeServer:
         max_num_batched_tokens: int = DEFAULT_MAX_NUM_BATCHED_TOKENS,
         max_num_seqs: int = DEFAULT_MAX_NUM_SEQS,
         fast: bool = True,
+        compiled: bool | None = None,
     ) -> None:
         if max_num_batched_tokens < 1 or max_num_seqs < 1:
             raise ValueError(
@@ -145,6 +153,9 @@ class EdgeServer:
         self.max_num_batched_tokens = int(max_num_batched_tokens)
         self.max_num_seqs = int(max_num_seqs)
         self.fast = fast  # False: the general scheduler for every iteration (the reference)
+        # the decode-only stretches in machine code (None: whenever numba is there and
+        # OFFLOAD_RL_COMPILED is not 0); the Python loop is the reference it must equal
+        self.compiled = cd.AVAILABLE if compiled is None else compiled and cd.AVAILABLE
         self.waiting: deque[EdgeRequest] = deque()
         self.running: list[EdgeRequest] = []  # admission order: last = most recently admitted
         self.clock = 0.0  # simulated up to here (end of the last iteration, or an idle instant)
@@ -167,6 +178,11 @@ class EdgeServer:
         self._decode_fixed_s = tuple(
             cost.fixed_s(k, k == 0, True) for k in range(cost.n_layers + 1)
         )
+        self._decode_fixed_array = np.array(self._decode_fixed_s)
+        self._scratch_rows = np.empty((3, 0), dtype=np.int64)  # the compiled loop's outputs
+        self._scratch_finish_s = np.empty(0)
+        # d(sequence_s)/d(context) of a token-id decode
+        self._decode_slope = cost.n_layers * (cost.kv_s_per_token + 2 * cost.attn_s_unit)
         # a decode's terms of sequence_s, read once (the fast path prices every iteration)
         self._decode_terms = (
             cost.kv_s_per_token,
@@ -177,6 +193,7 @@ class EdgeServer:
             cost.head_s_per_sample,
             cost.n_layers,
         )
+        self._decode_terms_array = np.array(self._decode_terms[:6])
 
     # --- the environment's interface ---------------------------------------------------------
 
@@ -451,19 +468,20 @@ class EdgeServer:
         iteration's :meth:`BatchRoofline.fixed_s` from a table). A batch of token-id requests
         only, with nobody else ready and nobody cut by the budgets, stays the same until a
         finish, a full pool, the horizon or a round trip's end: that many iterations run at
-        once (:func:`_affine_iterations`). It hands back to the general scheduler (False) before an
-        iteration it cannot run: a pool without room for every decode, or an empty server. The
-        pool's growth is counted locally and settled per request (:meth:`_settle`) before a
-        request finishes and when the loop stops.
+        once (:func:`~offload_rl.cell.compiled_decode.affine_iterations`). It hands back to the
+        general scheduler (False) before an iteration it cannot run: a pool without room for
+        every decode, or an empty server. The pool's growth is counted locally and settled per
+        request (:meth:`_settle`) before a request finishes and when the loop stops. With numba
+        the same loop runs compiled (:meth:`_decode_run_compiled`); this one is its reference.
         """
+        if self.compiled:
+            return self._decode_run_compiled(t)
         if not self._decodes_only():
             return False
         running = self.running
         pool = self.pool
-        cost = self.cost
         fixed = self._decode_fixed_s
-        # d(sequence_s)/d(context) of a token-id decode
-        slope = cost.n_layers * (cost.kv_s_per_token + 2 * cost.attn_s_unit)
+        slope = self._decode_slope
         cap = min(self.max_num_batched_tokens, self.max_num_seqs)  # decodes take 1 token each
         charged = {r.request_id: r.computed for r in running}  # tokens the pool holds KV for
         clock, busy, iterations = self.clock, self.busy_s, self.iterations
@@ -527,6 +545,107 @@ class EdgeServer:
             self.last_batch_size = self.last_batch_tokens = last
         self._end_decode_run(charged)
         return at_horizon
+
+    def _decode_run_compiled(self, t: float) -> bool:
+        """:meth:`_decode_run` in machine code (:mod:`offload_rl.cell.compiled_decode`): the
+        running requests' fields go in as rows (read in the same pass as
+        :meth:`_decodes_only`'s check), the changes come back and are written into the
+        requests, the pool and the server in the reference's order."""
+        running = self.running
+        if not running or self.waiting:
+            return False
+        pool = self.pool
+        held, peek = pool.held_by, pool.peek
+        flat_ints: list[int] = []
+        flat_floats: list[float] = []
+        charged: list[int] = []  # tokens the pool holds KV for
+        kept: list[int] = []  # bytes of the kept entry of each session that keeps (its slot)
+        slot_of: dict[int, int] = {}
+        for r in running:
+            c = r.computed
+            if r.known - c != 1 or held(r.request_id) != c * r.kv_bytes_per_token:
+                return False  # not a decode (see _decodes_only)
+            slot = cd.NOT_KEPT
+            if r.keep:
+                slot = slot_of.setdefault(r.session_id, len(kept))
+                if slot == len(kept):
+                    entry = peek(r.session_id)
+                    kept.append(0 if entry is None else entry.nbytes)
+            flat_ints += (c, r.generated, r.output_tokens, r.kv_bytes_per_token, r.split, slot)
+            flat_floats += (r.ready_at, r.round_trip_s, r.first_token_s)
+            charged.append(c)
+        running = list(running)
+        rows = len(running)
+        ints = np.array(flat_ints, dtype=np.int64).reshape(rows, cd.N_INT_COLUMNS)
+        floats = np.array(flat_floats).reshape(rows, cd.N_FLOAT_COLUMNS)
+        if self._scratch_rows.shape[1] < rows:  # the kernel's outputs, reused between calls
+            size = max(2 * rows, 64)
+            self._scratch_rows = np.empty((3, size), dtype=np.int64)
+            self._scratch_finish_s = np.empty(size)
+        scratch = self._scratch_rows
+        batch, finished, alive = scratch[0], scratch[1], scratch[2]
+        finish_s = self._scratch_finish_s
+        try:
+            clock, busy, iterations, closed, last, n_batch, n_fin, at_horizon, in_flight, end = (
+                cd.decode_run(
+                    ints,
+                    floats,
+                    self._decode_fixed_array,
+                    self._decode_terms_array,
+                    self.cost.n_layers,
+                    self._decode_slope,
+                    min(self.max_num_batched_tokens, self.max_num_seqs),
+                    JUMP_MIN,
+                    self.clock,
+                    self.busy_s,
+                    t,
+                    pool.free_bytes,
+                    np.array(kept, dtype=np.int64),
+                    alive,
+                    batch,
+                    finished,
+                    finish_s,
+                )
+            )
+        except cd.COMPILE_ERRORS as err:  # nothing has changed yet: run the reference
+            cd.disable(str(err).splitlines()[0] if str(err) else type(err).__name__)
+            self.compiled = False
+            return self._decode_run(t)
+        computed = ints[:, cd.COMPUTED].tolist()
+        ready_at = floats[:, cd.READY_AT].tolist()
+        # finished requests first, in finishing order (each settles its KV, then leaves)
+        for j, e in zip(finished[:n_fin].tolist(), finish_s[:n_fin].tolist(), strict=True):
+            self._write_back(running[j], computed[j] - charged[j], ready_at[j], floats, j)
+            charged[j] = computed[j]
+            self._finish(running[j], e)
+        for j, r in enumerate(running):
+            ran = computed[j] - charged[j]
+            if ran:
+                self._write_back(r, ran, ready_at[j], floats, j)
+        self.clock, self.busy_s = clock, busy
+        self.iterations += iterations
+        self.closed_form_iterations += closed
+        if last:
+            self.last_batch_size = self.last_batch_tokens = last
+        if in_flight:
+            self._sched[:] = [running[j] for j in batch[:n_batch].tolist()]
+            self._sched_n[:] = [1] * n_batch
+            self._in_flight, self._iter_end = True, end
+            for r in self._sched:
+                pool.grow(r.request_id, r.kv_bytes_per_token)
+        return bool(at_horizon)
+
+    def _write_back(
+        self, r: EdgeRequest, ran: int, ready_at: float, floats: np.ndarray, j: int
+    ) -> None:
+        """``r`` decoded ``ran`` tokens in the compiled loop: its fields and its pool share."""
+        r.computed += ran
+        r.generated += ran
+        r.known += ran
+        r.ready_at = ready_at
+        if r.first_token_s < 0:
+            r.first_token_s = float(floats[j, cd.FIRST_TOKEN])
+        self.pool.grow(r.request_id, ran * r.kv_bytes_per_token)
 
     def _ready_decodes(self, clock: float) -> tuple[float, list[EdgeRequest], float]:
         """When the next decode iteration starts, who is ready then (admission order), and when
@@ -598,7 +717,7 @@ class EdgeServer:
         each next one ``g`` more (every context grows by one); bounded by the first finish, the
         pool's room for ``room`` more decodes, the horizon ``t`` and the first round trip's end."""
         n = min(min(r.output_tokens - r.generated for r in batch) - 1, room)
-        n = _affine_iterations(s, d0, g, n, t, first)
+        n = affine_iterations(s, d0, g, n, t, first)
         if n < JUMP_MIN:
             return n, s
         e = s + (n * d0 + g * (n * (n - 1) // 2))
@@ -641,28 +760,3 @@ class EdgeServer:
 
 # a closed-form run must save at least this many iterations (it costs about as much as three)
 JUMP_MIN = 4
-
-
-def _affine_iterations(s: float, d0: float, g: float, n: int, t: float, ready: float) -> int:
-    """How many of ``n`` iterations starting at ``s`` run before the horizon and a round trip.
-
-    Iteration ``j`` takes ``d0 + g * j``, so ``j`` iterations end at
-    ``E(j) = s + j * d0 + g * j (j - 1) / 2``. The answer is the largest ``j <= n`` whose
-    iterations all end by ``t`` (``E(j) <= t``, as the loop lets an iteration end at the
-    horizon) and all start before ``ready`` (``E(j - 1) < ready``, when another request joins):
-    the quadratic's root, then corrected against ``E`` itself.
-    """
-
-    def end(j: int) -> float:
-        return s + (j * d0 + g * (j * (j - 1) // 2))
-
-    for bound in (t, ready):
-        if bound == math.inf or n <= 0:
-            continue
-        x = bound - s  # > 0: the caller checked both bounds lie after s
-        b = d0 - g / 2.0
-        root = 2.0 * x / (b + math.sqrt(b * b + 2.0 * g * x))  # E(root) = bound, cancellation-free
-        n = min(n, int(root) + 1)
-    while n > 0 and (end(n) > t or (n > 1 and end(n - 1) >= ready)):
-        n -= 1
-    return n

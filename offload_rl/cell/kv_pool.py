@@ -91,7 +91,7 @@ class KVPool:
         """Give a running request ``nbytes`` more; the caller must have made room first."""
         if nbytes < 0:
             raise ValueError(f"nbytes must be >= 0, got {nbytes}")
-        if nbytes > self.free_bytes:
+        if nbytes > self.capacity_bytes - self.running_bytes - self.kept_bytes:  # free_bytes
             raise MemoryError(
                 f"request {request_id} asks {nbytes} B with {self.free_bytes} B free: "
                 "evict or preempt before growing"

@@ -417,6 +417,12 @@ class CellSimulator:
         self._t = t
         return done
 
+    def in_flight(self) -> list[CellRequest]:
+        """The requests decided but not yet delivered, in request order: their outcome fields
+        fill in as the cell runs on (evaluation scores them after the episode's end)."""
+        pending = [c for _, _, c in self._done] + list(self._at_edge.values())
+        return sorted(pending, key=lambda c: c.rid)
+
     def _edge_done(self, cr: CellRequest, er: EdgeRequest) -> None:
         arrival = cr.request.arrival_s
         half = self.rtt / 2.0

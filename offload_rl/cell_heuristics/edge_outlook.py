@@ -15,6 +15,13 @@ decodes first, then prompt chunks):
 
 * **wait**: half an iteration in flight, then the waiting prompts' chunks, ``ceil(W / (B - n))``
   iterations of ``n`` decodes plus a full chunk (FCFS: they are admitted first);
+* **a full batch** (``max_num_seqs`` ``S``, read from the cell config as the simulator's
+  scheduler does): with ``n`` running and ``m`` waiting, the newcomer is admitted once
+  ``k = n + m + 1 - S`` running requests have finished. The runtime does not publish their
+  remaining outputs, so they are taken as spread evenly over ``0 .. 2R`` (``R``: the output a
+  running request still owes, on average): the ``k``-th finishes after ``k * 2R / (n + 1)``
+  decode iterations of the full batch, which the newcomer waits on top. From then on it runs
+  beside ``S - 1`` others, not ``n`` (a slot had to free for it);
 * **prefill**: ``ceil(p / (B - n))`` chunk iterations; what the batch adds to each is the
   others' decodes (and the layers and head the request alone would not run);
 * **decode**: each of the ``o - 1`` iterations costs what the batch with ``r`` costs, minus
@@ -59,10 +66,14 @@ class EdgeOutlook:
 class EdgeBatchModel:
     """Iteration times of the running batch plus one request, from the edge's roofline."""
 
-    def __init__(self, cost: BatchRoofline, max_num_batched_tokens: int) -> None:
+    def __init__(
+        self, cost: BatchRoofline, max_num_batched_tokens: int, max_num_seqs: int | None = None
+    ) -> None:
         self.cost = cost
         self.budget = int(max_num_batched_tokens)
-        self._last_view: EdgeView | None = None
+        # None: no limit on the batch's sequences (the token budget alone)
+        self.max_seqs = int(max_num_seqs) if max_num_seqs is not None else None
+        self._last_view: tuple[EdgeView, float] | None = None
         self._last_batch: tuple[int, float, float] = (0, 0.0, 0.0)
 
     def _others_s(self, n: int, mean_context: int) -> float:
@@ -92,7 +103,7 @@ class EdgeBatchModel:
     ) -> EdgeOutlook:
         """See the module docstring; ``others_remaining`` = output tokens the others still owe."""
         cost = self.cost
-        n, others, wait = self._batch(edge)
+        n, others, wait = self._batch(edge, others_remaining)
         # prefill: the request's chunks, with and without the batch beside them
         prefill_extra = 0.0
         ext_prefill = 0.0
@@ -133,20 +144,29 @@ class EdgeBatchModel:
             externality_s=ext_total,
         )
 
-    def _batch(self, edge: EdgeView) -> tuple[int, float, float]:
-        """(running requests, their decode steps' seconds per iteration, the wait before a
-        newcomer's first chunk): the same for every placement of one decision, so kept."""
-        if edge == self._last_view:
+    def _batch(self, edge: EdgeView, others_remaining: float) -> tuple[int, float, float]:
+        """(requests running beside the newcomer, their decode steps' seconds per iteration, the
+        wait before its first chunk): the same for every placement of one decision, so kept."""
+        key = (edge, others_remaining)
+        if key == self._last_view:
             return self._last_batch
         cost = self.cost
         n = max(int(edge.n_running), 0)
         c_bar = round(edge.running_tokens / n) if n else 0
         others = self._others_s(n, c_bar)
-        wait = 0.5 * (others + self._fixed_s(n - 1, 0, True)) if n else 0.0
+        step = others + self._fixed_s(n - 1, 0, True) if n else 0.0  # a decode iteration
+        wait = 0.5 * step
         if edge.waiting_tokens > 0:
             for chunk in self.chunks(n, edge.waiting_tokens):
                 wait += others + cost.sequence_s(0, chunk, 0, False) + cost.fixed_s(0, True, True)
-        self._last_view, self._last_batch = edge, (n, others, wait)
+        full = self.max_seqs is not None and n + max(int(edge.n_waiting), 0) >= self.max_seqs
+        if full and n:
+            assert self.max_seqs is not None
+            k = n + max(int(edge.n_waiting), 0) + 1 - self.max_seqs  # finishes it waits for
+            wait += k * 2.0 * max(others_remaining, 0.0) / (n + 1) * step
+            n = min(n, self.max_seqs - 1)  # it runs beside the ones left
+            others = self._others_s(n, c_bar)
+        self._last_view, self._last_batch = key, (n, others, wait)
         return self._last_batch
 
     def _decode_sum(self, split: int, ctx0: int, n_dec: int) -> float:

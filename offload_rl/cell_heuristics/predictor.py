@@ -116,7 +116,11 @@ class CellForecaster:
         self.layout = facts.layout
         self.params = params
         self.roofline = edge_roofline(scenario)
-        self.edge_model = EdgeBatchModel(self.roofline, cell.max_num_batched_tokens)
+        self.edge_model = EdgeBatchModel(  # the sequence cap the simulator's scheduler gets
+            self.roofline,
+            cell.max_num_batched_tokens,
+            cell.max_num_seqs if cell.batching else 1,
+        )
         self.radio = cell_radio(cell)
         self.pool_bytes = float(cell.kv_pool_bytes or scenario.edge.kv_cache_bytes)
         self.output = OutputLengthPredictor(facts.mean_output_tokens, params.output_prev_weight)

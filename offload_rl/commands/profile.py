@@ -2,6 +2,8 @@
 
 offload-rl profile --model MODEL --out p.json [--threads 2] [--dtype float32]
                    [--lengths 16,64,256,1024] [--contexts 16,128,512,2048] [--repeats 5]
+                   [--batch-sizes 1,2,4,8 | none] [--batch-contexts 128,512,2048]
+                   [--batch-chunk 256]
 offload-rl profile --model MODEL --hardware l4 --out p-l4.json       # roofline
 
 MODEL is a config.json (or a folder holding one, as a downloaded model has), a shipped model
@@ -23,7 +25,7 @@ from rich.table import Table
 from offload_rl.errors import ConfigError
 from offload_rl.model_config import load_arch
 from offload_rl.model_shapes import ARCHITECTURES, ArchSpec, active_params, total_params
-from offload_rl.profiles import Profile, load_profile, shipped_profiles
+from offload_rl.profiles import BatchedProfile, Profile, load_profile, shipped_profiles
 from offload_rl.roofline import HARDWARE, analytical_profile, get_hardware
 
 SHOW_LENGTHS = (64, 256, 1024)
@@ -67,6 +69,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per point (median)")
     parser.add_argument(
+        "--batch-sizes",
+        default="1,2,4,8",
+        help=(
+            "batch sizes to time batched decoder layers at (decodes, prefill chunks, mixed), "
+            "fitted to the batched roofline the cell uses; 'none' to skip (default 1,2,4,8)"
+        ),
+    )
+    parser.add_argument(
+        "--batch-contexts",
+        default=None,
+        help="contexts of the batched sequences, comma-separated (default 128,512,2048, clipped)",
+    )
+    parser.add_argument(
+        "--batch-chunk",
+        type=int,
+        default=256,
+        help="tokens of the batched prefill chunks (default 256, clipped to the model)",
+    )
+    parser.add_argument(
         "--label", default=None, help="hardware name written in a measured profile (cpu-<N>core)"
     )
     parser.add_argument(
@@ -100,6 +121,16 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError("profile: --out FILE is required")
     if args.out.parent and not args.out.parent.is_dir():
         raise ConfigError(f"profile: --out directory {args.out.parent} does not exist")
+    batch_sizes = (
+        None
+        if args.batch_sizes.strip().lower() == "none"
+        else _int_list(args.batch_sizes, "--batch-sizes")
+    )
+    batch_contexts = (
+        _int_list(args.batch_contexts, "--batch-contexts") if args.batch_contexts else None
+    )
+    if args.batch_chunk < 1:
+        raise ConfigError(f"profile: --batch-chunk must be >= 1, got {args.batch_chunk}")
     hw = get_hardware(args.hardware) if args.hardware else None
     arch = load_arch(args.model, name=args.name)
     if hw is not None:
@@ -143,6 +174,9 @@ def _run(args: argparse.Namespace) -> int:
             hardware=args.label,
             on_progress=on_progress,
             load_report=report,
+            batch_sizes=batch_sizes,
+            batch_contexts=batch_contexts,
+            batch_chunk=args.batch_chunk,
         )
     profile.save(args.out)
     elapsed = time.perf_counter() - started
@@ -228,6 +262,37 @@ def _print_summary(console: Console, profile: Profile) -> None:
         f"  KV cache {profile.kv_bytes_per_token(0, n) / 1024:.1f} KiB/token (all layers); "
         f"split activations {profile.activation_bytes_per_token[1]} B/token"
     )
+    if profile.batched is not None:
+        _print_batched(console, profile.batched)
+
+
+def _print_batched(console: Console, batched: BatchedProfile) -> None:
+    """The measured batched roofline: coefficients, fit error per part, points."""
+    counts = {
+        source: sum(p.source == source for p in batched.points) for source in ("batched", "single")
+    }
+    console.print(
+        f"[bold]batched[/] (measured): {len(batched.points)} points ({counts['batched']} "
+        f"batches timed, {counts['single']} single-request samples as batch 1)"
+    )
+    table = Table(title="batched roofline coefficients (per decoder layer unless head/embed)")
+    table.add_column("coefficient", no_wrap=True)
+    table.add_column("value", justify="right")
+    for name, value in batched.coefficients.model_dump().items():
+        table.add_row(name, f"{value:.4g}")
+    console.print(table)
+    errors = Table(title="fit error, absolute % over the points")
+    for column in ("part", "points", "median %", "p90 %", "max %"):
+        errors.add_column(column, justify="left" if column == "part" else "right")
+    for part, e in batched.fit_error.items():
+        errors.add_row(
+            part,
+            str(e.points),
+            f"{e.median_abs_pct:.1f}",
+            f"{e.p90_abs_pct:.1f}",
+            f"{e.max_abs_pct:.1f}",
+        )
+    console.print(errors)
 
 
 def _print_list(console: Console) -> None:

@@ -17,6 +17,9 @@ Modules, in the order a measurement uses them:
 - ``host``: this machine's description, library versions and matmul/copy peaks.
 - ``fitting``: non-negative, relative-error fits of the timed points (numpy only).
 - ``assemble``: fits, provenance and the :class:`~offload_rl.profiles.Profile`.
+- ``batch_calls``: packed batches through the decoder layer, head and embedding.
+- ``batch_fitting``: the batched roofline's coefficients fitted to timed batches (numpy only).
+- ``batch_measure``: the batch plan and the ``batched`` section (:func:`measure_batched`).
 - ``measure``: the driver, :func:`measure_profile`.
 
 Every public name is importable from ``offload_rl.profiler`` itself.
@@ -24,6 +27,14 @@ Every public name is importable from ``offload_rl.profiler`` itself.
 
 from __future__ import annotations
 
+from offload_rl.profiler.batch_fitting import fit_batched
+from offload_rl.profiler.batch_measure import (
+    DEFAULT_BATCH_CHUNK,
+    DEFAULT_BATCH_CONTEXTS,
+    DEFAULT_BATCH_SIZES,
+    measure_batched,
+    plan_batches,
+)
 from offload_rl.profiler.fitting import fit_decode, fit_prefill, max_relative_error, nnls
 from offload_rl.profiler.host import (
     HostPeaks,
@@ -50,6 +61,9 @@ from offload_rl.profiler.torch_extra import DTYPES, MISSING_EXTRA, require_torch
 
 __all__ = [
     "CONTENTION_THRESHOLD",
+    "DEFAULT_BATCH_CHUNK",
+    "DEFAULT_BATCH_CONTEXTS",
+    "DEFAULT_BATCH_SIZES",
     "DEFAULT_CONTEXTS",
     "DEFAULT_LENGTHS",
     "DTYPES",
@@ -61,15 +75,18 @@ __all__ = [
     "ProgressFn",
     "build_parts",
     "default_contexts",
+    "fit_batched",
     "fit_decode",
     "fit_prefill",
     "hf_config",
     "host_description",
     "library_versions",
     "max_relative_error",
+    "measure_batched",
     "measure_host_peaks",
     "measure_profile",
     "nnls",
+    "plan_batches",
     "require_torch",
     "time_call",
     "wait_for_quiet",

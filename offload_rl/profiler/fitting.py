@@ -42,7 +42,7 @@ def nnls(A: np.ndarray, b: np.ndarray, max_iter: int | None = None) -> np.ndarra
     return x
 
 
-def _relative_nnls(features: np.ndarray, times: np.ndarray) -> np.ndarray:
+def relative_nnls(features: np.ndarray, times: np.ndarray) -> np.ndarray:
     """NNLS that minimises *relative* error: each row is divided by its measured time.
 
     Columns are scaled to unit norm first, so T^2 (up to ~1e6) and 1 are on the same footing.
@@ -60,7 +60,7 @@ def fit_prefill(points: Sequence[tuple[float, float]]) -> PrefillFit:
     """Fit ``c0 + c1*T + c2*T^2 >= 0`` to (tokens, seconds) points, relative-error weighted."""
     T = np.array([p[0] for p in points], dtype=float)
     t = np.array([p[1] for p in points], dtype=float)
-    c = _relative_nnls(np.stack([np.ones_like(T), T, T * T], axis=1), t)
+    c = relative_nnls(np.stack([np.ones_like(T), T, T * T], axis=1), t)
     return PrefillFit(c0=float(c[0]), c1=float(c[1]), c2=float(c[2]))
 
 
@@ -68,7 +68,7 @@ def fit_decode(points: Sequence[tuple[float, float]]) -> DecodeFit:
     """Fit ``c0 + c1*ctx >= 0`` to (context, seconds) points, relative-error weighted."""
     ctx = np.array([p[0] for p in points], dtype=float)
     t = np.array([p[1] for p in points], dtype=float)
-    c = _relative_nnls(np.stack([np.ones_like(ctx), ctx], axis=1), t)
+    c = relative_nnls(np.stack([np.ones_like(ctx), ctx], axis=1), t)
     return DecodeFit(c0=float(c[0]), c1=float(c[1]))
 
 

@@ -19,6 +19,21 @@ from offload_rl.profiler.torch_extra import torch_dtype
 Point = tuple[Callable[[], object], Callable[[], object] | None]
 
 
+def embedding_call(parts: LayerParts, ids: Any, pos: Any) -> Callable[[], object]:
+    """Token ``ids`` at positions ``pos`` to hidden states, with the position encoding (learned
+    table or the rotary cos/sin, computed once per forward pass and counted here)."""
+
+    def run() -> object:
+        h = parts.embed(ids)
+        if parts.positions is not None:
+            h = h + parts.positions(pos)
+        if parts.rotary is not None:
+            parts.rotary(h, pos)
+        return h
+
+    return run
+
+
 class LayerCalls:
     """Builds the call to time for each (layer kind, phase, length or context)."""
 
@@ -60,17 +75,7 @@ class LayerCalls:
     def _embed(self, tokens: int, start: int) -> Callable[[], object]:
         torch, parts = self._torch, self._parts
         ids = torch.randint(0, self._shape.vocab_size, (1, tokens), generator=self.generator)
-        pos = torch.arange(start, start + tokens).unsqueeze(0)
-
-        def run() -> object:
-            h = parts.embed(ids)
-            if parts.positions is not None:
-                h = h + parts.positions(pos)
-            if parts.rotary is not None:
-                parts.rotary(h, pos)
-            return h
-
-        return run
+        return embedding_call(parts, ids, torch.arange(start, start + tokens).unsqueeze(0))
 
     def _head(self, tokens: int) -> Callable[[], object]:
         x = self._hidden(tokens)

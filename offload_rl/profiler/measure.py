@@ -14,6 +14,8 @@ from offload_rl.errors import ConfigError
 from offload_rl.layer_counts import LayerFacts
 from offload_rl.model_shapes import ArchSpec, get_arch, layer_facts
 from offload_rl.profiler.assemble import KINDS, Timed, assemble_profile
+from offload_rl.profiler.batch_calls import BatchCalls
+from offload_rl.profiler.batch_measure import DEFAULT_BATCH_CHUNK, measure_batched, plan_batches
 from offload_rl.profiler.host import HostPeaks, library_versions, measure_host_peaks
 from offload_rl.profiler.layer_calls import LayerCalls
 from offload_rl.profiler.layers import build_parts
@@ -52,6 +54,9 @@ def measure_profile(
     min_point_s: float = 0.3,
     peaks: HostPeaks | None = None,
     retry_budget_s: float = 60.0,
+    batch_sizes: Sequence[int] | None = None,
+    batch_contexts: Sequence[int] | None = None,
+    batch_chunk: int = DEFAULT_BATCH_CHUNK,
 ) -> Profile:
     """Measure ``model`` here and return its profile (see the package docstring).
 
@@ -67,15 +72,28 @@ def measure_profile(
     written into the provenance, so an inflated profile says so; pass ``load_report`` to
     receive it as an object too. Cheap points are repeated until ``min_point_s`` of timed work,
     so their median rests on more than ``repeats`` runs.
+
+    With ``batch_sizes``, batches of those sizes (decodes at ``batch_contexts``, prefill chunks
+    of ``batch_chunk`` tokens, mixed) are timed too and the batched roofline is fitted to them:
+    the profile's ``batched`` section (:mod:`offload_rl.profiler.batch_measure`).
     """
     arch = get_arch(model) if isinstance(model, str) else model
     size = _check_arguments(threads, repeats, warmup, dtype)
     lengths, contexts = _points(arch, lengths, contexts)
+    plan = (
+        plan_batches(arch, batch_sizes, batch_contexts, batch_chunk)
+        if batch_sizes is not None
+        else None
+    )
     torch, _ = require_torch()
     measure_here = measure_peaks and peaks is None
     kinds = 2 + len(distinct_layers(arch))
     progress = _Progress(
-        on_progress, 1 + kinds * (len(lengths) + len(contexts)) + int(measure_here)
+        on_progress,
+        1
+        + kinds * (len(lengths) + len(contexts))
+        + int(measure_here)
+        + (plan.steps if plan else 0),
     )
     report = load_report if load_report is not None else LoadReport(contention_threshold)
     timer = RetryingTimer(
@@ -105,6 +123,19 @@ def measure_profile(
                 timed[f"decoder.{i}"] = _time_kind(
                     arch, other, "decoder", timer, lengths, contexts, progress
                 )
+        batched = None
+        if plan is not None:
+            batched = measure_batched(
+                torch,
+                BatchCalls(torch, parts, arch, dtype, calls.generator),
+                plan,
+                timer,
+                timed,
+                lambda text: progress.step(f"{arch.name}: {text}"),
+                f"batch sizes {sorted(set(batch_sizes or ()))}, chunk {plan.chunk} tokens, "
+                f"contexts {plan.contexts}, {len(plan.decoder)} decoder batches",
+            )
+        with torch.inference_mode():
             if not measure_peaks:
                 peaks = None
             elif peaks is None:
@@ -112,7 +143,7 @@ def measure_profile(
     finally:
         torch.set_num_threads(previous_threads)
     progress.finish(f"{arch.name}: done")
-    return assemble_profile(
+    profile = assemble_profile(
         arch,
         parts.class_names,
         timed,
@@ -127,6 +158,7 @@ def measure_profile(
         versions=library_versions(),
         load=report,
     )
+    return profile if batched is None else profile.model_copy(update={"batched": batched})
 
 
 def default_contexts(arch: ArchSpec) -> list[int]:

@@ -23,6 +23,7 @@ def _steps(**columns: list[float]) -> dict[str, np.ndarray]:
     n = len(columns.get("n_finished", [0.0]))
     m = len(columns.get("req_latency_s", []))
     rec = {c: np.zeros(n) for c in DECISION_COLUMNS} | {c: np.zeros(m) for c in REQUEST_COLUMNS}
+    rec["finish_cost"] = np.zeros(1)
     return rec | {k: np.asarray(v, dtype=np.float64) for k, v in columns.items()}
 
 
@@ -55,6 +56,22 @@ def test_outcomes_split_by_device_class_and_unfinished_requests_are_counted():
     assert summary["mean_latency_s"] == pytest.approx(per_request_means([rec])["latency_s"])
 
 
+def test_the_headline_reward_counts_the_cost_of_finishing_the_episode():
+    """Two decisions of reward -1 and a finish cost of 2: -2 per decision, not the truncated
+    -1; the truncated figure is kept beside it."""
+    rec = _steps(n_finished=[0, 1], reward=[-1.0, -1.0], req_latency_s=[1.0, 9.0],
+                 req_after_end=[0.0, 1.0], req_slo_violated=[0.0, 1.0])  # fmt: skip
+    rec["finish_cost"] = np.array([2.0])
+    summary = summarise_cell([rec], n_layers=4)
+    assert summary["mean_reward"] == pytest.approx(-2.0)
+    assert summary["mean_reward_truncated"] == pytest.approx(-1.0)
+    # the request finished after the end counts, with the latency it got when finished
+    assert (summary["n_requests"], summary["n_finished"]) == (2, 1)
+    assert summary["mean_latency_s"] == pytest.approx(5.0)
+    assert summary["slo_violation_rate"] == pytest.approx(0.5)
+    assert summary["unfinished_share"] == pytest.approx(0.5)
+
+
 @pytest.fixture(scope="module")
 def cell_result():
     sc = load_scenario("cell")
@@ -68,9 +85,24 @@ def test_every_heuristic_runs_and_the_interval_sums_match_the_finished_requests(
     for spec in HEURISTICS:
         for rec in cell_result.records[spec]:
             assert rec["reward"].size == 24
-            assert rec["n_finished"].sum() == rec["req_latency_s"].size
-            assert rec["latency_s"].sum() == pytest.approx(rec["req_latency_s"].sum())
-            assert rec["slo_violated"].sum() == rec["req_slo_violated"].sum()
+            inside = rec["req_after_end"] == 0
+            assert rec["n_finished"].sum() == inside.sum()
+            assert rec["latency_s"].sum() == pytest.approx(rec["req_latency_s"][inside].sum())
+            assert rec["slo_violated"].sum() == rec["req_slo_violated"][inside].sum()
+
+
+def test_every_decided_request_has_an_outcome_those_left_at_the_end_included(cell_result):
+    """Settling the episode runs the requests still in the cell to their last token: each
+    decided request has exactly one row, none without a latency, and the edge policy (whose
+    requests queue at the edge) leaves some to be finished after the episode's end."""
+    after_end = 0.0
+    for spec in HEURISTICS:
+        for rec in cell_result.records[spec]:
+            assert rec["req_latency_s"].size == rec["reward"].size
+            assert np.all(rec["req_latency_s"] > 0)
+            assert sorted(np.unique(rec["req_after_end"])) in ([0.0], [0.0, 1.0], [1.0])
+            after_end += rec["req_after_end"].sum()
+    assert after_end > 0
 
 
 def test_tensorboard_tags_are_identical_for_every_policy(cell_result):

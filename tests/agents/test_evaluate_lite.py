@@ -79,6 +79,7 @@ def test_cell_outcomes_count_lite_answers_per_finished_request():
         "req_usd": np.zeros(3),
         "req_device_class": np.zeros(3),
         "req_tier_index": np.array([4.0, 0.0, 4.0]),
+        "req_after_end": np.zeros(3),
     }
     assert "lite_share" not in request_outcomes([rec])
     lite = request_outcomes([{**rec, "req_lite": np.array([1.0, 0.0, 1.0]),

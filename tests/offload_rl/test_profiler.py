@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
 import sys
 
 import numpy as np
@@ -23,28 +22,7 @@ from offload_rl.profiler import (
     time_call,
 )
 from offload_rl.profiles import Profile, shipped_profiles
-
-HAS_TORCH = all(importlib.util.find_spec(m) is not None for m in ("torch", "transformers"))
-needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="needs the 'profile' extra")
-
-# Runs the real `offload_rl.cli.main` (its error handling, exit codes) with only this command
-# registered, so the test does not depend on sibling commands being importable.
-CLI = (
-    "import sys, offload_rl.cli as c;"
-    "c.COMMAND_MODULES = tuple(m for m in c.COMMAND_MODULES if m.rsplit('.', 1)[-1] == 'profile');"
-    "sys.exit(c.main(sys.argv[1:]))"
-)
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", CLI, "profile", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
+from tests.offload_rl.profile_cli import needs_torch, run_cli
 
 # --- fitting ---------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ g * k(k-1)/2`` against ``k`` additions), which moves times by a few ulps per ite
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import fields, is_dataclass
 from typing import Any
 
@@ -90,13 +91,16 @@ def _accounting(r: EdgeRequest) -> tuple[object, ...]:
     return tuple(getattr(r, f.name) for f in fields(r))
 
 
-@settings(max_examples=150, deadline=None)
-@given(
-    arrivals,
-    st.integers(60, 3000),  # pool, tokens of a k = 0 request
-    st.integers(1, 6) | st.integers(1, 2048) | st.just(2048),  # max_num_batched_tokens
-    st.integers(1, 16),  # max_num_seqs
+# a server's sizes: pool (tokens of a k = 0 request), max_num_batched_tokens, max_num_seqs
+server_sizes = (
+    st.integers(60, 3000),
+    st.integers(1, 6) | st.integers(1, 2048) | st.just(2048),
+    st.integers(1, 16),
 )
+
+
+@settings(max_examples=150, deadline=None)
+@given(arrivals, *server_sizes)
 @example(  # more decodes ready than the token budget: two round trips end behind a k = 0 decode
     [
         (0.0, 1, 5, 6, False, 0, 0, 0.05, 0.5, -1),
@@ -111,6 +115,15 @@ def test_fast_path_matches_the_general_scheduler(reqs, pool_tokens, budget, seqs
     servers = [
         EdgeServer(COST, pool_tokens * KV_TOKEN, budget, seqs, fast=fast) for fast in (False, True)
     ]
+    drive_and_compare(servers, reqs, _same)
+
+
+def drive_and_compare(
+    servers: list[EdgeServer], reqs: list[tuple[Any, ...]], same: Callable[[Any, Any], bool]
+) -> None:
+    """Feed ``reqs`` (the ``arrivals`` strategy's rows) to a reference server and another one;
+    their snapshots must be ``same`` after every call, and their requests' accounting at the
+    end."""
     requests: list[list[EdgeRequest]] = [[], []]
     t = 0.0
     for rid, (gap, new, out, k, keep, sid, ctx, rtt, probe, change) in enumerate(reqs):
@@ -118,22 +131,22 @@ def test_fast_path_matches_the_general_scheduler(reqs, pool_tokens, budget, seqs
             if 0 <= change < len(mine):
                 server.set_round_trip(mine[change], rtt / 2)
             server.advance(t + probe * gap)
-        assert _same(_snapshot(servers[0], t + probe * gap), _snapshot(servers[1], t + probe * gap))
+        assert same(_snapshot(servers[0], t + probe * gap), _snapshot(servers[1], t + probe * gap))
         t += gap
         for server, mine in zip(servers, requests, strict=True):
             server.advance(t)
             req = EdgeRequest(rid, sid, k, 0.0, ctx, new, out, keep=keep, round_trip_s=rtt)
             server.submit(req, t)
             mine.append(req)
-        assert _same(_snapshot(servers[0], t), _snapshot(servers[1], t))
+        assert same(_snapshot(servers[0], t), _snapshot(servers[1], t))
     # finite horizons: the model itself can thrash forever (a prompt that fills the pool and is
     # chunked down to one token re-preempts itself), and that must match too, up to a point
     for horizon in (t + 0.01, t + 0.5, t + 3.0):
         for server in servers:
             server.advance(horizon)
-        assert _same(_snapshot(servers[0], horizon), _snapshot(servers[1], horizon))
-    for ref, fast in zip(*requests, strict=True):
-        assert _same(_accounting(ref), _accounting(fast))
+        assert same(_snapshot(servers[0], horizon), _snapshot(servers[1], horizon))
+    for ref, other in zip(*requests, strict=True):
+        assert same(_accounting(ref), _accounting(other))
 
 
 def test_the_fast_path_runs_and_the_reference_does_not():

@@ -140,3 +140,13 @@ def test_the_lite_tier_is_forecast_as_the_cell_runs_it_with_its_quality_cost(tmp
     expected = score_request(cost, OUT, state.slo_ttft_s, state.slo_tpot_s, rule).reward
     assert rule.lite_penalty > 0
     assert f.reward == pytest.approx(expected, rel=3e-3)
+
+
+@pytest.mark.parametrize(("batching", "seqs", "cap"), [(True, 3, 3), (False, 3, 1)])
+def test_the_forecast_caps_the_edge_batch_as_the_simulator_does(batching, seqs, cap):
+    """The edge model reads ``max_num_seqs`` (1 with batching off) from the cell config."""
+    sc = load_scenario("cell")
+    assert sc.cell is not None
+    cell = sc.cell.model_copy(update={"batching": batching, "max_num_seqs": seqs})
+    forecaster = CellForecaster(sc.model_copy(update={"cell": cell}), PredictorParams())
+    assert forecaster.edge_model.max_seqs == cap
