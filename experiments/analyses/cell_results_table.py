@@ -195,10 +195,11 @@ def training_facts(runs: Path, seeds: Sequence[int]) -> list[dict[str, Any]]:
 
 
 def episode_score(record: dict[str, np.ndarray]) -> float:
-    """Mean reward per decision with the episode's finish cost counted."""
-    rewards = record["reward"]
-    finish = float(record["finish_cost"][0]) if "finish_cost" in record else 0.0
-    return (float(rewards.sum()) - finish) / rewards.size
+    """Mean reward per decision with the episode's finish cost counted (the cell's headline
+    score, :func:`agents.evaluation.cell_rollout.settled_reward`)."""
+    from agents.evaluation.cell_rollout import settled_reward
+
+    return settled_reward(record)
 
 
 def policy_entry(records: Sequence[dict[str, np.ndarray]]) -> dict[str, Any]:
@@ -383,7 +384,8 @@ def markdown(table: dict[str, Any]) -> str:
         f"Config `{table['config']}`, seeds {table['seeds']}, checkpoint `{table['checkpoint']}/`;"
         f" loads {table['loads']}; {table['episodes']} episodes per family and load "
         f"({table['left_out_episodes']} on the left-out family), evaluation seed {EVAL_SEED}; "
-        f"oracle on the first {table['oracle_episodes']} of them.",
+        f"oracle on the first {table['oracle_episodes']} of them, on "
+        f"{', '.join(table['oracle_sets'])}.",
         "",
         "**Best heuristic, chosen on the training files** (mean reward per decision with the "
         f"finish cost, {table['select_episodes']} episodes per family, seed {SELECT_SEED}):",
@@ -398,13 +400,17 @@ def markdown(table: dict[str, Any]) -> str:
         busy_loads = sorted({lv for v in table["busy"].values() for lv in v}, key=float)
         lines += [
             "",
-            "**The edge GPU's busy share** (busy s / simulated s, same training episodes):",
+            "**How loaded the edge GPU is**: mean running batch / KV-pool occupancy that the "
+            "decisions find (same training episodes):",
             "",
             "| policy | " + " | ".join(f"load {lv}" for lv in busy_loads) + " |",
             "|--------|" + "|".join("---" for _ in busy_loads) + "|",
         ]
         for name, by_load in table["busy"].items():
-            cells = " | ".join(_fmt(by_load.get(lv, math.nan), 2) for lv in busy_loads)
+            cells = " | ".join(
+                f"{by_load[lv][0]:.2f} / {by_load[lv][1]:.2f}" if lv in by_load else "n/a"
+                for lv in busy_loads
+            )
             lines.append(f"| {name} | {cells} |")
     lines += [
         "",
@@ -511,12 +517,16 @@ def select_best(
     return scores, best
 
 
-def busy_shares(
+def edge_load(
     scenario: Scenario, policies: Sequence[str], loads: Sequence[float], episodes: int, cache: Path
-) -> dict[str, dict[str, float]]:
-    """The edge GPU's busy share (busy seconds / simulated seconds, as
-    ``experiments/analyses/cell_contention.py``) per policy and load, on the training files:
-    what the two loads are chosen by."""
+) -> dict[str, dict[str, list[float]]]:
+    """How loaded the edge GPU is, per policy and load, on the training files: the mean running
+    batch and KV-pool occupancy that the decisions find (what the two loads are chosen by).
+
+    Not ``busy_s / clock`` of the server: an episode's end settles every request it decided
+    (``finish_cost``), and at high load the phones' compute queues stretch that settling far
+    past the last decision while the edge idles, so that ratio *falls* as the load rises; and
+    the share of decisions that find the GPU running is ~1 at every load measured (0.5-3)."""
     from agents.evaluation.cell_rollout import run_cell_episode
     from agents.evaluation.cell_runner import _at_load
     from agents.evaluation.episodes import build_episodes
@@ -524,8 +534,8 @@ def busy_shares(
     from envs.edge_cell import EdgeCellEnv
     from offload_rl.scenario_facts import resolve_scenario
 
-    path = cache / f"busy_seed{SELECT_SEED}_ep{episodes}.json"
-    done: dict[str, dict[str, float]] = json.loads(path.read_text()) if path.is_file() else {}
+    path = cache / f"edge_load_seed{SELECT_SEED}_ep{episodes}.json"
+    done: dict[str, dict[str, list[float]]] = json.loads(path.read_text()) if path.is_file() else {}
     eps = build_episodes(resolve_scenario(scenario), episodes, SELECT_SEED)
     for name in policies:
         for load in loads:
@@ -533,14 +543,11 @@ def busy_shares(
                 continue
             env = EdgeCellEnv(_at_load(scenario, load))
             policy = resolve_policy(name, scenario)
-            busy = horizon = 0.0
-            for ep in eps:
-                rec = run_cell_episode(policy, env, ep)
-                server = env.sim.edge
-                busy += server.busy_s
-                horizon += max(server.clock, float(rec["time_s"][-1] + rec["dt"][-1]))
-            done.setdefault(name, {})[f"{load:g}"] = busy / horizon
-            _say(f"edge busy share under {name} at load {load:g}: {busy / horizon:.2f}")
+            recs = [run_cell_episode(policy, env, ep) for ep in eps]
+            batch = float(np.concatenate([r["edge_batch"] for r in recs]).mean())
+            kv = float(np.concatenate([r["edge_kv_occupancy"] for r in recs]).mean())
+            done.setdefault(name, {})[f"{load:g}"] = [batch, kv]
+            _say(f"edge under {name} at load {load:g}: batch {batch:.2f}, KV {kv:.2f}")
             cache.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(done) + "\n")
     return {name: done[name] for name in policies}
@@ -563,13 +570,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--timesteps", type=int, default=None, help="override the config's")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--checkpoint", choices=["best", "final"], default="best")
-    parser.add_argument("--loads", default="1,3")
+    parser.add_argument("--loads", default="1,2")
     parser.add_argument("--episodes", type=int, default=4, help="per family and load")
     parser.add_argument("--left-out-episodes", type=int, default=8)
     parser.add_argument("--oracle-episodes", type=int, default=1, help="per family (0: none)")
+    parser.add_argument(
+        "--oracle-sets", default=None, help="sets to run the oracle on (default: every set)"
+    )
     parser.add_argument("--select-episodes", type=int, default=2, help="per family, training")
     parser.add_argument(
-        "--busy-loads", default="0.5,1,2,3", help="loads to measure the edge's busy share at"
+        "--busy-loads", default="0.5,1,2,3,4", help="loads to measure the edge's load at"
     )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", required=True)
@@ -610,7 +620,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     selection, best = select_best(config, loads, args.select_episodes, args.workers, cache)
     _say("best on the training files: " + ", ".join(f"load {k}: {v}" for k, v in best.items()))
     busy_loads = [float(x) for x in args.busy_loads.split(",")] if args.busy_loads else []
-    busy = busy_shares(
+    busy = edge_load(
         config.scenarios()[0],
         sorted({*best.values(), "edge"}),
         busy_loads,
@@ -623,10 +633,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         s.name: args.episodes if s.kind == "held-out" else args.left_out_episodes for s in sets
     }
     heuristics = {h: h for h in HEURISTICS}
+    oracle_sets = set(args.oracle_sets.split(",")) if args.oracle_sets else None
     for s in sets:
         n = episodes[s.name]
         results[s.name] = evaluate_set(s, heuristics, n, loads, EVAL_SEED, args.workers, cache)
-        if args.oracle_episodes > 0:
+        if args.oracle_episodes > 0 and (oracle_sets is None or s.name in oracle_sets):
             k = min(args.oracle_episodes, n)
             oracle[s.name] = evaluate_set(
                 s, {ORACLE: ORACLE}, k, loads, EVAL_SEED, args.workers, cache
@@ -660,6 +671,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "episodes": args.episodes,
         "left_out_episodes": args.left_out_episodes,
         "oracle_episodes": args.oracle_episodes,
+        "oracle_sets": sorted(oracle_sets) if oracle_sets is not None else [s.name for s in sets],
         "select_episodes": args.select_episodes,
         "selection": selection,
         "best": best,
