@@ -23,9 +23,16 @@ Trace selection, from the config alone (nothing is random at run time):
   ``crc32(f"{seed}:{file name}")`` and the first ``round(test_share * n)`` (at least one, never
   all) are held out. The rule depends on file names only, so adding a family never moves
   another family's split; the run writes the two lists to ``OUT/trace_split.json``.
+* ``trace_split.validation_share`` makes the split three-way: the held-out files stay a test
+  set that training never reads (the results tables evaluate on them), and that share of each
+  family's *remaining* files (the same crc32 order, next in line) is the validation set that
+  picks ``best/``. ``OUT/trace_split.json`` then lists ``train``, ``validation`` and ``test``.
 * ``validation_traces`` names the validation traces explicitly (e.g. an unseen family for a
   leave-one-family-out run); without it, validation uses the held-out files of ``trace_split``,
   or else the training traces (with other offsets and workload seeds).
+* ``synthetic_seeds`` (no ``traces``: the scenario's synthetic presets) draws the training and
+  the validation links from their own seeds, disjoint from the seeds ``0 .. n-1`` that
+  ``offload-rl evaluate`` draws: the same split without ``../shared``.
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from offload_rl.errors import ConfigError, OffloadRLError
 from offload_rl.heuristics import HEURISTIC_NAMES
-from offload_rl.scenario import Scenario, TraceSource, load_scenario
+from offload_rl.scenario import SYNTHETIC_PREFIX, Scenario, TraceSource, load_scenario
 from offload_rl.traces import trace_files
 
 ORACLE = "oracle"
@@ -62,10 +69,24 @@ class TraceEntry(_Strict):
 
 
 class TraceSplit(_Strict):
-    """Hold out a share of every family's trace files for validation."""
+    """Hold out a share of every family's trace files for validation (or, with
+    ``validation_share``, as a test set, and validate on a share of the rest)."""
 
     test_share: float = Field(0.25, gt=0.0, lt=1.0)
     seed: int = 0
+    validation_share: float | None = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="share of each family's remaining files validated on (the held-out: test)",
+    )
+
+
+class SyntheticSeeds(_Strict):
+    """First seeds of the synthetic presets' training and validation links."""
+
+    train: int = Field(ge=1, description="training links: seeds train .. train + n - 1")
+    validation: int = Field(ge=1, description="validation links: seeds validation .. + n - 1")
 
 
 class PPOConfig(_Strict):
@@ -140,7 +161,7 @@ class WarmStartConfig(_Strict):
     @classmethod
     def _known_policy(cls, v: str) -> str:
         name = v.strip().lower()
-        if name != ORACLE and name not in HEURISTIC_NAMES:
+        if name != ORACLE and not _is_heuristic(name):
             raise ValueError(f"unknown policy {name!r}; valid: oracle or a heuristic name")
         return name
 
@@ -161,6 +182,7 @@ class TrainConfig(_Strict):
     traces: list[TraceEntry | str] | None = Field(None, min_length=1)
     validation_traces: list[TraceEntry | str] | None = Field(None, min_length=1)
     trace_split: TraceSplit | None = None
+    synthetic_seeds: SyntheticSeeds | None = None
     uplink_scale: float | None = Field(
         None, gt=0.0, description="default uplink scale of trace entries that state none"
     )
@@ -200,11 +222,11 @@ class TrainConfig(_Strict):
     def _known_heuristics(cls, v: list[str]) -> list[str]:
         names = [n.strip().lower() for n in v]
         for name in names:
-            if name != ORACLE and name not in HEURISTIC_NAMES:
+            if name != ORACLE and not _is_heuristic(name):
                 raise ValueError(
                     f"unknown heuristic {name!r}; valid: oracle, "
                     f"{', '.join(n for n in HEURISTIC_NAMES if n.count('-') == 0)} "
-                    "and their -<estimator>-<cache rule> variants"
+                    "and their -<estimator>-<cache rule> variants, and the cell heuristics"
                 )
         if len(set(names)) != len(names):
             raise ValueError("a heuristic is listed twice")
@@ -222,6 +244,13 @@ class TrainConfig(_Strict):
             raise ValueError("trace_split needs traces (the files to split)")
         if self.trace_split is not None and self.validation_traces is not None:
             raise ValueError("give either trace_split or validation_traces, not both")
+        if self.synthetic_seeds is not None and (
+            self.traces is not None or self.validation_traces is not None
+        ):
+            raise ValueError(
+                "synthetic_seeds draws the scenario's synthetic presets: it takes no "
+                "traces or validation_traces"
+            )
         return self
 
     # -- paths ----------------------------------------------------------------------------
@@ -287,7 +316,19 @@ class TrainConfig(_Strict):
         )
         if self.trace_split is not None and train is not None:
             train, val = split_by_family(train, self.trace_split)
+            share = self.trace_split.validation_share
+            if share is not None:
+                inner = TraceSplit(test_share=share, seed=self.trace_split.seed)
+                train, val = split_by_family(train, inner)
         return train, val
+
+    def test_sources(self) -> list[TraceSource] | None:
+        """The held-out test files of a three-way ``trace_split`` (``None`` without one):
+        files that neither training nor validation reads."""
+        split = self.trace_split
+        if split is None or split.validation_share is None or self.traces is None:
+            return None
+        return split_by_family(self._expand("traces", self.traces), split)[1]
 
     def scenarios(self) -> tuple[Scenario, Scenario]:
         """The training scenario and the validation scenario."""
@@ -296,6 +337,9 @@ class TrainConfig(_Strict):
         train, val = self.trace_sets()
         train_sc = _with_sources(base, train) if train is not None else base
         val_sc = _with_sources(base, val) if val is not None else train_sc
+        if self.synthetic_seeds is not None:
+            train_sc = self._synthetic_from(base, self.synthetic_seeds.train)
+            val_sc = self._synthetic_from(base, self.synthetic_seeds.validation)
         if self.eval_requests is not None:
             episode = val_sc.episode.model_copy(update={"requests": self.eval_requests})
             val_sc = val_sc.model_copy(update={"episode": episode})
@@ -303,6 +347,18 @@ class TrainConfig(_Strict):
             reward = train_sc.reward.model_copy(update={"keep_credit": True})
             train_sc = train_sc.model_copy(update={"reward": reward})
         return train_sc, val_sc
+
+    def _synthetic_from(self, scenario: Scenario, first_seed: int) -> Scenario:
+        """``scenario`` drawing its synthetic presets from ``first_seed``; a recorded source
+        there is an error (its files are split with ``traces`` and ``trace_split`` instead)."""
+        recorded = [s.source for s in scenario.network.sources() if not _is_synthetic(s.source)]
+        if recorded:
+            raise ConfigError(
+                f"{self._source()}: synthetic_seeds: scenario {scenario.name!r} names recorded "
+                f"traces ({recorded[0]}); split them with traces and trace_split"
+            )
+        network = scenario.network.model_copy(update={"synthetic_first_seed": first_seed})
+        return scenario.model_copy(update={"network": network})
 
     def is_cell(self) -> bool:
         """Whether the scenario has a ``cell:`` section: training runs on EdgeCell-v0."""
@@ -383,6 +439,17 @@ class TrainConfig(_Strict):
                     )
                 )
         return out
+
+
+def _is_heuristic(name: str) -> bool:
+    """A single-device heuristic name or a cell heuristic's (``lyapunov``, ``greedy+gdsf``...)."""
+    from offload_rl.cell_heuristics.names import is_cell_heuristic_name
+
+    return name in HEURISTIC_NAMES or is_cell_heuristic_name(name)
+
+
+def _is_synthetic(source: str) -> bool:
+    return source.startswith(SYNTHETIC_PREFIX)
 
 
 def _is_scenario_path(scenario: str) -> bool:

@@ -59,6 +59,14 @@ class NetworkConfig(_Strict):
     traces: list[TraceSource | str] = Field(min_length=1)
     trace_format: TraceFormat = "auto"
     synthetic_traces: int = Field(8, ge=1, description="traces drawn per synthetic preset")
+    synthetic_first_seed: int = Field(
+        0,
+        ge=0,
+        description=(
+            "seed of a synthetic preset's first trace (seeds first .. first + n - 1): training "
+            "draws links from seeds the evaluation (from 0) never sees"
+        ),
+    )
     synthetic_duration_s: float = Field(900.0, gt=0.0)
     rtt_edge_ms: float = Field(20.0, ge=0.0)
     rtt_cloud_extra_ms: float = Field(30.0, ge=0.0)

@@ -351,15 +351,18 @@ def _build_facts(scenario: Scenario) -> ScenarioFacts:
 
 
 def load_scenario_traces(
-    scenario: Scenario, first_seed: int = 0
+    scenario: Scenario, first_seed: int | None = None
 ) -> tuple[list[Trace], list[Trace]]:
     """Uplink and downlink traces (same order) of the sources a scenario names.
 
-    Synthetic presets draw seeds ``first_seed ..``: a tuning script draws its training traces
-    from seeds the evaluation (seeds from 0) never sees."""
+    Synthetic presets draw seeds ``first_seed ..`` (default: the scenario's
+    ``network.synthetic_first_seed``, 0 unless set): a tuning script or a training run draws
+    its training traces from seeds the evaluation (seeds from 0) never sees."""
     from offload_rl.synthetic_traces import generate_trace
 
     net = scenario.network
+    if first_seed is None:
+        first_seed = net.synthetic_first_seed
     uplinks: list[Trace] = []
     downlinks: list[Trace] = []
     for i, entry in enumerate(net.sources()):

@@ -3,7 +3,7 @@
 ::
 
     OUT/config.yaml                 the resolved config (``--resume OUT`` reads it back)
-    OUT/trace_split.json            train / validation trace files (when the config names traces)
+    OUT/trace_split.json            train / validation (/ test) trace files (config names traces)
     OUT/tb/ppo/                     SB3's train/ rollout/ time/ tags, env/* (training steps),
                                     eval/* family/* (validation), perf/*, hparams, config text
     OUT/tb/<heuristic>/             eval/* family/* of a heuristic at the same steps

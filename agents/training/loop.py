@@ -253,6 +253,9 @@ def prepare_run_folder(
             "train": [s.source for s in train_scenario.network.sources()],
             "validation": [s.source for s in val_scenario.network.sources()],
         }
+        test = config.test_sources()
+        if test is not None:  # a three-way split: files no part of training reads
+            split["test"] = [s.source for s in test]
         (run_dir / SPLIT_FILE).write_text(json.dumps(split, indent=1) + "\n")
 
 

@@ -28,6 +28,7 @@ DEFAULT: dict[str, Any] = {
     "traces": None,
     "validation_traces": None,
     "trace_split": None,
+    "synthetic_seeds": None,  # added later (EdgeCell-v0's synthetic split)
     "uplink_scale": None,
     "episode_requests": None,
     "total_timesteps": 1_000_000,
@@ -88,7 +89,10 @@ MAHIMAHI_UP = {
     "uplink_scale": None,
     "downlink_scale": 2.7,
 }
-SPLIT = {"trace_split": {"test_share": 0.25, "seed": 0}, "eval_episodes": 8}
+SPLIT = {
+    "trace_split": {"test_share": 0.25, "seed": 0, "validation_share": None},
+    "eval_episodes": 8,
+}
 
 # What each copied file changed against train_default.yaml.
 DELTAS: dict[str, dict[str, Any]] = {
@@ -127,11 +131,18 @@ DELTAS: dict[str, dict[str, Any]] = {
 # EdgeCell-v0's configs extend train_cell.yaml, not train_default.yaml: checked in
 # tests/agents/test_train_cell.py
 CELL_CONFIGS = ("train_cell.yaml", "train_cell_demo.yaml")
+# the cell on recorded links split three ways, and the short probes of PPO settings beside it:
+# checked in tests/agents/test_train_cell_split.py
+CELL_SPLIT_CONFIGS = tuple(
+    p.name
+    for p in CONFIGS.glob("train_cell_*.yaml")
+    if p.name.startswith(("train_cell_split", "train_cell_probe"))
+)
 
 
 def test_every_shipped_training_config_is_checked() -> None:
     shipped = sorted(p.name for p in CONFIGS.glob("train_*.yaml"))
-    assert shipped == sorted([*DELTAS, *CELL_CONFIGS])
+    assert shipped == sorted([*DELTAS, *CELL_CONFIGS, *CELL_SPLIT_CONFIGS])
 
 
 @pytest.mark.parametrize("name", sorted(DELTAS))
