@@ -594,7 +594,8 @@ def _commit() -> str:
         return "unknown"
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def _parser() -> argparse.ArgumentParser:
+    """The command line (kept apart from main so that main reads as the run's steps)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(CONFIG), help="training config (three-way split)")
     parser.add_argument("--runs", required=True, help="folder of the runs: RUNS/seed<k>")
@@ -619,21 +620,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--markdown", default=None, help="write the table (e.g. docs/CELL_RESULTS.md)"
     )
-    args = parser.parse_args(argv)
+    return parser
 
-    t0 = time.perf_counter()
-    out = Path(args.out)
-    cache = out / "evals"
-    runs = Path(args.runs)
-    seeds = list(range(args.seeds))
-    loads = [float(x) for x in args.loads.split(",")]
-    config = load_train_config(args.config)
-    sets = eval_sets(config)
-    _say(
-        "sets: "
-        + ", ".join(f"{s.name} ({s.kind}, {s.files} files)" for s in sets)
-        + f"; loads {loads}; seeds {seeds}"
-    )
+
+def _start_training(
+    args: argparse.Namespace, runs: Path, seeds: list[int]
+) -> tuple[threading.Thread | None, list[BaseException]]:
+    """With --train, train the unfinished seeds in a thread (subprocesses) while the heuristics
+    are evaluated; the list receives the thread's failure, for the main thread to report.
+    Without --train, every seed must already have a finished run."""
     trainer: threading.Thread | None = None
     failure: list[BaseException] = []
     if args.train:  # the heuristics are evaluated while the seeds train (subprocesses)
@@ -648,25 +643,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         trainer.start()
     elif unfinished := [k for k in seeds if not (run_dir(runs, k) / "summary.json").is_file()]:
         raise SystemExit(f"{runs}: seeds {unfinished} have no finished run (train with --train)")
+    return trainer, failure
 
-    t_eval = time.perf_counter()
-    selection, best = select_best(config, loads, args.select_episodes, args.workers, cache)
-    _say("best on the training files: " + ", ".join(f"load {k}: {v}" for k, v in best.items()))
-    busy_loads = [float(x) for x in args.busy_loads.split(",")] if args.busy_loads else []
-    busy = edge_load(
-        config.scenarios()[0],
-        sorted({*best.values(), "edge"}),
-        busy_loads,
-        args.select_episodes,
-        cache,
-    )
+
+def _evaluate_heuristics(
+    args: argparse.Namespace,
+    sets: Sequence[EvalSet],
+    episodes: dict[str, int],
+    oracle_sets: set[str] | None,
+    loads: Sequence[float],
+    cache: Path,
+) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, dict[str, Any]]]:
+    """Every heuristic on every set, and the oracle on the first episodes of the chosen sets
+    (it is slow): what PPO is compared with, computed while the seeds may still train."""
     results: dict[str, dict[str, dict[str, Any]]] = {}
     oracle: dict[str, dict[str, Any]] = {}
-    episodes = {
-        s.name: args.episodes if s.kind == "held-out" else args.left_out_episodes for s in sets
-    }
     heuristics = {h: h for h in HEURISTICS}
-    oracle_sets = set(args.oracle_sets.split(",")) if args.oracle_sets else None
     for s in sets:
         n = episodes[s.name]
         results[s.name] = evaluate_set(s, heuristics, n, loads, EVAL_SEED, args.workers, cache)
@@ -675,21 +667,20 @@ def main(argv: Sequence[str] | None = None) -> None:
             oracle[s.name] = evaluate_set(
                 s, {ORACLE: ORACLE}, k, loads, EVAL_SEED, args.workers, cache
             )
-    if trainer is not None:
-        _say("heuristics done; waiting for the training")
-        trainer.join()
-        if failure:
-            raise SystemExit(f"training failed: {failure[0]}")
-    ppo = {
-        f"ppo-seed{k}": f"sb3:{run_dir(runs, k).resolve() / args.checkpoint / 'model.zip'}"
-        for k in seeds
-    }
-    for s in sets:
-        results[s.name].update(
-            evaluate_set(s, ppo, episodes[s.name], loads, EVAL_SEED, args.workers, cache)
-        )
-    blocks = build_table(sets, results, oracle, best, seeds, loads, args.oracle_episodes)
-    table = {
+    return results, oracle
+
+
+def _table_facts(
+    argv: Sequence[str] | None,
+    args: argparse.Namespace,
+    sets: Sequence[EvalSet],
+    seeds: list[int],
+    loads: list[float],
+    oracle_sets: set[str] | None,
+) -> dict[str, Any]:
+    """How the table was made (command, date, commit, machine, settings): the provenance that
+    goes at the head of the table, so that it can be rerun."""
+    return {
         "command": "python experiments/analyses/cell_results_table.py "
         + shlex.join(list(argv) if argv is not None else sys.argv[1:]),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -706,6 +697,60 @@ def main(argv: Sequence[str] | None = None) -> None:
         "oracle_episodes": args.oracle_episodes,
         "oracle_sets": sorted(oracle_sets) if oracle_sets is not None else [s.name for s in sets],
         "select_episodes": args.select_episodes,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Choose the best heuristic on the training files, evaluate it, the oracle and every PPO
+    seed on the held-out and left-out sets, and write the table (json, markdown)."""
+    args = _parser().parse_args(argv)
+
+    t0 = time.perf_counter()
+    out = Path(args.out)
+    cache = out / "evals"
+    runs = Path(args.runs)
+    seeds = list(range(args.seeds))
+    loads = [float(x) for x in args.loads.split(",")]
+    config = load_train_config(args.config)
+    sets = eval_sets(config)
+    _say(
+        "sets: "
+        + ", ".join(f"{s.name} ({s.kind}, {s.files} files)" for s in sets)
+        + f"; loads {loads}; seeds {seeds}"
+    )
+    trainer, failure = _start_training(args, runs, seeds)
+    t_eval = time.perf_counter()
+    selection, best = select_best(config, loads, args.select_episodes, args.workers, cache)
+    _say("best on the training files: " + ", ".join(f"load {k}: {v}" for k, v in best.items()))
+    busy_loads = [float(x) for x in args.busy_loads.split(",")] if args.busy_loads else []
+    busy = edge_load(
+        config.scenarios()[0],
+        sorted({*best.values(), "edge"}),
+        busy_loads,
+        args.select_episodes,
+        cache,
+    )
+    episodes = {
+        s.name: args.episodes if s.kind == "held-out" else args.left_out_episodes for s in sets
+    }
+    oracle_sets = set(args.oracle_sets.split(",")) if args.oracle_sets else None
+    results, oracle = _evaluate_heuristics(args, sets, episodes, oracle_sets, loads, cache)
+    if trainer is not None:
+        _say("heuristics done; waiting for the training")
+        trainer.join()
+        if failure:
+            raise SystemExit(f"training failed: {failure[0]}")
+    ppo = {
+        f"ppo-seed{k}": f"sb3:{run_dir(runs, k).resolve() / args.checkpoint / 'model.zip'}"
+        for k in seeds
+    }
+    for s in sets:
+        results[s.name].update(
+            evaluate_set(s, ppo, episodes[s.name], loads, EVAL_SEED, args.workers, cache)
+        )
+    blocks = build_table(sets, results, oracle, best, seeds, loads, args.oracle_episodes)
+    table = _table_facts(argv, args, sets, seeds, loads, oracle_sets)
+    table |= {
         "selection": selection,
         "best": best,
         "busy": busy,
