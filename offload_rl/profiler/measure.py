@@ -9,16 +9,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import Any
 
 from offload_rl.errors import ConfigError
 from offload_rl.layer_counts import LayerFacts
 from offload_rl.model_shapes import ArchSpec, get_arch, layer_facts
 from offload_rl.profiler.assemble import KINDS, Timed, assemble_profile
 from offload_rl.profiler.batch_calls import BatchCalls
-from offload_rl.profiler.batch_measure import DEFAULT_BATCH_CHUNK, measure_batched, plan_batches
+from offload_rl.profiler.batch_measure import (
+    DEFAULT_BATCH_CHUNK,
+    BatchedPlan,
+    measure_batched,
+    plan_batches,
+)
 from offload_rl.profiler.host import HostPeaks, library_versions, measure_host_peaks
 from offload_rl.profiler.layer_calls import LayerCalls
-from offload_rl.profiler.layers import build_parts
+from offload_rl.profiler.layers import LayerParts, build_parts
 from offload_rl.profiler.timing import (
     CONTENTION_THRESHOLD,
     BackgroundLoad,
@@ -26,7 +32,7 @@ from offload_rl.profiler.timing import (
     RetryingTimer,
 )
 from offload_rl.profiler.torch_extra import dtype_size, require_torch
-from offload_rl.profiles import Profile
+from offload_rl.profiles import BatchedProfile, Profile
 
 DEFAULT_LENGTHS: tuple[int, ...] = (16, 64, 256, 1024)
 DEFAULT_CONTEXTS: tuple[int, ...] = (16, 128, 512, 2048)
@@ -87,53 +93,27 @@ def measure_profile(
     )
     torch, _ = require_torch()
     measure_here = measure_peaks and peaks is None
-    kinds = 2 + len(distinct_layers(arch))
-    progress = _Progress(
-        on_progress,
-        1
-        + kinds * (len(lengths) + len(contexts))
-        + int(measure_here)
-        + (plan.steps if plan else 0),
-    )
+    progress = _Progress(on_progress, _total_steps(arch, lengths, contexts, measure_here, plan))
     report = load_report if load_report is not None else LoadReport(contention_threshold)
-    timer = RetryingTimer(
+    timer = _retrying_timer(
+        report,
         warmup=warmup,
         repeats=repeats,
         min_point_s=min_point_s,
         retries=retries,
         retry_wait_s=retry_wait_s,
         retry_budget_s=retry_budget_s,
-        threshold=contention_threshold,
-        report=report,
-        monitor=BackgroundLoad(),
+        contention_threshold=contention_threshold,
     )
-    report.threshold = contention_threshold
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         progress.step(f"{arch.name}: building layers")
-        first, *others = distinct_layers(arch)
-        parts = build_parts(arch, dtype, first)
-        with torch.inference_mode():
-            calls = LayerCalls(torch, parts, arch, dtype, first)
-            timed = _time_points(arch, calls, timer, lengths, contexts, progress)
-            for i in others:  # layers that differ (windows, experts): each kind timed too
-                decoder = build_parts(arch, dtype, i).decoder
-                other = LayerCalls(torch, replace(parts, decoder=decoder), arch, dtype, i)
-                timed[f"decoder.{i}"] = _time_kind(
-                    arch, other, "decoder", timer, lengths, contexts, progress
-                )
+        parts, calls, timed = _time_layers(torch, arch, dtype, timer, lengths, contexts, progress)
         batched = None
         if plan is not None:
-            batched = measure_batched(
-                torch,
-                BatchCalls(torch, parts, arch, dtype, calls.generator),
-                plan,
-                timer,
-                timed,
-                lambda text: progress.step(f"{arch.name}: {text}"),
-                f"batch sizes {sorted(set(batch_sizes or ()))}, chunk {plan.chunk} tokens, "
-                f"contexts {plan.contexts}, {len(plan.decoder)} decoder batches",
+            batched = _measure_batches(
+                torch, arch, dtype, parts, calls, plan, timer, timed, progress, batch_sizes
             )
         with torch.inference_mode():
             if not measure_peaks:
@@ -159,6 +139,100 @@ def measure_profile(
         load=report,
     )
     return profile if batched is None else profile.model_copy(update={"batched": batched})
+
+
+def _total_steps(
+    arch: ArchSpec,
+    lengths: Sequence[int],
+    contexts: Sequence[int],
+    measure_here: bool,
+    plan: BatchedPlan | None,
+) -> int:
+    """How many progress steps a run takes, so that the progress line can say "k of n"."""
+    kinds = 2 + len(distinct_layers(arch))
+    return (
+        1 + kinds * (len(lengths) + len(contexts)) + int(measure_here) + (plan.steps if plan else 0)
+    )
+
+
+def _retrying_timer(
+    report: LoadReport,
+    *,
+    warmup: int,
+    repeats: int,
+    min_point_s: float,
+    retries: int,
+    retry_wait_s: float,
+    retry_budget_s: float,
+    contention_threshold: float,
+) -> RetryingTimer:
+    """The timer every point goes through; it records the background load it saw in ``report``
+    (whose threshold is set to this run's, also when the caller passed its own report)."""
+    timer = RetryingTimer(
+        warmup=warmup,
+        repeats=repeats,
+        min_point_s=min_point_s,
+        retries=retries,
+        retry_wait_s=retry_wait_s,
+        retry_budget_s=retry_budget_s,
+        threshold=contention_threshold,
+        report=report,
+        monitor=BackgroundLoad(),
+    )
+    report.threshold = contention_threshold
+    return timer
+
+
+def _time_layers(
+    torch: Any,
+    arch: ArchSpec,
+    dtype: str,
+    timer: RetryingTimer,
+    lengths: Sequence[int],
+    contexts: Sequence[int],
+    progress: _Progress,
+) -> tuple[LayerParts, LayerCalls, Timed]:
+    """Build the layers and time every kind; a model whose decoder layers differ (windows,
+    experts) has each distinct decoder timed too, as ``decoder.<i>``. The parts and calls are
+    returned because the batched measurement reuses them (same weights, same generator)."""
+    first, *others = distinct_layers(arch)
+    parts = build_parts(arch, dtype, first)
+    with torch.inference_mode():
+        calls = LayerCalls(torch, parts, arch, dtype, first)
+        timed = _time_points(arch, calls, timer, lengths, contexts, progress)
+        for i in others:  # layers that differ (windows, experts): each kind timed too
+            decoder = build_parts(arch, dtype, i).decoder
+            other = LayerCalls(torch, replace(parts, decoder=decoder), arch, dtype, i)
+            timed[f"decoder.{i}"] = _time_kind(
+                arch, other, "decoder", timer, lengths, contexts, progress
+            )
+    return parts, calls, timed
+
+
+def _measure_batches(
+    torch: Any,
+    arch: ArchSpec,
+    dtype: str,
+    parts: LayerParts,
+    calls: LayerCalls,
+    plan: BatchedPlan,
+    timer: RetryingTimer,
+    timed: Timed,
+    progress: _Progress,
+    batch_sizes: Sequence[int] | None,
+) -> BatchedProfile:
+    """Time the batches of ``plan`` with the layers already built and fit the batched roofline;
+    the settings string says in the provenance what was measured."""
+    return measure_batched(
+        torch,
+        BatchCalls(torch, parts, arch, dtype, calls.generator),
+        plan,
+        timer,
+        timed,
+        lambda text: progress.step(f"{arch.name}: {text}"),
+        f"batch sizes {sorted(set(batch_sizes or ()))}, chunk {plan.chunk} tokens, "
+        f"contexts {plan.contexts}, {len(plan.decoder)} decoder batches",
+    )
 
 
 def default_contexts(arch: ArchSpec) -> list[int]:

@@ -22,6 +22,7 @@ from offload_rl.model_shapes import ArchSpec
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``offload-rl validate``; the options come in groups so that each stays readable."""
     parser = subparsers.add_parser(
         "validate",
         help="replay requests through a real split runtime and compare with the simulator",
@@ -33,6 +34,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "validation.json, validation.md and scatter.png to --out."
         ),
     )
+    _add_replay_options(parser)
+    _add_profile_options(parser)
+    _add_cell_options(parser)
+    parser.set_defaults(func=_run)
+
+
+def _add_replay_options(parser: argparse.ArgumentParser) -> None:
+    """The single-device replay's options: what is replayed, over which links, by which policy."""
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--model", default="gpt2", help="architecture (gpt2, qwen2.5-0.5b, ...)")
     parser.add_argument(
@@ -73,6 +82,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--max-new", type=int, default=512, help="prompt tokens at most")
     parser.add_argument("--max-out", type=int, default=64, help="output tokens at most")
     parser.add_argument("--seed", type=int, default=0)
+
+
+def _add_profile_options(parser: argparse.ArgumentParser) -> None:
+    """How the model and its profile are built (smoke-run shortcuts, re-measurement, method)."""
     parser.add_argument(
         "--small",
         action="store_true",
@@ -95,6 +108,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def _add_cell_options(parser: argparse.ArgumentParser) -> None:
+    """The --cell mode's options, in their own help group (K devices sharing one edge)."""
     cell = parser.add_argument_group(
         "cell (--cell): K devices sharing one continuously batching edge; --requests is per "
         "device and load level"
@@ -125,7 +142,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     cell.add_argument("--max-num-batched-tokens", type=int, default=None)
     cell.add_argument("--max-num-seqs", type=int, default=None)
-    parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
