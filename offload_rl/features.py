@@ -457,10 +457,16 @@ def action_mask(state: StateLike, spec: FeatureSpec) -> np.ndarray:
     return _shared_mask(state, spec).copy()
 
 
+def link_is_out(state: StateLike, spec: FeatureSpec) -> bool:
+    """The mask's outage rule: the newest throughput sample (none: 0) is below
+    ``outage_mbps``. Heuristics that act on an outage ask here, so they see the mask's outage."""
+    newest = float(state.throughput_mbps[-1]) if len(state.throughput_mbps) else 0.0
+    return newest < spec.outage_mbps
+
+
 def _shared_mask(state: StateLike, spec: FeatureSpec) -> np.ndarray:
     """The mask from the cache (shared: never modify it)."""
-    newest = float(state.throughput_mbps[-1]) if len(state.throughput_mbps) else 0.0
-    outage = newest < spec.outage_mbps
+    outage = link_is_out(state, spec)
     k_mem = min(max(int(state.device_memory_layers), 0), spec.n_layers)
     lite = spec.lite_memory_layers
     key = (spec.n_layers, spec.k_priv, bool(state.private), k_mem, outage, lite, spec.cell)
