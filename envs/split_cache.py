@@ -93,7 +93,8 @@ class SplitCacheEnv(gym.Env[np.ndarray, np.int64]):
     (:func:`offload_rl.features.action_mask`): privacy (a private request keeps at least
     ``k_priv`` layers on the device), device memory (at most ``device_memory_layers`` layers on
     the device), link outage (fully local only, and the lite tier when configured: it is valid
-    whenever the device holds the small model), and never "cloud + keep" or "lite + keep". An
+    whenever the device holds the small model; a device that holds neither gets the deepest split
+    it holds, its upload waiting for the link), and never "cloud + keep" or "lite + keep". An
     invalid action
     sent anyway is replaced by the nearest valid one and costs ``invalid_action_penalty``.
 

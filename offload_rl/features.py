@@ -422,7 +422,7 @@ def shared_action_mask(state: StateLike, spec: FeatureSpec) -> np.ndarray:
     return _shared_mask(state, spec)
 
 
-_MASK_CACHE: dict[tuple[int, int, bool, int, bool, int, bool], np.ndarray] = {}
+_MASK_CACHE: dict[tuple[int, int, bool, int, bool, int], np.ndarray] = {}
 
 
 def action_mask(state: StateLike, spec: FeatureSpec) -> np.ndarray:
@@ -440,48 +440,44 @@ def action_mask(state: StateLike, spec: FeatureSpec) -> np.ndarray:
       valid (the lite model keeps no main-model KV).
 
     If these leave no placement (an outage while the device cannot hold the model, or a private
-    request on a device that holds fewer than ``k_priv`` layers), one action stays valid:
-
-    * single device (``SplitCache-v0``): fully local, the device running the model from flash;
-    * the cell (``spec.cell``): its simulator runs a local tier at the device's full speed and
-      has no flash path, so fully local on a phone that cannot hold the model would be a free
-      escape the phone cannot take. The cell offers the deepest split the device holds
-      (``device_memory_layers`` layers on the device, the rest at the edge): the device runs
-      what it can now and the activations' upload waits for the link to come back (the
-      device's uplink integrates the trace's capacity, an outage included). It is the action
-      that keeps the most on the device (the privacy rule's intent when ``k_priv`` cannot be
-      met) and that a real phone can run. With a device-lite model (``cell_lite``) the lite
-      tier is valid whenever the phone holds it, so this fallback is only reached by a phone
-      that holds neither.
+    request on a device that holds fewer than ``k_priv`` layers), one action stays valid: the
+    deepest split the device holds (``device_memory_layers`` layers on the device, the rest at
+    the edge; ``0``: token ids to the edge). The device runs what it can now and the upload
+    waits for the link to come back (``SplitCache-v0``'s cost model and the cell's uplink both
+    integrate the trace's capacity, an outage included). Fully local would be a free escape the
+    phone cannot take: both simulators run the local tier at the device's full speed and
+    neither models running the model from flash. It is the action that keeps the most on the
+    device (the privacy rule's intent when ``k_priv`` cannot be met) and that a real phone can
+    run. With a device-lite model the lite tier is valid whenever the phone holds it, so this
+    fallback is only reached by a phone that holds neither. The same rule in both
+    environments (``spec.cell`` does not change the mask).
     """
     return _shared_mask(state, spec).copy()
 
 
+def link_is_out(state: StateLike, spec: FeatureSpec) -> bool:
+    """The mask's outage rule: the newest throughput sample (none: 0) is below
+    ``outage_mbps``. Heuristics that act on an outage ask here, so they see the mask's outage."""
+    newest = float(state.throughput_mbps[-1]) if len(state.throughput_mbps) else 0.0
+    return newest < spec.outage_mbps
+
+
 def _shared_mask(state: StateLike, spec: FeatureSpec) -> np.ndarray:
     """The mask from the cache (shared: never modify it)."""
-    newest = float(state.throughput_mbps[-1]) if len(state.throughput_mbps) else 0.0
-    outage = newest < spec.outage_mbps
+    outage = link_is_out(state, spec)
     k_mem = min(max(int(state.device_memory_layers), 0), spec.n_layers)
     lite = spec.lite_memory_layers
-    key = (spec.n_layers, spec.k_priv, bool(state.private), k_mem, outage, lite, spec.cell)
+    key = (spec.n_layers, spec.k_priv, bool(state.private), k_mem, outage, lite)
     mask = _MASK_CACHE.get(key)
     if mask is None:
-        mask = _build_mask(
-            spec.n_layers, spec.k_priv, bool(state.private), k_mem, outage, lite, spec.cell
-        )
+        mask = _build_mask(spec.n_layers, spec.k_priv, bool(state.private), k_mem, outage, lite)
         if len(_MASK_CACHE) < 4096:
             _MASK_CACHE[key] = mask
     return mask
 
 
 def _build_mask(
-    n_layers: int,
-    k_priv: int,
-    private: bool,
-    k_mem: int,
-    outage: bool,
-    lite: int = 0,
-    cell: bool = False,
+    n_layers: int, k_priv: int, private: bool, k_mem: int, outage: bool, lite: int = 0
 ) -> np.ndarray:
     layout = ActionLayout(n_layers, lite=lite > 0)
     tiers = np.zeros(layout.n_tiers, dtype=bool)
@@ -495,8 +491,8 @@ def _build_mask(
         if lo <= hi:
             tiers[lo : hi + 1] = True
         tiers[layout.cloud_index] = not private
-    if not tiers.any():  # see action_mask: the cell's phone cannot run what it cannot hold
-        tiers[min(k_mem, n_layers) if cell else n_layers] = True
+    if not tiers.any():  # see action_mask: a phone cannot run what it cannot hold
+        tiers[min(k_mem, n_layers)] = True
     mask = np.zeros(layout.n_actions, dtype=bool)
     mask[0::2] = tiers
     mask[1::2] = tiers
@@ -677,7 +673,7 @@ def action_masks(states: Sequence[StateLike], spec: FeatureSpec) -> np.ndarray:
     if spec.lite:
         tiers[:, L + 2] = k_mem >= spec.lite_memory_layers
     empty = ~tiers.any(axis=1)
-    tiers[empty, k_mem[empty] if spec.cell else L] = True  # the fallback of action_mask
+    tiers[empty, k_mem[empty]] = True  # the fallback of action_mask
     mask = np.empty((len(states), 2 * n_tiers), dtype=bool)
     mask[:, 0::2] = tiers
     mask[:, 1::2] = tiers

@@ -43,7 +43,7 @@ predicted latency exceeds the request's SLO by more than :data:`LITE_SLO_FACTOR`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -51,7 +51,7 @@ import numpy as np
 from offload_rl.actions import DROP, KEEP, ActionLayout
 from offload_rl.cost_model import LinkModel, RequestCost, request_cost
 from offload_rl.errors import ConfigError
-from offload_rl.features import DecisionState
+from offload_rl.features import DecisionState, FeatureSpec, link_is_out
 from offload_rl.reward import score_request
 from offload_rl.scenario import Scenario
 from offload_rl.scenario_facts import scenario_facts
@@ -326,42 +326,87 @@ class GreedyPolicy:
         return _finish(self.layout, best, self.cache.keep(state, best), mask)
 
 
+GreedyOnMain = Callable[[np.ndarray], tuple[int, float, int]]
+"""A greedy's choice among the main model's placements: (its action, predicted latency in
+seconds, predicted output tokens)."""
+
+
+class LiteOnOutageRule:
+    """When ``lite-on-outage`` answers with the lite model instead of its greedy's placement:
+    the one home of the rule, for the single-device policy below and the cell's
+    (:mod:`offload_rl.cell_heuristics.lite_on_outage`), each with its own greedy."""
+
+    def __init__(self, layout: ActionLayout, spec: FeatureSpec) -> None:
+        self.layout = layout
+        self.spec = spec
+        lite = layout.lite_index
+        self.lite_action = layout.encode(lite, DROP) if lite is not None else -1
+
+    def main_mask(self, state: DecisionState, mask: np.ndarray) -> np.ndarray | None:
+        """The main model's placements of ``mask`` that greedy may choose from: none while the
+        link is down (the mask's outage rule: the lite model answers at once); None where the
+        lite tier is not valid (the scenario has none, or the device cannot hold it)."""
+        lite = self.layout.lite_index
+        if lite is None or not mask[2 * lite]:
+            return None
+        main = mask.copy()
+        main[2 * lite : 2 * lite + 2] = False
+        if link_is_out(state, self.spec):
+            main[:] = False
+        return main
+
+    def act(
+        self,
+        state: DecisionState,
+        mask: np.ndarray,
+        factor: float,
+        greedy: Callable[[np.ndarray], int],
+        greedy_on_main: GreedyOnMain,
+    ) -> int:
+        """``greedy(mask)`` where the lite tier is not valid; the lite model on an outage, when
+        no main-model placement is valid, or when ``greedy_on_main``'s predicted latency
+        exceeds ``factor`` x the SLO (``ttft + (o - 1) x tpot``); else greedy's choice."""
+        main = self.main_mask(state, mask)
+        if main is None:
+            return greedy(mask)
+        if not main.any():
+            return self.lite_action
+        action, latency_s, o = greedy_on_main(main)
+        slo_total = state.slo_ttft_s + max(o - 1, 0) * state.slo_tpot_s
+        return self.lite_action if latency_s > factor * slo_total else action
+
+
 class LiteOnOutagePolicy(GreedyPolicy):
     """The fail-safe of a deployment with a device-lite model: the main model placed by
     ``greedy``; the lite model when the link is down (the mask's outage rule: newest sample
     below ``outage_mbps``) or when greedy's chosen placement is predicted to take more than
     ``factor`` x the request's SLO (``ttft_slo + (o - 1) * tpot_slo``). Where the lite tier
-    is not valid (or the scenario has none) it is ``greedy``.
+    is not valid (or the scenario has none) it is ``greedy``. (:class:`LiteOnOutageRule`.)
     """
 
     def __init__(self, name: str, scenario: Scenario, factor: float = LITE_SLO_FACTOR) -> None:
         super().__init__(name, scenario)
         self.factor = factor
         self.outage_mbps = self.facts.spec.outage_mbps
+        self.lite_rule = LiteOnOutageRule(self.layout, self.facts.spec)
 
     def act(self, state: DecisionState, mask: np.ndarray) -> int:
-        lite = self.layout.lite_index
-        if lite is None or not mask[2 * lite]:
-            return super().act(state, mask)
-        lite_action = self.layout.encode(lite, DROP)
-        samples = state.throughput_mbps
-        newest = float(samples[-1]) if len(samples) else 0.0
-        main = mask.copy()
-        main[2 * lite :] = False
-        if newest < self.outage_mbps or not main.any():
-            return lite_action
-        costs = self.predict_costs(state, main)
-        o = self.predicted_output_tokens(state)
-        rule = self.facts.reward_rule
-        best, best_reward = -1, -np.inf
-        for t, cost in costs.items():
-            r = score_request(cost, o, state.slo_ttft_s, state.slo_tpot_s, rule).reward
-            if r > best_reward:
-                best, best_reward = t, r
-        slo_total = state.slo_ttft_s + max(o - 1, 0) * state.slo_tpot_s
-        if costs[best].latency_s > self.factor * slo_total:
-            return lite_action
-        return _finish(self.layout, best, self.cache.keep(state, best), main)
+        def greedy(m: np.ndarray) -> int:
+            return super(LiteOnOutagePolicy, self).act(state, m)
+
+        def greedy_on_main(main: np.ndarray) -> tuple[int, float, int]:
+            costs = self.predict_costs(state, main)
+            o = self.predicted_output_tokens(state)
+            rule = self.facts.reward_rule
+            best, best_reward = -1, -np.inf
+            for t, cost in costs.items():
+                r = score_request(cost, o, state.slo_ttft_s, state.slo_tpot_s, rule).reward
+                if r > best_reward:
+                    best, best_reward = t, r
+            action = _finish(self.layout, best, self.cache.keep(state, best), main)
+            return action, costs[best].latency_s, o
+
+        return self.lite_rule.act(state, mask, self.factor, greedy, greedy_on_main)
 
 
 # --------------------------------------------------------------------------------------------

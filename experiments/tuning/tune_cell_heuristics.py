@@ -329,28 +329,32 @@ def _parse_loads(text: str) -> list[float]:
     return loads
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--scenario", default="cell")
+def add_training_arguments(
+    parser: argparse.ArgumentParser, scenario: str = "cell", episodes: int = 1
+) -> None:
+    """The options that choose the training episodes (shared with the other cell tuners)."""
+    parser.add_argument("--scenario", default=scenario)
     parser.add_argument("--traces", nargs="+", default=None, help="recorded families (folders)")
     parser.add_argument("--uplink-scale", type=float, default=None)
     parser.add_argument("--test-share", type=float, default=0.25)
     parser.add_argument("--split-seed", type=int, default=0)
-    parser.add_argument("--episodes", type=int, default=1, help="training episodes per family")
+    parser.add_argument("--episodes", type=int, default=episodes, help="per trace family")
     parser.add_argument("--loads", default="1,2")
     parser.add_argument("--seed", type=int, default=2026, help="seed of the training episodes")
     parser.add_argument("--requests", type=int, default=None, help="decisions per episode")
-    parser.add_argument("--out", type=Path, default=default_tuned_path())
     parser.add_argument("--workers", type=int, default=1, help="processes for the episodes")
-    args = parser.parse_args(argv)
-    started = time.perf_counter()
 
-    def log(msg: str) -> None:
-        print(f"[{time.perf_counter() - started:6.0f} s] {msg}", flush=True)
 
+def training_setup(
+    args: argparse.Namespace,
+) -> tuple[Scenario, list[float], ResolvedScenario, list[str], list[Episode]]:
+    """From :func:`add_training_arguments`' options: the scenario, the loads, the training
+    links (and their description) and the training episodes."""
     scenario = load_scenario(args.scenario)
     if scenario.cell is None:
         raise SystemExit(f"scenario {args.scenario!r} has no 'cell:' section")
+    if args.workers < 1:
+        raise SystemExit(f"--workers: at least 1, got {args.workers}")
     if args.requests:
         episode = scenario.episode.model_copy(update={"requests": args.requests})
         scenario = scenario.model_copy(update={"episode": episode})
@@ -358,10 +362,22 @@ def main(argv: list[str] | None = None) -> int:
     split = TraceSplit(test_share=args.test_share, seed=args.split_seed)
     resolved, described = training_scenario(scenario, args.traces, args.uplink_scale, split)
     episodes = build_episodes(resolved, args.episodes, args.seed)
+    return scenario, loads, resolved, described, episodes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_training_arguments(parser)
+    parser.add_argument("--out", type=Path, default=default_tuned_path())
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+
+    def log(msg: str) -> None:
+        print(f"[{time.perf_counter() - started:6.0f} s] {msg}", flush=True)
+
+    scenario, loads, resolved, described, episodes = training_setup(args)
     log(f"training links: {'; '.join(described)}")
     log(f"{len(episodes)} training episodes x loads {loads}, {scenario.episode.requests} decisions")
-    if args.workers < 1:
-        raise SystemExit(f"--workers: at least 1, got {args.workers}")
     objective = Objective(resolved, episodes, loads, args.workers)
     try:
         return _tune(args, argv, scenario, loads, described, episodes, objective, log)

@@ -1,7 +1,8 @@
 """Names of the cell heuristics, and the one factory that builds them with the tuned parameters.
 
-``<base>[+<cache rule>]`` with base ``greedy``, ``greedy-externality``, ``thermal-mpc`` or
-``lyapunov`` and cache rule ``lru`` (keep always, the pool evicts LRU; the default) or
+``<base>[+<cache rule>]`` with base ``greedy``, ``greedy-externality``, ``thermal-mpc``,
+``lyapunov`` or ``lite-on-outage`` (:mod:`.lite_on_outage`) and cache rule ``lru`` (keep always,
+the pool evicts LRU; the default) or
 ``gdsf`` (value per byte): ``greedy``, ``greedy+gdsf``, ``thermal-mpc+lru``... They run on
 scenarios with a ``cell:`` section; the single-device names of :mod:`offload_rl.heuristics`
 (``greedy-ewma-always``...) keep the single-device view everywhere.
@@ -12,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from offload_rl.cell_heuristics.cache_rules import CACHE_RULE_NAMES, GDSFKeep, KeepRule, LRUKeep
+from offload_rl.cell_heuristics.lite_on_outage import CellLiteOnOutage
 from offload_rl.cell_heuristics.policies import (
     CellGreedy,
     GreedyExternality,
@@ -23,7 +25,13 @@ from offload_rl.cell_heuristics.tuned import TunedParams, load_tuned_params
 from offload_rl.errors import ConfigError
 from offload_rl.scenario import Scenario
 
-CELL_BASES: tuple[str, ...] = ("greedy", "greedy-externality", "thermal-mpc", "lyapunov")
+CELL_BASES: tuple[str, ...] = (
+    "greedy",
+    "greedy-externality",
+    "thermal-mpc",
+    "lyapunov",
+    "lite-on-outage",
+)
 DEFAULT_CELL_CACHE_RULE = "lru"
 CELL_HEURISTIC_NAMES: tuple[str, ...] = CELL_BASES + tuple(
     f"{b}+{c}" for b in CELL_BASES for c in CACHE_RULE_NAMES
@@ -63,4 +71,6 @@ def make_cell_heuristic(
         return ThermalMPC(canonical, forecaster, cache, params.thermal_mpc)
     if base == "lyapunov":
         return LyapunovPolicy(canonical, forecaster, cache, params.lyapunov)
+    if base == "lite-on-outage":
+        return CellLiteOnOutage(canonical, forecaster, cache)
     return CellGreedy(canonical, forecaster, cache)

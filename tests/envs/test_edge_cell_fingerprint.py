@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import runpy
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -70,3 +72,45 @@ def episode_fingerprint() -> str:
 
 def test_cell_episodes_are_bit_identical_to_the_recorded_ones():
     assert episode_fingerprint() == FINGERPRINT
+
+
+# --------------------------------------------------------------------------------------------
+# An episode that takes the outage fallback (the pin above never does)
+# --------------------------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+CELL_FINGERPRINT = runpy.run_path(str(REPO / "experiments" / "benchmarks" / "cell_fingerprint.py"))
+
+# Recorded when this pin was added (the mask's outage rule as of stop 23: a phone that cannot
+# hold the model is offered only the deepest split it holds when the link is out). Breaking that
+# rule (offering full-local instead) changes this hash: checked when the test was written.
+OUTAGE_FINGERPRINT = "8aef8b8daf416a22a95f5cbc1a8186bf5428618bd3a86b70f13c2ed064b7ab38"
+OUTAGE_DEVICES = 4
+OUTAGE_EPISODES = 3
+OUTAGE_STEPS = 60
+OUTAGE_FALLBACKS = 13  # decisions of these episodes that hit the fallback
+
+
+def test_outage_episodes_take_the_fallback_and_are_bit_identical_to_the_recorded_ones():
+    env = EdgeCellEnv(CELL_FINGERPRINT["outage_scenario"](), n_devices=OUTAGE_DEVICES)
+    digest, fallbacks = CELL_FINGERPRINT["fingerprint_counting_outages"](
+        env, OUTAGE_EPISODES, OUTAGE_STEPS
+    )
+    assert fallbacks == OUTAGE_FALLBACKS  # the pinned episodes do exercise the outage path
+    assert digest == OUTAGE_FINGERPRINT
+
+
+def test_the_outage_fallback_offers_only_the_deepest_split_the_phone_holds():
+    env = EdgeCellEnv(CELL_FINGERPRINT["outage_scenario"](), n_devices=OUTAGE_DEVICES)
+    is_fallback = CELL_FINGERPRINT["is_outage_fallback"]
+    rng = np.random.default_rng(0)
+    seen = 0
+    env.reset(seed=0)
+    for _ in range(OUTAGE_STEPS):
+        mask = env.action_masks()
+        if is_fallback(env):
+            seen += 1
+            tiers = {env.layout.decode(int(a))[0] for a in np.flatnonzero(mask)}
+            assert tiers == {env.state.device_memory_layers}
+        env.step(int(rng.choice(np.flatnonzero(mask))))
+    assert seen > 0

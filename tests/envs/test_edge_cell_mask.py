@@ -39,9 +39,9 @@ def test_a_budget_phone_in_an_outage_gets_its_deepest_split_not_full_local():
     layout = ActionLayout(L)
     tiers = {layout.decode(a)[0] for a in np.flatnonzero(mask)}
     assert tiers == {26}
-    # the single-device env keeps its fallback (fully local, run from flash)
+    # the single-device env follows the same rule (it has no flash path either)
     single = action_mask(make_state(0.0, 26), FeatureSpec(n_layers=L))
-    assert {layout.decode(a)[0] for a in np.flatnonzero(single)} == {L}
+    assert {layout.decode(a)[0] for a in np.flatnonzero(single)} == {26}
 
 
 @given(
@@ -50,12 +50,13 @@ def test_a_budget_phone_in_an_outage_gets_its_deepest_split_not_full_local():
     mbps=st.sampled_from([0.0, 0.05, 0.5, 20.0]),
     lite=st.sampled_from([0, LITE_LAYERS]),
     k_priv=st.integers(0, 4),
+    cell=st.booleans(),  # EdgeCell-v0 and SplitCache-v0 share the rule
 )
 @settings(max_examples=300, deadline=None)
 def test_every_offered_action_fits_the_phone_and_the_mask_is_never_empty(
-    k_mem: int, private: bool, mbps: float, lite: int, k_priv: int
+    k_mem: int, private: bool, mbps: float, lite: int, k_priv: int, cell: bool
 ) -> None:
-    spec = FeatureSpec(n_layers=L, cell=True, k_priv=k_priv, lite_memory_layers=lite)
+    spec = FeatureSpec(n_layers=L, cell=cell, k_priv=k_priv, lite_memory_layers=lite)
     state = make_state(mbps, k_mem, private=private)
     mask = action_mask(state, spec)
     assert mask.any()

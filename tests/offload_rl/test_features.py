@@ -73,9 +73,10 @@ def test_outage_allows_only_fully_local():
     assert mask[LAYOUT.encode(L, 0)] and mask[LAYOUT.encode(L, 1)]
 
 
-def test_outage_without_memory_for_the_model_still_leaves_local():
+def test_outage_without_memory_for_the_model_leaves_the_deepest_split_it_holds():
+    # not full local: the simulators would run it at full speed from memory the phone lacks
     mask = action_mask(state(throughput_mbps=[0.0], device_memory_layers=4), SPEC)
-    assert tiers_allowed(mask) == {L}
+    assert tiers_allowed(mask) == {4}
 
 
 @given(

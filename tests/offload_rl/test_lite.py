@@ -78,8 +78,8 @@ def test_mask_lite_valid_whenever_the_device_holds_it(mbps, k_mem, private, lite
     main = mask[: 2 * (L + 2)]
     if not lite_valid:
         assert (main == base).all()  # exactly as without a lite model
-    else:  # the same, except that full local from flash is no longer the forced last resort
-        forced = set(base.nonzero()[0].tolist()) == {2 * L, 2 * L + 1} and k_mem < L
+    else:  # the same, except that the deepest split held is no longer the forced last resort
+        forced = set(base.nonzero()[0].tolist()) == {2 * k_mem, 2 * k_mem + 1} and k_mem < L
         assert (main == base).all() or (forced and not main.any())
     assert mask.any()
     rows = action_masks([s] * 40, spec)  # the vector path gives the same rows
