@@ -303,9 +303,13 @@ class CellEdge:
         device.sender.send(token)
 
     def _notify_evictions(self, plan: Plan) -> None:
+        """Tell each evicted session's device; one that has left (said ``BYE``, or closed
+        while the notice was on its way) has no use for it."""
         for sid in plan.evicted:
             device = self.devices[self.owner[sid]]
-            device.sender.send(Frame(wire.EVICTED, a=sid), paced=False)
+            if device.open:
+                with contextlib.suppress(ConnectionError):
+                    device.sender.send(Frame(wire.EVICTED, a=sid), paced=False)
 
     def _finish(self, sched: BatchScheduler) -> None:
         for r in sched.finished:
