@@ -123,6 +123,24 @@ def test_a_split_sequence_waits_for_its_round_trip_and_holds_its_layers_kv() -> 
     assert s.pool.held_by(1) == 5 * 3
 
 
+def test_a_split_sequence_preempted_during_its_round_trip_requeues_ready() -> None:
+    """As the simulator's ``_preempt`` (``ready_at = 0``): the wait ends, and the sequence
+    re-prefills every position it knows, the one on its way from the device included."""
+    # room for 10 tokens of every layer: B (token ids) 4 + 4 out, A (split 2 of 4) 4 at half
+    s = BatchScheduler(10 * 12, 12, max_num_batched_tokens=100, max_num_seqs=8, n_layers=4)
+    b = seq(1, 4, 6)
+    a = EdgeSequence(2, 2, list(range(8)), 3, False, 0.0, split=2)
+    s.submit(b, 0.0)
+    s.submit(a, 0.0)
+    assert step(s, 0.0) == ([1, 2], [4, 8])  # pool: 4 x 12 + 8 x 6 = 96 of 120
+    assert a.awaiting
+    assert step(s, 1.0) == ([1], [1])  # 108
+    assert step(s, 2.0) == ([1], [1])  # 120: full
+    plan = s.schedule(3.0)  # B's next token needs 12 more: A, the newest, is preempted
+    assert plan.preempted == [2] and not a.awaiting and a.computed == 0
+    assert s.waiting[0] is a and a.known == 9
+
+
 def test_a_kept_entry_serves_only_the_same_split_and_a_move_drops_it() -> None:
     s = BatchScheduler(10_000, 12, max_num_batched_tokens=100, max_num_seqs=8, n_layers=4)
     s.submit(EdgeSequence(1, 9, list(range(5)), 1, True, 0.0, split=2), 0.0)
