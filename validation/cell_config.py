@@ -30,7 +30,9 @@ class CellValidationConfig(ValidationConfig):
     """:class:`ValidationConfig` (model, traces, tokens, profile) plus the cell's settings.
 
     ``requests`` is per device and load level; ``policy`` is ``service`` (the decision service,
-    started with ``--edge-push``, the edge pushing its state to it) or ``forced`` (k = 0, keep).
+    started with ``--edge-push``, the edge pushing its state to it) or ``forced`` (keep, at a
+    split drawn per session from ``splits``: :func:`validation.decisions.forced_split`).
+    ``splits`` also bounds the service: the devices say they hold ``max(splits)`` layers.
     """
 
     devices: int = 4
@@ -39,6 +41,7 @@ class CellValidationConfig(ValidationConfig):
     max_num_batched_tokens: int = DEFAULT_MAX_NUM_BATCHED_TOKENS
     max_num_seqs: int = DEFAULT_MAX_NUM_SEQS
     batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES
+    splits: Sequence[int] = (0,)  # first edge layers a request may get (0: token ids)
     start_margin_s: float = 0.5  # between the last device connecting and the run's start
     device_timeout_s: float = 900.0  # a load level taking longer is a failure
 
@@ -57,3 +60,14 @@ def check_cell_config(cfg: CellValidationConfig) -> None:
         raise ConfigError(f"--policy for --cell must be service or forced, got {cfg.policy!r}")
     if not cfg.batch_sizes or any(b < 1 for b in cfg.batch_sizes):
         raise ConfigError(f"--batch-sizes must be >= 1, got {list(cfg.batch_sizes)}")
+    if not cfg.splits or any(k < 0 for k in cfg.splits):
+        raise ConfigError(f"--splits for --cell must be layers >= 0, got {list(cfg.splits)}")
+
+
+def check_cell_splits(cfg: CellValidationConfig, n_layers: int) -> None:
+    """Raise :class:`ConfigError` unless every split leaves the edge a layer (``k < L``)."""
+    if any(k >= n_layers for k in cfg.splits):
+        raise ConfigError(
+            f"--splits for --cell must be below the model's {n_layers} layers, "
+            f"got {list(cfg.splits)}"
+        )

@@ -316,6 +316,7 @@ def _run_level(
                 service_url=service_url,
                 service_timeout_s=cfg.service_timeout_s,
                 scenario_path=str(scenario_path),
+                splits=list(cfg.splits),
             )
             job.save(folder / f"device{d}-job.json")
             cmd = [

@@ -51,6 +51,7 @@ def _request_rows(level: dict[str, Any]) -> list[dict[str, Any]]:
             "context_tokens": rec["context_tokens"],
             "output_tokens": rec["output_tokens"],
             "keep": rec["keep"],
+            "split": rec["split"],
             "decision_source": rec["decision_source"],
             "decide_s": rec["decide_s"],
             "measured": {
@@ -82,7 +83,9 @@ def _iterations(level: dict[str, Any], cost: BatchRoofline) -> dict[str, Any]:
     """Measured iterations with the profile's price of the same batch; the simulator's."""
     measured = []
     for it in level["edge"]["iterations"]:
-        batch = [(0, int(n), int(c), bool(smp)) for n, c, smp in it["sequences"]]
+        splits = it.get("splits") or [0] * len(it["sequences"])  # split rows: layers [k, L)
+        rows = zip(splits, it["sequences"], strict=True)
+        batch = [(int(k), int(n), int(c), bool(smp)) for k, (n, c, smp) in rows]
         measured.append(
             {
                 "start_s": it["start_s"],
@@ -187,6 +190,22 @@ def _slowed(level: dict[str, Any], rows: Sequence[dict[str, Any]]) -> dict[str, 
     }
 
 
+def _by_placement(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Total-latency error of token-id requests (``k = 0``) and of split ones (``k > 0``)."""
+    out = {}
+    for name, pick in (("token_ids", lambda k: k == 0), ("split", lambda k: k > 0)):
+        scored = [r for r in rows if not r["rejected"] and pick(r["split"])]
+        med, p90 = _abs_stats([r["pct_error_total"] for r in scored])
+        med_ttft, _ = _abs_stats([r["pct_error_ttft"] for r in scored])
+        out[name] = {
+            "scored": len(scored),
+            "median_abs_pct_error_total": med,
+            "p90_abs_pct_error_total": p90,
+            "median_abs_pct_error_ttft": med_ttft,
+        }
+    return out
+
+
 def _targets(group: dict[str, Any]) -> dict[str, Any]:
     med, p90 = group["median_abs_pct_error_total"], group["p90_abs_pct_error_total"]
     return {
@@ -218,11 +237,13 @@ def summarise_cell(
                 "diagnostic_slowed_replay": _slowed(level, rows),
                 "simulated_preemptions": level["simulated"].preemptions,
                 "simulated_evictions": level["simulated"].evictions,
+                "by_placement": _by_placement(rows),
             }
         )
         by_level.append(group)
     all_rows = [r for rows in rows_by_level for r in rows]
     overall = _group(all_rows, iters_by_level)
+    overall["by_placement"] = _by_placement(all_rows)
     return {
         "setup": setup,
         "overall": overall,

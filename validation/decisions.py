@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from offload_rl.device_view import SessionMemory, decision_state, latest_period, measured_throughput
 from offload_rl.features import DecisionState
 from offload_rl.scenario_facts import ScenarioFacts
@@ -71,6 +73,14 @@ def _decision_client(url: str, timeout_s: float, scenario: Any) -> Any | None:
     except ImportError:
         return None
     return DecisionClient(url, timeout=timeout_s, scenario=scenario)
+
+
+def forced_split(seed: int, session: int, splits: Sequence[int]) -> int:
+    """The cell validation's forced placement of a session's turns: one split of ``splits``,
+    drawn per session from a generator seeded with the run's seed and the session (a rerun
+    draws the same; every turn of a session at one split, so kept entries are reused)."""
+    rng = np.random.default_rng([seed, session, 29])
+    return int(splits[int(rng.integers(len(splits)))])
 
 
 # The validation edge runs nothing but the replayed device's requests: it reports an empty

@@ -23,6 +23,9 @@ CONTRACT = ("median_abs_pct_error_total", "p90_abs_pct_error_total")
         (["--gaps", "-1"], "--gaps"),
         (["--pool-tokens", "0"], "--pool-tokens"),
         (["--policy", "greedy"], "--policy"),
+        (["--splits", "0,x"], "--splits"),
+        (["--splits", "0,12"], "--splits"),  # gpt2 has 12 layers: k = 12 leaves the edge none
+        (["--splits", "-1"], "--splits"),
     ],
 )
 def test_bad_cell_flags_are_one_line_errors(
@@ -51,7 +54,8 @@ def test_device_streams_are_per_device_sessions_and_gaps(tmp_path: Path) -> None
 
 
 def test_a_tiny_cell_runs_end_to_end(tmp_path: Path) -> None:
-    """Two devices, two requests each, back to back, a pool so small the edge preempts."""
+    """Two devices, two requests each, back to back, a pool so small the edge preempts; the
+    sessions drawn at split 0 (token ids) or 1 (the device runs layer 0, round trips)."""
     pytest.importorskip("transformers")
     cfg = CellValidationConfig(
         out=tmp_path / "cell",
@@ -74,10 +78,19 @@ def test_a_tiny_cell_runs_end_to_end(tmp_path: Path) -> None:
         max_new=120,
         min_out=8,
         max_out=16,
+        splits=(0, 1),
     )
     result = run_cell_validation(cfg)
     saved = json.loads((cfg.out / "validation.json").read_text())
     assert saved["overall"]["requests"] == 4 == len(saved["requests"])
+    assert {r["split"] for r in saved["requests"]} == {0, 1}
+    edge = json.loads((cfg.out / "level0" / "edge.json").read_text())
+    assert {r["request_id"]: r["split"] for r in edge["requests"]} == {
+        r["request_id"]: r["split"] for r in saved["requests"]
+    }
+    assert any(1 in it["splits"] for it in edge["iterations"])
+    placement = result["overall"]["by_placement"]
+    assert placement["split"]["scored"] + placement["token_ids"]["scored"] == 4
     for key in CONTRACT:
         assert isinstance(result["overall"][key], float)
         assert key in result["by_load_level"][0]

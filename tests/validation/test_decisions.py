@@ -55,3 +55,13 @@ def test_validation_device_and_environment_build_the_same_observation():
         )
         env.step(policy.act(want, env.action_masks()))
         memory.remember(req)
+
+
+def test_forced_splits_are_drawn_per_session_and_reproducible() -> None:
+    from validation.decisions import forced_split
+
+    splits = (0, 4, 8)
+    draws = [forced_split(0, session, splits) for session in range(60)]
+    assert set(draws) == set(splits)  # every split gets sessions
+    assert draws == [forced_split(0, session, splits) for session in range(60)]
+    assert draws != [forced_split(1, session, splits) for session in range(60)]

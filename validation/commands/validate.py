@@ -6,7 +6,7 @@
         [--profile-method stack|profiler] [--reprofile]
     offload-rl validate --cell --out runs/validate-cell [--devices 4] [--requests 8]
         [--gaps 0,2] [--pool-tokens 1536] [--max-num-batched-tokens 256] [--max-num-seqs 64]
-        [--policy service|forced]
+        [--policy service|forced] [--splits 0,4,8]
 
 torch and transformers are imported inside the handler only.
 """
@@ -66,7 +66,12 @@ def _add_replay_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rtt-ms", type=float, default=20.0, help="device-edge RTT (ms)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument(
-        "--splits", default=None, help="middle splits, comma-separated (default L/3, 2L/3)"
+        "--splits",
+        default=None,
+        help=(
+            "middle splits, comma-separated (default L/3, 2L/3); with --cell: the splits a "
+            "request may get, 0 = token ids (default 0; forced draws one per session)"
+        ),
     )
     parser.add_argument(
         "--policy",
@@ -75,7 +80,7 @@ def _add_replay_options(parser: argparse.ArgumentParser) -> None:
             "forced (each session one split class, round robin, keep), a heuristic name, or "
             "the decision service's URL (its client falls back to greedy); with --cell: "
             "service (default: offload-rl serve --edge-push beside the cell) or forced "
-            "(k = 0, keep)"
+            "(keep, each session at a split drawn from --splits)"
         ),
     )
     parser.add_argument("--token-scale", type=float, default=0.25, help="workload lengths x")
@@ -224,8 +229,9 @@ def _print_result(out: Path, result: dict[str, Any], plots: str) -> None:
 
 def _run_cell(args: argparse.Namespace) -> int:
     from validation import cell_config as defaults
-    from validation.cell_config import CellValidationConfig
+    from validation.cell_config import CellValidationConfig, check_cell_config, check_cell_splits
     from validation.cell_run import run_cell_validation
+    from validation.runtime.model import resolve_arch
 
     try:
         gaps = [float(x) for x in args.gaps.split(",") if x.strip()]
@@ -246,6 +252,13 @@ def _run_cell(args: argparse.Namespace) -> int:
         )
         if value is not None
     }
+    if args.splits:
+        try:
+            optional["splits"] = [int(x) for x in args.splits.split(",") if x.strip()]
+        except ValueError:
+            raise ConfigError(
+                f"--splits must be comma-separated integers, got {args.splits!r}"
+            ) from None
     cfg = CellValidationConfig(
         requests=args.requests if args.requests is not None else defaults.DEFAULT_REQUESTS,
         policy=args.policy or "service",
@@ -255,6 +268,8 @@ def _run_cell(args: argparse.Namespace) -> int:
         **optional,
         **_common(args),
     )
+    check_cell_config(cfg)
+    check_cell_splits(cfg, resolve_arch(cfg.model).shape.n_layers)
     result = run_cell_validation(cfg)
     _print_result(args.out, result, "scatter.png, iterations.png")
     return 0

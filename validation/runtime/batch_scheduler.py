@@ -13,13 +13,18 @@ real tensors, so a mistake on either side shows up as a prediction error:
 3. FCFS admission (only in an iteration that preempted nobody): the head of the queue claims its
    session's kept KV, evicts kept sessions until its whole prompt's KV fits, else blocks the
    queue; a prompt larger than the whole pool is rejected;
-4. the batch is fixed when the iteration starts; tokens land when it ends.
+4. the batch is fixed when the iteration starts; tokens land when it ends;
+5. split sequences (first edge layer ``k > 0``) hold KV for layers ``[k, L)`` only; after each
+   token they wait for their round trip (the token goes down, the device runs its layers, the
+   next position's hidden state comes back: :meth:`BatchScheduler.arrived`), keeping their KV
+   and their slot, while iterations go on without them; a preemption ends the wait (the
+   simulator re-prefills at once; the runtime's edge waits for the hidden state it needs).
 
 Memory is counted by :class:`offload_rl.cell.kv_pool.KVPool` (bytes per token of the edge's
 layers, as the simulator counts them): the pool is bookkeeping, the tensors live with the
 sequences (:class:`~validation.runtime.packed_model.SequenceKV`) and with the kept sessions
-here. Only token-id requests (split 0) reach this edge. No torch here: the tests drive it with
-hand-built cases.
+here. A kept entry is usable only by a turn with the same split. No torch here: the tests drive
+it with hand-built cases.
 """
 
 from __future__ import annotations
@@ -44,6 +49,9 @@ class EdgeSequence:
     keep: bool
     arrival_s: float
     kv: Any = None  # the tensors (the runtime's SequenceKV); None while it holds none
+    split: int = 0  # first edge layer k (0: token ids, every layer here)
+    hidden: Any = None  # split: inputs of layer k for the positions that came up (boundary)
+    awaiting: bool = False  # split: waiting for the next position's hidden state
     status: str = WAITING
     computed: int = 0  # tokens whose KV exists
     generated: int = 0
@@ -67,6 +75,7 @@ class Kept:
 
     tokens: int
     kv: Any
+    split: int = 0
 
 
 @dataclass
@@ -96,11 +105,17 @@ class BatchScheduler:
         max_num_batched_tokens: int,
         max_num_seqs: int,
         new_kv: Any = None,
+        n_layers: int = 1,
     ) -> None:
+        """``kv_bytes_per_token``: a token's KV over all ``n_layers`` layers (what a token-id
+        sequence holds); a split sequence holds its layers' share."""
         if kv_bytes_per_token < 1 or max_num_batched_tokens < 1 or max_num_seqs < 1:
             raise ValueError("kv_bytes_per_token and both budgets must be >= 1")
+        if n_layers < 1 or kv_bytes_per_token % n_layers:
+            raise ValueError(f"kv_bytes_per_token must be a multiple of n_layers={n_layers}")
         self.pool = KVPool(pool_bytes)
         self.bpt = int(kv_bytes_per_token)
+        self.n_layers = int(n_layers)
         self.max_num_batched_tokens = int(max_num_batched_tokens)
         self.max_num_seqs = int(max_num_seqs)
         self.new_kv = new_kv if new_kv is not None else (lambda: None)
@@ -114,12 +129,33 @@ class BatchScheduler:
     # --- the runtime's interface -----------------------------------------------------------
 
     def submit(self, seq: EdgeSequence, t: float) -> None:
+        if not 0 <= seq.split < self.n_layers:
+            raise ValueError(f"split {seq.split} does not run at the edge (0..{self.n_layers - 1})")
         seq.status = WAITING
         seq.queued_since = t
         self.waiting.append(seq)
 
     def has_work(self) -> bool:
         return bool(self.waiting or self.running)
+
+    def has_ready(self) -> bool:
+        """Whether an iteration could run now: something queued, or a running sequence not
+        waiting for its round trip."""
+        return bool(self.waiting) or any(not r.awaiting for r in self.running)
+
+    def seq_bpt(self, r: EdgeSequence) -> int:
+        """KV bytes per token of ``r``'s edge layers ``[split, L)``."""
+        return self.bpt // self.n_layers * (self.n_layers - r.split)
+
+    def arrived(self, r: EdgeSequence) -> None:
+        """A split sequence's round trip ended: its next position can run."""
+        r.awaiting = False
+
+    def drop_session(self, session_id: int) -> None:
+        """The session moved to another placement: its kept entry is useless (not an eviction,
+        as the simulator's dispatch drops it)."""
+        self.pool.drop(session_id)
+        self.kept.pop(session_id, None)
 
     def schedule(self, s: float) -> Plan:
         """The next iteration's batch at time ``s`` (may be empty: a blocked queue)."""
@@ -129,9 +165,9 @@ class BatchScheduler:
         while i < len(self.running) and budget > 0 and len(plan) < self.max_num_seqs:
             r = self.running[i]
             i += 1
-            if r.known - r.computed != 1:
+            if r.awaiting or r.known - r.computed != 1:
                 continue
-            grow = (r.computed + 1) * self.bpt - self.pool.held_by(r.request_id)
+            grow = (r.computed + 1) * self.seq_bpt(r) - self.pool.held_by(r.request_id)
             if grow > 0:
                 if not self._make_room(r, grow, s, plan):
                     continue
@@ -143,7 +179,7 @@ class BatchScheduler:
             if budget <= 0 or len(plan) >= self.max_num_seqs:
                 break
             need = r.known - r.computed
-            if need > 1:
+            if need > 1 and not r.awaiting:
                 n = min(need, budget)
                 plan.sequences.append(r)
                 plan.tokens.append(n)
@@ -169,11 +205,17 @@ class BatchScheduler:
             got.append(r)
             if r.generated >= r.output_tokens:
                 self._finish(r, e)
+            elif r.split > 0:
+                r.awaiting = True
         return got
 
     def chunk_ids(self, r: EdgeSequence, n: int) -> list[int]:
         """The token ids ``r`` computes next (``n`` of them from ``computed``)."""
         return r.ids[r.computed : r.computed + n]
+
+    def chunk_hidden(self, r: EdgeSequence, n: int) -> Any:
+        """A split sequence's boundary hidden states it computes next (rows ``computed..``)."""
+        return r.hidden[r.computed : r.computed + n]
 
     # --- admission, room, finishing --------------------------------------------------------
 
@@ -183,20 +225,21 @@ class BatchScheduler:
             if len(plan) >= self.max_num_seqs:
                 return
             r = self.waiting[0]
-            if r.known * self.bpt > pool.capacity_bytes:
+            bpt = self.seq_bpt(r)
+            if r.known * bpt > pool.capacity_bytes:
                 self.waiting.popleft()
                 r.status = REJECTED
                 r.finish_s = s
                 r.queued_s += s - r.queued_since
                 self.finished.append(r)
                 continue
-            hit = pool.claim(r.session_id, 0, r.request_id, r.known - 1)
+            hit = pool.claim(r.session_id, r.split, r.request_id, r.known - 1)
             if hit:
                 entry = self.kept.pop(r.session_id)
                 r.kv, r.computed = entry.kv, hit
                 if r.admit_s < 0:
                     r.cached_tokens = hit
-            need = (r.known - r.computed) * self.bpt
+            need = (r.known - r.computed) * bpt
             while pool.free_bytes < need:
                 sid = pool.evict_lru()
                 if sid is None:
@@ -204,8 +247,8 @@ class BatchScheduler:
                 self._evicted(sid, plan)
             if pool.free_bytes < need:  # head-of-line blocking: give the entry back
                 if hit:
-                    pool.keep(r.request_id, r.session_id, 0, hit)
-                    self.kept[r.session_id] = Kept(hit, r.kv)
+                    pool.keep(r.request_id, r.session_id, r.split, hit)
+                    self.kept[r.session_id] = Kept(hit, r.kv, r.split)
                     r.kv, r.computed = None, 0
                 return
             self.waiting.popleft()
@@ -249,6 +292,7 @@ class BatchScheduler:
             j = plan.sequences.index(r)
             del plan.sequences[j], plan.tokens[j]
         r.kv, r.computed = None, 0
+        r.awaiting = False
         r.status = WAITING
         r.preemptions += 1
         r.queued_since = s
@@ -259,8 +303,8 @@ class BatchScheduler:
     def _finish(self, r: EdgeSequence, e: float) -> None:
         self.running.remove(r)
         if r.keep:
-            self.pool.keep(r.request_id, r.session_id, 0, r.computed)
-            self.kept[r.session_id] = Kept(r.computed, r.kv)
+            self.pool.keep(r.request_id, r.session_id, r.split, r.computed)
+            self.kept[r.session_id] = Kept(r.computed, r.kv, r.split)
         else:
             self.pool.release(r.request_id)
         r.kv = None

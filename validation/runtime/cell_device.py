@@ -12,14 +12,22 @@ which falls back to local greedy), then sends the session's token ids the edge d
 over its paced uplink and reads the tokens over its paced downlink. The clock of a request starts
 once its action is known (``decide_s`` is recorded apart), as in the single-device runtime.
 
-The cell validation's devices hold no layer of the model (``device_memory_layers = 0``) and its
-scenario puts the cloud out of reach (:func:`validation.cell_run.cell_scenario`): every
-placement is the edge with token ids, keeping the session's KV or not, so the devices need no
-compute of their own and leave the CPU to the edge. The one exception is the mask's: during a
-link outage only the whole model on the device is valid; the device then builds the model (once)
-and runs it here, and the simulator prices that turn on the device tier.
+The job's ``splits`` say where the device may place a request: the forced policy draws each
+session's split from them (:func:`validation.decisions.forced_split`), and the device tells the
+decision service it holds ``max(splits)`` layers (0 by default: every placement is then the edge
+with token ids, keeping the session's KV or not). The scenario puts the cloud out of reach
+(:func:`validation.cell_run.cell_scenario`). A split request (``0 < k < L``) runs the embedding
+and layers ``< k`` here (the single-device runtime's
+:meth:`~validation.runtime.model.SplitModel.device_layers`, one torch thread), uploads their
+hidden states, and answers every token but the last with the next position's hidden state
+(``STEP``), as the single-device runtime's device does; with keep it keeps its layers' KV for
+the session's next turn at the same split. A local turn (``k = L``, the mask's only choice in a
+link outage) runs the whole model here, and the simulator prices it on the device tier. The
+model is built once, before the run starts, when a split or local turn is possible.
 The device believes a session's KV is kept when the edge's ``DONE`` said so, until an
-``EVICTED`` notice arrives; it uploads the ids after what it believes is kept.
+``EVICTED`` notice arrives; it uploads what comes after what it believes is kept. A decision
+that moves a session off the split its KV is kept for sends ``DROP`` (the edge frees it then,
+as the simulator does at the decision).
 Prints ``REQ <i>`` after each request (the validation's progress bar).
 """
 
@@ -93,6 +101,7 @@ class DeviceJob:
     service_timeout_s: float
     scenario_path: str  # the validation's scenario (YAML): the client's mask and fallback
     chunk_bytes: int = 8192
+    splits: list[int] = field(default_factory=lambda: [0])  # where requests may be placed
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)))
@@ -108,6 +117,8 @@ class DeviceJob:
 class _Session:
     history: list[int] = field(default_factory=list)
     kept: int = 0  # positions of KV the device believes the edge keeps
+    kept_split: int = 0  # the split that KV was kept with
+    device_cache: Any = None  # its layers' KV here (a split turn with keep)
     local_positions: int = 0  # positions of the KV kept here (a local turn with keep)
     local_cache: Any = None
 
@@ -156,6 +167,8 @@ class CellDevice:
         )
 
     def run(self) -> list[dict[str, Any]]:
+        if max(self.job.splits) > 0:
+            self._local_model()  # built before the run: a split turn must not pay for it
         records = []
         for req in self.job.requests:
             sleep_until = self.job.t0 + req.target_s
@@ -171,10 +184,10 @@ class CellDevice:
     def _action(
         self, req: JobRequest, trace_t: float, cached: tuple[int | None, int]
     ) -> tuple[int, bool, str]:
-        from validation.decisions import device_state
+        from validation.decisions import device_state, forced_split
 
         if self.decide is None:
-            return 0, True, "forced"
+            return forced_split(self.job.seed, req.session, self.job.splits), True, "forced"
         state = device_state(
             req,  # type: ignore[arg-type]  # a RequestView: the fields device_view reads
             self.uplink,
@@ -182,7 +195,7 @@ class CellDevice:
             cached,
             self.facts,
             self.memory,
-            device_memory_layers=0,
+            device_memory_layers=max(self.job.splits),
         )
         decision = self.decide.decide(state)
         k, keep = self.layout.decode(decision.action)
@@ -197,7 +210,7 @@ class CellDevice:
             session.kept, session.local_positions, session.local_cache = 0, 0, None
         kept = min(session.kept, req.context_tokens)
         if kept:
-            cached: tuple[int | None, int] = (0, kept)
+            cached: tuple[int | None, int] = (session.kept_split, kept)
         elif session.local_cache is not None:
             cached = (L, session.local_positions)
         else:
@@ -205,15 +218,19 @@ class CellDevice:
         start_decide = now()
         k, keep, source = self._action(req, job.offset_s + start_decide - job.t0, cached)
         decide_s = now() - start_decide
-        if k not in (0, L):
+        if k != L and not 0 <= k <= max(job.splits):
             raise ValueError(
                 f"the decision placed request {req.request_id} at split {k}: the cell "
-                f"validation's devices hold no layer (valid: 0, or {L} in a link outage)"
+                f"validation's devices hold {max(job.splits)} layers (or all {L} in an outage)"
             )
+        if kept and session.kept_split != k:  # the session moves: its kept KV is useless
+            self.sender.send(Frame(wire.DROP, a=req.session), paced=False)
+            kept = session.kept = 0
+            session.device_cache = None
         rng = np.random.default_rng([job.seed, req.session, req.turn, req.request_id])
         prompt = rng.integers(0, job.vocab_size, size=req.new_tokens).tolist()
         sequence = session.history + prompt
-        if k == L:
+        if k > 0:
             self._local_model()  # built once, before the request's clock starts
         wall0 = now()
         if k == L:
@@ -221,7 +238,7 @@ class CellDevice:
             upload = 0
         else:
             session.local_positions, session.local_cache = 0, None  # the session moved
-            tokens, ttft, done = self._run_edge(session, sequence, req, keep, kept, wall0)
+            tokens, ttft, done = self._run_edge(session, sequence, req, k, keep, kept, wall0)
             upload = len(sequence) - kept
         latency = now() - wall0
         session.history = sequence + tokens
@@ -253,16 +270,33 @@ class CellDevice:
         session: _Session,
         sequence: list[int],
         req: JobRequest,
+        k: int,
         keep: bool,
         kept: int,
         wall0: float,
     ) -> tuple[list[int], float, dict[str, Any]]:
-        """Token ids up (those after what the edge keeps), tokens down: tokens, TTFT, DONE."""
+        """Token ids up (those after what the edge keeps), tokens down: tokens, TTFT, DONE.
+
+        With a split (``k > 0``) the device runs its layers first and sends hidden states, then
+        answers each token but the last with the next position's hidden state."""
+        from offload_rl.profiler import require_torch
+        from validation.runtime.model import new_cache
+
+        torch, _ = require_torch()
         trace_t = self.job.offset_s + (wall0 - self.job.t0)
         self.clock.trace_t0, self.clock.wall0 = trace_t, wall0
-        payload = wire.ids_to_bytes(sequence[kept:])
+        model, cache = None, None
+        if k == 0:
+            payload = wire.ids_to_bytes(sequence[kept:])
+        else:
+            model = self._local_model()
+            cache = session.device_cache if kept else new_cache()
+            with torch.inference_mode():
+                hidden = model.device_layers(sequence[kept:], k, cache, kept)
+            payload = wire.hidden_to_bytes(hidden)
         meta = {
             "session": req.session,
+            "k": k,
             "keep": keep,
             "past": kept,
             "known": len(sequence),
@@ -280,8 +314,17 @@ class CellDevice:
             if not tokens:
                 ttft = now() - wall0
             tokens.append(frame.a)
+            if model is not None and len(tokens) < req.output_tokens:
+                pos = len(sequence) + len(tokens) - 1
+                with torch.inference_mode():
+                    hidden = model.device_layers([frame.a], k, cache, pos)
+                step = Frame(wire.STEP, request=req.request_id, a=pos)
+                step.payload = wire.hidden_to_bytes(hidden)
+                self.sender.send(step)
         done = frame.meta or {}
         session.kept = int(done["positions"]) if done.get("kept") else 0
+        session.kept_split = k
+        session.device_cache = cache if session.kept else None
         return tokens, ttft, done
 
     def _run_local(
@@ -301,14 +344,12 @@ class CellDevice:
         past = session.local_positions if session.local_cache is not None else 0
         cache = session.local_cache if past else new_cache()
         with torch.inference_mode():
-            hidden = model.embed(torch.tensor([sequence[past:]]), past)
-            token = model.next_token(model.run_layers(hidden, 0, L, cache, past))
+            token = model.next_token(model.device_layers(sequence[past:], L, cache, past))
             ttft = now() - wall0
             tokens = [token]
             pos = len(sequence)
             for _ in range(1, req.output_tokens):
-                hidden = model.embed(torch.tensor([[token]]), pos)
-                token = model.next_token(model.run_layers(hidden, 0, L, cache, pos))
+                token = model.next_token(model.device_layers([token], L, cache, pos))
                 tokens.append(token)
                 pos += 1
         session.local_positions, session.local_cache = (pos, cache) if keep else (0, None)
@@ -344,7 +385,7 @@ class CellDevice:
         if frame.kind == wire.EVICTED:
             entry = self.sessions.get(frame.a)
             if entry is not None:
-                entry.kept = 0
+                entry.kept, entry.device_cache = 0, None
             return
         if frame.kind == wire.ERROR:
             raise ConnectionError(str((frame.meta or {}).get("message", "edge error")))

@@ -18,6 +18,15 @@ request that arrives during an iteration joins the next one. Scheduling and KV a
 :class:`~validation.runtime.packed_model.PackedModel`'s. With ``--report-url`` the edge pushes
 its state to the decision service after every iteration (latest only, from a daemon thread:
 :class:`~validation.runtime.state_report.StateReporter`).
+
+Split requests (``BEGIN`` with ``k > 0``): the payload is the hidden states after the device's
+layers ``< k``; the sequence's rows run layers ``[k, L)`` inside the same packed iteration as the
+token-id rows, and hold KV for those layers only. After each token the sequence waits for the
+device's ``STEP`` (its next position's hidden state) and iterations go on without it. The edge
+keeps a split sequence's boundary hidden states in host memory (as the simulator assumes): a
+preempted one re-prefills from them, and so does a turn whose kept entry was evicted between its
+decision and its arrival (the device then sent only the new positions). A ``DROP`` from a device
+(the session moved off its kept split) drops the session's kept entry.
 """
 
 from __future__ import annotations
@@ -93,6 +102,8 @@ class CellEdge:
         self.devices: list[_Device] = []
         self.owner: dict[int, int] = {}  # session -> device index
         self.history: dict[int, list[int]] = {}  # session -> every token id the edge has seen
+        self.boundary: dict[int, tuple[int, Any]] = {}  # session -> (split, its hidden states)
+        self.by_request: dict[int, EdgeSequence] = {}  # running or queued, by request id
         self.iterations: list[dict[str, Any]] = []
         self.requests: list[dict[str, Any]] = []
         self.model: SplitModel | None = None
@@ -152,13 +163,17 @@ class CellEdge:
         assert self.model is not None
         packed = PackedModel(self.model)
         sched = BatchScheduler(
-            self.pool_bytes, full_kv_bytes_per_token(self.model), *self.budgets, new_kv=SequenceKV
+            self.pool_bytes,
+            full_kv_bytes_per_token(self.model),
+            *self.budgets,
+            new_kv=SequenceKV,
+            n_layers=self.model.n_layers,
         )
         self.t0 = now()
         with torch.inference_mode():
             while any(d.open for d in self.devices) or sched.has_work():
-                self._drain(sched, block=not sched.has_work())
-                if not sched.has_work():
+                self._drain(sched, block=not sched.has_ready())
+                if not sched.has_ready():
                     continue
                 s = now()
                 plan = sched.schedule(s)
@@ -167,10 +182,8 @@ class CellEdge:
                     self._finish(sched)
                     self._drain(sched, block=True)
                     continue
-                chunks = [
-                    Chunk(sched.chunk_ids(r, n), r.kv, r.computed + n == r.known)
-                    for r, n in zip(plan.sequences, plan.tokens, strict=True)
-                ]
+                rows = zip(plan.sequences, plan.tokens, strict=True)
+                chunks = [self._chunk(sched, r, n) for r, n in rows]
                 shape = [
                     (n, r.computed, c.samples)
                     for r, n, c in zip(plan.sequences, plan.tokens, chunks, strict=True)
@@ -181,10 +194,24 @@ class CellEdge:
                 e = now()
                 got = sched.complete(plan, sampled, e)
                 self._log_iteration(s, took, shape, plan)
+                self.iterations[-1]["splits"] = [r.split for r in plan.sequences]
                 for r in got:
                     self._send_token(r)
                 self._finish(sched)
                 self._report(sched)
+
+    def _chunk(self, sched: BatchScheduler, r: EdgeSequence, n: int) -> Chunk:
+        """``r``'s part of the iteration: token ids, or (split) its boundary hidden states.
+
+        A split sequence preempted while its round trip was out is rescheduled with the
+        position whose hidden state is still on its way (the simulator re-prefills at once):
+        the edge waits for it here."""
+        samples = r.computed + n == r.known
+        if r.split == 0:
+            return Chunk(sched.chunk_ids(r, n), r.kv, samples)
+        while r.hidden.shape[0] < r.computed + n:
+            self._drain(sched, block=True)
+        return Chunk([], r.kv, samples, first_layer=r.split, hidden=sched.chunk_hidden(r, n))
 
     def _drain(self, sched: BatchScheduler, block: bool) -> None:
         """Take the frames that have arrived (waiting a little for one when ``block``)."""
@@ -204,6 +231,13 @@ class CellEdge:
         if frame is None or frame.kind == wire.BYE:
             device.open = False
             return
+        if frame.kind == wire.STEP:
+            self._step(sched, frame)
+            return
+        if frame.kind == wire.DROP:
+            sched.drop_session(frame.a)
+            self.boundary.pop(frame.a, None)
+            return
         if frame.kind != wire.BEGIN or frame.meta is None:
             raise ValueError(f"device {index}: unexpected {wire.KIND_NAMES.get(frame.kind)}")
         meta = frame.meta
@@ -212,12 +246,18 @@ class CellEdge:
             device.shape.clock.trace_t0 = float(meta["trace_t0"])
             device.shape.clock.wall0 = float(meta["wall0"])
         self.owner[sid] = index
-        known = self.history.get(sid, [])
-        if len(known) < past:
-            raise ValueError(
-                f"session {sid}: the device assumes {past} tokens, edge has {len(known)}"
-            )
-        ids = known[:past] + wire.ids_from_bytes(frame.payload)[0].tolist()
+        split = int(meta.get("k", 0))
+        hidden = None
+        if split == 0:
+            known = self.history.get(sid, [])
+            if len(known) < past:
+                raise ValueError(
+                    f"session {sid}: the device assumes {past} tokens, edge has {len(known)}"
+                )
+            ids = known[:past] + wire.ids_from_bytes(frame.payload)[0].tolist()
+        else:
+            hidden = self._boundary(sid, split, past, frame.payload)
+            ids = [0] * int(hidden.shape[0])  # the device's ids: not sent, only their count
         if len(ids) != int(meta["known"]):
             raise ValueError(f"request {frame.request}: {len(ids)} ids, expected {meta['known']}")
         seq = EdgeSequence(
@@ -227,8 +267,35 @@ class CellEdge:
             output_tokens=int(meta["out"]),
             keep=bool(meta["keep"]),
             arrival_s=frame.deliver_at or now(),
+            split=split,
+            hidden=hidden,
         )
+        self.by_request[frame.request] = seq
         sched.submit(seq, now())
+
+    def _boundary(self, sid: int, split: int, past: int, payload: bytes) -> Any:
+        """A split request's hidden states ``[known, d]``: the session's kept boundary states
+        for the ``past`` positions the device did not send, then the payload's."""
+        torch, _ = require_torch()
+        assert self.model is not None
+        new = wire.hidden_from_bytes(payload, self.model.d_model)[0]
+        if not past:
+            return new
+        kept = self.boundary.get(sid)
+        if kept is None or kept[0] != split or kept[1].shape[0] < past:
+            raise ValueError(f"session {sid}: the device assumes {past} positions at split {split}")
+        return torch.cat([kept[1][:past], new])
+
+    def _step(self, sched: BatchScheduler, frame: Frame) -> None:
+        """A split sequence's round trip ended: the hidden state of its next position."""
+        torch, _ = require_torch()
+        assert self.model is not None
+        r = self.by_request.get(frame.request)
+        if r is None or frame.a != r.hidden.shape[0]:
+            raise ValueError(f"request {frame.request}: unexpected STEP for position {frame.a}")
+        row = wire.hidden_from_bytes(frame.payload, self.model.d_model)[0]
+        r.hidden = torch.cat([r.hidden, row])
+        sched.arrived(r)
 
     def _send_token(self, r: EdgeSequence) -> None:
         device = self.devices[self.owner[r.session_id]]
@@ -236,14 +303,22 @@ class CellEdge:
         device.sender.send(token)
 
     def _notify_evictions(self, plan: Plan) -> None:
+        """Tell each evicted session's device; one that has left (said ``BYE``, or closed
+        while the notice was on its way) has no use for it."""
         for sid in plan.evicted:
             device = self.devices[self.owner[sid]]
-            device.sender.send(Frame(wire.EVICTED, a=sid), paced=False)
+            if device.open:
+                with contextlib.suppress(ConnectionError):
+                    device.sender.send(Frame(wire.EVICTED, a=sid), paced=False)
 
     def _finish(self, sched: BatchScheduler) -> None:
         for r in sched.finished:
-            self.history[r.session_id] = list(r.ids)
             rejected = r.status == REJECTED
+            self.by_request.pop(r.request_id, None)
+            if r.split == 0:
+                self.history[r.session_id] = list(r.ids)
+            elif r.keep and not rejected:
+                self.boundary[r.session_id] = (r.split, r.hidden[: r.computed])
             done = {
                 "kept": r.keep and not rejected,
                 "positions": r.computed,
@@ -259,6 +334,7 @@ class CellEdge:
                     "request_id": r.request_id,
                     "session": r.session_id,
                     "device": device.index,
+                    "split": r.split,
                     "arrival_s": r.arrival_s - self.t0,
                     "admit_s": r.admit_s - self.t0 if r.admit_s >= 0 else None,
                     "first_token_s": r.first_token_s - self.t0 if r.first_token_s >= 0 else None,
@@ -287,7 +363,7 @@ class CellEdge:
             return
         pool = sched.pool
         sessions = {
-            str(sid): {"tokens": kept.tokens, "split": 0, "recency_rank": rank}
+            str(sid): {"tokens": kept.tokens, "split": kept.split, "recency_rank": rank}
             for rank, (sid, kept) in enumerate(reversed(list(sched.kept.items())))
         }
         self.reporter.report(

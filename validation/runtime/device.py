@@ -327,7 +327,6 @@ class DeviceRuntime:
         record: RequestRecord,
         wall0: float,
     ) -> list[int] | None:
-        torch, _ = require_torch()
         model = self.model
         rid = turn.request_id
         cache = (session.cache if past else new_cache()) if k > 0 else None
@@ -336,8 +335,7 @@ class DeviceRuntime:
         if k == 0:
             payload = wire.ids_to_bytes(new_ids)
         else:
-            hidden = model.embed(torch.tensor([new_ids]), past)
-            hidden = model.run_layers(hidden, 0, k, cache, past)
+            hidden = model.device_layers(new_ids, k, cache, past)
             payload = wire.hidden_to_bytes(hidden)
         prefill_s = time.perf_counter() - start
         record.device_prefill_s += prefill_s
@@ -377,15 +375,13 @@ class DeviceRuntime:
     ) -> list[int]:
         """The tokens after the first: with a split inside the model each is a round trip
         (embed, device layers, one hidden state up); at ``k = 0`` the edge streams them."""
-        torch, _ = require_torch()
         model = self.model
         rid = turn.request_id
         tokens = [token]
         for i in range(1, turn.output_tokens):
             if k > 0:
                 start = time.perf_counter()
-                hidden = model.embed(torch.tensor([[token]]), pos)
-                hidden = model.run_layers(hidden, 0, k, cache, pos)
+                hidden = model.device_layers([token], k, cache, pos)
                 payload = wire.hidden_to_bytes(hidden)
                 record.device_compute_s += time.perf_counter() - start
                 step = Frame(wire.STEP, request=rid, a=pos, payload=payload)

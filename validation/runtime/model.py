@@ -176,6 +176,13 @@ class SplitModel:
             hidden = layer(hidden, cache=cache, attention_mask=mask, use_cache=True, **kwargs)
         return hidden
 
+    def device_layers(self, ids: list[int], k: int, cache: Any, start: int) -> Any:
+        """The device's part of a split at ``k``: the hidden states ``[1, n, d]`` after layer
+        ``k`` of token ids ``ids`` at positions ``start..`` (``cache`` holds ``start``
+        positions of layers ``< k``). ``k = L`` runs the whole stack (a local turn)."""
+        torch, _ = require_torch()
+        return self.run_layers(self.embed(torch.tensor([ids]), start), 0, k, cache, start)
+
     def next_token(self, hidden: Any) -> int:
         """Greedy next token from the last position (final norm over the chunk, as the
         profiler's head does, then the LM head on the last position)."""

@@ -62,11 +62,21 @@ class SequenceKV:
 
 @dataclass
 class Chunk:
-    """One sequence's part of an iteration: ``ids`` at positions ``kv.length..``."""
+    """One sequence's part of an iteration: ``ids`` at positions ``kv.length..``.
+
+    A split sequence (``first_layer = k > 0``: the device ran the embedding and layers
+    ``< k``) gives ``hidden`` instead, the ``[n, d]`` inputs of layer ``k`` its device sent;
+    its ``kv`` then holds layers ``[k, L)`` only (index 0 = layer ``k``).
+    """
 
     ids: list[int]
     kv: SequenceKV
     samples: bool  # the chunk ends the known tokens: sample the next one
+    first_layer: int = 0
+    hidden: Any = None
+
+    def __len__(self) -> int:
+        return len(self.ids) if self.hidden is None else int(self.hidden.shape[0])
 
 
 class PackedModel:
@@ -87,42 +97,69 @@ class PackedModel:
     def forward(self, chunks: list[Chunk]) -> list[int | None]:
         """Run one iteration; the greedy next token of each sampling chunk (None for the others).
 
-        Every chunk's KV grows by its tokens.
+        Every chunk's KV grows by its tokens. Split chunks join at their first layer: the rows
+        are packed by first layer, so the rows layer ``i`` runs are a prefix of the matrix (all
+        of it when every chunk starts at layer 0, the token-id path, unchanged by splits).
         """
+        if any(c.first_layer for c in chunks):
+            order = sorted(range(len(chunks)), key=lambda i: chunks[i].first_layer)
+            packed = self._forward([chunks[i] for i in order])
+            out: list[int | None] = [None] * len(chunks)
+            for j, i in enumerate(order):
+                out[i] = packed[j]
+            return out
+        return self._forward(chunks)
+
+    def _forward(self, chunks: list[Chunk]) -> list[int | None]:
+        """:meth:`forward` over chunks sorted by first layer."""
         torch, _ = require_torch()
         F = torch.nn.functional
         m = self.model
-        ids = torch.tensor([t for c in chunks for t in c.ids], dtype=torch.long)
-        pos = torch.cat([torch.arange(c.kv.length, c.kv.length + len(c.ids)) for c in chunks])
+        by_ids = [c for c in chunks if c.first_layer == 0]
+        ids = torch.tensor([t for c in by_ids for t in c.ids], dtype=torch.long)
+        pos = torch.cat(
+            [torch.arange(c.kv.length, c.kv.length + len(c.ids)) for c in by_ids]
+            or [torch.zeros(0, dtype=torch.long)]
+        )
         positions = m.positions
         assert positions is not None  # GPT-2 family: checked in __init__
         x = m.embed_tokens(ids) + positions(pos)
+        if len(by_ids) < len(chunks):
+            x = torch.cat([x, *(c.hidden for c in chunks[len(by_ids) :])])
+        T = int(x.shape[0])
         H, hd, d = self.n_heads, self.head_dim, self.d_model
-        masks = [_causal_mask(torch, c.kv.length, len(c.ids)) for c in chunks]
+        sizes = [len(c) for c in chunks]
+        masks = [_causal_mask(torch, c.kv.length, n) for c, n in zip(chunks, sizes, strict=True)]
         for li, block in enumerate(m.layers):
-            q, k, v = block.attn.c_attn(block.ln_1(x)).split(d, dim=-1)
+            active = [j for j, c in enumerate(chunks) if c.first_layer <= li]
+            if not active:
+                continue
+            rows = sum(sizes[j] for j in active)  # a prefix: the chunks are sorted
+            h = x[:rows]
+            q, k, v = block.attn.c_attn(block.ln_1(h)).split(d, dim=-1)
             outs = []
             off = 0
-            for c, mask in zip(chunks, masks, strict=True):
-                n = len(c.ids)
+            for j in active:
+                c, n = chunks[j], sizes[j]
                 qi = q[off : off + n].view(n, H, hd).transpose(0, 1)
                 ki = k[off : off + n].view(n, H, hd).transpose(0, 1)
                 vi = v[off : off + n].view(n, H, hd).transpose(0, 1)
-                keys, values = c.kv.append(li, ki, vi)
+                keys, values = c.kv.append(li - c.first_layer, ki, vi)
                 o = F.scaled_dot_product_attention(
-                    qi.unsqueeze(0), keys.unsqueeze(0), values.unsqueeze(0), attn_mask=mask
+                    qi.unsqueeze(0), keys.unsqueeze(0), values.unsqueeze(0), attn_mask=masks[j]
                 )
                 outs.append(o[0].transpose(0, 1).reshape(n, d))
                 off += n
-            x = x + block.attn.c_proj(torch.cat(outs))
-            x = x + block.mlp(block.ln_2(x))
-        for c in chunks:
-            c.kv.advance(len(c.ids))
+            h = h + block.attn.c_proj(torch.cat(outs))
+            h = h + block.mlp(block.ln_2(h))
+            x = h if rows == T else torch.cat([h, x[rows:]])
+        for c, n in zip(chunks, sizes, strict=True):
+            c.kv.advance(n)
         h = m.final_norm(x)
         last = []
         off = 0
-        for c in chunks:
-            off += len(c.ids)
+        for c, n in zip(chunks, sizes, strict=True):
+            off += n
             if c.samples:
                 last.append(off - 1)
         out: list[int | None] = [None] * len(chunks)

@@ -15,6 +15,12 @@ Per request (paced on the link, in this order):
 
 Control frames (unpaced): ``HELLO``/``READY`` (the edge builds the same model), ``LINK`` (the
 downlink trace and one-way delay), ``RESET``/``RESET_OK`` (forget every session), ``ERROR``.
+
+The cell runtime (:mod:`validation.runtime.cell_edge`) speaks the same request frames (its
+``BEGIN`` also carries ``known``, the sequence's length) and two notices of its own, both
+unpaced: ``EVICTED`` (edge -> device: a kept session's KV is gone) and ``DROP`` (device -> edge,
+when a decision moves a session off the split its KV was kept for: the entry is dropped then,
+as the simulator drops it at the decision).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ RESET_OK = 10
 ERROR = 11
 BYE = 12
 EVICTED = 13  # cell edge -> device, unpaced: the edge dropped a session's kept KV
+DROP = 14  # device -> cell edge, unpaced, at a decision: the session moved off its kept split
 
 KIND_NAMES = {
     value: name

@@ -107,12 +107,59 @@ def test_a_full_pool_evicts_kept_sessions_then_preempts_the_newest() -> None:
     assert s.preemptions == 1
 
 
-def _unit_cost(n_layers: int = 2) -> BatchRoofline:
-    """A cost under which every iteration takes exactly 1 s (the schedule alone matters)."""
+def test_a_split_sequence_waits_for_its_round_trip_and_holds_its_layers_kv() -> None:
+    # 4 layers, 12 bytes per token over all of them: a split at layer 3 holds 3 bytes a token
+    s = BatchScheduler(10_000, 12, max_num_batched_tokens=100, max_num_seqs=8, n_layers=4)
+    a = EdgeSequence(1, 1, list(range(4)), 3, False, 0.0, split=3)
+    b = seq(2, 2, 3)
+    s.submit(a, 0.0)
+    s.submit(b, 0.0)
+    assert step(s, 0.0) == ([1, 2], [4, 2])
+    assert s.pool.held_by(1) == 4 * 3 and s.pool.held_by(2) == 2 * 12
+    assert a.awaiting and not b.awaiting  # A's token went down; B decodes on
+    assert step(s, 1.0) == ([2], [1])
+    s.arrived(a)
+    assert step(s, 2.0) == ([1, 2], [1, 1])
+    assert s.pool.held_by(1) == 5 * 3
+
+
+def test_a_split_sequence_preempted_during_its_round_trip_requeues_ready() -> None:
+    """As the simulator's ``_preempt`` (``ready_at = 0``): the wait ends, and the sequence
+    re-prefills every position it knows, the one on its way from the device included."""
+    # room for 10 tokens of every layer: B (token ids) 4 + 4 out, A (split 2 of 4) 4 at half
+    s = BatchScheduler(10 * 12, 12, max_num_batched_tokens=100, max_num_seqs=8, n_layers=4)
+    b = seq(1, 4, 6)
+    a = EdgeSequence(2, 2, list(range(8)), 3, False, 0.0, split=2)
+    s.submit(b, 0.0)
+    s.submit(a, 0.0)
+    assert step(s, 0.0) == ([1, 2], [4, 8])  # pool: 4 x 12 + 8 x 6 = 96 of 120
+    assert a.awaiting
+    assert step(s, 1.0) == ([1], [1])  # 108
+    assert step(s, 2.0) == ([1], [1])  # 120: full
+    plan = s.schedule(3.0)  # B's next token needs 12 more: A, the newest, is preempted
+    assert plan.preempted == [2] and not a.awaiting and a.computed == 0
+    assert s.waiting[0] is a and a.known == 9
+
+
+def test_a_kept_entry_serves_only_the_same_split_and_a_move_drops_it() -> None:
+    s = BatchScheduler(10_000, 12, max_num_batched_tokens=100, max_num_seqs=8, n_layers=4)
+    s.submit(EdgeSequence(1, 9, list(range(5)), 1, True, 0.0, split=2), 0.0)
+    step(s, 0.0)
+    assert s.pool.peek(9) is not None and s.pool.peek(9).split == 2 and s.kept[9].split == 2
+    other = EdgeSequence(2, 9, [*range(6), 1], 1, True, 0.0, split=1)
+    s.submit(other, 1.0)
+    assert step(s, 1.0) == ([2], [7])  # another split: a miss, everything prefilled
+    assert other.cached_tokens == 0
+    s.drop_session(9)  # what the edge does when the device says the session moved
+    assert s.pool.peek(9) is None and 9 not in s.kept and s.evictions == 0
+
+
+def _layer_cost(n_layers: int = 4) -> BatchRoofline:
+    """An iteration takes 0.25 s per layer its lowest split runs (binary fractions: exact)."""
     return BatchRoofline(
         n_layers=n_layers,
-        kv_bytes_per_token_layer=BPT // 2,
-        layer_fixed_s=1.0 / n_layers,
+        kv_bytes_per_token_layer=BPT_LAYER,
+        layer_fixed_s=0.25,
         kv_s_per_token=0.0,
         linear_s_per_token=0.0,
         attn_s_unit=0.0,
@@ -124,14 +171,18 @@ def _unit_cost(n_layers: int = 2) -> BatchRoofline:
     )
 
 
+BPT_LAYER = 3  # bytes per token and layer of the property test's 4-layer model
+
+
 class _Recording(EdgeServer):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.batches: list[tuple[int, int]] = []
+        self.batches: list[tuple[float, list[tuple[int, int]]]] = []
 
     def _batch_time(self) -> float:
         took = super()._batch_time()
-        self.batches.append((self.last_batch_size, self.last_batch_tokens))
+        rows = [(r.request_id, n) for r, n in zip(self._sched, self._sched_n, strict=True)]
+        self.batches.append((self.clock, rows))
         return took
 
 
@@ -141,10 +192,58 @@ request = st.tuples(
     st.integers(1, 30),  # prompt tokens
     st.integers(1, 6),  # output tokens
     st.booleans(),  # keep
+    st.integers(0, 3),  # split (first edge layer of 4)
+    st.integers(0, 12),  # round trip, eighths of a second
 )
 
 
-@settings(max_examples=60, deadline=None)
+def _run_runtime(
+    reqs: list[tuple[int, int, int, int, bool, int, int]],
+    run: BatchScheduler,
+    cost: BatchRoofline,
+) -> list[tuple[float, list[tuple[int, int]]]]:
+    """Drive the runtime's scheduler as the edge process does, with the simulator's clock:
+    prompts arrive at their times, a split sequence's next position when its round trip ends,
+    and each iteration takes what ``cost`` prices."""
+    events: list[tuple[float, int, EdgeSequence, bool]] = []  # (time, order, seq, is_arrival)
+    trips: dict[int, float] = {}
+    for rid, (at, session, new, out, keep, split, trip) in enumerate(reqs):
+        r = EdgeSequence(rid, session, list(range(new)), out, keep, 0.0, split=split)
+        events.append((float(at) + 0.5, rid, r, True))
+        trips[rid] = trip / 8.0
+    batches: list[tuple[float, list[tuple[int, int]]]] = []
+    t = 0.0
+    while events or run.has_work():
+        events.sort(key=lambda x: (x[0], x[1]))
+        while events and events[0][0] <= t:
+            _, _, r, is_arrival = events.pop(0)
+            if is_arrival:
+                run.submit(r, t)
+            else:
+                run.arrived(r)
+        plan = run.schedule(t) if run.has_ready() else None
+        if plan is None or not plan.sequences:  # idle: all wait for a round trip or a prompt
+            if not events:
+                assert not run.has_work()
+                break
+            t = max(t, events[0][0])
+            continue
+        rows = [
+            (r.split, n, r.computed, r.computed + n == r.known)
+            for r, n in zip(plan.sequences, plan.tokens, strict=True)
+        ]
+        ids = [r.request_id for r in plan.sequences]
+        batches.append((t, list(zip(ids, plan.tokens, strict=True))))
+        e = t + cost.iteration_s(rows)
+        sampled = [1 if smp else None for *_, smp in rows]
+        for r in run.complete(plan, sampled, e):
+            if r.awaiting:
+                events.append((e + trips[r.request_id], len(reqs) + len(batches), r, False))
+        t = e
+    return batches
+
+
+@settings(max_examples=80, deadline=None)
 @given(
     st.lists(request, min_size=1, max_size=8),
     st.integers(20, 80),
@@ -152,45 +251,25 @@ request = st.tuples(
     st.integers(1, 4),
 )
 def test_schedules_the_batches_the_simulator_schedules(
-    reqs: list[tuple[int, int, int, int, bool]], pool_tokens: int, budget: int, seqs: int
+    reqs: list[tuple[int, int, int, int, bool, int, int]],
+    pool_tokens: int,
+    budget: int,
+    seqs: int,
 ) -> None:
+    """Token-id and split sequences mixed: the same batches (who, how many tokens) at the same
+    instants, the same preemptions and evictions."""
     reqs = sorted(reqs, key=lambda r: r[0])
-    sim = _Recording(_unit_cost(), pool_tokens * BPT, budget, seqs, fast=False)
-    run = BatchScheduler(pool_tokens * BPT, BPT, budget, seqs)
+    cost = _layer_cost()
+    pool = pool_tokens * 4 * BPT_LAYER
+    sim = _Recording(cost, pool, budget, seqs, fast=False)
     # a session's turns run one after the other in both (arrivals are per iteration)
-    for rid, (at, session, new, out, keep) in enumerate(reqs):
+    for rid, (at, session, new, out, keep, split, trip) in enumerate(reqs):
         t = float(at) + 0.5
         sim.advance(t)
-        sim.submit(EdgeRequest(rid, session, 0, t, 0, new, out, keep=keep), t)
+        er = EdgeRequest(rid, session, split, t, 0, new, out, keep=keep, round_trip_s=trip / 8.0)
+        sim.submit(er, t)
     sim.advance(1e6)
-    arrivals = {float(at) + 0.5: [] for at, *_ in reqs}
-    for rid, (at, session, new, out, keep) in enumerate(reqs):
-        arrivals[float(at) + 0.5].append(
-            EdgeSequence(rid, session, list(range(new)), out, keep, 0.0)
-        )
-    batches: list[tuple[int, int]] = []
-    t = 0.0
-    pending = sorted(arrivals.items())
-    while pending or run.has_work():
-        while pending and pending[0][0] <= t:
-            for r in pending.pop(0)[1]:
-                run.submit(r, t)
-        if not run.has_work():
-            t = pending[0][0]
-            continue
-        plan = run.schedule(t)
-        if not plan.sequences:  # everything queued was rejected
-            assert not run.running
-            if pending:
-                t = pending[0][0]
-            continue
-        sampled = [
-            1 if r.computed + n == r.known else None
-            for r, n in zip(plan.sequences, plan.tokens, strict=True)
-        ]
-        batches.append((len(plan), plan.n_tokens))
-        run.complete(plan, sampled, t + 1.0)
-        t += 1.0
-    assert batches == sim.batches
+    run = BatchScheduler(pool, 4 * BPT_LAYER, budget, seqs, n_layers=4)
+    assert _run_runtime(reqs, run, cost) == sim.batches
     assert run.preemptions == sim.preemptions
     assert run.evictions == sim.pool.evictions
