@@ -43,6 +43,9 @@ OUTCOME_KEYS = (
 )
 
 
+CLASS_NAMES = tuple(DEVICE_CLASSES)  # info["device_class"] by class index
+
+
 class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
     """Placement and KV-cache decisions for ``N`` phones that share one edge server.
 
@@ -266,7 +269,7 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
             "trace": d.uplink.name,
             "measured_mbps": self._state.throughput_mbps[-1] if self._state.throughput_mbps else 0,
             "device": cr.device,
-            "device_class": list(DEVICE_CLASSES)[d.class_index],
+            "device_class": CLASS_NAMES[d.class_index],
             "device_temp_c": d.temp_c(),
             "radio_state": RADIO_STATES[d.radio_state_index(t)],
         }

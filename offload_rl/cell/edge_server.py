@@ -302,13 +302,11 @@ class EdgeServer:
 
     def state(self) -> EdgeState:
         """The runtime's exact view of itself (O(requests); once per decision)."""
-        pool = self.pool
         if self.compiled:
-            t = self._table
-            waiting_tokens, running_tokens = self._kernels.totals(t.ints, t.gi, t.run, t.wait)
-        else:
-            waiting_tokens = sum(r.known - r.computed for r in self.waiting)
-            running_tokens = sum(r.computed for r in self.running)
+            return self._table_state()
+        pool = self.pool
+        waiting_tokens = sum(r.known - r.computed for r in self.waiting)
+        running_tokens = sum(r.computed for r in self.running)
         return EdgeState(
             time_s=self.clock,
             n_waiting=len(self.waiting),
@@ -538,6 +536,28 @@ class EdgeServer:
             self._membership = gi[tab.MEMBERSHIP]
             self.running = table.running()
             self.waiting = table.waiting()
+
+    def _table_state(self) -> EdgeState:
+        """:meth:`state` of a compiled server, read from its table's scalars."""
+        t = self._table
+        waiting_tokens, running_tokens = self._kernels.totals(t.ints, t.gi, t.run, t.wait)
+        g = t.gi.tolist()
+        return EdgeState(
+            time_s=self.clock,
+            n_waiting=g[tab.N_WAITING],
+            waiting_tokens=waiting_tokens,
+            n_running=g[tab.N_RUNNING],
+            running_tokens=running_tokens,
+            last_batch_size=self.last_batch_size,
+            last_batch_tokens=self.last_batch_tokens,
+            pool_capacity_bytes=g[tab.CAPACITY],
+            pool_used_bytes=g[tab.RUNNING_BYTES] + g[tab.KEPT_BYTES],
+            running_bytes=g[tab.RUNNING_BYTES],
+            kept_bytes=g[tab.KEPT_BYTES],
+            n_kept=g[tab.N_KEPT],
+            preemptions=g[tab.PREEMPTIONS_TOTAL],
+            evictions=g[tab.EVICTIONS],
+        )
 
     def _drain(self) -> None:
         """The kernel's log, in its order: first tokens, finishes, rejections, events."""

@@ -172,9 +172,10 @@ class SequenceTable:
     def waiting(self) -> deque[EdgeRequest]:
         """The waiting requests' objects, queue order."""
         head, n = int(self.gi[W_HEAD]), int(self.gi[N_WAITING])
-        size = self.wait.shape[0]
-        rows = [int(self.wait[(head + i) % size]) for i in range(n)]
-        return deque(self.requests[j] for j in rows)  # type: ignore[misc]
+        ring = self.wait.tolist()
+        rows = ring[head : head + n] + ring[: max(head + n - len(ring), 0)]
+        reqs = self.requests
+        return deque([reqs[j] for j in rows])  # type: ignore[misc]
 
     def _grow_rows(self, n: int) -> None:
         """``n`` more free rows (the waiting ring unrolled to start at 0)."""

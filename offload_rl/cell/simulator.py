@@ -446,13 +446,19 @@ class CellSimulator:
     def _stream_tokens(self, t: float) -> None:
         """Keep the radios of devices receiving tokens connected through ``(last t, t]``."""
         half = self.rtt / 2.0
+        last = self._t
+        awake, radios = self._awake, self._radios
         for cr in self._at_edge.values():
             er = cr.edge
             if er is not None and er.first_token_s >= 0:
-                lo = max(er.first_token_s + half, self._t)
+                lo = er.first_token_s + half
+                if lo < last:  # max(first + half, last), as Device.receive was called with
+                    lo = last
                 if t > lo:
-                    self._wake(cr.device)
-                    self.devices[cr.device].receive(lo, t - lo)
+                    j = cr.device
+                    if j not in awake:
+                        self._wake(j)
+                    radios[j].transfer(lo, t - lo, 0.0, 0.0)  # Device.receive, inlined
 
     def _radio_energy(self, t: float) -> float:
         """Radio joules of every device in ``(last advance, t]``, settling only awake radios.
