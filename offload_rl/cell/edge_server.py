@@ -204,7 +204,7 @@ class EdgeServer:
     def _start_compiled(self, pool_bytes: int) -> None:
         """Load the compiled scheduler (or fall back to Python for good) and make its table."""
         try:
-            self._kernels = cd.scheduler()
+            cd.scheduler()  # compiled once per process (the server holds no module: it deep-copies)
         except cd.COMPILE_ERRORS as err:
             cd.disable(str(err).splitlines()[0] if str(err) else type(err).__name__)
             self.compiled = False
@@ -513,7 +513,7 @@ class EdgeServer:
         """:meth:`advance` in machine code (:func:`compiled_scheduler.advance`), in place on the
         table; what it logged is then handed to the objects, the lists and the scalars."""
         table = self._table
-        advance = self._kernels.advance
+        advance = cd.scheduler().advance
         while True:
             paused = advance(
                 table.ints, table.floats, table.kept, table.gi, table.gf, table.run, table.wait,
@@ -540,7 +540,7 @@ class EdgeServer:
     def _table_state(self) -> EdgeState:
         """:meth:`state` of a compiled server, read from its table's scalars."""
         t = self._table
-        waiting_tokens, running_tokens = self._kernels.totals(t.ints, t.gi, t.run, t.wait)
+        waiting_tokens, running_tokens = cd.scheduler().totals(t.ints, t.gi, t.run, t.wait)
         g = t.gi.tolist()
         return EdgeState(
             time_s=self.clock,

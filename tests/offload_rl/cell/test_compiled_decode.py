@@ -11,6 +11,7 @@ compiled scheduler does the same IEEE operations in the same order).
 
 from __future__ import annotations
 
+import copy
 import functools
 import operator
 import os
@@ -159,3 +160,22 @@ def test_a_scheduler_that_fails_to_compile_falls_back_to_python(monkeypatch):
         server.advance(5.0)
     assert fallen.iterations > 40
     assert _snapshot(reference, 5.0) == _snapshot(fallen, 5.0)
+
+
+def test_a_deep_copy_of_a_compiled_server_has_the_same_future_and_its_own_state():
+    """The cell oracle forks the simulator with copy.deepcopy: the copy's table is its own."""
+    server = EdgeServer(COST, 300 * KV_TOKEN, compiled=True)
+    assert server.compiled
+    for rid, (k, out) in enumerate(((0, 30), (4, 25), (0, 60), (7, 40))):
+        server.submit(
+            EdgeRequest(rid, rid % 3, k, 0.0, 0, 90, out, keep=True, round_trip_s=0.003), 0.0
+        )
+    server.advance(0.05)
+    fork = copy.deepcopy(server)
+    for s in (server, fork):
+        s.advance(2.0)
+    assert _snapshot(server, 2.0) == _snapshot(fork, 2.0)
+    assert server.iterations > 20
+    fork.submit(EdgeRequest(9, 0, 0, 0.0, 0, 10, 5), fork.clock)
+    fork.advance(3.0)
+    assert server.n_in_system == 0 and fork.iterations > server.iterations
