@@ -248,7 +248,7 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         self._prepare()
         edge = sim.edge  # the fields of edge.state() read directly (it sums over requests)
         info["edge_batch"] = edge.last_batch_size
-        info["edge_waiting"] = len(edge.waiting)
+        info["edge_waiting"] = edge.n_waiting
         info["edge_kv_occupancy"] = edge.pool.used_bytes / edge.pool.capacity_bytes
         return self._obs, float(reward), False, bool(truncated), info
 

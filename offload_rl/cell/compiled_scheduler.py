@@ -53,7 +53,6 @@ from offload_rl.cell.sequence_table import (
     LAST_TOKENS,
     MAX_SEQS,
     MAX_TOKENS,
-    MEMBERSHIP,
     N_IN_SYSTEM,
     N_KEPT,
     N_OUT,
@@ -198,15 +197,9 @@ def _evict_lru(kept: np.ndarray, gi: np.ndarray) -> int:
 
 
 @jit
-def _wait_head(wait: np.ndarray, gi: np.ndarray) -> int:
-    return wait[gi[W_HEAD]]
-
-
-@jit
 def _wait_popleft(wait: np.ndarray, gi: np.ndarray) -> None:
     gi[W_HEAD] = (gi[W_HEAD] + 1) % wait.shape[0]
     gi[N_WAITING] -= 1
-    gi[MEMBERSHIP] += 1
 
 
 @jit
@@ -214,7 +207,6 @@ def _wait_appendleft(wait: np.ndarray, gi: np.ndarray, j: int) -> None:
     gi[W_HEAD] = (gi[W_HEAD] - 1) % wait.shape[0]
     wait[gi[W_HEAD]] = j
     gi[N_WAITING] += 1
-    gi[MEMBERSHIP] += 1
 
 
 @jit
@@ -226,7 +218,6 @@ def _run_remove(run: np.ndarray, gi: np.ndarray, j: int) -> None:
     for m in range(i, n - 1):
         run[m] = run[m + 1]
     gi[N_RUNNING] = n - 1
-    gi[MEMBERSHIP] += 1
 
 
 # --- requests leaving or going back ---------------------------------------------------------
@@ -315,7 +306,6 @@ def _make_room(
             _log(out_i, out_t, gi, OUT_EVICTED, sess, s)
             continue
         gi[N_RUNNING] -= 1
-        gi[MEMBERSHIP] += 1
         victim = run[gi[N_RUNNING]]
         _preempt(ints, floats, gi, wait, out_i, out_t, victim, s)
         if victim == j:

@@ -48,8 +48,8 @@ arrays it owns (:class:`~offload_rl.cell.sequence_table.SequenceTable`) and each
 reference (``EdgeServer(..., compiled=False)`` or ``OFFLOAD_RL_COMPILED=0``;
 ``tests/offload_rl/cell/test_compiled_decode.py`` compares them with ``==``). Then ``pool`` is a
 :class:`~offload_rl.cell.sequence_table.TablePool` (KVPool's read side), the requests still in
-the server have their fields written on :meth:`EdgeServer.sync_requests`, and ``running`` and
-``waiting`` are refreshed after each call.
+the server have their fields written on :meth:`EdgeServer.sync_requests` (and when ``running``
+or ``waiting`` is read).
 
 Left out on purpose: swapping (recompute only, vLLM's default), priorities, the 1% free-block
 watermark, speculative decoding. On recompute a split request re-prefills from the boundary
@@ -161,8 +161,8 @@ class EdgeServer:
         self.max_num_batched_tokens = int(max_num_batched_tokens)
         self.max_num_seqs = int(max_num_seqs)
         self.fast = fast  # False: the general scheduler for every iteration (the reference)
-        self.waiting: deque[EdgeRequest] = deque()
-        self.running: list[EdgeRequest] = []  # admission order: last = most recently admitted
+        self._waiting: deque[EdgeRequest] = deque()
+        self._running: list[EdgeRequest] = []  # admission order: last = most recently admitted
         self.clock = 0.0  # simulated up to here (end of the last iteration, or an idle instant)
         self.busy_s = 0.0
         self.iterations = 0
@@ -212,7 +212,6 @@ class EdgeServer:
         cost = self.cost
         self._table = SequenceTable(pool_bytes, self.max_num_batched_tokens, self.max_num_seqs)
         self.pool = TablePool(self._table)
-        self._membership = 0  # the table's MEMBERSHIP that running/waiting mirror
         self._cost_terms = np.array(
             [
                 *self._decode_terms[:6],
@@ -242,7 +241,6 @@ class EdgeServer:
             self.cost.n_layers - req.split
         ) * self.cost.kv_bytes_per_token_layer
         req.queued_since = t
-        self.waiting.append(req)
         if not self._in_flight and t > self.clock:
             self.clock = t
         if self.compiled:
@@ -254,7 +252,8 @@ class EdgeServer:
                 self._area_t,
             )
             table.gi[tab.N_IN_SYSTEM] = self._n_in_system
-            self._membership = int(table.gi[tab.MEMBERSHIP])
+        else:
+            self._waiting.append(req)
 
     def set_round_trip(self, req: EdgeRequest, round_trip_s: float) -> None:
         """Update a split request's per-token round trip (the link changed)."""
@@ -275,7 +274,7 @@ class EdgeServer:
                     return
                 self._complete_iteration()
                 continue
-            if self.fast and not self.waiting and self._decode_run(t):
+            if self.fast and not self._waiting and self._decode_run(t):
                 return
             start = self._next_start()
             if start is None or start >= t:
@@ -284,7 +283,7 @@ class EdgeServer:
                 return
             self.clock = start
             if not self._start_iteration(start):
-                later = [r.ready_at for r in self.running if r.ready_at > start]
+                later = [r.ready_at for r in self._running if r.ready_at > start]
                 if not later or min(later) >= t:
                     self.clock = t  # idle until a round trip ends or a request arrives
                     return
@@ -305,13 +304,13 @@ class EdgeServer:
         if self.compiled:
             return self._table_state()
         pool = self.pool
-        waiting_tokens = sum(r.known - r.computed for r in self.waiting)
-        running_tokens = sum(r.computed for r in self.running)
+        waiting_tokens = sum(r.known - r.computed for r in self._waiting)
+        running_tokens = sum(r.computed for r in self._running)
         return EdgeState(
             time_s=self.clock,
-            n_waiting=len(self.waiting),
+            n_waiting=len(self._waiting),
             waiting_tokens=waiting_tokens,
-            n_running=len(self.running),
+            n_running=len(self._running),
             running_tokens=running_tokens,
             last_batch_size=self.last_batch_size,
             last_batch_tokens=self.last_batch_tokens,
@@ -323,6 +322,28 @@ class EdgeServer:
             preemptions=self.preemptions,
             evictions=pool.evictions,
         )
+
+    @property
+    def running(self) -> list[EdgeRequest]:
+        """The running requests, admission order (last = most recently admitted); a compiled
+        server writes their fields first (:meth:`sync_requests`)."""
+        if self.compiled:
+            self._table.sync()
+            return self._table.running()
+        return self._running
+
+    @property
+    def waiting(self) -> deque[EdgeRequest]:
+        """The queue, head first; a compiled server writes their fields first."""
+        if self.compiled:
+            self._table.sync()
+            return self._table.waiting()
+        return self._waiting
+
+    @property
+    def n_waiting(self) -> int:
+        """``len(waiting)`` without building the queue."""
+        return int(self._table.gi[tab.N_WAITING]) if self.compiled else len(self._waiting)
 
     @property
     def n_in_system(self) -> int:
@@ -341,11 +362,11 @@ class EdgeServer:
 
     def _next_start(self) -> float | None:
         """When the next iteration can start: now if anything is ready or queued."""
-        if self.waiting:
+        if self._waiting:
             return self.clock
-        if not self.running:
+        if not self._running:
             return None
-        first_ready = min(r.ready_at for r in self.running)
+        first_ready = min(r.ready_at for r in self._running)
         return max(self.clock, first_ready)
 
     def _start_iteration(self, s: float) -> bool:
@@ -355,8 +376,8 @@ class EdgeServer:
         budget = self.max_num_batched_tokens
         preempted_before = self.preemptions
         i = 0
-        while i < len(self.running) and budget > 0 and len(self._sched) < self.max_num_seqs:
-            r = self.running[i]
+        while i < len(self._running) and budget > 0 and len(self._sched) < self.max_num_seqs:
+            r = self._running[i]
             i += 1
             if r.ready_at > s or r.known - r.computed != 1:
                 continue
@@ -369,7 +390,7 @@ class EdgeServer:
             self._sched.append(r)
             self._sched_n.append(1)
             budget -= 1
-        for r in self.running:
+        for r in self._running:
             if budget <= 0 or len(self._sched) >= self.max_num_seqs:
                 break
             need = r.known - r.computed
@@ -389,12 +410,12 @@ class EdgeServer:
     def _admit(self, s: float, budget: int) -> None:
         """FCFS admissions into what is left of the budgets (step 3 of the module docstring)."""
         pool = self._kv
-        while self.waiting and budget > 0 and len(self.running) < self.max_num_seqs:
+        while self._waiting and budget > 0 and len(self._running) < self.max_num_seqs:
             if len(self._sched) >= self.max_num_seqs:
                 return
-            r = self.waiting[0]
+            r = self._waiting[0]
             if r.known * r.kv_bytes_per_token > pool.capacity_bytes:
-                self.waiting.popleft()
+                self._waiting.popleft()
                 self._reject(r, s)
                 continue
             hit = pool.claim(r.session_id, r.split, r.request_id, r.known - 1)
@@ -413,14 +434,14 @@ class EdgeServer:
                     pool.keep(r.request_id, r.session_id, r.split, hit)
                     r.computed = 0
                 return
-            self.waiting.popleft()
+            self._waiting.popleft()
             pool.grow(r.request_id, need)
             r.status = RUNNING
             r.queued_s += s - r.queued_since
             if r.admit_s < 0:
                 r.admit_s = s
-                r.batch_at_admit = len(self.running)
-            self.running.append(r)
+                r.batch_at_admit = len(self._running)
+            self._running.append(r)
             n = min(r.known - r.computed, budget)
             self._sched.append(r)
             self._sched_n.append(n)
@@ -437,7 +458,7 @@ class EdgeServer:
             if sid is not None:
                 self._events.append(EdgeEvent(s, "evicted", sid))
                 continue
-            victim = self.running.pop()
+            victim = self._running.pop()
             self._preempt(victim, s)
             if victim is r:
                 return False
@@ -452,7 +473,7 @@ class EdgeServer:
         r.queued_since = s
         r.ready_at = 0.0
         self.preemptions += 1
-        self.waiting.appendleft(r)
+        self._waiting.appendleft(r)
         self._events.append(EdgeEvent(s, "preempted", r.session_id, r.request_id))
 
     def _reject(self, r: EdgeRequest, s: float) -> None:
@@ -532,10 +553,6 @@ class EdgeServer:
         self.last_batch_tokens = gi[tab.LAST_TOKENS]
         self._in_flight = bool(gi[tab.IN_FLIGHT])
         self._n_in_system = gi[tab.N_IN_SYSTEM]
-        if gi[tab.MEMBERSHIP] != self._membership:
-            self._membership = gi[tab.MEMBERSHIP]
-            self.running = table.running()
-            self.waiting = table.waiting()
 
     def _table_state(self) -> EdgeState:
         """:meth:`state` of a compiled server, read from its table's scalars."""
@@ -606,7 +623,7 @@ class EdgeServer:
         """
         if not self._decodes_only():
             return False
-        running = self.running
+        running = self._running
         pool = self._kv
         fixed = self._decode_fixed_s
         slope = self._decode_slope
@@ -678,10 +695,10 @@ class EdgeServer:
         """When the next decode iteration starts, who is ready then (admission order), and when
         the earliest round trip still out ends (inf: none)."""
         first = float("inf")
-        earliest = self.running[0]  # the request whose round trip ends first (first)
+        earliest = self._running[0]  # the request whose round trip ends first (first)
         tie = False  # another one ends at the same instant
         batch = []
-        for r in self.running:
+        for r in self._running:
             x = r.ready_at
             if x <= clock:
                 batch.append(r)
@@ -692,7 +709,7 @@ class EdgeServer:
         if batch:
             return clock, batch, first  # someone became ready while the last iteration ran
         # the server idles until the first round trip ends
-        batch = [r for r in self.running if r.ready_at <= first] if tie else [earliest]
+        batch = [r for r in self._running if r.ready_at <= first] if tie else [earliest]
         return first, batch, first
 
     def _price_decodes(self, batch: list[EdgeRequest]) -> tuple[int, float, int, int]:
@@ -721,12 +738,12 @@ class EdgeServer:
         """Whether :meth:`_decode_run` may start: nothing queued, every running request one token
         short of a decode and holding exactly its computed tokens' KV (not prefilling, not a
         prompt's reserved last token)."""
-        if not self.running or self.waiting:
+        if not self._running or self._waiting:
             return False
         held = self._kv.held_by
         return all(
             r.known - r.computed == 1 and held(r.request_id) == r.computed * r.kv_bytes_per_token
-            for r in self.running
+            for r in self._running
         )
 
     def _jump(
@@ -759,7 +776,7 @@ class EdgeServer:
     def _end_decode_run(self, charged: dict[int, int]) -> None:
         """Settle the pool shares :meth:`_decode_run` counted; a batch left in flight holds its
         new tokens' KV, as at an iteration's start."""
-        for r in self.running:
+        for r in self._running:
             self._settle(r, charged)
         if self._in_flight:
             for r in self._sched:
@@ -774,7 +791,7 @@ class EdgeServer:
         return nbytes
 
     def _finish(self, r: EdgeRequest, e: float) -> None:
-        self.running.remove(r)
+        self._running.remove(r)
         if r.keep:
             self._kv.keep(r.request_id, r.session_id, r.split, r.computed)
         else:

@@ -70,9 +70,8 @@ K_SPLIT, K_TOKENS, K_BYTES, K_STAMP = range(4)
     CAPACITY,
     MAX_TOKENS,
     MAX_SEQS,
-    MEMBERSHIP,  # counts changes of who is running or waiting
-) = range(21)
-N_GLOBAL_INTS = 21
+) = range(20)
+N_GLOBAL_INTS = 20
 # the server's float scalars
 CLOCK, BUSY, ITER_END, AREA, AREA_T = range(5)
 N_GLOBAL_FLOATS = 5
@@ -132,7 +131,6 @@ class SequenceTable:
         size = self.wait.shape[0]
         self.wait[(gi[W_HEAD] + gi[N_WAITING]) % size] = j
         gi[N_WAITING] += 1
-        gi[MEMBERSHIP] += 1
         return j
 
     def release(self, j: int) -> EdgeRequest:
