@@ -43,6 +43,9 @@ OUTCOME_KEYS = (
 )
 
 
+CLASS_NAMES = tuple(DEVICE_CLASSES)  # info["device_class"] by class index
+
+
 class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
     """Placement and KV-cache decisions for ``N`` phones that share one edge server.
 
@@ -245,7 +248,7 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         self._prepare()
         edge = sim.edge  # the fields of edge.state() read directly (it sums over requests)
         info["edge_batch"] = edge.last_batch_size
-        info["edge_waiting"] = len(edge.waiting)
+        info["edge_waiting"] = edge.n_waiting
         info["edge_kv_occupancy"] = edge.pool.used_bytes / edge.pool.capacity_bytes
         return self._obs, float(reward), False, bool(truncated), info
 
@@ -266,7 +269,7 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
             "trace": d.uplink.name,
             "measured_mbps": self._state.throughput_mbps[-1] if self._state.throughput_mbps else 0,
             "device": cr.device,
-            "device_class": list(DEVICE_CLASSES)[d.class_index],
+            "device_class": CLASS_NAMES[d.class_index],
             "device_temp_c": d.temp_c(),
             "radio_state": RADIO_STATES[d.radio_state_index(t)],
         }

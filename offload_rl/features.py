@@ -340,19 +340,29 @@ def encode_observation(state: StateLike, spec: FeatureSpec) -> np.ndarray:
 
 def _cell_values(state: object) -> list[float]:
     """The :data:`CELL_FEATURES` of ``state``, each clamped into ``[0, 1]``."""
-    g = {n: float(getattr(state, n, 0.0)) for n in CELL_STATE_FIELDS}
+    if isinstance(state, CellDecisionState):  # every field there: read them directly
+        age, cls, thermal, radio, waiting, waiting_tokens, running, running_tokens = (
+            float(state.throughput_age_s), float(state.device_class),
+            float(state.thermal_level), float(state.radio_state), float(state.edge_waiting),
+            float(state.edge_waiting_tokens), float(state.edge_running),
+            float(state.edge_running_tokens),
+        )  # fmt: skip
+        share, rank = float(state.entry_bytes_share), float(state.entry_recency_rank)
+    else:
+        age, cls, thermal, radio, waiting, waiting_tokens, running, running_tokens, share, rank = (
+            float(getattr(state, n, 0.0)) for n in CELL_STATE_FIELDS
+        )
     log1p = math.log1p
-    rank = g["entry_recency_rank"]
     raw = (
-        log1p(max(g["throughput_age_s"], 0.0)) / _LOG_GAP,
-        g["device_class"] / 2.0,
-        g["thermal_level"] / 3.0,
-        g["radio_state"] / 3.0,
-        log1p(max(g["edge_waiting"], 0.0)) / _LOG_SEQS,
-        log1p(max(g["edge_waiting_tokens"], 0.0)) / _LOG_BIG,
-        log1p(max(g["edge_running"], 0.0)) / _LOG_SEQS,
-        log1p(max(g["edge_running_tokens"], 0.0)) / _LOG_BIG,
-        g["entry_bytes_share"],
+        log1p(max(age, 0.0)) / _LOG_GAP,
+        cls / 2.0,
+        thermal / 3.0,
+        radio / 3.0,
+        log1p(max(waiting, 0.0)) / _LOG_SEQS,
+        log1p(max(waiting_tokens, 0.0)) / _LOG_BIG,
+        log1p(max(running, 0.0)) / _LOG_SEQS,
+        log1p(max(running_tokens, 0.0)) / _LOG_BIG,
+        share,
         1.0 / (1.0 + rank) if rank >= 0 else 0.0,
     )
     return [0.0 if not v > 0.0 else (v if v < 1.0 else 1.0) for v in raw]

@@ -11,14 +11,19 @@ Cost per decision is the median round's wall time per step, split into the edge 
 (time inside ``EdgeServer.advance``: its iterations) and the rest of the step (dispatch, devices,
 ledger, observation, mask, info).
 
-The edge server's decode-only stretches run compiled when numba (the ``fast`` extra) is
-installed (:mod:`offload_rl.cell.compiled_decode`); ``--compare-python`` times the Python loop
-(the reference, bit-identical) in the same rounds, alternating with the compiled one, so the two
-ratios come from the same machine state. A few warm-up steps per ``N`` run untimed (the first
-call of the compiled loop loads it, ~1 s once per process).
+The edge server runs compiled when numba (the ``fast`` extra) is installed (its state in a
+``SequenceTable``, each ``advance`` in :mod:`offload_rl.cell.compiled_scheduler`);
+``--compare-python`` times the Python scheduler (the reference, bit-identical) in the same
+rounds, alternating with the compiled one, so the two ratios come from the same machine state.
+A few warm-up steps per ``N`` run untimed (the first compiled server loads the kernels, ~1 s
+once per process from numba's cache).
+
+``--clock cpu`` times with ``time.process_time`` instead of the wall clock: on a machine shared
+with other work (more runnable processes than cores) the wall clock charges both sides of a
+ratio with other processes' time slices, unevenly; CPU time does not.
 
     .venv/bin/python experiments/benchmarks/bench_cell.py [--steps 2000] [--rounds 5]
-        [--compare-python]
+        [--compare-python] [--clock wall|cpu]
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ from offload_rl.cell import compiled_decode
 from offload_rl.cell.edge_server import EdgeServer
 
 WARM_UP_STEPS = 50
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+timer = time.perf_counter  # the clock every timing reads (--clock)
 
 
 def cartpole_rate(steps: int, seed: int) -> float:
@@ -46,11 +53,11 @@ def cartpole_rate(steps: int, seed: int) -> float:
     actions = rng.integers(2, size=steps).tolist()
     elapsed = 0.0
     for a in actions:
-        t = time.perf_counter()
+        t = timer()
         _, _, term, trunc, _ = env.step(a)
         if term or trunc:
             env.reset()
-        elapsed += time.perf_counter() - t
+        elapsed += timer() - t
     return steps / elapsed
 
 
@@ -61,9 +68,9 @@ def edge_clock() -> Iterator[list[float]]:
     advance = EdgeServer.advance
 
     def timed(self: EdgeServer, t: float) -> None:
-        start = time.perf_counter()
+        start = timer()
         advance(self, t)
-        spent[0] += time.perf_counter() - start
+        spent[0] += timer() - start
 
     EdgeServer.advance = timed  # type: ignore[method-assign]
     try:
@@ -74,7 +81,7 @@ def edge_clock() -> Iterator[list[float]]:
 
 @contextmanager
 def python_edge() -> Iterator[None]:
-    """Edge servers created inside the block run the Python decode loop (the reference)."""
+    """Edge servers created inside the block run the Python scheduler (the reference)."""
     available = compiled_decode.AVAILABLE
     compiled_decode.AVAILABLE = False
     try:
@@ -87,17 +94,17 @@ def cell_rate(env: EdgeCellEnv, steps: int, seed: int) -> tuple[float, float]:
     """Steps per second of the cell, and the edge server's share of the timed seconds."""
     rng = np.random.default_rng(seed)
     with edge_clock() as edge_s:
-        t = time.perf_counter()
+        t = timer()
         env.reset(seed=seed)
-        elapsed = time.perf_counter() - t
+        elapsed = timer() - t
         for _ in range(steps):
             valid = np.flatnonzero(env.action_masks())
             a = int(valid[rng.integers(valid.size)])
-            t = time.perf_counter()
+            t = timer()
             _, _, term, trunc, _ = env.step(a)
             if term or trunc:
                 env.reset()
-            elapsed += time.perf_counter() - t
+            elapsed += timer() - t
     return steps / elapsed, edge_s[0] / elapsed
 
 
@@ -119,13 +126,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--sizes", type=int, nargs="+", default=[8, 32, 128])
     parser.add_argument(
-        "--compare-python", action="store_true", help="also time the Python decode loop"
+        "--compare-python", action="store_true", help="also time the Python edge scheduler"
     )
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall")
     args = parser.parse_args()
+    global timer
+    timer = CLOCKS[args.clock]
     modes = ["compiled" if compiled_decode.AVAILABLE else "Python"]
     if args.compare_python and compiled_decode.AVAILABLE:
         modes.append("Python")
-    print(f"edge decode loop: {' and '.join(modes)} (numba: {compiled_decode.AVAILABLE})")
+    print(
+        f"edge scheduler: {' and '.join(modes)} (numba: {compiled_decode.AVAILABLE}), "
+        f"{args.clock} clock"
+    )
     print(
         "| N | cell steps/s (median) | CartPole steps/s (median) | ratio (median of rounds) "
         "| ms per decision | of which edge server | rest of the step |"

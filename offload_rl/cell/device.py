@@ -175,7 +175,7 @@ class Device:
 
     def receive(self, t: float, duration_s: float) -> None:
         """Keep the radio connected while tokens stream down (ids: the rate is negligible)."""
-        self.radio.transfer(t, max(duration_s, 0.0), 0.0, 0.0)
+        self.radio.keep_connected(t, max(duration_s, 0.0))
 
     def radio_state_index(self, t: float) -> int:
         return RADIO_STATES.index(self.radio.state(t))

@@ -41,10 +41,15 @@ a full pool, a split request's round trip ending), which changes times only by f
 order (a few ulps per iteration). ``EdgeServer(..., fast=False)`` runs every iteration through
 the general scheduler: the reference ``tests/offload_rl/cell/test_edge_server_fast.py`` and
 ``tests/envs/test_edge_cell_fast_edge.py`` compare to (discrete events equal, times within 1e-9).
-With numba installed (the ``fast`` extra) the decode-only loop runs compiled
-(:mod:`offload_rl.cell.compiled_decode`), bit for bit as the Python loop, which stays the
+With numba installed (the ``fast`` extra) the server keeps its requests and its pool in flat
+arrays it owns (:class:`~offload_rl.cell.sequence_table.SequenceTable`) and each
+:meth:`EdgeServer.advance` runs whole in machine code on them, in place
+(:mod:`offload_rl.cell.compiled_scheduler`), bit for bit as the Python scheduler, which stays the
 reference (``EdgeServer(..., compiled=False)`` or ``OFFLOAD_RL_COMPILED=0``;
-``tests/offload_rl/cell/test_compiled_decode.py`` compares them with ``==``).
+``tests/offload_rl/cell/test_compiled_decode.py`` compares them with ``==``). Then ``pool`` is a
+:class:`~offload_rl.cell.sequence_table.TablePool` (KVPool's read side), the requests still in
+the server have their fields written on :meth:`EdgeServer.sync_requests` (and when ``running``
+or ``waiting`` is read).
 
 Left out on purpose: swapping (recompute only, vLLM's default), priorities, the 1% free-block
 watermark, speculative decoding. On recompute a split request re-prefills from the boundary
@@ -60,9 +65,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from offload_rl.cell import compiled_decode as cd
+from offload_rl.cell import sequence_table as tab
 from offload_rl.cell.batch_roofline import BatchRoofline
-from offload_rl.cell.compiled_decode import affine_iterations
+from offload_rl.cell.compiled_decode import JUMP_MIN, affine_iterations
 from offload_rl.cell.kv_pool import KVPool
+from offload_rl.cell.sequence_table import SequenceTable, TablePool
 
 # vLLM engine/arg_utils.py defaults for `vllm serve` on GPUs under 70 GiB (code search, 2025).
 DEFAULT_MAX_NUM_BATCHED_TOKENS = 2048
@@ -149,15 +156,13 @@ class EdgeServer:
                 f"max_num_seqs={max_num_seqs}"
             )
         self.cost = cost
-        self.pool = KVPool(pool_bytes)
+        self._kv = KVPool(pool_bytes)  # the Python scheduler's pool
+        self.pool: KVPool | TablePool = self._kv
         self.max_num_batched_tokens = int(max_num_batched_tokens)
         self.max_num_seqs = int(max_num_seqs)
         self.fast = fast  # False: the general scheduler for every iteration (the reference)
-        # the decode-only stretches in machine code (None: whenever numba is there and
-        # OFFLOAD_RL_COMPILED is not 0); the Python loop is the reference it must equal
-        self.compiled = cd.AVAILABLE if compiled is None else compiled and cd.AVAILABLE
-        self.waiting: deque[EdgeRequest] = deque()
-        self.running: list[EdgeRequest] = []  # admission order: last = most recently admitted
+        self._waiting: deque[EdgeRequest] = deque()
+        self._running: list[EdgeRequest] = []  # admission order: last = most recently admitted
         self.clock = 0.0  # simulated up to here (end of the last iteration, or an idle instant)
         self.busy_s = 0.0
         self.iterations = 0
@@ -178,9 +183,6 @@ class EdgeServer:
         self._decode_fixed_s = tuple(
             cost.fixed_s(k, k == 0, True) for k in range(cost.n_layers + 1)
         )
-        self._decode_fixed_array = np.array(self._decode_fixed_s)
-        self._scratch_rows = np.empty((3, 0), dtype=np.int64)  # the compiled loop's outputs
-        self._scratch_finish_s = np.empty(0)
         # d(sequence_s)/d(context) of a token-id decode
         self._decode_slope = cost.n_layers * (cost.kv_s_per_token + 2 * cost.attn_s_unit)
         # a decode's terms of sequence_s, read once (the fast path prices every iteration)
@@ -193,7 +195,31 @@ class EdgeServer:
             cost.head_s_per_sample,
             cost.n_layers,
         )
-        self._decode_terms_array = np.array(self._decode_terms[:6])
+        # whole advance calls in machine code on a SequenceTable (None: whenever numba is
+        # there and OFFLOAD_RL_COMPILED is not 0); the Python scheduler is the reference
+        self.compiled = fast and (cd.AVAILABLE if compiled is None else compiled and cd.AVAILABLE)
+        if self.compiled:
+            self._start_compiled(pool_bytes)
+
+    def _start_compiled(self, pool_bytes: int) -> None:
+        """Load the compiled scheduler (or fall back to Python for good) and make its table."""
+        try:
+            cd.scheduler()  # compiled once per process (the server holds no module: it deep-copies)
+        except cd.COMPILE_ERRORS as err:
+            cd.disable(str(err).splitlines()[0] if str(err) else type(err).__name__)
+            self.compiled = False
+            return
+        cost = self.cost
+        self._table = SequenceTable(pool_bytes, self.max_num_batched_tokens, self.max_num_seqs)
+        self.pool = TablePool(self._table)
+        self._cost_terms = np.array(
+            [
+                *self._decode_terms[:6],
+                *(cost.layer_fixed_s, cost.head_fixed_s, cost.embed_fixed_s),
+                *(self._decode_slope, cost.n_layers),
+            ]
+        )
+        self._decode_fixed_array = np.array(self._decode_fixed_s)
 
     # --- the environment's interface ---------------------------------------------------------
 
@@ -215,23 +241,40 @@ class EdgeServer:
             self.cost.n_layers - req.split
         ) * self.cost.kv_bytes_per_token_layer
         req.queued_since = t
-        self.waiting.append(req)
         if not self._in_flight and t > self.clock:
             self.clock = t
+        if self.compiled:
+            table = self._table
+            table.add(req, t)
+            table.gf[tab.CLOCK], table.gf[tab.AREA], table.gf[tab.AREA_T] = (
+                self.clock,
+                self._area,
+                self._area_t,
+            )
+            table.gi[tab.N_IN_SYSTEM] = self._n_in_system
+        else:
+            self._waiting.append(req)
 
     def set_round_trip(self, req: EdgeRequest, round_trip_s: float) -> None:
         """Update a split request's per-token round trip (the link changed)."""
         req.round_trip_s = round_trip_s
+        if self.compiled:
+            j = self._table.row_of.get(req.request_id)
+            if j is not None:
+                self._table.floats[j, tab.ROUND_TRIP] = round_trip_s
 
     def advance(self, t: float) -> None:
         """Run the iterations that start before ``t``; one ending after ``t`` stays in flight."""
+        if self.compiled:
+            self._advance_compiled(t)
+            return
         while True:
             if self._in_flight:
                 if self._iter_end > t:
                     return
                 self._complete_iteration()
                 continue
-            if self.fast and not self.waiting and self._decode_run(t):
+            if self.fast and not self._waiting and self._decode_run(t):
                 return
             start = self._next_start()
             if start is None or start >= t:
@@ -240,7 +283,7 @@ class EdgeServer:
                 return
             self.clock = start
             if not self._start_iteration(start):
-                later = [r.ready_at for r in self.running if r.ready_at > start]
+                later = [r.ready_at for r in self._running if r.ready_at > start]
                 if not later or min(later) >= t:
                     self.clock = t  # idle until a round trip ends or a request arrives
                     return
@@ -258,13 +301,17 @@ class EdgeServer:
 
     def state(self) -> EdgeState:
         """The runtime's exact view of itself (O(requests); once per decision)."""
+        if self.compiled:
+            return self._table_state()
         pool = self.pool
+        waiting_tokens = sum(r.known - r.computed for r in self._waiting)
+        running_tokens = sum(r.computed for r in self._running)
         return EdgeState(
             time_s=self.clock,
-            n_waiting=len(self.waiting),
-            waiting_tokens=sum(r.known - r.computed for r in self.waiting),
-            n_running=len(self.running),
-            running_tokens=sum(r.computed for r in self.running),
+            n_waiting=len(self._waiting),
+            waiting_tokens=waiting_tokens,
+            n_running=len(self._running),
+            running_tokens=running_tokens,
             last_batch_size=self.last_batch_size,
             last_batch_tokens=self.last_batch_tokens,
             pool_capacity_bytes=pool.capacity_bytes,
@@ -275,6 +322,28 @@ class EdgeServer:
             preemptions=self.preemptions,
             evictions=pool.evictions,
         )
+
+    @property
+    def running(self) -> list[EdgeRequest]:
+        """The running requests, admission order (last = most recently admitted); a compiled
+        server writes their fields first (:meth:`sync_requests`)."""
+        if self.compiled:
+            self._table.sync()
+            return self._table.running()
+        return self._running
+
+    @property
+    def waiting(self) -> deque[EdgeRequest]:
+        """The queue, head first; a compiled server writes their fields first."""
+        if self.compiled:
+            self._table.sync()
+            return self._table.waiting()
+        return self._waiting
+
+    @property
+    def n_waiting(self) -> int:
+        """``len(waiting)`` without building the queue."""
+        return int(self._table.gi[tab.N_WAITING]) if self.compiled else len(self._waiting)
 
     @property
     def n_in_system(self) -> int:
@@ -293,11 +362,11 @@ class EdgeServer:
 
     def _next_start(self) -> float | None:
         """When the next iteration can start: now if anything is ready or queued."""
-        if self.waiting:
+        if self._waiting:
             return self.clock
-        if not self.running:
+        if not self._running:
             return None
-        first_ready = min(r.ready_at for r in self.running)
+        first_ready = min(r.ready_at for r in self._running)
         return max(self.clock, first_ready)
 
     def _start_iteration(self, s: float) -> bool:
@@ -307,21 +376,21 @@ class EdgeServer:
         budget = self.max_num_batched_tokens
         preempted_before = self.preemptions
         i = 0
-        while i < len(self.running) and budget > 0 and len(self._sched) < self.max_num_seqs:
-            r = self.running[i]
+        while i < len(self._running) and budget > 0 and len(self._sched) < self.max_num_seqs:
+            r = self._running[i]
             i += 1
             if r.ready_at > s or r.known - r.computed != 1:
                 continue
             # a decode's token needs new KV; a prompt's last token had it reserved at admission
-            grow = (r.computed + 1) * r.kv_bytes_per_token - self.pool.held_by(r.request_id)
+            grow = (r.computed + 1) * r.kv_bytes_per_token - self._kv.held_by(r.request_id)
             if grow > 0:
                 if not self._make_room(r, grow, s):
                     continue
-                self.pool.grow(r.request_id, grow)
+                self._kv.grow(r.request_id, grow)
             self._sched.append(r)
             self._sched_n.append(1)
             budget -= 1
-        for r in self.running:
+        for r in self._running:
             if budget <= 0 or len(self._sched) >= self.max_num_seqs:
                 break
             need = r.known - r.computed
@@ -340,13 +409,13 @@ class EdgeServer:
 
     def _admit(self, s: float, budget: int) -> None:
         """FCFS admissions into what is left of the budgets (step 3 of the module docstring)."""
-        pool = self.pool
-        while self.waiting and budget > 0 and len(self.running) < self.max_num_seqs:
+        pool = self._kv
+        while self._waiting and budget > 0 and len(self._running) < self.max_num_seqs:
             if len(self._sched) >= self.max_num_seqs:
                 return
-            r = self.waiting[0]
+            r = self._waiting[0]
             if r.known * r.kv_bytes_per_token > pool.capacity_bytes:
-                self.waiting.popleft()
+                self._waiting.popleft()
                 self._reject(r, s)
                 continue
             hit = pool.claim(r.session_id, r.split, r.request_id, r.known - 1)
@@ -365,14 +434,14 @@ class EdgeServer:
                     pool.keep(r.request_id, r.session_id, r.split, hit)
                     r.computed = 0
                 return
-            self.waiting.popleft()
+            self._waiting.popleft()
             pool.grow(r.request_id, need)
             r.status = RUNNING
             r.queued_s += s - r.queued_since
             if r.admit_s < 0:
                 r.admit_s = s
-                r.batch_at_admit = len(self.running)
-            self.running.append(r)
+                r.batch_at_admit = len(self._running)
+            self._running.append(r)
             n = min(r.known - r.computed, budget)
             self._sched.append(r)
             self._sched_n.append(n)
@@ -383,13 +452,13 @@ class EdgeServer:
 
         False if ``r`` itself had to be preempted.
         """
-        pool = self.pool
+        pool = self._kv
         while pool.free_bytes < nbytes:
             sid = pool.evict_lru()
             if sid is not None:
                 self._events.append(EdgeEvent(s, "evicted", sid))
                 continue
-            victim = self.running.pop()
+            victim = self._running.pop()
             self._preempt(victim, s)
             if victim is r:
                 return False
@@ -397,14 +466,14 @@ class EdgeServer:
 
     def _preempt(self, r: EdgeRequest, s: float) -> None:
         """Recompute preemption: free the KV, back to the front of the queue."""
-        self.pool.release(r.request_id)
+        self._kv.release(r.request_id)
         r.computed = 0
         r.status = WAITING
         r.preemptions += 1
         r.queued_since = s
         r.ready_at = 0.0
         self.preemptions += 1
-        self.waiting.appendleft(r)
+        self._waiting.appendleft(r)
         self._events.append(EdgeEvent(s, "preempted", r.session_id, r.request_id))
 
     def _reject(self, r: EdgeRequest, s: float) -> None:
@@ -453,6 +522,83 @@ class EdgeServer:
             elif r.split > 0:
                 r.ready_at = e + r.round_trip_s
 
+    # --- the compiled server: whole advance calls on the SequenceTable ----------------------------
+
+    def sync_requests(self) -> None:
+        """Write the state of the requests still in a compiled server into their objects
+        (finished ones and first-token times are written as they happen; a no-op in Python)."""
+        if self.compiled:
+            self._table.sync()
+
+    def _advance_compiled(self, t: float) -> None:
+        """:meth:`advance` in machine code (:func:`compiled_scheduler.advance`), in place on the
+        table; what it logged is then handed to the objects, the lists and the scalars."""
+        table = self._table
+        advance = cd.scheduler().advance
+        while True:
+            paused = advance(
+                table.ints, table.floats, table.kept, table.gi, table.gf, table.run, table.wait,
+                table.sched, table.batch, table.out_i, table.out_t, self._cost_terms,
+                self._decode_fixed_array, t,
+            )  # fmt: skip
+            self._drain()
+            if not paused:
+                break
+        gi, gf = table.gi.tolist(), table.gf.tolist()
+        self.clock, self.busy_s, self._iter_end, self._area, self._area_t = gf
+        self.iterations = gi[tab.ITERATIONS]
+        self.closed_form_iterations = gi[tab.CLOSED_FORM]
+        self.preemptions = gi[tab.PREEMPTIONS_TOTAL]
+        self.last_batch_size = gi[tab.LAST_SIZE]
+        self.last_batch_tokens = gi[tab.LAST_TOKENS]
+        self._in_flight = bool(gi[tab.IN_FLIGHT])
+        self._n_in_system = gi[tab.N_IN_SYSTEM]
+
+    def _table_state(self) -> EdgeState:
+        """:meth:`state` of a compiled server, read from its table's scalars."""
+        t = self._table
+        waiting_tokens, running_tokens = cd.scheduler().totals(t.ints, t.gi, t.run, t.wait)
+        g = t.gi.tolist()
+        return EdgeState(
+            time_s=self.clock,
+            n_waiting=g[tab.N_WAITING],
+            waiting_tokens=waiting_tokens,
+            n_running=g[tab.N_RUNNING],
+            running_tokens=running_tokens,
+            last_batch_size=self.last_batch_size,
+            last_batch_tokens=self.last_batch_tokens,
+            pool_capacity_bytes=g[tab.CAPACITY],
+            pool_used_bytes=g[tab.RUNNING_BYTES] + g[tab.KEPT_BYTES],
+            running_bytes=g[tab.RUNNING_BYTES],
+            kept_bytes=g[tab.KEPT_BYTES],
+            n_kept=g[tab.N_KEPT],
+            preemptions=g[tab.PREEMPTIONS_TOTAL],
+            evictions=g[tab.EVICTIONS],
+        )
+
+    def _drain(self) -> None:
+        """The kernel's log, in its order: first tokens, finishes, rejections, events."""
+        table = self._table
+        n = int(table.gi[tab.N_OUT])
+        if not n:
+            return
+        table.gi[tab.N_OUT] = 0
+        reqs = table.requests
+        for (code, j), t in zip(table.out_i[:n].tolist(), table.out_t[:n].tolist(), strict=True):
+            if code == tab.OUT_FIRST:
+                reqs[j].first_token_s = t
+            elif code == tab.OUT_DONE:
+                self._finished.append(table.release(j))
+            elif code == tab.OUT_REJECTED:
+                r = table.release(j)
+                self._finished.append(r)
+                self._events.append(EdgeEvent(t, "rejected", r.session_id, r.request_id))
+            elif code == tab.OUT_PREEMPTED:
+                r = reqs[j]
+                self._events.append(EdgeEvent(t, "preempted", r.session_id, r.request_id))
+            else:
+                self._events.append(EdgeEvent(t, "evicted", table.session_ids[j]))
+
     # --- the fast path: decode-only stretches ---------------------------------------------------
 
     def _decode_run(self, t: float) -> bool:
@@ -472,14 +618,13 @@ class EdgeServer:
         general scheduler (False) before an iteration it cannot run: a pool without room for
         every decode, or an empty server. The pool's growth is counted locally and settled per
         request (:meth:`_settle`) before a request finishes and when the loop stops. With numba
-        the same loop runs compiled (:meth:`_decode_run_compiled`); this one is its reference.
+        the same loop runs compiled (``compiled_scheduler._decode_stretch``); this one is its
+        reference.
         """
-        if self.compiled:
-            return self._decode_run_compiled(t)
         if not self._decodes_only():
             return False
-        running = self.running
-        pool = self.pool
+        running = self._running
+        pool = self._kv
         fixed = self._decode_fixed_s
         slope = self._decode_slope
         cap = min(self.max_num_batched_tokens, self.max_num_seqs)  # decodes take 1 token each
@@ -546,115 +691,14 @@ class EdgeServer:
         self._end_decode_run(charged)
         return at_horizon
 
-    def _decode_run_compiled(self, t: float) -> bool:
-        """:meth:`_decode_run` in machine code (:mod:`offload_rl.cell.compiled_decode`): the
-        running requests' fields go in as rows (read in the same pass as
-        :meth:`_decodes_only`'s check), the changes come back and are written into the
-        requests, the pool and the server in the reference's order."""
-        running = self.running
-        if not running or self.waiting:
-            return False
-        pool = self.pool
-        held, peek = pool.held_by, pool.peek
-        flat_ints: list[int] = []
-        flat_floats: list[float] = []
-        charged: list[int] = []  # tokens the pool holds KV for
-        kept: list[int] = []  # bytes of the kept entry of each session that keeps (its slot)
-        slot_of: dict[int, int] = {}
-        for r in running:
-            c = r.computed
-            if r.known - c != 1 or held(r.request_id) != c * r.kv_bytes_per_token:
-                return False  # not a decode (see _decodes_only)
-            slot = cd.NOT_KEPT
-            if r.keep:
-                slot = slot_of.setdefault(r.session_id, len(kept))
-                if slot == len(kept):
-                    entry = peek(r.session_id)
-                    kept.append(0 if entry is None else entry.nbytes)
-            flat_ints += (c, r.generated, r.output_tokens, r.kv_bytes_per_token, r.split, slot)
-            flat_floats += (r.ready_at, r.round_trip_s, r.first_token_s)
-            charged.append(c)
-        running = list(running)
-        rows = len(running)
-        ints = np.array(flat_ints, dtype=np.int64).reshape(rows, cd.N_INT_COLUMNS)
-        floats = np.array(flat_floats).reshape(rows, cd.N_FLOAT_COLUMNS)
-        if self._scratch_rows.shape[1] < rows:  # the kernel's outputs, reused between calls
-            size = max(2 * rows, 64)
-            self._scratch_rows = np.empty((3, size), dtype=np.int64)
-            self._scratch_finish_s = np.empty(size)
-        scratch = self._scratch_rows
-        batch, finished, alive = scratch[0], scratch[1], scratch[2]
-        finish_s = self._scratch_finish_s
-        try:
-            clock, busy, iterations, closed, last, n_batch, n_fin, at_horizon, in_flight, end = (
-                cd.decode_run(
-                    ints,
-                    floats,
-                    self._decode_fixed_array,
-                    self._decode_terms_array,
-                    self.cost.n_layers,
-                    self._decode_slope,
-                    min(self.max_num_batched_tokens, self.max_num_seqs),
-                    JUMP_MIN,
-                    self.clock,
-                    self.busy_s,
-                    t,
-                    pool.free_bytes,
-                    np.array(kept, dtype=np.int64),
-                    alive,
-                    batch,
-                    finished,
-                    finish_s,
-                )
-            )
-        except cd.COMPILE_ERRORS as err:  # nothing has changed yet: run the reference
-            cd.disable(str(err).splitlines()[0] if str(err) else type(err).__name__)
-            self.compiled = False
-            return self._decode_run(t)
-        computed = ints[:, cd.COMPUTED].tolist()
-        ready_at = floats[:, cd.READY_AT].tolist()
-        # finished requests first, in finishing order (each settles its KV, then leaves)
-        for j, e in zip(finished[:n_fin].tolist(), finish_s[:n_fin].tolist(), strict=True):
-            self._write_back(running[j], computed[j] - charged[j], ready_at[j], floats, j)
-            charged[j] = computed[j]
-            self._finish(running[j], e)
-        for j, r in enumerate(running):
-            ran = computed[j] - charged[j]
-            if ran:
-                self._write_back(r, ran, ready_at[j], floats, j)
-        self.clock, self.busy_s = clock, busy
-        self.iterations += iterations
-        self.closed_form_iterations += closed
-        if last:
-            self.last_batch_size = self.last_batch_tokens = last
-        if in_flight:
-            self._sched[:] = [running[j] for j in batch[:n_batch].tolist()]
-            self._sched_n[:] = [1] * n_batch
-            self._in_flight, self._iter_end = True, end
-            for r in self._sched:
-                pool.grow(r.request_id, r.kv_bytes_per_token)
-        return bool(at_horizon)
-
-    def _write_back(
-        self, r: EdgeRequest, ran: int, ready_at: float, floats: np.ndarray, j: int
-    ) -> None:
-        """``r`` decoded ``ran`` tokens in the compiled loop: its fields and its pool share."""
-        r.computed += ran
-        r.generated += ran
-        r.known += ran
-        r.ready_at = ready_at
-        if r.first_token_s < 0:
-            r.first_token_s = float(floats[j, cd.FIRST_TOKEN])
-        self.pool.grow(r.request_id, ran * r.kv_bytes_per_token)
-
     def _ready_decodes(self, clock: float) -> tuple[float, list[EdgeRequest], float]:
         """When the next decode iteration starts, who is ready then (admission order), and when
         the earliest round trip still out ends (inf: none)."""
         first = float("inf")
-        earliest = self.running[0]  # the request whose round trip ends first (first)
+        earliest = self._running[0]  # the request whose round trip ends first (first)
         tie = False  # another one ends at the same instant
         batch = []
-        for r in self.running:
+        for r in self._running:
             x = r.ready_at
             if x <= clock:
                 batch.append(r)
@@ -665,7 +709,7 @@ class EdgeServer:
         if batch:
             return clock, batch, first  # someone became ready while the last iteration ran
         # the server idles until the first round trip ends
-        batch = [r for r in self.running if r.ready_at <= first] if tie else [earliest]
+        batch = [r for r in self._running if r.ready_at <= first] if tie else [earliest]
         return first, batch, first
 
     def _price_decodes(self, batch: list[EdgeRequest]) -> tuple[int, float, int, int]:
@@ -694,12 +738,12 @@ class EdgeServer:
         """Whether :meth:`_decode_run` may start: nothing queued, every running request one token
         short of a decode and holding exactly its computed tokens' KV (not prefilling, not a
         prompt's reserved last token)."""
-        if not self.running or self.waiting:
+        if not self._running or self._waiting:
             return False
-        held = self.pool.held_by
+        held = self._kv.held_by
         return all(
             r.known - r.computed == 1 and held(r.request_id) == r.computed * r.kv_bytes_per_token
-            for r in self.running
+            for r in self._running
         )
 
     def _jump(
@@ -732,31 +776,27 @@ class EdgeServer:
     def _end_decode_run(self, charged: dict[int, int]) -> None:
         """Settle the pool shares :meth:`_decode_run` counted; a batch left in flight holds its
         new tokens' KV, as at an iteration's start."""
-        for r in self.running:
+        for r in self._running:
             self._settle(r, charged)
         if self._in_flight:
             for r in self._sched:
-                self.pool.grow(r.request_id, r.kv_bytes_per_token)
+                self._kv.grow(r.request_id, r.kv_bytes_per_token)
 
     def _settle(self, r: EdgeRequest, charged: dict[int, int]) -> int:
         """Grow ``r``'s pool share by the decodes :meth:`_decode_run` counted; the bytes."""
         nbytes = (r.computed - charged[r.request_id]) * r.kv_bytes_per_token
         if nbytes:
-            self.pool.grow(r.request_id, nbytes)
+            self._kv.grow(r.request_id, nbytes)
         charged[r.request_id] = r.computed
         return nbytes
 
     def _finish(self, r: EdgeRequest, e: float) -> None:
-        self.running.remove(r)
+        self._running.remove(r)
         if r.keep:
-            self.pool.keep(r.request_id, r.session_id, r.split, r.computed)
+            self._kv.keep(r.request_id, r.session_id, r.split, r.computed)
         else:
-            self.pool.release(r.request_id)
+            self._kv.release(r.request_id)
         r.status = FINISHED
         r.finish_s = e
         self._count(e, -1)
         self._finished.append(r)
-
-
-# a closed-form run must save at least this many iterations (it costs about as much as three)
-JUMP_MIN = 4

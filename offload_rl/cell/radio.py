@@ -133,6 +133,16 @@ class Radio:
 
         Charges the promotion (from idle) and the active energy now.
         """
+        start = self.keep_connected(t, duration_s)
+        p = self.params
+        self.energy_j += (p.alpha_up_w_per_mbps * up_mbps + p.alpha_down_w_per_mbps * down_mbps) * (
+            duration_s
+        )
+        return start
+
+    def keep_connected(self, t: float, duration_s: float) -> float:
+        """:meth:`transfer` with no rate to charge (tokens streaming down: their rate is
+        negligible): promotion and connected time only; the start."""
         p = self.params
         self._settle(t)
         start = t
@@ -148,9 +158,6 @@ class Radio:
         end = start + duration_s
         base_from = max(start, self._active_until)
         self.energy_j += p.beta_w * max(end - base_from, 0.0)
-        self.energy_j += (p.alpha_up_w_per_mbps * up_mbps + p.alpha_down_w_per_mbps * down_mbps) * (
-            duration_s
-        )
         if end > self._active_until:
             self._active_until = end
             self._settled_t = max(self._settled_t, end)

@@ -44,6 +44,7 @@ from offload_rl.cell.batch_roofline import BatchRoofline, for_profile
 from offload_rl.cell.config import CellConfig
 from offload_rl.cell.device import Device
 from offload_rl.cell.edge_server import REJECTED, EdgeRequest, EdgeServer
+from offload_rl.cell.kv_pool import KeptEntry
 from offload_rl.cell.radio import RADIOS
 from offload_rl.cell.thermal import DEVICE_CLASSES
 from offload_rl.cost_model import LinkModel, request_cost
@@ -302,7 +303,7 @@ class CellSimulator:
             self._run_cloud(cr, d)
         else:
             self._wake(d.index)
-            self._run_edge(cr, d)
+            self._run_edge(cr, d, entry)
         d.memory.remember(req)
         return cr
 
@@ -364,11 +365,12 @@ class CellSimulator:
         cr.usd = cost.cloud_gpu_s * self.usd_per_cloud_s
         self._complete(cr)
 
-    def _run_edge(self, cr: CellRequest, d: Device) -> None:
+    def _run_edge(self, cr: CellRequest, d: Device, entry: KeptEntry | None) -> None:
+        """``entry``: the session's kept entry when :meth:`dispatch` looked (one of another
+        split it dropped, and counts as none here)."""
         req = cr.request
         k = cr.tier_index
         dev = self.tiers.device
-        entry = self.edge.pool.peek(req.session_id)
         cached = min(entry.tokens, req.context_tokens) if entry and entry.split == k else 0
         total = req.context_tokens + req.new_tokens
         prefill = total - cached
@@ -446,13 +448,19 @@ class CellSimulator:
     def _stream_tokens(self, t: float) -> None:
         """Keep the radios of devices receiving tokens connected through ``(last t, t]``."""
         half = self.rtt / 2.0
+        last = self._t
+        awake, radios = self._awake, self._radios
         for cr in self._at_edge.values():
             er = cr.edge
             if er is not None and er.first_token_s >= 0:
-                lo = max(er.first_token_s + half, self._t)
+                lo = er.first_token_s + half
+                if lo < last:  # max(first + half, last), as Device.receive was called with
+                    lo = last
                 if t > lo:
-                    self._wake(cr.device)
-                    self.devices[cr.device].receive(lo, t - lo)
+                    j = cr.device
+                    if j not in awake:
+                        self._wake(j)
+                    radios[j].keep_connected(lo, t - lo)  # Device.receive, inlined
 
     def _radio_energy(self, t: float) -> float:
         """Radio joules of every device in ``(last advance, t]``, settling only awake radios.

@@ -1,15 +1,17 @@
-"""The compiled decode loop computes, bit for bit, what the Python loop computes.
+"""The compiled scheduler computes, bit for bit, what the Python scheduler computes.
 
-:mod:`offload_rl.cell.compiled_decode` runs ``EdgeServer._decode_run`` in machine code when numba
-is installed (the ``fast`` extra). The Python loop is the reference: both are driven through the
+:mod:`offload_rl.cell.compiled_scheduler` runs ``EdgeServer.advance`` whole in machine code on a
+``SequenceTable`` when numba is installed (the ``fast`` extra). The Python scheduler is the
+reference: both are driven through the
 same random arrivals as ``test_edge_server_fast.py`` (splits, keeps, sessions whose turns overlap,
 round trips, full pools, budgets, horizons that leave an iteration in flight) and whole cells
 under random valid actions, and every value must be *equal*, floats included (no tolerance: the
-compiled loop does the same IEEE operations in the same order).
+compiled scheduler does the same IEEE operations in the same order).
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import operator
 import os
@@ -25,6 +27,7 @@ import offload_rl.cell.simulator as simulator
 from envs.edge_cell import EdgeCellEnv
 from offload_rl.cell import compiled_decode as cd
 from offload_rl.cell.edge_server import EdgeRequest, EdgeServer
+from offload_rl.cell.kv_pool import KVPool
 from tests.envs.cell_helpers import cell_scenario
 from tests.offload_rl.cell.test_edge_server_fast import (
     COST,
@@ -42,15 +45,15 @@ pytestmark = pytest.mark.skipif(
 
 
 def _counting(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Count the compiled loop's calls (a guard: the comparisons must exercise it)."""
+    """Count the compiled scheduler's calls (a guard: the comparisons must exercise it)."""
     calls = [0]
-    kernel = cd.decode_run
+    kernel = EdgeServer._advance_compiled
 
-    def counted(*args: Any) -> Any:
+    def counted(self: EdgeServer, t: float) -> None:
         calls[0] += 1
-        return kernel(*args)
+        kernel(self, t)
 
-    monkeypatch.setattr(cd, "decode_run", counted)
+    monkeypatch.setattr(EdgeServer, "_advance_compiled", counted)
     return calls
 
 
@@ -137,22 +140,42 @@ def test_the_environment_variable_forces_the_python_loop():
     assert out.stdout.split() == ["False", "False", "False"]
 
 
-def test_a_loop_that_fails_to_compile_falls_back_to_python(monkeypatch):
-    """numba raising at the first call (an unsupported platform): a warning, then the Python
-    loop for the rest of the process, with the Python loop's results."""
+def test_a_scheduler_that_fails_to_compile_falls_back_to_python(monkeypatch):
+    """numba raising at the first load (an unsupported platform): a warning, then the Python
+    scheduler for the rest of the process, with the Python scheduler's results."""
 
-    def broken(*args: Any) -> Any:
+    def broken() -> Any:
         raise cd.COMPILE_ERRORS[-1]("no LLVM target for this CPU")
 
-    monkeypatch.setattr(cd, "decode_run", broken)
+    monkeypatch.setattr(cd, "scheduler", broken)
     monkeypatch.setattr(cd, "AVAILABLE", True)
-    servers = [EdgeServer(COST, 10**9, compiled=c) for c in (False, True)]
-    for server in servers:
+    reference = EdgeServer(COST, 10**9, compiled=False)
+    with pytest.warns(RuntimeWarning, match="no LLVM target"):
+        fallen = EdgeServer(COST, 10**9, compiled=True)
+    assert not fallen.compiled and not cd.AVAILABLE
+    assert isinstance(fallen.pool, KVPool)
+    for server in (reference, fallen):
         server.submit(EdgeRequest(0, 0, 6, 0.0, 0, 50, 40, round_trip_s=0.01), 0.0)
         server.submit(EdgeRequest(1, 1, 0, 0.0, 0, 80, 40), 0.0)
-    servers[0].advance(5.0)
-    with pytest.warns(RuntimeWarning, match="no LLVM target"):
-        servers[1].advance(5.0)
-    assert not servers[1].compiled and not cd.AVAILABLE
-    assert servers[1].iterations > 40
-    assert _snapshot(servers[0], 5.0) == _snapshot(servers[1], 5.0)
+        server.advance(5.0)
+    assert fallen.iterations > 40
+    assert _snapshot(reference, 5.0) == _snapshot(fallen, 5.0)
+
+
+def test_a_deep_copy_of_a_compiled_server_has_the_same_future_and_its_own_state():
+    """The cell oracle forks the simulator with copy.deepcopy: the copy's table is its own."""
+    server = EdgeServer(COST, 300 * KV_TOKEN, compiled=True)
+    assert server.compiled
+    for rid, (k, out) in enumerate(((0, 30), (4, 25), (0, 60), (7, 40))):
+        server.submit(
+            EdgeRequest(rid, rid % 3, k, 0.0, 0, 90, out, keep=True, round_trip_s=0.003), 0.0
+        )
+    server.advance(0.05)
+    fork = copy.deepcopy(server)
+    for s in (server, fork):
+        s.advance(2.0)
+    assert _snapshot(server, 2.0) == _snapshot(fork, 2.0)
+    assert server.iterations > 20
+    fork.submit(EdgeRequest(9, 0, 0, 0.0, 0, 10, 5), fork.clock)
+    fork.advance(3.0)
+    assert server.n_in_system == 0 and fork.iterations > server.iterations

@@ -111,10 +111,13 @@ def test_a_growing_decode_evicts_kept_entries_before_preempting():
 
 
 class _Watched(EdgeServer):
-    """Records the pool's state at every preemption and checks the invariant at each iteration."""
+    """Records the pool's state at every preemption and checks the invariant at each iteration.
+
+    It hooks the Python scheduler's methods, so it runs the Python scheduler (the compiled one
+    is checked against it, bit for bit, in ``test_compiled_decode.py``)."""
 
     def __init__(self, *args: object, **kw: object) -> None:
-        super().__init__(*args, **kw)
+        super().__init__(*args, compiled=False, **kw)  # type: ignore[arg-type]
         self.at_preemption: list[tuple[int, int, int]] = []
         self._need = 0
 

@@ -84,6 +84,8 @@ def _snapshot(server: EdgeServer, t: float) -> tuple[object, ...]:
         [(r.request_id, r.status, r.finish_s) for r in server.pop_finished()],
         server.pop_events(),
         server.pool.capacity_bytes - server.pool.free_bytes,
+        # the kept entries as the observation reads them (sessions 0-4: the arrivals' ids)
+        [(server.pool.peek(sid), server.pool.recency_rank(sid)) for sid in range(5)],
     )
 
 
@@ -145,6 +147,8 @@ def drive_and_compare(
         for server in servers:
             server.advance(horizon)
         assert same(_snapshot(servers[0], horizon), _snapshot(servers[1], horizon))
+    for server in servers:
+        server.sync_requests()  # a compiled server writes its live requests' fields on demand
     for ref, other in zip(*requests, strict=True):
         assert same(_accounting(ref), _accounting(other))
 

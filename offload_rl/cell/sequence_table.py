@@ -1,0 +1,302 @@
+"""The compiled edge server's state: its sequences and its KV pool as flat arrays it owns.
+
+With numba installed, :class:`~offload_rl.cell.edge_server.EdgeServer` keeps what it schedules
+in one :class:`SequenceTable` (a struct of arrays, one row per request from its submission to
+its finish, free rows reused) and runs whole :meth:`~offload_rl.cell.edge_server.EdgeServer.
+advance` calls in machine code on it (:mod:`offload_rl.cell.compiled_scheduler`), in place:
+nothing is copied in or out per call. The requests' objects are the interface: a finished
+request's fields are written when it leaves, a first token's time as it lands; the fields of
+requests still in the server are written on :meth:`SequenceTable.sync` (tests read them).
+
+The pool lives in the same arrays (running bytes per row, kept entries per session with an LRU
+stamp), seen from outside through :class:`TablePool`, which answers as
+:class:`~offload_rl.cell.kv_pool.KVPool` does. numpy only: the layout constants are read by the
+compiled kernels, which import numba.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from offload_rl.cell.kv_pool import KeptEntry
+
+if TYPE_CHECKING:
+    from offload_rl.cell.edge_server import EdgeRequest
+
+# integer columns of a request's row
+(
+    COMPUTED,
+    GENERATED,
+    OUTPUT,
+    KV_BYTES,
+    SPLIT,
+    KNOWN,
+    HELD,  # KV bytes the pool gives it
+    SESSION,  # dense session index (a row of ``kept``)
+    KEEP,
+    PREEMPTIONS,
+    CACHED,
+    AT_ADMIT,
+    STATUS,
+) = range(13)
+N_INT_COLUMNS = 13
+# float columns of a request's row
+READY_AT, ROUND_TRIP, FIRST_TOKEN, ADMIT_S, FINISH_S, QUEUED_S, QUEUED_SINCE = range(7)
+N_FLOAT_COLUMNS = 7
+# columns of a session's kept entry (STAMP < 0: none; a larger stamp is more recently used)
+K_SPLIT, K_TOKENS, K_BYTES, K_STAMP = range(4)
+# the server's integer scalars
+(
+    N_RUNNING,
+    W_HEAD,  # the waiting queue is a ring over ``wait``: its head and length
+    N_WAITING,
+    RUNNING_BYTES,
+    KEPT_BYTES,
+    N_KEPT,
+    EVICTIONS,
+    STAMP,
+    PREEMPTIONS_TOTAL,
+    ITERATIONS,
+    CLOSED_FORM,
+    LAST_SIZE,
+    LAST_TOKENS,
+    IN_FLIGHT,
+    N_SCHED,
+    N_IN_SYSTEM,
+    N_OUT,
+    CAPACITY,
+    MAX_TOKENS,
+    MAX_SEQS,
+) = range(20)
+N_GLOBAL_INTS = 20
+# the server's float scalars
+CLOCK, BUSY, ITER_END, AREA, AREA_T = range(5)
+N_GLOBAL_FLOATS = 5
+# status codes (the strings of edge_server, in this order)
+STATUS_NAMES = ("waiting", "running", "finished", "rejected")
+ST_WAITING, ST_RUNNING, ST_FINISHED, ST_REJECTED = range(4)
+# codes of the output log the kernel writes for the server: (code, row) and a time
+OUT_DONE, OUT_EVICTED, OUT_PREEMPTED, OUT_REJECTED, OUT_FIRST = range(5)
+FREE = -1  # ``STATUS`` of an unused row
+
+
+class SequenceTable:
+    """Rows of requests in the server, kept entries of sessions, the server's scalars."""
+
+    def __init__(self, capacity_bytes: int, max_num_batched_tokens: int, max_num_seqs: int):
+        self.ints = np.zeros((0, N_INT_COLUMNS), dtype=np.int64)
+        self.floats = np.zeros((0, N_FLOAT_COLUMNS))
+        self.kept = np.zeros((0, 4), dtype=np.int64)
+        self.gi = np.zeros(N_GLOBAL_INTS, dtype=np.int64)
+        self.gf = np.zeros(N_GLOBAL_FLOATS)
+        self.gi[CAPACITY] = capacity_bytes
+        self.gi[MAX_TOKENS] = max_num_batched_tokens
+        self.gi[MAX_SEQS] = max_num_seqs
+        self.run = np.zeros(0, dtype=np.int64)  # rows running, admission order
+        self.wait = np.zeros(0, dtype=np.int64)  # the waiting ring
+        self.sched = np.zeros((2, 0), dtype=np.int64)  # the iteration in flight: rows, tokens
+        self.batch = np.zeros(0, dtype=np.int64)  # the kernel's scratch
+        self.out_i = np.zeros((0, 2), dtype=np.int64)
+        self.out_t = np.zeros(0)
+        self.requests: list[EdgeRequest | None] = []  # the object of each row
+        self.row_of: dict[int, int] = {}  # request id -> row
+        self._free: list[int] = []
+        self.session_ids: list[int] = []  # dense index -> session id
+        self._session_index: dict[int, int] = {}
+        self._grow_rows(16)
+        self._grow_sessions(16)
+
+    # --- rows --------------------------------------------------------------------------------
+
+    def add(self, r: EdgeRequest, t: float) -> int:
+        """A submitted request's row (its fields as the server set them), queued at the back."""
+        if not self._free:
+            self._grow_rows(2 * len(self.requests))
+        j = self._free.pop()
+        self.requests[j] = r
+        self.row_of[r.request_id] = j
+        self.ints[j] = (
+            r.computed, r.generated, r.output_tokens, r.kv_bytes_per_token, r.split, r.known,
+            0, self.session_index(r.session_id), r.keep, r.preemptions, r.cached_tokens,
+            r.batch_at_admit, ST_WAITING,
+        )  # fmt: skip
+        self.floats[j] = (
+            r.ready_at, r.round_trip_s, r.first_token_s, r.admit_s, r.finish_s, r.queued_s,
+            r.queued_since,
+        )  # fmt: skip
+        gi = self.gi
+        size = self.wait.shape[0]
+        self.wait[(gi[W_HEAD] + gi[N_WAITING]) % size] = j
+        gi[N_WAITING] += 1
+        return j
+
+    def release(self, j: int) -> EdgeRequest:
+        """Write a finished (or rejected) request's row into its object and free the row."""
+        r = self.requests[j]
+        assert r is not None
+        self.sync_row(j, r)
+        self.requests[j] = None
+        del self.row_of[r.request_id]
+        self.ints[j, STATUS] = FREE
+        self._free.append(j)
+        return r
+
+    def sync_row(self, j: int, r: EdgeRequest) -> None:
+        """Write row ``j``'s state into its request's fields."""
+        (
+            r.computed, r.generated, _, _, _, r.known, _, _, _, r.preemptions, r.cached_tokens,
+            r.batch_at_admit, status,
+        ) = self.ints[j].tolist()  # fmt: skip
+        (
+            r.ready_at, r.round_trip_s, r.first_token_s, r.admit_s, r.finish_s, r.queued_s,
+            r.queued_since,
+        ) = self.floats[j].tolist()  # fmt: skip
+        r.status = STATUS_NAMES[status]
+
+    def sync(self) -> None:
+        """Write every request still in the server into its object."""
+        for j, r in enumerate(self.requests):
+            if r is not None:
+                self.sync_row(j, r)
+
+    def running(self) -> list[EdgeRequest]:
+        """The running requests' objects, admission order."""
+        reqs = self.requests
+        return [reqs[j] for j in self.run[: self.gi[N_RUNNING]].tolist()]
+
+    def waiting(self) -> deque[EdgeRequest]:
+        """The waiting requests' objects, queue order."""
+        head, n = int(self.gi[W_HEAD]), int(self.gi[N_WAITING])
+        ring = self.wait.tolist()
+        rows = ring[head : head + n] + ring[: max(head + n - len(ring), 0)]
+        reqs = self.requests
+        return deque([reqs[j] for j in rows])  # type: ignore[misc]
+
+    def _grow_rows(self, n: int) -> None:
+        """``n`` more free rows (the waiting ring unrolled to start at 0)."""
+        old = len(self.requests)
+        size = old + n
+        head, waiting = int(self.gi[W_HEAD]), int(self.gi[N_WAITING])
+        ring = [int(self.wait[(head + i) % old]) for i in range(waiting)] if old else []
+        ints = np.zeros((size, N_INT_COLUMNS), dtype=np.int64)
+        ints[:old] = self.ints
+        ints[old:, STATUS] = FREE
+        self.ints = ints
+        floats = np.zeros((size, N_FLOAT_COLUMNS))
+        floats[:old] = self.floats
+        self.floats = floats
+        run = np.zeros(size, dtype=np.int64)
+        run[:old] = self.run
+        self.run = run
+        self.wait = np.zeros(size, dtype=np.int64)
+        self.wait[:waiting] = ring
+        self.gi[W_HEAD] = 0
+        sched = np.zeros((2, size), dtype=np.int64)
+        sched[:, :old] = self.sched
+        self.sched = sched
+        self.batch = np.zeros(size, dtype=np.int64)
+        self.requests += [None] * n
+        self._free += range(size - 1, old - 1, -1)  # lowest row first
+        self._size_output()
+
+    # --- sessions and the pool ----------------------------------------------------------------
+
+    def session_index(self, session_id: int) -> int:
+        """The dense index of a session (a row of ``kept``), made on first sight."""
+        idx = self._session_index.get(session_id)
+        if idx is None:
+            idx = len(self.session_ids)
+            if idx == self.kept.shape[0]:
+                self._grow_sessions(2 * idx)
+            self._session_index[session_id] = idx
+            self.session_ids.append(session_id)
+        return idx
+
+    def kept_row(self, session_id: int) -> int:
+        """The row of ``kept`` holding the session's entry; -1 if none is kept."""
+        idx = self._session_index.get(session_id)
+        if idx is None or self.kept[idx, K_STAMP] < 0:
+            return -1
+        return idx
+
+    def _grow_sessions(self, n: int) -> None:
+        old = self.kept.shape[0]
+        kept = np.zeros((old + n, 4), dtype=np.int64)
+        kept[:old] = self.kept
+        kept[old:, K_STAMP] = -1
+        self.kept = kept
+        self._size_output()
+
+    def _size_output(self) -> None:
+        """Room in the output log for one kernel call's worst iteration, several times over
+        (the kernel pauses before an iteration that might not fit)."""
+        size = 4 * (len(self.requests) + self.kept.shape[0]) + 64
+        if self.out_t.shape[0] < size:
+            self.out_i = np.zeros((size, 2), dtype=np.int64)
+            self.out_t = np.zeros(size)
+
+
+class TablePool:
+    """The KV pool of a :class:`SequenceTable`, read as :class:`KVPool` is (and ``drop``)."""
+
+    def __init__(self, table: SequenceTable) -> None:
+        self._table = table
+        self.capacity_bytes = int(table.gi[CAPACITY])
+
+    @property
+    def running_bytes(self) -> int:
+        return int(self._table.gi[RUNNING_BYTES])
+
+    @property
+    def kept_bytes(self) -> int:
+        return int(self._table.gi[KEPT_BYTES])
+
+    @property
+    def used_bytes(self) -> int:
+        gi = self._table.gi
+        return int(gi[RUNNING_BYTES] + gi[KEPT_BYTES])
+
+    @property
+    def free_bytes(self) -> int:
+        return self.capacity_bytes - self.used_bytes
+
+    @property
+    def n_kept(self) -> int:
+        return int(self._table.gi[N_KEPT])
+
+    @property
+    def evictions(self) -> int:
+        return int(self._table.gi[EVICTIONS])
+
+    def occupancy(self) -> float:
+        return self.used_bytes / self.capacity_bytes
+
+    def held_by(self, request_id: int) -> int:
+        j = self._table.row_of.get(request_id)
+        return 0 if j is None else int(self._table.ints[j, HELD])
+
+    def peek(self, session_id: int) -> KeptEntry | None:
+        idx = self._table.kept_row(session_id)
+        if idx < 0:
+            return None
+        split, tokens, nbytes, _ = self._table.kept[idx].tolist()
+        return KeptEntry(split=split, tokens=tokens, nbytes=nbytes)
+
+    def recency_rank(self, session_id: int) -> int:
+        idx = self._table.kept_row(session_id)
+        if idx < 0:
+            return -1
+        stamps = self._table.kept[:, K_STAMP]
+        return int(np.count_nonzero(stamps > stamps[idx]))
+
+    def drop(self, session_id: int) -> None:
+        """Forget a session's kept entry, if any (not counted as an eviction)."""
+        idx = self._table.kept_row(session_id)
+        if idx >= 0:
+            gi, kept = self._table.gi, self._table.kept
+            gi[KEPT_BYTES] -= kept[idx, K_BYTES]
+            gi[N_KEPT] -= 1
+            kept[idx, K_STAMP] = -1
