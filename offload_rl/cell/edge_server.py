@@ -11,7 +11,8 @@ One class decides *who runs next* (vLLM V0's ``Scheduler``); memory is held by
    ready decode takes one token; a decode that needs a token of KV that is not free first evicts
    kept sessions (LRU), then **preempts the most recently admitted running request** with
    recompute (its KV freed, it goes back to the *front* of the queue and re-prefills its prompt
-   and the tokens it already generated); if the victim is the request itself, it stops there.
+   and the tokens it already generated; a split request's newest position waits for its input,
+   point 5); if the victim is the request itself, it stops there.
    Unfinished prompts continue with chunks of what is left of the token budget.
 3. **Admission, FCFS**: the head of the queue is admitted while budget and sequence slots remain
    and its whole prompt's KV fits after evicting kept sessions (vLLM allocates the whole prompt
@@ -33,8 +34,9 @@ One class decides *who runs next* (vLLM V0's ``Scheduler``); memory is held by
    holds, and the newest position joins as a decode once ``ready_at`` has passed (so it is
    never computed before its input can exist). The alternative, not admitting the head before
    its ``ready_at``, would block every request behind it for up to a round trip while the edge
-   could already recompute; this rule costs the requests behind it only the victim's reserved
-   token of KV, as any running split request in its round trip does.
+   could already recompute. Under this rule the requests behind it wait only as behind any
+   head (FCFS, for room in the pool); once admitted it holds its KV and a slot until its
+   activation arrives, as any running split request in its round trip does.
 
 Accounting per request (:class:`EdgeRequest`): arrival, first admission, first token, finish,
 preemptions, seconds queued (over all admissions), batch size at admission. The server also
