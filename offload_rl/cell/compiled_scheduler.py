@@ -246,8 +246,7 @@ def _preempt(ints: A, floats: A, gi: A, wait: A, out_i: A, out_t: A, j: int, s: 
     ints[j, COMPUTED] = 0
     ints[j, STATUS] = ST_WAITING
     ints[j, PREEMPTIONS] += 1
-    floats[j, QUEUED_SINCE] = s
-    floats[j, READY_AT] = 0.0
+    floats[j, QUEUED_SINCE] = s  # READY_AT stays: a split request's next activation is out
     gi[PREEMPTIONS_TOTAL] += 1
     _wait_appendleft(wait, gi, j)
     _log(out_i, out_t, gi, OUT_PREEMPTED, j, s)
@@ -368,6 +367,13 @@ def _batch_time(ints: A, gi: A, sched: A, cost: A) -> float:
 
 
 @jit
+def _computable(ints: A, floats: A, j: int, s: float) -> int:
+    """``EdgeServer._computable``: tokens of ``j`` whose inputs the edge holds at ``s``."""
+    need = ints[j, KNOWN] - ints[j, COMPUTED]
+    return need - 1 if floats[j, READY_AT] > s else need
+
+
+@jit
 def _admit(
     ints: A, floats: A, kept: A, gi: A, gf: A, run: A, wait: A, sched: A, out_i: A, out_t: A,
     s: float, budget: int,
@@ -406,9 +412,10 @@ def _admit(
             ints[j, AT_ADMIT] = gi[N_RUNNING]
         run[gi[N_RUNNING]] = j
         gi[N_RUNNING] += 1
-        n = min(ints[j, KNOWN] - ints[j, COMPUTED], budget)
-        _sched_add(sched, gi, j, n)
-        budget -= n
+        n = min(_computable(ints, floats, j, s), budget)
+        if n:  # 0: a preempted split request's only missing input is still on its way
+            _sched_add(sched, gi, j, n)
+            budget -= n
 
 
 @jit
@@ -439,8 +446,8 @@ def _start_iteration(
             break
         j = run[i]
         need = ints[j, KNOWN] - ints[j, COMPUTED]
-        if need > 1 and floats[j, READY_AT] <= s:
-            n = min(need, budget)
+        if need > 1:
+            n = min(_computable(ints, floats, j, s), budget)
             _sched_add(sched, gi, j, n)
             budget -= n
     if gi[PREEMPTIONS_TOTAL] == preempted_before or gi[N_SCHED] == 0:
@@ -642,15 +649,18 @@ def _decode_stretch(
 
 
 @jit
-def _next_start(floats: A, gi: A, gf: A, run: A) -> float:
+def _next_start(ints: A, floats: A, gi: A, gf: A, run: A) -> float:
     """``EdgeServer._next_start``; -1.0 for None (nothing queued or running)."""
     if gi[N_WAITING] > 0:
         return gf[CLOCK]
     if gi[N_RUNNING] == 0:
         return -1.0
-    first_ready = floats[run[0], READY_AT]
-    for i in range(1, gi[N_RUNNING]):
-        first_ready = min(first_ready, floats[run[i], READY_AT])
+    first_ready = math.inf
+    for i in range(gi[N_RUNNING]):
+        j = run[i]
+        # a prefill (more than one token to compute) can always go on now: its inputs are here
+        x = floats[j, READY_AT] if ints[j, KNOWN] - ints[j, COMPUTED] == 1 else 0.0
+        first_ready = min(first_ready, x)
     return gf[CLOCK] if gf[CLOCK] >= first_ready else first_ready
 
 
@@ -677,7 +687,7 @@ def advance(
                 return False
             if done == PAUSED:
                 return True
-        start = _next_start(floats, gi, gf, run)
+        start = _next_start(ints, floats, gi, gf, run)
         if start < 0 or start >= t:
             if start < 0 and t > gf[CLOCK]:
                 gf[CLOCK] = t

@@ -11,7 +11,8 @@ One class decides *who runs next* (vLLM V0's ``Scheduler``); memory is held by
    ready decode takes one token; a decode that needs a token of KV that is not free first evicts
    kept sessions (LRU), then **preempts the most recently admitted running request** with
    recompute (its KV freed, it goes back to the *front* of the queue and re-prefills its prompt
-   and the tokens it already generated); if the victim is the request itself, it stops there.
+   and the tokens it already generated; a split request's newest position waits for its input,
+   point 5); if the victim is the request itself, it stops there.
    Unfinished prompts continue with chunks of what is left of the token budget.
 3. **Admission, FCFS**: the head of the queue is admitted while budget and sequence slots remain
    and its whole prompt's KV fits after evicting kept sessions (vLLM allocates the whole prompt
@@ -26,7 +27,16 @@ One class decides *who runs next* (vLLM V0's ``Scheduler``); memory is held by
    goes down, the device runs its layers and the next token's activations come back up (RTT +
    device time + upload, which the environment knows and sets). They keep their KV and slot
    meanwhile; iterations go on without them. Token-id requests (``k = 0``) stream tokens down
-   without waiting.
+   without waiting. A split request **preempted** (step 2) keeps its ``ready_at``: the newest
+   position's activation is still on its way up and no scheduler can make it arrive sooner.
+   It goes back to the front of the queue as any victim and is admitted by the same FCFS rule
+   (its whole KV reserved); its recompute covers only the positions whose activations the edge
+   holds, and the newest position joins as a decode once ``ready_at`` has passed (so it is
+   never computed before its input can exist). The alternative, not admitting the head before
+   its ``ready_at``, would block every request behind it for up to a round trip while the edge
+   could already recompute. Under this rule the requests behind it wait only as behind any
+   head (FCFS, for room in the pool); once admitted it holds its KV and a slot until its
+   activation arrives, as any running split request in its round trip does.
 
 Accounting per request (:class:`EdgeRequest`): arrival, first admission, first token, finish,
 preemptions, seconds queued (over all admissions), batch size at admission. The server also
@@ -366,7 +376,8 @@ class EdgeServer:
             return self.clock
         if not self._running:
             return None
-        first_ready = min(r.ready_at for r in self._running)
+        # a prefill (more than one token to compute) can always go on now: its inputs are here
+        first_ready = min(r.ready_at if r.known - r.computed == 1 else 0.0 for r in self._running)
         return max(self.clock, first_ready)
 
     def _start_iteration(self, s: float) -> bool:
@@ -394,8 +405,8 @@ class EdgeServer:
             if budget <= 0 or len(self._sched) >= self.max_num_seqs:
                 break
             need = r.known - r.computed
-            if need > 1 and r.ready_at <= s:
-                n = min(need, budget)
+            if need > 1:
+                n = min(self._computable(r, s), budget)
                 self._sched.append(r)
                 self._sched_n.append(n)
                 budget -= n
@@ -442,10 +453,19 @@ class EdgeServer:
                 r.admit_s = s
                 r.batch_at_admit = len(self._running)
             self._running.append(r)
-            n = min(r.known - r.computed, budget)
-            self._sched.append(r)
-            self._sched_n.append(n)
-            budget -= n
+            n = min(self._computable(r, s), budget)
+            if n:  # 0: a preempted split request's only missing input is still on its way
+                self._sched.append(r)
+                self._sched_n.append(n)
+                budget -= n
+
+    @staticmethod
+    def _computable(r: EdgeRequest, s: float) -> int:
+        """Tokens of ``r`` whose inputs the edge holds at ``s``: all it has not computed, less
+        the newest while its activation is still on the way up (a split request preempted during
+        its round trip, point 5 of the module docstring)."""
+        need = r.known - r.computed
+        return need - 1 if r.ready_at > s else need
 
     def _make_room(self, r: EdgeRequest, nbytes: int, s: float) -> bool:
         """Free ``nbytes`` for ``r``: evict kept entries, then preempt the newest admissions.
@@ -465,13 +485,12 @@ class EdgeServer:
         return True
 
     def _preempt(self, r: EdgeRequest, s: float) -> None:
-        """Recompute preemption: free the KV, back to the front of the queue."""
+        """Recompute preemption: free the KV, back to the front of the queue (``ready_at`` kept)."""
         self._kv.release(r.request_id)
         r.computed = 0
         r.status = WAITING
         r.preemptions += 1
-        r.queued_since = s
-        r.ready_at = 0.0
+        r.queued_since = s  # ready_at stays: a split request's next activation is still out
         self.preemptions += 1
         self._waiting.appendleft(r)
         self._events.append(EdgeEvent(s, "preempted", r.session_id, r.request_id))

@@ -17,8 +17,10 @@ real tensors, so a mistake on either side shows up as a prediction error:
 5. split sequences (first edge layer ``k > 0``) hold KV for layers ``[k, L)`` only; after each
    token they wait for their round trip (the token goes down, the device runs its layers, the
    next position's hidden state comes back: :meth:`BatchScheduler.arrived`), keeping their KV
-   and their slot, while iterations go on without them; a preemption ends the wait (the
-   simulator re-prefills at once; the runtime's edge waits for the hidden state it needs).
+   and their slot, while iterations go on without them; a preemption does not end the wait:
+   re-admitted, the sequence recomputes the positions whose hidden states the edge holds, and
+   its newest position runs as a decode once its hidden state has arrived (the simulator's
+   rule, ``edge_server`` point 5).
 
 Memory is counted by :class:`offload_rl.cell.kv_pool.KVPool` (bytes per token of the edge's
 layers, as the simulator counts them): the pool is bookkeeping, the tensors live with the
@@ -141,7 +143,15 @@ class BatchScheduler:
     def has_ready(self) -> bool:
         """Whether an iteration could run now: something queued, or a running sequence not
         waiting for its round trip."""
-        return bool(self.waiting) or any(not r.awaiting for r in self.running)
+        return bool(self.waiting) or any(
+            not r.awaiting or r.known - r.computed > 1 for r in self.running
+        )
+
+    @staticmethod
+    def computable(r: EdgeSequence) -> int:
+        """Tokens of ``r`` whose inputs the edge holds: all it has not computed, less the newest
+        while its hidden state is on its way up (a split sequence preempted in its round trip)."""
+        return r.known - r.computed - r.awaiting
 
     def seq_bpt(self, r: EdgeSequence) -> int:
         """KV bytes per token of ``r``'s edge layers ``[split, L)``."""
@@ -178,9 +188,8 @@ class BatchScheduler:
         for r in self.running:
             if budget <= 0 or len(plan) >= self.max_num_seqs:
                 break
-            need = r.known - r.computed
-            if need > 1 and not r.awaiting:
-                n = min(need, budget)
+            if r.known - r.computed > 1:
+                n = min(self.computable(r), budget)
                 plan.sequences.append(r)
                 plan.tokens.append(n)
                 budget -= n
@@ -261,10 +270,11 @@ class BatchScheduler:
                 r.admit_s = s
                 r.batch_at_admit = len(self.running)
             self.running.append(r)
-            n = min(r.known - r.computed, budget)
-            plan.sequences.append(r)
-            plan.tokens.append(n)
-            budget -= n
+            n = min(self.computable(r), budget)
+            if n:  # 0: a preempted split sequence's only missing input is still on its way
+                plan.sequences.append(r)
+                plan.tokens.append(n)
+                budget -= n
 
     def _make_room(self, r: EdgeSequence, nbytes: int, s: float, plan: Plan) -> bool:
         """Evict kept sessions, then preempt the newest admissions; False if ``r`` was one."""
@@ -286,13 +296,13 @@ class BatchScheduler:
 
     def _preempt(self, r: EdgeSequence, s: float, plan: Plan) -> None:
         """Recompute preemption: the KV is dropped, the sequence goes back to the queue's front
-        with every token it knows (prompt and generated) to prefill again."""
+        with every token it knows (prompt and generated) to prefill again; a split sequence
+        keeps waiting for the hidden state still on its way (``awaiting`` stays)."""
         self.pool.release(r.request_id)
         if r in plan.sequences:  # scheduled earlier in this iteration: take it out
             j = plan.sequences.index(r)
             del plan.sequences[j], plan.tokens[j]
         r.kv, r.computed = None, 0
-        r.awaiting = False
         r.status = WAITING
         r.preemptions += 1
         r.queued_since = s

@@ -24,9 +24,10 @@ layers ``< k``; the sequence's rows run layers ``[k, L)`` inside the same packed
 token-id rows, and hold KV for those layers only. After each token the sequence waits for the
 device's ``STEP`` (its next position's hidden state) and iterations go on without it. The edge
 keeps a split sequence's boundary hidden states in host memory (as the simulator assumes): a
-preempted one re-prefills from them, and so does a turn whose kept entry was evicted between its
-decision and its arrival (the device then sent only the new positions). A ``DROP`` from a device
-(the session moved off its kept split) drops the session's kept entry.
+preempted one re-prefills from them (its newest position once its hidden state has come up), and
+so does a turn whose kept entry was evicted between its decision and its arrival (the device then
+sent only the new positions). A ``DROP`` from a device (the session moved off its kept split)
+drops the session's kept entry.
 """
 
 from __future__ import annotations
@@ -201,16 +202,17 @@ class CellEdge:
                 self._report(sched)
 
     def _chunk(self, sched: BatchScheduler, r: EdgeSequence, n: int) -> Chunk:
-        """``r``'s part of the iteration: token ids, or (split) its boundary hidden states.
-
-        A split sequence preempted while its round trip was out is rescheduled with the
-        position whose hidden state is still on its way (the simulator re-prefills at once):
-        the edge waits for it here."""
+        """``r``'s part of the iteration: token ids, or (split) its boundary hidden states (the
+        scheduler schedules only positions whose hidden states have arrived, a split sequence
+        preempted during its round trip included)."""
         samples = r.computed + n == r.known
         if r.split == 0:
             return Chunk(sched.chunk_ids(r, n), r.kv, samples)
-        while r.hidden.shape[0] < r.computed + n:
-            self._drain(sched, block=True)
+        if r.hidden.shape[0] < r.computed + n:
+            raise RuntimeError(
+                f"request {r.request_id}: scheduled position {r.computed + n - 1} before its "
+                f"hidden state arrived ({r.hidden.shape[0]} positions here)"
+            )
         return Chunk([], r.kv, samples, first_layer=r.split, hidden=sched.chunk_hidden(r, n))
 
     def _drain(self, sched: BatchScheduler, block: bool) -> None:

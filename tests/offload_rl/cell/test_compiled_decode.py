@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 
 import offload_rl.cell.simulator as simulator
 from envs.edge_cell import EdgeCellEnv
@@ -32,6 +32,7 @@ from tests.envs.cell_helpers import cell_scenario
 from tests.offload_rl.cell.test_edge_server_fast import (
     COST,
     KV_TOKEN,
+    SPLIT_PREEMPTED_IN_ROUND_TRIP,
     _snapshot,
     arrivals,
     drive_and_compare,
@@ -59,6 +60,7 @@ def _counting(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 @settings(max_examples=100, deadline=None)
 @given(arrivals, *server_sizes)
+@example(*SPLIT_PREEMPTED_IN_ROUND_TRIP)  # preempted during its round trip, then re-admitted
 def test_the_compiled_loop_equals_the_python_loop(reqs, pool_tokens, budget, seqs):
     servers = [
         EdgeServer(COST, pool_tokens * KV_TOKEN, budget, seqs, compiled=compiled)

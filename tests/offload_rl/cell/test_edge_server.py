@@ -5,9 +5,10 @@ from __future__ import annotations
 import random
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from offload_rl.cell import compiled_decode as cd
 from offload_rl.cell.batch_roofline import BatchRoofline
 from offload_rl.cell.edge_server import FINISHED, REJECTED, EdgeRequest, EdgeServer
 from offload_rl.model_shapes import get_arch
@@ -119,6 +120,7 @@ class _Watched(EdgeServer):
     def __init__(self, *args: object, **kw: object) -> None:
         super().__init__(*args, compiled=False, **kw)  # type: ignore[arg-type]
         self.at_preemption: list[tuple[int, int, int]] = []
+        self.split_preempted_in_round_trip = 0  # victims whose next activation was still out
         self._need = 0
 
     def _make_room(self, r: EdgeRequest, nbytes: int, s: float) -> bool:
@@ -127,6 +129,7 @@ class _Watched(EdgeServer):
 
     def _preempt(self, r: EdgeRequest, s: float) -> None:
         self.at_preemption.append((self.pool.free_bytes, self.pool.n_kept, self._need))
+        self.split_preempted_in_round_trip += r.split > 0 and r.ready_at > s
         super()._preempt(r, s)
 
     def _start_iteration(self, s: float) -> bool:
@@ -167,7 +170,8 @@ arrivals = st.lists(
         st.integers(0, L - 1),  # split
         st.booleans(),  # keep
         st.integers(0, 5),  # session id: turns of the same session collide on purpose
-        st.floats(0.0, 0.05),  # round trip of a split request
+        st.floats(0.0, 0.05) | st.floats(0.05, 1.0),  # round trip of a split request (long
+        # ones: preemptions during a round trip)
     ),
     min_size=1,
     max_size=40,
@@ -176,6 +180,9 @@ arrivals = st.lists(
 
 @settings(max_examples=60, deadline=None)
 @given(arrivals, st.integers(400, 4000), st.integers(16, 2048), st.integers(1, 16))
+@example(  # B's decodes outgrow the pool: they preempt A (k = L - 1) during its 1 s round trip
+    [(0.0, 390, 60, 0, False, 0, 0.0), (0.0, 10, 20, L - 1, False, 1, 1.0)], 400, 2048, 16
+)
 def test_random_arrivals_never_break_the_pool_or_lose_a_request(reqs, pool_tokens, budget, seqs):
     server = _Watched(
         COST, pool_tokens * KV_TOKEN, max_num_batched_tokens=budget, max_num_seqs=seqs
@@ -197,6 +204,10 @@ def test_random_arrivals_never_break_the_pool_or_lose_a_request(reqs, pool_token
             assert r.arrival_s <= r.admit_s <= r.first_token_s <= r.finish_s
         else:  # its prompt, or prompt + what it generated before a preemption, outgrew the pool
             assert r.known * r.kv_bytes_per_token > pool_tokens * KV_TOKEN
+        if r.status == FINISHED and r.split > 0:  # every next token waits out a round trip,
+            # preempted or not: its input comes up from the device
+            rtts = (r.output_tokens - 1) * r.round_trip_s
+            assert r.finish_s >= r.first_token_s + rtts - 1e-9 * (1 + r.finish_s)
     for free, kept, need in server.at_preemption:
         assert kept == 0 and free < need
 
@@ -245,3 +256,39 @@ def test_a_prompt_s_last_token_uses_the_memory_reserved_at_admission():
         assert [r.request_id for r in done] == [0], f"fast={fast}"
         assert done[0].preemptions == 0
         assert server.pool.used_bytes == 0
+
+
+@pytest.mark.parametrize("kind", ["reference", "fast", "compiled"])
+def test_a_split_request_preempted_during_its_round_trip_waits_for_its_activation(kind):
+    """A split request preempted while its next activation is on its way up from the device is
+    recomputed on re-admission only up to the positions the edge has inputs for: its newest
+    position runs when the activation arrives (it once ran at once: ``ready_at`` was reset).
+
+    A (k = 1, 10 s round trip) and B (token ids) fill a tiny pool; B's decodes preempt A during
+    its first round trip (its first token at 1 s), B outgrows the pool and is rejected at 4 s, and
+    A is re-admitted at once: it may recompute its 3 prompt positions at 4 s, but its 4th
+    position's activation arrives at 11 s, so its 2nd token comes at 11.5 s, its 3rd 10 s later.
+    """
+    if kind == "compiled" and not cd.AVAILABLE:
+        pytest.skip("numba is not installed (the `fast` extra) or OFFLOAD_RL_COMPILED=0")
+    cost = BatchRoofline(
+        n_layers=2, kv_bytes_per_token_layer=1, layer_fixed_s=0.5, kv_s_per_token=0.0,
+        linear_s_per_token=0.0, attn_s_unit=0.0, embed_fixed_s=0.0, embed_s_per_token=0.0,
+        head_fixed_s=0.0, head_s_per_sample=0.0, head_s_per_token=0.0,
+    )  # fmt: skip
+    # the pool: B's 4 tokens x 2 layers and A's 4 tokens x 1 layer
+    server = EdgeServer(
+        cost, 2 * 4 + 1 * 4, 64, 8, fast=kind != "reference", compiled=kind == "compiled"
+    )
+    assert server.compiled == (kind == "compiled")
+    b = EdgeRequest(0, 0, 0, 0.0, 0, 3, 6)
+    a = EdgeRequest(1, 1, 1, 0.0, 0, 3, 3, round_trip_s=10.0)
+    server.submit(b, 0.0)
+    server.submit(a, 0.0)
+    server.advance(11.0)
+    server.sync_requests()
+    assert a.preemptions == 1 and a.first_token_s == 1.0 and b.status == REJECTED
+    assert a.generated == 1 and a.computed == 3  # its prompt recomputed; the 4th not yet
+    server.advance(30.0)
+    assert server.pop_finished()[-1] is a
+    assert a.finish_s == 11.5 + 10.0 + 0.5

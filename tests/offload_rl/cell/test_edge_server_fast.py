@@ -58,7 +58,8 @@ arrivals = st.lists(
         st.booleans(),  # keep
         st.integers(0, 4),  # session id: turns of the same session collide on purpose
         st.integers(0, 900),  # context tokens (a kept entry is claimed when it fits)
-        st.floats(0.0, 0.05) | st.just(0.0),  # round trip of a split request
+        # round trip of a split request (long ones: preemptions during a round trip)
+        st.floats(0.0, 0.05) | st.just(0.0) | st.floats(0.05, 1.0),
         st.floats(0.0, 1.0),  # where between arrivals an extra advance probes the state
         st.integers(-1, 39),  # a request whose round trip changes here (-1: none)
     ),
@@ -93,6 +94,32 @@ def _accounting(r: EdgeRequest) -> tuple[object, ...]:
     return tuple(getattr(r, f.name) for f in fields(r))
 
 
+# B's decodes outgrow the pool and preempt A (k = L - 1) during its 1 s round trip; B, too long for
+# the pool, is rejected and A re-admitted before its next activation has arrived
+SPLIT_PREEMPTED_IN_ROUND_TRIP = (
+    [
+        (0.0, 390, 60, 0, False, 0, 0, 0.0, 0.5, -1),
+        (0.0, 10, 20, L - 1, False, 1, 0, 1.0, 0.5, -1),
+        (2.0, 1, 3, 0, False, 2, 0, 0.0, 0.5, -1),
+    ],
+    400,
+    2048,
+    16,
+)
+
+
+class SplitPreemptionCounter(EdgeServer):
+    """The Python scheduler, counting preemptions of split requests during their round trip."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.split_preempted_in_round_trip = 0
+
+    def _preempt(self, r: EdgeRequest, s: float) -> None:
+        self.split_preempted_in_round_trip += r.split > 0 and r.ready_at > s
+        super()._preempt(r, s)
+
+
 # a server's sizes: pool (tokens of a k = 0 request), max_num_batched_tokens, max_num_seqs
 server_sizes = (
     st.integers(60, 3000),
@@ -113,11 +140,23 @@ server_sizes = (
     2,
     8,
 )
+@example(*SPLIT_PREEMPTED_IN_ROUND_TRIP)
 def test_fast_path_matches_the_general_scheduler(reqs, pool_tokens, budget, seqs):
     servers = [
         EdgeServer(COST, pool_tokens * KV_TOKEN, budget, seqs, fast=fast) for fast in (False, True)
     ]
     drive_and_compare(servers, reqs, _same)
+
+
+def test_the_examples_preempt_a_split_request_during_its_round_trip():
+    """A guard: the example the comparisons run does hold the case it is there for."""
+    reqs, pool_tokens, budget, seqs = SPLIT_PREEMPTED_IN_ROUND_TRIP
+    servers = [
+        SplitPreemptionCounter(COST, pool_tokens * KV_TOKEN, budget, seqs, fast=False),
+        EdgeServer(COST, pool_tokens * KV_TOKEN, budget, seqs, fast=True, compiled=False),
+    ]
+    drive_and_compare(servers, reqs, _same)
+    assert servers[0].split_preempted_in_round_trip >= 1
 
 
 def drive_and_compare(

@@ -8,7 +8,7 @@ who runs when).
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from offload_rl.cell.batch_roofline import BatchRoofline
@@ -123,9 +123,11 @@ def test_a_split_sequence_waits_for_its_round_trip_and_holds_its_layers_kv() -> 
     assert s.pool.held_by(1) == 5 * 3
 
 
-def test_a_split_sequence_preempted_during_its_round_trip_requeues_ready() -> None:
-    """As the simulator's ``_preempt`` (``ready_at = 0``): the wait ends, and the sequence
-    re-prefills every position it knows, the one on its way from the device included."""
+def test_a_split_sequence_preempted_during_its_round_trip_waits_for_its_hidden_state() -> None:
+    """As the simulator's ``_preempt`` (``ready_at`` kept): the wait goes on; re-admitted, the
+    sequence recomputes the positions whose hidden states the edge holds, and its newest position
+    runs only once its hidden state has arrived (it was once re-prefilled at once, that position
+    included, before the device could have sent it)."""
     # room for 10 tokens of every layer: B (token ids) 4 + 4 out, A (split 2 of 4) 4 at half
     s = BatchScheduler(10 * 12, 12, max_num_batched_tokens=100, max_num_seqs=8, n_layers=4)
     b = seq(1, 4, 6)
@@ -137,8 +139,18 @@ def test_a_split_sequence_preempted_during_its_round_trip_requeues_ready() -> No
     assert step(s, 1.0) == ([1], [1])  # 108
     assert step(s, 2.0) == ([1], [1])  # 120: full
     plan = s.schedule(3.0)  # B's next token needs 12 more: A, the newest, is preempted
-    assert plan.preempted == [2] and not a.awaiting and a.computed == 0
+    assert plan.preempted == [2] and a.awaiting and a.computed == 0
     assert s.waiting[0] is a and a.known == 9
+    s.complete(plan, [7], 4.0)
+    t = 4.0
+    while b.status != FINISHED:  # A (9 x 6 bytes) waits for room
+        assert step(s, t) == ([1], [1])
+        t += 1.0
+    assert step(s, t) == ([2], [8])  # its 8 positions here; the 9th is still on its way
+    assert a.computed == 8 and a.generated == 1 and not s.has_ready()
+    assert not s.schedule(t + 1.0).sequences
+    s.arrived(a)
+    assert step(s, t + 2.0) == ([2], [1]) and a.generated == 2
 
 
 def test_a_kept_entry_serves_only_the_same_split_and_a_move_drops_it() -> None:
@@ -178,6 +190,11 @@ class _Recording(EdgeServer):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.batches: list[tuple[float, list[tuple[int, int]]]] = []
+        self.split_preempted_in_round_trip = 0
+
+    def _preempt(self, r: EdgeRequest, s: float) -> None:
+        self.split_preempted_in_round_trip += r.split > 0 and r.ready_at > s
+        super()._preempt(r, s)
 
     def _batch_time(self) -> float:
         took = super()._batch_time()
@@ -243,6 +260,16 @@ def _run_runtime(
     return batches
 
 
+# B's decodes preempt A (split 2) during its 1.5 s round trip; A is re-admitted before its next
+# position's hidden state has come up
+SPLIT_PREEMPTED_IN_ROUND_TRIP = (
+    [(0, 0, 19, 6, False, 0, 8), (0, 1, 1, 6, False, 2, 12)],
+    20,
+    32,
+    4,
+)
+
+
 @settings(max_examples=80, deadline=None)
 @given(
     st.lists(request, min_size=1, max_size=8),
@@ -250,6 +277,7 @@ def _run_runtime(
     st.integers(4, 32),
     st.integers(1, 4),
 )
+@example(*SPLIT_PREEMPTED_IN_ROUND_TRIP)
 def test_schedules_the_batches_the_simulator_schedules(
     reqs: list[tuple[int, int, int, int, bool, int, int]],
     pool_tokens: int,
@@ -258,6 +286,19 @@ def test_schedules_the_batches_the_simulator_schedules(
 ) -> None:
     """Token-id and split sequences mixed: the same batches (who, how many tokens) at the same
     instants, the same preemptions and evictions."""
+    _compare(reqs, pool_tokens, budget, seqs)
+
+
+def test_the_example_preempts_a_split_sequence_during_its_round_trip() -> None:
+    """A guard: the property's example holds the case it is there for."""
+    assert _compare(*SPLIT_PREEMPTED_IN_ROUND_TRIP) >= 1
+
+
+def _compare(
+    reqs: list[tuple[int, int, int, int, bool, int, int]], pool_tokens: int, budget: int, seqs: int
+) -> int:
+    """Run both on ``reqs`` and compare; the simulator's preemptions of split requests during
+    their round trip."""
     reqs = sorted(reqs, key=lambda r: r[0])
     cost = _layer_cost()
     pool = pool_tokens * 4 * BPT_LAYER
@@ -273,3 +314,4 @@ def test_schedules_the_batches_the_simulator_schedules(
     assert _run_runtime(reqs, run, cost) == sim.batches
     assert run.preemptions == sim.preemptions
     assert run.evictions == sim.pool.evictions
+    return sim.split_preempted_in_round_trip
