@@ -145,6 +145,14 @@ class _RateTimeline:
         return total
 
 
+MIN_SPREAD_S = 1e-6
+"""Spreads no longer than this (seconds) are charged as a lump at their start. Nothing the
+simulator spends energy over is that short (the shortest spread in the cell fingerprint's
+episodes is 31 ms, its largest rate 5 W), and a rate over a much shorter interval would swamp
+the running sum of rates: adding and removing ``total / 2.7e-109`` lost another spread's whole
+cost to float cancellation (found by hypothesis)."""
+
+
 class CostLedger:
     """The cell's reward: cost that accrues while it happens, collected between decisions.
 
@@ -195,8 +203,10 @@ class CostLedger:
         self._latency.change(end, -entry[1], -1, key)
 
     def spread(self, start: float, end: float, total: float) -> None:
-        """``total`` cost spent uniformly over ``[start, end]`` (an instant if they are equal)."""
-        if end <= start:
+        """``total`` cost spent uniformly over ``[start, end]``; an instant at ``start`` if the
+        interval is no longer than :data:`MIN_SPREAD_S` (a rate of ``total / 1e-109`` added to
+        the running sum of rates would swamp every other rate in it, float cancellation)."""
+        if end - start <= MIN_SPREAD_S:
             self._lumps.append((start, total))
         else:
             rate = total / (end - start)
