@@ -204,6 +204,40 @@ def oracle_episode(
     return rows
 
 
+def disagreements(
+    env: EdgeCellEnv, policy: CellGreedy, other: Any, episodes: Sequence[Episode]
+) -> list[str]:
+    """Along ``policy``'s own episodes: how often ``other`` (a deployable policy, its action
+    made valid as the environment would) would place the request elsewhere, by what the mask
+    leaves open (a private request; the edge masked by an outage or memory; a free choice)."""
+    from collections import Counter
+
+    from offload_rl.cell_heuristics.predictor import valid_tiers
+
+    L = env.layout.n_layers
+    counts: Counter[tuple[str, str, str]] = Counter()
+    for ep in episodes:
+        env.reset(seed=ep.workload_seed, options=ep.reset_options())
+        policy.reset()
+        other.reset()
+        while True:
+            state, mask = env.state, env.action_masks()
+            a = int(policy.act(state, mask))
+            b = env.layout.nearest_valid(int(other.act(state, mask)), mask)
+            free = 0 in valid_tiers(mask)
+            case = "private" if state.private else ("free" if free else "edge masked")
+            ta, tb = env.layout.decode(a)[0], env.layout.decode(b)[0]
+            name_a = kind_name(ta, L) + (f" {ta}" if kind_name(ta, L) == "split" else "")
+            name_b = kind_name(tb, L) + (f" {tb}" if kind_name(tb, L) == "split" else "")
+            counts[(case, name_a, name_b)] += 1
+            _, _, _, truncated, _ = env.step(a)
+            if truncated:
+                break
+    out = [f"| request | {policy.name} | {other.name} | decisions |", "|---|---|---|---|"]
+    out += [f"| {c} | {a} | {b} | {n} |" for (c, a, b), n in counts.most_common()]
+    return out
+
+
 class KnownRadio:
     """``base`` told which radio the deciding device is on (the decision state does not say:
     the forecast assumes the cell's cellular radio). Not a deployable policy as the state
@@ -363,6 +397,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             scored = build_episodes(resolve_scenario(scenario), args.score_episodes, EVAL_SEED)
             print(f"\n## {args.family}, load {load:g}: {len(scored)} episodes, settled reward\n")
             print("\n".join(score_policies(env, scenario, args.policy, scored)))
+            from agents.policies import resolve_policy
+
+            edge = resolve_policy("edge", scenario, seed=EVAL_SEED)
+            print(f"\n{args.policy} against edge, along {args.policy}'s episodes:\n")
+            print("\n".join(disagreements(env, policy, edge, scored)))
         h_rows: list[dict[str, Any]] = []
         if not args.no_forecast:
             t0 = time.perf_counter()

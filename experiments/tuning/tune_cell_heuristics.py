@@ -6,6 +6,7 @@ Usage::
         [--loads 1,2] [--seed 2026] [--requests N] [--workers 1]
         [--out offload_rl/data/tuned/cell_heuristics.json]
         [--traces DIR ... --uplink-scale X --test-share 0.25 --split-seed 0]
+        [--config experiments/configs/train_cell_split.yaml]
 
 What "training" means here, so that no tuned value has seen an episode it is scored on:
 
@@ -14,7 +15,9 @@ What "training" means here, so that no tuned value has seen an episode it is sco
   ``0 .. n-1`` are the ones ``offload-rl evaluate`` runs on, ``n .. 2n-1`` are never evaluated.
   Recorded families (``--traces``) are split by the training configs' file rule
   (``agents.train_config.split_by_family``: crc32 of ``seed:file name``) and only the training
-  part is used;
+  part is used; ``--config`` takes a training config's own training files instead (its
+  three-way split and per-family scaling: the files the results table's heuristics are chosen
+  on, none of its validation or test files);
 * **requests and offsets**: the episodes are drawn with ``--seed`` (default 2026), not the
   evaluation's 0 or the training runs' validation seed 12345;
 * **every device of the cell** draws its link from the training traces only.
@@ -23,11 +26,11 @@ What it does, in order (each step prints its progress and its best value):
 
 1. fits the return model of the ``gdsf`` cache rule (P(another turn | turn)) on the training
    episodes' sessions;
-2. fits the forecast's device-queue wait per OS thermal level (the mean seconds a phone's
-   compute queue is still busy when a request arrives, measured on the training episodes
-   under ``greedy``; only requests with device work wait for it, token ids to the edge and the
-   cloud do not), refitted after step 3 and kept only if ``greedy`` scores better with it than
-   without it on the training episodes;
+2. fits the forecast's device queue per OS thermal level (the share of requests that find the
+   phone's compute queue busy, and the mean seconds it is still busy then, measured on the
+   training episodes under ``greedy``; only requests with device work wait for it, token ids
+   to the edge and the cloud do not), refitted after step 3 and kept only if ``greedy`` scores
+   better with it than without it on the training episodes;
 3. coordinate search over each heuristic's grid (below): every value of one parameter with the
    others fixed, the best kept (one pass). The objective is the
    mean reward per decision over the training episodes at every ``--loads`` level, with the
