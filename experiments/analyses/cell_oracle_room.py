@@ -238,40 +238,78 @@ def disagreements(
     return out
 
 
-class KnownRadio:
-    """``base`` told which radio the deciding device is on (the decision state does not say:
-    the forecast assumes the cell's cellular radio). Not a deployable policy as the state
-    stands: it measures what that one missing fact is worth."""
+class _Told:
+    """``base`` told one fact about the deciding phone that the decision state does not carry,
+    for the length of one decision. Not a deployable policy as the state stands: it measures
+    what that fact is worth."""
+
+    fact = ""
 
     def __init__(self, base: CellGreedy) -> None:
         self.base = base
-        self.name = f"{base.name} (device's radio known)"
-        self.assumed = base.forecaster.radio
+        self.name = f"{base.name} ({self.fact} known)"
 
     def reset(self) -> None:
         self.base.reset()
 
+    def tell(self, env: EdgeCellEnv) -> None:
+        raise NotImplementedError
+
+    def untell(self) -> None:
+        raise NotImplementedError
+
     def act_env(self, env: EdgeCellEnv) -> int:
-        d = env.sim.devices[env.sim.device_of[env.request_index]]
-        self.base.forecaster.radio = d.radio.params
+        self.tell(env)
         try:
             return int(self.base.act(env.state, env.action_masks()))
         finally:
-            self.base.forecaster.radio = self.assumed
+            self.untell()
+
+
+class KnownRadio(_Told):
+    """Told which radio the phone is on (the forecast assumes the cell's cellular radio)."""
+
+    fact = "device's radio"
+
+    def tell(self, env: EdgeCellEnv) -> None:
+        self.assumed = self.base.forecaster.radio
+        d = env.sim.devices[env.sim.device_of[env.request_index]]
+        self.base.forecaster.radio = d.radio.params
+
+    def untell(self) -> None:
+        self.base.forecaster.radio = self.assumed
+
+
+class KnownQueue(_Told):
+    """Told how long the phone's compute queue is still busy (the state gives only the OS
+    thermal level, the forecast a fitted wait per level)."""
+
+    fact = "device queue"
+
+    def tell(self, env: EdgeCellEnv) -> None:
+        self.assumed = params = self.base.forecaster.params
+        sim, i = env.sim, env.request_index
+        wait = max(sim.devices[sim.device_of[i]].busy_until - sim.requests[i].arrival_s, 0.0)
+        known = {"device_wait_s": [wait] * 4, "device_busy_p": [1.0] * 4}
+        self.base.forecaster.params = params.model_copy(update=known)
+
+    def untell(self) -> None:
+        self.base.forecaster.params = self.assumed
 
 
 def score_policies(
     env: EdgeCellEnv, scenario: Scenario, policy_name: str, episodes: Sequence[Episode]
 ) -> list[str]:
-    """Settled reward of the heuristic, the heuristic told its radio, and ``edge``; paired."""
+    """Settled reward of the heuristic, the heuristic told its radio or its phone's queue, and
+    ``edge``; paired with the heuristic per episode."""
     from agents.evaluation.cell_rollout import run_cell_episode, settled_reward
     from agents.evaluation.confidence import mean_ci95
     from agents.policies import resolve_policy
 
-    base = make_cell_heuristic(policy_name, scenario)
     policies: dict[str, Any] = {
         policy_name: make_cell_heuristic(policy_name, scenario),
-        "radio known": KnownRadio(base),
+        "radio known": KnownRadio(make_cell_heuristic(policy_name, scenario)),
+        "device queue known": KnownQueue(make_cell_heuristic(policy_name, scenario)),
         "edge": resolve_policy("edge", scenario, seed=EVAL_SEED),
     }
     scores = {
