@@ -122,6 +122,8 @@ def request_facts(env: EdgeCellEnv) -> dict[str, Any]:
         "edge_running": env.state.edge_running,
         "edge_waiting": env.state.edge_waiting,
         "age_s": float(env.state.throughput_age_s),
+        "hist_min_mbps": float(min(env.state.throughput_mbps, default=0.0)),
+        "edge_valid": bool(env.action_masks()[0:2].any()),
     }
 
 
@@ -355,6 +357,29 @@ def bias_table(rows: Sequence[dict[str, Any]]) -> list[str]:
     return out
 
 
+def outage_table(rows: Sequence[dict[str, Any]], floor_mbps: float = 0.1) -> list[str]:
+    """What the decision state says about the link being out *now* (the sample age, an outage
+    sample in the history), over the decisions where the edge is open and the request is not
+    private: P(true uplink < ``floor_mbps``) per class."""
+    rs = [r for r in rows if r["edge_valid"] and not r["private"]]
+    classes = {
+        "newest sample < 10 s old": lambda r: r["age_s"] < 10,
+        "newest sample 10-60 s old": lambda r: 10 <= r["age_s"] < 60,
+        "newest sample >= 60 s old": lambda r: r["age_s"] >= 60,
+        "an outage sample in the history": lambda r: r["hist_min_mbps"] < floor_mbps,
+        "history minimum >= 1 Mbps": lambda r: r["hist_min_mbps"] >= 1.0,
+    }
+    out = [
+        f"| decisions (edge open, not private: {len(rs)}) | n | P(link out now) |",
+        "|---|---|---|",
+    ]
+    for name, test in classes.items():
+        sel = [r for r in rs if test(r)]
+        p = _mean([float(r["true_mbps"] < floor_mbps) for r in sel])
+        out.append(f"| {name} | {len(sel)} | {p:.2f} |")
+    return out
+
+
 def oracle_tables(rows: Sequence[dict[str, Any]]) -> list[str]:
     """Base-vs-oracle placement counts, and where the savings are."""
     kinds = ("edge", "split", "device", "cloud", "lite")
@@ -447,6 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"\n## {args.family}, load {load:g}: {args.policy}'s forecast vs outcome")
             print(f"({len(episodes)} episodes, {time.perf_counter() - t0:.0f} s)\n")
             print("\n".join(bias_table(h_rows)))
+            print("\n".join(["", *outage_table(h_rows)]))
         o_rows: list[dict[str, Any]] = []
         if not args.no_oracle:
             t0 = time.perf_counter()
