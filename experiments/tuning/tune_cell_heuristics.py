@@ -6,6 +6,7 @@ Usage::
         [--loads 1,2] [--seed 2026] [--requests N] [--workers 1]
         [--out offload_rl/data/tuned/cell_heuristics.json]
         [--traces DIR ... --uplink-scale X --test-share 0.25 --split-seed 0]
+        [--config experiments/configs/train_cell_split.yaml]
 
 What "training" means here, so that no tuned value has seen an episode it is scored on:
 
@@ -14,7 +15,9 @@ What "training" means here, so that no tuned value has seen an episode it is sco
   ``0 .. n-1`` are the ones ``offload-rl evaluate`` runs on, ``n .. 2n-1`` are never evaluated.
   Recorded families (``--traces``) are split by the training configs' file rule
   (``agents.train_config.split_by_family``: crc32 of ``seed:file name``) and only the training
-  part is used;
+  part is used; ``--config`` takes a training config's own training files instead (its
+  three-way split and per-family scaling: the files the results table's heuristics are chosen
+  on, none of its validation or test files);
 * **requests and offsets**: the episodes are drawn with ``--seed`` (default 2026), not the
   evaluation's 0 or the training runs' validation seed 12345;
 * **every device of the cell** draws its link from the training traces only.
@@ -23,11 +26,11 @@ What it does, in order (each step prints its progress and its best value):
 
 1. fits the return model of the ``gdsf`` cache rule (P(another turn | turn)) on the training
    episodes' sessions;
-2. fits the forecast's device-queue wait per OS thermal level (the mean seconds a phone's
-   compute queue is still busy when a request arrives, measured on the training episodes
-   under ``greedy``; only requests with device work wait for it, token ids to the edge and the
-   cloud do not), refitted after step 3 and kept only if ``greedy`` scores better with it than
-   without it on the training episodes;
+2. fits the forecast's device queue per OS thermal level (the share of requests that find the
+   phone's compute queue busy, and the mean seconds it is still busy then, measured on the
+   training episodes under ``greedy``; only requests with device work wait for it, token ids
+   to the edge and the cloud do not), refitted after step 3 and kept only if ``greedy`` scores
+   better with it than without it on the training episodes;
 3. coordinate search over each heuristic's grid (below): every value of one parameter with the
    others fixed, the best kept (one pass). The objective is the
    mean reward per decision over the training episodes at every ``--loads`` level, with the
@@ -52,7 +55,7 @@ import numpy as np
 
 from agents.evaluation.cell_rollout import run_cell_episode
 from agents.evaluation.episodes import Episode, build_episodes
-from agents.train_config import TraceSplit, split_by_family
+from agents.train_config import TraceSplit, load_train_config, split_by_family
 from envs.edge_cell import EdgeCellEnv
 from offload_rl.cell_heuristics.names import make_cell_heuristic
 from offload_rl.cell_heuristics.return_model import fit_return_model
@@ -67,6 +70,7 @@ from offload_rl.cell_heuristics.tuned import (
     default_tuned_path,
     write_tuned_params,
 )
+from offload_rl.errors import OffloadRLError
 from offload_rl.heuristics import Policy, make_heuristic
 from offload_rl.scenario import SYNTHETIC_PREFIX, Scenario, TraceSource, load_scenario
 from offload_rl.scenario_facts import ResolvedScenario, resolve_scenario, scenario_facts
@@ -145,6 +149,22 @@ def training_scenario(
         downlinks=[full.downlinks[i] for i in keep],
     )
     return resolved, described
+
+
+def config_training_scenario(path: Path) -> tuple[Scenario, list[str]]:
+    """The training scenario of a training config (its training files only: the config's own
+    split, so no validation or test file is read), and a description of its links."""
+    try:
+        config = load_train_config(path)
+        train, _ = config.scenarios()
+    except OffloadRLError as err:
+        raise SystemExit(f"--config: {err}") from None
+    families: dict[str, int] = {}
+    for source in train.network.sources():
+        family = Path(source.source).parent.name
+        families[family] = families.get(family, 0) + 1
+    described = [f"{path}: training files of {f} ({n})" for f, n in sorted(families.items())]
+    return train, described
 
 
 def _trace_files(paths: Sequence[str]) -> list[str]:
@@ -260,9 +280,16 @@ def fit_returns(objective: Objective) -> ReturnModelParams:
     return ReturnModelParams(p_return=p, sessions=sessions)
 
 
-def fit_device_wait(objective: Objective, params: TunedParams) -> list[float]:
-    """Mean seconds the requesting phone's compute queue is busy, per OS thermal level."""
+def fit_device_wait(objective: Objective, params: TunedParams) -> dict[str, list[float]]:
+    """Per OS thermal level: the share of requests that find the requesting phone's compute
+    queue busy (``device_busy_p``) and the mean seconds it is still busy then
+    (``device_wait_s``), under ``greedy`` on the training episodes.
+
+    Two numbers, not the mean wait alone: most requests find the queue free and a few wait
+    minutes, so a forecast that adds the mean to every request predicts an SLO miss for
+    requests that almost always meet it (the SLO penalty is a step in the wait)."""
     sums = np.zeros(4)
+    busy = np.zeros(4)
     counts = np.zeros(4)
     for env in objective.envs:
         policy = make_cell_heuristic("greedy", objective.scenario, params)
@@ -271,20 +298,26 @@ def fit_device_wait(objective: Objective, params: TunedParams) -> list[float]:
             policy.reset()
             while True:
                 sim = env.sim
-                i = env._i
+                i = env.request_index
                 device = sim.devices[sim.device_of[i]]
                 level = int(env.state.thermal_level)
-                sums[level] += max(device.busy_until - sim.requests[i].arrival_s, 0.0)
+                wait = max(device.busy_until - sim.requests[i].arrival_s, 0.0)
+                sums[level] += wait
+                busy[level] += wait > 0.0
                 counts[level] += 1
                 _, _, _, truncated, _ = env.step(policy.act(env.state, env.action_masks()))
                 if truncated:
                     break
-    means = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
-    # a level never seen on the training episodes borrows the next lower one's wait
+    share = np.where(counts > 0, busy / np.maximum(counts, 1), 0.0)
+    means = np.where(busy > 0, sums / np.maximum(busy, 1), 0.0)
+    # a level never seen busy on the training episodes borrows the next lower one's figures
     for level in range(1, 4):
-        if counts[level] == 0:
-            means[level] = means[level - 1]
-    return [round(float(x), 3) for x in means]
+        if busy[level] == 0:
+            share[level], means[level] = share[level - 1], means[level - 1]
+    return {
+        "device_wait_s": [round(float(x), 3) for x in means],
+        "device_busy_p": [round(float(x), 4) for x in share],
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -334,6 +367,13 @@ def add_training_arguments(
 ) -> None:
     """The options that choose the training episodes (shared with the other cell tuners)."""
     parser.add_argument("--scenario", default=scenario)
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="a training config (train_cell_split.yaml): tune on its training files, with its "
+        "per-family scaling (replaces --scenario, --traces and the split options)",
+    )
     parser.add_argument("--traces", nargs="+", default=None, help="recorded families (folders)")
     parser.add_argument("--uplink-scale", type=float, default=None)
     parser.add_argument("--test-share", type=float, default=0.25)
@@ -350,7 +390,10 @@ def training_setup(
 ) -> tuple[Scenario, list[float], ResolvedScenario, list[str], list[Episode]]:
     """From :func:`add_training_arguments`' options: the scenario, the loads, the training
     links (and their description) and the training episodes."""
-    scenario = load_scenario(args.scenario)
+    if args.config is not None:
+        scenario, described = config_training_scenario(args.config)
+    else:
+        scenario = load_scenario(args.scenario)
     if scenario.cell is None:
         raise SystemExit(f"scenario {args.scenario!r} has no 'cell:' section")
     if args.workers < 1:
@@ -359,8 +402,11 @@ def training_setup(
         episode = scenario.episode.model_copy(update={"requests": args.requests})
         scenario = scenario.model_copy(update={"episode": episode})
     loads = _parse_loads(args.loads)
-    split = TraceSplit(test_share=args.test_share, seed=args.split_seed)
-    resolved, described = training_scenario(scenario, args.traces, args.uplink_scale, split)
+    if args.config is not None:
+        resolved = resolve_scenario(scenario)
+    else:
+        split = TraceSplit(test_share=args.test_share, seed=args.split_seed)
+        resolved, described = training_scenario(scenario, args.traces, args.uplink_scale, split)
     episodes = build_episodes(resolved, args.episodes, args.seed)
     return scenario, loads, resolved, described, episodes
 
@@ -411,8 +457,8 @@ def _tune(
     params = params.model_copy(update={"return_model": fit_returns(objective)})
     log(f"return model: {params.return_model.p_return} ({params.return_model.sessions} sessions)")
     wait = fit_device_wait(objective, params)
-    params = with_group(params, "predictor", {"device_wait_s": wait})
-    log(f"device queue wait per thermal level: {wait} s")
+    params = with_group(params, "predictor", wait)
+    log(f"device queue per thermal level: busy share, seconds when busy: {wait}")
     scores: dict[str, float] = {}
     for name in REFERENCES:
         scores[name] = objective(name, None)
@@ -420,9 +466,9 @@ def _tune(
     log("forecast (greedy):")
     params, scores["greedy"] = coordinate_search("predictor", params, objective, log)
     wait = fit_device_wait(objective, params)  # again, under the tuned forecast
-    params = with_group(params, "predictor", {"device_wait_s": wait})
+    params = with_group(params, "predictor", wait)
     scores["greedy"] = objective("greedy", params)
-    log(f"device queue wait, refitted: {wait} s; greedy {scores['greedy']:.4f}")
+    log(f"device queue, refitted: {wait}; greedy {scores['greedy']:.4f}")
     no_wait = with_group(params, "predictor", {"device_wait_s": [0.0] * 4})
     without = objective("greedy", no_wait)
     log(f"greedy without the device queue wait: {without:.4f}")

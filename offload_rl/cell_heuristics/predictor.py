@@ -64,7 +64,7 @@ from offload_rl.errors import ConfigError
 from offload_rl.features import CellDecisionState
 from offload_rl.heuristics import MIN_ESTIMATE_MBPS, GreedyPolicy, estimate_throughput
 from offload_rl.profiles import load_profile
-from offload_rl.reward import score_request
+from offload_rl.reward import RequestScore, score_request
 from offload_rl.scenario import Scenario
 from offload_rl.scenario_facts import scenario_facts
 from offload_rl.traces import BYTES_PER_MBIT
@@ -191,21 +191,53 @@ class CellForecaster:
         stretch = wall / work if work > 0 else 1.0
         ttft += (stretch - 1.0) * pre_work
         latency += wall - work
-        energy = joules
-        if work > 0:  # the device's compute queue: only device work waits (not token ids)
-            wait = self.params.device_wait_s[min(max(int(state.thermal_level), 0), 3)]
-            ttft += wait
-            latency += wait
         if not on_device:
             wake = wake_delay(self.radio, state.radio_state)
             ttft += wake
             latency += wake
-            energy += self._radio_energy(state, t, cost, latency, ttft, stretch * pre_work, mbps)
+        level = min(max(int(state.thermal_level), 0), 3)
+        busy_p = self.params.device_busy_p[level] if work > 0 else 0.0
+        # the device's compute queue: only device work waits (not token ids); the queue is
+        # busy with probability busy_p, for device_wait_s: the forecast is the expectation
+        # over the two cases (the SLO penalty is not linear in the wait)
+        branches = [(1.0 - busy_p, 0.0), (busy_p, self.params.device_wait_s[level])]
+        parts = [
+            (w, self._scored(state, t, cost, o, ttft + wait, latency + wait, joules,
+                             on_device, stretch * pre_work, mbps))
+            for w, wait in branches
+            if w > 0.0
+        ]  # fmt: skip
+        reward = sum(w * r.reward for w, (r, _, _, _) in parts)
+        exp_latency = sum(w * lat for w, (_, lat, _, _) in parts)
+        exp_ttft = sum(w * ft for w, (_, _, ft, _) in parts)
+        energy = sum(w * e for w, (_, _, _, e) in parts)
+        violated = sum(w * float(r.slo_violated) for w, (r, _, _, _) in parts) >= 0.5
+        return TierForecast(
+            t, reward, exp_latency, exp_ttft, energy, violated, work, outlook.externality_s, o,
+        )  # fmt: skip
+
+    def _scored(
+        self,
+        state: CellDecisionState,
+        t: int,
+        cost: RequestCost,
+        o: int,
+        ttft: float,
+        latency: float,
+        joules: float,
+        on_device: bool,
+        prefill_wall: float,
+        mbps: float,
+    ) -> tuple[RequestScore, float, float, float]:
+        """The reward rule on one case of the forecast: (score, latency, ttft, energy)."""
+        energy = joules
+        if not on_device:
+            energy += self._radio_energy(state, t, cost, latency, ttft, prefill_wall, mbps)
         realised = RequestCost(
             ttft_s=ttft,
             latency_s=latency,
             energy_j=energy,
-            device_busy_s=work,
+            device_busy_s=cost.device_busy_s,
             upload_s=cost.upload_s,
             upload_bytes=cost.upload_bytes,
             edge_gpu_s=0.0,
@@ -216,10 +248,7 @@ class CellForecaster:
         score = score_request(
             realised, o, state.slo_ttft_s, state.slo_tpot_s, self.facts.reward_rule
         )
-        return TierForecast(
-            t, score.reward, latency, ttft, energy, score.slo_violated, work,
-            outlook.externality_s, o,
-        )  # fmt: skip
+        return score, latency, ttft, energy
 
     def _device_run(self, cls: DeviceClass, temp: float, work: float) -> tuple[float, float]:
         """(wall seconds, joules) of ``work`` on the device, throttled when the cell heats."""

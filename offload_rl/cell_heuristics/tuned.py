@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from offload_rl.config_yaml import validation_message
 from offload_rl.errors import DataFileError
@@ -27,6 +27,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _per_os_level(default: float, description: str) -> Any:
+    """A field of one value per OS thermal level (nominal, fair, serious, critical)."""
+    return Field(
+        default_factory=lambda: [default] * 4,
+        min_length=4,
+        max_length=4,
+        description=description,
+    )
+
+
 class PredictorParams(_Strict):
     """What every cell heuristic predicts with (see :mod:`.predictor`)."""
 
@@ -35,12 +45,23 @@ class PredictorParams(_Strict):
     output_prev_weight: float = Field(
         0.5, ge=0.0, le=1.0, description="log-space weight of the previous turn's output length"
     )
-    device_wait_s: list[float] = Field(
-        default_factory=lambda: [0.0, 0.0, 0.0, 0.0],
-        min_length=4,
-        max_length=4,
-        description="mean seconds the device's compute queue is still busy, per OS thermal level",
+    device_wait_s: list[float] = _per_os_level(
+        0.0,
+        "mean seconds the device's compute queue is still busy, per OS thermal level (given "
+        "that it is busy: see device_busy_p)",
     )
+    device_busy_p: list[float] = _per_os_level(
+        1.0,
+        "share of requests that find the device's compute queue busy, per OS thermal level (1: "
+        "every request waits device_wait_s, the forecast before this field existed)",
+    )
+
+    @field_validator("device_busy_p")
+    @classmethod
+    def _shares(cls, value: list[float]) -> list[float]:
+        if any(not (0.0 <= p <= 1.0) for p in value):
+            raise ValueError(f"shares must lie in [0, 1], got {value}")
+        return value
 
 
 class ExternalityParams(_Strict):

@@ -155,7 +155,9 @@ def test_the_cell_split_tests_on_the_single_device_tables_held_out_files() -> No
 
 @needs_shared
 @pytest.mark.parametrize(
-    "path", sorted(CONFIGS.glob("train_cell_probe*.yaml")), ids=lambda p: p.name
+    "path",
+    sorted([*CONFIGS.glob("train_cell_probe*.yaml"), *CONFIGS.glob("train_cell_ent*.yaml")]),
+    ids=lambda p: p.name,
 )
 def test_the_probes_change_one_thing_of_the_split_config(path: Path) -> None:
     probe = load_train_config(path)

@@ -131,12 +131,12 @@ DELTAS: dict[str, dict[str, Any]] = {
 # EdgeCell-v0's configs extend train_cell.yaml, not train_default.yaml: checked in
 # tests/agents/test_train_cell.py
 CELL_CONFIGS = ("train_cell.yaml", "train_cell_demo.yaml")
-# the cell on recorded links split three ways, and the short probes of PPO settings beside it:
-# checked in tests/agents/test_train_cell_split.py
+# the cell on recorded links split three ways, the short probes of PPO settings beside it and
+# the room probes of docs/CELL_RESULTS.md: checked in tests/agents/test_train_cell_split.py
 CELL_SPLIT_CONFIGS = tuple(
     p.name
     for p in CONFIGS.glob("train_cell_*.yaml")
-    if p.name.startswith(("train_cell_split", "train_cell_probe"))
+    if p.name.startswith(("train_cell_split", "train_cell_probe", "train_cell_ent"))
 )
 
 

@@ -85,3 +85,25 @@ def test_the_sets_are_each_familys_test_files_and_the_left_out_family(table: Mod
         assert len(files) == s.files
         assert {Path(f).parent.name for f in files} == {s.name}
         assert (files <= test) == (s.kind == "held-out")
+
+
+def test_the_target_needs_every_condition_on_held_out_files_and_not_worse_when_left_out(
+    table: ModuleType,
+) -> None:
+    met = {
+        "ci_above_zero": True,
+        "gain": 0.06,
+        "p95_not_worse": True,
+        "slo_not_worse": True,
+        "not_worse": True,
+    }
+    assert table.target_met("held-out", met)
+    for key, bad in [
+        ("ci_above_zero", False),
+        ("gain", 0.04),
+        ("p95_not_worse", False),
+        ("slo_not_worse", False),
+    ]:
+        assert not table.target_met("held-out", {**met, key: bad}), key
+    assert table.target_met("left-out", {**met, "gain": -0.5, "ci_above_zero": False})
+    assert not table.target_met("left-out", {**met, "not_worse": False})

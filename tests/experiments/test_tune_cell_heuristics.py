@@ -32,3 +32,28 @@ def test_the_objective_is_the_settled_reward_and_workers_do_not_change_it(monkey
         assert two("edge", None) == score
     finally:
         two.close()
+
+
+SPLIT_CONFIG = TUNING.parents[1] / "experiments" / "configs" / "train_cell_split.yaml"
+SHARED_TRACES = TUNING.parents[2] / "shared" / "traces"
+
+
+@pytest.mark.skipif(not SHARED_TRACES.is_dir(), reason="needs ../shared/traces (recorded files)")
+def test_tuning_on_a_config_reads_its_training_files_only(monkeypatch):
+    """``--config``: the links are the config's training files, with its per-family scaling;
+    none of its validation or test files."""
+    from agents.train_config import load_train_config
+
+    monkeypatch.syspath_prepend(str(TUNING))
+    tune = importlib.import_module("tune_cell_heuristics")
+    scenario, described = tune.config_training_scenario(SPLIT_CONFIG)
+    config = load_train_config(SPLIT_CONFIG)
+    train, validation = config.trace_sets()
+    test = config.test_sources()
+    assert train is not None and validation is not None and test is not None
+    used = {(s.source, s.uplink_scale) for s in scenario.network.sources()}
+    assert used == {(s.source, s.uplink_scale) for s in train}
+    assert not {s.source for s in scenario.network.sources()} & {
+        s.source for s in [*validation, *test]
+    }
+    assert len(described) == 4  # one line per family

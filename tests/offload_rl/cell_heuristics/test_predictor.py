@@ -115,6 +115,42 @@ def test_the_forecast_sees_the_device_queue_wait_the_thermal_level_implies(tmp_p
     assert kinds == {True, False} and 0 in tiers
 
 
+@pytest.mark.parametrize("busy_p", [0.0, 0.3, 1.0])
+def test_a_busy_share_makes_the_forecast_the_expectation_over_a_free_and_a_busy_queue(
+    tmp_path, busy_p
+):
+    """With the queue busy for a share ``p`` of requests (``device_busy_p``), the forecast of a
+    placement with device work is ``p`` x its forecast with the wait plus ``1 - p`` x without
+    (reward, latency, energy); placements without device work do not wait at all. A share of 1
+    is the forecast without the field (every request waits the mean)."""
+    sc = _quiet_cell(tmp_path, thermal=False)
+    reqs = [request(5.0, 0, NEW, OUT), request(HORIZON_S, 1, 50, 10)]
+    env = EdgeCellEnv(sc, episode_requests=1, workload=FixedWorkload(reqs))
+    env.reset(seed=0)
+    state, tiers = env.state, valid_tiers(env.action_masks())
+    wait = [40.0, 0.0, 0.0, 0.0]
+    free = CellForecaster(sc, PredictorParams()).forecast(state, tiers, OUT)
+    busy = CellForecaster(sc, PredictorParams(device_wait_s=wait)).forecast(state, tiers, OUT)
+    mixed = CellForecaster(
+        sc, PredictorParams(device_wait_s=wait, device_busy_p=[busy_p, 1.0, 1.0, 1.0])
+    ).forecast(state, tiers, OUT)
+    for f0, f1, m in zip(free, busy, mixed, strict=True):
+        p = busy_p if 0 < m.tier <= env.layout.n_layers else 0.0  # split or local
+        for field in ("reward", "latency_s", "ttft_s", "energy_j"):
+            want = p * getattr(f1, field) + (1.0 - p) * getattr(f0, field)
+            assert getattr(m, field) == pytest.approx(want), (m.tier, field)
+    # a wait this long misses the SLO on the local tier, so the mixture is not the mean wait's
+    local = env.layout.n_layers
+    by_tier = {f.tier: f for f in busy}
+    if 0.0 < busy_p < 1.0 and local in by_tier:
+        assert by_tier[local].slo_violated
+
+
+def test_busy_shares_outside_zero_one_are_refused():
+    with pytest.raises(ValueError, match="device_busy_p"):
+        PredictorParams(device_busy_p=[0.5, 1.5, 1.0, 1.0])
+
+
 def test_the_lite_tier_is_forecast_as_the_cell_runs_it_with_its_quality_cost(tmp_path):
     """The device-lite model runs on the phone alone (no link, no radio); the forecast prices
     it from the lite profile with the reward's quality term, as the cell realises it."""
