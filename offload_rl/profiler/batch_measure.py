@@ -87,7 +87,7 @@ def measure_batched(
     points: list[BatchedPoint] = []
     with torch.inference_mode(), packed_attention_in(calls.decoder_module):
         for batch in plan.decoder:
-            step(f"batched decoder {_label(batch)}")
+            step(f"batched decoder {batch_label(batch)}")
             fn, after = calls.decoder(batch)
             points.append(_point("decoder", batch, len(batch), timer.time(fn, after=after)))
     with torch.inference_mode():
@@ -134,7 +134,8 @@ def _point(
     )
 
 
-def _label(batch: Batch) -> str:
+def batch_label(batch: Batch) -> str:
+    """A batch in words: its chunks as ``chunk n@context``, then its decodes and their contexts."""
     decodes = [c for n, c in batch if n == 1]
     chunks = [f"chunk {n}@{c}" for n, c in batch if n > 1]
     text = ", ".join(chunks)
