@@ -47,6 +47,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"{_fmt(g['iteration_time']['median_abs_pct_error_profile'])} | "
             f"{_fmt(g['load_average_before'][0], 2)} / {_fmt(g['load_average_after'][0], 2)} |"
         )
+    lines += ["", *_pricing_table(overall["iteration_time"]["by_kind"])]
     lines += [
         "",
         "Diagnostic, not the validation's figure: the replay with the edge's costs x the "
@@ -69,6 +70,23 @@ def markdown(result: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _pricing_table(by_kind: dict[str, dict[str, Any]]) -> list[str]:
+    """The runtime's iterations by kind against the profile's price of the same batches."""
+    lines = [
+        "The runtime's own iterations against the profile's price of the same batch (all load "
+        "levels; negative: priced too fast):",
+        "",
+        "| iteration | count | measured (s) | priced (s) | median error (%) |",
+        "|---|---|---|---|---|",
+    ]
+    for kind, k in by_kind.items():
+        lines.append(
+            f"| {kind} | {k['iterations']} | {k['measured_s']:.1f} | {k['profile_s']:.1f} | "
+            f"{_fmt(k['median_pct_error'])} |"
+        )
+    return lines
 
 
 def write_cell_outputs(result: dict[str, Any], out: Path) -> None:

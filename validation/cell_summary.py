@@ -101,6 +101,31 @@ def _iterations(level: dict[str, Any], cost: BatchRoofline) -> dict[str, Any]:
     return {"measured": measured, "simulated": simulated}
 
 
+def iteration_kind(batch_size: int, tokens: int) -> str:
+    """``decode xR`` for an iteration of R decodes only, ``prefill/mixed`` for one with a chunk."""
+    return f"decode x{batch_size}" if tokens == batch_size else "prefill/mixed"
+
+
+def pricing_by_kind(measured: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per iteration kind (:func:`iteration_kind`): how many, their measured and priced seconds
+    in total and the median signed error of the price (negative: priced too fast). Separates
+    what the profile gets wrong from what the scheduling does with it."""
+    kinds: dict[str, list[dict[str, Any]]] = {}
+    for m in measured:
+        kinds.setdefault(iteration_kind(m["batch_size"], m["tokens"]), []).append(m)
+    return {
+        kind: {
+            "iterations": len(its),
+            "measured_s": float(sum(m["measured_s"] for m in its)),
+            "profile_s": float(sum(m["profile_s"] for m in its)),
+            "median_pct_error": float(
+                np.median([_pct(m["profile_s"], m["measured_s"]) for m in its])
+            ),
+        }
+        for kind, its in sorted(kinds.items())
+    }
+
+
 def _batch_stats(sizes: Sequence[int], tokens: Sequence[int]) -> dict[str, Any]:
     if not sizes:
         return {"iterations": 0}
@@ -153,6 +178,7 @@ def _group(rows: Sequence[dict[str, Any]], iters: Sequence[dict[str, Any]]) -> d
             "measured_total_s": float(sum(m["measured_s"] for m in measured)),
             "profile_total_s": float(sum(m["profile_s"] for m in measured)),
             "simulated_total_s": float(sum(s["predicted_s"] for s in simulated)),
+            "by_kind": pricing_by_kind(measured),
         },
         "batches": {"measured": runtime_batches, "simulated": sim_batches},
         "preemptions": {

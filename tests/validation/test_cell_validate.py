@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from offload_rl.cli import main
+from offload_rl.profiles import Profile
 from validation.cell_config import CellValidationConfig, check_cell_config
 from validation.cell_run import device_requests, run_cell_validation
+from validation.cell_summary import pricing_by_kind
 from validation.runtime.model import small_arch
 
 CONTRACT = ("median_abs_pct_error_total", "p90_abs_pct_error_total")
@@ -88,3 +90,25 @@ def test_a_tiny_cell_runs_end_to_end(tmp_path: Path) -> None:
     assert (cfg.out / "scatter.png").stat().st_size > 0
     assert (cfg.out / "iterations.png").stat().st_size > 0
     assert (cfg.out / "validation.md").read_text().startswith("# Cell validation")
+    # the simulator priced the edge with the in-stack step table this run measured
+    assert "steps" in saved["setup"]["batch_cost"]
+    profile = Profile.load(cfg.out / "profile-gpt2-small-t1-batched.json")
+    assert profile.batched is not None and profile.batched.steps is not None
+    assert profile.batched.steps.layer.x[:2] == [1, 2]
+    kinds = result["overall"]["iteration_time"]["by_kind"]
+    assert sum(k["iterations"] for k in kinds.values()) == len(measured)
+    assert "| iteration | count |" in (cfg.out / "validation.md").read_text()
+
+
+def test_pricing_by_kind_splits_decodes_by_rows_from_chunks() -> None:
+    def it(size: int, tokens: int, measured: float, priced: float) -> dict[str, float]:
+        return {"batch_size": size, "tokens": tokens, "measured_s": measured, "profile_s": priced}
+
+    kinds = pricing_by_kind(
+        [it(3, 3, 1.0, 0.5), it(3, 3, 1.0, 0.7), it(1, 1, 2.0, 2.0), it(2, 200, 4.0, 5.0)]
+    )
+    assert list(kinds) == ["decode x1", "decode x3", "prefill/mixed"]
+    assert kinds["decode x3"]["iterations"] == 2
+    assert kinds["decode x3"]["median_pct_error"] == pytest.approx(-40.0)
+    assert kinds["decode x3"]["profile_s"] == pytest.approx(1.2)
+    assert kinds["prefill/mixed"]["median_pct_error"] == pytest.approx(25.0)
