@@ -57,13 +57,9 @@ def plan_batches(
     """
     if not batch_sizes or any(b < 1 for b in batch_sizes):
         raise ConfigError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
-    if chunk < 1:
-        raise ConfigError(f"the batch chunk must be >= 1 token, got {chunk}")
-    contexts = list(DEFAULT_BATCH_CONTEXTS if contexts is None else contexts)
-    if not contexts or any(c < 1 for c in contexts):
-        raise ConfigError(f"batch contexts must be positive integers, got {contexts}")
-    chunk = min(chunk, arch.max_positions // 2)
-    contexts = sorted({min(c, arch.max_positions - chunk) for c in contexts})
+    chunk, contexts = clip_chunk_contexts(
+        arch, chunk, DEFAULT_BATCH_CONTEXTS if contexts is None else contexts, "batch"
+    )
     decoder = batch_plan(batch_sizes, contexts, chunk)
     head: dict[tuple[int, int], None] = {}
     embedding: dict[int, Batch] = {}
@@ -72,6 +68,19 @@ def plan_batches(
         head.setdefault((tokens, len(batch)), None)
         embedding.setdefault(tokens, batch)
     return BatchedPlan(decoder, list(head), list(embedding.values()), chunk, contexts)
+
+
+def clip_chunk_contexts(
+    arch: ArchSpec, chunk: int, contexts: Sequence[int], what: str
+) -> tuple[int, list[int]]:
+    """A plan's chunk and contexts, checked (:class:`ConfigError` naming ``what``) and clipped to
+    the positions of ``arch``: a chunk on top of any context still fits."""
+    if chunk < 1:
+        raise ConfigError(f"the batch chunk must be >= 1 token, got {chunk}")
+    if not contexts or any(c < 1 for c in contexts):
+        raise ConfigError(f"{what} contexts must be positive integers, got {list(contexts)}")
+    chunk = min(chunk, arch.max_positions // 2)
+    return chunk, sorted({min(c, arch.max_positions - chunk) for c in contexts})
 
 
 def measure_batched(

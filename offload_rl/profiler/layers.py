@@ -6,6 +6,7 @@ nothing is downloaded. Identical decoder layers cost the same, so one is enough 
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,30 +112,16 @@ def _decoder_parts(
 
         final_norm = nn.LayerNorm(s.d_model, eps=arch.norm_eps)
         return GPT2Block(config, layer_idx=layer), None, final_norm, "GPT2Block"
-    if arch.family == "qwen2":
-        from transformers.models.qwen2.modeling_qwen2 import (
-            Qwen2DecoderLayer,
-            Qwen2RMSNorm,
-            Qwen2RotaryEmbedding,
-        )
-
-        return (
-            Qwen2DecoderLayer(config, layer_idx=layer),
-            Qwen2RotaryEmbedding(config),
-            Qwen2RMSNorm(s.d_model, eps=arch.norm_eps),
-            "Qwen2DecoderLayer, Qwen2RotaryEmbedding, Qwen2RMSNorm",
-        )
-    from transformers.models.llama.modeling_llama import (
-        LlamaDecoderLayer,
-        LlamaRMSNorm,
-        LlamaRotaryEmbedding,
-    )
-
+    # qwen2 and llama: the same three classes under the family's prefix
+    module, prefix = ("qwen2", "Qwen2") if arch.family == "qwen2" else ("llama", "Llama")
+    classes = importlib.import_module(f"transformers.models.{module}.modeling_{module}")
+    names = [f"{prefix}{kind}" for kind in ("DecoderLayer", "RotaryEmbedding", "RMSNorm")]
+    layer_class, rotary_class, norm_class = (getattr(classes, name) for name in names)
     return (
-        LlamaDecoderLayer(config, layer_idx=layer),
-        LlamaRotaryEmbedding(config),
-        LlamaRMSNorm(s.d_model, eps=arch.norm_eps),
-        "LlamaDecoderLayer, LlamaRotaryEmbedding, LlamaRMSNorm",
+        layer_class(config, layer_idx=layer),
+        rotary_class(config),
+        norm_class(s.d_model, eps=arch.norm_eps),
+        ", ".join(names),
     )
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from offload_rl.errors import ConfigError
 from offload_rl.model_shapes import ArchSpec
 from offload_rl.profiler.batch_calls import Batch
-from offload_rl.profiler.batch_measure import batch_label
+from offload_rl.profiler.batch_measure import batch_label, clip_chunk_contexts
 from offload_rl.profiler.stack_calls import StackCalls, stack_attention_in
 from offload_rl.profiler.stack_fitting import fit_steps
 from offload_rl.profiler.timing import RetryingTimer
@@ -56,13 +56,9 @@ def plan_stack(
     to its positions."""
     if max_rows < 1:
         raise ConfigError(f"in-stack row counts need a largest batch size >= 1, got {max_rows}")
-    if chunk < 1:
-        raise ConfigError(f"the batch chunk must be >= 1 token, got {chunk}")
-    contexts = list(DEFAULT_STACK_CONTEXTS if contexts is None else contexts)
-    if not contexts or any(c < 1 for c in contexts):
-        raise ConfigError(f"in-stack contexts must be positive integers, got {contexts}")
-    chunk = min(chunk, arch.max_positions // 2)
-    contexts = sorted({min(c, arch.max_positions - chunk) for c in contexts})
+    chunk, contexts = clip_chunk_contexts(
+        arch, chunk, DEFAULT_STACK_CONTEXTS if contexts is None else contexts, "in-stack"
+    )
     layers: list[Batch] = [[(1, c)] * r for r in range(1, max_rows + 1) for c in contexts]
     sizes = sorted({max(1, chunk // f) for f in CHUNK_FRACTIONS} - set(range(1, max_rows + 1)))
     layers.extend([(n, 0)] for n in sizes)

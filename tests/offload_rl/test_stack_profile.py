@@ -21,8 +21,7 @@ from offload_rl.profiles import (
     Profile,
     load_profile,
 )
-from tests.offload_rl.profile_cli import HAS_TORCH, needs_torch, run_cli
-from tests.offload_rl.test_batched_profile import TINY_QWEN2
+from tests.offload_rl.profile_cli import needs_torch, run_cli
 
 # --- the plan --------------------------------------------------------------------------------
 
@@ -161,17 +160,6 @@ def test_steps_are_written_only_when_measured_and_round_trip():
 
 
 # --- the measurement -------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tiny_arch(tmp_path_factory: pytest.TempPathFactory) -> ArchSpec:
-    if not HAS_TORCH:
-        pytest.skip("needs the 'profile' extra")
-    from offload_rl.model_config import load_arch
-
-    config = tmp_path_factory.mktemp("tiny") / "config.json"
-    config.write_text(json.dumps(TINY_QWEN2))
-    return load_arch(str(config), name="tiny-qwen2")
 
 
 @pytest.fixture(scope="module")
