@@ -7,13 +7,15 @@ DRAM, so a weight-bound decode is measured 15-28% fast. Here every call runs all
 each with its own random weights, over the packed tokens of the batch (one ``[1, T, d]``
 matrix: the projections and the MLP once over every sequence's new tokens), then the final norm.
 
-Each sequence keeps, per layer, one key and one value buffer of its context plus its new tokens
-(:class:`StackKV`); the layer's attention function is swapped (:func:`stack_attention`, as
-:func:`~offload_rl.profiler.batch_calls.packed_attention_in` does) for one that writes the
-sequence's new keys and values into its buffers in place and runs transformers' sdpa attention
-over them, causal within a chunk. That is what a runtime with preallocated per-sequence caches
-does (the cell validation's ``PackedModel``): no copy of the context per step. Every call
-rewrites the same positions, so each repeat sees the same context.
+Each sequence keeps, per layer, one key and one value buffer with room for its context plus its
+new tokens, allocated as a growing cache allocates (capacity doubled until it fits,
+:func:`kv_capacity`) (:class:`StackKV`); the layer's attention function is swapped
+(:func:`stack_attention`, as :func:`~offload_rl.profiler.batch_calls.packed_attention_in` does)
+for one that writes the sequence's new keys and values into its buffers in place and runs
+transformers' sdpa attention over the filled positions (a strided view, not a copy), causal
+within a chunk. That is what a runtime with per-sequence caches that grow in place does (the
+cell validation's ``PackedModel``): no copy of the context per step. Every call rewrites the
+same positions, so each repeat sees the same context.
 """
 
 from __future__ import annotations
@@ -30,11 +32,22 @@ from offload_rl.profiler.layers import LayerParts, build_decoder
 from offload_rl.profiler.torch_extra import torch_dtype
 
 STACK_ATTENTION = "offload_rl_stack"
+MIN_KV_CAPACITY = 64  # a sequence's first cache allocation, in positions
+
+
+def kv_capacity(tokens: int) -> int:
+    """Positions a growing cache has allocated when it holds ``tokens``: doubled from
+    :data:`MIN_KV_CAPACITY` until they fit."""
+    capacity = MIN_KV_CAPACITY
+    while capacity < tokens:
+        capacity *= 2
+    return capacity
 
 
 @dataclass(frozen=True)
 class StackKV:
-    """One sequence's buffers in one layer: ``(1, kv_heads, context + new, head_dim)`` each."""
+    """One sequence's buffers in one layer: ``(1, kv_heads, capacity, head_dim)`` each, of which
+    the first ``context + new_tokens`` positions are attended."""
 
     new_tokens: int
     context: int
@@ -72,10 +85,12 @@ def stack_attention(
     start = 0
     for seq in stack_kv:
         end = start + seq.new_tokens
-        seq.keys[:, :, seq.context :] = key[:, :, start:end]
-        seq.values[:, :, seq.context :] = value[:, :, start:end]
+        filled = seq.context + seq.new_tokens
+        seq.keys[:, :, seq.context : filled] = key[:, :, start:end]
+        seq.values[:, :, seq.context : filled] = value[:, :, start:end]
+        keys, values = seq.keys[:, :, :filled], seq.values[:, :, :filled]
         q = query[:, :, start:end]
-        out, _ = sdpa_attention_forward(module, q, seq.keys, seq.values, seq.mask, **kwargs)
+        out, _ = sdpa_attention_forward(module, q, keys, values, seq.mask, **kwargs)
         outputs.append(out)
         start = end
     return torch.cat(outputs, dim=1), None
@@ -130,7 +145,7 @@ class StackCalls:
 
     def _kv(self, n: int, c: int) -> StackKV:
         s, torch = self._shape, self._torch
-        shape = (1, s.n_kv_heads, c + n, s.head_dim)
+        shape = (1, s.n_kv_heads, kv_capacity(c + n), s.head_dim)
         mask = None
         if n > 1:  # query j sees the context and the chunk's tokens up to itself
             mask = torch.ones(n, c + n, dtype=torch.bool).tril(diagonal=c)[None, None]

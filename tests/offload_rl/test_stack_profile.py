@@ -213,7 +213,12 @@ def test_the_stack_computes_what_each_sequence_alone_computes(tiny_arch):
     from transformers.cache_utils import DynamicCache
 
     from offload_rl.profiler.layers import build_parts
-    from offload_rl.profiler.stack_calls import StackCalls, build_stack, stack_attention_in
+    from offload_rl.profiler.stack_calls import (
+        StackCalls,
+        build_stack,
+        kv_capacity,
+        stack_attention_in,
+    )
 
     parts = build_parts(tiny_arch)
     decoders = build_stack(tiny_arch, "float32", parts.decoder)
@@ -234,6 +239,7 @@ def test_the_stack_computes_what_each_sequence_alone_computes(tiny_arch):
                 seq = inputs.caches[layer][i]
                 if c:
                     cache.update(seq.keys[:, :, :c], seq.values[:, :, :c], layer)
+                assert seq.keys.shape[2] == kv_capacity(c + n) >= c + n
             for layer, decoder in enumerate(decoders):
                 mask = None if n == 1 or c == 0 else inputs.caches[layer][i].mask
                 h = decoder(
@@ -257,6 +263,12 @@ def test_profile_show_prints_the_step_table(tiny_stack_profile, tmp_path):
     assert shown.returncode == 0, shown.stderr
     text = " ".join(shown.stdout.split())
     assert "in-stack steps" in text and "per KV token" in text
+
+
+def test_kv_capacity_doubles_until_it_fits():
+    from offload_rl.profiler.stack_calls import kv_capacity
+
+    assert [kv_capacity(t) for t in (1, 64, 65, 401, 1024)] == [64, 64, 128, 512, 1024]
 
 
 def test_cli_in_stack_without_batch_sizes_is_one_line_error(tmp_path):
