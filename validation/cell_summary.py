@@ -12,6 +12,7 @@ distribution of batch sizes and tokens on both sides (the scheduling's agreement
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -213,6 +214,37 @@ def _slowed(level: dict[str, Any], rows: Sequence[dict[str, Any]]) -> dict[str, 
     }
 
 
+LOOP_GAP_S = 0.2  # a pause between two forwards shorter than this is the edge's own loop
+
+
+def outside_the_iterations(
+    level: dict[str, Any], rows: Sequence[dict[str, Any]], forward_s: float
+) -> dict[str, Any]:
+    """What a request's latency holds besides the priced iterations, measured: the edge's loop
+    between two forwards (scheduling, sending tokens, the state push: pauses shorter than
+    :data:`LOOP_GAP_S`), the decision call, the wait in the edge's queue on both sides, and the
+    signed median error (negative: predicted faster)."""
+    its = level["edge"]["iterations"]
+    gaps = [b["start_s"] - a["start_s"] - a["measured_s"] for a, b in pairwise(its)]
+    loop = [g for g in gaps if 0 <= g < LOOP_GAP_S]
+    scored = [r for r in rows if not r["rejected"]]
+    latency = sum(r["measured"]["total_s"] for r in scored)
+    return {
+        "edge_loop_s": float(sum(loop)),
+        "edge_loop_share_of_forward": float(sum(loop) / forward_s) if forward_s else None,
+        "decision_share_of_latency": float(sum(r["decide_s"] for r in scored) / latency)
+        if latency
+        else None,
+        "mean_queued_s": {
+            side: float(np.mean([r[side]["queued_s"] for r in scored])) if scored else None
+            for side in ("measured", "predicted")
+        },
+        "median_pct_error_total": float(np.median([r["pct_error_total"] for r in scored]))
+        if scored
+        else None,
+    }
+
+
 def _targets(group: dict[str, Any]) -> dict[str, Any]:
     med, p90 = group["median_abs_pct_error_total"], group["p90_abs_pct_error_total"]
     return {
@@ -242,6 +274,9 @@ def summarise_cell(
                 "cpus_used_by_other_processes": level["cpus_used_by_other_processes"],
                 "edge_preemptions_logged": sum(r["preemptions"] for r in level["edge"]["requests"]),
                 "diagnostic_slowed_replay": _slowed(level, rows),
+                "outside_the_iterations": outside_the_iterations(
+                    level, rows, group["iteration_time"]["measured_total_s"]
+                ),
                 "simulated_preemptions": level["simulated"].preemptions,
                 "simulated_evictions": level["simulated"].evictions,
             }
