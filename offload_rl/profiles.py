@@ -201,18 +201,78 @@ class BatchedFitError(_Strict):
     points: int = Field(ge=1)
 
 
+class StepTable(_Strict):
+    """Seconds at measured counts ``x`` (strictly increasing, >= 1), linear between them; beyond
+    the last, ``tail_s_per_x`` more per unit (the slope fitted there); below the first, the first.
+    """
+
+    x: list[Annotated[int, Field(ge=1)]] = Field(min_length=1)
+    seconds: list[NonNegativeFinite]
+    tail_s_per_x: NonNegativeFinite
+
+    @model_validator(mode="after")
+    def _increasing(self) -> StepTable:
+        if len(self.seconds) != len(self.x):
+            raise ValueError(f"x has {len(self.x)} entries, seconds has {len(self.seconds)}")
+        if any(b <= a for a, b in zip(self.x, self.x[1:], strict=False)):
+            raise ValueError(f"x must be strictly increasing, got {self.x}")
+        return self
+
+
+class BatchedStepPoint(_Strict):
+    """One iteration part timed in-stack: ``layers`` (all the model's distinct decoder layers in
+    a row over the packed ``sequences``, then the final norm) or ``head`` (the LM head on
+    ``samples`` rows)."""
+
+    part: Literal["layers", "head"]
+    sequences: list[tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]]] = Field(
+        min_length=1
+    )
+    samples: int = Field(ge=0)
+    seconds: NonNegativeFinite
+
+
+class BatchedSteps(_Strict):
+    """Measured iteration costs that need not be linear in the packed tokens (a CPU's small
+    matmuls are not): read by :class:`~offload_rl.cell.batch_steps.StepCost`.
+
+    ``layer``: one decoder layer (stack time / n_layers) over ``T`` packed tokens at context 0;
+    ``kv_s_per_token`` and ``attn_s_unit``: per layer and sequence, its KV (``c + n``) and its
+    attention (``n (2c + n + 1)``), as :mod:`offload_rl.cell.batch_roofline` counts them;
+    ``head``: the LM head over ``s`` sampling rows.
+    """
+
+    method: str
+    layer: StepTable
+    head: StepTable
+    kv_s_per_token: NonNegativeFinite
+    attn_s_unit: NonNegativeFinite
+    points: list[BatchedStepPoint]
+    fit_error: BatchedFitError
+
+
 class BatchedProfile(_Strict):
     """Measured batched costs: the timed points and the batched roofline fitted to them.
 
     Written by ``offload-rl profile`` (``--batch-sizes``); read by
     :func:`offload_rl.cell.batch_roofline.for_profile`. ``fit_error`` has one entry per part
-    (``decoder``, ``head``, ``embedding``).
+    (``decoder``, ``head``, ``embedding``). ``steps`` (``--in-stack``) adds iterations timed
+    through the whole stack of layers; files without it load as before and it is only written
+    when set.
     """
 
     method: str
     points: list[BatchedPoint]
     coefficients: BatchedCoefficients
     fit_error: dict[str, BatchedFitError]
+    steps: BatchedSteps | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_steps(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("steps") is None:
+            data.pop("steps", None)
+        return data
 
 
 class Profile(_Strict):

@@ -47,6 +47,8 @@ def markdown(result: dict[str, Any]) -> str:
             f"{_fmt(g['iteration_time']['median_abs_pct_error_profile'])} | "
             f"{_fmt(g['load_average_before'][0], 2)} / {_fmt(g['load_average_after'][0], 2)} |"
         )
+    lines += ["", *_pricing_table(overall["iteration_time"]["by_kind"])]
+    lines += ["", *(_outside_line(g) for g in result["by_load_level"])]
     lines += [
         "",
         "Diagnostic, not the validation's figure: the replay with the edge's costs x the "
@@ -69,6 +71,37 @@ def markdown(result: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _outside_line(g: dict[str, Any]) -> str:
+    """One load level's time outside the priced iterations, and its signed error."""
+    o = g["outside_the_iterations"]
+    q = o["mean_queued_s"]
+    return (
+        f"- gap {g['gap_s']:g} s: signed median error {_fmt(o['median_pct_error_total'])}% "
+        f"(negative: predicted faster); edge loop between forwards {o['edge_loop_s']:.1f} s "
+        f"({_fmt(100 * (o['edge_loop_share_of_forward'] or 0.0))}% of the forward time); "
+        f"decision calls {_fmt(100 * (o['decision_share_of_latency'] or 0.0), 2)}% of the "
+        f"latency; mean wait in the edge's queue {_fmt(q['measured'], 2)} s measured, "
+        f"{_fmt(q['predicted'], 2)} s predicted."
+    )
+
+
+def _pricing_table(by_kind: dict[str, dict[str, Any]]) -> list[str]:
+    """The runtime's iterations by kind against the profile's price of the same batches."""
+    lines = [
+        "The runtime's own iterations against the profile's price of the same batch (all load "
+        "levels; negative: priced too fast):",
+        "",
+        "| iteration | count | measured (s) | priced (s) | median error (%) |",
+        "|---|---|---|---|---|",
+    ]
+    for kind, k in by_kind.items():
+        lines.append(
+            f"| {kind} | {k['iterations']} | {k['measured_s']:.1f} | {k['profile_s']:.1f} | "
+            f"{_fmt(k['median_pct_error'])} |"
+        )
+    return lines
 
 
 def write_cell_outputs(result: dict[str, Any], out: Path) -> None:

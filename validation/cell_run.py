@@ -2,9 +2,9 @@
 
 Before the run it measures this machine's profile of the model with the runtime's thread count
 and batch sizes (:mod:`validation.profiling`: ``offload_rl.profiler.measure_profile`` with
-``batch_sizes``, what ``offload-rl profile --batch-sizes`` runs; cached in ``--out``), and the
-simulator prices the edge's iterations with its fitted batched roofline
-(:func:`offload_rl.cell.batch_roofline.for_profile`, whatever hardware the profile names).
+``batch_sizes`` and ``in_stack``, what ``offload-rl profile --batch-sizes ... --in-stack`` runs;
+cached in ``--out``), and the simulator prices the edge's iterations with its in-stack step
+table (:func:`offload_rl.cell.batch_roofline.for_profile`, whatever hardware the profile names).
 Then, for each load level (a device's mean gap between requests), it starts one edge process
 (:mod:`validation.runtime.cell_edge`: continuous batching over real transformer layers, a KV
 pool, eviction and preemption) and ``K`` device processes
@@ -73,10 +73,11 @@ def run_cell_validation(cfg: CellValidationConfig) -> dict[str, Any]:
     profile, profile_path, reused = measured_profile(
         cfg, arch, cfg.batch_sizes, cfg.max_num_batched_tokens
     )
-    batch_cost = for_profile(profile)  # the batched section's fitted coefficients
+    batch_cost = for_profile(profile)  # the batched section: its in-stack step table
     batch_source = (
         f"measured batched profile {profile_path.name} (offload_rl.profiler, batch sizes "
-        f"{list(cfg.batch_sizes)}, as offload-rl profile --batch-sizes; "
+        f"{list(cfg.batch_sizes)}, in-stack steps of 1..{max(cfg.batch_sizes)} rows, as "
+        f"offload-rl profile --batch-sizes {','.join(map(str, cfg.batch_sizes))} --in-stack; "
         f"{'reused' if reused else 'measured before the run'})"
     )
     pool_bytes = cfg.pool_tokens * batch_cost.n_layers * batch_cost.kv_bytes_per_token_layer
@@ -160,15 +161,22 @@ def scaled(cost: BatchRoofline, factor: float) -> BatchRoofline:
     times = {
         f.name: getattr(cost, f.name) * factor
         for f in fields(cost)
-        if f.name not in ("n_layers", "kv_bytes_per_token_layer")
+        if f.name not in ("n_layers", "kv_bytes_per_token_layer", "steps")
     }
-    return replace(cost, **times)
+    steps = None if cost.steps is None else cost.steps.scaled(factor)
+    return replace(cost, **times, steps=steps)
 
 
-def _coefficients(cost: BatchRoofline) -> dict[str, float]:
-    from dataclasses import asdict
+def _coefficients(cost: BatchRoofline) -> dict[str, Any]:
+    """The batched cost as JSON: the roofline's coefficients, and the step table when set."""
+    from dataclasses import asdict, fields
 
-    return {k: float(v) for k, v in asdict(cost).items()}
+    data: dict[str, Any] = {
+        f.name: float(getattr(cost, f.name)) for f in fields(cost) if f.name != "steps"
+    }
+    if cost.steps is not None:
+        data["steps"] = asdict(cost.steps)
+    return data
 
 
 # --- the decision service ---------------------------------------------------------------------

@@ -12,6 +12,7 @@ distribution of batch sizes and tokens on both sides (the scheduling's agreement
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -104,6 +105,31 @@ def _iterations(level: dict[str, Any], cost: BatchRoofline) -> dict[str, Any]:
     return {"measured": measured, "simulated": simulated}
 
 
+def iteration_kind(batch_size: int, tokens: int) -> str:
+    """``decode xR`` for an iteration of R decodes only, ``prefill/mixed`` for one with a chunk."""
+    return f"decode x{batch_size}" if tokens == batch_size else "prefill/mixed"
+
+
+def pricing_by_kind(measured: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per iteration kind (:func:`iteration_kind`): how many, their measured and priced seconds
+    in total and the median signed error of the price (negative: priced too fast). Separates
+    what the profile gets wrong from what the scheduling does with it."""
+    kinds: dict[str, list[dict[str, Any]]] = {}
+    for m in measured:
+        kinds.setdefault(iteration_kind(m["batch_size"], m["tokens"]), []).append(m)
+    return {
+        kind: {
+            "iterations": len(its),
+            "measured_s": float(sum(m["measured_s"] for m in its)),
+            "profile_s": float(sum(m["profile_s"] for m in its)),
+            "median_pct_error": float(
+                np.median([_pct(m["profile_s"], m["measured_s"]) for m in its])
+            ),
+        }
+        for kind, its in sorted(kinds.items())
+    }
+
+
 def _batch_stats(sizes: Sequence[int], tokens: Sequence[int]) -> dict[str, Any]:
     if not sizes:
         return {"iterations": 0}
@@ -156,6 +182,7 @@ def _group(rows: Sequence[dict[str, Any]], iters: Sequence[dict[str, Any]]) -> d
             "measured_total_s": float(sum(m["measured_s"] for m in measured)),
             "profile_total_s": float(sum(m["profile_s"] for m in measured)),
             "simulated_total_s": float(sum(s["predicted_s"] for s in simulated)),
+            "by_kind": pricing_by_kind(measured),
         },
         "batches": {"measured": runtime_batches, "simulated": sim_batches},
         "preemptions": {
@@ -206,6 +233,43 @@ def _by_placement(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+LOOP_GAP_S = 0.2  # a pause between two forwards shorter than this is the edge's own loop
+
+
+def outside_the_iterations(
+    level: dict[str, Any], rows: Sequence[dict[str, Any]], forward_s: float
+) -> dict[str, Any]:
+    """What a request's latency holds besides the priced iterations, measured: the edge's loop
+    between two forwards (scheduling, sending tokens, the state push: each pause less the time
+    the edge spent blocked waiting for a frame, as its log records it; in logs without that
+    record, pauses shorter than :data:`LOOP_GAP_S`), the decision call, the wait in the edge's
+    queue on both sides, and the signed median error (negative: predicted faster)."""
+    its = level["edge"]["iterations"]
+    loop = []
+    for a, b in pairwise(its):
+        gap = b["start_s"] - a["start_s"] - a["measured_s"]
+        if "idle_before_s" in b:
+            loop.append(max(gap - b["idle_before_s"], 0.0))
+        elif 0 <= gap < LOOP_GAP_S:
+            loop.append(gap)
+    scored = [r for r in rows if not r["rejected"]]
+    latency = sum(r["measured"]["total_s"] for r in scored)
+    return {
+        "edge_loop_s": float(sum(loop)),
+        "edge_loop_share_of_forward": float(sum(loop) / forward_s) if forward_s else None,
+        "decision_share_of_latency": float(sum(r["decide_s"] for r in scored) / latency)
+        if latency
+        else None,
+        "mean_queued_s": {
+            side: float(np.mean([r[side]["queued_s"] for r in scored])) if scored else None
+            for side in ("measured", "predicted")
+        },
+        "median_pct_error_total": float(np.median([r["pct_error_total"] for r in scored]))
+        if scored
+        else None,
+    }
+
+
 def _targets(group: dict[str, Any]) -> dict[str, Any]:
     med, p90 = group["median_abs_pct_error_total"], group["p90_abs_pct_error_total"]
     return {
@@ -235,6 +299,9 @@ def summarise_cell(
                 "cpus_used_by_other_processes": level["cpus_used_by_other_processes"],
                 "edge_preemptions_logged": sum(r["preemptions"] for r in level["edge"]["requests"]),
                 "diagnostic_slowed_replay": _slowed(level, rows),
+                "outside_the_iterations": outside_the_iterations(
+                    level, rows, group["iteration_time"]["measured_total_s"]
+                ),
                 "simulated_preemptions": level["simulated"].preemptions,
                 "simulated_evictions": level["simulated"].evictions,
                 "by_placement": _by_placement(rows),

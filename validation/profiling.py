@@ -8,7 +8,8 @@ weights in the CPU caches and reads decode too fast). Both are reported; no fact
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,10 @@ def measured_profile(
     """The profile measured here with ``cfg.threads`` threads (cached in ``DIR``).
 
     With ``batch_sizes`` it has the ``batched`` section too (what ``offload-rl profile
-    --batch-sizes`` measures: batches of those sizes timed, the batched roofline fitted to
-    them, prefill chunks of ``batch_chunk`` tokens), cached under its own name.
+    --batch-sizes ... --in-stack`` measures: batches of those sizes timed, the batched roofline
+    fitted to them, prefill chunks of ``batch_chunk`` tokens, and iterations of 1..max(batch
+    sizes) rows timed through the whole stack of layers: ``batched.steps``), cached under its
+    own name.
     """
     from offload_rl.profiler import (
         DEFAULT_BATCH_CHUNK,
@@ -54,14 +57,14 @@ def measured_profile(
         cached is not None
         and cached.model == arch.shape
         and cached.provenance.threads == cfg.threads
-        and (cached.batched is not None or not batch_sizes)
+        and (not batch_sizes or (cached.batched is not None and cached.batched.steps is not None))
     ):
         return cached, path, True
     lengths = cfg.profile_lengths or sorted(
         {t for t in DEFAULT_LENGTHS if t <= arch.max_positions} | {min(1024, arch.max_positions)}
     )
     contexts = cfg.profile_contexts or default_contexts(arch)
-    what = f", batch sizes {list(batch_sizes)}" if batch_sizes else ""
+    what = f", batch sizes {list(batch_sizes)}, in-stack steps" if batch_sizes else ""
     say(cfg, f"measuring the profile of {arch.name} with {cfg.threads} thread(s) (profiler{what})")
     profile = measure_profile(
         arch,
@@ -75,10 +78,28 @@ def measured_profile(
         min_point_s=cfg.profile_min_point_s,
         batch_sizes=list(batch_sizes) if batch_sizes else None,
         batch_chunk=batch_chunk or DEFAULT_BATCH_CHUNK,
+        in_stack=bool(batch_sizes),
+        on_progress=_progress(cfg) if batch_sizes else None,
     )
     cfg.out.mkdir(parents=True, exist_ok=True)
     profile.save(path)
     return profile, path, False
+
+
+PROGRESS_EVERY_S = 10.0
+
+
+def _progress(cfg: ValidationConfig) -> Callable[[str, int, int], None]:
+    """The profiler's steps as progress lines, at most one per :data:`PROGRESS_EVERY_S`."""
+    last = [-PROGRESS_EVERY_S]
+
+    def show(description: str, done: int, total: int) -> None:
+        t = time.monotonic()
+        if t - last[0] >= PROGRESS_EVERY_S or done == total:
+            last[0] = t
+            say(cfg, f"  profile step {done}/{total}: {description}")
+
+    return show
 
 
 def stack_profile(

@@ -26,7 +26,10 @@ Everything is monotone non-decreasing in every sequence's tokens.
 A *measured* profile (``offload-rl profile`` with batch sizes) carries the same coefficients
 fitted to batches timed on its machine (:meth:`BatchRoofline.from_measured`); the terms they
 multiply are :func:`decoder_terms`, :func:`head_terms` and :func:`embed_terms`, the one home of
-what the fit and :meth:`BatchRoofline.sequence_s` price.
+what the fit and :meth:`BatchRoofline.sequence_s` price. A profile measured ``--in-stack`` also
+carries iterations timed through the whole stack of layers, which need not be linear in the
+tokens (a CPU's small matmuls are not): then ``steps`` (:mod:`offload_rl.cell.batch_steps`)
+prices every iteration and the coefficients remain the additive estimate heuristics read.
 
 Left out on purpose: the max-roofline's overlap of memory and compute (the additive form
 overestimates by at most 2x where the two terms are equal, as in :mod:`offload_rl.roofline`),
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from offload_rl.errors import ConfigError
 from offload_rl.model_shapes import (
@@ -49,6 +53,9 @@ from offload_rl.model_shapes import (
 )
 from offload_rl.profiles import ModelShape, Profile, kv_bytes_per_token
 from offload_rl.roofline import Hardware, get_hardware
+
+if TYPE_CHECKING:
+    from offload_rl.cell.batch_steps import StepCost
 
 LOGIT_BYTES = 4  # fp32 logits written per vocabulary entry, as roofline.head_cost counts them
 
@@ -68,6 +75,10 @@ class BatchRoofline:
     head_fixed_s: float  # overhead + vocabulary weights read once
     head_s_per_sample: float  # logits FLOPs + fp32 logits written, per sampling sequence
     head_s_per_token: float  # final norm over every scheduled token
+    # measured in-stack iteration costs (offload-rl profile --in-stack): when set, they price
+    # an iteration (iteration_s) and the coefficients above stay the additive estimate that
+    # heuristics read (sequence_s, fixed_s)
+    steps: StepCost | None = None
 
     @classmethod
     def from_profile(cls, profile: Profile, hw: Hardware) -> BatchRoofline:
@@ -101,7 +112,10 @@ class BatchRoofline:
                 f"profile {profile.model.name}@{profile.hardware} has no measured batched costs; "
                 "measure it with offload-rl profile --batch-sizes"
             )
+        from offload_rl.cell.batch_steps import StepCost
+
         c = profile.batched.coefficients
+        steps = profile.batched.steps
         return cls(
             n_layers=profile.n_layers,
             kv_bytes_per_token_layer=profile.layers[0].kv_bytes_per_token,
@@ -114,6 +128,9 @@ class BatchRoofline:
             head_fixed_s=c.head_fixed_s,
             head_s_per_sample=c.head_s_per_sample,
             head_s_per_token=c.head_s_per_token,
+            steps=None
+            if steps is None
+            else StepCost.from_steps(steps, profile.n_layers, c.embed_fixed_s, c.embed_s_per_token),
         )
 
     @classmethod
@@ -190,8 +207,11 @@ class BatchRoofline:
     def iteration_s(self, batch: list[tuple[int, int, int, bool]]) -> float:
         """Seconds of one iteration over ``(split, new_tokens, context, samples)`` tuples.
 
-        Convenience for tests and heuristics; the server sums :meth:`sequence_s` inline.
+        Convenience for tests and heuristics; the server sums :meth:`sequence_s` inline. With
+        measured ``steps`` they price it (:meth:`StepCost.iteration_s`), as the server does then.
         """
+        if self.steps is not None:
+            return self.steps.iteration_s(batch)
         if not batch:
             return 0.0
         seqs = sum(self.sequence_s(k, n, c, smp) for k, n, c, smp in batch)

@@ -170,7 +170,9 @@ class EdgeServer:
         self.pool: KVPool | TablePool = self._kv
         self.max_num_batched_tokens = int(max_num_batched_tokens)
         self.max_num_seqs = int(max_num_seqs)
-        self.fast = fast  # False: the general scheduler for every iteration (the reference)
+        # False: the general scheduler for every iteration (the reference); also with measured
+        # steps, which price a whole batch (not a sum over sequences, as the fast path does)
+        self.fast = fast and cost.steps is None
         self._waiting: deque[EdgeRequest] = deque()
         self._running: list[EdgeRequest] = []  # admission order: last = most recently admitted
         self.clock = 0.0  # simulated up to here (end of the last iteration, or an idle instant)
@@ -207,7 +209,9 @@ class EdgeServer:
         )
         # whole advance calls in machine code on a SequenceTable (None: whenever numba is
         # there and OFFLOAD_RL_COMPILED is not 0); the Python scheduler is the reference
-        self.compiled = fast and (cd.AVAILABLE if compiled is None else compiled and cd.AVAILABLE)
+        self.compiled = self.fast and (
+            cd.AVAILABLE if compiled is None else compiled and cd.AVAILABLE
+        )
         if self.compiled:
             self._start_compiled(pool_bytes)
 
@@ -506,6 +510,15 @@ class EdgeServer:
     def _batch_time(self) -> float:
         """Seconds of the scheduled batch (plain floats, no allocation)."""
         cost = self.cost
+        if cost.steps is not None:
+            self.last_batch_size = len(self._sched)
+            self.last_batch_tokens = sum(self._sched_n)
+            return cost.steps.iteration_s(
+                [
+                    (r.split, n, r.computed, r.computed + n == r.known)
+                    for r, n in zip(self._sched, self._sched_n, strict=True)
+                ]
+            )
         total = 0.0
         tokens = 0
         min_split = cost.n_layers

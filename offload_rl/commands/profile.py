@@ -3,7 +3,7 @@
 offload-rl profile --model MODEL --out p.json [--threads 2] [--dtype float32]
                    [--lengths 16,64,256,1024] [--contexts 16,128,512,2048] [--repeats 5]
                    [--batch-sizes 1,2,4,8 | none] [--batch-contexts 128,512,2048]
-                   [--batch-chunk 256]
+                   [--batch-chunk 256] [--in-stack [--stack-contexts 64,256,768]]
 offload-rl profile --model MODEL --hardware l4 --out p-l4.json       # roofline
 
 MODEL is a config.json (or a folder holding one, as a downloaded model has), a shipped model
@@ -25,7 +25,13 @@ from rich.table import Table
 from offload_rl.errors import ConfigError
 from offload_rl.model_config import load_arch
 from offload_rl.model_shapes import ARCHITECTURES, ArchSpec, active_params, total_params
-from offload_rl.profiles import BatchedProfile, Profile, load_profile, shipped_profiles
+from offload_rl.profiles import (
+    BatchedProfile,
+    BatchedSteps,
+    Profile,
+    load_profile,
+    shipped_profiles,
+)
 from offload_rl.roofline import HARDWARE, analytical_profile, get_hardware
 
 SHOW_LENGTHS = (64, 256, 1024)
@@ -88,6 +94,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="tokens of the batched prefill chunks (default 256, clipped to the model)",
     )
     parser.add_argument(
+        "--in-stack",
+        action="store_true",
+        help=(
+            "also time whole iterations through all the model's distinct decoder layers (decode "
+            "rows 1..max batch size, prefill chunks, mixed) and table them: the batched cost "
+            "that can express a CPU's small-matmul steps (batched.steps)"
+        ),
+    )
+    parser.add_argument(
+        "--stack-contexts",
+        default=None,
+        help="contexts of the in-stack decode rows, comma-separated (default 64,256,768, clipped)",
+    )
+    parser.add_argument(
         "--label", default=None, help="hardware name written in a measured profile (cpu-<N>core)"
     )
     parser.add_argument(
@@ -131,6 +151,11 @@ def _run(args: argparse.Namespace) -> int:
     )
     if args.batch_chunk < 1:
         raise ConfigError(f"profile: --batch-chunk must be >= 1, got {args.batch_chunk}")
+    if args.in_stack and batch_sizes is None:
+        raise ConfigError("profile: --in-stack needs --batch-sizes (its largest is the most rows)")
+    stack_contexts = (
+        _int_list(args.stack_contexts, "--stack-contexts") if args.stack_contexts else None
+    )
     hw = get_hardware(args.hardware) if args.hardware else None
     arch = load_arch(args.model, name=args.name)
     if hw is not None:
@@ -177,6 +202,8 @@ def _run(args: argparse.Namespace) -> int:
             batch_sizes=batch_sizes,
             batch_contexts=batch_contexts,
             batch_chunk=args.batch_chunk,
+            in_stack=args.in_stack,
+            stack_contexts=stack_contexts,
         )
     profile.save(args.out)
     elapsed = time.perf_counter() - started
@@ -293,6 +320,30 @@ def _print_batched(console: Console, batched: BatchedProfile) -> None:
             f"{e.max_abs_pct:.1f}",
         )
     console.print(errors)
+    if batched.steps is not None:
+        _print_steps(console, batched.steps)
+
+
+def _print_steps(console: Console, steps: BatchedSteps) -> None:
+    """The in-stack step table: per-layer seconds by packed tokens, head by rows, the fit."""
+    table = Table(title="in-stack steps: one decoder layer by packed tokens, head by rows")
+    for column in ("tokens / rows", "layer (context 0)", "head"):
+        table.add_column(column, justify="right")
+    head = dict(zip(steps.head.x, steps.head.seconds, strict=True))
+    for x in sorted(set(steps.layer.x) | set(head)):
+        layer = dict(zip(steps.layer.x, steps.layer.seconds, strict=True)).get(x)
+        table.add_row(
+            str(x),
+            "" if layer is None else _ms(layer),
+            "" if x not in head else _ms(head[x]),
+        )
+    console.print(table)
+    e = steps.fit_error
+    console.print(
+        f"  per layer and sequence: {steps.kv_s_per_token:.3g} s per KV token, "
+        f"{steps.attn_s_unit:.3g} s per attention unit; fit over {e.points} stack points: "
+        f"median {e.median_abs_pct:.1f}% / p90 {e.p90_abs_pct:.1f}% / max {e.max_abs_pct:.1f}% off"
+    )
 
 
 def _print_list(console: Console) -> None:

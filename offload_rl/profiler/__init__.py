@@ -20,6 +20,9 @@ Modules, in the order a measurement uses them:
 - ``batch_calls``: packed batches through the decoder layer, head and embedding.
 - ``batch_fitting``: the batched roofline's coefficients fitted to timed batches (numpy only).
 - ``batch_measure``: the batch plan and the ``batched`` section (:func:`measure_batched`).
+- ``stack_calls``: packed iterations through all the model's distinct decoder layers in a row.
+- ``stack_fitting``: the in-stack step table fitted to them (numpy only).
+- ``stack_measure``: the in-stack plan and ``batched.steps`` (:func:`measure_stack`).
 - ``measure``: the driver, :func:`measure_profile`.
 
 Every public name is importable from ``offload_rl.profiler`` itself.
@@ -50,6 +53,12 @@ from offload_rl.profiler.measure import (
     default_contexts,
     measure_profile,
 )
+from offload_rl.profiler.stack_fitting import fit_steps
+from offload_rl.profiler.stack_measure import (
+    DEFAULT_STACK_CONTEXTS,
+    measure_stack,
+    plan_stack,
+)
 from offload_rl.profiler.timing import (
     CONTENTION_THRESHOLD,
     BackgroundLoad,
@@ -66,6 +75,7 @@ __all__ = [
     "DEFAULT_BATCH_SIZES",
     "DEFAULT_CONTEXTS",
     "DEFAULT_LENGTHS",
+    "DEFAULT_STACK_CONTEXTS",
     "DTYPES",
     "MISSING_EXTRA",
     "BackgroundLoad",
@@ -78,6 +88,7 @@ __all__ = [
     "fit_batched",
     "fit_decode",
     "fit_prefill",
+    "fit_steps",
     "hf_config",
     "host_description",
     "library_versions",
@@ -85,8 +96,10 @@ __all__ = [
     "measure_batched",
     "measure_host_peaks",
     "measure_profile",
+    "measure_stack",
     "nnls",
     "plan_batches",
+    "plan_stack",
     "require_torch",
     "time_call",
     "wait_for_quiet",

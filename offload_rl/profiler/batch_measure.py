@@ -57,13 +57,9 @@ def plan_batches(
     """
     if not batch_sizes or any(b < 1 for b in batch_sizes):
         raise ConfigError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
-    if chunk < 1:
-        raise ConfigError(f"the batch chunk must be >= 1 token, got {chunk}")
-    contexts = list(DEFAULT_BATCH_CONTEXTS if contexts is None else contexts)
-    if not contexts or any(c < 1 for c in contexts):
-        raise ConfigError(f"batch contexts must be positive integers, got {contexts}")
-    chunk = min(chunk, arch.max_positions // 2)
-    contexts = sorted({min(c, arch.max_positions - chunk) for c in contexts})
+    chunk, contexts = clip_chunk_contexts(
+        arch, chunk, DEFAULT_BATCH_CONTEXTS if contexts is None else contexts, "batch"
+    )
     decoder = batch_plan(batch_sizes, contexts, chunk)
     head: dict[tuple[int, int], None] = {}
     embedding: dict[int, Batch] = {}
@@ -72,6 +68,19 @@ def plan_batches(
         head.setdefault((tokens, len(batch)), None)
         embedding.setdefault(tokens, batch)
     return BatchedPlan(decoder, list(head), list(embedding.values()), chunk, contexts)
+
+
+def clip_chunk_contexts(
+    arch: ArchSpec, chunk: int, contexts: Sequence[int], what: str
+) -> tuple[int, list[int]]:
+    """A plan's chunk and contexts, checked (:class:`ConfigError` naming ``what``) and clipped to
+    the positions of ``arch``: a chunk on top of any context still fits."""
+    if chunk < 1:
+        raise ConfigError(f"the batch chunk must be >= 1 token, got {chunk}")
+    if not contexts or any(c < 1 for c in contexts):
+        raise ConfigError(f"{what} contexts must be positive integers, got {list(contexts)}")
+    chunk = min(chunk, arch.max_positions // 2)
+    return chunk, sorted({min(c, arch.max_positions - chunk) for c in contexts})
 
 
 def measure_batched(
@@ -87,7 +96,7 @@ def measure_batched(
     points: list[BatchedPoint] = []
     with torch.inference_mode(), packed_attention_in(calls.decoder_module):
         for batch in plan.decoder:
-            step(f"batched decoder {_label(batch)}")
+            step(f"batched decoder {batch_label(batch)}")
             fn, after = calls.decoder(batch)
             points.append(_point("decoder", batch, len(batch), timer.time(fn, after=after)))
     with torch.inference_mode():
@@ -134,7 +143,8 @@ def _point(
     )
 
 
-def _label(batch: Batch) -> str:
+def batch_label(batch: Batch) -> str:
+    """A batch in words: its chunks as ``chunk n@context``, then its decodes and their contexts."""
     decodes = [c for n, c in batch if n == 1]
     chunks = [f"chunk {n}@{c}" for n, c in batch if n > 1]
     text = ", ".join(chunks)

@@ -6,6 +6,7 @@ nothing is downloaded. Identical decoder layers cost the same, so one is enough 
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,38 +74,7 @@ def build_parts(arch: ArchSpec, dtype: str = "float32", layer: int = 0) -> Layer
     config = hf_config(arch, transformers)
     s = arch.shape
     nn = torch.nn
-    decoder: Any
-    rotary: Any = None
-    if arch.family == "transformers":
-        decoder, rotary, final_norm, names = _any_causal_lm_parts(torch, config, layer)
-    elif arch.family == "gpt2":
-        from transformers.models.gpt2.modeling_gpt2 import GPT2Block
-
-        decoder = GPT2Block(config, layer_idx=layer)
-        final_norm = nn.LayerNorm(s.d_model, eps=arch.norm_eps)
-        names = "GPT2Block"
-    elif arch.family == "qwen2":
-        from transformers.models.qwen2.modeling_qwen2 import (
-            Qwen2DecoderLayer,
-            Qwen2RMSNorm,
-            Qwen2RotaryEmbedding,
-        )
-
-        decoder = Qwen2DecoderLayer(config, layer_idx=layer)
-        rotary = Qwen2RotaryEmbedding(config)
-        final_norm = Qwen2RMSNorm(s.d_model, eps=arch.norm_eps)
-        names = "Qwen2DecoderLayer, Qwen2RotaryEmbedding, Qwen2RMSNorm"
-    else:
-        from transformers.models.llama.modeling_llama import (
-            LlamaDecoderLayer,
-            LlamaRMSNorm,
-            LlamaRotaryEmbedding,
-        )
-
-        decoder = LlamaDecoderLayer(config, layer_idx=layer)
-        rotary = LlamaRotaryEmbedding(config)
-        final_norm = LlamaRMSNorm(s.d_model, eps=arch.norm_eps)
-        names = "LlamaDecoderLayer, LlamaRotaryEmbedding, LlamaRMSNorm"
+    decoder, rotary, final_norm, names = _decoder_parts(torch, arch, config, layer)
     embed = nn.Embedding(s.vocab_size, s.d_model)
     positions = nn.Embedding(arch.max_positions, s.d_model) if arch.learned_positions else None
     lm_head = nn.Linear(s.d_model, s.vocab_size, bias=False, device="meta")
@@ -117,6 +87,42 @@ def build_parts(arch: ArchSpec, dtype: str = "float32", layer: int = 0) -> Layer
         module.to(dtype_class)
         module.eval()
     return LayerParts(decoder, rotary, embed, positions, final_norm, lm_head, names)
+
+
+def build_decoder(arch: ArchSpec, dtype: str = "float32", layer: int = 0) -> Any:
+    """Decoder layer ``layer`` of ``arch`` alone, random weights (a stack builds one per index:
+    each its own weights, as a real model's layers)."""
+    torch, transformers = require_torch()
+    decoder = _decoder_parts(torch, arch, hf_config(arch, transformers), layer)[0]
+    decoder.to(torch_dtype(torch, dtype))
+    decoder.eval()
+    return decoder
+
+
+def _decoder_parts(
+    torch: Any, arch: ArchSpec, config: Any, layer: int
+) -> tuple[Any, Any, Any, str]:
+    """Decoder layer ``layer``, rotary embedding (or None), final norm and the class names."""
+    s = arch.shape
+    nn = torch.nn
+    if arch.family == "transformers":
+        return _any_causal_lm_parts(torch, config, layer)
+    if arch.family == "gpt2":
+        from transformers.models.gpt2.modeling_gpt2 import GPT2Block
+
+        final_norm = nn.LayerNorm(s.d_model, eps=arch.norm_eps)
+        return GPT2Block(config, layer_idx=layer), None, final_norm, "GPT2Block"
+    # qwen2 and llama: the same three classes under the family's prefix
+    module, prefix = ("qwen2", "Qwen2") if arch.family == "qwen2" else ("llama", "Llama")
+    classes = importlib.import_module(f"transformers.models.{module}.modeling_{module}")
+    names = [f"{prefix}{kind}" for kind in ("DecoderLayer", "RotaryEmbedding", "RMSNorm")]
+    layer_class, rotary_class, norm_class = (getattr(classes, name) for name in names)
+    return (
+        layer_class(config, layer_idx=layer),
+        rotary_class(config),
+        norm_class(s.d_model, eps=arch.norm_eps),
+        ", ".join(names),
+    )
 
 
 def _any_causal_lm_parts(torch: Any, config: Any, layer: int) -> tuple[Any, Any, Any, str]:

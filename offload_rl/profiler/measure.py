@@ -25,6 +25,8 @@ from offload_rl.profiler.batch_measure import (
 from offload_rl.profiler.host import HostPeaks, library_versions, measure_host_peaks
 from offload_rl.profiler.layer_calls import LayerCalls
 from offload_rl.profiler.layers import LayerParts, build_parts
+from offload_rl.profiler.stack_calls import StackCalls, build_stack
+from offload_rl.profiler.stack_measure import StackPlan, measure_stack, plan_stack
 from offload_rl.profiler.timing import (
     CONTENTION_THRESHOLD,
     BackgroundLoad,
@@ -32,7 +34,7 @@ from offload_rl.profiler.timing import (
     RetryingTimer,
 )
 from offload_rl.profiler.torch_extra import dtype_size, require_torch
-from offload_rl.profiles import BatchedProfile, Profile
+from offload_rl.profiles import BatchedProfile, BatchedSteps, Profile
 
 DEFAULT_LENGTHS: tuple[int, ...] = (16, 64, 256, 1024)
 DEFAULT_CONTEXTS: tuple[int, ...] = (16, 128, 512, 2048)
@@ -63,6 +65,8 @@ def measure_profile(
     batch_sizes: Sequence[int] | None = None,
     batch_contexts: Sequence[int] | None = None,
     batch_chunk: int = DEFAULT_BATCH_CHUNK,
+    in_stack: bool = False,
+    stack_contexts: Sequence[int] | None = None,
 ) -> Profile:
     """Measure ``model`` here and return its profile (see the package docstring).
 
@@ -81,7 +85,10 @@ def measure_profile(
 
     With ``batch_sizes``, batches of those sizes (decodes at ``batch_contexts``, prefill chunks
     of ``batch_chunk`` tokens, mixed) are timed too and the batched roofline is fitted to them:
-    the profile's ``batched`` section (:mod:`offload_rl.profiler.batch_measure`).
+    the profile's ``batched`` section (:mod:`offload_rl.profiler.batch_measure`). With
+    ``in_stack`` too, iterations of ``1..max(batch_sizes)`` decode rows (at ``stack_contexts``),
+    prefill chunks and mixed ones are timed through the whole stack of distinct layers and
+    tabled: ``batched.steps`` (:mod:`offload_rl.profiler.stack_measure`).
     """
     arch = get_arch(model) if isinstance(model, str) else model
     size = _check_arguments(threads, repeats, warmup, dtype)
@@ -91,9 +98,17 @@ def measure_profile(
         if batch_sizes is not None
         else None
     )
+    if in_stack and not batch_sizes:
+        raise ConfigError("in-stack steps need batch sizes (their largest is the most rows)")
+    stack = (
+        plan_stack(arch, max(batch_sizes), stack_contexts, batch_chunk)
+        if in_stack and batch_sizes
+        else None
+    )
     torch, _ = require_torch()
     measure_here = measure_peaks and peaks is None
-    progress = _Progress(on_progress, _total_steps(arch, lengths, contexts, measure_here, plan))
+    total = _total_steps(arch, lengths, contexts, measure_here, plan)
+    progress = _Progress(on_progress, total + (1 + stack.steps if stack else 0))
     report = load_report if load_report is not None else LoadReport(contention_threshold)
     timer = _retrying_timer(
         report,
@@ -115,6 +130,9 @@ def measure_profile(
             batched = _measure_batches(
                 torch, arch, dtype, parts, calls, plan, timer, timed, progress, batch_sizes
             )
+        if batched is not None and stack is not None:
+            steps = _measure_stack(torch, arch, dtype, parts, calls, stack, timer, progress)
+            batched = batched.model_copy(update={"steps": steps})
         with torch.inference_mode():
             if not measure_peaks:
                 peaks = None
@@ -232,6 +250,30 @@ def _measure_batches(
         lambda text: progress.step(f"{arch.name}: {text}"),
         f"batch sizes {sorted(set(batch_sizes or ()))}, chunk {plan.chunk} tokens, "
         f"contexts {plan.contexts}, {len(plan.decoder)} decoder batches",
+    )
+
+
+def _measure_stack(
+    torch: Any,
+    arch: ArchSpec,
+    dtype: str,
+    parts: LayerParts,
+    calls: LayerCalls,
+    plan: StackPlan,
+    timer: RetryingTimer,
+    progress: _Progress,
+) -> BatchedSteps:
+    """Build the rest of the stack (layer 0 is the one already timed) and time ``plan``."""
+    progress.step(f"{arch.name}: building the other {arch.shape.n_layers - 1} decoder layers")
+    decoders = build_stack(arch, dtype, parts.decoder)
+    return measure_stack(
+        torch,
+        StackCalls(torch, parts, decoders, arch, dtype, calls.generator),
+        plan,
+        timer,
+        lambda text: progress.step(f"{arch.name}: {text}"),
+        f"rows 1..{plan.max_rows}, chunk {plan.chunk} tokens, contexts {plan.contexts}, "
+        f"{len(plan.layers)} stack batches",
     )
 
 

@@ -17,18 +17,7 @@ from offload_rl.profiler.batch_calls import batch_plan
 from offload_rl.profiler.batch_fitting import COEFFICIENTS, fit_batched, predict_s
 from offload_rl.profiles import BatchedCoefficients, BatchedPoint, Profile, load_profile
 from offload_rl.roofline import get_hardware
-from tests.offload_rl.profile_cli import HAS_TORCH, needs_torch, run_cli
-
-TINY_QWEN2 = {  # a two-layer qwen2 of the published layout, small enough to time in seconds
-    "model_type": "qwen2",
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "num_hidden_layers": 2,
-    "vocab_size": 1000,
-    "max_position_embeddings": 512,
-}
+from tests.offload_rl.profile_cli import needs_torch, run_cli
 
 # --- the fit ---------------------------------------------------------------------------------
 
@@ -129,17 +118,6 @@ def test_plan_clips_to_the_positions_and_rejects_bad_sizes():
 
 
 # --- the measurement -------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tiny_arch(tmp_path_factory: pytest.TempPathFactory) -> ArchSpec:
-    if not HAS_TORCH:
-        pytest.skip("needs the 'profile' extra")
-    from offload_rl.model_config import load_arch
-
-    config = tmp_path_factory.mktemp("tiny") / "config.json"
-    config.write_text(json.dumps(TINY_QWEN2))
-    return load_arch(str(config), name="tiny-qwen2")
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from offload_rl.cli import main
+from offload_rl.profiles import Profile
 from validation.cell_config import CellValidationConfig, check_cell_config
 from validation.cell_run import device_requests, run_cell_validation
+from validation.cell_summary import outside_the_iterations, pricing_by_kind
 from validation.runtime.model import small_arch
 
 CONTRACT = ("median_abs_pct_error_total", "p90_abs_pct_error_total")
@@ -101,3 +103,76 @@ def test_a_tiny_cell_runs_end_to_end(tmp_path: Path) -> None:
     assert (cfg.out / "scatter.png").stat().st_size > 0
     assert (cfg.out / "iterations.png").stat().st_size > 0
     assert (cfg.out / "validation.md").read_text().startswith("# Cell validation")
+    # the simulator priced the edge with the in-stack step table this run measured
+    assert "steps" in saved["setup"]["batch_cost"]
+    profile = Profile.load(cfg.out / "profile-gpt2-small-t1-batched.json")
+    assert profile.batched is not None and profile.batched.steps is not None
+    assert profile.batched.steps.layer.x[:2] == [1, 2]
+    kinds = result["overall"]["iteration_time"]["by_kind"]
+    assert sum(k["iterations"] for k in kinds.values()) == len(measured)
+    assert "| iteration | count |" in (cfg.out / "validation.md").read_text()
+    outside = result["by_load_level"][0]["outside_the_iterations"]
+    assert 0 <= outside["edge_loop_share_of_forward"] < 1
+    assert 0 <= outside["decision_share_of_latency"] < 1
+    assert outside["mean_queued_s"]["measured"] >= 0
+
+
+def test_outside_the_iterations_counts_only_the_edges_short_pauses() -> None:
+    edge = {
+        "iterations": [
+            {"start_s": 0.0, "measured_s": 1.0},
+            {"start_s": 1.01, "measured_s": 1.0},  # 10 ms of the edge's loop
+            {"start_s": 5.0, "measured_s": 1.0},  # idle: waiting for requests
+        ]
+    }
+
+    def row(decide: float, total: float, pct: float) -> dict[str, object]:
+        return {
+            "rejected": False,
+            "decide_s": decide,
+            "pct_error_total": pct,
+            "measured": {"total_s": total, "queued_s": 1.0},
+            "predicted": {"queued_s": 0.5},
+        }
+
+    out = outside_the_iterations({"edge": edge}, [row(0.1, 4.0, -10), row(0.1, 6.0, 30)], 3.0)
+    assert out["edge_loop_s"] == pytest.approx(0.01)
+    assert out["edge_loop_share_of_forward"] == pytest.approx(0.01 / 3)
+    assert out["decision_share_of_latency"] == pytest.approx(0.02)
+    assert out["mean_queued_s"] == {"measured": 1.0, "predicted": 0.5}
+    assert out["median_pct_error_total"] == pytest.approx(10.0)
+
+
+def test_outside_the_iterations_takes_the_edges_idle_waits_out_of_its_loop() -> None:
+    """With the edge's own record of its blocked waits, every pause counts less that wait
+    (short idle polls are not the loop, long pauses with work in them are)."""
+    edge = {
+        "iterations": [
+            {"start_s": 0.0, "measured_s": 1.0, "idle_before_s": 0.0},
+            {"start_s": 1.05, "measured_s": 1.0, "idle_before_s": 0.04},  # 10 ms of loop
+            {"start_s": 5.0, "measured_s": 1.0, "idle_before_s": 2.9},  # 50 ms of loop
+        ]
+    }
+    row = {
+        "rejected": False,
+        "decide_s": 0.0,
+        "pct_error_total": 0.0,
+        "measured": {"total_s": 1.0, "queued_s": 0.0},
+        "predicted": {"queued_s": 0.0},
+    }
+    out = outside_the_iterations({"edge": edge}, [row], 3.0)
+    assert out["edge_loop_s"] == pytest.approx(0.06)
+
+
+def test_pricing_by_kind_splits_decodes_by_rows_from_chunks() -> None:
+    def it(size: int, tokens: int, measured: float, priced: float) -> dict[str, float]:
+        return {"batch_size": size, "tokens": tokens, "measured_s": measured, "profile_s": priced}
+
+    kinds = pricing_by_kind(
+        [it(3, 3, 1.0, 0.5), it(3, 3, 1.0, 0.7), it(1, 1, 2.0, 2.0), it(2, 200, 4.0, 5.0)]
+    )
+    assert list(kinds) == ["decode x1", "decode x3", "prefill/mixed"]
+    assert kinds["decode x3"]["iterations"] == 2
+    assert kinds["decode x3"]["median_pct_error"] == pytest.approx(-40.0)
+    assert kinds["decode x3"]["profile_s"] == pytest.approx(1.2)
+    assert kinds["prefill/mixed"]["median_pct_error"] == pytest.approx(25.0)

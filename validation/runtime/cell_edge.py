@@ -106,6 +106,7 @@ class CellEdge:
         self.boundary: dict[int, tuple[int, Any]] = {}  # session -> (split, its hidden states)
         self.by_request: dict[int, EdgeSequence] = {}  # running or queued, by request id
         self.iterations: list[dict[str, Any]] = []
+        self._idle_s = 0.0  # seconds blocked waiting for a frame since the last iteration
         self.requests: list[dict[str, Any]] = []
         self.model: SplitModel | None = None
         self.t0 = 0.0
@@ -217,10 +218,14 @@ class CellEdge:
 
     def _drain(self, sched: BatchScheduler, block: bool) -> None:
         """Take the frames that have arrived (waiting a little for one when ``block``)."""
+        waited = time.perf_counter()
         try:
             item = self._inbox.get(timeout=IDLE_WAIT_S) if block else self._inbox.get_nowait()
         except queue.Empty:
             return
+        finally:
+            if block:
+                self._idle_s += time.perf_counter() - waited
         while True:
             self._handle(sched, *item)
             try:
@@ -357,8 +362,11 @@ class CellEdge:
                 "sequences": [list(x) for x in shape],
                 "preempted": len(plan.preempted),
                 "evicted": len(plan.evicted),
+                # blocked waiting for frames since the previous iteration: idle, not the loop
+                "idle_before_s": self._idle_s,
             }
         )
+        self._idle_s = 0.0
 
     def _report(self, sched: BatchScheduler) -> None:
         if self.reporter is None:
