@@ -240,7 +240,12 @@ def serve_cell_and_query(policy: Path, n_devices: int) -> list[dict[str, str]]:
 def cell_table(metrics_path: Path) -> Table:
     """Per load: the tuned heuristics and the shipped cell policy, the cell's figures."""
     loads = json.loads(metrics_path.read_text())["loads"]
-    table = Table(title="the cell (EdgeCell-v0): shipped cell policy vs tuned heuristics")
+    table = Table(
+        title="the cell (EdgeCell-v0): shipped cell policy vs tuned heuristics",
+        caption="1 episode x 64 decisions per load: compare rows with each other only; the "
+        "settled score depends on episode length (docs/CELL_HEURISTICS.md), and "
+        "docs/CELL_RESULTS.md's figures are 256-decision episodes",
+    )
     for col in ("load", "policy", "reward/dec", "p95 latency s", "SLO viol.", "J/dec", "edge"):
         table.add_column(col, justify="left" if col == "policy" else "right")
     for level, per_policy in loads.items():
