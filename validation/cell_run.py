@@ -147,11 +147,16 @@ def cell_scenario(base: Scenario) -> Scenario:
 def measured_slowdown(iterations: Sequence[dict[str, Any]], cost: BatchRoofline) -> float:
     """Median of measured / priced seconds over a run's edge iterations: how much slower the
     edge ran than its profile (other processes on the CPU, mostly). A diagnostic only."""
-    ratios = [
-        it["measured_s"] / cost.iteration_s([(0, n, c, smp) for n, c, smp in it["sequences"]])
-        for it in iterations
-    ]
+    ratios = [it["measured_s"] / cost.iteration_s(_priced_rows(it)) for it in iterations]
     return float(np.median(ratios)) if ratios else 1.0
+
+
+def _priced_rows(iteration: dict[str, Any]) -> list[tuple[int, int, int, bool]]:
+    """An edge log iteration's rows as ``BatchRoofline.iteration_s`` takes them, each at its
+    own split (logs without ``splits`` are token-id cells: every row at ``k = 0``)."""
+    seqs = iteration["sequences"]
+    splits = iteration.get("splits", [0] * len(seqs))
+    return [(k, n, c, smp) for k, (n, c, smp) in zip(splits, seqs, strict=True)]
 
 
 def scaled(cost: BatchRoofline, factor: float) -> BatchRoofline:

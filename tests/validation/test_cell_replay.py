@@ -102,6 +102,22 @@ def test_a_small_pool_preempts() -> None:
     assert sum(cr.preempted for cr in sim.requests) == sim.preemptions
 
 
+def test_the_diagnostic_slowdown_prices_each_row_at_its_split() -> None:
+    from validation.cell_run import measured_slowdown
+
+    cost = BatchRoofline(12, KV_LAYER, 1e-3, 1e-6, 2e-4, 1e-8, 1e-5, 1e-7, 0.01, 0.004, 1e-7)
+    batches = [[(8, 1, 100, True), (0, 1, 300, True)], [(4, 64, 0, False)]]
+    iterations = [
+        {
+            "measured_s": 2.0 * cost.iteration_s(b),
+            "sequences": [[n, c, s] for _, n, c, s in b],
+            "splits": [k for k, *_ in b],
+        }
+        for b in batches
+    ]
+    assert measured_slowdown(iterations, cost) == pytest.approx(2.0)
+
+
 def test_the_diagnostic_slowdown_scales_every_iteration() -> None:
     from validation.cell_run import measured_slowdown, scaled
 
