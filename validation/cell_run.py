@@ -288,8 +288,6 @@ def _run_level(
     service_url: str | None,
 ) -> dict[str, Any]:
     """One run of the cell runtime: the devices' records and the edge's log."""
-    from validation.runtime.cell_device import DeviceJob, JobRequest
-
     folder = cfg.out / f"level{level}"
     folder.mkdir(parents=True, exist_ok=True)
     links = _links(cfg, traces, level)
@@ -311,35 +309,10 @@ def _run_level(
     try:
         port = _ready_port(edge)
         for d, link in enumerate(links):
-            job = DeviceJob(
-                index=d,
-                host="127.0.0.1",
-                port=port,
-                arch=arch_to_json(arch),
-                seed=cfg.seed,
-                init_std=cfg.init_std,
-                n_layers=arch.shape.n_layers,
-                vocab_size=arch.shape.vocab_size,
-                uplink=_trace_json(link.uplink),
-                downlink=_trace_json(link.downlink),
-                offset_s=link.offset_s,
-                one_way_s=cfg.rtt_ms / 2000.0,
-                t0=-1.0,
-                requests=[JobRequest(**r) for r in streams[d]],
-                service_url=service_url,
-                service_timeout_s=cfg.service_timeout_s,
-                scenario_path=str(scenario_path),
-                splits=list(cfg.splits),
-            )
-            job.save(folder / f"device{d}-job.json")
-            cmd = [
-                sys.executable, "-m", "validation.runtime.cell_device",
-                "--job", str(folder / f"device{d}-job.json"),
-                "--out", str(folder / f"device{d}.json"),
-            ]  # fmt: skip
             procs.append(
-                subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-            )
+                _start_device(cfg, arch, folder, d, link, port, streams[d], scenario_path,
+                              service_url)
+            )  # fmt: skip
         devices = procs[1:]
         for p in devices:
             _wait_line(p, "CONNECTED")
@@ -378,6 +351,50 @@ def _run_level(
         "load_average_after": load_average(),
         "cpus_used_by_other_processes": others,
     }
+
+
+def _start_device(
+    cfg: CellValidationConfig,
+    arch: ArchSpec,
+    folder: Path,
+    d: int,
+    link: DeviceLink,
+    port: int,
+    requests: Sequence[dict[str, Any]],
+    scenario_path: Path,
+    service_url: str | None,
+) -> subprocess.Popen[str]:
+    """Device ``d``'s process, its job (link, requests, where the edge and service are) saved
+    beside its output; it connects, then waits for the start instant on its stdin."""
+    from validation.runtime.cell_device import DeviceJob, JobRequest
+
+    job = DeviceJob(
+        index=d,
+        host="127.0.0.1",
+        port=port,
+        arch=arch_to_json(arch),
+        seed=cfg.seed,
+        init_std=cfg.init_std,
+        n_layers=arch.shape.n_layers,
+        vocab_size=arch.shape.vocab_size,
+        uplink=_trace_json(link.uplink),
+        downlink=_trace_json(link.downlink),
+        offset_s=link.offset_s,
+        one_way_s=cfg.rtt_ms / 2000.0,
+        t0=-1.0,
+        requests=[JobRequest(**r) for r in requests],
+        service_url=service_url,
+        service_timeout_s=cfg.service_timeout_s,
+        scenario_path=str(scenario_path),
+        splits=list(cfg.splits),
+    )
+    job.save(folder / f"device{d}-job.json")
+    cmd = [
+        sys.executable, "-m", "validation.runtime.cell_device",
+        "--job", str(folder / f"device{d}-job.json"),
+        "--out", str(folder / f"device{d}.json"),
+    ]  # fmt: skip
+    return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 
 def _ready_port(edge: subprocess.Popen[str]) -> int:

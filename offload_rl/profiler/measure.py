@@ -93,17 +93,8 @@ def measure_profile(
     arch = get_arch(model) if isinstance(model, str) else model
     size = _check_arguments(threads, repeats, warmup, dtype)
     lengths, contexts = _points(arch, lengths, contexts)
-    plan = (
-        plan_batches(arch, batch_sizes, batch_contexts, batch_chunk)
-        if batch_sizes is not None
-        else None
-    )
-    if in_stack and not batch_sizes:
-        raise ConfigError("in-stack steps need batch sizes (their largest is the most rows)")
-    stack = (
-        plan_stack(arch, max(batch_sizes), stack_contexts, batch_chunk)
-        if in_stack and batch_sizes
-        else None
+    plan, stack = _batch_plans(
+        arch, batch_sizes, batch_contexts, batch_chunk, in_stack, stack_contexts
     )
     torch, _ = require_torch()
     measure_here = measure_peaks and peaks is None
@@ -125,19 +116,13 @@ def measure_profile(
     try:
         progress.step(f"{arch.name}: building layers")
         parts, calls, timed = _time_layers(torch, arch, dtype, timer, lengths, contexts, progress)
-        batched = None
-        if plan is not None:
-            batched = _measure_batches(
-                torch, arch, dtype, parts, calls, plan, timer, timed, progress, batch_sizes
-            )
-        if batched is not None and stack is not None:
-            steps = _measure_stack(torch, arch, dtype, parts, calls, stack, timer, progress)
-            batched = batched.model_copy(update={"steps": steps})
-        with torch.inference_mode():
-            if not measure_peaks:
-                peaks = None
-            elif peaks is None:
-                peaks = _host_peaks(threads, dtype, retries, retry_budget_s, report, progress)
+        batched = _measure_batched(
+            torch, arch, dtype, parts, calls, (plan, stack), timer, timed, progress, batch_sizes
+        )
+        if not measure_peaks:
+            peaks = None
+        elif peaks is None:
+            peaks = _host_peaks(threads, dtype, retries, retry_budget_s, report, progress)
     finally:
         torch.set_num_threads(previous_threads)
     progress.finish(f"{arch.name}: done")
@@ -225,6 +210,51 @@ def _time_layers(
                 arch, other, "decoder", timer, lengths, contexts, progress
             )
     return parts, calls, timed
+
+
+def _batch_plans(
+    arch: ArchSpec,
+    batch_sizes: Sequence[int] | None,
+    batch_contexts: Sequence[int] | None,
+    batch_chunk: int,
+    in_stack: bool,
+    stack_contexts: Sequence[int] | None,
+) -> tuple[BatchedPlan | None, StackPlan | None]:
+    """What to time beyond single requests: the batches (with ``batch_sizes``) and the
+    in-stack steps (with ``in_stack`` too: up to the largest batch size's rows)."""
+    if in_stack and not batch_sizes:
+        raise ConfigError("in-stack steps need batch sizes (their largest is the most rows)")
+    if batch_sizes is None:
+        return None, None
+    plan = plan_batches(arch, batch_sizes, batch_contexts, batch_chunk)
+    stack = plan_stack(arch, max(batch_sizes), stack_contexts, batch_chunk) if in_stack else None
+    return plan, stack
+
+
+def _measure_batched(
+    torch: Any,
+    arch: ArchSpec,
+    dtype: str,
+    parts: LayerParts,
+    calls: LayerCalls,
+    plans: tuple[BatchedPlan | None, StackPlan | None],
+    timer: RetryingTimer,
+    timed: Timed,
+    progress: _Progress,
+    batch_sizes: Sequence[int] | None,
+) -> BatchedProfile | None:
+    """The profile's ``batched`` section: the batches of the first plan, and the in-stack steps
+    of the second if there is one (None: no batches asked for)."""
+    plan, stack = plans
+    if plan is None:
+        return None
+    batched = _measure_batches(
+        torch, arch, dtype, parts, calls, plan, timer, timed, progress, batch_sizes
+    )
+    if stack is None:
+        return batched
+    steps = _measure_stack(torch, arch, dtype, parts, calls, stack, timer, progress)
+    return batched.model_copy(update={"steps": steps})
 
 
 def _measure_batches(
@@ -373,7 +403,9 @@ def _host_peaks(
     """Measure the host's peaks, without re-measuring once the run's retry budget is spent."""
     progress.step("host peaks: matmul FLOP/s and copy bandwidth")
     budget_left = retry_budget_s > report.retry_s
-    return measure_host_peaks(threads, dtype, retries=retries if budget_left else 0)
+    torch, _ = require_torch()
+    with torch.inference_mode():
+        return measure_host_peaks(threads, dtype, retries=retries if budget_left else 0)
 
 
 class _Progress:

@@ -112,7 +112,10 @@ def test_a_tiny_cell_runs_end_to_end(tmp_path: Path) -> None:
     assert sum(k["iterations"] for k in kinds.values()) == len(measured)
     assert "| iteration | count |" in (cfg.out / "validation.md").read_text()
     outside = result["by_load_level"][0]["outside_the_iterations"]
-    assert 0 <= outside["edge_loop_share_of_forward"] < 1
+    # a tiny model's forward takes about a millisecond, so the edge's loop (token frames, the
+    # state push) may well exceed it on a busy machine: only its sign is checked here, its
+    # arithmetic by the unit tests below
+    assert outside["edge_loop_s"] >= 0 and outside["edge_loop_share_of_forward"] >= 0
     assert 0 <= outside["decision_share_of_latency"] < 1
     assert outside["mean_queued_s"]["measured"] >= 0
 
