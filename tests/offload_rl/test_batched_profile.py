@@ -17,6 +17,7 @@ from offload_rl.profiler.batch_calls import batch_plan
 from offload_rl.profiler.batch_fitting import COEFFICIENTS, fit_batched, predict_s
 from offload_rl.profiles import BatchedCoefficients, BatchedPoint, Profile, load_profile
 from offload_rl.roofline import get_hardware
+from tests.offload_rl.conftest import measure_tiny
 from tests.offload_rl.profile_cli import needs_torch, run_cli
 
 # --- the fit ---------------------------------------------------------------------------------
@@ -122,18 +123,8 @@ def test_plan_clips_to_the_positions_and_rejects_bad_sizes():
 
 @pytest.fixture(scope="module")
 def tiny_profile(tiny_arch: ArchSpec) -> Profile:
-    from offload_rl.profiler import measure_profile
-
-    return measure_profile(
+    return measure_tiny(
         tiny_arch,
-        threads=1,
-        lengths=(8, 64),
-        contexts=(8, 64),
-        repeats=1,
-        warmup=1,
-        measure_peaks=False,
-        retries=0,
-        min_point_s=0.0,
         batch_sizes=(1, 2, 4),
         batch_contexts=(16, 64),
         batch_chunk=16,

@@ -21,6 +21,7 @@ from offload_rl.profiles import (
     Profile,
     load_profile,
 )
+from tests.offload_rl.conftest import measure_tiny
 from tests.offload_rl.profile_cli import needs_torch, run_cli
 
 # --- the plan --------------------------------------------------------------------------------
@@ -164,18 +165,8 @@ def test_steps_are_written_only_when_measured_and_round_trip():
 
 @pytest.fixture(scope="module")
 def tiny_stack_profile(tiny_arch: ArchSpec) -> Profile:
-    from offload_rl.profiler import measure_profile
-
-    return measure_profile(
+    return measure_tiny(
         tiny_arch,
-        threads=1,
-        lengths=(8, 64),
-        contexts=(8, 64),
-        repeats=1,
-        warmup=1,
-        measure_peaks=False,
-        retries=0,
-        min_point_s=0.0,
         batch_sizes=(1, 2, 3),
         batch_contexts=(16, 64),
         batch_chunk=16,
