@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,3 +30,13 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
         timeout=120,
         check=False,
     )
+
+
+def shown_text(profile: Any, tmp_path: Path) -> str:
+    """``offload-rl profile show`` of ``profile`` saved under ``tmp_path``: its output with the
+    whitespace collapsed (the table wraps with the terminal's width)."""
+    path = tmp_path / "shown.json"
+    profile.save(path)
+    shown = run_cli("show", str(path))
+    assert shown.returncode == 0, shown.stderr
+    return " ".join(shown.stdout.split())

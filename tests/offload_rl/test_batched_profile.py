@@ -18,7 +18,7 @@ from offload_rl.profiler.batch_fitting import COEFFICIENTS, fit_batched, predict
 from offload_rl.profiles import BatchedCoefficients, BatchedPoint, Profile, load_profile
 from offload_rl.roofline import get_hardware
 from tests.offload_rl.conftest import measure_tiny
-from tests.offload_rl.profile_cli import needs_torch, run_cli
+from tests.offload_rl.profile_cli import needs_torch, run_cli, shown_text
 
 # --- the fit ---------------------------------------------------------------------------------
 
@@ -198,11 +198,7 @@ def test_packed_batch_computes_what_each_sequence_alone_computes(tiny_arch):
 
 
 def test_profile_show_prints_the_batched_section(tiny_profile, tmp_path):
-    path = tmp_path / "tiny.json"
-    tiny_profile.save(path)
-    shown = run_cli("show", str(path))
-    assert shown.returncode == 0, shown.stderr
-    text = " ".join(shown.stdout.split())
+    text = shown_text(tiny_profile, tmp_path)
     assert "batched (measured)" in text and "layer_fixed_s" in text and "median %" in text
     assert f"{len(tiny_profile.batched.points)} points" in text
 

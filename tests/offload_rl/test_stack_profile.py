@@ -22,7 +22,7 @@ from offload_rl.profiles import (
     load_profile,
 )
 from tests.offload_rl.conftest import measure_tiny
-from tests.offload_rl.profile_cli import needs_torch, run_cli
+from tests.offload_rl.profile_cli import needs_torch, run_cli, shown_text
 
 # --- the plan --------------------------------------------------------------------------------
 
@@ -248,11 +248,7 @@ def test_the_stack_computes_what_each_sequence_alone_computes(tiny_arch):
 
 
 def test_profile_show_prints_the_step_table(tiny_stack_profile, tmp_path):
-    path = tmp_path / "tiny.json"
-    tiny_stack_profile.save(path)
-    shown = run_cli("show", str(path))
-    assert shown.returncode == 0, shown.stderr
-    text = " ".join(shown.stdout.split())
+    text = shown_text(tiny_stack_profile, tmp_path)
     assert "in-stack steps" in text and "per KV token" in text
 
 
