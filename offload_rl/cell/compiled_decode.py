@@ -63,6 +63,7 @@ COMPILE_ERRORS: tuple[type[Exception], ...] = (ImportError,)
 # numba is there (found, not imported: importing it costs ~0.3 s, paid at the first call)
 AVAILABLE = not _disabled_by_env() and importlib.util.find_spec("numba") is not None
 _module: ModuleType | None = None
+_devices_module: ModuleType | None = None
 
 
 def scheduler() -> ModuleType:
@@ -78,6 +79,20 @@ def scheduler() -> ModuleType:
         compiled_scheduler.warm_up()
         _module = compiled_scheduler
     return _module
+
+
+def devices() -> ModuleType:
+    """:mod:`offload_rl.cell.compiled_devices` (the phones' kernels), as :func:`scheduler`."""
+    global _devices_module, COMPILE_ERRORS
+    if _devices_module is None:
+        from numba.core.errors import NumbaError
+
+        COMPILE_ERRORS = (ImportError, NumbaError)
+        from offload_rl.cell import compiled_devices
+
+        compiled_devices.warm_up()
+        _devices_module = compiled_devices
+    return _devices_module
 
 
 def disable(reason: str) -> None:
