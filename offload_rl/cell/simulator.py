@@ -45,13 +45,14 @@ from offload_rl.cell.config import CellConfig
 from offload_rl.cell.device import Device
 from offload_rl.cell.edge_server import REJECTED, EdgeRequest, EdgeServer
 from offload_rl.cell.kv_pool import KeptEntry
+from offload_rl.cell.ledger_table import cost_ledger
 from offload_rl.cell.radio import RADIOS
 from offload_rl.cell.thermal import DEVICE_CLASSES
 from offload_rl.cost_model import LinkModel, request_cost
 from offload_rl.device_view import kept_kv_tokens
 from offload_rl.features import CellDecisionState
 from offload_rl.profiles import load_profile
-from offload_rl.reward import CostLedger, slo_violated_times
+from offload_rl.reward import slo_violated_times
 from offload_rl.scenario_facts import ResolvedScenario, memory_layers_for
 from offload_rl.traces import BYTES_PER_MBIT
 from offload_rl.workloads import Request, SyntheticWorkload, Workload
@@ -116,8 +117,8 @@ class CellSimulator:
         self.w_latency, self.w_energy, self.w_slo = rule.w_latency, rule.w_energy, rule.w_slo
         self.w_cost, self.usd_per_cloud_s = rule.w_cost, rule.usd_per_cloud_s
         self.rtt = facts.rtt_edge_s
-        self.ledger = CostLedger()
-        self.joules = CostLedger()  # the same bookkeeping for raw device joules (info)
+        self.ledger = cost_ledger()  # compiled with numba (the `fast` extra)
+        self.joules = cost_ledger()  # the same bookkeeping for raw device joules (info)
         self.requests: list[Request] = []
         # layers each device class holds (its RAM for the model), in DEVICE_CLASSES order
         self.class_memory_layers = [

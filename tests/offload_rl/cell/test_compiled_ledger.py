@@ -1,0 +1,97 @@
+"""The compiled cost ledger collects, bit for bit, what the Python CostLedger collects.
+
+:class:`~offload_rl.cell.ledger_table.CompiledCostLedger` runs each of
+:class:`~offload_rl.reward.CostLedger`'s methods in :mod:`offload_rl.cell.compiled_ledger`;
+both are driven with the same operations (opens, closes also in the future, spreads also
+instants, charges, collections, resets, many operations per collection so that the arrays
+grow) and every value must be *equal* (no tolerance).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from offload_rl.cell import compiled_decode as cd
+from offload_rl.cell.ledger_table import CompiledCostLedger, cost_ledger
+from offload_rl.reward import CostLedger
+
+pytestmark = pytest.mark.skipif(
+    not cd.AVAILABLE,
+    reason="numba is not installed (the `fast` extra) or OFFLOAD_RL_COMPILED=0",
+)
+
+OPS = ("open", "open", "close", "spread", "spread", "charge", "collect", "reset")
+operations = st.lists(
+    st.tuples(
+        st.sampled_from(OPS),
+        # offset from the last collection (before it too); a few values often: equal times
+        st.floats(-1.0, 30.0) | st.sampled_from([0.0, 1.0, 2.0]),
+        st.floats(0.0, 30.0) | st.sampled_from([0.0, 5e-7, 1.0]),  # length (spreads, closes)
+        st.floats(-5.0, 5.0) | st.sampled_from([0.1, 0.7, 1e-3, 3.3]),  # rate or amount
+    ),
+    max_size=150,
+)
+
+
+def _state(ledger: CostLedger) -> tuple[float, float, int, float]:
+    return ledger.latency_cost, ledger.other_cost, ledger.n_open, ledger.open_until()
+
+
+@settings(max_examples=120, deadline=None)
+@given(operations)
+def test_the_compiled_ledger_equals_the_python_ledger(ops):
+    python, compiled = CostLedger(), cost_ledger(compiled=True)
+    assert isinstance(compiled, CompiledCostLedger) and type(python) is CostLedger
+    now, next_key, open_keys = 0.0, 0, []
+    for op, offset, length, amount in ops:
+        for ledger in (python, compiled):
+            if op == "open":
+                ledger.open(next_key, now + offset, amount)
+            elif op == "close" and open_keys:
+                ledger.close(open_keys[0], now + offset + length)
+            elif op == "spread":
+                ledger.spread(now + offset, now + offset + length, amount)
+            elif op == "charge":
+                ledger.charge(now + offset, amount)
+            elif op == "reset":
+                ledger.reset(now)
+        if op == "open":
+            open_keys.append(next_key)
+            next_key += 1
+        elif op == "close" and open_keys:
+            open_keys.pop(0)
+        elif op == "reset":
+            open_keys.clear()
+        elif op == "collect":
+            now += max(offset, 0.0)
+            assert compiled.collect(now) == python.collect(now)
+        assert _state(compiled) == _state(python)
+    assert compiled.collect(now + 1e4) == python.collect(now + 1e4)
+    assert _state(compiled) == _state(python)
+
+
+def test_closing_a_request_that_is_not_open_is_a_key_error():
+    ledger = cost_ledger(compiled=True)
+    ledger.open(3, 0.0, 1.0)
+    with pytest.raises(KeyError):
+        ledger.close(2, 1.0)
+    with pytest.raises(KeyError):
+        ledger.close(1000, 1.0)
+    ledger.close(3, 1.0)
+    assert ledger.collect(2.0) == (1.0, 0.0) and ledger.n_open == 0
+
+
+def test_a_deep_copy_is_independent_of_its_parent():
+    """The cell oracle forks the simulator with copy.deepcopy: the fork's ledger is its own."""
+    ledger = cost_ledger(compiled=True)
+    ledger.open(0, 0.0, 2.0)
+    ledger.spread(0.0, 4.0, 8.0)
+    fork = copy.deepcopy(ledger)
+    fork.close(0, 1.0)
+    fork.charge(0.5, 10.0)
+    assert fork.collect(2.0) == (2.0, 14.0)
+    assert ledger.collect(2.0) == (4.0, 4.0) and ledger.n_open == 1
