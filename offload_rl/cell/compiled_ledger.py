@@ -184,6 +184,16 @@ def spread(heap: A, gi: A, lumps: A, start: float, end: float, total: float) -> 
 
 
 @jit
+def spread_pair(
+    heap: A, gi: A, lumps: A, heap2: A, gi2: A, lumps2: A, start: float, end: float,
+    total: float, total2: float,
+) -> bool:  # fmt: skip
+    """:func:`spread` on two ledgers; True when either needs to grow."""
+    full = spread(heap, gi, lumps, start, end, total)
+    return spread(heap2, gi2, lumps2, start, end, total2) or full
+
+
+@jit
 def charge(gi: A, lumps: A, t: float, amount: float) -> bool:
     """``CostLedger.charge``; True when the lumps are now full."""
     n = gi[N_LUMPS]
@@ -202,5 +212,6 @@ def warm_up() -> None:
     open_request(heap, gi, opened, 0, 0.0, 1.0)
     close_request(heap, gi, opened, 0, 1.0)
     spread(heap, gi, lumps, 0.0, 1.0, 1.0)
+    spread_pair(heap, gi, lumps, heap, gi, lumps, 0.0, 1.0, 1.0, 2.0)
     charge(gi, lumps, 0.5, 1.0)
     collect(heap, g, gi, lumps, opened, 2.0)

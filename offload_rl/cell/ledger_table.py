@@ -11,11 +11,14 @@ simulator's request indices).
 from __future__ import annotations
 
 import math
+from types import ModuleType
 
 import numpy as np
 
 from offload_rl import reward
 from offload_rl.cell import compiled_decode as cd
+
+_K: ModuleType  # compiled_ledger, set by the first CompiledCostLedger
 
 # the heap's rows: [timeline, slot, column]; timeline 0 = requests in the system, 1 = spreads
 LATENCY, SPREADS = 0, 1
@@ -61,7 +64,8 @@ class CompiledCostLedger(reward.CostLedger):
     def __init__(self) -> None:
         self._table = LedgerTable()
         self.latency_cost = self.other_cost = 0.0  # collected so far, by kind
-        cd.ledger()  # compiled once per process (the ledger holds no module: it deep-copies)
+        global _K
+        _K = cd.ledger()  # compiled once per process (the ledger holds no module: it copies)
 
     def reset(self, t: float = 0.0) -> None:
         table = self._table
@@ -75,14 +79,14 @@ class CompiledCostLedger(reward.CostLedger):
         table = self._table
         if key >= table.opened.shape[0]:
             table.grow_keys(key)
-        if cd.ledger().open_request(table.heap, table.gi, table.opened, key, start, rate):
+        if _K.open_request(table.heap, table.gi, table.opened, key, start, rate):
             table.grow_heap()
 
     def close(self, key: int, end: float) -> None:
         table = self._table
         if key >= table.opened.shape[0]:
             raise KeyError(key)
-        full = cd.ledger().close_request(table.heap, table.gi, table.opened, key, end)
+        full = _K.close_request(table.heap, table.gi, table.opened, key, end)
         if full < 0:
             raise KeyError(key)
         if full:
@@ -90,19 +94,33 @@ class CompiledCostLedger(reward.CostLedger):
 
     def spread(self, start: float, end: float, total: float) -> None:
         table = self._table
-        if cd.ledger().spread(table.heap, table.gi, table.lumps, start, end, total):
+        if _K.spread(table.heap, table.gi, table.lumps, start, end, total):
             self._grow_both()
+
+    def spread_pair(self, other: CompiledCostLedger, start: float, end: float, total: float,
+                    other_total: float) -> None:  # fmt: skip
+        """``self.spread(start, end, total)`` then ``other.spread(start, end, other_total)``
+        in one kernel call (the simulator's energy: weighted cost and raw joules)."""
+        if other is self:
+            self.spread(start, end, total)
+            self.spread(start, end, other_total)
+            return
+        a, b = self._table, other._table
+        full = _K.spread_pair(
+            a.heap, a.gi, a.lumps, b.heap, b.gi, b.lumps, start, end, total, other_total
+        )
+        if full:
+            self._grow_both()
+            other._grow_both()
 
     def charge(self, t: float, amount: float) -> None:
         table = self._table
-        if cd.ledger().charge(table.gi, table.lumps, t, amount):
+        if _K.charge(table.gi, table.lumps, t, amount):
             table.grow_lumps()
 
     def collect(self, t: float) -> tuple[float, float]:
         table = self._table
-        latency, other = cd.ledger().collect(
-            table.heap, table.g, table.gi, table.lumps, table.opened, t
-        )
+        latency, other = _K.collect(table.heap, table.g, table.gi, table.lumps, table.opened, t)
         self.latency_cost += latency
         self.other_cost += other
         return latency, other

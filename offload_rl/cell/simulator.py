@@ -46,7 +46,7 @@ from offload_rl.cell.config import CellConfig
 from offload_rl.cell.device import Device
 from offload_rl.cell.edge_server import REJECTED, EdgeRequest, EdgeServer
 from offload_rl.cell.kv_pool import KeptEntry
-from offload_rl.cell.ledger_table import cost_ledger
+from offload_rl.cell.ledger_table import CompiledCostLedger, cost_ledger
 from offload_rl.cell.radio import RADIOS
 from offload_rl.cell.radio_bank import RadioBank
 from offload_rl.cell.thermal import DEVICE_CLASSES
@@ -565,5 +565,9 @@ class CellSimulator:
 
     def _spend(self, start: float, end: float, joules: float) -> None:
         """Device energy spent over ``[start, end]``: charged as it is spent."""
-        self.ledger.spread(start, end, self.w_energy * joules)
-        self.joules.spread(start, end, joules)
+        ledger, raw = self.ledger, self.joules
+        if isinstance(ledger, CompiledCostLedger) and isinstance(raw, CompiledCostLedger):
+            ledger.spread_pair(raw, start, end, self.w_energy * joules, joules)  # one call
+            return
+        ledger.spread(start, end, self.w_energy * joules)
+        raw.spread(start, end, joules)

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from offload_rl.cell import compiled_decode as cd
-from offload_rl.cell.ledger_table import CompiledCostLedger, cost_ledger
+from offload_rl.cell.ledger_table import N_HEAP, N_LUMPS, CompiledCostLedger, cost_ledger
 from offload_rl.reward import CostLedger
 
 pytestmark = pytest.mark.skipif(
@@ -35,6 +35,14 @@ operations = st.lists(
     ),
     max_size=150,
 )
+
+
+def _has_room(ledger: CompiledCostLedger) -> bool:
+    """Room for the next operation (the kernels do not check bounds: the wrapper grows)."""
+    table = ledger._table
+    heap_rows, lumps = table.heap.shape[1], table.lumps.shape[0]
+    used = table.gi[N_HEAP : N_HEAP + 2]
+    return bool(used.max() + 2 <= heap_rows and table.gi[N_LUMPS] + 1 <= lumps)
 
 
 def _state(ledger: CostLedger) -> tuple[float, float, int, float]:
@@ -69,7 +77,7 @@ def test_the_compiled_ledger_equals_the_python_ledger(ops):
         elif op == "collect":
             now += max(offset, 0.0)
             assert compiled.collect(now) == python.collect(now)
-        assert _state(compiled) == _state(python)
+        assert _state(compiled) == _state(python) and _has_room(compiled)
     assert compiled.collect(now + 1e4) == python.collect(now + 1e4)
     assert _state(compiled) == _state(python)
 
@@ -95,3 +103,38 @@ def test_a_deep_copy_is_independent_of_its_parent():
     fork.charge(0.5, 10.0)
     assert fork.collect(2.0) == (2.0, 14.0)
     assert ledger.collect(2.0) == (4.0, 4.0) and ledger.n_open == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(0.0, 10.0) | st.just(0.0),  # start after the last collection
+            st.floats(0.0, 10.0) | st.sampled_from([0.0, 5e-7]),  # length (instants too)
+            st.floats(-3.0, 3.0),
+            st.floats(0.0, 3.0),
+            st.integers(0, 15).map(lambda k: k == 0),  # collect after it (seldom: it fills)
+        ),
+        min_size=40,
+        max_size=120,
+    )
+)
+def test_a_pair_of_spreads_in_one_call_equals_two_spreads(ops):
+    """The simulator's energy goes to two ledgers at once (``spread_pair``, one kernel call,
+    their arrays grown as they fill): each equals a Python ledger given its own spreads."""
+    pair = [cost_ledger(compiled=True), cost_ledger(compiled=True)]
+    python = [CostLedger(), CostLedger()]
+    first, second = pair
+    assert isinstance(first, CompiledCostLedger) and isinstance(second, CompiledCostLedger)
+    now = 0.0
+    for start, length, total, total2, collect in ops:
+        first.spread_pair(second, now + start, now + start + length, total, total2)
+        python[0].spread(now + start, now + start + length, total)
+        python[1].spread(now + start, now + start + length, total2)
+        assert all(_has_room(ledger) for ledger in pair)  # grown before it could overflow
+        if collect:
+            now += start
+            assert [ledger.collect(now) for ledger in pair] == [p.collect(now) for p in python]
+    assert [ledger.collect(now + 30.0) for ledger in pair] == [
+        p.collect(now + 30.0) for p in python
+    ]
