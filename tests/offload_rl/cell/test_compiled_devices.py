@@ -148,3 +148,29 @@ def test_a_deep_copy_of_a_compiled_simulator_is_its_own():
         fork.advance(fork.requests[i + 1].arrival_s)
     assert not np.array_equal(fork._bank.table, table)
     assert np.array_equal(sim._bank.table, table) and np.array_equal(sim._bank.awake, awake)
+
+
+@pytest.mark.parametrize("kernels", ["devices", "ledger"])
+def test_kernels_that_fail_to_compile_leave_a_python_cell(monkeypatch, kernels):
+    """numba raising at the first load of the phones' or the ledger's kernels: a warning, then
+    the whole cell in Python for the rest of the process (edge, heat, radios, ledgers), with
+    the Python cell's episode."""
+    reference, _ = _cell_rows_in_python(monkeypatch)
+
+    def broken() -> Any:
+        raise cd.COMPILE_ERRORS[-1]("no LLVM target for this CPU")
+
+    monkeypatch.setattr(cd, kernels, broken)
+    monkeypatch.setattr(cd, "AVAILABLE", True)
+    with pytest.warns(RuntimeWarning, match="no LLVM target"):
+        rows, env = _episode(True, 8, 60)
+    sim = env.sim
+    assert not cd.AVAILABLE and sim._bank is None and not sim.edge.compiled
+    assert type(sim.ledger) is CostLedger and not sim.devices[0].thermal.compiled
+    assert rows == reference
+
+
+def _cell_rows_in_python(monkeypatch: pytest.MonkeyPatch) -> tuple[list[Any], EdgeCellEnv]:
+    with monkeypatch.context() as m:
+        m.setattr(cd, "AVAILABLE", False)
+        return _episode(False, 8, 60)
