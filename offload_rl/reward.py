@@ -226,10 +226,15 @@ class CostLedger:
             del self._open[key]
         other = self._spreads.integrate(t0, t, left)
         if self._lumps:
-            now = [amount for when, amount in self._lumps if when <= t]
-            if now:
-                self._lumps = [lump for lump in self._lumps if lump[0] > t]
-            other += sum(now)
+            now = 0.0  # summed in list order (sum() compensates from Python 3.12 on)
+            kept: list[tuple[float, float]] = []
+            for lump in self._lumps:
+                if lump[0] <= t:
+                    now += lump[1]
+                else:
+                    kept.append(lump)
+            self._lumps = kept
+            other += now
         self._t = t
         self.latency_cost += latency
         self.other_cost += other

@@ -11,12 +11,14 @@ Cost per decision is the median round's wall time per step, split into the edge 
 (time inside ``EdgeServer.advance``: its iterations) and the rest of the step (dispatch, devices,
 ledger, observation, mask, info).
 
-The edge server runs compiled when numba (the ``fast`` extra) is installed (its state in a
-``SequenceTable``, each ``advance`` in :mod:`offload_rl.cell.compiled_scheduler`);
-``--compare-python`` times the Python scheduler (the reference, bit-identical) in the same
-rounds, alternating with the compiled one, so the two ratios come from the same machine state.
-A few warm-up steps per ``N`` run untimed (the first compiled server loads the kernels, ~1 s
-once per process from numba's cache).
+With numba (the ``fast`` extra) installed the cell runs compiled: the edge server (its state in
+a ``SequenceTable``, each ``advance`` in :mod:`offload_rl.cell.compiled_scheduler`), the phones'
+heat and radios (a ``RadioBank``, a decision's token streams and radio settlement in one call of
+:mod:`offload_rl.cell.compiled_devices`) and the cost ledgers
+(:mod:`offload_rl.cell.compiled_ledger`). ``--compare-python`` times the Python reference of
+all of them (bit-identical) in the same rounds, alternating with the compiled cell, so the two
+ratios come from the same machine state. A few warm-up steps per ``N`` run untimed (the first
+compiled cell loads the kernels, ~1 s once per process from numba's cache).
 
 ``--clock cpu`` times with ``time.process_time`` instead of the wall clock: on a machine shared
 with other work (more runnable processes than cores) the wall clock charges both sides of a
@@ -24,6 +26,12 @@ ratio with other processes' time slices, unevenly; CPU time does not.
 
     .venv/bin/python experiments/benchmarks/bench_cell.py [--steps 2000] [--rounds 5]
         [--compare-python] [--clock wall|cpu]
+
+Figures (README "EdgeCell-v0 cost per decision"; ``--compare-python --clock cpu --steps 2000
+--rounds 3`` on a 2-core VM at load average 4.6, wholestep branch): ratios 0.070 / 0.052 /
+0.044 compiled against 0.028 / 0.023 / 0.022 Python at N = 8 / 32 / 128 (0.114 / 0.147 /
+0.162 ms per decision compiled); main's compiled edge alone in the same minutes 0.061 / 0.049 /
+0.043. The target 0.25 at N = 32 is not met.
 """
 
 from __future__ import annotations
@@ -81,7 +89,8 @@ def edge_clock() -> Iterator[list[float]]:
 
 @contextmanager
 def python_edge() -> Iterator[None]:
-    """Edge servers created inside the block run the Python scheduler (the reference)."""
+    """Cells reset inside the block run the Python reference (edge scheduler, heat, radios,
+    ledgers: what ``compiled_decode.AVAILABLE`` selects at each reset)."""
     available = compiled_decode.AVAILABLE
     compiled_decode.AVAILABLE = False
     try:
@@ -126,7 +135,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--sizes", type=int, nargs="+", default=[8, 32, 128])
     parser.add_argument(
-        "--compare-python", action="store_true", help="also time the Python edge scheduler"
+        "--compare-python", action="store_true", help="also time the Python reference cell"
     )
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall")
     args = parser.parse_args()
@@ -135,10 +144,7 @@ def main() -> None:
     modes = ["compiled" if compiled_decode.AVAILABLE else "Python"]
     if args.compare_python and compiled_decode.AVAILABLE:
         modes.append("Python")
-    print(
-        f"edge scheduler: {' and '.join(modes)} (numba: {compiled_decode.AVAILABLE}), "
-        f"{args.clock} clock"
-    )
+    print(f"cell: {' and '.join(modes)} (numba: {compiled_decode.AVAILABLE}), {args.clock} clock")
     print(
         "| N | cell steps/s (median) | CartPole steps/s (median) | ratio (median of rounds) "
         "| ms per decision | of which edge server | rest of the step |"

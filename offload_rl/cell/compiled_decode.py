@@ -62,22 +62,37 @@ def affine_iterations(s: float, d0: float, g: float, n: int, t: float, ready: fl
 COMPILE_ERRORS: tuple[type[Exception], ...] = (ImportError,)
 # numba is there (found, not imported: importing it costs ~0.3 s, paid at the first call)
 AVAILABLE = not _disabled_by_env() and importlib.util.find_spec("numba") is not None
-_module: ModuleType | None = None
+_modules: dict[str, ModuleType] = {}
 
 
-def scheduler() -> ModuleType:
-    """:mod:`offload_rl.cell.compiled_scheduler`, its kernel compiled (cached on disk between
-    processes) at the first call; raises one of :data:`COMPILE_ERRORS` if that fails."""
-    global _module, COMPILE_ERRORS
-    if _module is None:
+def _compiled(name: str) -> ModuleType:
+    """``offload_rl.cell.<name>``, its kernels compiled (cached on disk between processes) by
+    its ``warm_up`` at the first call; raises one of :data:`COMPILE_ERRORS` if that fails."""
+    module = _modules.get(name)
+    if module is None:
+        global COMPILE_ERRORS
         from numba.core.errors import NumbaError
 
         COMPILE_ERRORS = (ImportError, NumbaError)
-        from offload_rl.cell import compiled_scheduler
+        module = importlib.import_module(f"offload_rl.cell.{name}")
+        module.warm_up()
+        _modules[name] = module
+    return module
 
-        compiled_scheduler.warm_up()
-        _module = compiled_scheduler
-    return _module
+
+def scheduler() -> ModuleType:
+    """:mod:`offload_rl.cell.compiled_scheduler` (the edge server's kernels)."""
+    return _modules.get("compiled_scheduler") or _compiled("compiled_scheduler")
+
+
+def devices() -> ModuleType:
+    """:mod:`offload_rl.cell.compiled_devices` (the phones' kernels)."""
+    return _modules.get("compiled_devices") or _compiled("compiled_devices")
+
+
+def ledger() -> ModuleType:
+    """:mod:`offload_rl.cell.compiled_ledger` (the cost ledger's kernels)."""
+    return _modules.get("compiled_ledger") or _compiled("compiled_ledger")
 
 
 def disable(reason: str) -> None:

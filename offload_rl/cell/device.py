@@ -22,7 +22,8 @@ import math
 
 import numpy as np
 
-from offload_rl.cell.radio import RADIO_STATES, Radio, RadioParams
+from offload_rl.cell.radio import Radio, RadioParams
+from offload_rl.cell.radio_bank import BankRadio
 from offload_rl.cell.thermal import DeviceClass, DeviceThermal
 from offload_rl.cost_model import LinkModel
 from offload_rl.device_view import SessionMemory, measured_throughput
@@ -50,7 +51,7 @@ class Device:
         self.cls = device_class
         self.thermal = DeviceThermal(device_class)
         self.thermal_on = thermal
-        self.radio = Radio(radio)
+        self.radio: Radio | BankRadio = Radio(radio)  # a BankRadio in a compiled simulator
         self.link = link
         self.uplink = link.uplink
         self.offset_s = offset_s
@@ -178,4 +179,4 @@ class Device:
         self.radio.keep_connected(t, max(duration_s, 0.0))
 
     def radio_state_index(self, t: float) -> int:
-        return RADIO_STATES.index(self.radio.state(t))
+        return self.radio.state_index(t)

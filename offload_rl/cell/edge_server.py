@@ -186,6 +186,9 @@ class EdgeServer:
         self._sched: list[EdgeRequest] = []
         self._sched_n: list[int] = []
         self._finished: list[EdgeRequest] = []
+        # a compiled server's first tokens in the order they came, when a caller asks for them
+        # (sets a list here and empties it: the compiled simulator's token streams)
+        self.first_tokens: list[EdgeRequest] | None = None
         self._events: list[EdgeEvent] = []
         self._n_in_system = 0
         self._area = 0.0  # integral of requests in system over time
@@ -619,6 +622,8 @@ class EdgeServer:
         for (code, j), t in zip(table.out_i[:n].tolist(), table.out_t[:n].tolist(), strict=True):
             if code == tab.OUT_FIRST:
                 reqs[j].first_token_s = t
+                if self.first_tokens is not None:
+                    self.first_tokens.append(reqs[j])
             elif code == tab.OUT_DONE:
                 self._finished.append(table.release(j))
             elif code == tab.OUT_REJECTED:

@@ -121,6 +121,10 @@ class Radio:
             return TAIL
         return IDLE
 
+    def state_index(self, t: float) -> int:
+        """:meth:`state` as an index into :data:`RADIO_STATES`."""
+        return RADIO_STATES.index(self.state(t))
+
     def wake_delay(self, t: float) -> float:
         """Seconds a transfer starting at ``t`` waits before data flows (promotion left)."""
         state = self.state(t)

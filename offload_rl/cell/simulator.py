@@ -40,18 +40,21 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from offload_rl.cell import compiled_decode as cd
 from offload_rl.cell.batch_roofline import BatchRoofline, for_profile
 from offload_rl.cell.config import CellConfig
 from offload_rl.cell.device import Device
 from offload_rl.cell.edge_server import REJECTED, EdgeRequest, EdgeServer
 from offload_rl.cell.kv_pool import KeptEntry
+from offload_rl.cell.ledger_table import CompiledCostLedger, cost_ledger
 from offload_rl.cell.radio import RADIOS
+from offload_rl.cell.radio_bank import RadioBank
 from offload_rl.cell.thermal import DEVICE_CLASSES
 from offload_rl.cost_model import LinkModel, request_cost
 from offload_rl.device_view import kept_kv_tokens
 from offload_rl.features import CellDecisionState
 from offload_rl.profiles import load_profile
-from offload_rl.reward import CostLedger, slo_violated_times
+from offload_rl.reward import slo_violated_times
 from offload_rl.scenario_facts import ResolvedScenario, memory_layers_for
 from offload_rl.traces import BYTES_PER_MBIT
 from offload_rl.workloads import Request, SyntheticWorkload, Workload
@@ -116,8 +119,9 @@ class CellSimulator:
         self.w_latency, self.w_energy, self.w_slo = rule.w_latency, rule.w_energy, rule.w_slo
         self.w_cost, self.usd_per_cloud_s = rule.w_cost, rule.usd_per_cloud_s
         self.rtt = facts.rtt_edge_s
-        self.ledger = CostLedger()
-        self.joules = CostLedger()  # the same bookkeeping for raw device joules (info)
+        self.ledger = cost_ledger()  # compiled with numba (the `fast` extra); new per episode
+        self.joules = cost_ledger()  # the same bookkeeping for raw device joules (info)
+        self._bank: RadioBank | None = None  # the radios' arrays, in compiled mode
         self.requests: list[Request] = []
         # layers each device class holds (its RAM for the model), in DEVICE_CLASSES order
         self.class_memory_layers = [
@@ -171,13 +175,20 @@ class CellSimulator:
             c.max_num_batched_tokens,
             c.max_num_seqs if c.batching else 1,
         )
-        self.ledger.reset(0.0)
-        self.joules.reset(0.0)
+        # compiled or not as the edge server: as compiled_decode.AVAILABLE says now
+        self.ledger = cost_ledger()
+        self.joules = cost_ledger()
         self._submissions: list[tuple[float, int, EdgeRequest]] = []
         self._done: list[tuple[float, int, CellRequest]] = []
         self._at_edge: dict[int, CellRequest] = {}
         n_dev = len(self.devices)
+        self._bank = self._radio_bank() if self.edge.compiled else None
         self._radios = [d.radio for d in self.devices]
+        # compiled: the edge requests whose tokens stream down, from the edge's first tokens
+        self._streaming: dict[int, CellRequest] | None = None
+        if self._bank is not None:
+            self._streaming = {}
+            self.edge.first_tokens = []
         self._energy_j = [0.0] * n_dev  # radio joules charged to the ledger, per device
         # radios settle lazily: only the awake ones (possibly out of idle) are settled per step;
         # an asleep radio is charged idle power from its time in _asleep_since
@@ -189,6 +200,20 @@ class CellSimulator:
             self._asleep_w[w] = self._asleep_w.get(w, 0) + 1
         self._t = 0.0
         self._busy_mark = (0.0, 0.0)
+
+    def _radio_bank(self) -> RadioBank | None:
+        """In compiled mode, the devices' radios moved into one :class:`RadioBank` (with a
+        compiled edge server only: the bank's token streams come from its first tokens)."""
+        if not cd.AVAILABLE:
+            return None
+        try:
+            bank = RadioBank([d.radio.params for d in self.devices])
+        except cd.COMPILE_ERRORS as err:
+            cd.disable(str(err).splitlines()[0] if str(err) else type(err).__name__)
+            return None
+        for j, d in enumerate(self.devices):
+            d.radio = bank.radio(j)
+        return bank
 
     def _build_devices(self, world: np.random.Generator, trace_index: int, offset_s: float) -> None:
         """Device 0 on the pinned trace and offset; the others on drawn traces and offsets."""
@@ -415,8 +440,20 @@ class CellSimulator:
         self.edge.advance(t)
         for er in self.edge.pop_finished():
             self._edge_done(self._at_edge.pop(er.request_id), er)
-        self._stream_tokens(t)
-        energy = self._radio_energy(t)
+        streaming = self._streaming
+        if streaming is not None:
+            firsts = self.edge.first_tokens
+            if firsts:
+                for er in firsts:
+                    cr = self._at_edge.get(er.request_id)
+                    if cr is not None:  # not finished already
+                        streaming[cr.rid] = cr
+                firsts.clear()
+        if self._streaming is not None:
+            energy = self._stream_and_settle(t)
+        else:
+            self._stream_tokens(t)
+            energy = self._radio_energy(t)
         if energy:
             self._spend(t, t, energy)
         done = []
@@ -441,6 +478,8 @@ class CellSimulator:
         cr.cache_hit = er.cached_tokens > 0
         cr.queue_s, cr.batch_at_admit, cr.preempted = er.queued_s, er.batch_at_admit, er.preemptions
         d = self.devices[cr.device]
+        if self._streaming is not None:
+            self._streaming.pop(cr.rid, None)
         self._wake(cr.device)
         d.receive(max(first + half, self._t), cr.finish_s - max(first + half, self._t))
         self._complete(cr)
@@ -461,6 +500,31 @@ class CellSimulator:
                     if j not in awake:
                         self._wake(j)
                     radios[j].keep_connected(lo, t - lo)  # Device.receive, inlined
+
+    def _stream_and_settle(self, t: float) -> float:
+        """:meth:`_stream_tokens` then :meth:`_radio_energy` in one compiled call (the bank's):
+        the streams are the requests whose first token came (the edge says which), visited in
+        request order as ``_stream_tokens`` visits ``_at_edge``."""
+        bank, streaming = self._bank, self._streaming
+        assert bank is not None and streaming is not None
+        half = self.rtt / 2.0
+        last = self._t
+        buf = bank.streams
+        n = 0
+        for rid in sorted(streaming):
+            cr = streaming[rid]
+            er = cr.edge
+            if er is not None and er.first_token_s >= 0:
+                lo = er.first_token_s + half
+                if lo < last:
+                    lo = last
+                if t > lo:
+                    if n == buf.shape[0]:
+                        buf = bank.grow_streams()
+                    buf[n, 0] = cr.device
+                    buf[n, 1] = lo
+                    n += 1
+        return bank.stream_and_settle(n, t, last)
 
     def _radio_energy(self, t: float) -> float:
         """Radio joules of every device in ``(last advance, t]``, settling only awake radios.
@@ -489,6 +553,9 @@ class CellSimulator:
 
     def _wake(self, j: int) -> None:
         """Device ``j``'s radio is about to transfer: settle it per step from now on."""
+        if self._bank is not None:
+            self._bank.wake(j, self._t)
+            return
         if j in self._awake:
             return
         w = self._radios[j].params.idle_w
@@ -498,5 +565,9 @@ class CellSimulator:
 
     def _spend(self, start: float, end: float, joules: float) -> None:
         """Device energy spent over ``[start, end]``: charged as it is spent."""
-        self.ledger.spread(start, end, self.w_energy * joules)
-        self.joules.spread(start, end, joules)
+        ledger, raw = self.ledger, self.joules
+        if isinstance(ledger, CompiledCostLedger) and isinstance(raw, CompiledCostLedger):
+            ledger.spread_pair(raw, start, end, self.w_energy * joules, joules)  # one call
+            return
+        ledger.spread(start, end, self.w_energy * joules)
+        raw.spread(start, end, joules)

@@ -32,6 +32,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from offload_rl.cell import compiled_decode as cd
+
 OS_LEVELS: tuple[str, ...] = ("nominal", "fair", "serious", "critical")
 
 
@@ -172,9 +174,24 @@ DEVICE_CLASSES: dict[str, DeviceClass] = {
 class DeviceThermal:
     """One device's temperature over time; the environment drives it with idle and run."""
 
-    def __init__(self, device_class: DeviceClass, temp_c: float | None = None) -> None:
-        self.cls = device_class
+    def __init__(
+        self, device_class: DeviceClass, temp_c: float | None = None, compiled: bool | None = None
+    ) -> None:
+        """``compiled``: :meth:`run` in machine code (the default when numba is there, see
+        :mod:`~offload_rl.cell.compiled_decode`); this class's Python is the reference."""
+        self.cls = c = device_class
         self.temp_c = device_class.ambient_c if temp_c is None else float(temp_c)
+        self.compiled = cd.AVAILABLE if compiled is None else compiled and cd.AVAILABLE
+        if self.compiled:
+            try:
+                cd.devices()  # compiled once per process (the object holds no module: it copies)
+            except cd.COMPILE_ERRORS as err:
+                cd.disable(str(err).splitlines()[0] if str(err) else type(err).__name__)
+                self.compiled = False
+        # the class's constants in compiled_devices.thermal_run's argument order
+        self._constants = (
+            c.compute_w, c.ambient_c, c.r_k_per_w, c.tau_s, c.throttle_on_c, c.floor_c, c.min_clock
+        )  # fmt: skip
 
     def clock(self) -> float:
         """Clock factor now (1 = full speed)."""
@@ -198,6 +215,10 @@ class DeviceThermal:
 
     def run(self, work_s: float) -> tuple[float, float]:
         """Run ``work_s`` full-clock seconds of inference; returns (wall seconds, joules)."""
+        if self.compiled:
+            kernel = cd.devices().thermal_run
+            self.temp_c, wall, joules = kernel(self.temp_c, work_s, *self._constants)
+            return wall, joules
         c = self.cls
         max_step = c.tau_s / 20.0
         remaining = work_s

@@ -8,6 +8,8 @@ order), whichever devices transferred, idled, or went back to sleep.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
@@ -19,20 +21,24 @@ def test_radio_energy_charged_lazily_equals_every_radio_settled(n_devices):
     env = EdgeCellEnv(n_devices=n_devices, episode_requests=150)
     sim = env.sim
     charged = [0.0]
-    lazy = sim._radio_energy
 
-    def counted(t: float) -> float:
-        e = lazy(t)
-        charged[0] += e
-        return e
+    def counting(lazy: Callable[[float], float]) -> Callable[[float], float]:
+        def counted(t: float) -> float:
+            e = lazy(t)
+            charged[0] += e
+            return e
 
-    sim._radio_energy = counted  # type: ignore[method-assign]
+        return counted
+
+    # the Python simulator's, or the compiled one's (streams and settling in one call)
+    sim._radio_energy = counting(sim._radio_energy)  # type: ignore[method-assign]
+    sim._stream_and_settle = counting(sim._stream_and_settle)  # type: ignore[method-assign]
     env.reset(seed=n_devices)
     rng = np.random.default_rng(n_devices)
     woke = slept = 0
     for _ in range(150):
         env.step(int(rng.choice(np.flatnonzero(env.action_masks()))))
-        awake = len(sim._awake)
+        awake = len(sim._awake) if sim._bank is None else int(sim._bank.awake[0])
         woke, slept = max(woke, awake), max(slept, n_devices - awake)
         eager = sum(radio.energy_until(sim._t) for radio in sim._radios)
         assert charged[0] == pytest.approx(eager, rel=1e-12, abs=1e-9)

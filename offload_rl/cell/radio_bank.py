@@ -1,0 +1,128 @@
+"""The cell's radios as flat numpy arrays, for the compiled radio kernels (numba).
+
+:class:`~offload_rl.cell.radio.Radio` (one Python object per phone) is the reference. In
+compiled mode the simulator keeps every phone's RRC state in one :class:`RadioBank` (row ``j``
+= device ``j``) and each phone's ``radio`` is a :class:`BankRadio`, the same interface over its
+row; the per-step work (tokens streaming down keep radios connected, the awake radios settled
+and put back to sleep) is one call into :mod:`offload_rl.cell.compiled_devices` instead of
+~10 Python method calls per decision. Plain arrays: a forked simulator's bank deep-copies
+with its radios (one memo) and is its own.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import numpy as np
+
+from offload_rl.cell import compiled_decode as cd
+from offload_rl.cell.radio import RADIO_STATES, RadioParams
+
+_K: ModuleType  # compiled_devices, set by the first RadioBank
+
+IDLE, PROMOTION, CONNECTED, TAIL = range(4)  # indices into RADIO_STATES
+# One row per radio, one float array (a kernel call costs ~0.1 us per array argument):
+# Radio's attributes [energy (settled), settled to, promotion start, promotion end, active
+# until, promotions] from their initial values,
+R_ENERGY, R_SETTLED, R_PROMO_START, R_PROMO_END, R_ACTIVE, R_PROMOTIONS = range(6)
+_INITIAL = (0.0, 0.0, -1.0, -1.0, -1e18, 0.0)
+# RadioParams' numbers,
+P_PROMO_S, P_PROMO_W, P_BETA_W, P_ALPHA_UP, P_ALPHA_DOWN, P_TAIL_S, P_TAIL_W, P_IDLE_W = range(
+    6, 14
+)
+# the simulator's lazy settlement [awake (1.0) or not, joules charged to the ledger, asleep
+# since, index of its idle power in levels]
+S_AWAKE, S_CHARGED, S_SINCE, S_LEVEL = range(14, 18)
+
+
+class RadioBank:
+    """Every radio of a cell, and the simulator's record of which are awake."""
+
+    def __init__(self, params: list[RadioParams]) -> None:
+        n = len(params)
+        self.params = params
+        # idle powers in the order the simulator's dict first met them, with their asleep counts
+        powers = list(dict.fromkeys(p.idle_w for p in params))
+        self.table = np.array(
+            [
+                (*_INITIAL, p.promo_s, p.promo_w, p.beta_w, p.alpha_up_w_per_mbps,
+                 p.alpha_down_w_per_mbps, p.tail_s, p.tail_w, p.idle_w,
+                 0.0, 0.0, 0.0, powers.index(p.idle_w))
+                for p in params
+            ],
+            dtype=np.float64,
+        ).reshape(n, 18)  # fmt: skip
+        self.levels = np.array([(w, 0.0) for w in powers], dtype=np.float64).reshape(-1, 2)
+        for p in params:
+            self.levels[powers.index(p.idle_w), 1] += 1.0  # every radio starts asleep
+        self.awake = np.zeros(n + 1, dtype=np.int64)  # [count, device indices in waking order]
+        self.streams = np.zeros((max(n, 8), 2))  # one step's token streams: (device, from)
+        global _K
+        _K = cd.devices()  # compiled once per process (the bank holds no module: it deep-copies)
+
+    def radio(self, j: int) -> BankRadio:
+        return BankRadio(self, j)
+
+    def wake(self, j: int, last: float) -> None:
+        """``CellSimulator._wake``."""
+        _K.wake(self.table, self.awake, self.levels, j, last)
+
+    def grow_streams(self) -> np.ndarray:
+        self.streams = np.concatenate([self.streams, np.zeros_like(self.streams)])
+        return self.streams
+
+    def stream_and_settle(self, n: int, t: float, last: float) -> float:
+        """``CellSimulator._stream_tokens`` over the first ``n`` rows of :attr:`streams`, then
+        ``_radio_energy``: the radio joules of ``(last, t]``."""
+        energy: float = _K.stream_and_settle(
+            self.table, self.awake, self.levels, self.streams, n, t, last
+        )
+        return energy
+
+
+class BankRadio:
+    """:class:`~offload_rl.cell.radio.Radio`'s interface over row ``j`` of a :class:`RadioBank`."""
+
+    def __init__(self, bank: RadioBank, j: int) -> None:
+        self.bank = bank
+        self.j = j
+        self.params = bank.params[j]
+
+    @property
+    def energy_j(self) -> float:
+        return float(self.bank.table[self.j, R_ENERGY])
+
+    @property
+    def promotions(self) -> int:
+        return int(self.bank.table[self.j, R_PROMOTIONS])
+
+    def state(self, t: float) -> str:
+        return RADIO_STATES[self.state_index(t)]
+
+    def state_index(self, t: float) -> int:
+        b = self.bank
+        index: int = _K.radio_state(b.table, self.j, t)
+        return index
+
+    def wake_delay(self, t: float) -> float:
+        b = self.bank
+        delay: float = _K.wake_delay(b.table, self.j, t)
+        return delay
+
+    def transfer(self, t: float, duration_s: float, up_mbps: float, down_mbps: float) -> float:
+        b = self.bank
+        start: float = _K.transfer(b.table, self.j, t, duration_s, up_mbps, down_mbps)
+        return start
+
+    def keep_connected(self, t: float, duration_s: float) -> float:
+        b = self.bank
+        start: float = _K.keep_connected(b.table, self.j, t, duration_s)
+        return start
+
+    def idle_from(self) -> float:
+        return float(self.bank.table[self.j, R_ACTIVE] + self.bank.table[self.j, P_TAIL_S])
+
+    def energy_until(self, t: float) -> float:
+        b = self.bank
+        energy: float = _K.energy_until(b.table, self.j, t)
+        return energy

@@ -1,0 +1,176 @@
+"""The phones' compiled kernels compute, bit for bit, what their Python reference computes.
+
+:mod:`offload_rl.cell.compiled_devices` mirrors the devices' Python methods (heat, radios, the
+simulator's lazy radio settlement) operation by operation; every value must be *equal*, floats
+included (no tolerance), piece by piece and over whole cells.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from envs.edge_cell import EdgeCellEnv
+from offload_rl.cell import compiled_decode as cd
+from offload_rl.cell.ledger_table import CompiledCostLedger
+from offload_rl.cell.radio import RADIOS, Radio
+from offload_rl.cell.radio_bank import BankRadio, RadioBank
+from offload_rl.cell.thermal import DEVICE_CLASSES, DeviceThermal
+from offload_rl.reward import CostLedger
+
+pytestmark = pytest.mark.skipif(
+    not cd.AVAILABLE,
+    reason="numba is not installed (the `fast` extra) or OFFLOAD_RL_COMPILED=0",
+)
+
+runs = st.lists(
+    st.tuples(
+        st.floats(0.0, 120.0),  # idle seconds before the run
+        st.one_of(st.just(0.0), st.floats(1e-9, 600.0)),  # full-clock work
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(sorted(DEVICE_CLASSES)), st.floats(20.0, 60.0), runs)
+def test_compiled_thermal_runs_equal_the_python_ones(name, start_c, schedule):
+    """Heat, wall time and joules of a sequence of runs, from any temperature (throttled,
+    floored or cool), are equal in both modes."""
+    cls = DEVICE_CLASSES[name]
+    python = DeviceThermal(cls, start_c, compiled=False)
+    compiled = DeviceThermal(cls, start_c, compiled=True)
+    assert not python.compiled and compiled.compiled
+    for idle_s, work_s in schedule:
+        python.idle(idle_s)
+        compiled.idle(idle_s)
+        assert compiled.run(work_s) == python.run(work_s)
+        assert compiled.temp_c == python.temp_c
+
+
+radio_ops = st.lists(
+    st.tuples(
+        st.sampled_from(["keep", "transfer", "state", "wake_delay", "energy", "idle_from", "edge"]),
+        st.floats(0.0, 15.0) | st.sampled_from([0.0, 0.26, 10.12]),  # later than the last op
+        st.floats(0.0, 5.0) | st.just(0.0),  # duration
+        st.floats(0.0, 50.0),  # Mbps
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(sorted(RADIOS)), radio_ops)
+def test_bank_radios_equal_python_radios(name, ops):
+    """Transfers, token streams, state queries and settlements in any order: every result and
+    the energy and promotions after each are equal (another radio shares the bank)."""
+    params = RADIOS[name]
+    python = Radio(params)
+    bank = RadioBank([RADIOS["wifi"], params])
+    compiled = bank.radio(1)
+    now = 0.0
+    for op, gap, duration, mbps in ops:
+        now += gap
+        if op == "edge":  # exactly at the end of the tail (or of the promotion): a boundary
+            edge = python.idle_from() if gap > 5.0 else python._promo_end
+            now = max(now - gap, edge)
+        results = []
+        for radio in (python, compiled):
+            if op == "keep":
+                results.append(radio.keep_connected(now, duration))
+            elif op == "transfer":
+                results.append(radio.transfer(now, duration, mbps, mbps / 3.0))
+            elif op in ("state", "edge"):
+                results.append((radio.state(now), radio.state_index(now)))
+            elif op == "wake_delay":
+                results.append(radio.wake_delay(now))
+            elif op == "energy":
+                results.append(radio.energy_until(now))
+            else:
+                results.append(radio.idle_from())
+            results.append((radio.energy_j, radio.promotions))
+        assert results[:2] == results[2:]
+    assert bank.radio(0).energy_until(now) == Radio(RADIOS["wifi"]).energy_until(now)
+
+
+def _episode(compiled: bool, n_devices: int, steps: int) -> tuple[list[Any], EdgeCellEnv]:
+    env = EdgeCellEnv(n_devices=n_devices, episode_requests=steps)
+    obs, info = env.reset(seed=n_devices)
+    rng = np.random.default_rng(n_devices)
+    rows: list[Any] = [obs.tobytes(), info]
+    for _ in range(steps):
+        action = int(rng.choice(np.flatnonzero(env.action_masks())))
+        obs, reward, _, _, info = env.step(action)
+        rows.append((obs.tobytes(), float(reward).hex(), info))
+    sim = env.sim
+    rows.append([(d.radio.energy_j, d.radio.promotions, d.temp_c()) for d in sim.devices])
+    rows.append((sim.ledger.latency_cost, sim.ledger.other_cost, sim.joules.other_cost))
+    return rows, env
+
+
+@pytest.mark.parametrize("n_devices", [3, 32])
+def test_cells_play_the_same_episodes_with_every_piece_compiled_or_none(monkeypatch, n_devices):
+    """The whole simulator, Python (compiled_decode.AVAILABLE False: edge, thermal, ledger and
+    radios) against compiled (the bank's token streams and settlement included)."""
+    with monkeypatch.context() as m:
+        m.setattr(cd, "AVAILABLE", False)
+        reference, ref_env = _episode(False, n_devices, 200)
+    assert ref_env.sim._bank is None and type(ref_env.sim.ledger) is CostLedger
+    compiled, env = _episode(True, n_devices, 200)
+    sim = env.sim
+    assert sim._bank is not None and isinstance(sim.devices[0].radio, BankRadio)
+    assert isinstance(sim.ledger, CompiledCostLedger) and sim.devices[0].thermal.compiled
+    assert sim.edge.compiled and sim._streaming is not None
+    assert reference == compiled
+
+
+def test_a_deep_copy_of_a_compiled_simulator_is_its_own():
+    """The cell oracle forks the simulator with copy.deepcopy: the fork's radios share the
+    fork's bank (one memo), and running the fork leaves the parent's arrays as they were."""
+    env = EdgeCellEnv(n_devices=8, episode_requests=40)
+    env.reset(seed=3)
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        env.step(int(rng.choice(np.flatnonzero(env.action_masks()))))
+    sim = env.sim
+    assert sim._bank is not None
+    table, awake = sim._bank.table.copy(), sim._bank.awake.copy()
+    fork = copy.deepcopy(sim)
+    assert fork._bank is not sim._bank and fork.devices[0].radio.bank is fork._bank
+    for i in range(20, 30):
+        fork.dispatch(i, fork.L + 1, False)  # cloud: every radio it touches wakes
+        fork.advance(fork.requests[i + 1].arrival_s)
+    assert not np.array_equal(fork._bank.table, table)
+    assert np.array_equal(sim._bank.table, table) and np.array_equal(sim._bank.awake, awake)
+
+
+@pytest.mark.parametrize("kernels", ["devices", "ledger"])
+def test_kernels_that_fail_to_compile_leave_a_python_cell(monkeypatch, kernels):
+    """numba raising at the first load of the phones' or the ledger's kernels: a warning, then
+    the whole cell in Python for the rest of the process (edge, heat, radios, ledgers), with
+    the Python cell's episode."""
+    reference, _ = _cell_rows_in_python(monkeypatch)
+
+    def broken() -> Any:
+        raise cd.COMPILE_ERRORS[-1]("no LLVM target for this CPU")
+
+    monkeypatch.setattr(cd, kernels, broken)
+    monkeypatch.setattr(cd, "AVAILABLE", True)
+    with pytest.warns(RuntimeWarning, match="no LLVM target"):
+        rows, env = _episode(True, 8, 60)
+    sim = env.sim
+    assert not cd.AVAILABLE and sim._bank is None and not sim.edge.compiled
+    assert type(sim.ledger) is CostLedger and not sim.devices[0].thermal.compiled
+    assert rows == reference
+
+
+def _cell_rows_in_python(monkeypatch: pytest.MonkeyPatch) -> tuple[list[Any], EdgeCellEnv]:
+    with monkeypatch.context() as m:
+        m.setattr(cd, "AVAILABLE", False)
+        return _episode(False, 8, 60)
