@@ -3,30 +3,17 @@ the oracle's episodes only, each episode's difference, and the verdict against t
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-ANALYSES = Path(__file__).resolve().parents[2] / "experiments" / "analyses"
+from tests.experiments.analysis_scripts import load_analysis
 
 
 @pytest.fixture(scope="module")
 def feasibility() -> ModuleType:
-    sys.path.insert(0, str(ANALYSES))  # the script imports cell_results_table by name
-    try:
-        spec = importlib.util.spec_from_file_location(
-            "cell_feasibility", ANALYSES / "cell_feasibility.py"
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(ANALYSES))
-    return module
+    return load_analysis("cell_feasibility")
 
 
 def _res(oracle: list[float], best: list[float], edge: list[float]) -> dict[str, Any]:

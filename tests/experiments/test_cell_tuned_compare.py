@@ -3,9 +3,6 @@ scenario, not told the load it runs at (``thermal-mpc``'s request gap would chan
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import numpy as np
@@ -16,23 +13,12 @@ from agents.evaluation.cell_runner import _at_load, evaluate_cell
 from envs.edge_cell import EdgeCellEnv
 from offload_rl.cell_heuristics.tuned import load_tuned_params
 from offload_rl.scenario import load_scenario
-
-ANALYSES = Path(__file__).resolve().parents[2] / "experiments" / "analyses"
+from tests.experiments.analysis_scripts import load_analysis
 
 
 @pytest.fixture(scope="module")
 def compare() -> ModuleType:
-    sys.path.insert(0, str(ANALYSES))  # the script imports cell_results_table by name
-    try:
-        spec = importlib.util.spec_from_file_location(
-            "cell_tuned_compare", ANALYSES / "cell_tuned_compare.py"
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(ANALYSES))
-    return module
+    return load_analysis("cell_tuned_compare")
 
 
 def test_a_heuristic_scores_what_the_results_table_scores_at_a_higher_load(
