@@ -303,7 +303,8 @@ def score_policies(
     env: EdgeCellEnv, scenario: Scenario, policy_name: str, episodes: Sequence[Episode]
 ) -> list[str]:
     """Settled reward of the heuristic, the heuristic told its radio or its phone's queue, and
-    ``edge``; paired with the heuristic per episode."""
+    ``edge``; paired with the heuristic per episode. The policies are built on ``scenario``, the
+    set's own (not told the load ``env`` runs at, as the results table builds them)."""
     from agents.evaluation.cell_rollout import run_cell_episode, settled_reward
     from agents.evaluation.confidence import mean_ci95
     from agents.policies import resolve_policy
@@ -451,18 +452,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cell_oracle_room: --family: one of {', '.join(sets)}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
+    base: Scenario = sets[args.family].scenario  # the policies are built on it (not told the load)
     for load in (float(x) for x in args.loads.split(",")):
-        scenario: Scenario = _at_load(sets[args.family].scenario, load)
+        scenario: Scenario = _at_load(base, load)
         episodes = build_episodes(resolve_scenario(scenario), args.episodes, EVAL_SEED)
         env = EdgeCellEnv(scenario)
-        policy = make_cell_heuristic(args.policy, scenario)
+        policy = make_cell_heuristic(args.policy, base)
         if args.score_episodes:
             scored = build_episodes(resolve_scenario(scenario), args.score_episodes, EVAL_SEED)
             print(f"\n## {args.family}, load {load:g}: {len(scored)} episodes, settled reward\n")
-            print("\n".join(score_policies(env, scenario, args.policy, scored)))
+            print("\n".join(score_policies(env, base, args.policy, scored)))
             from agents.policies import resolve_policy
 
-            edge = resolve_policy("edge", scenario, seed=EVAL_SEED)
+            edge = resolve_policy("edge", base, seed=EVAL_SEED)
             print(f"\n{args.policy} against edge, along {args.policy}'s episodes:\n")
             print("\n".join(disagreements(env, policy, edge, scored)))
         h_rows: list[dict[str, Any]] = []
@@ -476,7 +478,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         o_rows: list[dict[str, Any]] = []
         if not args.no_oracle:
             t0 = time.perf_counter()
-            oracle = CellOraclePolicy(make_cell_heuristic(args.policy, scenario))
+            oracle = CellOraclePolicy(make_cell_heuristic(args.policy, base))
             o_rows = [r for ep in episodes for r in oracle_episode(env, oracle, policy, ep)]
             print(f"\n## {args.family}, load {load:g}: oracle (base {args.policy}) vs base")
             print(f"({time.perf_counter() - t0:.0f} s)\n")

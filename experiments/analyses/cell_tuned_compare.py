@@ -3,7 +3,12 @@
 What a retune (``experiments/tuning/tune_cell_heuristics.py --out OTHER``) changes on the
 held-out files of ``train_cell_split.yaml`` and on the left-out nyc-lte, before it replaces the
 shipped file: the settled reward per episode (evaluation seed 0, as the table) under each file,
-the paired difference ``after - before`` with its 95% t-interval, as a share of |before|::
+the paired difference ``after - before`` with its 95% t-interval, as a share of |before|.
+
+Each heuristic is built on the set's own scenario (the cell's fitted load) and then run at every
+load, as the results table (:func:`agents.evaluation.cell_runner.evaluate_cell`) and the tuning
+build it: a heuristic is not told the load (``thermal-mpc``'s request gap would change with it),
+so a score here is the table's score for the same file::
 
     python experiments/analyses/cell_tuned_compare.py --after runs/tuned_split.json \\
         --heuristics greedy,thermal-mpc --episodes 4
@@ -22,12 +27,26 @@ from cell_results_table import CONFIG, EVAL_SEED, eval_sets
 from agents.evaluation.cell_rollout import run_cell_episode, settled_reward
 from agents.evaluation.cell_runner import _at_load
 from agents.evaluation.confidence import mean_ci95
-from agents.evaluation.episodes import build_episodes
+from agents.evaluation.episodes import Episode, build_episodes
 from agents.train_config import load_train_config
 from envs.edge_cell import EdgeCellEnv
 from offload_rl.cell_heuristics.names import make_cell_heuristic
-from offload_rl.cell_heuristics.tuned import default_tuned_path, load_tuned_params
+from offload_rl.cell_heuristics.tuned import TunedParams, default_tuned_path, load_tuned_params
+from offload_rl.scenario import Scenario
 from offload_rl.scenario_facts import resolve_scenario
+
+
+def heuristic_scores(
+    name: str,
+    params: TunedParams,
+    scenario: Scenario,
+    env: EdgeCellEnv,
+    episodes: Sequence[Episode],
+) -> np.ndarray:
+    """Settled reward per episode of heuristic ``name`` with ``params``, built on ``scenario``
+    (the set's, at its own load) and run in ``env`` (the set at the load being scored)."""
+    policy = make_cell_heuristic(name, scenario, params)
+    return np.array([settled_reward(run_cell_episode(policy, env, ep)) for ep in episodes])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -52,14 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             env = EdgeCellEnv(scenario)
             for name in args.heuristics.split(","):
                 scores = {
-                    k: np.array(
-                        [
-                            settled_reward(
-                                run_cell_episode(make_cell_heuristic(name, scenario, t), env, ep)
-                            )
-                            for ep in episodes
-                        ]
-                    )
+                    k: heuristic_scores(name, t, s.scenario, env, episodes)
                     for k, t in files.items()
                 }
                 d, half = mean_ci95(scores["after"] - scores["before"])

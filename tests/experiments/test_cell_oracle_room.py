@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from envs.edge_cell import EdgeCellEnv
 from tests.envs.cell_helpers import FixedWorkload, cell_scenario, request
-
-ANALYSES = Path(__file__).resolve().parents[2] / "experiments" / "analyses"
+from tests.experiments.analysis_scripts import load_analysis
 
 
 @pytest.fixture(scope="module")
 def room() -> ModuleType:
-    sys.path.insert(0, str(ANALYSES))  # the script imports cell_results_table by name
-    try:
-        spec = importlib.util.spec_from_file_location(
-            "cell_oracle_room", ANALYSES / "cell_oracle_room.py"
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(ANALYSES))
-    return module
+    return load_analysis("cell_oracle_room")
 
 
 @pytest.mark.parametrize("tier", [0, "local", "cloud"])
