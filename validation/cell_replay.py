@@ -56,6 +56,12 @@ class RecordingEdgeServer(EdgeServer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.log: list[tuple[float, int, int, float]] = []
+        self.failed_starts = 0  # schedules that found nothing to run (a blocked queue)
+
+    def _start_iteration(self, s: float) -> bool:
+        started = super()._start_iteration(s)
+        self.failed_starts += not started
+        return started
 
     def _batch_time(self) -> float:
         took = super()._batch_time()
@@ -71,6 +77,12 @@ class RecordingEdgeServer(EdgeServer):
         """When the next iteration can start if none is in flight (None: nothing to run; a
         split request's round trip may hold it back)."""
         return None if self._in_flight else self._next_start()
+
+    def wake_s(self, t: float) -> float | None:
+        """The next round trip to end after ``t``: what can unblock a queue blocked at ``t``
+        besides an arrival."""
+        later = [r.ready_at for r in self._running if r.ready_at > t]
+        return min(later) if later else None
 
 
 @dataclass(frozen=True)
@@ -185,6 +197,7 @@ def _dispatch_closed_loop(
     busy: dict[int, CellRequest] = {}  # device -> its request in flight in the simulator
     free_at = {d: float("-inf") for d in queues}
     last = t = 0.0
+    blocked = False  # the last advance found the edge's queue blocked (nothing could run)
     while any(queues.values()):
         for d, cr in list(busy.items()):
             if cr.finish_s >= 0:
@@ -197,11 +210,14 @@ def _dispatch_closed_loop(
             if q and d not in busy
         ]  # fmt: skip
         t_next, d_next = min(due) if due else (float("inf"), -1)
-        step = _next_event(sim, edge, t, busy)
+        step = _next_event(edge, t, busy, blocked)
         if step < t_next:
             t = step
+            failed = edge.failed_starts
             sim.advance(t)
+            blocked = edge.failed_starts > failed and edge.next_end_s() is None
             continue
+        blocked = False
         t = last = max(t_next, t)
         sim.advance(t)
         i = queues[d_next].popleft()
@@ -220,11 +236,12 @@ def _dispatch_closed_loop(
 
 
 def _next_event(
-    sim: CellSimulator, edge: RecordingEdgeServer, t: float, busy: dict[int, CellRequest]
+    edge: RecordingEdgeServer, t: float, busy: dict[int, CellRequest], blocked: bool
 ) -> float:
-    """The next instant after ``t`` at which a busy device's request may finish: the end of
-    the edge's iteration in flight, an iteration about to start, a prompt reaching the edge,
-    or a request's last token reaching its device."""
+    """The next instant after ``t`` at which a busy device's request may finish, or the
+    edge's state change: the end of the iteration in flight, an iteration about to start (a
+    queue ``blocked`` at ``t`` waits for a round trip's end or an arrival), a prompt reaching
+    the edge, a request's last token reaching its device."""
     if not busy:
         return float("inf")
     end = edge.next_end_s()
@@ -232,6 +249,10 @@ def _next_event(
     cands = []
     if end is not None:
         cands.append(end)
+    elif blocked:
+        wake = edge.wake_s(t)
+        if wake is not None:
+            cands.append(wake)
     elif start is not None:  # advancing past it starts the iteration
         cands.append(start if start > t else math.nextafter(t, math.inf))
     for cr in busy.values():

@@ -16,7 +16,10 @@ Compared per iteration: each row's new tokens, context (tokens with KV before th
 and whether it samples, in the scheduler's order (decodes, prefill chunks, admissions); the
 number of preemptions and evictions; and the request ids where the runtime logged them (its
 logs from before they were recorded compare by shape). The first divergence is reported with
-both sides and the simulator's queue, running set and pool at that instant.
+both sides and the simulator's queue, running set and pool at that instant. A schedule of the
+runtime that ran nothing but preempted or evicted (a decode that found no room, the only other
+row waiting for its round trip) is logged apart (``empty_schedules``) and compared as an
+iteration with no rows.
 
 Split requests (``k > 0``) wait for their round trips: a log from before the edge recorded its
 ``STEP`` frames cannot be diffed with split requests in it (:class:`ScheduleDiffError`).
@@ -276,7 +279,10 @@ def _difference(
     ids_compared: bool,
 ) -> str:
     """What differs in this iteration ('' if nothing)."""
-    if not ran:
+    if not it.rows:  # the runtime's schedule ran nothing (it preempted or evicted)
+        if ran:
+            return "the simulator ran a batch where the runtime's schedule ran nothing"
+    elif not ran:
         return "the simulator has nothing to schedule"
     if server.last_rows != it.rows:
         return "different batches"
@@ -341,6 +347,11 @@ def load_level(folder: Path) -> EdgeRun:
         )
         for it in log["iterations"]
     ]
+    empty = [
+        RuntimeIteration(float(e["start_s"]), 0.0, [], int(e["preempted"]), int(e["evicted"]), [])
+        for e in log.get("empty_schedules", [])
+    ]
+    iterations = sorted(iterations + empty, key=lambda it: it.start_s)
     return EdgeRun(
         n_layers=int(arch["n_layers"]),
         kv_bytes_per_token_layer=2 * int(arch["n_kv_heads"]) * int(arch["head_dim"])

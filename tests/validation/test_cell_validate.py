@@ -13,6 +13,7 @@ from validation.cell_config import CellValidationConfig, check_cell_config
 from validation.cell_run import device_requests, run_cell_validation
 from validation.cell_summary import outside_the_iterations, pricing_by_kind
 from validation.runtime.model import small_arch
+from validation.schedule_diff import diff_run_folder
 
 CONTRACT = ("median_abs_pct_error_total", "p90_abs_pct_error_total")
 
@@ -28,6 +29,7 @@ CONTRACT = ("median_abs_pct_error_total", "p90_abs_pct_error_total")
         (["--splits", "0,x"], "--splits"),
         (["--splits", "0,12"], "--splits"),  # gpt2 has 12 layers: k = 12 leaves the edge none
         (["--splits", "-1"], "--splits"),
+        (["--runs", "0"], "--runs"),
     ],
 )
 def test_bad_cell_flags_are_one_line_errors(
@@ -56,14 +58,17 @@ def test_device_streams_are_per_device_sessions_and_gaps(tmp_path: Path) -> None
 
 
 def test_a_tiny_cell_runs_end_to_end(tmp_path: Path) -> None:
-    """Two devices, two requests each, back to back, a pool so small the edge preempts; the
-    sessions drawn at split 0 (token ids) or 1 (the device runs layer 0, round trips)."""
+    """Two devices, two requests each per run, two runs, back to back, a pool so small the edge
+    preempts; the sessions drawn at split 0 (token ids) or 1 (the device runs layer 0, round
+    trips). The simulator's scheduler, in lockstep with the real edge's log, schedules every
+    iteration as it did."""
     pytest.importorskip("transformers")
     cfg = CellValidationConfig(
         out=tmp_path / "cell",
         model=small_arch("gpt2"),
         devices=2,
         requests=2,
+        runs=2,
         gaps_s=(0.0,),
         traces=("constant:20",),
         policy="forced",
@@ -84,15 +89,21 @@ def test_a_tiny_cell_runs_end_to_end(tmp_path: Path) -> None:
     )
     result = run_cell_validation(cfg)
     saved = json.loads((cfg.out / "validation.json").read_text())
-    assert saved["overall"]["requests"] == 4 == len(saved["requests"])
+    assert saved["overall"]["requests"] == 8 == len(saved["requests"])
     assert {r["split"] for r in saved["requests"]} == {0, 1}
-    edge = json.loads((cfg.out / "level0" / "edge.json").read_text())
-    assert {r["request_id"]: r["split"] for r in edge["requests"]} == {
+    assert [(g["run"], g["level"]) for g in saved["by_load_level"]] == [(0, 0), (1, 0)]
+    pooled = saved["pooled_over_runs"]["overall"]
+    assert pooled["runs"] == 2 and len(pooled["per_run"]) == 2 and pooled["median_ci95"]
+    edges = [json.loads((cfg.out / f"run{r}" / "level0" / "edge.json").read_text()) for r in (0, 1)]
+    assert {r["request_id"]: r["split"] for e in edges for r in e["requests"]} == {
         r["request_id"]: r["split"] for r in saved["requests"]
     }
-    assert any(1 in it["splits"] for it in edge["iterations"])
+    assert any(1 in it["splits"] for e in edges for it in e["iterations"])
+    diffs, lines = diff_run_folder(cfg.out)
+    assert len(diffs) == 2 and all(d.agrees and d.ids_compared for d in diffs), lines
+    assert "Pooled over 2 runs" in (cfg.out / "validation.md").read_text()
     placement = result["overall"]["by_placement"]
-    assert placement["split"]["scored"] + placement["token_ids"]["scored"] == 4
+    assert placement["split"]["scored"] + placement["token_ids"]["scored"] == 8
     for key in CONTRACT:
         assert isinstance(result["overall"][key], float)
         assert key in result["by_load_level"][0]
@@ -109,7 +120,9 @@ def test_a_tiny_cell_runs_end_to_end(tmp_path: Path) -> None:
     assert profile.batched is not None and profile.batched.steps is not None
     assert profile.batched.steps.layer.x[:2] == [1, 2]
     kinds = result["overall"]["iteration_time"]["by_kind"]
-    assert sum(k["iterations"] for k in kinds.values()) == len(measured)
+    assert sum(k["iterations"] for k in kinds.values()) == sum(
+        len(g["measured"]) for g in result["iterations"]
+    )
     assert "| iteration | count |" in (cfg.out / "validation.md").read_text()
     outside = result["by_load_level"][0]["outside_the_iterations"]
     # a tiny model's forward takes about a millisecond, so the edge's loop (token frames, the

@@ -114,6 +114,7 @@ class CellEdge:
         self.taken: dict[int, float] = {}
         self.steps: list[list[float]] = []
         self.drops: list[list[float]] = []
+        self.empty_schedules: list[dict[str, Any]] = []  # ran nothing, but preempted/evicted
         self.model: SplitModel | None = None
         self.t0 = 0.0
 
@@ -186,7 +187,12 @@ class CellEdge:
                 s = now()
                 plan = sched.schedule(s)
                 self._notify_evictions(plan)
-                if not plan.sequences:  # everything queued was rejected (too large)
+                if not plan.sequences:  # rejected, or blocked (a preemption may have freed room)
+                    if plan.preempted or plan.evicted:
+                        self.empty_schedules.append(
+                            {"start_s": s - self.t0, "preempted": len(plan.preempted),
+                             "evicted": len(plan.evicted)}
+                        )  # fmt: skip
                     self._finish(sched)
                     self._drain(sched, block=True)
                     continue
@@ -414,6 +420,7 @@ class CellEdge:
             "requests": self.requests,
             "steps": self.steps,
             "drops": self.drops,
+            "empty_schedules": self.empty_schedules,
         }
 
 
