@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -192,3 +193,38 @@ def test_pricing_by_kind_splits_decodes_by_rows_from_chunks() -> None:
     assert kinds["decode x3"]["median_pct_error"] == pytest.approx(-40.0)
     assert kinds["decode x3"]["profile_s"] == pytest.approx(1.2)
     assert kinds["prefill/mixed"]["median_pct_error"] == pytest.approx(25.0)
+
+
+def test_bootstrap_over_runs_pools_requests_and_resamples_whole_runs() -> None:
+    from validation.cell_summary import bootstrap_over_runs
+
+    one = bootstrap_over_runs([[-10.0, 20.0, 30.0]])
+    assert one["runs"] == 1 and one["median_abs_pct_error_total"] == pytest.approx(20.0)
+    assert one["median_ci95"] is None and one["p90_ci95"] is None
+    same = bootstrap_over_runs([[1.0, -2.0, 3.0], [3.0, 2.0, -1.0]])
+    assert same["median_ci95"] == pytest.approx([2.0, 2.0])  # every resample: the same errors
+    apart = bootstrap_over_runs([[1.0] * 10, [100.0] * 10], resamples=500)
+    assert [r["median_abs_pct_error_total"] for r in apart["per_run"]] == [1.0, 100.0]
+    lo, hi = apart["median_ci95"]
+    assert lo == pytest.approx(1.0) and hi == pytest.approx(100.0)  # runs, not requests
+    assert lo <= apart["median_abs_pct_error_total"] <= hi
+
+
+def test_pooled_over_runs_groups_by_run_and_level() -> None:
+    from validation.cell_summary import pooled_over_runs
+
+    def row(run: int, level: int, err: float, rejected: bool = False) -> dict[str, Any]:
+        return {
+            "run": run,
+            "level": level,
+            "gap_s": float(2 * level),
+            "rejected": rejected,
+            "pct_error_total": err,
+        }
+
+    rows = [row(0, 0, 10.0), row(0, 1, 2.0), row(1, 0, 30.0), row(1, 1, 4.0), row(1, 1, 99, True)]
+    pooled = pooled_over_runs(rows)
+    assert pooled["overall"]["runs"] == 2
+    assert [g["gap_s"] for g in pooled["by_load_level"]] == [0.0, 2.0]
+    assert pooled["by_load_level"][1]["per_run"][1]["scored"] == 1  # the rejected one is out
+    assert pooled["by_load_level"][0]["median_abs_pct_error_total"] == pytest.approx(20.0)
