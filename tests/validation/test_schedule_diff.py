@@ -36,17 +36,8 @@ SECONDS = 1.0  # every iteration of the synthetic logs
 class OldestVictimScheduler(BatchScheduler):
     """A wrong rule: preemption takes the *oldest* admission instead of the newest."""
 
-    def _make_room(self, r: EdgeSequence, nbytes: int, s: float, plan: Plan) -> bool:
-        while self.pool.free_bytes < nbytes:
-            sid = self.pool.evict_lru()
-            if sid is not None:
-                self._evicted(sid, plan)
-                continue
-            victim = self.running.pop(0)
-            self._preempt(victim, s, plan)
-            if victim is r:
-                return False
-        return True
+    def _victim(self) -> EdgeSequence:
+        return self.running.pop(0)
 
 
 class SkipBlockedHeadScheduler(BatchScheduler):
