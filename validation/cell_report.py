@@ -30,15 +30,15 @@ def markdown(result: dict[str, Any]) -> str:
         f"Batched cost: {setup['batch_cost_source']}.",
         f"Wall time {setup['wall_s']:.0f} s.",
         "",
-        "| load level | gap (s) | requests | median abs err total (%) | p90 (%) | median abs "
-        "err TTFT (%) | batch >= 2 (runtime / sim) | preemptions (runtime / sim) | "
+        "| run | load level | gap (s) | requests | median abs err total (%) | p90 (%) | median "
+        "abs err TTFT (%) | batch >= 2 (runtime / sim) | preemptions (runtime / sim) | "
         "iteration err vs profile, median (%) | load avg before / after |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for g in result["by_load_level"]:
         b = g["batches"]
         lines.append(
-            f"| {g['level']} | {g['gap_s']:g} | {g['scored']} | "
+            f"| {g.get('run', 0) + 1} | {g['level']} | {g['gap_s']:g} | {g['scored']} | "
             f"{_fmt(g['median_abs_pct_error_total'])} | {_fmt(g['p90_abs_pct_error_total'])} | "
             f"{_fmt(g['median_abs_pct_error_ttft'])} | "
             f"{_fmt(100 * b['measured'].get('share_batch_ge_2', 0.0), 0)}% / "
@@ -60,6 +60,8 @@ def markdown(result: dict[str, Any]) -> str:
             for g in result["by_load_level"]
         )
         + ".",
+        *_open_loop_line(result["by_load_level"]),
+        *_pooled_lines(result.get("pooled_over_runs")),
         "",
         f"Overall: median {_fmt(overall['median_abs_pct_error_total'])}%, p90 "
         f"{_fmt(overall['p90_abs_pct_error_total'])}% absolute error of total latency "
@@ -71,6 +73,52 @@ def markdown(result: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _ci(ci: list[float] | None) -> str:
+    return "" if ci is None else f" [{ci[0]:.1f}, {ci[1]:.1f}]"
+
+
+def _pooled_lines(pooled: dict[str, Any] | None) -> list[str]:
+    """Median and p90 pooled over the runs, with their 95% bootstrap intervals over runs."""
+    if pooled is None or pooled["overall"]["runs"] < 2:
+        return []
+    lines = [
+        "",
+        f"Pooled over {pooled['overall']['runs']} runs (95% bootstrap interval over runs):",
+        "",
+        "| load level | gap (s) | median abs err total (%) | p90 (%) | per run: median / p90 (%) |",
+        "|---|---|---|---|---|",
+    ]
+    for g in [*pooled["by_load_level"], {"level": "all", "gap_s": None, **pooled["overall"]}]:
+        per_run = ", ".join(
+            f"{_fmt(r['median_abs_pct_error_total'])} / {_fmt(r['p90_abs_pct_error_total'])}"
+            for r in g["per_run"]
+        )
+        gap = "" if g["gap_s"] is None else f"{g['gap_s']:g}"
+        lines.append(
+            f"| {g['level']} | {gap} | {_fmt(g['median_abs_pct_error_total'])}"
+            f"{_ci(g['median_ci95'])} | {_fmt(g['p90_abs_pct_error_total'])}"
+            f"{_ci(g['p90_ci95'])} | {per_run} |"
+        )
+    return lines
+
+
+def _open_loop_line(levels: list[dict[str, Any]]) -> list[str]:
+    """The open-loop replay's error (every request at the runtime's start time), if any."""
+    parts = [
+        f"gap {g['gap_s']:g} s: median {_fmt(o['median_abs_pct_error_total'])}%, p90 "
+        f"{_fmt(o['p90_abs_pct_error_total'])}%"
+        for g in levels
+        if (o := g.get("diagnostic_open_loop_replay"))
+    ]
+    if not parts:
+        return []
+    return [
+        "",
+        "Diagnostic: the replay open loop (each request started at the runtime's start time, "
+        "not when its device is free in the simulator) gives " + "; ".join(parts) + ".",
+    ]
 
 
 def _outside_line(g: dict[str, Any]) -> str:
@@ -121,12 +169,12 @@ def scatter_plot(result: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
     for ax, key, title in zip(axes, ("ttft_s", "total_s"), ("TTFT", "total latency"), strict=True):
         hi = 0.0
-        for g in result["by_load_level"]:
-            rows = [r for r in result["requests"] if r["level"] == g["level"] and not r["rejected"]]
+        for level, gap in sorted({(g["level"], g["gap_s"]) for g in result["by_load_level"]}):
+            rows = [r for r in result["requests"] if r["level"] == level and not r["rejected"]]
             xs = [r["measured"][key] for r in rows]
             ys = [r["predicted"][key] for r in rows]
             hi = max([hi, *xs, *ys])
-            ax.scatter(xs, ys, s=14, alpha=0.7, label=f"gap {g['gap_s']:g} s")
+            ax.scatter(xs, ys, s=14, alpha=0.7, label=f"gap {gap:g} s")
         ax.plot([0, hi], [0, hi], "k--", lw=0.8)
         ax.set_xlabel(f"measured {title} (s)")
         ax.set_ylabel(f"predicted {title} (s)")

@@ -50,6 +50,7 @@ from validation.runtime.model import arch_to_json
 SERVICE_START_TIMEOUT_S = 60.0
 NO_CLOUD_QUEUE_S = 3600.0
 SESSION_STRIDE = 100_000  # session ids: (level * 64 + device) * stride + the stream's session
+RUN_SEED_STRIDE = 10_000_000  # a repeat's streams: seeds apart from every level's and device's
 
 
 class CellRunError(OffloadRLError):
@@ -85,22 +86,22 @@ def run_cell_validation(cfg: CellValidationConfig) -> dict[str, Any]:
     scenario_path = cfg.out / "cell-scenario.yaml"
     scenario_path.write_text(yaml.safe_dump(scenario.model_dump(mode="json")))
     levels = []
+    budgets = (pool_bytes, cfg.max_num_batched_tokens, cfg.max_num_seqs)
     with _service(cfg, scenario_path) as service_url:
-        for li, gap in enumerate(cfg.gaps_s):
-            level = _run_level(cfg, arch, traces, li, gap, pool_bytes, scenario_path, service_url)
-            budgets = (pool_bytes, cfg.max_num_batched_tokens, cfg.max_num_seqs)
-            replay = (scenario, level["records"], level["links"])
-            level["simulated"] = simulate(*replay, batch_cost, *budgets)
-            slowdown = measured_slowdown(level["edge"]["iterations"], batch_cost)
-            level["slowdown"] = slowdown
-            level["simulated_slowed"] = simulate(*replay, scaled(batch_cost, slowdown), *budgets)
-            levels.append(level)
+        for run in range(cfg.runs):
+            for li, gap in enumerate(cfg.gaps_s):
+                level = _run_level(
+                    cfg, arch, traces, li, gap, pool_bytes, scenario_path, service_url, run
+                )
+                replay_level(level, scenario, batch_cost, budgets)
+                levels.append(level)
     setup = {
         "model": arch.name,
         "n_layers": arch.shape.n_layers,
         "devices": cfg.devices,
         "requests_per_device": cfg.requests,
         "gaps_s": list(cfg.gaps_s),
+        "runs": cfg.runs,
         "threads_per_process": cfg.threads,
         "rtt_ms": cfg.rtt_ms,
         "traces": list(cfg.traces),
@@ -128,6 +129,25 @@ def run_cell_validation(cfg: CellValidationConfig) -> dict[str, Any]:
     result = summarise_cell(levels, batch_cost, setup)
     write_cell_outputs(result, cfg.out)
     return result
+
+
+def replay_level(
+    level: dict[str, Any],
+    scenario: Scenario,
+    batch_cost: BatchRoofline,
+    budgets: tuple[int, int, int],
+) -> None:
+    """The simulator's side of one level, into ``level``: the closed-loop replay (the
+    validation's figure), and two diagnostics: the open-loop replay and the replay with the
+    run's own measured slowdown."""
+    replay = (scenario, level["records"], level["links"])
+    level["simulated"] = simulate(*replay, batch_cost, *budgets, closed_loop=True)
+    level["simulated_open_loop"] = simulate(*replay, batch_cost, *budgets, closed_loop=False)
+    slowdown = measured_slowdown(level["edge"]["iterations"], batch_cost)
+    level["slowdown"] = slowdown
+    level["simulated_slowed"] = simulate(
+        *replay, scaled(batch_cost, slowdown), *budgets, closed_loop=True
+    )
 
 
 def cell_scenario(base: Scenario) -> Scenario:
@@ -233,9 +253,12 @@ def _service(cfg: CellValidationConfig, path: Path) -> Iterator[str | None]:
 # --- one load level ---------------------------------------------------------------------------
 
 
-def _links(cfg: CellValidationConfig, traces: Sequence[TraceSpec], level: int) -> list[DeviceLink]:
-    """Device ``d`` on trace ``d mod len(traces)`` from a random offset (seeded per level)."""
-    rng = np.random.default_rng([cfg.seed, level, 17])
+def _links(
+    cfg: CellValidationConfig, traces: Sequence[TraceSpec], level: int, run: int = 0
+) -> list[DeviceLink]:
+    """Device ``d`` on trace ``d mod len(traces)`` from a random offset (seeded per level and
+    run; run 0 as before runs existed)."""
+    rng = np.random.default_rng([cfg.seed, level, 17, *([run] if run else [])])
     out = []
     for d in range(cfg.devices):
         spec = traces[d % len(traces)]
@@ -244,13 +267,14 @@ def _links(cfg: CellValidationConfig, traces: Sequence[TraceSpec], level: int) -
 
 
 def device_requests(
-    cfg: CellValidationConfig, max_positions: int, level: int, gap_s: float
+    cfg: CellValidationConfig, max_positions: int, level: int, gap_s: float, run: int = 0
 ) -> list[list[dict[str, Any]]]:
     """Each device's stream: the default workload's sessions and lengths (as the single-device
-    validation scales them), targets ``gap_s`` apart on average (exponential; 0: back to back)."""
+    validation scales them), targets ``gap_s`` apart on average (exponential; 0: back to back);
+    each repeat ``run`` its own draw."""
     out = []
     for d in range(cfg.devices):
-        seed = cfg.seed + 1000 * d + 100_000 * level
+        seed = cfg.seed + 1000 * d + 100_000 * level + RUN_SEED_STRIDE * run
         reqs = replay_requests(cfg, max_positions, seed)
         rng = np.random.default_rng([seed, 3])
         gaps = rng.exponential(gap_s, size=len(reqs)) if gap_s > 0 else np.zeros(len(reqs))
@@ -286,12 +310,15 @@ def _run_level(
     pool_bytes: int,
     scenario_path: Path,
     service_url: str | None,
+    run: int = 0,
 ) -> dict[str, Any]:
-    """One run of the cell runtime: the devices' records and the edge's log."""
-    folder = cfg.out / f"level{level}"
+    """One run of the cell runtime at one load level: the devices' records and the edge's log
+    (under ``level<i>``, or ``run<r>/level<i>`` when the validation repeats)."""
+    started = time.monotonic()
+    folder = cfg.out / (f"run{run}/level{level}" if cfg.runs > 1 else f"level{level}")
     folder.mkdir(parents=True, exist_ok=True)
-    links = _links(cfg, traces, level)
-    streams = device_requests(cfg, arch.max_positions, level, gap_s)
+    links = _links(cfg, traces, level, run)
+    streams = device_requests(cfg, arch.max_positions, level, gap_s, run)
     edge_log = folder / "edge.json"
     edge_cmd = [
         sys.executable, "-m", "validation.runtime.cell_edge", "--devices", str(cfg.devices),
@@ -301,7 +328,8 @@ def _run_level(
     ]  # fmt: skip
     if service_url:
         edge_cmd += ["--report-url", service_url]
-    say(cfg, f"load level {level}: {cfg.devices} devices, mean gap {gap_s:g} s")
+    label = f"run {run + 1}/{cfg.runs}, " if cfg.runs > 1 else ""
+    say(cfg, f"{label}load level {level}: {cfg.devices} devices, mean gap {gap_s:g} s")
     load_before = load_average()
     procs: list[subprocess.Popen[str]] = []
     edge = subprocess.Popen(edge_cmd, stdout=subprocess.PIPE, text=True)
@@ -323,7 +351,7 @@ def _run_level(
             p.stdin.write(f"{t0!r}\n")
             p.stdin.flush()
         total = sum(len(s) for s in streams)
-        _follow(cfg, devices, total, f"level {level} (gap {gap_s:g} s)")
+        _follow(cfg, devices, total, f"{label}level {level} (gap {gap_s:g} s)")
         for p in procs:
             if p.wait(timeout=cfg.device_timeout_s) != 0:
                 raise CellRunError(f"a cell process exited with status {p.returncode}")
@@ -336,14 +364,24 @@ def _run_level(
     for d in range(cfg.devices):
         records.extend(json.loads((folder / f"device{d}.json").read_text()))
     log = json.loads(edge_log.read_text())
+    shift = float(log["t0"]) - t0  # the edge's times are from its own start: onto the devices'
     for key in ("requests", "iterations"):
         for item in log[key]:
-            for field in ("arrival_s", "admit_s", "first_token_s", "finish_s", "start_s"):
+            for field in (
+                "arrival_s",
+                "taken_s",
+                "admit_s",
+                "first_token_s",
+                "finish_s",
+                "start_s",
+            ):
                 if item.get(field) is not None:
-                    item[field] -= t0
+                    item[field] += shift
     return {
+        "run": run,
         "level": level,
         "gap_s": gap_s,
+        "wall_s": time.monotonic() - started,
         "links": links,
         "records": records,
         "edge": log,

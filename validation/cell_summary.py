@@ -41,6 +41,7 @@ def _request_rows(level: dict[str, Any]) -> list[dict[str, Any]]:
     for rec, cr in zip(level["records"], sim.requests, strict=True):
         rejected = bool(rec.get("edge_rejected")) or cr.rejected
         row = {
+            "run": level.get("run", 0),
             "level": level["level"],
             "gap_s": level["gap_s"],
             "request_id": rec["request_id"],
@@ -197,24 +198,36 @@ def _group(rows: Sequence[dict[str, Any]], iters: Sequence[dict[str, Any]]) -> d
     }
 
 
-def _slowed(level: dict[str, Any], rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The replay with the edge's costs x the run's own measured slowdown: what is left of the
-    error once the profile's speed is taken out. Fitted to the run, so a diagnostic, never the
-    validation's figure."""
+def _replay_errors(
+    level: dict[str, Any], rows: Sequence[dict[str, Any]], key: str
+) -> dict[str, Any]:
+    """Median and p90 of the total-latency error of the level's other replay ``key``."""
     errors = [
         _pct(cr.latency_s, rec["latency_s"])
-        for rec, cr, row in zip(
-            level["records"], level["simulated_slowed"].requests, rows, strict=True
-        )
+        for rec, cr, row in zip(level["records"], level[key].requests, rows, strict=True)
         if not row["rejected"] and not cr.rejected
     ]
     med, p90 = _abs_stats(errors)
     return {
-        "slowdown": level["slowdown"],
         "median_abs_pct_error_total": med,
         "p90_abs_pct_error_total": p90,
-        "preemptions": level["simulated_slowed"].preemptions,
+        "preemptions": level[key].preemptions,
     }
+
+
+def _slowed(level: dict[str, Any], rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The replay with the edge's costs x the run's own measured slowdown: what is left of the
+    error once the profile's speed is taken out. Fitted to the run, so a diagnostic, never the
+    validation's figure."""
+    return {"slowdown": level["slowdown"], **_replay_errors(level, rows, "simulated_slowed")}
+
+
+def _open_loop(level: dict[str, Any], rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The replay with every request started at the runtime's start time (open loop, how the
+    validation replayed before the closed loop: :mod:`validation.cell_replay`); a diagnostic."""
+    if "simulated_open_loop" not in level:
+        return None
+    return _replay_errors(level, rows, "simulated_open_loop")
 
 
 def _by_placement(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -270,6 +283,74 @@ def outside_the_iterations(
     }
 
 
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def bootstrap_over_runs(
+    errors_by_run: Sequence[Sequence[float]], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
+) -> dict[str, Any]:
+    """Median and p90 of the absolute errors pooled over runs, each with a 95% bootstrap
+    interval over *runs* (resample whole runs with replacement, pool their requests): requests
+    of one run share its queue, so they are not independent draws, the runs are. ``None``
+    intervals with fewer than two runs."""
+    runs = [np.abs(np.asarray(e, dtype=float)) for e in errors_by_run if len(e)]
+    out: dict[str, Any] = {
+        "runs": len(runs),
+        "per_run": [
+            {
+                "median_abs_pct_error_total": float(np.median(a)),
+                "p90_abs_pct_error_total": float(np.percentile(a, 90)),
+                "scored": int(a.size),
+            }
+            for a in runs
+        ],
+        "median_abs_pct_error_total": None,
+        "p90_abs_pct_error_total": None,
+        "median_ci95": None,
+        "p90_ci95": None,
+    }
+    if not runs:
+        return out
+    pooled = np.concatenate(runs)
+    out["median_abs_pct_error_total"] = float(np.median(pooled))
+    out["p90_abs_pct_error_total"] = float(np.percentile(pooled, 90))
+    if len(runs) < 2:
+        return out
+    rng = np.random.default_rng(seed)
+    medians, p90s = np.empty(resamples), np.empty(resamples)
+    for b in range(resamples):
+        sample = np.concatenate([runs[i] for i in rng.integers(0, len(runs), size=len(runs))])
+        medians[b] = np.median(sample)
+        p90s[b] = np.percentile(sample, 90)
+    out["median_ci95"] = [float(x) for x in np.percentile(medians, [2.5, 97.5])]
+    out["p90_ci95"] = [float(x) for x in np.percentile(p90s, [2.5, 97.5])]
+    return out
+
+
+def pooled_over_runs(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """:func:`bootstrap_over_runs` of the scored requests: overall and per load level."""
+    scored = [r for r in rows if not r["rejected"]]
+    runs = sorted({r["run"] for r in scored})
+    levels = sorted({(r["level"], r["gap_s"]) for r in scored})
+
+    def errors(level: int | None) -> list[list[float]]:
+        return [
+            [
+                r["pct_error_total"]
+                for r in scored
+                if r["run"] == k and (level is None or r["level"] == level)
+            ]
+            for k in runs
+        ]
+
+    return {
+        "overall": bootstrap_over_runs(errors(None)),
+        "by_load_level": [
+            {"level": li, "gap_s": gap, **bootstrap_over_runs(errors(li))} for li, gap in levels
+        ],
+    }
+
+
 def _targets(group: dict[str, Any]) -> dict[str, Any]:
     med, p90 = group["median_abs_pct_error_total"], group["p90_abs_pct_error_total"]
     return {
@@ -292,6 +373,8 @@ def summarise_cell(
         group = _group(rows, [iters])
         group.update(
             {
+                "run": level.get("run", 0),
+                "wall_s": level.get("wall_s"),
                 "level": level["level"],
                 "gap_s": level["gap_s"],
                 "load_average_before": level["load_average_before"],
@@ -299,6 +382,7 @@ def summarise_cell(
                 "cpus_used_by_other_processes": level["cpus_used_by_other_processes"],
                 "edge_preemptions_logged": sum(r["preemptions"] for r in level["edge"]["requests"]),
                 "diagnostic_slowed_replay": _slowed(level, rows),
+                "diagnostic_open_loop_replay": _open_loop(level, rows),
                 "outside_the_iterations": outside_the_iterations(
                     level, rows, group["iteration_time"]["measured_total_s"]
                 ),
@@ -315,6 +399,7 @@ def summarise_cell(
         "setup": setup,
         "overall": overall,
         "targets": _targets(overall),
+        "pooled_over_runs": pooled_over_runs(all_rows),
         "by_load_level": by_level,
         "requests": all_rows,
         "iterations": iters_by_level,

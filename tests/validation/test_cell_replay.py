@@ -10,7 +10,7 @@ import pytest
 
 from offload_rl.cell.batch_roofline import BatchRoofline
 from offload_rl.traces import BYTES_PER_MBIT, Trace
-from validation.cell_replay import DeviceLink, simulate
+from validation.cell_replay import DeviceLink, device_lags, simulate
 from validation.cell_run import NO_CLOUD_QUEUE_S, cell_scenario
 from validation.decisions import validation_scenario
 
@@ -132,3 +132,65 @@ def test_the_diagnostic_slowdown_scales_every_iteration() -> None:
     for b in batches:
         assert slow.iteration_s(b) == pytest.approx(3.0 * cost.iteration_s(b))
     assert slow.kv_bytes_per_token_layer == cost.kv_bytes_per_token_layer
+
+
+def _closed(
+    rid: int, device: int, target: float, start: float, latency: float, out: int
+) -> dict[str, Any]:
+    """A record of a closed-loop device: due at ``target``, started at ``start`` in the
+    runtime, which measured ``latency``."""
+    return {**_record(rid, device, start, 100, out), "target_s": target, "latency_s": latency}
+
+
+def _run_loop(records: list[dict[str, Any]], n_devices: int, closed: bool) -> Any:
+    scenario = cell_scenario(validation_scenario(_profile_path(), ["constant:8"], RTT_MS))
+    link = Trace.constant(MBPS, duration_s=600.0)
+    links = [DeviceLink(link, link, 10.0) for _ in range(n_devices)]
+    pool = 10_000 * 12 * KV_LAYER
+    return simulate(scenario, records, links, _unit_cost(), pool, 256, 64, closed_loop=closed)
+
+
+def test_device_lags_are_what_the_runtime_waited_after_a_device_was_free() -> None:
+    records = [
+        _closed(0, 0, 0.0, 0.02, 10.0, 3),  # due at 0, decided in 20 ms
+        _closed(1, 0, 0.0, 10.05, 4.0, 3),  # due at 0, free at 10.02: 30 ms
+        _closed(2, 0, 20.0, 20.01, 1.0, 3),  # due at 20 after the previous ended: 10 ms
+        _closed(3, 1, 5.0, 4.0, 1.0, 3),  # started before its target (never negative)
+    ]
+    lags = device_lags(records)
+    assert lags == pytest.approx({0: 0.02, 1: 0.03, 2: 0.01, 3: 0.0})
+
+
+def test_closed_loop_starts_a_devices_next_request_when_the_simulator_ends_it() -> None:
+    """The runtime measured the first request at 10 s (so its device started the second at
+    10.05 s); the simulator ends it sooner: closed loop, the second starts then (plus the
+    runtime's 30 ms lag), not at 10.05 s; open loop, at 10.05 s."""
+    records = [_closed(0, 0, 0.0, 0.02, 10.0, 3), _closed(1, 0, 0.0, 10.05, 4.0, 3)]
+    closed = _run_loop(records, 1, closed=True)
+    first, second = closed.requests
+    assert first.request.arrival_s == pytest.approx(0.02)
+    assert first.finish_s < 6.0
+    assert second.request.arrival_s == pytest.approx(first.finish_s + 0.03)
+    assert second.latency_s == pytest.approx(first.latency_s)  # the same request, alone
+    opened = _run_loop(records, 1, closed=False)
+    assert opened.requests[1].request.arrival_s == pytest.approx(10.05)
+
+
+def test_closed_loop_keeps_a_target_after_the_previous_end() -> None:
+    records = [_closed(0, 0, 0.0, 0.0, 1.0, 3), _closed(1, 0, 30.0, 30.002, 1.0, 3)]
+    closed = _run_loop(records, 1, closed=True)
+    assert closed.requests[1].request.arrival_s == pytest.approx(30.002)
+
+
+def test_closed_loop_overlaps_devices_as_the_simulator_times_them() -> None:
+    """Two devices back to back: the second device's next request waits for its own
+    previous one in the simulator, so the two devices' requests share iterations."""
+    records = [
+        _closed(0, 0, 0.0, 0.0, 50.0, 3),
+        _closed(1, 0, 0.0, 50.0, 50.0, 3),
+        _closed(2, 1, 0.0, 0.0, 50.0, 3),
+        _closed(3, 1, 0.0, 50.0, 50.0, 3),
+    ]
+    closed = _run_loop(records, 2, closed=True)
+    assert [b for _, b, _, _ in closed.iterations] == [2] * 6
+    assert max(cr.finish_s for cr in closed.requests) < 10.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,6 +14,7 @@ from validation.cell_config import CellValidationConfig, check_cell_config
 from validation.cell_run import device_requests, run_cell_validation
 from validation.cell_summary import outside_the_iterations, pricing_by_kind
 from validation.runtime.model import small_arch
+from validation.schedule_diff import diff_run_folder
 
 CONTRACT = ("median_abs_pct_error_total", "p90_abs_pct_error_total")
 
@@ -28,6 +30,7 @@ CONTRACT = ("median_abs_pct_error_total", "p90_abs_pct_error_total")
         (["--splits", "0,x"], "--splits"),
         (["--splits", "0,12"], "--splits"),  # gpt2 has 12 layers: k = 12 leaves the edge none
         (["--splits", "-1"], "--splits"),
+        (["--runs", "0"], "--runs"),
     ],
 )
 def test_bad_cell_flags_are_one_line_errors(
@@ -56,14 +59,17 @@ def test_device_streams_are_per_device_sessions_and_gaps(tmp_path: Path) -> None
 
 
 def test_a_tiny_cell_runs_end_to_end(tmp_path: Path) -> None:
-    """Two devices, two requests each, back to back, a pool so small the edge preempts; the
-    sessions drawn at split 0 (token ids) or 1 (the device runs layer 0, round trips)."""
+    """Two devices, two requests each per run, two runs, back to back, a pool so small the edge
+    preempts; the sessions drawn at split 0 (token ids) or 1 (the device runs layer 0, round
+    trips). The simulator's scheduler, in lockstep with the real edge's log, schedules every
+    iteration as it did."""
     pytest.importorskip("transformers")
     cfg = CellValidationConfig(
         out=tmp_path / "cell",
         model=small_arch("gpt2"),
         devices=2,
         requests=2,
+        runs=2,
         gaps_s=(0.0,),
         traces=("constant:20",),
         policy="forced",
@@ -84,15 +90,21 @@ def test_a_tiny_cell_runs_end_to_end(tmp_path: Path) -> None:
     )
     result = run_cell_validation(cfg)
     saved = json.loads((cfg.out / "validation.json").read_text())
-    assert saved["overall"]["requests"] == 4 == len(saved["requests"])
+    assert saved["overall"]["requests"] == 8 == len(saved["requests"])
     assert {r["split"] for r in saved["requests"]} == {0, 1}
-    edge = json.loads((cfg.out / "level0" / "edge.json").read_text())
-    assert {r["request_id"]: r["split"] for r in edge["requests"]} == {
+    assert [(g["run"], g["level"]) for g in saved["by_load_level"]] == [(0, 0), (1, 0)]
+    pooled = saved["pooled_over_runs"]["overall"]
+    assert pooled["runs"] == 2 and len(pooled["per_run"]) == 2 and pooled["median_ci95"]
+    edges = [json.loads((cfg.out / f"run{r}" / "level0" / "edge.json").read_text()) for r in (0, 1)]
+    assert {r["request_id"]: r["split"] for e in edges for r in e["requests"]} == {
         r["request_id"]: r["split"] for r in saved["requests"]
     }
-    assert any(1 in it["splits"] for it in edge["iterations"])
+    assert any(1 in it["splits"] for e in edges for it in e["iterations"])
+    diffs, lines = diff_run_folder(cfg.out)
+    assert len(diffs) == 2 and all(d.agrees and d.ids_compared for d in diffs), lines
+    assert "Pooled over 2 runs" in (cfg.out / "validation.md").read_text()
     placement = result["overall"]["by_placement"]
-    assert placement["split"]["scored"] + placement["token_ids"]["scored"] == 4
+    assert placement["split"]["scored"] + placement["token_ids"]["scored"] == 8
     for key in CONTRACT:
         assert isinstance(result["overall"][key], float)
         assert key in result["by_load_level"][0]
@@ -109,7 +121,9 @@ def test_a_tiny_cell_runs_end_to_end(tmp_path: Path) -> None:
     assert profile.batched is not None and profile.batched.steps is not None
     assert profile.batched.steps.layer.x[:2] == [1, 2]
     kinds = result["overall"]["iteration_time"]["by_kind"]
-    assert sum(k["iterations"] for k in kinds.values()) == len(measured)
+    assert sum(k["iterations"] for k in kinds.values()) == sum(
+        len(g["measured"]) for g in result["iterations"]
+    )
     assert "| iteration | count |" in (cfg.out / "validation.md").read_text()
     outside = result["by_load_level"][0]["outside_the_iterations"]
     # a tiny model's forward takes about a millisecond, so the edge's loop (token frames, the
@@ -179,3 +193,38 @@ def test_pricing_by_kind_splits_decodes_by_rows_from_chunks() -> None:
     assert kinds["decode x3"]["median_pct_error"] == pytest.approx(-40.0)
     assert kinds["decode x3"]["profile_s"] == pytest.approx(1.2)
     assert kinds["prefill/mixed"]["median_pct_error"] == pytest.approx(25.0)
+
+
+def test_bootstrap_over_runs_pools_requests_and_resamples_whole_runs() -> None:
+    from validation.cell_summary import bootstrap_over_runs
+
+    one = bootstrap_over_runs([[-10.0, 20.0, 30.0]])
+    assert one["runs"] == 1 and one["median_abs_pct_error_total"] == pytest.approx(20.0)
+    assert one["median_ci95"] is None and one["p90_ci95"] is None
+    same = bootstrap_over_runs([[1.0, -2.0, 3.0], [3.0, 2.0, -1.0]])
+    assert same["median_ci95"] == pytest.approx([2.0, 2.0])  # every resample: the same errors
+    apart = bootstrap_over_runs([[1.0] * 10, [100.0] * 10], resamples=500)
+    assert [r["median_abs_pct_error_total"] for r in apart["per_run"]] == [1.0, 100.0]
+    lo, hi = apart["median_ci95"]
+    assert lo == pytest.approx(1.0) and hi == pytest.approx(100.0)  # runs, not requests
+    assert lo <= apart["median_abs_pct_error_total"] <= hi
+
+
+def test_pooled_over_runs_groups_by_run_and_level() -> None:
+    from validation.cell_summary import pooled_over_runs
+
+    def row(run: int, level: int, err: float, rejected: bool = False) -> dict[str, Any]:
+        return {
+            "run": run,
+            "level": level,
+            "gap_s": float(2 * level),
+            "rejected": rejected,
+            "pct_error_total": err,
+        }
+
+    rows = [row(0, 0, 10.0), row(0, 1, 2.0), row(1, 0, 30.0), row(1, 1, 4.0), row(1, 1, 99, True)]
+    pooled = pooled_over_runs(rows)
+    assert pooled["overall"]["runs"] == 2
+    assert [g["gap_s"] for g in pooled["by_load_level"]] == [0.0, 2.0]
+    assert pooled["by_load_level"][1]["per_run"][1]["scored"] == 1  # the rejected one is out
+    assert pooled["by_load_level"][0]["median_abs_pct_error_total"] == pytest.approx(20.0)

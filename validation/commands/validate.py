@@ -6,7 +6,9 @@
         [--profile-method stack|profiler] [--reprofile]
     offload-rl validate --cell --out runs/validate-cell [--devices 4] [--requests 8]
         [--gaps 0,2] [--pool-tokens 1536] [--max-num-batched-tokens 256] [--max-num-seqs 64]
-        [--policy service|forced] [--splits 0,4,8]
+        [--policy service|forced] [--splits 0,4,8] [--runs 4]
+    offload-rl validate --cell --diff-schedule DIR    # a stored run: do the schedulers agree?
+    offload-rl validate --cell --rescore DIR [--out NEW]  # a stored run, today's replay
 
 torch and transformers are imported inside the handler only.
 """
@@ -42,7 +44,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _add_replay_options(parser: argparse.ArgumentParser) -> None:
     """The single-device replay's options: what is replayed, over which links, by which policy."""
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (required unless --cell with --diff-schedule or --rescore)",
+    )
     parser.add_argument("--model", default="gpt2", help="architecture (gpt2, qwen2.5-0.5b, ...)")
     parser.add_argument(
         "--requests",
@@ -147,12 +154,42 @@ def _add_cell_options(parser: argparse.ArgumentParser) -> None:
     )
     cell.add_argument("--max-num-batched-tokens", type=int, default=None)
     cell.add_argument("--max-num-seqs", type=int, default=None)
+    cell.add_argument(
+        "--runs",
+        type=int,
+        default=None,
+        help="independent repeats of every load level (own streams and link offsets, one "
+        "profile); validation.json pools them with a bootstrap interval over runs (default 4: "
+        "~17 min on a quiet 2-core machine)",
+    )
+    cell.add_argument(
+        "--diff-schedule",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="no run: replay a validate --cell --out folder's edge logs through the "
+        "simulator's scheduler in lockstep (the runtime's arrival times and measured "
+        "iterations) and print the first iteration where they schedule differently; exit 1 "
+        "if they do",
+    )
+    cell.add_argument(
+        "--rescore",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="no run: replay a stored validate --cell --out folder through today's simulator "
+        "with the run's own profile and print its figures (with --out: write the files there)",
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
     from validation.config import ValidationConfig
     from validation.run import run_validation
 
+    if args.cell and (args.diff_schedule or args.rescore):
+        return _from_stored(args)
+    if args.out is None:
+        raise ConfigError("--out is required (the output folder)")
     if args.cell:
         return _run_cell(args)
     if args.policy is None:
@@ -227,6 +264,28 @@ def _print_result(out: Path, result: dict[str, Any], plots: str) -> None:
     )
 
 
+def _from_stored(args: argparse.Namespace) -> int:
+    """``--diff-schedule DIR`` and ``--rescore DIR``: diagnostics of a stored cell run."""
+    from validation.cell_report import markdown, write_cell_outputs
+    from validation.cell_rescore import rescore_run
+    from validation.schedule_diff import all_agree, diff_run_folder
+
+    for flag, path in (("--diff-schedule", args.diff_schedule), ("--rescore", args.rescore)):
+        if path is not None and not path.is_dir():
+            raise ConfigError(f"{flag} {path}: not a folder")
+    status = 0
+    if args.diff_schedule is not None:
+        diffs, lines = diff_run_folder(args.diff_schedule)
+        print("\n".join(lines))
+        status = 0 if all_agree(diffs) else 1
+    if args.rescore is not None:
+        result = rescore_run(args.rescore)
+        if args.out is not None:
+            write_cell_outputs(result, args.out)
+        print(markdown(result))
+    return status
+
+
 def _run_cell(args: argparse.Namespace) -> int:
     from validation import cell_config as defaults
     from validation.cell_config import CellValidationConfig, check_cell_config, check_cell_splits
@@ -264,6 +323,7 @@ def _run_cell(args: argparse.Namespace) -> int:
         policy=args.policy or "service",
         devices=args.devices,
         gaps_s=gaps,
+        runs=args.runs if args.runs is not None else defaults.DEFAULT_RUNS,
         batch_sizes=batch_sizes,
         **optional,
         **_common(args),

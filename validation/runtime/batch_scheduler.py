@@ -283,11 +283,15 @@ class BatchScheduler:
             if sid is not None:
                 self._evicted(sid, plan)
                 continue
-            victim = self.running.pop()
+            victim = self._victim()
             self._preempt(victim, s, plan)
             if victim is r:
                 return False
         return True
+
+    def _victim(self) -> EdgeSequence:
+        """The running sequence a full pool preempts: the most recently admitted (vLLM V0)."""
+        return self.running.pop()
 
     def _evicted(self, session_id: int, plan: Plan) -> None:
         self.kept.pop(session_id, None)

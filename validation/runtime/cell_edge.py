@@ -7,8 +7,9 @@
 prints ``EDGE READY port=<port>``, accepts ``K`` device connections (``HELLO``: the model to
 build, the same weights as the device's; ``LINK``: that device's downlink trace), then serves
 them all at once until every device said ``BYE``, and writes ``LOG.json``: every iteration (its
-start, measured seconds, and each sequence's new tokens, context and whether it sampled) and
-every request's edge-side times, preemptions and cache hits.
+start, measured seconds, each sequence's new tokens, context and whether it sampled, and the
+request ids in that order) and every request's edge-side times, preemptions and cache hits,
+all relative to ``t0`` (logged: the monotonic clock the devices' frames are stamped with).
 
 One thread computes (``--threads`` torch threads; one per process in the validation); each
 connection has a reader thread that holds a frame until its ``deliver_at`` (the link's
@@ -108,6 +109,12 @@ class CellEdge:
         self.iterations: list[dict[str, Any]] = []
         self._idle_s = 0.0  # seconds blocked waiting for a frame since the last iteration
         self.requests: list[dict[str, Any]] = []
+        # when the loop took each frame that changes the schedule (validation.schedule_diff):
+        # request id -> its BEGIN; [request id, position, t] per STEP; [session, t] per DROP
+        self.taken: dict[int, float] = {}
+        self.steps: list[list[float]] = []
+        self.drops: list[list[float]] = []
+        self.empty_schedules: list[dict[str, Any]] = []  # ran nothing, but preempted/evicted
         self.model: SplitModel | None = None
         self.t0 = 0.0
 
@@ -180,7 +187,12 @@ class CellEdge:
                 s = now()
                 plan = sched.schedule(s)
                 self._notify_evictions(plan)
-                if not plan.sequences:  # everything queued was rejected (too large)
+                if not plan.sequences:  # rejected, or blocked (a preemption may have freed room)
+                    if plan.preempted or plan.evicted:
+                        self.empty_schedules.append(
+                            {"start_s": s - self.t0, "preempted": len(plan.preempted),
+                             "evicted": len(plan.evicted)}
+                        )  # fmt: skip
                     self._finish(sched)
                     self._drain(sched, block=True)
                     continue
@@ -240,8 +252,10 @@ class CellEdge:
             return
         if frame.kind == wire.STEP:
             self._step(sched, frame)
+            self.steps.append([frame.request, frame.a, now() - self.t0])
             return
         if frame.kind == wire.DROP:
+            self.drops.append([frame.a, now() - self.t0])
             sched.drop_session(frame.a)
             self.boundary.pop(frame.a, None)
             return
@@ -278,7 +292,9 @@ class CellEdge:
             hidden=hidden,
         )
         self.by_request[frame.request] = seq
-        sched.submit(seq, now())
+        taken = now()
+        self.taken[frame.request] = taken - self.t0
+        sched.submit(seq, taken)
 
     def _boundary(self, sid: int, split: int, past: int, payload: bytes) -> Any:
         """A split request's hidden states ``[known, d]``: the session's kept boundary states
@@ -343,6 +359,7 @@ class CellEdge:
                     "device": device.index,
                     "split": r.split,
                     "arrival_s": r.arrival_s - self.t0,
+                    "taken_s": self.taken.pop(r.request_id, None),
                     "admit_s": r.admit_s - self.t0 if r.admit_s >= 0 else None,
                     "first_token_s": r.first_token_s - self.t0 if r.first_token_s >= 0 else None,
                     "finish_s": r.finish_s - self.t0,
@@ -360,6 +377,7 @@ class CellEdge:
                 "start_s": s - self.t0,
                 "measured_s": took,
                 "sequences": [list(x) for x in shape],
+                "requests": [r.request_id for r in plan.sequences],  # for schedule_diff
                 "preempted": len(plan.preempted),
                 "evicted": len(plan.evicted),
                 # blocked waiting for frames since the previous iteration: idle, not the loop
@@ -394,11 +412,15 @@ class CellEdge:
 
     def log(self) -> dict[str, Any]:
         return {
+            "t0": self.t0,  # the times above are from here, on the machine's monotonic clock
             "pool_bytes": self.pool_bytes,
             "max_num_batched_tokens": self.budgets[0],
             "max_num_seqs": self.budgets[1],
             "iterations": self.iterations,
             "requests": self.requests,
+            "steps": self.steps,
+            "drops": self.drops,
+            "empty_schedules": self.empty_schedules,
         }
 
 
