@@ -11,10 +11,18 @@ stack takes most of a second on one CPU thread). The plan (:func:`plan_stack`):
 - mixed iterations as the scheduler builds them: ``d`` decodes first, then a chunk filling
   the token budget (``chunk - d`` tokens);
 - the LM head at ``1..max_rows`` sampling rows.
+
+Every point is timed in :data:`STACK_PASSES` passes over the whole plan, each pass on freshly
+allocated inputs, and the median of its passes is kept: one pass measures a point in one stretch
+of the machine's state and one allocation. On the quiet 2-core VM, gpt2's 3-row decode through
+the stack took 53-62 ms over six input sets a minute apart, where a one-pass profile had said
+64-71 ms; that single point priced the runtime's commonest batch +9.7% in the cell validation
+(docs/VALIDATION.md, run H).
 """
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -30,6 +38,7 @@ from offload_rl.profiles import BatchedStepPoint, BatchedSteps
 
 DEFAULT_STACK_CONTEXTS: tuple[int, ...] = (64, 256, 768)
 CHUNK_FRACTIONS: tuple[int, ...] = (16, 8, 4, 2, 1)  # chunks of chunk // f tokens
+STACK_PASSES = 3  # passes over the plan, fresh inputs each; a point keeps its median (above)
 
 StepFn = Callable[[str], None]
 
@@ -43,10 +52,11 @@ class StackPlan:
     max_rows: int
     contexts: list[int]
     chunk: int
+    passes: int = STACK_PASSES
 
     @property
     def steps(self) -> int:
-        return len(self.layers) + len(self.head)
+        return (len(self.layers) + len(self.head)) * self.passes
 
 
 def plan_stack(
@@ -84,18 +94,28 @@ def measure_stack(
 ) -> BatchedSteps:
     """Time every batch of ``plan`` through the stack and the head; fit the step table."""
     timer = replace(timer, warmup=min(timer.warmup, 1))
-    points: list[BatchedStepPoint] = []
-    with torch.inference_mode(), stack_attention_in(calls.decoders):
-        for batch in plan.layers:
-            step(f"in-stack {len(calls.decoders)} layers, {batch_label(batch)}")
-            fn, after = calls.layers(batch)
-            seconds = timer.time(fn, after=after)
-            points.append(_point("layers", batch, sum(n == 1 for n, _ in batch), seconds))
-    with torch.inference_mode():
-        for samples in plan.head:
-            step(f"in-stack head, {samples} row(s)")
-            fn, after = calls.head(samples)
-            points.append(_point("head", [(samples, 0)], samples, timer.time(fn, after=after)))
+    layers: list[list[float]] = [[] for _ in plan.layers]
+    heads: list[list[float]] = [[] for _ in plan.head]
+    for p in range(plan.passes):
+        tag = f" (pass {p + 1}/{plan.passes})" if plan.passes > 1 else ""
+        with torch.inference_mode(), stack_attention_in(calls.decoders):
+            for batch, seconds in zip(plan.layers, layers, strict=True):
+                step(f"in-stack {len(calls.decoders)} layers, {batch_label(batch)}{tag}")
+                fn, after = calls.layers(batch)  # fresh inputs every pass
+                seconds.append(timer.time(fn, after=after))
+        with torch.inference_mode():
+            for samples, seconds in zip(plan.head, heads, strict=True):
+                step(f"in-stack head, {samples} row(s){tag}")
+                fn, after = calls.head(samples)
+                seconds.append(timer.time(fn, after=after))
+    points = [
+        _point("layers", batch, sum(n == 1 for n, _ in batch), statistics.median(seconds))
+        for batch, seconds in zip(plan.layers, layers, strict=True)
+    ]
+    points += [
+        _point("head", [(samples, 0)], samples, statistics.median(seconds))
+        for samples, seconds in zip(plan.head, heads, strict=True)
+    ]
     n_layers = len(calls.decoders)
     method = (
         f"{settings}; in-stack: all {n_layers} distinct decoder layers in a row (own random "
@@ -103,7 +123,8 @@ def measure_stack(
         "its own per-layer buffers and attended with transformers' sdpa, then the final norm; "
         f"decodes of 1..{plan.max_rows} rows at contexts {plan.contexts}, chunks up to "
         f"{plan.chunk} tokens, mixed chunk + decodes filling the budget; the LM head at "
-        f"1..{plan.max_rows} rows; per layer = stack time / {n_layers}, a table over packed "
+        f"1..{plan.max_rows} rows; each point the median of {plan.passes} passes over the plan "
+        f"on fresh inputs; per layer = stack time / {n_layers}, a table over packed "
         "tokens plus per-sequence KV and attention terms, fitted by NNLS weighted for relative "
         "error"
     )

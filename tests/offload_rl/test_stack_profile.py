@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import pytest
 from hypothesis import given, settings
@@ -50,6 +52,51 @@ def test_plan_times_every_row_count_chunks_and_budget_filling_mixes():
         plan_stack(get_arch("gpt2"), 0, None, 256)
     with pytest.raises(ConfigError, match="contexts"):
         plan_stack(get_arch("gpt2"), 2, (0,), 256)
+
+
+@dataclass(frozen=True)
+class _ScriptedTimer:
+    """Returns the scripted seconds in call order instead of timing (``replace`` keeps them)."""
+
+    seconds: Iterator[float]
+    warmup: int = 0
+
+    def time(self, fn: Callable[[], object], after: Callable[[], object] | None = None) -> float:
+        return next(self.seconds)
+
+
+class _NoCalls:
+    """Calls that do nothing over two stand-in layers: the timer supplies the seconds."""
+
+    def __init__(self) -> None:
+        import torch
+
+        self.decoders = [torch.nn.Identity(), torch.nn.Identity()]
+
+    def layers(self, batch: object) -> tuple[Callable[[], object], None]:
+        return (lambda: None), None
+
+    def head(self, samples: int) -> tuple[Callable[[], object], None]:
+        return (lambda: None), None
+
+
+@needs_torch
+def test_every_point_keeps_the_median_of_its_passes():
+    """Three passes over the plan (pass-major); a point keeps the median of its three timings,
+    not the first, the fastest or the mean."""
+    import torch
+
+    from offload_rl.profiler.stack_measure import STACK_PASSES, StackPlan, measure_stack
+
+    assert STACK_PASSES == 3
+    layers = [[(1, 64)], [(1, 64), (1, 64)], [(1, 256)], [(1, 256), (1, 256)], [(16, 0)]]
+    plan = StackPlan(layers, [1, 2], 2, [64, 256], 16)
+    scale = (1.0, 5.0, 2.0)  # per pass: the median is the third pass's
+    base = [0.010, 0.018, 0.012, 0.021, 0.030, 0.004, 0.006]  # the 5 batches, then 2 heads
+    timer = _ScriptedTimer(iter([f * b for f in scale for b in base]))
+    steps = measure_stack(torch, _NoCalls(), plan, timer, lambda _: None, "scripted")  # type: ignore[arg-type]
+    assert [p.seconds for p in steps.points] == pytest.approx([2.0 * b for b in base])
+    assert "median of 3 passes" in steps.method
 
 
 # --- the fit ---------------------------------------------------------------------------------
