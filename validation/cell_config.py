@@ -48,6 +48,9 @@ class CellValidationConfig(ValidationConfig):
     batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES
     splits: Sequence[int] = (0,)  # first edge layers a request may get (0: token ids)
     runs: int = 1  # repeats of every level (the CLI's default is DEFAULT_RUNS)
+    # Every repeat replays run 0's streams and link offsets: the runtime against itself
+    # (validation.repeatability), instead of independent draws.
+    same_streams: bool = False
     start_margin_s: float = 0.5  # between the last device connecting and the run's start
     device_timeout_s: float = 900.0  # a load level taking longer is a failure
 
@@ -60,6 +63,8 @@ def check_cell_config(cfg: CellValidationConfig) -> None:
         raise ConfigError(f"--gaps must be seconds >= 0, got {list(cfg.gaps_s)}")
     if not 1 <= cfg.runs <= 100:
         raise ConfigError(f"--runs must be between 1 and 100, got {cfg.runs}")
+    if cfg.same_streams and cfg.runs < 2:
+        raise ConfigError(f"--same-streams needs --runs of at least 2, got {cfg.runs}")
     if cfg.pool_tokens < 1:
         raise ConfigError(f"--pool-tokens must be >= 1, got {cfg.pool_tokens}")
     if cfg.max_num_batched_tokens < 1 or cfg.max_num_seqs < 1:

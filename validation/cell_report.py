@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from validation.repeatability import markdown_lines
 from validation.report import _fmt
 
 
@@ -62,6 +63,11 @@ def markdown(result: dict[str, Any]) -> str:
         + ".",
         *_open_loop_line(result["by_load_level"]),
         *_pooled_lines(result.get("pooled_over_runs")),
+        *markdown_lines(
+            result.get("runtime_repeatability"),
+            "The runtime against its own repeats (--same-streams): the floor under any "
+            "per-request prediction",
+        ),
         "",
         f"Overall: median {_fmt(overall['median_abs_pct_error_total'])}%, p90 "
         f"{_fmt(overall['p90_abs_pct_error_total'])}% absolute error of total latency "

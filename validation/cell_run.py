@@ -102,6 +102,8 @@ def run_cell_validation(cfg: CellValidationConfig) -> dict[str, Any]:
         "requests_per_device": cfg.requests,
         "gaps_s": list(cfg.gaps_s),
         "runs": cfg.runs,
+        "same_streams": cfg.same_streams,
+        "seed": cfg.seed,
         "threads_per_process": cfg.threads,
         "rtt_ms": cfg.rtt_ms,
         "traces": list(cfg.traces),
@@ -317,8 +319,9 @@ def _run_level(
     started = time.monotonic()
     folder = cfg.out / (f"run{run}/level{level}" if cfg.runs > 1 else f"level{level}")
     folder.mkdir(parents=True, exist_ok=True)
-    links = _links(cfg, traces, level, run)
-    streams = device_requests(cfg, arch.max_positions, level, gap_s, run)
+    stream = 0 if cfg.same_streams else run  # --same-streams: every repeat replays run 0's
+    links = _links(cfg, traces, level, stream)
+    streams = device_requests(cfg, arch.max_positions, level, gap_s, stream)
     edge_log = folder / "edge.json"
     edge_cmd = [
         sys.executable, "-m", "validation.runtime.cell_edge", "--devices", str(cfg.devices),

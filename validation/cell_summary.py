@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from offload_rl.cell.batch_roofline import BatchRoofline
+from validation.repeatability import repeatability, repeats_of
 from validation.summary import TARGET_MEDIAN_PCT, TARGET_P90_PCT
 
 CONTENTION_BATCH = 2  # "under contention": a batch of at least this many sequences ...
@@ -395,7 +396,7 @@ def summarise_cell(
     all_rows = [r for rows in rows_by_level for r in rows]
     overall = _group(all_rows, iters_by_level)
     overall["by_placement"] = _by_placement(all_rows)
-    return {
+    doc: dict[str, Any] = {
         "setup": setup,
         "overall": overall,
         "targets": _targets(overall),
@@ -404,3 +405,6 @@ def summarise_cell(
         "requests": all_rows,
         "iterations": iters_by_level,
     }
+    # --same-streams: the runtime against its own repeats, the floor under the figure above
+    doc["runtime_repeatability"] = repeatability(repeats_of(doc))
+    return doc

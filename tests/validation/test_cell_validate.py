@@ -31,6 +31,7 @@ CONTRACT = ("median_abs_pct_error_total", "p90_abs_pct_error_total")
         (["--splits", "0,12"], "--splits"),  # gpt2 has 12 layers: k = 12 leaves the edge none
         (["--splits", "-1"], "--splits"),
         (["--runs", "0"], "--runs"),
+        (["--runs", "1", "--same-streams"], "--same-streams"),
     ],
 )
 def test_bad_cell_flags_are_one_line_errors(
@@ -59,10 +60,10 @@ def test_device_streams_are_per_device_sessions_and_gaps(tmp_path: Path) -> None
 
 
 def test_a_tiny_cell_runs_end_to_end(tmp_path: Path) -> None:
-    """Two devices, two requests each per run, two runs, back to back, a pool so small the edge
-    preempts; the sessions drawn at split 0 (token ids) or 1 (the device runs layer 0, round
-    trips). The simulator's scheduler, in lockstep with the real edge's log, schedules every
-    iteration as it did."""
+    """Two devices, two requests each per run, two runs of the same streams, back to back, a
+    pool so small the edge preempts; the sessions drawn at split 0 (token ids) or 1 (the device
+    runs layer 0, round trips). The simulator's scheduler, in lockstep with the real edge's
+    log, schedules every iteration as it did; each request is compared with its repeat."""
     pytest.importorskip("transformers")
     cfg = CellValidationConfig(
         out=tmp_path / "cell",
@@ -70,6 +71,7 @@ def test_a_tiny_cell_runs_end_to_end(tmp_path: Path) -> None:
         devices=2,
         requests=2,
         runs=2,
+        same_streams=True,
         gaps_s=(0.0,),
         traces=("constant:20",),
         policy="forced",
@@ -103,6 +105,10 @@ def test_a_tiny_cell_runs_end_to_end(tmp_path: Path) -> None:
     diffs, lines = diff_run_folder(cfg.out)
     assert len(diffs) == 2 and all(d.agrees and d.ids_compared for d in diffs), lines
     assert "Pooled over 2 runs" in (cfg.out / "validation.md").read_text()
+    repeat = saved["runtime_repeatability"]  # the same 4 requests (forced splits) run twice
+    assert repeat["repeats"] == 2 and repeat["overall"]["runtime_pairs"]["n"] == 8
+    assert repeat["overall"]["simulator"]["n"] == 8
+    assert "against its own repeats" in (cfg.out / "validation.md").read_text()
     placement = result["overall"]["by_placement"]
     assert placement["split"]["scored"] + placement["token_ids"]["scored"] == 8
     for key in CONTRACT:

@@ -6,9 +6,10 @@
         [--profile-method stack|profiler] [--reprofile]
     offload-rl validate --cell --out runs/validate-cell [--devices 4] [--requests 8]
         [--gaps 0,2] [--pool-tokens 1536] [--max-num-batched-tokens 256] [--max-num-seqs 64]
-        [--policy service|forced] [--splits 0,4,8] [--runs 4]
+        [--policy service|forced] [--splits 0,4,8] [--runs 4] [--same-streams]
     offload-rl validate --cell --diff-schedule DIR    # a stored run: do the schedulers agree?
     offload-rl validate --cell --rescore DIR [--out NEW]  # a stored run, today's replay
+    offload-rl validate --cell --repeatability DIR [DIR ...]  # runs against their repeats
 
 torch and transformers are imported inside the handler only.
 """
@@ -16,6 +17,7 @@ torch and transformers are imported inside the handler only.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +165,22 @@ def _add_cell_options(parser: argparse.ArgumentParser) -> None:
         "~17 min on a quiet 2-core machine)",
     )
     cell.add_argument(
+        "--same-streams",
+        action="store_true",
+        help="every repeat replays run 1's streams, link offsets and (as far as the service "
+        "decides alike) decisions: validation.json then says how far the runtime is from its "
+        "own repeats, the floor under any per-request prediction of it",
+    )
+    cell.add_argument(
+        "--repeatability",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="DIR",
+        help="no run: how far stored validate --cell runs of the same settings are from each "
+        "other (the same requests run the same way), beside the simulator's error on them",
+    )
+    cell.add_argument(
         "--diff-schedule",
         type=Path,
         default=None,
@@ -186,7 +204,7 @@ def _run(args: argparse.Namespace) -> int:
     from validation.config import ValidationConfig
     from validation.run import run_validation
 
-    if args.cell and (args.diff_schedule or args.rescore):
+    if args.cell and (args.diff_schedule or args.rescore or args.repeatability):
         return _from_stored(args)
     if args.out is None:
         raise ConfigError("--out is required (the output folder)")
@@ -270,10 +288,14 @@ def _from_stored(args: argparse.Namespace) -> int:
     from validation.cell_rescore import rescore_run
     from validation.schedule_diff import all_agree, diff_run_folder
 
-    for flag, path in (("--diff-schedule", args.diff_schedule), ("--rescore", args.rescore)):
+    stored = [("--diff-schedule", args.diff_schedule), ("--rescore", args.rescore)]
+    stored += [("--repeatability", path) for path in args.repeatability or []]
+    for flag, path in stored:
         if path is not None and not path.is_dir():
             raise ConfigError(f"{flag} {path}: not a folder")
     status = 0
+    if args.repeatability is not None:
+        print("\n".join(_repeatability_lines(args.repeatability)))
     if args.diff_schedule is not None:
         diffs, lines = diff_run_folder(args.diff_schedule)
         print("\n".join(lines))
@@ -284,6 +306,28 @@ def _from_stored(args: argparse.Namespace) -> int:
             write_cell_outputs(result, args.out)
         print(markdown(result))
     return status
+
+
+def _repeatability_lines(folders: list[Path]) -> list[str]:
+    """``--repeatability DIR ...``: the runtime against itself over stored validations."""
+    from validation.repeatability import markdown_lines, repeatability_of_results
+
+    results = []
+    for folder in folders:
+        path = folder / "validation.json"
+        if not path.is_file():
+            raise ConfigError(f"--repeatability {folder}: no validation.json (not a --out folder)")
+        try:
+            results.append(json.loads(path.read_text()))
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path}: not JSON ({e.msg}, line {e.lineno})") from None
+    rep = repeatability_of_results(results)
+    if rep is None:
+        raise ConfigError(
+            f"--repeatability: no request ran the same way in two runs of {len(folders)} "
+            "folder(s) (different settings or seeds; one folder needs --same-streams)"
+        )
+    return markdown_lines(rep, f"The runtime against itself over {len(folders)} validation(s)")
 
 
 def _run_cell(args: argparse.Namespace) -> int:
@@ -324,6 +368,7 @@ def _run_cell(args: argparse.Namespace) -> int:
         devices=args.devices,
         gaps_s=gaps,
         runs=args.runs if args.runs is not None else defaults.DEFAULT_RUNS,
+        same_streams=args.same_streams,
         batch_sizes=batch_sizes,
         **optional,
         **_common(args),
