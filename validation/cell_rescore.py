@@ -61,8 +61,10 @@ def load_run_level(folder: Path, stored: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def rescore_run(run: Path) -> dict[str, Any]:
-    """The ``validation.json`` document today's replay gives for the stored run ``run``."""
+def rescore_run(run: Path, profile: Path | None = None) -> dict[str, Any]:
+    """The ``validation.json`` document today's replay gives for the stored run ``run``,
+    priced with the run's own profile or ``profile`` (another invocation's: how much of the
+    figure is the profile's, rather than the run's)."""
     from validation.cell_summary import summarise_cell
 
     stored_path = run / "validation.json"
@@ -70,9 +72,12 @@ def rescore_run(run: Path) -> dict[str, Any]:
         raise RescoreError(f"{stored_path}: missing (not a validate --cell --out folder)")
     stored = json.loads(stored_path.read_text())
     setup = dict(stored["setup"])
-    profile_path = run / Path(setup["profile"]).name
+    profile_path = run / Path(setup["profile"]).name if profile is None else profile
     if not profile_path.is_file():
-        raise RescoreError(f"{profile_path}: the run's profile is not in its folder")
+        where = "the run's profile is not in its folder" if profile is None else "no such file"
+        raise RescoreError(f"{profile_path}: {where}")
+    if profile is not None:
+        setup["rescored_with_profile"] = str(profile)
     batch_cost = for_profile(load_profile(str(profile_path)))
     scenario = cell_scenario(validation_scenario(profile_path, setup["traces"], setup["rtt_ms"]))
     budgets = (int(setup["pool_bytes"]), setup["max_num_batched_tokens"], setup["max_num_seqs"])

@@ -11,6 +11,7 @@ import pytest
 from offload_rl.cli import main
 from offload_rl.profiles import Profile
 from validation.cell_config import CellValidationConfig, check_cell_config
+from validation.cell_rescore import RescoreError, rescore_run
 from validation.cell_run import device_requests, run_cell_validation
 from validation.cell_summary import outside_the_iterations, pricing_by_kind
 from validation.runtime.model import small_arch
@@ -109,6 +110,13 @@ def test_a_tiny_cell_runs_end_to_end(tmp_path: Path) -> None:
     assert repeat["repeats"] == 2 and repeat["overall"]["runtime_pairs"]["n"] == 8
     assert repeat["overall"]["simulator"]["n"] == 8
     assert "against its own repeats" in (cfg.out / "validation.md").read_text()
+    # a stored run replays to the same figures, with its own profile or one named
+    profile_file = cfg.out / "profile-gpt2-small-t1-batched.json"
+    for again in (rescore_run(cfg.out), rescore_run(cfg.out, profile_file)):
+        for key in CONTRACT:
+            assert again["overall"][key] == result["overall"][key]
+    with pytest.raises(RescoreError, match="no such file"):
+        rescore_run(cfg.out, cfg.out / "missing.json")
     placement = result["overall"]["by_placement"]
     assert placement["split"]["scored"] + placement["token_ids"]["scored"] == 8
     for key in CONTRACT:

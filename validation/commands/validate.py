@@ -8,7 +8,7 @@
         [--gaps 0,2] [--pool-tokens 1536] [--max-num-batched-tokens 256] [--max-num-seqs 64]
         [--policy service|forced] [--splits 0,4,8] [--runs 4] [--same-streams]
     offload-rl validate --cell --diff-schedule DIR    # a stored run: do the schedulers agree?
-    offload-rl validate --cell --rescore DIR [--out NEW]  # a stored run, today's replay
+    offload-rl validate --cell --rescore DIR [--rescore-profile FILE] [--out NEW]  # today's replay
     offload-rl validate --cell --repeatability DIR [DIR ...]  # runs against their repeats
 
 torch and transformers are imported inside the handler only.
@@ -198,6 +198,13 @@ def _add_cell_options(parser: argparse.ArgumentParser) -> None:
         help="no run: replay a stored validate --cell --out folder through today's simulator "
         "with the run's own profile and print its figures (with --out: write the files there)",
     )
+    cell.add_argument(
+        "--rescore-profile",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="with --rescore: price with this profile (e.g. another run's) instead of the run's",
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -301,7 +308,7 @@ def _from_stored(args: argparse.Namespace) -> int:
         print("\n".join(lines))
         status = 0 if all_agree(diffs) else 1
     if args.rescore is not None:
-        result = rescore_run(args.rescore)
+        result = rescore_run(args.rescore, args.rescore_profile)
         if args.out is not None:
             write_cell_outputs(result, args.out)
         print(markdown(result))
