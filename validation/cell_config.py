@@ -10,6 +10,7 @@ mechanism and its cost, not the size).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -51,8 +52,17 @@ class CellValidationConfig(ValidationConfig):
     # Every repeat replays run 0's streams and link offsets: the runtime against itself
     # (validation.repeatability), instead of independent draws.
     same_streams: bool = False
+    # The edge process alone on one CPU, the phones, service and driver on the others
+    # (validation.runtime.pinned); the profile is measured on the edge's CPU.
+    pin_edge: bool = False
     start_margin_s: float = 0.5  # between the last device connecting and the run's start
     device_timeout_s: float = 900.0  # a load level taking longer is a failure
+
+
+def usable_cpus() -> set[int]:
+    """The CPUs this process may run on (empty where the platform cannot pin)."""
+    getter = getattr(os, "sched_getaffinity", None)
+    return set(getter(0)) if getter is not None else set()
 
 
 def check_cell_config(cfg: CellValidationConfig) -> None:
@@ -63,6 +73,8 @@ def check_cell_config(cfg: CellValidationConfig) -> None:
         raise ConfigError(f"--gaps must be seconds >= 0, got {list(cfg.gaps_s)}")
     if not 1 <= cfg.runs <= 100:
         raise ConfigError(f"--runs must be between 1 and 100, got {cfg.runs}")
+    if cfg.pin_edge and len(usable_cpus()) < 2:
+        raise ConfigError("--pin-edge needs Linux and at least 2 usable CPUs")
     if cfg.same_streams and cfg.runs < 2:
         raise ConfigError(f"--same-streams needs --runs of at least 2, got {cfg.runs}")
     if cfg.pool_tokens < 1:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -29,6 +30,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +41,12 @@ from offload_rl.cell.batch_roofline import BatchRoofline, for_profile
 from offload_rl.errors import OffloadRLError
 from offload_rl.model_shapes import ArchSpec
 from offload_rl.scenario import CloudConfig, Scenario
-from validation.cell_config import CellValidationConfig, check_cell_config
+from validation.cell_config import CellValidationConfig, check_cell_config, usable_cpus
 from validation.cell_replay import DeviceLink, simulate
 from validation.config import TraceSpec, check_config, parse_traces, say
 from validation.cpu_load import CpuLoad, load_average
 from validation.request_stream import replay_requests
+from validation.runtime import pinned
 from validation.runtime.link import now
 from validation.runtime.model import arch_to_json
 
@@ -55,6 +58,33 @@ RUN_SEED_STRIDE = 10_000_000  # a repeat's streams: seeds apart from every level
 
 class CellRunError(OffloadRLError):
     """A process of the cell runtime failed."""
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Which CPUs the edge and everything else run on (``--pin-edge``), or anywhere."""
+
+    edge: frozenset[int] = frozenset()
+    others: frozenset[int] = frozenset()
+
+    @classmethod
+    def of(cls, cfg: CellValidationConfig) -> Placement:
+        """The last usable CPU for the edge, the rest for the others (``pin_edge``)."""
+        if not cfg.pin_edge:
+            return cls()
+        cpus = usable_cpus()
+        edge = max(cpus)
+        return cls(frozenset({edge}), frozenset(cpus - {edge}))
+
+    def python(self, role: str, args: list[str]) -> list[str]:
+        """The command line that runs ``python ARGS`` as ``role`` (``edge`` or other)."""
+        cpus = self.edge if role == "edge" else self.others
+        return pinned.command(set(cpus), args) if cpus else [sys.executable, *args]
+
+    def as_json(self) -> dict[str, list[int]] | None:
+        if not self.edge:
+            return None
+        return {"edge_cpus": sorted(self.edge), "other_cpus": sorted(self.others)}
 
 
 def run_cell_validation(cfg: CellValidationConfig) -> dict[str, Any]:
@@ -71,9 +101,11 @@ def run_cell_validation(cfg: CellValidationConfig) -> dict[str, Any]:
     traces = parse_traces(cfg.traces, cfg.seed)
     cfg.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    profile, profile_path, reused = measured_profile(
-        cfg, arch, cfg.batch_sizes, cfg.max_num_batched_tokens
-    )
+    place = Placement.of(cfg)
+    with _driver_on(place.edge):  # the profile on the edge's CPU (--pin-edge)
+        profile, profile_path, reused = measured_profile(
+            cfg, arch, cfg.batch_sizes, cfg.max_num_batched_tokens
+        )
     batch_cost = for_profile(profile)  # the batched section: its in-stack step table
     batch_source = (
         f"measured batched profile {profile_path.name} (offload_rl.profiler, batch sizes "
@@ -87,11 +119,20 @@ def run_cell_validation(cfg: CellValidationConfig) -> dict[str, Any]:
     scenario_path.write_text(yaml.safe_dump(scenario.model_dump(mode="json")))
     levels = []
     budgets = (pool_bytes, cfg.max_num_batched_tokens, cfg.max_num_seqs)
-    with _service(cfg, scenario_path) as service_url:
+    with _driver_on(place.others), _service(cfg, scenario_path, place) as service_url:
         for run in range(cfg.runs):
             for li, gap in enumerate(cfg.gaps_s):
                 level = _run_level(
-                    cfg, arch, traces, li, gap, pool_bytes, scenario_path, service_url, run
+                    cfg,
+                    arch,
+                    traces,
+                    li,
+                    gap,
+                    pool_bytes,
+                    scenario_path,
+                    service_url,
+                    run,
+                    place,
                 )
                 replay_level(level, scenario, batch_cost, budgets)
                 levels.append(level)
@@ -104,6 +145,7 @@ def run_cell_validation(cfg: CellValidationConfig) -> dict[str, Any]:
         "runs": cfg.runs,
         "same_streams": cfg.same_streams,
         "seed": cfg.seed,
+        "pinned": place.as_json(),
         "threads_per_process": cfg.threads,
         "rtt_ms": cfg.rtt_ms,
         "traces": list(cfg.traces),
@@ -206,6 +248,20 @@ def _coefficients(cost: BatchRoofline) -> dict[str, Any]:
     return data
 
 
+@contextlib.contextmanager
+def _driver_on(cpus: frozenset[int]) -> Iterator[None]:
+    """This thread on ``cpus`` inside the block (anywhere it was, after; nothing if empty)."""
+    if not cpus:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
 # --- the decision service ---------------------------------------------------------------------
 
 
@@ -216,17 +272,17 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _service(cfg: CellValidationConfig, path: Path) -> Iterator[str | None]:
+def _service(cfg: CellValidationConfig, path: Path, place: Placement) -> Iterator[str | None]:
     """``offload-rl serve --edge-push`` for the scenario at ``path``, or None (forced)."""
     if cfg.policy != "service":
         yield None
         return
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    cmd = [
-        sys.executable, "-m", "offload_rl", "serve", "--scenario", str(path), "--edge-push",
+    cmd = place.python("service", [
+        "-m", "offload_rl", "serve", "--scenario", str(path), "--edge-push",
         "--port", str(port), "--watch-interval", "0", "--log-level", "warning",
-    ]  # fmt: skip
+    ])  # fmt: skip
     log = (cfg.out / "service.log").open("w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -313,6 +369,7 @@ def _run_level(
     scenario_path: Path,
     service_url: str | None,
     run: int = 0,
+    place: Placement | None = None,
 ) -> dict[str, Any]:
     """One run of the cell runtime at one load level: the devices' records and the edge's log
     (under ``level<i>``, or ``run<r>/level<i>`` when the validation repeats)."""
@@ -323,12 +380,13 @@ def _run_level(
     links = _links(cfg, traces, level, stream)
     streams = device_requests(cfg, arch.max_positions, level, gap_s, stream)
     edge_log = folder / "edge.json"
-    edge_cmd = [
-        sys.executable, "-m", "validation.runtime.cell_edge", "--devices", str(cfg.devices),
+    place = place or Placement()
+    edge_cmd = place.python("edge", [
+        "-m", "validation.runtime.cell_edge", "--devices", str(cfg.devices),
         "--pool-bytes", str(pool_bytes), "--max-num-batched-tokens",
         str(cfg.max_num_batched_tokens), "--max-num-seqs", str(cfg.max_num_seqs),
         "--threads", str(cfg.threads), "--log", str(edge_log),
-    ]  # fmt: skip
+    ])  # fmt: skip
     if service_url:
         edge_cmd += ["--report-url", service_url]
     label = f"run {run + 1}/{cfg.runs}, " if cfg.runs > 1 else ""
@@ -342,7 +400,7 @@ def _run_level(
         for d, link in enumerate(links):
             procs.append(
                 _start_device(cfg, arch, folder, d, link, port, streams[d], scenario_path,
-                              service_url)
+                              service_url, place)
             )  # fmt: skip
         devices = procs[1:]
         for p in devices:
@@ -404,6 +462,7 @@ def _start_device(
     requests: Sequence[dict[str, Any]],
     scenario_path: Path,
     service_url: str | None,
+    place: Placement,
 ) -> subprocess.Popen[str]:
     """Device ``d``'s process, its job (link, requests, where the edge and service are) saved
     beside its output; it connects, then waits for the start instant on its stdin."""
@@ -430,11 +489,11 @@ def _start_device(
         splits=list(cfg.splits),
     )
     job.save(folder / f"device{d}-job.json")
-    cmd = [
-        sys.executable, "-m", "validation.runtime.cell_device",
+    cmd = place.python("device", [
+        "-m", "validation.runtime.cell_device",
         "--job", str(folder / f"device{d}-job.json"),
         "--out", str(folder / f"device{d}.json"),
-    ]  # fmt: skip
+    ])  # fmt: skip
     return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 

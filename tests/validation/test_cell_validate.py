@@ -10,7 +10,7 @@ import pytest
 
 from offload_rl.cli import main
 from offload_rl.profiles import Profile
-from validation.cell_config import CellValidationConfig, check_cell_config
+from validation.cell_config import CellValidationConfig, check_cell_config, usable_cpus
 from validation.cell_rescore import RescoreError, rescore_run
 from validation.cell_run import device_requests, run_cell_validation
 from validation.cell_summary import outside_the_iterations, pricing_by_kind
@@ -73,6 +73,7 @@ def test_a_tiny_cell_runs_end_to_end(tmp_path: Path) -> None:
         requests=2,
         runs=2,
         same_streams=True,
+        pin_edge=len(usable_cpus()) >= 2,  # the edge on a CPU of its own where there are two
         gaps_s=(0.0,),
         traces=("constant:20",),
         policy="forced",
@@ -106,6 +107,10 @@ def test_a_tiny_cell_runs_end_to_end(tmp_path: Path) -> None:
     diffs, lines = diff_run_folder(cfg.out)
     assert len(diffs) == 2 and all(d.agrees and d.ids_compared for d in diffs), lines
     assert "Pooled over 2 runs" in (cfg.out / "validation.md").read_text()
+    pinned = saved["setup"]["pinned"]
+    assert (pinned is not None) == cfg.pin_edge
+    if pinned is not None:
+        assert pinned["edge_cpus"] == [max(usable_cpus())] and pinned["other_cpus"]
     repeat = saved["runtime_repeatability"]  # the same 4 requests (forced splits) run twice
     assert repeat["repeats"] == 2 and repeat["overall"]["runtime_pairs"]["n"] == 8
     assert repeat["overall"]["simulator"]["n"] == 8

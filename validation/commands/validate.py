@@ -6,7 +6,7 @@
         [--profile-method stack|profiler] [--reprofile]
     offload-rl validate --cell --out runs/validate-cell [--devices 4] [--requests 8]
         [--gaps 0,2] [--pool-tokens 1536] [--max-num-batched-tokens 256] [--max-num-seqs 64]
-        [--policy service|forced] [--splits 0,4,8] [--runs 4] [--same-streams]
+        [--policy service|forced] [--splits 0,4,8] [--runs 4] [--same-streams] [--pin-edge]
     offload-rl validate --cell --diff-schedule DIR    # a stored run: do the schedulers agree?
     offload-rl validate --cell --rescore DIR [--rescore-profile FILE] [--out NEW]  # today's replay
     offload-rl validate --cell --repeatability DIR [DIR ...]  # runs against their repeats
@@ -170,6 +170,12 @@ def _add_cell_options(parser: argparse.ArgumentParser) -> None:
         help="every repeat replays run 1's streams, link offsets and (as far as the service "
         "decides alike) decisions: validation.json then says how far the runtime is from its "
         "own repeats, the floor under any per-request prediction of it",
+    )
+    cell.add_argument(
+        "--pin-edge",
+        action="store_true",
+        help="the edge process (and the profile) alone on the last CPU, the phones, service "
+        "and driver on the others, as if the phones were other machines (Linux, >= 2 CPUs)",
     )
     cell.add_argument(
         "--repeatability",
@@ -376,6 +382,7 @@ def _run_cell(args: argparse.Namespace) -> int:
         gaps_s=gaps,
         runs=args.runs if args.runs is not None else defaults.DEFAULT_RUNS,
         same_streams=args.same_streams,
+        pin_edge=args.pin_edge,
         batch_sizes=batch_sizes,
         **optional,
         **_common(args),
