@@ -6,6 +6,7 @@ The Gymnasium face of :class:`offload_rl.cell.simulator.CellSimulator` (the phys
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
@@ -14,6 +15,7 @@ from gymnasium import spaces
 
 from envs.episode_options import pick_episode
 from offload_rl.actions import ActionLayout
+from offload_rl.cell import compiled_decode as cd
 from offload_rl.cell.config import CellConfig
 from offload_rl.cell.radio import RADIO_STATES
 from offload_rl.cell.simulator import CellRequest, CellSimulator
@@ -176,6 +178,7 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
             0.0, 1.0, (self.feature_spec.obs_dim,), dtype=np.float32
         )
         self._i = 0
+        self._encode: Callable[[CellDecisionState, FeatureSpec], np.ndarray] | None = None
         self.last_finished: list[CellRequest] = []
 
     # -- episode set-up -------------------------------------------------------------------
@@ -195,13 +198,28 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
             "workload_seed": wseed,
             "n_devices": self.sim.cell.n_devices,
         }
+        self._encode = self._compiled_encoder() if self.sim.edge.compiled else None
         self._prepare()
         return self._obs, dict(self._episode_info)
 
+    @staticmethod
+    def _compiled_encoder() -> Callable[[CellDecisionState, FeatureSpec], np.ndarray] | None:
+        """The observation's compiled writer (bit for bit :func:`encode_observation`), with
+        a compiled simulator; None (the Python encoder) if it fails to compile."""
+        try:
+            encode: Callable[[CellDecisionState, FeatureSpec], np.ndarray]
+            encode = cd.observation().encode
+        except cd.COMPILE_ERRORS as err:
+            cd.disable(str(err).splitlines()[0] if str(err) else type(err).__name__)
+            return None
+        return encode
+
     def _prepare(self) -> None:
-        self._state: CellDecisionState = self.sim.decision_state(self._i)
-        self._obs = encode_observation(self._state, self.feature_spec)
-        self._mask = action_mask(self._state, self.feature_spec)
+        state: CellDecisionState = self.sim.decision_state(self._i)
+        self._state = state
+        encode = self._encode or encode_observation
+        self._obs = encode(state, self.feature_spec)
+        self._mask = action_mask(state, self.feature_spec)
 
     # -- acting ---------------------------------------------------------------------------
     @property
