@@ -267,35 +267,35 @@ class CellSimulator:
             cached = (entry.split, min(entry.tokens, req.context_tokens))
         else:
             cached = (None, 0)
-        es = self.edge.state()
+        used, capacity, waiting, waiting_tokens, running, running_tokens = self.edge.queue_view()
         prev = d.memory.previous(sid)
         ttft, tpot = self.facts.slo_targets[self.slo_class[sid]]
-        return CellDecisionState(
-            throughput_mbps=samples,
-            rtt_ms=net.rtt_edge_ms,
-            new_tokens=req.new_tokens,
-            context_tokens=req.context_tokens,
-            turn=req.turn,
-            private=self.private[sid],
-            slo_ttft_s=ttft,
-            slo_tpot_s=tpot,
-            cached_split=cached[0],
-            cached_tokens=cached[1],
-            edge_kv_occupancy=es.pool_used_bytes / es.pool_capacity_bytes,
-            edge_load=self._edge_utilisation(t),
-            device_memory_layers=self.k_mem[i],
-            prev_output_tokens=prev[1] if prev else 0,
-            since_last_turn_s=0.0 if prev is None else t - prev[0],
-            throughput_age_s=age,
-            device_class=d.class_index,
-            thermal_level=d.os_level(t),
-            radio_state=d.radio_state_index(t),
-            edge_waiting=es.n_waiting,
-            edge_waiting_tokens=es.waiting_tokens,
-            edge_running=es.n_running,
-            edge_running_tokens=es.running_tokens,
-            entry_bytes_share=entry.nbytes / es.pool_capacity_bytes if entry else 0.0,
-            entry_recency_rank=pool.recency_rank(sid),
+        return CellDecisionState(  # positional, in the field order (the fields' names below)
+            samples,  # throughput_mbps
+            net.rtt_edge_ms,
+            req.new_tokens,
+            req.context_tokens,
+            req.turn,
+            self.private[sid],
+            ttft,  # slo_ttft_s
+            tpot,  # slo_tpot_s
+            cached[0],  # cached_split
+            cached[1],  # cached_tokens
+            used / capacity,  # edge_kv_occupancy
+            self._edge_utilisation(t),  # edge_load
+            self.k_mem[i],  # device_memory_layers
+            prev[1] if prev else 0,  # prev_output_tokens
+            0.0 if prev is None else t - prev[0],  # since_last_turn_s
+            age,  # throughput_age_s
+            d.class_index,  # device_class
+            d.os_level(t),  # thermal_level
+            d.radio_state_index(t),  # radio_state
+            waiting,  # edge_waiting
+            waiting_tokens,  # edge_waiting_tokens
+            running,  # edge_running
+            running_tokens,  # edge_running_tokens
+            entry.nbytes / capacity if entry else 0.0,  # entry_bytes_share
+            pool.recency_rank(sid),  # entry_recency_rank
         )
 
     def _edge_utilisation(self, t: float) -> float:

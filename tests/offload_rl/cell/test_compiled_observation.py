@@ -95,3 +95,22 @@ def test_compiled_cell_hands_out_the_python_encoders_observations() -> None:
         obs, _, _, truncated, _ = env.step(int(valid[rng.integers(valid.size)]))
         if truncated:
             break
+
+
+def test_queue_view_is_the_edge_states_fields() -> None:
+    """``EdgeServer.queue_view`` (what a decision reads, without an ``EdgeState``) holds the
+    fields of ``state()``, compiled server or not, at every decision."""
+    from envs.edge_cell import EdgeCellEnv
+
+    env = EdgeCellEnv(n_devices=8, episode_requests=80)
+    env.reset(seed=5)
+    rng = np.random.default_rng(1)
+    for _ in range(80):
+        es = env.sim.edge.state()
+        assert env.sim.edge.queue_view() == (
+            es.pool_used_bytes, es.pool_capacity_bytes, es.n_waiting, es.waiting_tokens,
+            es.n_running, es.running_tokens,
+        )  # fmt: skip
+        valid = np.flatnonzero(env.action_masks())
+        if env.step(int(valid[rng.integers(valid.size)]))[3]:
+            break
