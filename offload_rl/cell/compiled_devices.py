@@ -195,14 +195,18 @@ def wake(r: A, awake: A, levels: A, j: int, last: float) -> None:
 def stream_and_settle(
     r: A, awake: A, levels: A, streams: A, n: int, t: float, last: float
 ) -> float:
-    """``CellSimulator._stream_tokens`` (its ``n`` streams: devices ``js``, connected from
-    ``los`` to ``t``) then ``_radio_energy``: the radio joules of ``(last, t]``."""
-    for k in range(n):
-        j = int(streams[k, 0])
-        lo = streams[k, 1]
-        if r[j, S_AWAKE] == 0.0:
-            wake(r, awake, levels, j, last)
-        keep_connected(r, j, lo, t - lo)
+    """``CellSimulator._stream_tokens`` over the ``n`` streams (rows: request, device, first
+    token at the device), visited in request order as it visits ``_at_edge``, then
+    ``_radio_energy``: the radio joules of ``(last, t]``."""
+    for k in np.argsort(streams[:n, 0]):
+        lo = streams[k, 2]
+        if lo < last:  # max(first + half, last), as Device.receive was called with
+            lo = last
+        if t > lo:
+            j = int(streams[k, 1])
+            if r[j, S_AWAKE] == 0.0:
+                wake(r, awake, levels, j, last)
+            keep_connected(r, j, lo, t - lo)
     dt = t - last
     energy = 0.0
     for m in range(levels.shape[0]):
@@ -229,7 +233,7 @@ def warm_up() -> None:
     thermal_run(25.0, 1.0, 5.0, 25.0, 2.0, 40.0, 41.0, 45.0, 0.25)
     r = np.zeros((1, S_LEVEL + 1))
     r[0, R_ACTIVE] = -1e18
-    awake, levels, streams = np.zeros(2, dtype=np.int64), np.ones((1, 2)), np.zeros((1, 2))
+    awake, levels, streams = np.zeros(2, dtype=np.int64), np.ones((1, 2)), np.zeros((1, 3))
     radio_state(r, 0, 0.0)
     wake_delay(r, 0, 0.0)
     transfer(r, 0, 0.0, 1.0, 1.0, 0.0)

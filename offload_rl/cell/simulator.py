@@ -184,8 +184,9 @@ class CellSimulator:
         n_dev = len(self.devices)
         self._bank = self._radio_bank() if self.edge.compiled else None
         self._radios = [d.radio for d in self.devices]
-        # compiled: the edge requests whose tokens stream down, from the edge's first tokens
-        self._streaming: dict[int, CellRequest] | None = None
+        # compiled: the edge requests whose tokens stream down (from the edge's first tokens),
+        # each with its row in the bank's streams
+        self._streaming: dict[int, int] | None = None
         if self._bank is not None:
             self._streaming = {}
             self.edge.first_tokens = []
@@ -444,12 +445,7 @@ class CellSimulator:
         if streaming is not None:
             firsts = self.edge.first_tokens
             if firsts:
-                for er in firsts:
-                    cr = self._at_edge.get(er.request_id)
-                    if cr is not None:  # not finished already
-                        streaming[cr.rid] = cr
-                firsts.clear()
-        if self._streaming is not None:
+                self._start_streams(firsts, streaming)
             energy = self._stream_and_settle(t)
         else:
             self._stream_tokens(t)
@@ -479,7 +475,11 @@ class CellSimulator:
         cr.queue_s, cr.batch_at_admit, cr.preempted = er.queued_s, er.batch_at_admit, er.preemptions
         d = self.devices[cr.device]
         if self._streaming is not None:
-            self._streaming.pop(cr.rid, None)
+            row = self._streaming.pop(cr.rid, None)
+            if row is not None and self._bank is not None:
+                moved = self._bank.drop_stream(row)
+                if moved >= 0:
+                    self._streaming[moved] = row
         self._wake(cr.device)
         d.receive(max(first + half, self._t), cr.finish_s - max(first + half, self._t))
         self._complete(cr)
@@ -501,30 +501,25 @@ class CellSimulator:
                         self._wake(j)
                     radios[j].keep_connected(lo, t - lo)  # Device.receive, inlined
 
+    def _start_streams(self, firsts: list[EdgeRequest], streaming: dict[int, int]) -> None:
+        """The requests whose first token the edge produced (and that have not finished) start
+        streaming: a row each in the bank's streams, from their first token at the device."""
+        bank = self._bank
+        assert bank is not None
+        half = self.rtt / 2.0
+        for er in firsts:
+            cr = self._at_edge.get(er.request_id)
+            if cr is not None and cr.rid not in streaming:  # not finished already
+                streaming[cr.rid] = bank.add_stream(cr.rid, cr.device, er.first_token_s + half)
+        firsts.clear()
+
     def _stream_and_settle(self, t: float) -> float:
         """:meth:`_stream_tokens` then :meth:`_radio_energy` in one compiled call (the bank's):
         the streams are the requests whose first token came (the edge says which), visited in
         request order as ``_stream_tokens`` visits ``_at_edge``."""
-        bank, streaming = self._bank, self._streaming
-        assert bank is not None and streaming is not None
-        half = self.rtt / 2.0
-        last = self._t
-        buf = bank.streams
-        n = 0
-        for rid in sorted(streaming):
-            cr = streaming[rid]
-            er = cr.edge
-            if er is not None and er.first_token_s >= 0:
-                lo = er.first_token_s + half
-                if lo < last:
-                    lo = last
-                if t > lo:
-                    if n == buf.shape[0]:
-                        buf = bank.grow_streams()
-                    buf[n, 0] = cr.device
-                    buf[n, 1] = lo
-                    n += 1
-        return bank.stream_and_settle(n, t, last)
+        bank = self._bank
+        assert bank is not None
+        return bank.stream_and_settle(t, self._t)
 
     def _radio_energy(self, t: float) -> float:
         """Radio joules of every device in ``(last advance, t]``, settling only awake radios.

@@ -114,7 +114,7 @@ def _episode(compiled: bool, n_devices: int, steps: int) -> tuple[list[Any], Edg
     return rows, env
 
 
-@pytest.mark.parametrize("n_devices", [3, 32])
+@pytest.mark.parametrize("n_devices", [3, 32, 128])  # 128: many streams at once, out of order
 def test_cells_play_the_same_episodes_with_every_piece_compiled_or_none(monkeypatch, n_devices):
     """The whole simulator, Python (compiled_decode.AVAILABLE False: edge, thermal, ledger and
     radios) against compiled (the bank's token streams and settlement included)."""
@@ -141,13 +141,19 @@ def test_a_deep_copy_of_a_compiled_simulator_is_its_own():
     sim = env.sim
     assert sim._bank is not None
     table, awake = sim._bank.table.copy(), sim._bank.awake.copy()
+    streams, n_streams = sim._bank.streams.copy(), sim._bank.n_streams
+    streaming = dict(sim._streaming or {})
     fork = copy.deepcopy(sim)
     assert fork._bank is not sim._bank and fork.devices[0].radio.bank is fork._bank
     for i in range(20, 30):
-        fork.dispatch(i, fork.L + 1, False)  # cloud: every radio it touches wakes
+        fork.dispatch(i, fork.L + 1 if i % 2 else 0, False)  # cloud, edge: radios wake
         fork.advance(fork.requests[i + 1].arrival_s)
     assert not np.array_equal(fork._bank.table, table)
     assert np.array_equal(sim._bank.table, table) and np.array_equal(sim._bank.awake, awake)
+    # the token streams (rows and the simulator's index of them) are the fork's own too
+    assert (fork._streaming, fork._bank.n_streams) != (streaming, n_streams)
+    assert sim._streaming == streaming and sim._bank.n_streams == n_streams
+    assert np.array_equal(sim._bank.streams, streams)
 
 
 @pytest.mark.parametrize("kernels", ["devices", "ledger"])
@@ -174,3 +180,18 @@ def _cell_rows_in_python(monkeypatch: pytest.MonkeyPatch) -> tuple[list[Any], Ed
     with monkeypatch.context() as m:
         m.setattr(cd, "AVAILABLE", False)
         return _episode(False, 8, 60)
+
+
+def test_streams_wake_their_radios_in_request_order_whatever_their_rows():
+    """Streams start in first-token order and rows move when one ends; the kernel still visits
+    them by request (as ``_stream_tokens`` visits ``_at_edge``): asleep radios wake, and join
+    the settling order, in request order. A stream whose first token comes after ``t`` waits."""
+    params = next(iter(RADIOS.values()))
+    bank = RadioBank([params] * 4)
+    gone = bank.add_stream(9, 3, 0.5)
+    assert [bank.add_stream(r, j, 0.5) for r, j in ((5, 2), (1, 0), (3, 1))] == [1, 2, 3]
+    assert bank.drop_stream(gone) == 3  # the last row (request 3) moves into row 0
+    bank.add_stream(7, 3, 9.0)  # its first token reaches the device after t
+    bank.stream_and_settle(2.0, 1.0)
+    assert bank.n_streams == 4
+    assert bank.awake[: bank.awake[0] + 1].tolist() == [3, 0, 1, 2]
