@@ -162,7 +162,12 @@ class Device:
 
         The transfer's achieved rate becomes a throughput sample at its end.
         """
-        start = t + self.radio.wake_delay(t)
+        radio = self.radio
+        if nbytes > 0 and isinstance(radio, BankRadio):  # compiled: radio and trace in one call
+            start, end, mbps = radio.upload(self.uplink, self.offset_s, t, nbytes)
+            self.record(end, mbps)
+            return start, end
+        start = t + radio.wake_delay(t)
         if nbytes <= 0:
             self.radio.transfer(t, 0.0, 0.0, 0.0)
             return start, start

@@ -17,8 +17,11 @@ import numpy as np
 
 from offload_rl.cell import compiled_decode as cd
 from offload_rl.cell.radio import RADIO_STATES, RadioParams
+from offload_rl.traces import _SNAP_REL as SNAP_REL  # Trace.finish_time's, for its kernel
+from offload_rl.traces import BYTES_PER_MBIT, Trace
 
 _K: ModuleType  # compiled_devices, set by the first RadioBank
+_PER_MBIT = float(BYTES_PER_MBIT)
 
 IDLE, PROMOTION, CONNECTED, TAIL = range(4)  # indices into RADIO_STATES
 # One row per radio, one float array (a kernel call costs ~0.1 us per array argument):
@@ -132,6 +135,18 @@ class BankRadio:
         b = self.bank
         start: float = _K.transfer(b.table, self.j, t, duration_s, up_mbps, down_mbps)
         return start
+
+    def upload(
+        self, uplink: Trace, origin: float, t: float, nbytes: float
+    ) -> tuple[float, float, float]:
+        """``Device.upload``'s transfer of ``nbytes > 0`` over ``uplink`` (device time = trace
+        time - ``origin``) in one call: (first byte, last byte, achieved Mbps)."""
+        b = self.bank
+        out: tuple[float, float, float] = _K.upload(
+            b.table, self.j, uplink.cum_bytes, uplink.mbps, _PER_MBIT, uplink.step_s,
+            uplink.duration_s, uplink.total_bytes, SNAP_REL, origin, t, nbytes,
+        )  # fmt: skip
+        return out
 
     def keep_connected(self, t: float, duration_s: float) -> float:
         b = self.bank
