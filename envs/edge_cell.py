@@ -25,9 +25,9 @@ from offload_rl.errors import ConfigError
 from offload_rl.features import (
     CellDecisionState,
     FeatureSpec,
-    action_mask,
     encode_observation,
     observation_table,
+    shared_action_mask,
 )
 from offload_rl.scenario import Scenario, load_scenario
 from offload_rl.scenario_facts import ResolvedScenario, resolve_scenario
@@ -219,7 +219,7 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         self._state = state
         encode = self._encode or encode_observation
         self._obs = encode(state, self.feature_spec)
-        self._mask = action_mask(state, self.feature_spec)
+        self._mask = shared_action_mask(state, self.feature_spec)  # read-only: copied out
 
     # -- acting ---------------------------------------------------------------------------
     @property
@@ -255,8 +255,7 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         t_next = sim.requests[self._i].arrival_s
         finished = sim.advance(t_next)
         self.last_finished = finished
-        latency_cost, other_cost = sim.ledger.collect(t_next)
-        _, joules = sim.joules.collect(t_next)
+        latency_cost, other_cost, joules = sim.collect(t_next)
         penalty = self.scenario.reward.invalid_action_penalty if invalid else 0.0
         reward = -(latency_cost + other_cost + penalty)
         info.update(self._interval_info(finished, t_next - t, joules))
@@ -298,17 +297,23 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
 
     @staticmethod
     def _interval_info(finished: list[CellRequest], dt: float, joules: float) -> dict[str, Any]:
-        sums = dict.fromkeys(OUTCOME_KEYS, 0.0)
+        """The interval's fields: the finished requests' outcomes summed in finishing order
+        (local sums rather than dict entries: the same additions, in OUTCOME_KEYS' order)."""
+        latency = ttft = slo = hit = usd = queue = batch = preempted = 0.0
         for cr in finished:
-            sums["latency_s"] += cr.latency_s
-            sums["ttft_s"] += cr.ttft_s
-            sums["slo_violated"] += cr.slo_violated
-            sums["cache_hit"] += cr.cache_hit
-            sums["usd"] += cr.usd
-            sums["queue_s"] += cr.queue_s
-            sums["batch_at_admit"] += cr.batch_at_admit
-            sums["preempted"] += cr.preempted
-        return {"dt": dt, "energy_j": joules, "n_finished": len(finished), **sums}
+            latency += cr.latency_s
+            ttft += cr.ttft_s
+            slo += cr.slo_violated
+            hit += cr.cache_hit
+            usd += cr.usd
+            queue += cr.queue_s
+            batch += cr.batch_at_admit
+            preempted += cr.preempted
+        sums = (latency, ttft, slo, hit, usd, queue, batch, preempted)
+        return {
+            "dt": dt, "energy_j": joules, "n_finished": len(finished),
+            **dict(zip(OUTCOME_KEYS, sums, strict=True)),
+        }  # fmt: skip
 
     def _return_rates(self) -> dict[str, float]:
         """Session-return rates of the decided requests, with and without the boundary."""

@@ -125,9 +125,9 @@ class Device:
             self._cool_to(t)
             return t, t, 0.0
         start = max(t, self.busy_until)
-        self._cool_to(start)
-        if self.thermal_on:
-            wall, joules = self.thermal.run(work_s)
+        if self.thermal_on:  # _cool_to(start), then the work
+            idle_s = start - self._thermal_t if start > self._thermal_t else 0.0
+            wall, joules = self.thermal.idle_then_run(idle_s, work_s)
         else:
             wall, joules = work_s, self.cls.compute_w * work_s
         self.busy_until = self._thermal_t = start + wall

@@ -558,6 +558,17 @@ class CellSimulator:
         self._asleep_w[w] -= 1
         self._awake[j] = None
 
+    def collect(self, t: float) -> tuple[float, float, float]:
+        """The interval's cost up to ``t`` (latency terms, the other terms) and the devices'
+        raw joules: both ledgers collected (one kernel call when both are compiled)."""
+        ledger, raw = self.ledger, self.joules
+        if isinstance(ledger, CompiledCostLedger) and isinstance(raw, CompiledCostLedger):
+            (latency, other), (_, joules) = ledger.collect_pair(raw, t)
+            return latency, other, joules
+        latency, other = ledger.collect(t)
+        _, joules = raw.collect(t)
+        return latency, other, joules
+
     def _spend(self, start: float, end: float, joules: float) -> None:
         """Device energy spent over ``[start, end]``: charged as it is spent."""
         ledger, raw = self.ledger, self.joules

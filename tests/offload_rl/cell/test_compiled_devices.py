@@ -51,11 +51,13 @@ def test_compiled_thermal_runs_equal_the_python_ones(name, start_c, schedule):
     python = DeviceThermal(cls, start_c, compiled=False)
     compiled = DeviceThermal(cls, start_c, compiled=True)
     assert not python.compiled and compiled.compiled
+    fused = DeviceThermal(cls, start_c, compiled=True)  # idle and run in one kernel call
     for idle_s, work_s in schedule:
         python.idle(idle_s)
         compiled.idle(idle_s)
-        assert compiled.run(work_s) == python.run(work_s)
-        assert compiled.temp_c == python.temp_c
+        expected = python.run(work_s)
+        assert compiled.run(work_s) == expected == fused.idle_then_run(idle_s, work_s)
+        assert compiled.temp_c == python.temp_c == fused.temp_c
 
 
 radio_ops = st.lists(
