@@ -65,6 +65,7 @@ def _clock(temp_c: float, throttle_on_c: float, floor_c: float, min_clock: float
 @jit
 def thermal_run(
     temp: float,
+    idle_s: float,
     work_s: float,
     compute_w: float,
     ambient_c: float,
@@ -74,7 +75,10 @@ def thermal_run(
     floor_c: float,
     min_clock: float,
 ) -> tuple[float, float, float]:
-    """``DeviceThermal.run`` from temperature ``temp``: (new temperature, wall s, joules)."""
+    """``DeviceThermal.idle(idle_s)`` (0: none) then ``run(work_s)`` from temperature ``temp``
+    (a queued compute: the phone cools until it starts): (new temperature, wall s, joules)."""
+    if idle_s > 0:
+        temp = ambient_c + (temp - ambient_c) * math.exp(-idle_s / tau_s)
     max_step = tau_s / 20.0
     remaining = work_s
     wall = 0.0
@@ -90,28 +94,6 @@ def thermal_run(
         wall += h
         energy += power * h
     return temp, wall, energy
-
-
-@jit
-def idle_then_run(
-    temp: float,
-    idle_s: float,
-    work_s: float,
-    compute_w: float,
-    ambient_c: float,
-    r_k_per_w: float,
-    tau_s: float,
-    throttle_on_c: float,
-    floor_c: float,
-    min_clock: float,
-) -> tuple[float, float, float]:
-    """``DeviceThermal.idle(idle_s)`` then ``run(work_s)`` (a queued compute: the phone cools
-    until it starts), in one call: (new temperature, wall s, joules)."""
-    if idle_s > 0:
-        temp = ambient_c + (temp - ambient_c) * math.exp(-idle_s / tau_s)
-    return thermal_run(
-        temp, work_s, compute_w, ambient_c, r_k_per_w, tau_s, throttle_on_c, floor_c, min_clock
-    )
 
 
 # --- radios: Radio's methods on a RadioBank's arrays (row j = device j) --------------------------
@@ -310,8 +292,7 @@ def stream_and_settle(
 
 def warm_up() -> None:
     """Compile (or load from numba's cache) the kernels, on one idle radio."""
-    thermal_run(25.0, 1.0, 5.0, 25.0, 2.0, 40.0, 41.0, 45.0, 0.25)
-    idle_then_run(30.0, 1.0, 1.0, 5.0, 25.0, 2.0, 40.0, 41.0, 45.0, 0.25)
+    thermal_run(25.0, 1.0, 1.0, 5.0, 25.0, 2.0, 40.0, 41.0, 45.0, 0.25)
     r = np.zeros((1, S_LEVEL + 1))
     r[0, R_ACTIVE] = -1e18
     awake, levels, streams = np.zeros(2, dtype=np.int64), np.ones((1, 2)), np.zeros((1, 3))
