@@ -6,6 +6,7 @@ The Gymnasium face of :class:`offload_rl.cell.simulator.CellSimulator` (the phys
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
@@ -14,6 +15,7 @@ from gymnasium import spaces
 
 from envs.episode_options import pick_episode
 from offload_rl.actions import ActionLayout
+from offload_rl.cell import compiled_decode as cd
 from offload_rl.cell.config import CellConfig
 from offload_rl.cell.radio import RADIO_STATES
 from offload_rl.cell.simulator import CellRequest, CellSimulator
@@ -23,9 +25,9 @@ from offload_rl.errors import ConfigError
 from offload_rl.features import (
     CellDecisionState,
     FeatureSpec,
-    action_mask,
     encode_observation,
     observation_table,
+    shared_action_mask,
 )
 from offload_rl.scenario import Scenario, load_scenario
 from offload_rl.scenario_facts import ResolvedScenario, resolve_scenario
@@ -176,6 +178,7 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
             0.0, 1.0, (self.feature_spec.obs_dim,), dtype=np.float32
         )
         self._i = 0
+        self._encode: Callable[[CellDecisionState, FeatureSpec], np.ndarray] | None = None
         self.last_finished: list[CellRequest] = []
 
     # -- episode set-up -------------------------------------------------------------------
@@ -195,13 +198,28 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
             "workload_seed": wseed,
             "n_devices": self.sim.cell.n_devices,
         }
+        self._encode = self._compiled_encoder() if self.sim.edge.compiled else None
         self._prepare()
         return self._obs, dict(self._episode_info)
 
+    @staticmethod
+    def _compiled_encoder() -> Callable[[CellDecisionState, FeatureSpec], np.ndarray] | None:
+        """The observation's compiled writer (bit for bit :func:`encode_observation`), with
+        a compiled simulator; None (the Python encoder) if it fails to compile."""
+        try:
+            encode: Callable[[CellDecisionState, FeatureSpec], np.ndarray]
+            encode = cd.observation().encode
+        except cd.COMPILE_ERRORS as err:
+            cd.disable(str(err).splitlines()[0] if str(err) else type(err).__name__)
+            return None
+        return encode
+
     def _prepare(self) -> None:
-        self._state: CellDecisionState = self.sim.decision_state(self._i)
-        self._obs = encode_observation(self._state, self.feature_spec)
-        self._mask = action_mask(self._state, self.feature_spec)
+        state: CellDecisionState = self.sim.decision_state(self._i)
+        self._state = state
+        encode = self._encode or encode_observation
+        self._obs = encode(state, self.feature_spec)
+        self._mask = shared_action_mask(state, self.feature_spec)  # read-only: copied out
 
     # -- acting ---------------------------------------------------------------------------
     @property
@@ -237,8 +255,7 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         t_next = sim.requests[self._i].arrival_s
         finished = sim.advance(t_next)
         self.last_finished = finished
-        latency_cost, other_cost = sim.ledger.collect(t_next)
-        _, joules = sim.joules.collect(t_next)
+        latency_cost, other_cost, joules = sim.collect(t_next)
         penalty = self.scenario.reward.invalid_action_penalty if invalid else 0.0
         reward = -(latency_cost + other_cost + penalty)
         info.update(self._interval_info(finished, t_next - t, joules))
@@ -280,17 +297,23 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
 
     @staticmethod
     def _interval_info(finished: list[CellRequest], dt: float, joules: float) -> dict[str, Any]:
-        sums = dict.fromkeys(OUTCOME_KEYS, 0.0)
+        """The interval's fields: the finished requests' outcomes summed in finishing order
+        (local sums rather than dict entries: the same additions, in OUTCOME_KEYS' order)."""
+        latency = ttft = slo = hit = usd = queue = batch = preempted = 0.0
         for cr in finished:
-            sums["latency_s"] += cr.latency_s
-            sums["ttft_s"] += cr.ttft_s
-            sums["slo_violated"] += cr.slo_violated
-            sums["cache_hit"] += cr.cache_hit
-            sums["usd"] += cr.usd
-            sums["queue_s"] += cr.queue_s
-            sums["batch_at_admit"] += cr.batch_at_admit
-            sums["preempted"] += cr.preempted
-        return {"dt": dt, "energy_j": joules, "n_finished": len(finished), **sums}
+            latency += cr.latency_s
+            ttft += cr.ttft_s
+            slo += cr.slo_violated
+            hit += cr.cache_hit
+            usd += cr.usd
+            queue += cr.queue_s
+            batch += cr.batch_at_admit
+            preempted += cr.preempted
+        sums = (latency, ttft, slo, hit, usd, queue, batch, preempted)
+        return {
+            "dt": dt, "energy_j": joules, "n_finished": len(finished),
+            **dict(zip(OUTCOME_KEYS, sums, strict=True)),
+        }  # fmt: skip
 
     def _return_rates(self) -> dict[str, float]:
         """Session-return rates of the decided requests, with and without the boundary."""

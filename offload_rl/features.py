@@ -196,6 +196,12 @@ CELL_FEATURE_DOCS: dict[str, str] = {  # in observation order
 CELL_FEATURES: tuple[str, ...] = tuple(CELL_FEATURE_DOCS)
 _LOG_SEQS = math.log1p(256.0)
 _LOG_BIG = math.log1p(float(2**20))
+# the scales of the cell observation, in this order, for its compiled writer
+# (offload_rl/cell/compiled_observation.py: the same rules as _observation_values and
+# _cell_values, checked equal bit for bit; the constants live here only)
+CELL_ENCODER_SCALES: tuple[float, ...] = (
+    _LOG_MBPS, _LOG_MS, _LOG_TOKENS, _LOG_SLO, _LOG_GAP, _MAX_TURN, _LOG_SEQS, _LOG_BIG,
+)  # fmt: skip
 
 
 def observation_table(indent: str = "", cell: bool = False) -> str:

@@ -13,10 +13,11 @@ ledger, observation, mask, info).
 
 With numba (the ``fast`` extra) installed the cell runs compiled: the edge server (its state in
 a ``SequenceTable``, each ``advance`` in :mod:`offload_rl.cell.compiled_scheduler`), the phones'
-heat and radios (a ``RadioBank``, a decision's token streams and radio settlement in one call of
-:mod:`offload_rl.cell.compiled_devices`) and the cost ledgers
-(:mod:`offload_rl.cell.compiled_ledger`). ``--compare-python`` times the Python reference of
-all of them (bit-identical) in the same rounds, alternating with the compiled cell, so the two
+heat, uploads and radios (a ``RadioBank``, a decision's token streams and radio settlement in
+one call of :mod:`offload_rl.cell.compiled_devices`), the cost ledgers
+(:mod:`offload_rl.cell.compiled_ledger`) and the observation
+(:mod:`offload_rl.cell.compiled_observation`). ``--compare-python`` times the Python reference
+of all of them (bit-identical) in the same rounds, alternating with the compiled cell, so the two
 ratios come from the same machine state. A few warm-up steps per ``N`` run untimed (the first
 compiled cell loads the kernels, ~1 s once per process from numba's cache).
 
@@ -28,10 +29,10 @@ ratio with other processes' time slices, unevenly; CPU time does not.
         [--compare-python] [--clock wall|cpu]
 
 Figures (README "EdgeCell-v0 cost per decision"; ``--compare-python --clock cpu --steps 2000
---rounds 3`` on a 2-core VM at load average 4.6, wholestep branch): ratios 0.070 / 0.052 /
-0.044 compiled against 0.028 / 0.023 / 0.022 Python at N = 8 / 32 / 128 (0.114 / 0.147 /
-0.162 ms per decision compiled); main's compiled edge alone in the same minutes 0.061 / 0.049 /
-0.043. The target 0.25 at N = 32 is not met.
+--rounds 3`` on a 2-core VM at load average 0.7-0.8, flatloop branch): ratios 0.080 / 0.069 /
+0.058 compiled against 0.031 / 0.026 / 0.023 Python at N = 8 / 32 / 128 (0.085 / 0.100 / 0.125
+ms per decision compiled); main's compiled cell in the same minutes 0.072 / 0.055 / 0.045
+(0.096 / 0.131 / 0.150 ms). The target 0.25 at N = 32 is not met.
 """
 
 from __future__ import annotations

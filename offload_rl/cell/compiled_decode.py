@@ -95,6 +95,11 @@ def ledger() -> ModuleType:
     return _modules.get("compiled_ledger") or _compiled("compiled_ledger")
 
 
+def observation() -> ModuleType:
+    """:mod:`offload_rl.cell.compiled_observation` (the cell observation's writer)."""
+    return _modules.get("compiled_observation") or _compiled("compiled_observation")
+
+
 def disable(reason: str) -> None:
     """Fall back to the Python loop for the rest of the process (numba failed to compile)."""
     global AVAILABLE

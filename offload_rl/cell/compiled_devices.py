@@ -65,6 +65,7 @@ def _clock(temp_c: float, throttle_on_c: float, floor_c: float, min_clock: float
 @jit
 def thermal_run(
     temp: float,
+    idle_s: float,
     work_s: float,
     compute_w: float,
     ambient_c: float,
@@ -74,7 +75,10 @@ def thermal_run(
     floor_c: float,
     min_clock: float,
 ) -> tuple[float, float, float]:
-    """``DeviceThermal.run`` from temperature ``temp``: (new temperature, wall s, joules)."""
+    """``DeviceThermal.idle(idle_s)`` (0: none) then ``run(work_s)`` from temperature ``temp``
+    (a queued compute: the phone cools until it starts): (new temperature, wall s, joules)."""
+    if idle_s > 0:
+        temp = ambient_c + (temp - ambient_c) * math.exp(-idle_s / tau_s)
     max_step = tau_s / 20.0
     remaining = work_s
     wall = 0.0
@@ -168,6 +172,64 @@ def transfer(r: A, j: int, t: float, duration_s: float, up: float, down: float) 
 
 
 @jit
+def finish_time(
+    cum: A, mbps: A, per_mbit: float, step: float, period: float, total: float, snap: float,
+    t0: float, nbytes: float,
+) -> float:  # fmt: skip
+    """``Trace.finish_time`` for ``nbytes > 0``, operation by operation (``cum``, ``mbps``: the
+    trace's cumulative bytes and rates, a step's bytes per second ``mbps[i] * per_mbit`` as
+    the trace computes them; ``snap``: its relative rounding slack); ``bisect_left`` as a
+    binary search on ``cum``."""
+    k0 = math.floor(t0 / period)
+    x0 = t0 - k0 * period
+    i0 = int(x0 / step)
+    r = total if i0 >= mbps.shape[0] else cum[i0] + (mbps[i0] * per_mbit) * (x0 - i0 * step)
+    r = r + nbytes
+    k = math.floor(r / total)
+    r -= k * total
+    tol = snap * (total + nbytes)
+    if r <= tol and k > 0:
+        k -= 1
+        r += total
+    if r > total:
+        r = total
+    target = r - tol
+    lo, hi = 0, cum.shape[0]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if cum[mid] < target:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo == 0:
+        x = 0.0
+    else:
+        i = lo - 1
+        x = i * step + (r - cum[i]) / (mbps[i] * per_mbit)
+    t = (k0 + k) * period + x
+    return t if t > t0 else t0
+
+
+@jit
+def upload(
+    r: A, j: int, cum: A, mbps: A, per_mbit: float, step: float, period: float, total: float,
+    snap: float, origin: float, t: float, nbytes: float,
+) -> tuple[float, float, float]:  # fmt: skip
+    """``Device.upload``'s radio and trace work for ``nbytes > 0`` asked for at ``t``: (first
+    byte, last byte, achieved Mbps). The throughput sample (its noise draw) stays with the
+    device."""
+    start = t + wake_delay(r, j, t)
+    end = finish_time(cum, mbps, per_mbit, step, period, total, snap, origin + start, nbytes)
+    end = end - origin
+    duration = end - start
+    if duration < 1e-9:  # max(end - start, 1e-9)
+        duration = 1e-9
+    up = nbytes / (per_mbit * duration)
+    transfer(r, j, t, duration, up, 0.0)
+    return start, end, up
+
+
+@jit
 def energy_until(r: A, j: int, t: float) -> float:
     """``Radio.energy_until``."""
     if t > r[j, R_SETTLED]:
@@ -195,14 +257,18 @@ def wake(r: A, awake: A, levels: A, j: int, last: float) -> None:
 def stream_and_settle(
     r: A, awake: A, levels: A, streams: A, n: int, t: float, last: float
 ) -> float:
-    """``CellSimulator._stream_tokens`` (its ``n`` streams: devices ``js``, connected from
-    ``los`` to ``t``) then ``_radio_energy``: the radio joules of ``(last, t]``."""
-    for k in range(n):
-        j = int(streams[k, 0])
-        lo = streams[k, 1]
-        if r[j, S_AWAKE] == 0.0:
-            wake(r, awake, levels, j, last)
-        keep_connected(r, j, lo, t - lo)
+    """``CellSimulator._stream_tokens`` over the ``n`` streams (rows: request, device, first
+    token at the device), visited in request order as it visits ``_at_edge``, then
+    ``_radio_energy``: the radio joules of ``(last, t]``."""
+    for k in np.argsort(streams[:n, 0]):
+        lo = streams[k, 2]
+        if lo < last:  # max(first + half, last), as Device.receive was called with
+            lo = last
+        if t > lo:
+            j = int(streams[k, 1])
+            if r[j, S_AWAKE] == 0.0:
+                wake(r, awake, levels, j, last)
+            keep_connected(r, j, lo, t - lo)
     dt = t - last
     energy = 0.0
     for m in range(levels.shape[0]):
@@ -226,14 +292,18 @@ def stream_and_settle(
 
 def warm_up() -> None:
     """Compile (or load from numba's cache) the kernels, on one idle radio."""
-    thermal_run(25.0, 1.0, 5.0, 25.0, 2.0, 40.0, 41.0, 45.0, 0.25)
+    thermal_run(25.0, 1.0, 1.0, 5.0, 25.0, 2.0, 40.0, 41.0, 45.0, 0.25)
     r = np.zeros((1, S_LEVEL + 1))
     r[0, R_ACTIVE] = -1e18
-    awake, levels, streams = np.zeros(2, dtype=np.int64), np.ones((1, 2)), np.zeros((1, 2))
+    awake, levels, streams = np.zeros(2, dtype=np.int64), np.ones((1, 2)), np.zeros((1, 3))
     radio_state(r, 0, 0.0)
     wake_delay(r, 0, 0.0)
     transfer(r, 0, 0.0, 1.0, 1.0, 0.0)
     keep_connected(r, 0, 1.0, 1.0)
     energy_until(r, 0, 2.0)
     wake(r, awake, levels, 0, 2.0)
+    cum, mbps = np.array([0.0, 1.0, 3.0]), np.array([1.0, 2.0])
+    upload(r, 0, cum, mbps, 1.0, 1.0, 2.0, 3.0, 1e-12, 0.5, 2.5, 4.0)  # a fork's trace arrays
+    cum.flags.writeable = mbps.flags.writeable = False
+    upload(r, 0, cum, mbps, 1.0, 1.0, 2.0, 3.0, 1e-12, 0.5, 2.5, 4.0)  # a Trace's (read-only)
     stream_and_settle(r, awake, levels, streams, 1, 3.0, 2.0)

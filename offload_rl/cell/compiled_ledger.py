@@ -153,6 +153,17 @@ def collect(heap: A, g: A, gi: A, lumps: A, opened: A, t: float) -> tuple[float,
 
 
 @jit
+def collect_pair(
+    heap: A, g: A, gi: A, lumps: A, opened: A, heap2: A, g2: A, gi2: A, lumps2: A,
+    opened2: A, t: float,
+) -> tuple[float, float, float, float]:  # fmt: skip
+    """:func:`collect` on two ledgers: both ``(latency cost, other cost)`` pairs."""
+    latency, other = collect(heap, g, gi, lumps, opened, t)
+    latency2, other2 = collect(heap2, g2, gi2, lumps2, opened2, t)
+    return latency, other, latency2, other2
+
+
+@jit
 def open_request(heap: A, gi: A, opened: A, key: int, start: float, rate: float) -> bool:
     """``CostLedger.open``; True when the latency heap is now full."""
     if opened[key, O_OPEN] == 0.0:
@@ -215,3 +226,4 @@ def warm_up() -> None:
     spread_pair(heap, gi, lumps, heap, gi, lumps, 0.0, 1.0, 1.0, 2.0)
     charge(gi, lumps, 0.5, 1.0)
     collect(heap, g, gi, lumps, opened, 2.0)
+    collect_pair(heap, g, gi, lumps, opened, heap, g, gi, lumps, opened, 3.0)

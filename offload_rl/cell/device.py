@@ -125,9 +125,9 @@ class Device:
             self._cool_to(t)
             return t, t, 0.0
         start = max(t, self.busy_until)
-        self._cool_to(start)
-        if self.thermal_on:
-            wall, joules = self.thermal.run(work_s)
+        if self.thermal_on:  # _cool_to(start), then the work
+            idle_s = start - self._thermal_t if start > self._thermal_t else 0.0
+            wall, joules = self.thermal.idle_then_run(idle_s, work_s)
         else:
             wall, joules = work_s, self.cls.compute_w * work_s
         self.busy_until = self._thermal_t = start + wall
@@ -162,7 +162,12 @@ class Device:
 
         The transfer's achieved rate becomes a throughput sample at its end.
         """
-        start = t + self.radio.wake_delay(t)
+        radio = self.radio
+        if nbytes > 0 and isinstance(radio, BankRadio):  # compiled: radio and trace in one call
+            start, end, mbps = radio.upload(self.uplink, self.offset_s, t, nbytes)
+            self.record(end, mbps)
+            return start, end
+        start = t + radio.wake_delay(t)
         if nbytes <= 0:
             self.radio.transfer(t, 0.0, 0.0, 0.0)
             return start, start

@@ -340,6 +340,24 @@ class EdgeServer:
             evictions=pool.evictions,
         )
 
+    def queue_view(self) -> tuple[int, int, int, int, int, int]:
+        """The fields of :meth:`state` a decision reads: pool used and capacity bytes, waiting
+        requests and tokens, running requests and tokens (a compiled server reads them from
+        its table without building an :class:`EdgeState`: once per decision)."""
+        if self.compiled:
+            t = self._table
+            waiting_tokens, running_tokens = cd.scheduler().totals(t.ints, t.gi, t.run, t.wait)
+            g = t.gi.tolist()
+            return (
+                g[tab.RUNNING_BYTES] + g[tab.KEPT_BYTES], g[tab.CAPACITY], g[tab.N_WAITING],
+                waiting_tokens, g[tab.N_RUNNING], running_tokens,
+            )  # fmt: skip
+        es = self.state()
+        return (
+            es.pool_used_bytes, es.pool_capacity_bytes, es.n_waiting, es.waiting_tokens,
+            es.n_running, es.running_tokens,
+        )  # fmt: skip
+
     @property
     def running(self) -> list[EdgeRequest]:
         """The running requests, admission order (last = most recently admitted); a compiled

@@ -125,6 +125,23 @@ class CompiledCostLedger(reward.CostLedger):
         self.other_cost += other
         return latency, other
 
+    def collect_pair(
+        self, other: CompiledCostLedger, t: float
+    ) -> tuple[tuple[float, float], tuple[float, float]]:
+        """``(self.collect(t), other.collect(t))`` in one kernel call (the simulator's cost
+        and raw joules, collected at every decision)."""
+        if other is self:
+            return self.collect(t), self.collect(t)
+        a, b = self._table, other._table
+        latency, rest, latency2, rest2 = _K.collect_pair(
+            a.heap, a.g, a.gi, a.lumps, a.opened, b.heap, b.g, b.gi, b.lumps, b.opened, t
+        )
+        self.latency_cost += latency
+        self.other_cost += rest
+        other.latency_cost += latency2
+        other.other_cost += rest2
+        return (latency, rest), (latency2, rest2)
+
     def _grow_both(self) -> None:
         """A spread filled the heap or the lumps (which one: grow what is full)."""
         table = self._table

@@ -17,8 +17,11 @@ import numpy as np
 
 from offload_rl.cell import compiled_decode as cd
 from offload_rl.cell.radio import RADIO_STATES, RadioParams
+from offload_rl.traces import _SNAP_REL as SNAP_REL  # Trace.finish_time's, for its kernel
+from offload_rl.traces import BYTES_PER_MBIT, Trace
 
 _K: ModuleType  # compiled_devices, set by the first RadioBank
+_PER_MBIT = float(BYTES_PER_MBIT)
 
 IDLE, PROMOTION, CONNECTED, TAIL = range(4)  # indices into RADIO_STATES
 # One row per radio, one float array (a kernel call costs ~0.1 us per array argument):
@@ -56,7 +59,10 @@ class RadioBank:
         for p in params:
             self.levels[powers.index(p.idle_w), 1] += 1.0  # every radio starts asleep
         self.awake = np.zeros(n + 1, dtype=np.int64)  # [count, device indices in waking order]
-        self.streams = np.zeros((max(n, 8), 2))  # one step's token streams: (device, from)
+        # the token streams (requests whose first token came, not finished): rows (request,
+        # device, first token at the device), unordered; the kernel visits them by request
+        self.streams = np.zeros((max(n, 8), 3))
+        self.n_streams = 0
         global _K
         _K = cd.devices()  # compiled once per process (the bank holds no module: it deep-copies)
 
@@ -67,15 +73,31 @@ class RadioBank:
         """``CellSimulator._wake``."""
         _K.wake(self.table, self.awake, self.levels, j, last)
 
-    def grow_streams(self) -> np.ndarray:
-        self.streams = np.concatenate([self.streams, np.zeros_like(self.streams)])
-        return self.streams
+    def add_stream(self, request: int, device: int, first_s: float) -> int:
+        """A request's tokens stream down to ``device`` from ``first_s``: its row."""
+        n = self.n_streams
+        if n == self.streams.shape[0]:
+            self.streams = np.concatenate([self.streams, np.zeros_like(self.streams)])
+        self.streams[n] = (request, device, first_s)
+        self.n_streams = n + 1
+        return n
 
-    def stream_and_settle(self, n: int, t: float, last: float) -> float:
-        """``CellSimulator._stream_tokens`` over the first ``n`` rows of :attr:`streams`, then
-        ``_radio_energy``: the radio joules of ``(last, t]``."""
+    def drop_stream(self, row: int) -> int:
+        """A stream ended: the last row moves into ``row``; the request it holds now (-1: none
+        moved)."""
+        n = self.n_streams - 1
+        self.n_streams = n
+        if row == n:
+            return -1
+        s = self.streams
+        s[row] = s[n]
+        return int(s[row, 0])
+
+    def stream_and_settle(self, t: float, last: float) -> float:
+        """``CellSimulator._stream_tokens`` over the streams, then ``_radio_energy``: the radio
+        joules of ``(last, t]``."""
         energy: float = _K.stream_and_settle(
-            self.table, self.awake, self.levels, self.streams, n, t, last
+            self.table, self.awake, self.levels, self.streams, self.n_streams, t, last
         )
         return energy
 
@@ -113,6 +135,18 @@ class BankRadio:
         b = self.bank
         start: float = _K.transfer(b.table, self.j, t, duration_s, up_mbps, down_mbps)
         return start
+
+    def upload(
+        self, uplink: Trace, origin: float, t: float, nbytes: float
+    ) -> tuple[float, float, float]:
+        """``Device.upload``'s transfer of ``nbytes > 0`` over ``uplink`` (device time = trace
+        time - ``origin``) in one call: (first byte, last byte, achieved Mbps)."""
+        b = self.bank
+        out: tuple[float, float, float] = _K.upload(
+            b.table, self.j, uplink.cum_bytes, uplink.mbps, _PER_MBIT, uplink.step_s,
+            uplink.duration_s, uplink.total_bytes, SNAP_REL, origin, t, nbytes,
+        )  # fmt: skip
+        return out
 
     def keep_connected(self, t: float, duration_s: float) -> float:
         b = self.bank

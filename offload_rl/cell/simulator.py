@@ -88,6 +88,21 @@ class CellRequest:
         return self.finish_s - self.request.arrival_s
 
 
+def class_cdf(probs: list[float]) -> np.ndarray:
+    """The normalised cumulative shares :func:`draw_index` reads (``Generator.choice``'s)."""
+    cdf = np.asarray(probs, dtype=np.float64).cumsum()
+    cdf /= cdf[-1]
+    return cdf
+
+
+def draw_index(world: np.random.Generator, cdf: np.ndarray) -> int:
+    """``world.choice(len(p), p=p)`` with ``cdf = class_cdf(p)``: the same one uniform draw and
+    the same index (numpy's algorithm: a search of the normalised CDF), without the ~7 us of
+    argument checks per call (a reset draws one class per device;
+    ``tests/offload_rl/cell/test_cell_reset.py`` checks it against ``choice``)."""
+    return int(cdf.searchsorted(world.random(), side="right"))
+
+
 def edge_batch_cost(resolved: ResolvedScenario) -> BatchRoofline:
     """The batched roofline of the edge profile's model on its hardware (one model everywhere)."""
     sc = resolved.scenario
@@ -184,8 +199,9 @@ class CellSimulator:
         n_dev = len(self.devices)
         self._bank = self._radio_bank() if self.edge.compiled else None
         self._radios = [d.radio for d in self.devices]
-        # compiled: the edge requests whose tokens stream down, from the edge's first tokens
-        self._streaming: dict[int, CellRequest] | None = None
+        # compiled: the edge requests whose tokens stream down (from the edge's first tokens),
+        # each with its row in the bank's streams
+        self._streaming: dict[int, int] | None = None
         if self._bank is not None:
             self._streaming = {}
             self.edge.first_tokens = []
@@ -220,12 +236,13 @@ class CellSimulator:
         net = self.facts.scenario.network
         ups = self.resolved.uplinks
         names, probs = self.cell.class_probabilities()
+        cdf = class_cdf(probs)
         classes = list(DEVICE_CLASSES)
         self.devices = []
         for i in range(self.cell.n_devices):
             idx = trace_index if i == 0 else int(world.integers(len(ups)))
             offset = offset_s if i == 0 else float(world.uniform(0.0, ups[idx].duration_s))
-            name = names[int(world.choice(len(names), p=probs))]
+            name = names[draw_index(world, cdf)]  # world.choice(len(names), p=probs)
             wifi = "wifi" in ups[idx].family.lower()
             radio = RADIOS[self.cell.wifi_radio if wifi else self.cell.radio]
             if not self.cell.radio_state_machine:
@@ -267,35 +284,35 @@ class CellSimulator:
             cached = (entry.split, min(entry.tokens, req.context_tokens))
         else:
             cached = (None, 0)
-        es = self.edge.state()
+        used, capacity, waiting, waiting_tokens, running, running_tokens = self.edge.queue_view()
         prev = d.memory.previous(sid)
         ttft, tpot = self.facts.slo_targets[self.slo_class[sid]]
-        return CellDecisionState(
-            throughput_mbps=samples,
-            rtt_ms=net.rtt_edge_ms,
-            new_tokens=req.new_tokens,
-            context_tokens=req.context_tokens,
-            turn=req.turn,
-            private=self.private[sid],
-            slo_ttft_s=ttft,
-            slo_tpot_s=tpot,
-            cached_split=cached[0],
-            cached_tokens=cached[1],
-            edge_kv_occupancy=es.pool_used_bytes / es.pool_capacity_bytes,
-            edge_load=self._edge_utilisation(t),
-            device_memory_layers=self.k_mem[i],
-            prev_output_tokens=prev[1] if prev else 0,
-            since_last_turn_s=0.0 if prev is None else t - prev[0],
-            throughput_age_s=age,
-            device_class=d.class_index,
-            thermal_level=d.os_level(t),
-            radio_state=d.radio_state_index(t),
-            edge_waiting=es.n_waiting,
-            edge_waiting_tokens=es.waiting_tokens,
-            edge_running=es.n_running,
-            edge_running_tokens=es.running_tokens,
-            entry_bytes_share=entry.nbytes / es.pool_capacity_bytes if entry else 0.0,
-            entry_recency_rank=pool.recency_rank(sid),
+        return CellDecisionState(  # positional, in the field order (the fields' names below)
+            samples,  # throughput_mbps
+            net.rtt_edge_ms,
+            req.new_tokens,
+            req.context_tokens,
+            req.turn,
+            self.private[sid],
+            ttft,  # slo_ttft_s
+            tpot,  # slo_tpot_s
+            cached[0],  # cached_split
+            cached[1],  # cached_tokens
+            used / capacity,  # edge_kv_occupancy
+            self._edge_utilisation(t),  # edge_load
+            self.k_mem[i],  # device_memory_layers
+            prev[1] if prev else 0,  # prev_output_tokens
+            0.0 if prev is None else t - prev[0],  # since_last_turn_s
+            age,  # throughput_age_s
+            d.class_index,  # device_class
+            d.os_level(t),  # thermal_level
+            d.radio_state_index(t),  # radio_state
+            waiting,  # edge_waiting
+            waiting_tokens,  # edge_waiting_tokens
+            running,  # edge_running
+            running_tokens,  # edge_running_tokens
+            entry.nbytes / capacity if entry else 0.0,  # entry_bytes_share
+            pool.recency_rank(sid),  # entry_recency_rank
         )
 
     def _edge_utilisation(self, t: float) -> float:
@@ -444,12 +461,7 @@ class CellSimulator:
         if streaming is not None:
             firsts = self.edge.first_tokens
             if firsts:
-                for er in firsts:
-                    cr = self._at_edge.get(er.request_id)
-                    if cr is not None:  # not finished already
-                        streaming[cr.rid] = cr
-                firsts.clear()
-        if self._streaming is not None:
+                self._start_streams(firsts, streaming)
             energy = self._stream_and_settle(t)
         else:
             self._stream_tokens(t)
@@ -479,7 +491,11 @@ class CellSimulator:
         cr.queue_s, cr.batch_at_admit, cr.preempted = er.queued_s, er.batch_at_admit, er.preemptions
         d = self.devices[cr.device]
         if self._streaming is not None:
-            self._streaming.pop(cr.rid, None)
+            row = self._streaming.pop(cr.rid, None)
+            if row is not None and self._bank is not None:
+                moved = self._bank.drop_stream(row)
+                if moved >= 0:
+                    self._streaming[moved] = row
         self._wake(cr.device)
         d.receive(max(first + half, self._t), cr.finish_s - max(first + half, self._t))
         self._complete(cr)
@@ -501,30 +517,25 @@ class CellSimulator:
                         self._wake(j)
                     radios[j].keep_connected(lo, t - lo)  # Device.receive, inlined
 
+    def _start_streams(self, firsts: list[EdgeRequest], streaming: dict[int, int]) -> None:
+        """The requests whose first token the edge produced (and that have not finished) start
+        streaming: a row each in the bank's streams, from their first token at the device."""
+        bank = self._bank
+        assert bank is not None
+        half = self.rtt / 2.0
+        for er in firsts:
+            cr = self._at_edge.get(er.request_id)
+            if cr is not None and cr.rid not in streaming:  # not finished already
+                streaming[cr.rid] = bank.add_stream(cr.rid, cr.device, er.first_token_s + half)
+        firsts.clear()
+
     def _stream_and_settle(self, t: float) -> float:
         """:meth:`_stream_tokens` then :meth:`_radio_energy` in one compiled call (the bank's):
         the streams are the requests whose first token came (the edge says which), visited in
         request order as ``_stream_tokens`` visits ``_at_edge``."""
-        bank, streaming = self._bank, self._streaming
-        assert bank is not None and streaming is not None
-        half = self.rtt / 2.0
-        last = self._t
-        buf = bank.streams
-        n = 0
-        for rid in sorted(streaming):
-            cr = streaming[rid]
-            er = cr.edge
-            if er is not None and er.first_token_s >= 0:
-                lo = er.first_token_s + half
-                if lo < last:
-                    lo = last
-                if t > lo:
-                    if n == buf.shape[0]:
-                        buf = bank.grow_streams()
-                    buf[n, 0] = cr.device
-                    buf[n, 1] = lo
-                    n += 1
-        return bank.stream_and_settle(n, t, last)
+        bank = self._bank
+        assert bank is not None
+        return bank.stream_and_settle(t, self._t)
 
     def _radio_energy(self, t: float) -> float:
         """Radio joules of every device in ``(last advance, t]``, settling only awake radios.
@@ -562,6 +573,17 @@ class CellSimulator:
         self._energy_j[j] += w * (self._t - self._asleep_since[j])  # what the sum charged
         self._asleep_w[w] -= 1
         self._awake[j] = None
+
+    def collect(self, t: float) -> tuple[float, float, float]:
+        """The interval's cost up to ``t`` (latency terms, the other terms) and the devices'
+        raw joules: both ledgers collected (one kernel call when both are compiled)."""
+        ledger, raw = self.ledger, self.joules
+        if isinstance(ledger, CompiledCostLedger) and isinstance(raw, CompiledCostLedger):
+            (latency, other), (_, joules) = ledger.collect_pair(raw, t)
+            return latency, other, joules
+        latency, other = ledger.collect(t)
+        _, joules = raw.collect(t)
+        return latency, other, joules
 
     def _spend(self, start: float, end: float, joules: float) -> None:
         """Device energy spent over ``[start, end]``: charged as it is spent."""

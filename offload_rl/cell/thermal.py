@@ -213,11 +213,20 @@ class DeviceThermal:
             amb = self.cls.ambient_c
             self.temp_c = amb + (self.temp_c - amb) * math.exp(-dt_s / self.cls.tau_s)
 
+    def idle_then_run(self, idle_s: float, work_s: float) -> tuple[float, float]:
+        """:meth:`idle` for ``idle_s`` then :meth:`run` (one compiled call when compiled)."""
+        if self.compiled:
+            kernel = cd.devices().thermal_run
+            self.temp_c, wall, joules = kernel(self.temp_c, idle_s, work_s, *self._constants)
+            return wall, joules
+        self.idle(idle_s)
+        return self.run(work_s)
+
     def run(self, work_s: float) -> tuple[float, float]:
         """Run ``work_s`` full-clock seconds of inference; returns (wall seconds, joules)."""
         if self.compiled:
             kernel = cd.devices().thermal_run
-            self.temp_c, wall, joules = kernel(self.temp_c, work_s, *self._constants)
+            self.temp_c, wall, joules = kernel(self.temp_c, 0.0, work_s, *self._constants)
             return wall, joules
         c = self.cls
         max_step = c.tau_s / 20.0

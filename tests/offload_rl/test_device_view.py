@@ -87,3 +87,17 @@ def test_decision_state_remembers_the_previous_turn_and_clips_the_cache():
     )
     memory.clear()
     assert decision_state(second, cached=(None, 0), **common).prev_output_tokens == 0
+
+
+def test_the_time_grid_is_built_once_per_trace_and_never_another_traces():
+    """measured_throughput's time grid is cached per trace object; a new trace (which may
+    reuse a freed one's id) gets its own."""
+    from offload_rl.device_view import _time_grid
+
+    kept = Trace.constant(10.0, duration_s=30.0, step_s=1.0)
+    assert _time_grid(kept) is _time_grid(kept)
+    assert np.array_equal(_time_grid(kept), np.arange(len(kept.cum_bytes)) * kept.step_s)
+    for step in (0.5, 0.25, 2.0, 0.5, 1.5) * 4:  # 2.0: as many points as ``kept``, wider
+        trace = Trace.constant(10.0, duration_s=30.0 * step, step_s=step)
+        assert np.array_equal(_time_grid(trace), np.arange(len(trace.cum_bytes)) * step)
+        del trace

@@ -8,6 +8,7 @@ included (no tolerance), piece by piece and over whole cells.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -17,11 +18,14 @@ from hypothesis import strategies as st
 
 from envs.edge_cell import EdgeCellEnv
 from offload_rl.cell import compiled_decode as cd
+from offload_rl.cell.device import Device
 from offload_rl.cell.ledger_table import CompiledCostLedger
 from offload_rl.cell.radio import RADIOS, Radio
 from offload_rl.cell.radio_bank import BankRadio, RadioBank
 from offload_rl.cell.thermal import DEVICE_CLASSES, DeviceThermal
+from offload_rl.cost_model import LinkModel
 from offload_rl.reward import CostLedger
+from offload_rl.traces import Trace
 
 pytestmark = pytest.mark.skipif(
     not cd.AVAILABLE,
@@ -47,11 +51,13 @@ def test_compiled_thermal_runs_equal_the_python_ones(name, start_c, schedule):
     python = DeviceThermal(cls, start_c, compiled=False)
     compiled = DeviceThermal(cls, start_c, compiled=True)
     assert not python.compiled and compiled.compiled
+    fused = DeviceThermal(cls, start_c, compiled=True)  # idle and run in one kernel call
     for idle_s, work_s in schedule:
         python.idle(idle_s)
         compiled.idle(idle_s)
-        assert compiled.run(work_s) == python.run(work_s)
-        assert compiled.temp_c == python.temp_c
+        expected = python.run(work_s)
+        assert compiled.run(work_s) == expected == fused.idle_then_run(idle_s, work_s)
+        assert compiled.temp_c == python.temp_c == fused.temp_c
 
 
 radio_ops = st.lists(
@@ -114,7 +120,7 @@ def _episode(compiled: bool, n_devices: int, steps: int) -> tuple[list[Any], Edg
     return rows, env
 
 
-@pytest.mark.parametrize("n_devices", [3, 32])
+@pytest.mark.parametrize("n_devices", [3, 32, 128])  # 128: many streams at once, out of order
 def test_cells_play_the_same_episodes_with_every_piece_compiled_or_none(monkeypatch, n_devices):
     """The whole simulator, Python (compiled_decode.AVAILABLE False: edge, thermal, ledger and
     radios) against compiled (the bank's token streams and settlement included)."""
@@ -141,13 +147,19 @@ def test_a_deep_copy_of_a_compiled_simulator_is_its_own():
     sim = env.sim
     assert sim._bank is not None
     table, awake = sim._bank.table.copy(), sim._bank.awake.copy()
+    streams, n_streams = sim._bank.streams.copy(), sim._bank.n_streams
+    streaming = dict(sim._streaming or {})
     fork = copy.deepcopy(sim)
     assert fork._bank is not sim._bank and fork.devices[0].radio.bank is fork._bank
     for i in range(20, 30):
-        fork.dispatch(i, fork.L + 1, False)  # cloud: every radio it touches wakes
+        fork.dispatch(i, fork.L + 1 if i % 2 else 0, False)  # cloud, edge: radios wake
         fork.advance(fork.requests[i + 1].arrival_s)
     assert not np.array_equal(fork._bank.table, table)
     assert np.array_equal(sim._bank.table, table) and np.array_equal(sim._bank.awake, awake)
+    # the token streams (rows and the simulator's index of them) are the fork's own too
+    assert (fork._streaming, fork._bank.n_streams) != (streaming, n_streams)
+    assert sim._streaming == streaming and sim._bank.n_streams == n_streams
+    assert np.array_equal(sim._bank.streams, streams)
 
 
 @pytest.mark.parametrize("kernels", ["devices", "ledger"])
@@ -174,3 +186,79 @@ def _cell_rows_in_python(monkeypatch: pytest.MonkeyPatch) -> tuple[list[Any], Ed
     with monkeypatch.context() as m:
         m.setattr(cd, "AVAILABLE", False)
         return _episode(False, 8, 60)
+
+
+def test_streams_wake_their_radios_in_request_order_whatever_their_rows():
+    """Streams start in first-token order and rows move when one ends; the kernel still visits
+    them by request (as ``_stream_tokens`` visits ``_at_edge``): asleep radios wake, and join
+    the settling order, in request order. A stream whose first token comes after ``t`` waits."""
+    params = next(iter(RADIOS.values()))
+    bank = RadioBank([params] * 4)
+    gone = bank.add_stream(9, 3, 0.5)
+    assert [bank.add_stream(r, j, 0.5) for r, j in ((5, 2), (1, 0), (3, 1))] == [1, 2, 3]
+    assert bank.drop_stream(gone) == 3  # the last row (request 3) moves into row 0
+    bank.add_stream(7, 3, 9.0)  # its first token reaches the device after t
+    bank.stream_and_settle(2.0, 1.0)
+    assert bank.n_streams == 4
+    assert bank.awake[: bank.awake[0] + 1].tolist() == [3, 0, 1, 2]
+
+
+@st.composite
+def uploads(draw: st.DrawFn) -> tuple[Trace, float, list[tuple[float, float]], bool]:
+    """A trace with outages (zero steps), a device offset, uploads ``(gap, bytes)``, and
+    whether the radio promotes (without: uploads start exactly on the trace's edges)."""
+    rates = draw(
+        st.lists(st.sampled_from([0.0, 0.0, 0.5]) | st.floats(0.01, 300.0), min_size=1, max_size=30)
+    )
+    if not any(rates):
+        rates[0] = 1.0
+    trace = Trace("t", "lte", "test", draw(st.sampled_from([0.1, 0.25, 1.0])), rates)
+    period, total = trace.duration_s, trace.total_bytes
+    # offsets and sizes on the trace's edges too: cycle starts, whole cycles, the bytes up to
+    # a step's end (then an outage's flat stretch follows, where the rounding slack decides)
+    offset = draw(st.floats(0.0, 3.0 * period) | st.sampled_from([0.0, period]))
+    edges = [float(c) for c in trace.cum_bytes[1:]] + [total, 2.0 * total]
+    ops = draw(
+        st.lists(
+            st.tuples(
+                st.floats(0.0, 20.0) | st.sampled_from([0.0, 1e-3, period]),
+                st.floats(1.0, 5e7) | st.sampled_from(edges),
+            ),
+            min_size=1,
+            max_size=12,
+        )
+    )
+    return trace, offset, ops, draw(st.booleans())
+
+
+def _device(link: LinkModel, offset: float, promotes: bool) -> Device:
+    radio = next(iter(RADIOS.values()))
+    return Device(
+        0, 0, next(iter(DEVICE_CLASSES.values())),
+        radio if promotes else dataclasses.replace(radio, promo_s=0.0, tail_s=0.0), link,
+        offset, thermal=False, noise_sd=0.1, rng=np.random.default_rng(7),
+    )  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(uploads())
+def test_compiled_upload_is_the_devices_bit_for_bit(case):
+    """``Device.upload`` with a bank radio (one kernel: wake delay, ``Trace.finish_time``, the
+    transfer) gives the Python device's first and last byte, samples and radio, with ``==``;
+    the trace read-only (as recorded) or a writable copy (a forked simulator's)."""
+    trace, offset, ops, promotes = case
+    link = LinkModel(trace, trace, 0.02, 0.03, 1e9)
+    python, compiled, forked = (_device(link, offset, promotes) for _ in range(3))
+    compiled.radio = RadioBank([compiled.radio.params]).radio(0)
+    forked = copy.deepcopy(forked)
+    forked.radio = RadioBank([forked.radio.params]).radio(0)
+    t = 0.0
+    for gap, nbytes in ops:
+        t += gap
+        expected = python.upload(t, nbytes)
+        assert compiled.upload(t, nbytes) == expected == forked.upload(t, nbytes)
+    assert compiled.sample_t == python.sample_t == forked.sample_t
+    assert compiled.sample_mbps == python.sample_mbps == forked.sample_mbps
+    for device in (compiled, forked):
+        assert device.radio.energy_j == python.radio.energy_j
+        assert device.radio.promotions == python.radio.promotions

@@ -121,7 +121,8 @@ def test_a_deep_copy_is_independent_of_its_parent():
 )
 def test_a_pair_of_spreads_in_one_call_equals_two_spreads(ops):
     """The simulator's energy goes to two ledgers at once (``spread_pair``, one kernel call,
-    their arrays grown as they fill): each equals a Python ledger given its own spreads."""
+    their arrays grown as they fill) and both are collected at once (``collect_pair``): each
+    equals a Python ledger given its own spreads and collections."""
     pair = [cost_ledger(compiled=True), cost_ledger(compiled=True)]
     python = [CostLedger(), CostLedger()]
     first, second = pair
@@ -132,9 +133,13 @@ def test_a_pair_of_spreads_in_one_call_equals_two_spreads(ops):
         python[0].spread(now + start, now + start + length, total)
         python[1].spread(now + start, now + start + length, total2)
         assert all(_has_room(ledger) for ledger in pair)  # grown before it could overflow
-        if collect:
+        if collect:  # both in one kernel call (collect_pair), as the simulator collects
             now += start
-            assert [ledger.collect(now) for ledger in pair] == [p.collect(now) for p in python]
+            assert list(first.collect_pair(second, now)) == [p.collect(now) for p in python]
     assert [ledger.collect(now + 30.0) for ledger in pair] == [
         p.collect(now + 30.0) for p in python
     ]
+    for ledger, reference in zip(pair, python, strict=True):  # the running totals too
+        assert (ledger.latency_cost, ledger.other_cost) == (
+            reference.latency_cost, reference.other_cost,
+        )  # fmt: skip

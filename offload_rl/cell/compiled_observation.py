@@ -1,0 +1,136 @@
+"""The EdgeCell-v0 observation written in machine code (numba), one call per decision.
+
+:func:`offload_rl.features.encode_observation` with ``FeatureSpec(cell=True)`` is the reference
+and the one home of the rules: :func:`encode_cell` performs the float operations of
+``features._observation_values`` and ``features._cell_values`` in their order (IEEE doubles,
+no fast-math, the same libm ``log1p``), reads its scales from
+:data:`~offload_rl.features.CELL_ENCODER_SCALES`, and rounds to float32 as ``np.asarray`` does,
+so the vector is bit for bit the Python encoder's (``tests/offload_rl/cell/
+test_compiled_observation.py`` checks it on random states). In Python the encoder builds a list
+of ~35 floats per decision (~5 us); here it is one call.
+
+Importing this module imports numba; the environment imports it only in compiled mode.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from offload_rl.features import CELL_ENCODER_SCALES, CellDecisionState, FeatureSpec
+
+A = np.ndarray
+jit = numba.njit(cache=True, nogil=True)  # fastmath off: IEEE order, bit-identical
+SCALES = np.array(CELL_ENCODER_SCALES, dtype=np.float64)
+
+
+@jit
+def _unit(v: float) -> float:
+    """Into ``[0, 1]``, NaN to 0: ``0.0 if not v > 0.0 else (v if v < 1.0 else 1.0)``."""
+    if not v > 0.0:
+        return 0.0
+    return v if v < 1.0 else 1.0
+
+
+@jit
+def _history(out: A, raw: A, n_raw: int, history: int, log_mbps: float) -> tuple[float, float]:
+    """The throughput features into ``out[:history]``: (sum of inverse rates, newest sample)."""
+    inv_sum = 0.0
+    newest = 0.0
+    for i in range(history):
+        if n_raw >= history:
+            s = raw[n_raw - history + i]
+        elif n_raw:
+            s = raw[0] if i < history - n_raw else raw[i - (history - n_raw)]
+        else:
+            s = 0.0
+        if s > 0.0:
+            inv_sum += 1.0 / (s if s > 1e-3 else 1e-3)
+            v = math.log1p(s) / log_mbps
+            out[i] = v if v < 1.0 else 1.0
+        else:
+            inv_sum += 1.0 / 1e-3
+            out[i] = 0.0
+        newest = s
+    return inv_sum, newest
+
+
+@jit
+def _pos(x: float) -> float:
+    """``max(x, 0.0)`` as Python's ``max`` picks (the first unless the second is larger)."""
+    return 0.0 if x < 0.0 else x
+
+
+@jit
+def encode_cell(
+    out: A, raw: A, n_raw: int, H: int, scales: A, n_layers: int, outage_mbps: float,
+    rtt: float, new: int, ctx: int, turn: int, private: bool, ttft: float, tpot: float,
+    split: int, ctok: int, occupancy: float, load: float, k_mem: int, prev: int, gap: float,
+    age: float, cls: int, thermal: int, radio: int, waiting: int, waiting_tokens: int,
+    running: int, running_tokens: int, share: float, rank: int,
+) -> None:  # fmt: skip
+    """The cell observation of one decision state into ``out`` (float32, ``obs_dim``; ``H``
+    throughput samples first); ``split`` < 0: no cached split (``None``). The cell's integer
+    fields go through ``float`` first, as ``_cell_values`` converts them."""
+    log_mbps, log_ms, log_tokens, log_slo = scales[0], scales[1], scales[2], scales[3]
+    log_gap, max_turn, log_seqs, log_big = scales[4], scales[5], scales[6], scales[7]
+    inv_sum, newest = _history(out, raw, n_raw, H, log_mbps)
+    cached = split >= 0 and ctok > 0
+    o = H
+    out[o] = _unit(math.log1p(rtt if rtt > 0.0 else 0.0) / log_ms)
+    out[o + 1] = _unit(math.log1p(new if new > 0 else 0) / log_tokens)
+    out[o + 2] = _unit(math.log1p(ctx if ctx > 0 else 0) / log_tokens)
+    out[o + 3] = _unit(turn / max_turn)
+    out[o + 4] = 1.0 if private else 0.0
+    out[o + 5] = _unit(math.log1p(ttft if ttft > 0.0 else 0.0) / log_slo)
+    out[o + 6] = _unit(tpot)
+    out[o + 7] = 1.0 if cached else 0.0
+    out[o + 8] = _unit(split / n_layers) if cached else 0.0
+    out[o + 9] = _unit(ctok / ctx) if cached and ctx > 0 else 0.0
+    out[o + 10] = _unit(occupancy)
+    out[o + 11] = _unit(load)
+    out[o + 12] = _unit(k_mem / n_layers)
+    out[o + 13] = _unit(math.log1p(prev if prev > 0 else 0) / log_tokens)
+    out[o + 14] = _unit(math.log1p(gap if gap > 0.0 else 0.0) / log_gap)
+    out[o + 15] = 1.0 if newest < outage_mbps else 0.0
+    out[o + 16] = _unit(math.log1p(H / inv_sum) / log_mbps)
+    o += 17
+    out[o] = _unit(math.log1p(_pos(float(age))) / log_gap)
+    out[o + 1] = _unit(float(cls) / 2.0)
+    out[o + 2] = _unit(float(thermal) / 3.0)
+    out[o + 3] = _unit(float(radio) / 3.0)
+    out[o + 4] = _unit(math.log1p(_pos(float(waiting))) / log_seqs)
+    out[o + 5] = _unit(math.log1p(_pos(float(waiting_tokens))) / log_big)
+    out[o + 6] = _unit(math.log1p(_pos(float(running))) / log_seqs)
+    out[o + 7] = _unit(math.log1p(_pos(float(running_tokens))) / log_big)
+    out[o + 8] = _unit(float(share))
+    r = float(rank)
+    out[o + 9] = _unit(1.0 / (1.0 + r) if r >= 0 else 0.0)
+
+
+def encode(state: CellDecisionState, spec: FeatureSpec) -> np.ndarray:
+    """``encode_observation(state, spec)`` for a cell spec, in one compiled call (the fields
+    go in as they are: numba converts them as Python's arithmetic does)."""
+    out = np.empty(spec.obs_dim, dtype=np.float32)
+    raw = state.throughput_mbps
+    split = state.cached_split
+    s = state
+    encode_cell(
+        out, np.array(raw, dtype=np.float64), len(raw), spec.history, SCALES, spec.n_layers,
+        spec.outage_mbps, s.rtt_ms, s.new_tokens, s.context_tokens, s.turn, s.private,
+        s.slo_ttft_s, s.slo_tpot_s, -1 if split is None else split, s.cached_tokens,
+        s.edge_kv_occupancy, s.edge_load, s.device_memory_layers, s.prev_output_tokens,
+        s.since_last_turn_s, s.throughput_age_s, s.device_class, s.thermal_level,
+        s.radio_state, s.edge_waiting, s.edge_waiting_tokens, s.edge_running,
+        s.edge_running_tokens, s.entry_bytes_share, s.entry_recency_rank,
+    )  # fmt: skip
+    return out
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) the kernel for the types :func:`encode` passes."""
+    spec = FeatureSpec(n_layers=4, cell=True)
+    state = CellDecisionState([1.0, 2.0], 10.0, 3, 4, 1, False, 1.0, 0.1, 2, 3, 0.5, 0.5, 4)
+    encode(state, spec)
