@@ -13,7 +13,7 @@ from offload_rl.profiles import Profile
 from validation.cell_config import CellValidationConfig, check_cell_config, usable_cpus
 from validation.cell_rescore import RescoreError, rescore_run
 from validation.cell_run import device_requests, run_cell_validation
-from validation.cell_summary import outside_the_iterations, pricing_by_kind
+from validation.cell_summary import outside_the_iterations, pricing_by_kind, waits_before_taken
 from validation.runtime.model import small_arch
 from validation.schedule_diff import diff_run_folder
 
@@ -247,3 +247,14 @@ def test_pooled_over_runs_groups_by_run_and_level() -> None:
     assert [g["gap_s"] for g in pooled["by_load_level"]] == [0.0, 2.0]
     assert pooled["by_load_level"][1]["per_run"][1]["scored"] == 1  # the rejected one is out
     assert pooled["by_load_level"][0]["median_abs_pct_error_total"] == pytest.approx(20.0)
+
+
+def test_the_measured_queue_counts_from_arrival_as_the_simulator_does() -> None:
+    edge = {
+        "requests": [
+            {"request_id": 1, "arrival_s": 2.0, "taken_s": 2.25},  # arrived mid-iteration
+            {"request_id": 2, "arrival_s": 3.0, "taken_s": 3.0},
+            {"request_id": 3, "arrival_s": 4.0, "taken_s": None},  # an old log: no taken time
+        ]
+    }
+    assert waits_before_taken(edge) == {1: 0.25, 2: 0.0}
