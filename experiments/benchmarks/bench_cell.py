@@ -29,10 +29,10 @@ ratio with other processes' time slices, unevenly; CPU time does not.
         [--compare-python] [--clock wall|cpu]
 
 Figures (README "EdgeCell-v0 cost per decision"; ``--compare-python --clock cpu --steps 2000
---rounds 3`` on a 2-core VM at load average 0.7-0.8, flatloop branch): ratios 0.080 / 0.069 /
-0.058 compiled against 0.031 / 0.026 / 0.023 Python at N = 8 / 32 / 128 (0.085 / 0.100 / 0.125
-ms per decision compiled); main's compiled cell in the same minutes 0.072 / 0.055 / 0.045
-(0.096 / 0.131 / 0.150 ms). The target 0.25 at N = 32 is not met.
+--rounds 3`` on the quiet 2-core VM, load average 1.0-1.3, main d228547): ratios 0.076 / 0.067 /
+0.056 compiled against 0.030 / 0.026 / 0.025 Python at N = 8 / 32 / 128 (0.088 / 0.101 / 0.128
+ms per decision compiled); the cell at 0ecb97f in alternating runs 0.065-0.070 / 0.058 /
+0.042-0.044 (0.099-0.104 / 0.116-0.120 / 0.151-0.161 ms). The target 0.25 at N = 32 is not met.
 """
 
 from __future__ import annotations
