@@ -453,11 +453,12 @@ DISCUSSION = """## Why
   greedy evaluates exactly and trailed it on every family (previous table: by 0.002-0.023).
 - **PPO now ties greedy, and does not beat it.** Fine-tuning (lr 1e-4, 200k steps) does not
   find an improvement: the validation curves (`summary.json` `curve`) start at the clone's
-  value and end within about ±0.004 of it. PPO − best heuristic is −0.002 to +0.004 on every
-  config but mahimahi-cellular, where seed 4 drifted in placement (edge share 0.67 -> 0.47,
-  validation −0.255 -> −0.374 at 100k steps, −0.289 at the end; the other four seeds end at
-  −0.253 to −0.260 against greedy −0.249). At lr 3e-4 two of five mahimahi seeds collapsed
-  this way. On the unseen family (lofo_nyc-lte) PPO is +0.004 above greedy-last, with all
+  value and end within about ±0.004 of it. PPO − the heuristic chosen on the training files
+  is −0.002 to +0.005 on every config but mahimahi-cellular, where seed 4 drifts in placement
+  (2026-12-06 run: validation −0.258 at the start, −0.406 at 53k steps, −0.368 at the end and
+  −0.368 held out; the other four seeds end at −0.257 to −0.260 against greedy −0.249; the
+  run of 2026-11-29 saw the same seed drift, to −0.289). At lr 3e-4 two of five mahimahi seeds
+  collapsed this way. On the unseen family (lofo_nyc-lte) PPO is +0.005 above greedy, with all
   five seeds above it. `final/` is scored here, not `best/`.
 - **Where the oracle's lead comes from** (`python experiments/analyses/oracle_decomposition.py`,
   greedy with the oracle's keep vs the oracle's placement with greedy's keep, share of the
