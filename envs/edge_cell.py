@@ -258,7 +258,7 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         latency_cost, other_cost, joules = sim.collect(t_next)
         penalty = self.scenario.reward.invalid_action_penalty if invalid else 0.0
         reward = -(latency_cost + other_cost + penalty)
-        info.update(self._interval_info(finished, t_next - t, joules))
+        self._add_interval_info(info, finished, t_next - t, joules)
         truncated = self._i >= self.n_requests
         if truncated:
             info.update(self._return_rates())
@@ -267,7 +267,7 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         info["edge_batch"] = edge.last_batch_size
         info["edge_waiting"] = edge.n_waiting
         info["edge_kv_occupancy"] = edge.pool.used_bytes / edge.pool.capacity_bytes
-        return self._obs, float(reward), False, bool(truncated), info
+        return self._obs, float(reward), False, truncated, info
 
     def _decision_info(self, cr: CellRequest, action: int, invalid: bool) -> dict[str, Any]:
         L = self.layout.n_layers
@@ -296,9 +296,11 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         return info
 
     @staticmethod
-    def _interval_info(finished: list[CellRequest], dt: float, joules: float) -> dict[str, Any]:
-        """The interval's fields: the finished requests' outcomes summed in finishing order
-        (local sums rather than dict entries: the same additions, in OUTCOME_KEYS' order)."""
+    def _add_interval_info(
+        info: dict[str, Any], finished: list[CellRequest], dt: float, joules: float
+    ) -> None:
+        """The interval's fields into ``info``: the finished requests' outcomes summed in
+        finishing order (local sums, in OUTCOME_KEYS' order)."""
         latency = ttft = slo = hit = usd = queue = batch = preempted = 0.0
         for cr in finished:
             latency += cr.latency_s
@@ -309,11 +311,12 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
             queue += cr.queue_s
             batch += cr.batch_at_admit
             preempted += cr.preempted
-        sums = (latency, ttft, slo, hit, usd, queue, batch, preempted)
-        return {
-            "dt": dt, "energy_j": joules, "n_finished": len(finished),
-            **dict(zip(OUTCOME_KEYS, sums, strict=True)),
-        }  # fmt: skip
+        info["dt"] = dt
+        info["energy_j"] = joules
+        info["n_finished"] = len(finished)
+        info.update(
+            zip(OUTCOME_KEYS, (latency, ttft, slo, hit, usd, queue, batch, preempted), strict=True)
+        )
 
     def _return_rates(self) -> dict[str, float]:
         """Session-return rates of the decided requests, with and without the boundary."""

@@ -87,20 +87,13 @@ class Device:
         """The newest ``history`` samples measured by ``t``, oldest first, and the newest's time.
 
         Samples are appended in decision order, and a transfer may end after a later decision,
-        so the times are not sorted: scan back from the newest until ``history`` are found.
+        so the times are not sorted: :func:`scan_samples` scans back from the newest. Mostly
+        the newest ``history`` were all measured by ``t``, and then they are the answer.
         """
-        times, values = self.sample_t, self.sample_mbps
-        picked: list[float] = []
-        newest = 0.0
-        for j in range(len(times) - 1, -1, -1):
-            if times[j] <= t:
-                if not picked:
-                    newest = times[j]
-                picked.append(values[j])
-                if len(picked) >= history:
-                    break
-        picked.reverse()
-        return picked, newest
+        times = self.sample_t
+        if history > 0 and times and max(times[-history:]) <= t:
+            return self.sample_mbps[-history:], times[-1]
+        return scan_samples(times, self.sample_mbps, t, history)
 
     def probe_if_out(self, t: float, floor_mbps: float, period_s: float) -> None:
         """Re-measure the link before deciding while the newest sample says it is out."""
@@ -185,3 +178,21 @@ class Device:
 
     def radio_state_index(self, t: float) -> int:
         return self.radio.state_index(t)
+
+
+def scan_samples(
+    times: list[float], values: list[float], t: float, history: int
+) -> tuple[list[float], float]:
+    """:meth:`Device.samples_until` in general: scan back from the newest sample until
+    ``history`` measured by ``t`` are found (oldest first), and the newest one's time."""
+    picked: list[float] = []
+    newest = 0.0
+    for j in range(len(times) - 1, -1, -1):
+        if times[j] <= t:
+            if not picked:
+                newest = times[j]
+            picked.append(values[j])
+            if len(picked) >= history:
+                break
+    picked.reverse()
+    return picked, newest

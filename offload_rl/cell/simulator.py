@@ -271,7 +271,8 @@ class CellSimulator:
         d = self.devices[self.device_of[i]]
         t = req.arrival_s
         net = self.facts.scenario.network
-        d.probe_if_out(t, net.outage_mbps, net.throughput_sample_s)
+        if not d.sample_mbps or d.sample_mbps[-1] < net.outage_mbps:  # probe_if_out's test
+            d.probe_if_out(t, net.outage_mbps, net.throughput_sample_s)
         H = net.throughput_history
         samples, newest = d.samples_until(t, H)
         age = t - newest if samples else 3600.0
