@@ -44,10 +44,11 @@ from offload_rl.cell import compiled_decode as cd
 from offload_rl.cell.batch_roofline import BatchRoofline, for_profile
 from offload_rl.cell.config import CellConfig
 from offload_rl.cell.device import Device
+from offload_rl.cell.device_seeding import device_generators, seeded_samples
 from offload_rl.cell.edge_server import REJECTED, EdgeRequest, EdgeServer
 from offload_rl.cell.kv_pool import KeptEntry
 from offload_rl.cell.ledger_table import CompiledCostLedger, cost_ledger
-from offload_rl.cell.radio import RADIOS
+from offload_rl.cell.radio import RADIOS, RadioParams
 from offload_rl.cell.radio_bank import RadioBank
 from offload_rl.cell.thermal import DEVICE_CLASSES
 from offload_rl.cost_model import LinkModel, request_cost
@@ -232,36 +233,71 @@ class CellSimulator:
         return bank
 
     def _build_devices(self, world: np.random.Generator, trace_index: int, offset_s: float) -> None:
-        """Device 0 on the pinned trace and offset; the others on drawn traces and offsets."""
+        """Device 0 on the pinned trace and offset; the others on drawn traces and offsets.
+
+        The world's draws come device by device as they always did (trace, offset, class, the
+        device's seed); the devices' generators and their samples before t = 0 are then made
+        for all at once (:mod:`~offload_rl.cell.device_seeding`: the same streams and values,
+        bit for bit, as ``default_rng(seed)`` and :meth:`Device.seed_samples` per device)."""
         net = self.facts.scenario.network
-        ups = self.resolved.uplinks
+        ups, downs = self.resolved.uplinks, self.resolved.downlinks
         names, probs = self.cell.class_probabilities()
         cdf = class_cdf(probs)
         classes = list(DEVICE_CLASSES)
-        self.devices = []
+        n_ups = len(ups)
+        picks: list[tuple[int, float, str]] = []
+        seeds = np.empty(self.cell.n_devices, dtype=np.int64)
         for i in range(self.cell.n_devices):
-            idx = trace_index if i == 0 else int(world.integers(len(ups)))
+            idx = trace_index if i == 0 else int(world.integers(n_ups))
             offset = offset_s if i == 0 else float(world.uniform(0.0, ups[idx].duration_s))
-            name = names[draw_index(world, cdf)]  # world.choice(len(names), p=probs)
-            wifi = "wifi" in ups[idx].family.lower()
-            radio = RADIOS[self.cell.wifi_radio if wifi else self.cell.radio]
-            if not self.cell.radio_state_machine:
-                radio = replace(radio, promo_s=0.0, promo_w=0.0, tail_s=0.0, tail_w=0.0)
-            elif not self.cell.radio_tail:
-                radio = replace(radio, tail_s=0.0)  # idle as a transfer ends; promotion kept
+            picks.append((idx, offset, names[draw_index(world, cdf)]))  # world.choice(p=probs)
+            seeds[i] = world.integers(2**63 - 1)
+        rngs = device_generators(seeds)
+        links: dict[int, LinkModel] = {}  # immutable: one per trace in use
+        self.devices = []
+        for i, (idx, offset, name) in enumerate(picks):
+            link = links.get(idx)
+            if link is None:
+                link = links[idx] = self.facts.link(ups[idx], downs[idx])
             dev = Device(
                 i,
                 classes.index(name),
                 DEVICE_CLASSES[name],
-                radio,
-                self.facts.link(ups[idx], self.resolved.downlinks[idx]),
+                self._device_radio("wifi" in ups[idx].family.lower()),
+                link,
                 offset,
                 thermal=self.cell.thermal,
                 noise_sd=net.throughput_noise,
-                rng=np.random.default_rng(world.integers(2**63 - 1)),
+                rng=rngs[i],
             )
-            dev.seed_samples(net.throughput_history, net.throughput_sample_s)
             self.devices.append(dev)
+        self._seed_all_samples(net.throughput_history, net.throughput_sample_s)
+
+    def _device_radio(self, wifi: bool) -> RadioParams:
+        """The radio of a device on a WiFi or a cellular trace, as the cell's switches say
+        (``RadioParams`` is frozen: devices share it)."""
+        radio = RADIOS[self.cell.wifi_radio if wifi else self.cell.radio]
+        if not self.cell.radio_state_machine:
+            return replace(radio, promo_s=0.0, promo_w=0.0, tail_s=0.0, tail_w=0.0)
+        if not self.cell.radio_tail:
+            return replace(radio, tail_s=0.0)  # idle as a transfer ends; promotion kept
+        return radio
+
+    def _seed_all_samples(self, history: int, period_s: float) -> None:
+        """Every device's :meth:`Device.seed_samples` in one pass (bit for bit the same)."""
+        devs = self.devices
+        values = seeded_samples(
+            [d.uplink for d in devs],
+            [d.offset_s for d in devs],
+            history,
+            period_s,
+            self.facts.scenario.network.throughput_noise,
+            [d.rng for d in devs],
+        ).tolist()
+        times = [(i - history + 1) * period_s for i in range(history)]
+        for d, row in zip(devs, values, strict=True):
+            d.sample_t = times.copy()
+            d.sample_mbps = row
 
     # --- what the requesting device knows ------------------------------------------------------
 
