@@ -110,7 +110,12 @@ class _StateWords(ISeedSequence):
 
 def device_generators(seeds: np.ndarray) -> list[np.random.Generator]:
     """``[np.random.default_rng(int(s)) for s in seeds]``, the same streams, ~10x cheaper."""
-    states = seed_sequence_states(seeds)
+    return generators_from_states(seed_sequence_states(seeds))
+
+
+def generators_from_states(states: np.ndarray) -> list[np.random.Generator]:
+    """One ``Generator(PCG64)`` per row of :func:`seed_sequence_states` (or its compiled twin,
+    :func:`offload_rl.cell.compiled_reset.seed_states`)."""
     # PCG64 takes any ISeedSequence (numpy's stubs name only SeedSequence)
     return [np.random.Generator(np.random.PCG64(cast(Any, _StateWords(row)))) for row in states]
 

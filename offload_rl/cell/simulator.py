@@ -44,7 +44,11 @@ from offload_rl.cell import compiled_decode as cd
 from offload_rl.cell.batch_roofline import BatchRoofline, for_profile
 from offload_rl.cell.config import CellConfig
 from offload_rl.cell.device import Device
-from offload_rl.cell.device_seeding import device_generators, seeded_samples
+from offload_rl.cell.device_seeding import (
+    device_generators,
+    generators_from_states,
+    seeded_samples,
+)
 from offload_rl.cell.edge_server import REJECTED, EdgeRequest, EdgeServer
 from offload_rl.cell.kv_pool import KeptEntry
 from offload_rl.cell.ledger_table import CompiledCostLedger, cost_ledger
@@ -139,6 +143,7 @@ class CellSimulator:
         self.joules = cost_ledger()  # the same bookkeeping for raw device joules (info)
         self._bank: RadioBank | None = None  # the radios' arrays, in compiled mode
         self.requests: list[Request] = []
+        self._durations: np.ndarray | None = None  # the uplinks' periods (compiled draws)
         # layers each device class holds (its RAM for the model), in DEVICE_CLASSES order
         self.class_memory_layers = [
             memory_layers_for(facts, c.model_memory_bytes()) for c in DEVICE_CLASSES.values()
@@ -235,34 +240,28 @@ class CellSimulator:
     def _build_devices(self, world: np.random.Generator, trace_index: int, offset_s: float) -> None:
         """Device 0 on the pinned trace and offset; the others on drawn traces and offsets.
 
-        The world's draws come device by device as they always did (trace, offset, class, the
-        device's seed); the devices' generators and their samples before t = 0 are then made
-        for all at once (:mod:`~offload_rl.cell.device_seeding`: the same streams and values,
-        bit for bit, as ``default_rng(seed)`` and :meth:`Device.seed_samples` per device)."""
+        The world's draws come device by device as they always did (:meth:`_draw_devices`);
+        the devices' generators and their samples before t = 0 are then made for all at once
+        (:mod:`~offload_rl.cell.device_seeding`: the same streams and values, bit for bit, as
+        ``default_rng(seed)`` and :meth:`Device.seed_samples` per device)."""
         net = self.facts.scenario.network
         ups, downs = self.resolved.uplinks, self.resolved.downlinks
-        names, probs = self.cell.class_probabilities()
-        cdf = class_cdf(probs)
+        names = self.cell.class_probabilities()[0]
         classes = list(DEVICE_CLASSES)
-        n_ups = len(ups)
-        picks: list[tuple[int, float, str]] = []
-        seeds = np.empty(self.cell.n_devices, dtype=np.int64)
-        for i in range(self.cell.n_devices):
-            idx = trace_index if i == 0 else int(world.integers(n_ups))
-            offset = offset_s if i == 0 else float(world.uniform(0.0, ups[idx].duration_s))
-            picks.append((idx, offset, names[draw_index(world, cdf)]))  # world.choice(p=probs)
-            seeds[i] = world.integers(2**63 - 1)
-        rngs = device_generators(seeds)
+        drawn = self._draw_devices_compiled(world, trace_index, offset_s)
+        if drawn is None:
+            drawn = self._draw_devices(world, trace_index, offset_s)
+        idxs, offsets, picked, rngs = drawn
         links: dict[int, LinkModel] = {}  # immutable: one per trace in use
         self.devices = []
-        for i, (idx, offset, name) in enumerate(picks):
+        for i, (idx, offset, c) in enumerate(zip(idxs, offsets, picked, strict=True)):
             link = links.get(idx)
             if link is None:
                 link = links[idx] = self.facts.link(ups[idx], downs[idx])
             dev = Device(
                 i,
-                classes.index(name),
-                DEVICE_CLASSES[name],
+                classes.index(names[c]),
+                DEVICE_CLASSES[names[c]],
                 self._device_radio("wifi" in ups[idx].family.lower()),
                 link,
                 offset,
@@ -272,6 +271,50 @@ class CellSimulator:
             )
             self.devices.append(dev)
         self._seed_all_samples(net.throughput_history, net.throughput_sample_s)
+
+    def _draw_devices(
+        self, world: np.random.Generator, trace_index: int, offset_s: float
+    ) -> tuple[list[int], list[float], list[int], list[np.random.Generator]]:
+        """Each device's trace, offset, class (an index into the cell's class names) and
+        generator, the world's draws device by device (the reference of
+        :func:`~offload_rl.cell.compiled_reset.draw_devices`)."""
+        ups = self.resolved.uplinks
+        cdf = class_cdf(self.cell.class_probabilities()[1])
+        n_ups = len(ups)
+        n = self.cell.n_devices
+        idxs, offsets, picked = [], [], []
+        seeds = np.empty(n, dtype=np.int64)
+        for i in range(n):
+            idx = trace_index if i == 0 else int(world.integers(n_ups))
+            idxs.append(idx)
+            offsets.append(offset_s if i == 0 else float(world.uniform(0.0, ups[idx].duration_s)))
+            picked.append(draw_index(world, cdf))  # world.choice(len(names), p=probs)
+            seeds[i] = world.integers(2**63 - 1)
+        return idxs, offsets, picked, device_generators(seeds)
+
+    def _draw_devices_compiled(
+        self, world: np.random.Generator, trace_index: int, offset_s: float
+    ) -> tuple[list[int], list[float], list[int], list[np.random.Generator]] | None:
+        """:meth:`_draw_devices` in one compiled call (None: Python mode, or numba failed)."""
+        if not cd.AVAILABLE:
+            return None
+        try:
+            kernels = cd._compiled("compiled_reset")
+        except cd.COMPILE_ERRORS as err:
+            cd.disable(str(err).splitlines()[0] if str(err) else type(err).__name__)
+            return None
+        n = self.cell.n_devices
+        durations = self._durations
+        if durations is None:
+            durations = np.array([u.duration_s for u in self.resolved.uplinks], dtype=np.float64)
+            self._durations = durations
+        idx, cls, seeds = (np.empty(n, dtype=np.int64) for _ in range(3))
+        offsets = np.empty(n, dtype=np.float64)
+        cdf = class_cdf(self.cell.class_probabilities()[1])
+        kernels.draw_devices(world, trace_index, offset_s, durations, cdf, idx, offsets, cls, seeds)
+        states = np.empty((n, 4), dtype=np.uint64)
+        kernels.seed_states(seeds, states)
+        return idx.tolist(), offsets.tolist(), cls.tolist(), generators_from_states(states)
 
     def _device_radio(self, wifi: bool) -> RadioParams:
         """The radio of a device on a WiFi or a cellular trace, as the cell's switches say
