@@ -9,6 +9,8 @@ same devices and leave the world in the same state, or every later draw of the e
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -25,7 +27,7 @@ pytestmark = pytest.mark.skipif(
 SIMS = {n: EdgeCellEnv("cell", n_devices=n).sim for n in (1, 5, 40)}
 
 
-def _kernels():  # type: ignore[no-untyped-def]
+def _kernels() -> ModuleType:
     return cd._compiled("compiled_reset")
 
 
