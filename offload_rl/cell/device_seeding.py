@@ -131,19 +131,34 @@ def seeded_samples(
     """Row ``j``: ``measured_throughput(traces[j], origins_s[j], -history, history, period_s,
     noise_sd, rngs[j])``, bit for bit (the same operations on the same values)."""
     n = len(traces)
+    group: dict[int, int] = {}  # id(trace) -> its index among the distinct traces
+    distinct: list[Trace] = []
+    of = []
+    for tr in traces:
+        g = group.get(id(tr))
+        if g is None:
+            g = group[id(tr)] = len(distinct)
+            distinct.append(tr)
+        of.append(g)
+    key = np.array(of, dtype=np.int64)
+    duration = np.array([tr.duration_s for tr in distinct], dtype=np.float64)[key][:, None]
+    total = np.array([tr.total_bytes for tr in distinct], dtype=np.float64)[key][:, None]
     steps = (np.arange(history + 1) - history) * period_s
     times = np.asarray(origins_s, dtype=np.float64)[:, None] + steps
-    duration = np.array([tr.duration_s for tr in traces], dtype=np.float64)[:, None]
-    total = np.array([tr.total_bytes for tr in traces], dtype=np.float64)[:, None]
     cycles = np.floor(times / duration)
     within = times - cycles * duration
-    rows: dict[int, list[int]] = {}
-    for j, tr in enumerate(traces):
-        rows.setdefault(id(tr), []).append(j)
+    # one np.interp per distinct trace, on its devices' rows made contiguous (slices, not
+    # index lists: numpy turns a list index into an array at every use)
+    order = np.argsort(key, kind="stable")
+    rows = within[order]
+    ends = np.cumsum(np.bincount(key, minlength=len(distinct))).tolist()
+    start = 0
+    for tr, end in zip(distinct, ends, strict=True):
+        grid, cum_bytes = _interp_points(tr)
+        rows[start:end] = np.interp(rows[start:end], grid, cum_bytes)
+        start = end
     filled = np.empty_like(within)
-    for js in rows.values():
-        grid, cum_bytes = _interp_points(traces[js[0]])
-        filled[js] = np.interp(within[js], grid, cum_bytes)
+    filled[order] = rows
     values = np.diff(cycles * total + filled, axis=1) / (BYTES_PER_MBIT * period_s)
     if noise_sd > 0 and n:
         noise = np.array([rng.normal(0.0, noise_sd, size=history) for rng in rngs])
