@@ -63,6 +63,7 @@ from offload_rl.reward import slo_violated_times
 from offload_rl.scenario_facts import ResolvedScenario, memory_layers_for
 from offload_rl.traces import BYTES_PER_MBIT
 from offload_rl.workloads import Request, SyntheticWorkload, Workload
+from offload_rl.workloads.distributions import choice_cdf, choice_indices
 
 
 @dataclass(slots=True, eq=False)
@@ -95,9 +96,7 @@ class CellRequest:
 
 def class_cdf(probs: list[float]) -> np.ndarray:
     """The normalised cumulative shares :func:`draw_index` reads (``Generator.choice``'s)."""
-    cdf = np.asarray(probs, dtype=np.float64).cumsum()
-    cdf /= cdf[-1]
-    return cdf
+    return choice_cdf(probs)
 
 
 def draw_index(world: np.random.Generator, cdf: np.ndarray) -> int:
@@ -144,6 +143,7 @@ class CellSimulator:
         self._bank: RadioBank | None = None  # the radios' arrays, in compiled mode
         self.requests: list[Request] = []
         self._durations: np.ndarray | None = None  # the uplinks' periods (compiled draws)
+        self._slo_cdf = class_cdf(list(facts.slo_shares))  # what world.choice searches
         # layers each device class holds (its RAM for the model), in DEVICE_CLASSES order
         self.class_memory_layers = [
             memory_layers_for(facts, c.model_memory_bytes()) for c in DEVICE_CLASSES.values()
@@ -166,28 +166,28 @@ class CellSimulator:
         observation). The draws from ``world`` come in ``SplitCache-v0``'s order (requests,
         privacy, SLO class, memory pressure, edge-queue and cloud-queue draws) so that ``N = 1``
         replays its episode; what only the cell needs is drawn after them."""
-        sc, facts = self.facts.scenario, self.facts
+        sc = self.facts.scenario
         reqs = self.workload.sample(world, n_requests + 1)
         self.requests = reqs
         n = len(reqs)
-        n_sessions = max(r.session_id for r in reqs) + 1
+        sessions = [r.session_id for r in reqs]
+        n_sessions = max(sessions) + 1
         self.private = (world.random(n_sessions) < sc.workload.private_share).tolist()
-        slo_p = np.array(facts.slo_shares)
-        self.slo_class = world.choice(len(slo_p), size=n_sessions, p=slo_p).tolist()
+        # world.choice(len(p), size=n_sessions, p=p): its one uniform per session, searched
+        self.slo_class = choice_indices(world, self._slo_cdf, n_sessions).tolist()
         pressure = (world.random(n) < sc.device.memory_pressure_share).tolist()
         world.exponential(1.0, size=n)  # SplitCache's edge-queue draw: kept for the draw order
         self.cloud_queue = (world.exponential(1.0, size=n) * sc.cloud.queue_s).tolist()
         self._build_devices(world, trace_index, offset_s)
-        device_of_session = world.integers(self.cell.n_devices, size=n_sessions)
-        self.device_of = [int(device_of_session[r.session_id]) for r in reqs]
+        device_of_session = world.integers(self.cell.n_devices, size=n_sessions).tolist()
+        self.device_of = [device_of_session[s] for s in sessions]
         # each request's free layers: its device class's, fewer under memory pressure
         held = self.class_memory_layers
+        device_layers = [held[d.class_index] for d in self.devices]
         squeezed = sc.device.memory_pressure_layers
         self.k_mem = [
             min(squeezed, k) if p else k
-            for p, k in zip(
-                pressure, (held[self.devices[j].class_index] for j in self.device_of), strict=True
-            )
+            for p, k in zip(pressure, [device_layers[j] for j in self.device_of], strict=True)
         ]
         c = self.cell
         self.edge = EdgeServer(
