@@ -248,28 +248,37 @@ class CellSimulator:
         ups, downs = self.resolved.uplinks, self.resolved.downlinks
         names = self.cell.class_probabilities()[0]
         classes = list(DEVICE_CLASSES)
+        index_of = [classes.index(name) for name in names]  # per drawn class
+        class_of = [DEVICE_CLASSES[name] for name in names]
+        radios = {wifi: self._device_radio(wifi) for wifi in (False, True)}
         drawn = self._draw_devices_compiled(world, trace_index, offset_s)
         if drawn is None:
             drawn = self._draw_devices(world, trace_index, offset_s)
         idxs, offsets, picked, rngs = drawn
-        links: dict[int, LinkModel] = {}  # immutable: one per trace in use
-        self.devices = []
+        links: dict[int, tuple[LinkModel, RadioParams]] = {}  # immutable: one per trace
+        thermal, noise = self.cell.thermal, net.throughput_noise
+        devices: list[Device] = []
+        self.devices = devices
         for i, (idx, offset, c) in enumerate(zip(idxs, offsets, picked, strict=True)):
-            link = links.get(idx)
-            if link is None:
-                link = links[idx] = self.facts.link(ups[idx], downs[idx])
+            hit = links.get(idx)
+            if hit is None:
+                up = ups[idx]
+                hit = links[idx] = (
+                    self.facts.link(up, downs[idx]),
+                    radios["wifi" in up.family.lower()],
+                )
             dev = Device(
                 i,
-                classes.index(names[c]),
-                DEVICE_CLASSES[names[c]],
-                self._device_radio("wifi" in ups[idx].family.lower()),
-                link,
+                index_of[c],
+                class_of[c],
+                hit[1],
+                hit[0],
                 offset,
-                thermal=self.cell.thermal,
-                noise_sd=net.throughput_noise,
+                thermal=thermal,
+                noise_sd=noise,
                 rng=rngs[i],
             )
-            self.devices.append(dev)
+            devices.append(dev)
         self._seed_all_samples(net.throughput_history, net.throughput_sample_s)
 
     def _draw_devices(
