@@ -113,21 +113,37 @@ class SyntheticWorkload:
             if len(keep) >= n:
                 break
             horizon *= 1.5
-        total = len(d.session)
         chosen = keep[np.argsort(d.arrival[keep], kind="stable")[:n]]
+        return assemble_stream(*self._chosen_columns(d, chosen), self.scaling)
+
+    @staticmethod
+    def _chosen_columns(
+        d: SessionDraw, chosen: IntArray
+    ) -> tuple[FloatArray, IntArray, IntArray, IntArray, IntArray, FloatArray]:
+        """The stream's raw columns for the ``chosen`` requests (in stream order): arrival
+        from the first, session, new and output tokens, prior context, and the gap to the
+        session's next turn where that turn is in the stream (NaN otherwise). The values of
+        :meth:`SessionDraw.prior_context` and :meth:`SessionDraw.next_index` at ``chosen``,
+        computed for those rows only (a draw holds ~15x more requests: the warm-up)."""
+        total = len(d.session)
+        n = len(chosen)
         position = np.full(total + 1, -1, dtype=np.int64)
         position[chosen] = np.arange(n)
-        nxt = d.next_index()
+        session = d.session[chosen]
+        # the next turn's index, -1 after a session's last (next_index at chosen)
+        nxt = np.where(d.turn[chosen] == d.turns[session] - 1, -1, chosen + 1)
         in_stream = (nxt >= 0) & (position[nxt] >= 0)
-        gap_next = np.full(total, np.nan)
-        gap_next[in_stream] = d.arrival[nxt[in_stream]] - d.arrival[in_stream]
-        t0 = d.arrival[chosen[0]]
-        return assemble_stream(
-            d.arrival[chosen] - t0,
-            d.session[chosen],
+        gap_next = np.full(n, np.nan)
+        gap_next[in_stream] = d.arrival[nxt[in_stream]] - d.arrival[chosen[in_stream]]
+        tokens = d.new + d.output
+        before = np.cumsum(tokens) - tokens
+        prior = before[chosen] - before[d.offset[session]]  # prior_context() at chosen
+        arrival = d.arrival[chosen]
+        return (
+            arrival - arrival[0],
+            session,
             d.new[chosen],
             d.output[chosen],
-            d.prior_context()[chosen],
-            gap_next[chosen],
-            self.scaling,
+            prior,
+            gap_next,
         )
