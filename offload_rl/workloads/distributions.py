@@ -31,7 +31,7 @@ def choice_cdf(p: FloatArray | list[float]) -> FloatArray:
 def choice_indices(rng: np.random.Generator, cdf: FloatArray, size: int) -> IntArray:
     """``rng.choice(len(p), size=size, p=p)`` with ``cdf = choice_cdf(p)`` for a valid ``p``:
     numpy's algorithm (``size`` uniforms searched in the CDF), the same draws and indices,
-    without its ~15 us of argument checks (``tests/offload_rl/cell/test_cell_reset_choice.py``
+    without its ~15 us of argument checks (``tests/offload_rl/cell/test_cell_reset.py``
     checks it against ``choice``)."""
     return cdf.searchsorted(rng.random(size), side="right").astype(np.int64, copy=False)
 
