@@ -1,5 +1,5 @@
 """Uniforms through a quantile table: ``np.interp``, or its compiled twin when the cell runs
-compiled (:mod:`offload_rl.workloads.compiled_interp`, ~3x faster on random points).
+compiled (:mod:`offload_rl.workloads.compiled_workload`, ~3x faster on random points).
 
 The compiled kernel is used only while :data:`offload_rl.cell.compiled_decode.AVAILABLE` says
 compiled code may run (numba installed, ``OFFLOAD_RL_COMPILED`` not 0), and only after it gave
@@ -10,14 +10,14 @@ and there the workload keeps ``np.interp``.
 
 from __future__ import annotations
 
-import importlib
-import warnings
 from collections.abc import Callable
 
 import numpy as np
 
+from offload_rl.workloads import kernels
+
 Kernel = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None]
-_kernel: list[Kernel | None] = []  # [] not tried yet; [None] unavailable here
+_checked: dict[int, bool] = {}  # id(kernel) -> whether it gave np.interp's bits
 
 
 def _probe_matches(kernel: Kernel) -> bool:
@@ -33,39 +33,22 @@ def _probe_matches(kernel: Kernel) -> bool:
 
 
 def _compiled() -> Kernel | None:
-    """The compiled kernel, loaded and checked once per process; None where it cannot run."""
-    if not _kernel:
-        _kernel.append(_load())
-    return _kernel[0]
-
-
-def _load() -> Kernel | None:
-    try:
-        from numba.core.errors import NumbaError
-    except ImportError:
-        return None
-    try:
-        module = importlib.import_module("offload_rl.workloads.compiled_interp")
-        module.warm_up()
-    except (ImportError, NumbaError) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        warnings.warn(
-            f"compiled quantile interpolation unavailable, using np.interp: {reason}",
-            RuntimeWarning,
-            stacklevel=4,
-        )
+    """The compiled kernel where it may run and matched ``np.interp`` (checked once)."""
+    module = kernels.compiled()
+    if module is None:
         return None
     kernel: Kernel = module.interp_into
-    # a numpy that rounds its interpolation otherwise (fused multiply-add) keeps np.interp
-    return kernel if _probe_matches(kernel) else None
+    ok = _checked.get(id(kernel))
+    if ok is None:
+        # a numpy that rounds its interpolation otherwise (fused multiply-add) keeps np.interp
+        ok = _checked[id(kernel)] = _probe_matches(kernel)
+    return kernel if ok else None
 
 
 def interp_quantiles(x: np.ndarray, xp: list[float], fp: np.ndarray) -> np.ndarray:
     """``np.interp(x, xp, fp)`` for a strictly increasing ``xp`` (an ``EmpiricalDist``'s
     probabilities) and a 1-d float ``x``, bit for bit."""
-    from offload_rl.cell import compiled_decode as cd
-
-    kernel = _compiled() if cd.AVAILABLE else None
+    kernel = _compiled()
     if kernel is None or x.ndim != 1 or len(xp) < 2:
         return np.interp(x, xp, fp)
     out = np.empty(x.shape[0], dtype=np.float64)

@@ -13,7 +13,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
+from offload_rl.workloads import kernels
 from offload_rl.workloads.correlation import correlated_lengths
 from offload_rl.workloads.distributions import EmpiricalDist, LognormalDist
 from offload_rl.workloads.params import WorkloadParams
@@ -51,6 +53,33 @@ class SessionDraw:
         return nxt
 
 
+def _layout(
+    turns: IntArray, starts: FloatArray, gaps: FloatArray
+) -> tuple[IntArray, IntArray, IntArray, npt.NDArray[np.bool_], FloatArray]:
+    """Each request's session, each session's first request, each request's turn, whether it
+    opens its session, and its arrival (its session's start plus the gaps of its later turns,
+    summed in order over the draw). Compiled where the cell runs compiled
+    (:func:`~offload_rl.workloads.compiled_workload.session_layout`, the same values)."""
+    module = kernels.compiled()
+    if module is not None:
+        total = len(gaps)
+        session = np.empty(total, dtype=np.int64)
+        turn = np.empty(total, dtype=np.int64)
+        is_first = np.empty(total, dtype=np.bool_)
+        arrival = np.empty(total, dtype=np.float64)
+        offset = np.empty(len(turns), dtype=np.int64)
+        module.session_layout(turns, starts, gaps, session, offset, turn, is_first, arrival)
+        return session, offset, turn, is_first, arrival
+    session = np.repeat(np.arange(len(turns), dtype=np.int64), turns)
+    offset = np.cumsum(turns) - turns
+    turn = np.arange(len(gaps), dtype=np.int64) - offset[session]
+    is_first = turn == 0
+    gaps[is_first] = 0.0
+    elapsed = np.cumsum(gaps)
+    arrival = starts[session] + elapsed - elapsed[offset][session]
+    return session, offset, turn, is_first, arrival
+
+
 def draw_sessions(
     p: WorkloadParams, rng: np.random.Generator, rate_per_s: float, horizon_s: float
 ) -> SessionDraw:
@@ -60,14 +89,8 @@ def draw_sessions(
     starts = rng.uniform(-p.warmup_s, horizon_s, n_sessions)
     turns = p.turns.sample(rng, n_sessions)
     total = int(turns.sum())
-    session = np.repeat(np.arange(n_sessions, dtype=np.int64), turns)
-    offset = np.cumsum(turns) - turns
-    turn = np.arange(total, dtype=np.int64) - offset[session]
-    is_first = turn == 0
     gaps = p.gap_s.sample(rng, total)
-    gaps[is_first] = 0.0
-    elapsed = np.cumsum(gaps)
-    arrival = starts[session] + elapsed - elapsed[offset][session]
+    session, offset, turn, is_first, arrival = _layout(turns, starts, gaps)
     if p.correlation is None:
         new = np.empty(total, dtype=np.int64)
         new[is_first] = _lengths(p.first_prompt_tokens, rng, n_sessions)

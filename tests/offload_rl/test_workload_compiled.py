@@ -1,8 +1,9 @@
-"""The workload's compiled quantile interpolation is ``np.interp``, bit for bit.
+"""The workload's compiled kernels are the numpy code they replace, bit for bit.
 
 :func:`offload_rl.workloads.quantile_interp.interp_quantiles` maps an ``EmpiricalDist``'s
-uniforms through its quantile table with :mod:`offload_rl.workloads.compiled_interp` when the
-cell runs compiled; every gap and token length of a synthetic stream goes through it, so any
+uniforms through its quantile table, and ``synthetic._layout`` lays out a draw's requests and
+their arrivals, with :mod:`offload_rl.workloads.compiled_workload` when the cell runs compiled;
+every gap, arrival and token length of a synthetic stream goes through them, so any
 difference in the last bit moves every episode.
 """
 
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 
 from offload_rl.cell import compiled_decode as cd
 from offload_rl.workloads import quantile_interp as qi
+from offload_rl.workloads import synthetic
 from offload_rl.workloads.distributions import EmpiricalDist
 
 pytestmark = pytest.mark.skipif(
@@ -59,3 +61,25 @@ def test_empirical_samples_are_the_python_ones(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(cd, "AVAILABLE", False)
     python = dist.sample(np.random.default_rng(7), 5000)
     assert np.array_equal(compiled.view(np.int64), python.view(np.int64))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    turns=st.lists(st.integers(1, 9), min_size=0, max_size=40),
+    seed=st.integers(0, 2**32 - 1),
+    scale=st.sampled_from([1e-3, 1.0, 3000.0, 1e7]),
+)
+def test_the_layout_is_numpys(turns: list[int], seed: int, scale: float) -> None:
+    rng = np.random.default_rng(seed)
+    t = np.array(turns, dtype=np.int64)
+    starts = rng.uniform(-15300.0, 2000.0, t.size)
+    gaps = rng.lognormal(0.0, 2.0, int(t.sum())) * scale
+    ours_gaps = gaps.copy()
+    got = synthetic._layout(t, starts, ours_gaps)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(cd, "AVAILABLE", False)
+        want = synthetic._layout(t, starts, gaps)
+    for g, w in zip(got, want, strict=True):
+        assert g.dtype == w.dtype and g.shape == w.shape
+        assert np.array_equal(g.view(np.uint8), w.view(np.uint8))
+    assert np.array_equal(ours_gaps, gaps)
