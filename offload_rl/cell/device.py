@@ -67,7 +67,11 @@ class Device:
     # --- link knowledge ----------------------------------------------------------------------
 
     def seed_samples(self, history: int, period_s: float) -> None:
-        """``history`` samples of the periods before t = 0 (the device was in use before)."""
+        """``history`` samples of the periods before t = 0 (the device was in use before).
+
+        The simulator seeds all its devices in one pass
+        (:func:`~offload_rl.cell.device_seeding.seeded_samples`, bit for bit this method's
+        values; ``tests/offload_rl/cell/test_cell_reset_seeding.py``): this is the reference."""
         values = measured_throughput(
             self.uplink, self.offset_s, -history, history, period_s, self.noise_sd, self.rng
         )

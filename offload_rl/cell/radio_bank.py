@@ -46,18 +46,24 @@ class RadioBank:
         self.params = params
         # idle powers in the order the simulator's dict first met them, with their asleep counts
         powers = list(dict.fromkeys(p.idle_w for p in params))
-        self.table = np.array(
-            [
-                (*_INITIAL, p.promo_s, p.promo_w, p.beta_w, p.alpha_up_w_per_mbps,
-                 p.alpha_down_w_per_mbps, p.tail_s, p.tail_w, p.idle_w,
-                 0.0, 0.0, 0.0, powers.index(p.idle_w))
-                for p in params
-            ],
-            dtype=np.float64,
-        ).reshape(n, 18)  # fmt: skip
-        self.levels = np.array([(w, 0.0) for w in powers], dtype=np.float64).reshape(-1, 2)
+        # one row per distinct parameter set (a cell has a few: its radios share them)
+        row_of: dict[int, int] = {}
+        rows: list[tuple[float, ...]] = []
+        key = []
         for p in params:
-            self.levels[powers.index(p.idle_w), 1] += 1.0  # every radio starts asleep
+            r = row_of.get(id(p))
+            if r is None:
+                r = row_of[id(p)] = len(rows)
+                rows.append(
+                    (*_INITIAL, p.promo_s, p.promo_w, p.beta_w, p.alpha_up_w_per_mbps,
+                     p.alpha_down_w_per_mbps, p.tail_s, p.tail_w, p.idle_w,
+                     0.0, 0.0, 0.0, powers.index(p.idle_w))
+                )  # fmt: skip
+            key.append(r)
+        self.table = np.array(rows, dtype=np.float64).reshape(-1, 18)[key].reshape(n, 18)
+        self.levels = np.array([(w, 0.0) for w in powers], dtype=np.float64).reshape(-1, 2)
+        asleep = np.bincount(self.table[:, 17].astype(np.int64), minlength=len(powers))
+        self.levels[:, 1] = asleep  # every radio starts asleep
         self.awake = np.zeros(n + 1, dtype=np.int64)  # [count, device indices in waking order]
         # the token streams (requests whose first token came, not finished): rows (request,
         # device, first token at the device), unordered; the kernel visits them by request

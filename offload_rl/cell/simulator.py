@@ -44,10 +44,15 @@ from offload_rl.cell import compiled_decode as cd
 from offload_rl.cell.batch_roofline import BatchRoofline, for_profile
 from offload_rl.cell.config import CellConfig
 from offload_rl.cell.device import Device
+from offload_rl.cell.device_seeding import (
+    device_generators,
+    generators_from_states,
+    seeded_samples,
+)
 from offload_rl.cell.edge_server import REJECTED, EdgeRequest, EdgeServer
 from offload_rl.cell.kv_pool import KeptEntry
 from offload_rl.cell.ledger_table import CompiledCostLedger, cost_ledger
-from offload_rl.cell.radio import RADIOS
+from offload_rl.cell.radio import RADIOS, RadioParams
 from offload_rl.cell.radio_bank import RadioBank
 from offload_rl.cell.thermal import DEVICE_CLASSES
 from offload_rl.cost_model import LinkModel, request_cost
@@ -58,6 +63,7 @@ from offload_rl.reward import slo_violated_times
 from offload_rl.scenario_facts import ResolvedScenario, memory_layers_for
 from offload_rl.traces import BYTES_PER_MBIT
 from offload_rl.workloads import Request, SyntheticWorkload, Workload
+from offload_rl.workloads.distributions import choice_cdf, choice_indices
 
 
 @dataclass(slots=True, eq=False)
@@ -90,9 +96,7 @@ class CellRequest:
 
 def class_cdf(probs: list[float]) -> np.ndarray:
     """The normalised cumulative shares :func:`draw_index` reads (``Generator.choice``'s)."""
-    cdf = np.asarray(probs, dtype=np.float64).cumsum()
-    cdf /= cdf[-1]
-    return cdf
+    return choice_cdf(probs)
 
 
 def draw_index(world: np.random.Generator, cdf: np.ndarray) -> int:
@@ -138,6 +142,8 @@ class CellSimulator:
         self.joules = cost_ledger()  # the same bookkeeping for raw device joules (info)
         self._bank: RadioBank | None = None  # the radios' arrays, in compiled mode
         self.requests: list[Request] = []
+        self._durations: np.ndarray | None = None  # the uplinks' periods (compiled draws)
+        self._slo_cdf = class_cdf(list(facts.slo_shares))  # what world.choice searches
         # layers each device class holds (its RAM for the model), in DEVICE_CLASSES order
         self.class_memory_layers = [
             memory_layers_for(facts, c.model_memory_bytes()) for c in DEVICE_CLASSES.values()
@@ -160,28 +166,28 @@ class CellSimulator:
         observation). The draws from ``world`` come in ``SplitCache-v0``'s order (requests,
         privacy, SLO class, memory pressure, edge-queue and cloud-queue draws) so that ``N = 1``
         replays its episode; what only the cell needs is drawn after them."""
-        sc, facts = self.facts.scenario, self.facts
+        sc = self.facts.scenario
         reqs = self.workload.sample(world, n_requests + 1)
         self.requests = reqs
         n = len(reqs)
-        n_sessions = max(r.session_id for r in reqs) + 1
+        sessions = [r.session_id for r in reqs]
+        n_sessions = max(sessions) + 1
         self.private = (world.random(n_sessions) < sc.workload.private_share).tolist()
-        slo_p = np.array(facts.slo_shares)
-        self.slo_class = world.choice(len(slo_p), size=n_sessions, p=slo_p).tolist()
+        # world.choice(len(p), size=n_sessions, p=p): its one uniform per session, searched
+        self.slo_class = choice_indices(world, self._slo_cdf, n_sessions).tolist()
         pressure = (world.random(n) < sc.device.memory_pressure_share).tolist()
         world.exponential(1.0, size=n)  # SplitCache's edge-queue draw: kept for the draw order
         self.cloud_queue = (world.exponential(1.0, size=n) * sc.cloud.queue_s).tolist()
         self._build_devices(world, trace_index, offset_s)
-        device_of_session = world.integers(self.cell.n_devices, size=n_sessions)
-        self.device_of = [int(device_of_session[r.session_id]) for r in reqs]
+        device_of_session = world.integers(self.cell.n_devices, size=n_sessions).tolist()
+        self.device_of = [device_of_session[s] for s in sessions]
         # each request's free layers: its device class's, fewer under memory pressure
         held = self.class_memory_layers
+        device_layers = [held[d.class_index] for d in self.devices]
         squeezed = sc.device.memory_pressure_layers
         self.k_mem = [
             min(squeezed, k) if p else k
-            for p, k in zip(
-                pressure, (held[self.devices[j].class_index] for j in self.device_of), strict=True
-            )
+            for p, k in zip(pressure, [device_layers[j] for j in self.device_of], strict=True)
         ]
         c = self.cell
         self.edge = EdgeServer(
@@ -232,36 +238,118 @@ class CellSimulator:
         return bank
 
     def _build_devices(self, world: np.random.Generator, trace_index: int, offset_s: float) -> None:
-        """Device 0 on the pinned trace and offset; the others on drawn traces and offsets."""
+        """Device 0 on the pinned trace and offset; the others on drawn traces and offsets.
+
+        The world's draws come device by device as they always did (:meth:`_draw_devices`);
+        the devices' generators and their samples before t = 0 are then made for all at once
+        (:mod:`~offload_rl.cell.device_seeding`: the same streams and values, bit for bit, as
+        ``default_rng(seed)`` and :meth:`Device.seed_samples` per device)."""
         net = self.facts.scenario.network
-        ups = self.resolved.uplinks
-        names, probs = self.cell.class_probabilities()
-        cdf = class_cdf(probs)
+        ups, downs = self.resolved.uplinks, self.resolved.downlinks
+        names = self.cell.class_probabilities()[0]
         classes = list(DEVICE_CLASSES)
-        self.devices = []
-        for i in range(self.cell.n_devices):
-            idx = trace_index if i == 0 else int(world.integers(len(ups)))
-            offset = offset_s if i == 0 else float(world.uniform(0.0, ups[idx].duration_s))
-            name = names[draw_index(world, cdf)]  # world.choice(len(names), p=probs)
-            wifi = "wifi" in ups[idx].family.lower()
-            radio = RADIOS[self.cell.wifi_radio if wifi else self.cell.radio]
-            if not self.cell.radio_state_machine:
-                radio = replace(radio, promo_s=0.0, promo_w=0.0, tail_s=0.0, tail_w=0.0)
-            elif not self.cell.radio_tail:
-                radio = replace(radio, tail_s=0.0)  # idle as a transfer ends; promotion kept
+        index_of = [classes.index(name) for name in names]  # per drawn class
+        class_of = [DEVICE_CLASSES[name] for name in names]
+        radios = {wifi: self._device_radio(wifi) for wifi in (False, True)}
+        drawn = self._draw_devices_compiled(world, trace_index, offset_s)
+        if drawn is None:
+            drawn = self._draw_devices(world, trace_index, offset_s)
+        idxs, offsets, picked, rngs = drawn
+        links: dict[int, tuple[LinkModel, RadioParams]] = {}  # immutable: one per trace
+        thermal, noise = self.cell.thermal, net.throughput_noise
+        devices: list[Device] = []
+        self.devices = devices
+        for i, (idx, offset, c) in enumerate(zip(idxs, offsets, picked, strict=True)):
+            hit = links.get(idx)
+            if hit is None:
+                up = ups[idx]
+                hit = links[idx] = (
+                    self.facts.link(up, downs[idx]),
+                    radios["wifi" in up.family.lower()],
+                )
             dev = Device(
                 i,
-                classes.index(name),
-                DEVICE_CLASSES[name],
-                radio,
-                self.facts.link(ups[idx], self.resolved.downlinks[idx]),
+                index_of[c],
+                class_of[c],
+                hit[1],
+                hit[0],
                 offset,
-                thermal=self.cell.thermal,
-                noise_sd=net.throughput_noise,
-                rng=np.random.default_rng(world.integers(2**63 - 1)),
+                thermal=thermal,
+                noise_sd=noise,
+                rng=rngs[i],
             )
-            dev.seed_samples(net.throughput_history, net.throughput_sample_s)
-            self.devices.append(dev)
+            devices.append(dev)
+        self._seed_all_samples(net.throughput_history, net.throughput_sample_s)
+
+    def _draw_devices(
+        self, world: np.random.Generator, trace_index: int, offset_s: float
+    ) -> tuple[list[int], list[float], list[int], list[np.random.Generator]]:
+        """Each device's trace, offset, class (an index into the cell's class names) and
+        generator, the world's draws device by device (the reference of
+        :func:`~offload_rl.cell.compiled_reset.draw_devices`)."""
+        ups = self.resolved.uplinks
+        cdf = class_cdf(self.cell.class_probabilities()[1])
+        n_ups = len(ups)
+        n = self.cell.n_devices
+        idxs, offsets, picked = [], [], []
+        seeds = np.empty(n, dtype=np.int64)
+        for i in range(n):
+            idx = trace_index if i == 0 else int(world.integers(n_ups))
+            idxs.append(idx)
+            offsets.append(offset_s if i == 0 else float(world.uniform(0.0, ups[idx].duration_s)))
+            picked.append(draw_index(world, cdf))  # world.choice(len(names), p=probs)
+            seeds[i] = world.integers(2**63 - 1)
+        return idxs, offsets, picked, device_generators(seeds)
+
+    def _draw_devices_compiled(
+        self, world: np.random.Generator, trace_index: int, offset_s: float
+    ) -> tuple[list[int], list[float], list[int], list[np.random.Generator]] | None:
+        """:meth:`_draw_devices` in one compiled call (None: Python mode, or numba failed)."""
+        if not cd.AVAILABLE:
+            return None
+        try:
+            kernels = cd._compiled("compiled_reset")
+        except cd.COMPILE_ERRORS as err:
+            cd.disable(str(err).splitlines()[0] if str(err) else type(err).__name__)
+            return None
+        n = self.cell.n_devices
+        durations = self._durations
+        if durations is None:
+            durations = np.array([u.duration_s for u in self.resolved.uplinks], dtype=np.float64)
+            self._durations = durations
+        idx, cls, seeds = (np.empty(n, dtype=np.int64) for _ in range(3))
+        offsets = np.empty(n, dtype=np.float64)
+        cdf = class_cdf(self.cell.class_probabilities()[1])
+        kernels.draw_devices(world, trace_index, offset_s, durations, cdf, idx, offsets, cls, seeds)
+        states = np.empty((n, 4), dtype=np.uint64)
+        kernels.seed_states(seeds, states)
+        return idx.tolist(), offsets.tolist(), cls.tolist(), generators_from_states(states)
+
+    def _device_radio(self, wifi: bool) -> RadioParams:
+        """The radio of a device on a WiFi or a cellular trace, as the cell's switches say
+        (``RadioParams`` is frozen: devices share it)."""
+        radio = RADIOS[self.cell.wifi_radio if wifi else self.cell.radio]
+        if not self.cell.radio_state_machine:
+            return replace(radio, promo_s=0.0, promo_w=0.0, tail_s=0.0, tail_w=0.0)
+        if not self.cell.radio_tail:
+            return replace(radio, tail_s=0.0)  # idle as a transfer ends; promotion kept
+        return radio
+
+    def _seed_all_samples(self, history: int, period_s: float) -> None:
+        """Every device's :meth:`Device.seed_samples` in one pass (bit for bit the same)."""
+        devs = self.devices
+        values = seeded_samples(
+            [d.uplink for d in devs],
+            [d.offset_s for d in devs],
+            history,
+            period_s,
+            self.facts.scenario.network.throughput_noise,
+            [d.rng for d in devs],
+        ).tolist()
+        times = [(i - history + 1) * period_s for i in range(history)]
+        for d, row in zip(devs, values, strict=True):
+            d.sample_t = times.copy()
+            d.sample_mbps = row
 
     # --- what the requesting device knows ------------------------------------------------------
 

@@ -8,8 +8,9 @@ for edge-sized models scale and cap them here, once, for every source.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -44,6 +45,55 @@ class Request:
 
     Hindsight: the environment uses it only for the oracle and for "likely to return"
     statistics, never in observations."""
+
+
+def _field_setters() -> tuple[Callable[[Request, Any], None], ...]:
+    """The slots' own setters, in field order (a frozen dataclass's ``__init__`` sets each
+    field through ``object.__setattr__``, ~1 us per request of a stream of hundreds)."""
+    names = [f.name for f in fields(Request)]
+    if list(Request.__slots__) != names or hasattr(Request, "__post_init__"):
+        raise TypeError("Request: requests_from_columns assumes plain slots, no __post_init__")
+    return tuple(getattr(Request, name).__set__ for name in names)
+
+
+_SETTERS = _field_setters()
+
+
+def requests_from_columns(
+    arrival_s: list[float],
+    session_id: list[int],
+    turn: list[int],
+    new_tokens: list[int],
+    context_tokens: list[int],
+    output_tokens: list[int],
+    gap_to_next_turn_s: list[float | None],
+) -> list[Request]:
+    """``[Request(*row) for row in zip(columns)]``, equal objects at half the cost: each
+    field is set through its slot, as ``__init__`` would (Request has no ``__post_init__``;
+    :func:`_field_setters` checks it)."""
+    sa, ss, st, sp, sc, so, sg = _SETTERS
+    new = object.__new__
+    out = []
+    for a, s, t, p, c, o, g in zip(
+        arrival_s,
+        session_id,
+        turn,
+        new_tokens,
+        context_tokens,
+        output_tokens,
+        gap_to_next_turn_s,
+        strict=True,
+    ):
+        r = new(Request)
+        sa(r, a)
+        ss(r, s)
+        st(r, t)
+        sp(r, p)
+        sc(r, c)
+        so(r, o)
+        sg(r, g)
+        out.append(r)
+    return out
 
 
 class Workload(Protocol):

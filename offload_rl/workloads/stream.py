@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from offload_rl.workloads.request import FloatArray, IntArray, Request, TokenScaling
+from offload_rl.workloads.request import (
+    FloatArray,
+    IntArray,
+    Request,
+    TokenScaling,
+    requests_from_columns,
+)
 
 
 def group_by_key(key: IntArray) -> tuple[IntArray, IntArray, IntArray]:
@@ -56,16 +62,12 @@ def assemble_stream(
     session = np.empty(n, dtype=np.int64)
     session[order] = rank[group]
     gaps = [None if g != g else g for g in gap.tolist()]
-    return [
-        Request(a, s, t, p, c, o, g)
-        for a, s, t, p, c, o, g in zip(
-            arrival.tolist(),
-            session.tolist(),
-            turn.tolist(),
-            new_s.tolist(),
-            context.tolist(),
-            out_s.tolist(),
-            gaps,
-            strict=True,
-        )
-    ]
+    return requests_from_columns(
+        arrival.tolist(),
+        session.tolist(),
+        turn.tolist(),
+        new_s.tolist(),
+        context.tolist(),
+        out_s.tolist(),
+        gaps,
+    )

@@ -13,7 +13,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
+from offload_rl.workloads import kernels
 from offload_rl.workloads.correlation import correlated_lengths
 from offload_rl.workloads.distributions import EmpiricalDist, LognormalDist
 from offload_rl.workloads.params import WorkloadParams
@@ -51,6 +53,33 @@ class SessionDraw:
         return nxt
 
 
+def _layout(
+    turns: IntArray, starts: FloatArray, gaps: FloatArray
+) -> tuple[IntArray, IntArray, IntArray, npt.NDArray[np.bool_], FloatArray]:
+    """Each request's session, each session's first request, each request's turn, whether it
+    opens its session, and its arrival (its session's start plus the gaps of its later turns,
+    summed in order over the draw). Compiled where the cell runs compiled
+    (:func:`~offload_rl.workloads.compiled_workload.session_layout`, the same values)."""
+    module = kernels.compiled()
+    if module is not None:
+        total = len(gaps)
+        session = np.empty(total, dtype=np.int64)
+        turn = np.empty(total, dtype=np.int64)
+        is_first = np.empty(total, dtype=np.bool_)
+        arrival = np.empty(total, dtype=np.float64)
+        offset = np.empty(len(turns), dtype=np.int64)
+        module.session_layout(turns, starts, gaps, session, offset, turn, is_first, arrival)
+        return session, offset, turn, is_first, arrival
+    session = np.repeat(np.arange(len(turns), dtype=np.int64), turns)
+    offset = np.cumsum(turns) - turns
+    turn = np.arange(len(gaps), dtype=np.int64) - offset[session]
+    is_first = turn == 0
+    gaps[is_first] = 0.0
+    elapsed = np.cumsum(gaps)
+    arrival = starts[session] + elapsed - elapsed[offset][session]
+    return session, offset, turn, is_first, arrival
+
+
 def draw_sessions(
     p: WorkloadParams, rng: np.random.Generator, rate_per_s: float, horizon_s: float
 ) -> SessionDraw:
@@ -60,14 +89,8 @@ def draw_sessions(
     starts = rng.uniform(-p.warmup_s, horizon_s, n_sessions)
     turns = p.turns.sample(rng, n_sessions)
     total = int(turns.sum())
-    session = np.repeat(np.arange(n_sessions, dtype=np.int64), turns)
-    offset = np.cumsum(turns) - turns
-    turn = np.arange(total, dtype=np.int64) - offset[session]
-    is_first = turn == 0
     gaps = p.gap_s.sample(rng, total)
-    gaps[is_first] = 0.0
-    elapsed = np.cumsum(gaps)
-    arrival = starts[session] + elapsed - elapsed[offset][session]
+    session, offset, turn, is_first, arrival = _layout(turns, starts, gaps)
     if p.correlation is None:
         new = np.empty(total, dtype=np.int64)
         new[is_first] = _lengths(p.first_prompt_tokens, rng, n_sessions)
@@ -113,21 +136,37 @@ class SyntheticWorkload:
             if len(keep) >= n:
                 break
             horizon *= 1.5
-        total = len(d.session)
         chosen = keep[np.argsort(d.arrival[keep], kind="stable")[:n]]
+        return assemble_stream(*self._chosen_columns(d, chosen), self.scaling)
+
+    @staticmethod
+    def _chosen_columns(
+        d: SessionDraw, chosen: IntArray
+    ) -> tuple[FloatArray, IntArray, IntArray, IntArray, IntArray, FloatArray]:
+        """The stream's raw columns for the ``chosen`` requests (in stream order): arrival
+        from the first, session, new and output tokens, prior context, and the gap to the
+        session's next turn where that turn is in the stream (NaN otherwise). The values of
+        :meth:`SessionDraw.prior_context` and :meth:`SessionDraw.next_index` at ``chosen``,
+        computed for those rows only (a draw holds ~15x more requests: the warm-up)."""
+        total = len(d.session)
+        n = len(chosen)
         position = np.full(total + 1, -1, dtype=np.int64)
         position[chosen] = np.arange(n)
-        nxt = d.next_index()
+        session = d.session[chosen]
+        # the next turn's index, -1 after a session's last (next_index at chosen)
+        nxt = np.where(d.turn[chosen] == d.turns[session] - 1, -1, chosen + 1)
         in_stream = (nxt >= 0) & (position[nxt] >= 0)
-        gap_next = np.full(total, np.nan)
-        gap_next[in_stream] = d.arrival[nxt[in_stream]] - d.arrival[in_stream]
-        t0 = d.arrival[chosen[0]]
-        return assemble_stream(
-            d.arrival[chosen] - t0,
-            d.session[chosen],
+        gap_next = np.full(n, np.nan)
+        gap_next[in_stream] = d.arrival[nxt[in_stream]] - d.arrival[chosen[in_stream]]
+        tokens = d.new + d.output
+        before = np.cumsum(tokens) - tokens
+        prior = before[chosen] - before[d.offset[session]]  # prior_context() at chosen
+        arrival = d.arrival[chosen]
+        return (
+            arrival - arrival[0],
+            session,
             d.new[chosen],
             d.output[chosen],
-            d.prior_context()[chosen],
-            gap_next[chosen],
-            self.scaling,
+            prior,
+            gap_next,
         )

@@ -1,0 +1,47 @@
+"""Whether the workload's compiled kernels may run now, and loading them once per process.
+
+:mod:`offload_rl.workloads.compiled_workload` (numba, the optional ``fast`` extra) speeds up
+the synthetic generator's per-request arithmetic; the numpy code beside each use is the
+reference. The kernels run only where the cell's compiled code does:
+:data:`offload_rl.cell.compiled_decode.AVAILABLE` (numba installed, ``OFFLOAD_RL_COMPILED`` not
+0, no failed compile), read at each call so that a test or a benchmark can switch it off.
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from types import ModuleType
+
+_loaded: list[ModuleType | None] = []  # [] not tried yet; [None] unavailable here
+
+
+def compiled() -> ModuleType | None:
+    """:mod:`~offload_rl.workloads.compiled_workload`, compiled (or loaded from numba's cache)
+    at the first call; None in Python mode or where numba cannot compile it."""
+    from offload_rl.cell import compiled_decode as cd
+
+    if not cd.AVAILABLE:
+        return None
+    if not _loaded:
+        _loaded.append(_load())
+    return _loaded[0]
+
+
+def _load() -> ModuleType | None:
+    try:
+        from numba.core.errors import NumbaError
+    except ImportError:
+        return None
+    try:
+        module = importlib.import_module("offload_rl.workloads.compiled_workload")
+        module.warm_up()
+    except (ImportError, NumbaError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        warnings.warn(
+            f"compiled workload kernels unavailable, using numpy: {reason}",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        return None
+    return module
