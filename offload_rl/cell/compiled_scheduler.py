@@ -17,6 +17,7 @@ Importing this module imports numba; the server imports it only in compiled mode
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numba
 import numpy as np
@@ -91,10 +92,18 @@ C_EMBED_FIXED, C_SLOPE, C_N_LAYERS = 8, 9, 10
 HAND_BACK, AT_HORIZON, PAUSED = 0, 1, 2
 
 A = np.ndarray  # every array argument
-jit = numba.njit(cache=True, nogil=True)  # fastmath off: IEEE order, bit-identical
+# fastmath off: IEEE order, bit-identical. No NRT (numba's reference-counted memory): the
+# kernels allocate nothing, and with it every call wrapped each of its ~14 arrays in a new
+# MemInfo (~1.4 us a call) and every helper call inside the loops paid atomic incref/decref
+# pairs per array argument (~2/3 of a decode iteration's time, measured on recorded N = 32 cells)
+_NO_NRT: dict[str, Any] = {"_nrt": False}  # numba's option (not in its type stubs)
+jit = numba.njit(cache=True, nogil=True, **_NO_NRT)
+# the helpers, inlined into their callers by LLVM (alwaysinline): called out of line, each
+# call passed a dozen array structs on the stack once per request per iteration
+hot = numba.njit(cache=True, nogil=True, forceinline=True, **_NO_NRT)
 
 
-@jit
+@hot
 def _log(out_i: A, out_t: A, gi: A, code: int, j: int, t: float) -> None:
     n = gi[N_OUT]
     out_i[n, 0] = code
@@ -103,14 +112,14 @@ def _log(out_i: A, out_t: A, gi: A, code: int, j: int, t: float) -> None:
     gi[N_OUT] = n + 1
 
 
-@jit
+@hot
 def _log_full(out_i: np.ndarray, gi: np.ndarray, ints: np.ndarray, kept: np.ndarray) -> bool:
     """Whether one more iteration might not fit in the log (each row and kept entry can add
     at most three lines: a first token and a finish, a preemption, an eviction, a rejection)."""
     return gi[N_OUT] + 3 * (ints.shape[0] + kept.shape[0]) + 8 > out_i.shape[0]
 
 
-@jit
+@hot
 def _count(gi: np.ndarray, gf: np.ndarray, t: float, delta: int) -> None:
     """``EdgeServer._count``."""
     gf[AREA] += gi[N_IN_SYSTEM] * (t - gf[AREA_T])
@@ -121,24 +130,24 @@ def _count(gi: np.ndarray, gf: np.ndarray, t: float, delta: int) -> None:
 # --- the pool (KVPool's methods on the kept table) -----------------------------------------------
 
 
-@jit
+@hot
 def _free_bytes(gi: np.ndarray) -> int:
     return gi[CAPACITY] - gi[RUNNING_BYTES] - gi[KEPT_BYTES]
 
 
-@jit
+@hot
 def _grow(ints: np.ndarray, gi: np.ndarray, j: int, nbytes: int) -> None:
     ints[j, HELD] += nbytes
     gi[RUNNING_BYTES] += nbytes
 
 
-@jit
+@hot
 def _release(ints: np.ndarray, gi: np.ndarray, j: int) -> None:
     gi[RUNNING_BYTES] -= ints[j, HELD]
     ints[j, HELD] = 0
 
 
-@jit
+@hot
 def _drop(kept: np.ndarray, gi: np.ndarray, sess: int) -> None:
     if kept[sess, K_STAMP] >= 0:
         gi[KEPT_BYTES] -= kept[sess, K_BYTES]
@@ -146,7 +155,7 @@ def _drop(kept: np.ndarray, gi: np.ndarray, sess: int) -> None:
         kept[sess, K_STAMP] = -1
 
 
-@jit
+@hot
 def _keep(ints: np.ndarray, kept: np.ndarray, gi: np.ndarray, j: int, tokens: int) -> None:
     """``KVPool.keep``: row ``j``'s bytes become its session's entry (the most recent)."""
     sess = ints[j, SESSION]
@@ -162,7 +171,7 @@ def _keep(ints: np.ndarray, kept: np.ndarray, gi: np.ndarray, j: int, tokens: in
     gi[N_KEPT] += 1
 
 
-@jit
+@hot
 def _claim(ints: np.ndarray, kept: np.ndarray, gi: np.ndarray, j: int, max_tokens: int) -> int:
     """``KVPool.claim``: tokens reused from the session's entry made with row ``j``'s split."""
     sess = ints[j, SESSION]
@@ -177,7 +186,7 @@ def _claim(ints: np.ndarray, kept: np.ndarray, gi: np.ndarray, j: int, max_token
     return kept[sess, K_TOKENS]
 
 
-@jit
+@hot
 def _evict_lru(kept: np.ndarray, gi: np.ndarray) -> int:
     """``KVPool.evict_lru``: the evicted session's index, -1 if none is kept."""
     if gi[N_KEPT] == 0:
@@ -196,20 +205,20 @@ def _evict_lru(kept: np.ndarray, gi: np.ndarray) -> int:
 # --- queues -------------------------------------------------------------------------------------
 
 
-@jit
+@hot
 def _wait_popleft(wait: np.ndarray, gi: np.ndarray) -> None:
     gi[W_HEAD] = (gi[W_HEAD] + 1) % wait.shape[0]
     gi[N_WAITING] -= 1
 
 
-@jit
+@hot
 def _wait_appendleft(wait: np.ndarray, gi: np.ndarray, j: int) -> None:
     gi[W_HEAD] = (gi[W_HEAD] - 1) % wait.shape[0]
     wait[gi[W_HEAD]] = j
     gi[N_WAITING] += 1
 
 
-@jit
+@hot
 def _run_remove(run: np.ndarray, gi: np.ndarray, j: int) -> None:
     n = gi[N_RUNNING]
     i = 0
@@ -223,7 +232,7 @@ def _run_remove(run: np.ndarray, gi: np.ndarray, j: int) -> None:
 # --- requests leaving or going back ---------------------------------------------------------
 
 
-@jit
+@hot
 def _finish(
     ints: A, floats: A, kept: A, gi: A, gf: A, run: A, out_i: A, out_t: A, j: int, e: float
 ) -> None:
@@ -239,7 +248,7 @@ def _finish(
     _log(out_i, out_t, gi, OUT_DONE, j, e)
 
 
-@jit
+@hot
 def _preempt(ints: A, floats: A, gi: A, wait: A, out_i: A, out_t: A, j: int, s: float) -> None:
     """``EdgeServer._preempt``: recompute preemption, back to the front of the queue."""
     _release(ints, gi, j)
@@ -252,7 +261,7 @@ def _preempt(ints: A, floats: A, gi: A, wait: A, out_i: A, out_t: A, j: int, s: 
     _log(out_i, out_t, gi, OUT_PREEMPTED, j, s)
 
 
-@jit
+@hot
 def _reject(ints: A, floats: A, gi: A, gf: A, out_i: A, out_t: A, j: int, s: float) -> None:
     """``EdgeServer._reject``."""
     ints[j, STATUS] = ST_REJECTED
@@ -262,14 +271,14 @@ def _reject(ints: A, floats: A, gi: A, gf: A, out_i: A, out_t: A, j: int, s: flo
     _log(out_i, out_t, gi, OUT_REJECTED, j, s)
 
 
-@jit
+@hot
 def _first_token(floats: A, gi: A, out_i: A, out_t: A, j: int, e: float) -> None:
     if floats[j, FIRST_TOKEN] < 0:
         floats[j, FIRST_TOKEN] = e
         _log(out_i, out_t, gi, OUT_FIRST, j, e)
 
 
-@jit
+@hot
 def _token_sampled(
     ints: A, floats: A, kept: A, gi: A, gf: A, run: A, out_i: A, out_t: A, j: int, e: float
 ) -> None:
@@ -283,7 +292,7 @@ def _token_sampled(
         floats[j, READY_AT] = e + floats[j, ROUND_TRIP]
 
 
-@jit
+@hot
 def _make_room(
     ints: A,
     floats: A,
@@ -315,14 +324,14 @@ def _make_room(
 # --- one iteration of the general scheduler ---------------------------------------------------
 
 
-@jit
+@hot
 def _sched_add(sched: A, gi: A, j: int, n: int) -> None:
     sched[0, gi[N_SCHED]] = j
     sched[1, gi[N_SCHED]] = n
     gi[N_SCHED] += 1
 
 
-@jit
+@hot
 def _sequence_s(cost: A, n_layers: int, split: int, n: int, context: int, samples: bool) -> float:
     """``BatchRoofline.sequence_s``, term by term in its order."""
     per_layer = (
@@ -336,7 +345,7 @@ def _sequence_s(cost: A, n_layers: int, split: int, n: int, context: int, sample
     return s
 
 
-@jit
+@hot
 def _batch_time(ints: A, gi: A, sched: A, cost: A) -> float:
     """``EdgeServer._batch_time`` (with ``BatchRoofline.fixed_s`` written out)."""
     n_layers = int(cost[C_N_LAYERS])
@@ -366,14 +375,14 @@ def _batch_time(ints: A, gi: A, sched: A, cost: A) -> float:
     return total + fixed
 
 
-@jit
+@hot
 def _computable(ints: A, floats: A, j: int, s: float) -> int:
     """``EdgeServer._computable``: tokens of ``j`` whose inputs the edge holds at ``s``."""
     need = ints[j, KNOWN] - ints[j, COMPUTED]
     return need - 1 if floats[j, READY_AT] > s else need
 
 
-@jit
+@hot
 def _admit(
     ints: A, floats: A, kept: A, gi: A, gf: A, run: A, wait: A, sched: A, out_i: A, out_t: A,
     s: float, budget: int,
@@ -418,7 +427,7 @@ def _admit(
             budget -= n
 
 
-@jit
+@hot
 def _start_iteration(
     ints: A, floats: A, kept: A, gi: A, gf: A, run: A, wait: A, sched: A, out_i: A, out_t: A,
     cost: A, s: float,
@@ -459,7 +468,7 @@ def _start_iteration(
     return True
 
 
-@jit
+@hot
 def _complete_iteration(
     ints: A, floats: A, kept: A, gi: A, gf: A, run: A, sched: A, out_i: A, out_t: A
 ) -> None:
@@ -478,10 +487,10 @@ def _complete_iteration(
 
 # --- decode-only stretches ---------------------------------------------------------------------
 
-_affine = jit(affine_iterations)
+_affine = hot(affine_iterations)
 
 
-@jit
+@hot
 def _ready_decodes(
     floats: A, run: A, n_run: int, batch: A, clock: float
 ) -> tuple[int, float, float]:
@@ -516,7 +525,7 @@ def _ready_decodes(
     return nb, first, first
 
 
-@jit
+@hot
 def _price_decodes(
     ints: A, batch: A, nb: int, cost: A, n_layers: int
 ) -> tuple[int, float, int, int]:
@@ -543,7 +552,7 @@ def _price_decodes(
     return need, total, min_split, max_split
 
 
-@jit
+@hot
 def _jump(
     ints: A, floats: A, gi: A, out_i: A, out_t: A, batch: A, nb: int, s: float, d0: float,
     g: float, room: int, t: float, first: float,
@@ -567,7 +576,7 @@ def _jump(
     return n, e
 
 
-@jit
+@hot
 def _decodes_only(ints: A, gi: A, run: A) -> bool:
     """``EdgeServer._decodes_only``: nothing queued, every running request one token short of
     a decode and holding exactly its computed tokens' KV."""
@@ -581,7 +590,7 @@ def _decodes_only(ints: A, gi: A, run: A) -> bool:
     return True
 
 
-@jit
+@hot
 def _decode_iteration(
     ints: A, floats: A, kept: A, gi: A, gf: A, run: A, batch: A, out_i: A, out_t: A, nb: int,
     e: float,
@@ -593,7 +602,7 @@ def _decode_iteration(
         _token_sampled(ints, floats, kept, gi, gf, run, out_i, out_t, j, e)
 
 
-@jit
+@hot
 def _decode_stretch(
     ints: A, floats: A, kept: A, gi: A, gf: A, run: A, sched: A, batch: A, out_i: A, out_t: A,
     cost: A, fixed: A, t: float,
@@ -648,7 +657,7 @@ def _decode_stretch(
     return HAND_BACK
 
 
-@jit
+@hot
 def _next_start(ints: A, floats: A, gi: A, gf: A, run: A) -> float:
     """``EdgeServer._next_start``; -1.0 for None (nothing queued or running)."""
     if gi[N_WAITING] > 0:
