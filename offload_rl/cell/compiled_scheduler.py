@@ -59,6 +59,7 @@ from offload_rl.cell.sequence_table import (
     N_OUT,
     N_RUNNING,
     N_SCHED,
+    N_SUBS,
     N_WAITING,
     OUT_DONE,
     OUT_EVICTED,
@@ -81,6 +82,7 @@ from offload_rl.cell.sequence_table import (
     ST_WAITING,
     STAMP,
     STATUS,
+    SUB_ERROR,
     W_HEAD,
     SequenceTable,
 )
@@ -674,12 +676,12 @@ def _next_start(ints: A, floats: A, gi: A, gf: A, run: A) -> float:
 
 
 @jit
-def advance(
+def _run_to(
     ints: A, floats: A, kept: A, gi: A, gf: A, run: A, wait: A, sched: A, batch: A, out_i: A,
     out_t: A, cost: A, fixed: A, t: float,
 ) -> bool:  # fmt: skip
-    """``EdgeServer.advance`` to ``t``; True when it paused with the log nearly full (drain
-    it and call again)."""
+    """``EdgeServer.advance`` to ``t`` (Python's loop); True when it paused with the log
+    nearly full (drain it and call again)."""
     while True:
         if _log_full(out_i, gi, ints, kept):
             return True
@@ -716,6 +718,51 @@ def advance(
             gf[CLOCK] = later
 
 
+@hot
+def submit(ints: A, floats: A, gi: A, gf: A, wait: A, j: int, t: float) -> bool:
+    """``EdgeServer.submit``'s part on the server for row ``j`` (written already); False and
+    nothing done when ``t`` is before the clock with no iteration in flight."""
+    if t < gf[CLOCK] and not gi[IN_FLIGHT]:
+        return False
+    _count(gi, gf, t, 1)
+    if not gi[IN_FLIGHT] and t > gf[CLOCK]:
+        gf[CLOCK] = t
+    wait[(gi[W_HEAD] + gi[N_WAITING]) % wait.shape[0]] = j
+    gi[N_WAITING] += 1
+    return True
+
+
+@jit
+def advance(
+    ints: A, floats: A, kept: A, gi: A, gf: A, run: A, wait: A, sched: A, batch: A, out_i: A,
+    out_t: A, subs: A, sub_t: A, cost: A, fixed: A, t: float,
+) -> bool:  # fmt: skip
+    """``EdgeServer.advance`` to ``t`` with the scheduled submissions first, in order: each
+    one's time reached (``advance``), then it is submitted (``submit``), as the simulator did
+    with one call each. True when it paused with the log nearly full (drain it and call
+    again); a submission before the clock stops it with ``SUB_ERROR`` set (the server raises,
+    as ``EdgeServer.submit`` does). Submissions after ``t`` stay scheduled."""
+    n = gi[N_SUBS]
+    done = 0
+    while True:
+        submitting = done < n and sub_t[done] <= t
+        horizon = sub_t[done] if submitting else t
+        paused = _run_to(
+            ints, floats, kept, gi, gf, run, wait, sched, batch, out_i, out_t, cost, fixed, horizon
+        )
+        if paused or not submitting:
+            break
+        if not submit(ints, floats, gi, gf, wait, subs[done], horizon):
+            gi[SUB_ERROR] = 1
+            break
+        done += 1
+    for i in range(done, n):  # the ones left move to the front
+        subs[i - done] = subs[i]
+        sub_t[i - done] = sub_t[i]
+    gi[N_SUBS] = n - done
+    return paused
+
+
 @jit
 def totals(ints: A, gi: A, run: A, wait: A) -> tuple[int, int]:
     """Prompt tokens still to prefill over the queue, and KV tokens of the running requests
@@ -734,6 +781,6 @@ def warm_up() -> None:
     """Compile (or load from numba's cache) the kernels, on an empty server."""
     table = SequenceTable(1, 1, 1)
     cost = np.zeros(C_N_LAYERS + 1)
-    args = (table.ints, table.floats, table.kept, table.gi, table.gf, table.run, table.wait)
-    advance(*args, table.sched, table.batch, table.out_i, table.out_t, cost, np.zeros(1), 1.0)
+    advance(*table.args, cost, np.zeros(1), 1.0)
+    submit(table.ints, table.floats, table.gi, table.gf, table.wait, 0, 1.0)
     totals(table.ints, table.gi, table.run, table.wait)

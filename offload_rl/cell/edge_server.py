@@ -174,6 +174,8 @@ class EdgeServer:
         # steps, which price a whole batch (not a sum over sequences, as the fast path does)
         self.fast = fast and cost.steps is None
         self._waiting: deque[EdgeRequest] = deque()
+        # submissions for the next advance (schedule), in order: (time, request)
+        self._scheduled: deque[tuple[float, EdgeRequest]] = deque()
         self._running: list[EdgeRequest] = []  # admission order: last = most recently admitted
         self.clock = 0.0  # simulated up to here (end of the last iteration, or an idle instant)
         self.busy_s = 0.0
@@ -242,15 +244,41 @@ class EdgeServer:
 
     def submit(self, req: EdgeRequest, t: float) -> None:
         """A request reaches the edge at ``t`` (call :meth:`advance` to ``t`` first)."""
+        self._check(req)
+        if t < self.clock and not self._in_flight:
+            raise ValueError(f"submit at {t} is before the server's clock {self.clock}")
+        if self.compiled:
+            self._submit_compiled(req, t)
+            return
+        self._count(t, +1)
+        self._arrive(req, t)
+        if not self._in_flight and t > self.clock:
+            self.clock = t
+        self._waiting.append(req)
+
+    def schedule(self, req: EdgeRequest, t: float) -> None:
+        """A request that reaches the edge at ``t``, submitted by the next :meth:`advance` to
+        ``t`` or later: that call first runs to ``t`` and submits it (``advance(t)`` then
+        ``submit(req, t)``), for each scheduled request in the order of these calls. A
+        compiled server does a decision's arrivals and its advance in one kernel call."""
+        self._check(req)
+        if self.compiled:
+            self._arrive(req, t)
+            self._table.schedule(req, t)
+        else:
+            self._scheduled.append((t, req))
+
+    def _check(self, req: EdgeRequest) -> None:
+        """Refuse a request the edge cannot run (before anything changes)."""
         if not 0 <= req.split < self.cost.n_layers:
             raise ValueError(
                 f"split {req.split} does not run at the edge (0..{self.cost.n_layers - 1})"
             )
         if req.output_tokens < 1 or req.new_tokens < 1 or req.context_tokens < 0:
             raise ValueError(f"request {req.request_id}: needs >= 1 new and output token")
-        if t < self.clock and not self._in_flight:
-            raise ValueError(f"submit at {t} is before the server's clock {self.clock}")
-        self._count(t, +1)
+
+    def _arrive(self, req: EdgeRequest, t: float) -> None:
+        """The request's fields as it joins the queue at ``t``."""
         req.arrival_s = t
         req.status = WAITING
         req.known = req.context_tokens + req.new_tokens
@@ -258,19 +286,16 @@ class EdgeServer:
             self.cost.n_layers - req.split
         ) * self.cost.kv_bytes_per_token_layer
         req.queued_since = t
-        if not self._in_flight and t > self.clock:
-            self.clock = t
-        if self.compiled:
-            table = self._table
-            table.add(req, t)
-            table.gf[tab.CLOCK], table.gf[tab.AREA], table.gf[tab.AREA_T] = (
-                self.clock,
-                self._area,
-                self._area_t,
-            )
-            table.gi[tab.N_IN_SYSTEM] = self._n_in_system
-        else:
-            self._waiting.append(req)
+
+    def _submit_compiled(self, req: EdgeRequest, t: float) -> None:
+        """:meth:`submit` on the table: the row written, then counted and queued by the
+        kernel's ``submit`` (as :meth:`advance` does the scheduled ones)."""
+        self._arrive(req, t)
+        table = self._table
+        j = table.stage(req)
+        cd.scheduler().submit(table.ints, table.floats, table.gi, table.gf, table.wait, j, t)
+        self.clock, _, _, self._area, self._area_t = table.gf.tolist()
+        self._n_in_system = int(table.gi[tab.N_IN_SYSTEM])
 
     def set_round_trip(self, req: EdgeRequest, round_trip_s: float) -> None:
         """Update a split request's per-token round trip (the link changed)."""
@@ -281,10 +306,24 @@ class EdgeServer:
                 self._table.floats[j, tab.ROUND_TRIP] = round_trip_s
 
     def advance(self, t: float) -> None:
-        """Run the iterations that start before ``t``; one ending after ``t`` stays in flight."""
+        """Run the iterations that start before ``t``; one ending after ``t`` stays in flight.
+        The requests :meth:`schedule` gave are submitted on the way, each at its time."""
         if self.compiled:
             self._advance_compiled(t)
             return
+        scheduled = self._scheduled
+        while scheduled and scheduled[0][0] <= t:
+            when, req = scheduled.popleft()
+            self._advance_python(when)
+            try:
+                self.submit(req, when)
+            except ValueError:
+                scheduled.clear()  # as a compiled server drops the ones it did not take
+                raise
+        self._advance_python(t)
+
+    def _advance_python(self, t: float) -> None:
+        """:meth:`advance` without scheduled submissions (the reference scheduler)."""
         while True:
             if self._in_flight:
                 if self._iter_end > t:
@@ -589,15 +628,20 @@ class EdgeServer:
         table = self._table
         advance = cd.scheduler().advance
         while True:
-            paused = advance(
-                table.ints, table.floats, table.kept, table.gi, table.gf, table.run, table.wait,
-                table.sched, table.batch, table.out_i, table.out_t, self._cost_terms,
-                self._decode_fixed_array, t,
-            )  # fmt: skip
+            paused = advance(*table.args, self._cost_terms, self._decode_fixed_array, t)
             self._drain()
             if not paused:
                 break
         gi, gf = table.gi.tolist(), table.gf.tolist()
+        if gi[tab.SUB_ERROR]:
+            t_sub = float(table.sub_t[0])
+            table.unschedule()
+            self._read_scalars(gi, gf)
+            raise ValueError(f"submit at {t_sub} is before the server's clock {self.clock}")
+        self._read_scalars(gi, gf)
+
+    def _read_scalars(self, gi: list[int], gf: list[float]) -> None:
+        """The table's scalars into the server's attributes (after a kernel call)."""
         self.clock, self.busy_s, self._iter_end, self._area, self._area_t = gf
         self.iterations = gi[tab.ITERATIONS]
         self.closed_form_iterations = gi[tab.CLOSED_FORM]
