@@ -71,6 +71,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -86,6 +87,23 @@ DEFAULT_MAX_NUM_BATCHED_TOKENS = 2048
 DEFAULT_MAX_NUM_SEQS = 256
 
 WAITING, RUNNING, FINISHED, REJECTED = "waiting", "running", "finished", "rejected"
+
+# a compiled server's scalars, read from its table's (gi: True, index) or (gf: False, index)
+# when asked instead of copied onto the server after every kernel call (see __getattr__)
+_TABLE_SCALARS: dict[str, tuple[bool, int]] = {
+    "clock": (False, tab.CLOCK),
+    "busy_s": (False, tab.BUSY),
+    "_iter_end": (False, tab.ITER_END),
+    "_area": (False, tab.AREA),
+    "_area_t": (False, tab.AREA_T),
+    "iterations": (True, tab.ITERATIONS),
+    "closed_form_iterations": (True, tab.CLOSED_FORM),
+    "preemptions": (True, tab.PREEMPTIONS_TOTAL),
+    "last_batch_size": (True, tab.LAST_SIZE),
+    "last_batch_tokens": (True, tab.LAST_TOKENS),
+    "_in_flight": (True, tab.IN_FLIGHT),
+    "_n_in_system": (True, tab.N_IN_SYSTEM),
+}
 
 
 @dataclass(slots=True, eq=False)
@@ -239,6 +257,22 @@ class EdgeServer:
             ]
         )
         self._decode_fixed_array = np.array(self._decode_fixed_s)
+        for name in _TABLE_SCALARS:  # from now on read from the table (__getattr__)
+            del self.__dict__[name]
+
+    def __getattr__(self, name: str) -> Any:
+        """A compiled server's scalars (``clock``, ``busy_s``, ``iterations``, ...: the keys of
+        ``_TABLE_SCALARS``), read from its table when asked: the kernel keeps them there, and
+        copying them out after every call cost more than the few reads a decision makes. Only
+        called for attributes the server does not hold (a Python server holds them all)."""
+        where = _TABLE_SCALARS.get(name)
+        table = self.__dict__.get("_table")
+        if where is None or table is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        is_int, index = where
+        if not is_int:
+            return float(table.gf[index])
+        return bool(table.gi[index]) if name == "_in_flight" else int(table.gi[index])
 
     # --- the environment's interface ---------------------------------------------------------
 
@@ -294,8 +328,6 @@ class EdgeServer:
         table = self._table
         j = table.stage(req)
         cd.scheduler().submit(table.ints, table.floats, table.gi, table.gf, table.wait, j, t)
-        self.clock, _, _, self._area, self._area_t = table.gf.tolist()
-        self._n_in_system = int(table.gi[tab.N_IN_SYSTEM])
 
     def set_round_trip(self, req: EdgeRequest, round_trip_s: float) -> None:
         """Update a split request's per-token round trip (the link changed)."""
@@ -624,7 +656,8 @@ class EdgeServer:
 
     def _advance_compiled(self, t: float) -> None:
         """:meth:`advance` in machine code (:func:`compiled_scheduler.advance`), in place on the
-        table; what it logged is then handed to the objects, the lists and the scalars."""
+        table; what it logged is then handed to the objects and the lists (the scalars stay in
+        the table: ``__getattr__``)."""
         table = self._table
         advance = cd.scheduler().advance
         while True:
@@ -632,24 +665,10 @@ class EdgeServer:
             self._drain()
             if not paused:
                 break
-        gi, gf = table.gi.tolist(), table.gf.tolist()
-        if gi[tab.SUB_ERROR]:
+        if table.gi[tab.SUB_ERROR]:
             t_sub = float(table.sub_t[0])
             table.unschedule()
-            self._read_scalars(gi, gf)
             raise ValueError(f"submit at {t_sub} is before the server's clock {self.clock}")
-        self._read_scalars(gi, gf)
-
-    def _read_scalars(self, gi: list[int], gf: list[float]) -> None:
-        """The table's scalars into the server's attributes (after a kernel call)."""
-        self.clock, self.busy_s, self._iter_end, self._area, self._area_t = gf
-        self.iterations = gi[tab.ITERATIONS]
-        self.closed_form_iterations = gi[tab.CLOSED_FORM]
-        self.preemptions = gi[tab.PREEMPTIONS_TOTAL]
-        self.last_batch_size = gi[tab.LAST_SIZE]
-        self.last_batch_tokens = gi[tab.LAST_TOKENS]
-        self._in_flight = bool(gi[tab.IN_FLIGHT])
-        self._n_in_system = gi[tab.N_IN_SYSTEM]
 
     def _table_state(self) -> EdgeState:
         """:meth:`state` of a compiled server, read from its table's scalars."""
