@@ -88,22 +88,19 @@ DEFAULT_MAX_NUM_SEQS = 256
 
 WAITING, RUNNING, FINISHED, REJECTED = "waiting", "running", "finished", "rejected"
 
-# a compiled server's scalars, read from its table's (gi: True, index) or (gf: False, index)
-# when asked instead of copied onto the server after every kernel call (see __getattr__)
-_TABLE_SCALARS: dict[str, tuple[bool, int]] = {
-    "clock": (False, tab.CLOCK),
-    "busy_s": (False, tab.BUSY),
-    "_iter_end": (False, tab.ITER_END),
-    "_area": (False, tab.AREA),
-    "_area_t": (False, tab.AREA_T),
-    "iterations": (True, tab.ITERATIONS),
-    "closed_form_iterations": (True, tab.CLOSED_FORM),
-    "preemptions": (True, tab.PREEMPTIONS_TOTAL),
-    "last_batch_size": (True, tab.LAST_SIZE),
-    "last_batch_tokens": (True, tab.LAST_TOKENS),
-    "_in_flight": (True, tab.IN_FLIGHT),
-    "_n_in_system": (True, tab.N_IN_SYSTEM),
-}
+# a compiled server's scalars, read from its table when asked instead of copied onto the server
+# after every kernel call (see EdgeServer.__getattr__): the float ones by their index in gf, the
+# integer ones by their index in gi
+_GF_SCALARS = {
+    "clock": tab.CLOCK, "busy_s": tab.BUSY, "_iter_end": tab.ITER_END, "_area": tab.AREA,
+    "_area_t": tab.AREA_T,
+}  # fmt: skip
+_GI_SCALARS = {
+    "iterations": tab.ITERATIONS, "closed_form_iterations": tab.CLOSED_FORM,
+    "preemptions": tab.PREEMPTIONS_TOTAL, "last_batch_size": tab.LAST_SIZE,
+    "last_batch_tokens": tab.LAST_TOKENS, "_in_flight": tab.IN_FLIGHT,
+    "_n_in_system": tab.N_IN_SYSTEM,
+}  # fmt: skip
 
 
 @dataclass(slots=True, eq=False)
@@ -257,22 +254,23 @@ class EdgeServer:
             ]
         )
         self._decode_fixed_array = np.array(self._decode_fixed_s)
-        for name in _TABLE_SCALARS:  # from now on read from the table (__getattr__)
+        for name in (*_GF_SCALARS, *_GI_SCALARS):  # read from the table now (__getattr__)
             del self.__dict__[name]
 
     def __getattr__(self, name: str) -> Any:
         """A compiled server's scalars (``clock``, ``busy_s``, ``iterations``, ...: the keys of
-        ``_TABLE_SCALARS``), read from its table when asked: the kernel keeps them there, and
-        copying them out after every call cost more than the few reads a decision makes. Only
-        called for attributes the server does not hold (a Python server holds them all)."""
-        where = _TABLE_SCALARS.get(name)
+        ``_GF_SCALARS`` and ``_GI_SCALARS``), read from its table when asked: the kernel keeps
+        them there, and copying them out after every call cost more than the few reads a
+        decision makes. Only called for attributes the server does not hold (a Python server
+        holds them all)."""
         table = self.__dict__.get("_table")
-        if where is None or table is None:
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        is_int, index = where
-        if not is_int:
-            return float(table.gf[index])
-        return bool(table.gi[index]) if name == "_in_flight" else int(table.gi[index])
+        if table is not None:
+            if name in _GF_SCALARS:
+                return float(table.gf[_GF_SCALARS[name]])
+            if name in _GI_SCALARS:
+                value = int(table.gi[_GI_SCALARS[name]])
+                return bool(value) if name == "_in_flight" else value
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # --- the environment's interface ---------------------------------------------------------
 
