@@ -502,18 +502,21 @@ def _ready_decodes(
     earliest = run[0]
     tie = False
     nb = 0
+    # the reference's if/elif chain (ready; else a new earliest; else a tie with it) written
+    # as selects: whether a request is ready is a coin toss to the branch predictor (~10% of
+    # a decode iteration's time, measured); the same comparisons give the same answer
     for i in range(n_run):
         j = run[i]
         x = floats[j, READY_AT]
-        if x <= clock:
-            batch[nb] = j
-            nb += 1
-        elif x < first:
-            first = x
-            earliest = j
-            tie = False
-        elif x == first:
-            tie = True
+        ready = x <= clock
+        batch[nb] = j  # kept when ready (else the next one overwrites it)
+        nb += ready
+        later = not ready
+        if later & (x <= first):
+            tie = x == first
+        lower = later & (x < first)
+        first = x if lower else first
+        earliest = j if lower else earliest
     if nb > 0:
         return nb, clock, first
     if tie:
