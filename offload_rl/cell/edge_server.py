@@ -71,6 +71,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -86,6 +87,20 @@ DEFAULT_MAX_NUM_BATCHED_TOKENS = 2048
 DEFAULT_MAX_NUM_SEQS = 256
 
 WAITING, RUNNING, FINISHED, REJECTED = "waiting", "running", "finished", "rejected"
+
+# a compiled server's scalars, read from its table when asked instead of copied onto the server
+# after every kernel call (see EdgeServer.__getattr__): the float ones by their index in gf, the
+# integer ones by their index in gi
+_GF_SCALARS = {
+    "clock": tab.CLOCK, "busy_s": tab.BUSY, "_iter_end": tab.ITER_END, "_area": tab.AREA,
+    "_area_t": tab.AREA_T,
+}  # fmt: skip
+_GI_SCALARS = {
+    "iterations": tab.ITERATIONS, "closed_form_iterations": tab.CLOSED_FORM,
+    "preemptions": tab.PREEMPTIONS_TOTAL, "last_batch_size": tab.LAST_SIZE,
+    "last_batch_tokens": tab.LAST_TOKENS, "_in_flight": tab.IN_FLIGHT,
+    "_n_in_system": tab.N_IN_SYSTEM,
+}  # fmt: skip
 
 
 @dataclass(slots=True, eq=False)
@@ -174,6 +189,8 @@ class EdgeServer:
         # steps, which price a whole batch (not a sum over sequences, as the fast path does)
         self.fast = fast and cost.steps is None
         self._waiting: deque[EdgeRequest] = deque()
+        # submissions for the next advance (schedule), in order: (time, request)
+        self._scheduled: deque[tuple[float, EdgeRequest]] = deque()
         self._running: list[EdgeRequest] = []  # admission order: last = most recently admitted
         self.clock = 0.0  # simulated up to here (end of the last iteration, or an idle instant)
         self.busy_s = 0.0
@@ -237,20 +254,63 @@ class EdgeServer:
             ]
         )
         self._decode_fixed_array = np.array(self._decode_fixed_s)
+        for name in (*_GF_SCALARS, *_GI_SCALARS):  # read from the table now (__getattr__)
+            del self.__dict__[name]
+
+    def __getattr__(self, name: str) -> Any:
+        """A compiled server's scalars (``clock``, ``busy_s``, ``iterations``, ...: the keys of
+        ``_GF_SCALARS`` and ``_GI_SCALARS``), read from its table when asked: the kernel keeps
+        them there, and copying them out after every call cost more than the few reads a
+        decision makes. Only called for attributes the server does not hold (a Python server
+        holds them all)."""
+        table = self.__dict__.get("_table")
+        if table is not None:
+            if name in _GF_SCALARS:
+                return float(table.gf[_GF_SCALARS[name]])
+            if name in _GI_SCALARS:
+                value = int(table.gi[_GI_SCALARS[name]])
+                return bool(value) if name == "_in_flight" else value
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # --- the environment's interface ---------------------------------------------------------
 
     def submit(self, req: EdgeRequest, t: float) -> None:
         """A request reaches the edge at ``t`` (call :meth:`advance` to ``t`` first)."""
+        self._check(req)
+        if t < self.clock and not self._in_flight:
+            raise ValueError(f"submit at {t} is before the server's clock {self.clock}")
+        if self.compiled:
+            self._submit_compiled(req, t)
+            return
+        self._count(t, +1)
+        self._arrive(req, t)
+        if not self._in_flight and t > self.clock:
+            self.clock = t
+        self._waiting.append(req)
+
+    def schedule(self, req: EdgeRequest, t: float) -> None:
+        """A request that reaches the edge at ``t``, submitted by the next :meth:`advance` to
+        ``t`` or later: that call first runs to ``t`` and submits it (``advance(t)`` then
+        ``submit(req, t)``), for each scheduled request in the order of these calls. A
+        compiled server does a decision's arrivals and its advance in one kernel call."""
+        self._check(req)
+        if self.compiled:
+            self._arrive(req, t)
+            self._table.schedule(req, t)
+        else:
+            self._scheduled.append((t, req))
+
+    def _check(self, req: EdgeRequest) -> None:
+        """Refuse a request the edge cannot run (before anything changes)."""
         if not 0 <= req.split < self.cost.n_layers:
             raise ValueError(
                 f"split {req.split} does not run at the edge (0..{self.cost.n_layers - 1})"
             )
         if req.output_tokens < 1 or req.new_tokens < 1 or req.context_tokens < 0:
             raise ValueError(f"request {req.request_id}: needs >= 1 new and output token")
-        if t < self.clock and not self._in_flight:
-            raise ValueError(f"submit at {t} is before the server's clock {self.clock}")
-        self._count(t, +1)
+
+    def _arrive(self, req: EdgeRequest, t: float) -> None:
+        """The request's fields as it joins the queue at ``t``."""
         req.arrival_s = t
         req.status = WAITING
         req.known = req.context_tokens + req.new_tokens
@@ -258,19 +318,14 @@ class EdgeServer:
             self.cost.n_layers - req.split
         ) * self.cost.kv_bytes_per_token_layer
         req.queued_since = t
-        if not self._in_flight and t > self.clock:
-            self.clock = t
-        if self.compiled:
-            table = self._table
-            table.add(req, t)
-            table.gf[tab.CLOCK], table.gf[tab.AREA], table.gf[tab.AREA_T] = (
-                self.clock,
-                self._area,
-                self._area_t,
-            )
-            table.gi[tab.N_IN_SYSTEM] = self._n_in_system
-        else:
-            self._waiting.append(req)
+
+    def _submit_compiled(self, req: EdgeRequest, t: float) -> None:
+        """:meth:`submit` on the table: the row written, then counted and queued by the
+        kernel's ``submit`` (as :meth:`advance` does the scheduled ones)."""
+        self._arrive(req, t)
+        table = self._table
+        j = table.stage(req)
+        cd.scheduler().submit(table.ints, table.floats, table.gi, table.gf, table.wait, j, t)
 
     def set_round_trip(self, req: EdgeRequest, round_trip_s: float) -> None:
         """Update a split request's per-token round trip (the link changed)."""
@@ -281,10 +336,24 @@ class EdgeServer:
                 self._table.floats[j, tab.ROUND_TRIP] = round_trip_s
 
     def advance(self, t: float) -> None:
-        """Run the iterations that start before ``t``; one ending after ``t`` stays in flight."""
+        """Run the iterations that start before ``t``; one ending after ``t`` stays in flight.
+        The requests :meth:`schedule` gave are submitted on the way, each at its time."""
         if self.compiled:
             self._advance_compiled(t)
             return
+        scheduled = self._scheduled
+        while scheduled and scheduled[0][0] <= t:
+            when, req = scheduled.popleft()
+            self._advance_python(when)
+            try:
+                self.submit(req, when)
+            except ValueError:
+                scheduled.clear()  # as a compiled server drops the ones it did not take
+                raise
+        self._advance_python(t)
+
+    def _advance_python(self, t: float) -> None:
+        """:meth:`advance` without scheduled submissions (the reference scheduler)."""
         while True:
             if self._in_flight:
                 if self._iter_end > t:
@@ -585,27 +654,19 @@ class EdgeServer:
 
     def _advance_compiled(self, t: float) -> None:
         """:meth:`advance` in machine code (:func:`compiled_scheduler.advance`), in place on the
-        table; what it logged is then handed to the objects, the lists and the scalars."""
+        table; what it logged is then handed to the objects and the lists (the scalars stay in
+        the table: ``__getattr__``)."""
         table = self._table
         advance = cd.scheduler().advance
         while True:
-            paused = advance(
-                table.ints, table.floats, table.kept, table.gi, table.gf, table.run, table.wait,
-                table.sched, table.batch, table.out_i, table.out_t, self._cost_terms,
-                self._decode_fixed_array, t,
-            )  # fmt: skip
+            paused = advance(*table.args, self._cost_terms, self._decode_fixed_array, t)
             self._drain()
             if not paused:
                 break
-        gi, gf = table.gi.tolist(), table.gf.tolist()
-        self.clock, self.busy_s, self._iter_end, self._area, self._area_t = gf
-        self.iterations = gi[tab.ITERATIONS]
-        self.closed_form_iterations = gi[tab.CLOSED_FORM]
-        self.preemptions = gi[tab.PREEMPTIONS_TOTAL]
-        self.last_batch_size = gi[tab.LAST_SIZE]
-        self.last_batch_tokens = gi[tab.LAST_TOKENS]
-        self._in_flight = bool(gi[tab.IN_FLIGHT])
-        self._n_in_system = gi[tab.N_IN_SYSTEM]
+        if table.gi[tab.SUB_ERROR]:
+            t_sub = float(table.sub_t[0])
+            table.unschedule()
+            raise ValueError(f"submit at {t_sub} is before the server's clock {self.clock}")
 
     def _table_state(self) -> EdgeState:
         """:meth:`state` of a compiled server, read from its table's scalars."""

@@ -70,8 +70,10 @@ K_SPLIT, K_TOKENS, K_BYTES, K_STAMP = range(4)
     CAPACITY,
     MAX_TOKENS,
     MAX_SEQS,
-) = range(20)
-N_GLOBAL_INTS = 20
+    N_SUBS,  # submissions scheduled (``subs``, ``sub_t``) and not yet taken by the kernel
+    SUB_ERROR,  # 1: the kernel met a submission before the clock (the server raises)
+) = range(22)
+N_GLOBAL_INTS = 22
 # the server's float scalars
 CLOCK, BUSY, ITER_END, AREA, AREA_T = range(5)
 N_GLOBAL_FLOATS = 5
@@ -101,6 +103,10 @@ class SequenceTable:
         self.batch = np.zeros(0, dtype=np.int64)  # the kernel's scratch
         self.out_i = np.zeros((0, 2), dtype=np.int64)
         self.out_t = np.zeros(0)
+        self.subs = np.zeros(0, dtype=np.int64)  # rows scheduled for submission, in order
+        self.sub_t = np.zeros(0)  # and their times
+        # the kernel's arrays, in the order compiled_scheduler.advance takes them
+        self.args: tuple[np.ndarray, ...] = ()
         self.requests: list[EdgeRequest | None] = []  # the object of each row
         self.row_of: dict[int, int] = {}  # request id -> row
         self._free: list[int] = []
@@ -113,6 +119,37 @@ class SequenceTable:
 
     def add(self, r: EdgeRequest, t: float) -> int:
         """A submitted request's row (its fields as the server set them), queued at the back."""
+        j = self.stage(r)
+        gi = self.gi
+        size = self.wait.shape[0]
+        self.wait[(gi[W_HEAD] + gi[N_WAITING]) % size] = j
+        gi[N_WAITING] += 1
+        return j
+
+    def schedule(self, r: EdgeRequest, t: float) -> None:
+        """A request's row, submitted at ``t`` by the kernel's next call (after the ones
+        scheduled before it): the row is written now, the queueing waits for the kernel."""
+        j = self.stage(r)
+        n = int(self.gi[N_SUBS])
+        self.subs[n] = j
+        self.sub_t[n] = t
+        self.gi[N_SUBS] = n + 1
+
+    def unschedule(self) -> None:
+        """Drop the submissions the kernel has not taken (their rows freed): the server raised."""
+        n = int(self.gi[N_SUBS])
+        for j in self.subs[:n].tolist():
+            r = self.requests[j]
+            assert r is not None
+            self.requests[j] = None
+            del self.row_of[r.request_id]
+            self.ints[j, STATUS] = FREE
+            self._free.append(j)
+        self.gi[N_SUBS] = 0
+        self.gi[SUB_ERROR] = 0
+
+    def stage(self, r: EdgeRequest) -> int:
+        """A free row holding ``r``'s fields (as the server set them), in no queue yet."""
         if not self._free:
             self._grow_rows(2 * len(self.requests))
         j = self._free.pop()
@@ -127,10 +164,6 @@ class SequenceTable:
             r.ready_at, r.round_trip_s, r.first_token_s, r.admit_s, r.finish_s, r.queued_s,
             r.queued_since,
         )  # fmt: skip
-        gi = self.gi
-        size = self.wait.shape[0]
-        self.wait[(gi[W_HEAD] + gi[N_WAITING]) % size] = j
-        gi[N_WAITING] += 1
         return j
 
     def release(self, j: int) -> EdgeRequest:
@@ -198,6 +231,12 @@ class SequenceTable:
         sched[:, :old] = self.sched
         self.sched = sched
         self.batch = np.zeros(size, dtype=np.int64)
+        subs = np.zeros(size, dtype=np.int64)  # scheduled submissions: fewer than rows in use
+        subs[:old] = self.subs
+        self.subs = subs
+        sub_t = np.zeros(size)
+        sub_t[:old] = self.sub_t
+        self.sub_t = sub_t
         self.requests += [None] * n
         self._free += range(size - 1, old - 1, -1)  # lowest row first
         self._size_output()
@@ -237,6 +276,10 @@ class SequenceTable:
         if self.out_t.shape[0] < size:
             self.out_i = np.zeros((size, 2), dtype=np.int64)
             self.out_t = np.zeros(size)
+        self.args = (
+            self.ints, self.floats, self.kept, self.gi, self.gf, self.run, self.wait, self.sched,
+            self.batch, self.out_i, self.out_t, self.subs, self.sub_t,
+        )  # fmt: skip
 
 
 class TablePool:

@@ -539,12 +539,12 @@ class CellSimulator:
     def advance(self, t: float) -> list[CellRequest]:
         """Run the cell to ``t``; the requests whose last token reached their device by ``t``."""
         subs = self._submissions
+        edge = self.edge
         while subs and subs[0][0] <= t:
             when, _, er = heapq.heappop(subs)
-            self.edge.advance(when)
-            self.edge.submit(er, when)
-        self.edge.advance(t)
-        for er in self.edge.pop_finished():
+            edge.schedule(er, when)  # submitted by the advance, at its time (one kernel call)
+        edge.advance(t)
+        for er in edge.pop_finished():
             self._edge_done(self._at_edge.pop(er.request_id), er)
         streaming = self._streaming
         if streaming is not None:
