@@ -237,3 +237,21 @@ def test_a_full_ledger_grows_before_the_kernel_writes():
     assert not K.has_room(a.heap, a.gi, a.lumps)
     a.make_room(5, flat_dispatch.ROOM_HEAP, flat_dispatch.ROOM_LUMPS)
     assert K.has_room(a.heap, a.gi, a.lumps) and a.opened.shape[0] > 5
+
+
+def test_a_placement_kernel_that_fails_to_compile_leaves_the_python_placement(monkeypatch):
+    """numba raising at the first load of the placement kernel: a warning, the episode's
+    placements in Python (its other compiled pieces as they are), the reference's episode."""
+    with monkeypatch.context() as m:
+        m.setattr(cd, "AVAILABLE", False)
+        reference, _ = _episode(8, 60, 5)
+
+    def broken() -> Any:
+        raise cd.COMPILE_ERRORS[-1]("no LLVM target for this CPU")
+
+    monkeypatch.setattr(flat_dispatch, "kernels", broken)
+    monkeypatch.setattr(cd, "AVAILABLE", True)
+    with pytest.warns(RuntimeWarning, match="no LLVM target"):
+        rows, env = _episode(8, 60, 5)
+    assert env.sim._flat_edge() is None and not cd.AVAILABLE
+    assert rows == reference
