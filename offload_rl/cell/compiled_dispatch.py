@@ -29,14 +29,10 @@ from offload_rl.cell.flat_dispatch import (
     C_COMPUTE_W,
     C_FLOOR,
     C_MIN_CLOCK,
-    C_ORIGIN,
-    C_PERIOD,
     C_R,
-    C_STEP,
     C_TAU,
     C_THERMAL_ON,
     C_THROTTLE,
-    C_TOTAL,
     D_C0,
     D_C1,
     EMBED,
@@ -145,13 +141,15 @@ def has_room(heap: A, gi: A, lumps: A) -> bool:
 
 
 @jit
-def send(r: A, j: int, cum: A, rates: A, dev: A, t: float, nbytes: float) -> tuple[float, float]:
+def send(
+    r: A, j: int, cum: A, rates: A, step: float, period: float, total: float, origin: float,
+    t: float, nbytes: float,
+) -> tuple[float, float]:  # fmt: skip
     """``Device.upload``'s radio and trace work: (last byte, achieved Mbps; -1: no sample)."""
     if nbytes > 0:
         _, end, mbps = upload(
-            r, j, cum, rates, PER_MBIT, dev[j, C_STEP], dev[j, C_PERIOD], dev[j, C_TOTAL],
-            SNAP_REL, dev[j, C_ORIGIN], t, nbytes,
-        )  # fmt: skip
+            r, j, cum, rates, PER_MBIT, step, period, total, SNAP_REL, origin, t, nbytes
+        )
         return end, mbps
     start = t + wake_delay(r, j, t)
     transfer(r, j, t, 0.0, 0.0, 0.0)
@@ -164,11 +162,14 @@ def edge_run(
     heap2: A, gi2: A, lumps2: A, prof: A, dev: A, j: int, key: int, arrival: float,
     open_rate: float, last: float, k: int, prefill: int, cached: int, total: int,
     n_decode: int, rtt: float, w_energy: float, temp: float, thermal_t: float, busy: float,
+    step: float, period: float, bytes_per_period: float, origin: float,
 ) -> tuple[float, float, float, float, float, float, float, float]:  # fmt: skip
     """``ledger.open``, ``_wake`` and ``_run_edge`` for request ``key`` on device ``j`` at
-    split ``k``: (temperature, thermal time, busy until, last byte, the sample's Mbps before
-    its noise (-1: no sample), arrival at the edge, round trip, upload bytes). A ledger without
-    the room (:func:`has_room`) is left untouched: the first value is NaN, grow and call again.
+    split ``k``, over its uplink trace (``cum``, ``rates``, ``step``, ``period``,
+    ``bytes_per_period``) from its offset ``origin``: (temperature, thermal time, busy until,
+    last byte, the sample's Mbps before its noise (-1: no sample), arrival at the edge, round
+    trip, upload bytes). A ledger without the room (:func:`has_room`) is left untouched: the
+    first value is NaN, grow and call again.
     """
     if not (key < opened.shape[0] and has_room(heap, gi, lumps) and has_room(heap2, gi2, lumps2)):
         return math.nan, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
@@ -180,12 +181,12 @@ def edge_run(
     )
     spread_pair(heap, gi, lumps, heap2, gi2, lumps2, start, end, w_energy * joules, joules)
     nbytes = float(prefill * np.int64(prof[ACT, k]))
-    up_end, mbps = send(r, j, cum, rates, dev, end, nbytes)
+    up_end, mbps = send(r, j, cum, rates, step, period, bytes_per_period, origin, end, nbytes)
     arrive = up_end + rtt / 2.0
     round_trip = 0.0
     if k > 0 and n_decode:
         tok_work = token_work(prof, k, total)
-        cap = capacity_mbps(rates, dev[j, C_STEP], dev[j, C_PERIOD], dev[j, C_ORIGIN] + up_end)
+        cap = capacity_mbps(rates, step, period, origin + up_end)
         cap = 1e-3 if cap < 1e-3 else cap  # max(capacity, 1e-3)
         up_tok = np.int64(prof[ACT, k]) / (cap * PER_MBIT)
         f, temp, thermal_t = clock(dev, j, temp, thermal_t, arrive)
@@ -214,4 +215,5 @@ def warm_up() -> None:
         edge_run(
             r, awake, levels, cum, rates, a.heap, a.gi, a.lumps, a.opened, b.heap, b.gi,
             b.lumps, prof, dev, 0, 0, 0.0, 1.0, 0.0, 1, 2, 1, 3, 2, 0.01, 1.0, 25.0, 0.0, 0.0,
+            1.0, 2.0, 3.0, 0.5,
         )  # fmt: skip

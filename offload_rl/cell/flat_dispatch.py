@@ -22,11 +22,11 @@ from offload_rl.workloads import Request
 # CompiledProfile keeps them), and the embedding's constants in the last row
 P_C0, P_C1, P_C2, D_C0, D_C1, ACT, EMBED = range(7)
 EMBED_PREFILL, EMBED_DECODE = 0, 3  # EMBED row: prefill (a, b, c), then decode (e0, e1)
-# one row per device: its class's thermal constants (thermal_run's argument order), whether
-# heat is modelled, its trace offset and its uplink trace's step, period and bytes per period
-(C_COMPUTE_W, C_AMBIENT, C_R, C_TAU, C_THROTTLE, C_FLOOR, C_MIN_CLOCK, C_THERMAL_ON, C_ORIGIN,
- C_STEP, C_PERIOD, C_TOTAL) = range(12)  # fmt: skip
-N_DEVICE_COLUMNS = 12
+# one row per device: its class's thermal constants (thermal_run's argument order) and whether
+# heat is modelled (its link and trace offset travel with each call: a replay moves them)
+(C_COMPUTE_W, C_AMBIENT, C_R, C_TAU, C_THROTTLE, C_FLOOR, C_MIN_CLOCK,
+ C_THERMAL_ON) = range(8)  # fmt: skip
+N_DEVICE_COLUMNS = 8
 # room a call needs in each ledger (latency heap, spreads heap, lumps) so that none overflows
 # and each is left with the room the reference keeps after every call (two rows, one lump)
 ROOM_LATENCY, ROOM_SPREADS, ROOM_LUMPS = 3, 6, 3
@@ -58,15 +58,14 @@ def profile_table(dev: CompiledProfile) -> np.ndarray:
 
 
 def device_table(devices: list[Device]) -> np.ndarray:
-    """Each device's thermal constants, whether heat is modelled, its trace offset and its
-    uplink trace's step, period and bytes per period (the kernel's ``C_*`` columns)."""
+    """Each device's thermal constants and whether heat is modelled (the kernel's ``C_*``
+    columns)."""
     rows = []
     for d in devices:
-        c, up = d.cls, d.uplink
+        c = d.cls
         rows.append(
             (c.compute_w, c.ambient_c, c.r_k_per_w, c.tau_s, c.throttle_on_c, c.floor_c,
-             c.min_clock, 1.0 if d.thermal_on else 0.0, d.offset_s, up.step_s, up.duration_s,
-             up.total_bytes)
+             c.min_clock, 1.0 if d.thermal_on else 0.0)
         )  # fmt: skip
     return np.array(rows, dtype=np.float64).reshape(len(devices), -1)
 

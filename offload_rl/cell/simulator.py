@@ -493,7 +493,7 @@ class CellSimulator:
                 a.lumps, a.opened, b.heap, b.gi, b.lumps, flat.profile, flat.table, d.index,
                 rid, req.arrival_s, rate, self._t, k, prefill, cached, total,
                 out - 1 if out > 1 else 0, self.rtt, self.w_energy, thermal.temp_c,
-                d._thermal_t, d.busy_until,
+                d._thermal_t, d.busy_until, up.step_s, up._period, up._total, d.offset_s,
             )  # fmt: skip
             if res[0] == res[0]:  # not NaN: done
                 break

@@ -146,8 +146,12 @@ def test_compute_and_clock_equal_the_devices(name, thermal, ops):
         )  # fmt: skip
 
 
-def _episode(n_devices: int, steps: int, seed: int) -> tuple[list[Any], EdgeCellEnv]:
-    """An episode's observations, rewards, infos and final device/ledger state."""
+def _episode(
+    n_devices: int, steps: int, seed: int, moves: bool = False
+) -> tuple[list[Any], EdgeCellEnv]:
+    """An episode's observations, rewards, infos and final device/ledger state; ``moves``:
+    each placement's device moves along its trace first (as ``validation/cell_replay``'s
+    closed loop moves it, between decisions of one episode)."""
     env = EdgeCellEnv(n_devices=n_devices, episode_requests=steps)
     obs, info = env.reset(seed=seed)
     rng = np.random.default_rng(seed)
@@ -157,6 +161,8 @@ def _episode(n_devices: int, steps: int, seed: int) -> tuple[list[Any], EdgeCell
 
     def dispatch(i: int, tier_index: int, keep: bool) -> CellRequest:
         """Each placement's figures: a last-bit change may not surface in the episode."""
+        if moves:
+            sim.devices[sim.device_of[i]].offset_s += 7.3
         cr = placed(i, tier_index, keep)
         er = cr.edge
         rows.append((cr.prefill_tokens, cr.upload_bytes, er and (er.arrival_s, er.round_trip_s)))
@@ -177,9 +183,11 @@ def _episode(n_devices: int, steps: int, seed: int) -> tuple[list[Any], EdgeCell
     return rows, env
 
 
-@pytest.mark.parametrize(("n_devices", "seed"), [(3, 0), (32, 1), (128, 2)])
+@pytest.mark.parametrize(
+    ("n_devices", "seed", "moves"), [(3, 0, False), (32, 1, False), (128, 2, False), (8, 3, True)]
+)
 def test_cells_with_the_compiled_placement_play_the_reference_episodes(
-    monkeypatch, n_devices, seed
+    monkeypatch, n_devices, seed, moves
 ):
     """The whole cell with the compiled edge placement against ``_run_edge`` with every other
     piece compiled, and against the all-Python cell (heat, uploads, samples, ledgers)."""
@@ -192,14 +200,14 @@ def test_cells_with_the_compiled_placement_play_the_reference_episodes(
 
     with monkeypatch.context() as m:
         m.setattr(CellSimulator, "_run_edge_flat", counted)
-        compiled, _ = _episode(n_devices, 150, seed)
+        compiled, _ = _episode(n_devices, 150, seed, moves)
     assert len(calls) > 100  # most random valid placements are edge or split ones
     with monkeypatch.context() as m:
         m.setattr(CellSimulator, "_flat_edge", lambda self: None)
-        pieces, _ = _episode(n_devices, 150, seed)
+        pieces, _ = _episode(n_devices, 150, seed, moves)
     with monkeypatch.context() as m:
         m.setattr(cd, "AVAILABLE", False)
-        python, env = _episode(n_devices, 150, seed)
+        python, env = _episode(n_devices, 150, seed, moves)
     assert env.sim._flat_edge() is None
     assert compiled == pieces == python
 
