@@ -48,6 +48,16 @@ class LedgerTable:
     def grow_lumps(self) -> None:
         self.lumps = np.concatenate([self.lumps, np.zeros_like(self.lumps)])
 
+    def make_room(self, key: int, heap_rows: int, lumps: int) -> None:
+        """Grow until ``key`` has a row, each heap ``heap_rows`` more rows and the lumps
+        ``lumps`` more (a compiled caller that pushes several at once checks first)."""
+        if key >= self.opened.shape[0]:
+            self.grow_keys(key)
+        while max(self.gi[N_HEAP], self.gi[N_HEAP + 1]) + heap_rows > self.heap.shape[1]:
+            self.grow_heap()
+        while self.gi[N_LUMPS] + lumps > self.lumps.shape[0]:
+            self.grow_lumps()
+
     def grow_keys(self, key: int) -> None:
         rows = max(key + 1, 2 * self.opened.shape[0])
         more = np.zeros((rows - self.opened.shape[0], 4))

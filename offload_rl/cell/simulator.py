@@ -41,6 +41,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from offload_rl.cell import compiled_decode as cd
+from offload_rl.cell import flat_dispatch
 from offload_rl.cell.batch_roofline import BatchRoofline, for_profile
 from offload_rl.cell.config import CellConfig
 from offload_rl.cell.device import Device
@@ -50,6 +51,7 @@ from offload_rl.cell.device_seeding import (
     seeded_samples,
 )
 from offload_rl.cell.edge_server import REJECTED, EdgeRequest, EdgeServer
+from offload_rl.cell.flat_dispatch import ROOM_HEAP, ROOM_LUMPS, EdgeTables
 from offload_rl.cell.kv_pool import KeptEntry
 from offload_rl.cell.ledger_table import CompiledCostLedger, cost_ledger
 from offload_rl.cell.radio import RADIOS, RadioParams
@@ -117,6 +119,9 @@ def edge_batch_cost(resolved: ResolvedScenario) -> BatchRoofline:
 
 class CellSimulator:
     """N devices, one edge server, the cloud: see the module docstring."""
+
+    # the compiled edge placement's tables for the episode (built at its first dispatch)
+    _edge_tables: EdgeTables | None = None
 
     def __init__(
         self,
@@ -419,24 +424,45 @@ class CellSimulator:
         d = self.devices[self.device_of[i]]
         sid = req.session_id
         slo = self.facts.slo_targets[self.slo_class[sid]]
-        cr = CellRequest(i, d.index, req, tier_index, keep and tier_index <= self.L, slo)
+        L = self.L
+        cr = CellRequest(i, d.index, req, tier_index, keep and tier_index <= L, slo)
         slo_total = slo[0] + max(req.output_tokens - 1, 0) * slo[1]
-        self.ledger.open(i, req.arrival_s, self.w_latency / slo_total)
+        rate = self.w_latency / slo_total
+        flat = self._flat_edge() if tier_index < L else None
+        if flat is None:
+            self.ledger.open(i, req.arrival_s, rate)
         entry = self.edge.pool.peek(sid)
         if entry is not None and entry.split != tier_index:
             self.edge.pool.drop(sid)  # the session moved: its old entry is useless
-        if tier_index != self.L:
+        if tier_index != L:
             d.kept_local.pop(sid, None)
-        if tier_index == self.L or tier_index == self.L + 2:
+        if tier_index == L or tier_index == L + 2:
             self._run_local(cr, d)
-        elif tier_index == self.L + 1:
+        elif tier_index == L + 1:
             self._wake(d.index)
             self._run_cloud(cr, d)
+        elif flat is not None:
+            self._run_edge_flat(flat, cr, d, entry, rate)  # open and wake included
         else:
             self._wake(d.index)
             self._run_edge(cr, d, entry)
         d.memory.remember(req)
         return cr
+
+    def _flat_edge(self) -> EdgeTables | None:
+        """The episode's tables for the compiled edge placement; None where the placement runs
+        in Python (no radio bank or Python ledgers: the reference; a sliding-window profile; a
+        kernel that failed to compile)."""
+        tables = self._edge_tables
+        if tables is None or not tables.serves(self.devices, self.requests):
+            compiled = (
+                self._bank is not None
+                and isinstance(self.ledger, CompiledCostLedger)
+                and isinstance(self.joules, CompiledCostLedger)
+            )
+            profile = self.tiers.device if compiled else None
+            tables = self._edge_tables = EdgeTables(self.devices, self.requests, profile)
+        return tables if tables.usable else None
 
     def _complete(self, cr: CellRequest) -> None:
         """The request's outcome is known: schedule its departure and its lump costs."""
@@ -533,6 +559,42 @@ class CellSimulator:
         cr.edge, cr.prefill_tokens, cr.upload_bytes = er, prefill, nbytes
         heapq.heappush(self._submissions, (arrive, cr.rid, er))
         self._at_edge[cr.rid] = cr
+
+    def _run_edge_flat(
+        self, flat: EdgeTables, cr: CellRequest, d: Device, entry: KeptEntry | None, rate: float
+    ) -> None:
+        """``ledger.open``, :meth:`_wake` and :meth:`_run_edge` in one compiled call
+        (:func:`offload_rl.cell.compiled_dispatch.edge_run`, bit for bit), then the objects
+        the edge server and the environment read."""
+        req = cr.request
+        k, rid = cr.tier_index, cr.rid
+        ctx, new, out = req.context_tokens, req.new_tokens, req.output_tokens
+        cached = min(entry.tokens, ctx) if entry and entry.split == k else 0
+        total = ctx + new
+        prefill = total - cached
+        bank, up, thermal = self._bank, d.uplink, d.thermal
+        a = self.ledger._table  # type: ignore[attr-defined]
+        b = self.joules._table  # type: ignore[attr-defined]
+        assert bank is not None
+        while True:
+            res = flat_dispatch.K.edge_run(
+                bank.table, bank.awake, bank.levels, up.cum_bytes, up.mbps, a.heap, a.gi,
+                a.lumps, a.opened, b.heap, b.gi, b.lumps, flat.profile, flat.table, d.index,
+                rid, req.arrival_s, rate, self._t, k, prefill, cached, total,
+                out - 1 if out > 1 else 0, self.rtt, self.w_energy, thermal.temp_c,
+                d._thermal_t, d.busy_until, up.step_s, up._period, up._total, d.offset_s,
+            )  # fmt: skip
+            if res[0] == res[0]:  # not NaN: done
+                break
+            a.make_room(rid, ROOM_HEAP, ROOM_LUMPS)
+            b.make_room(0, ROOM_HEAP, ROOM_LUMPS)
+        thermal.temp_c, d._thermal_t, d.busy_until, up_end, mbps, arrive, round_trip, nbytes = res
+        if mbps >= 0.0:
+            d.record(up_end, mbps)
+        er = EdgeRequest(rid, req.session_id, k, arrive, ctx, new, out, cr.keep, round_trip)
+        cr.edge, cr.prefill_tokens, cr.upload_bytes = er, prefill, nbytes
+        heapq.heappush(self._submissions, (arrive, rid, er))
+        self._at_edge[rid] = cr
 
     # --- time -----------------------------------------------------------------------------------
 

@@ -1,0 +1,219 @@
+"""A request's edge / split placement in machine code (numba): one kernel call per decision.
+
+``CellSimulator._run_edge`` (with ``dispatch``'s ``ledger.open`` and ``_wake``) is the reference.
+Under random valid actions ~95% of decisions take it, and in Python it is ~15 method calls (two
+throttled computes, two energy spreads, the upload, the link's capacity, the clock) of a few
+float operations each: the calls cost more than the arithmetic. :func:`edge_run` performs the
+same operations in the same order (IEEE doubles, no fast-math; ``min``/``max`` as conditionals
+that pick the operand Python's would) on the arrays the compiled pieces already keep (the radio
+bank, both ledgers' tables) and the two flat tables of :mod:`offload_rl.cell.flat_dispatch`
+(the device tier's profile, the devices' constants). The heat state travels in and out as three
+numbers (the :class:`~offload_rl.cell.device.Device` keeps it); the throughput sample's noise
+draw stays with the device (its generator), after the call.
+
+Importing this module imports numba; the simulator imports it only in compiled mode.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from offload_rl.cell.compiled_devices import _clock, thermal_run, transfer, upload, wake, wake_delay
+from offload_rl.cell.compiled_ledger import open_request, spread_pair
+from offload_rl.cell.flat_dispatch import (
+    ACT,
+    C_AMBIENT,
+    C_COMPUTE_W,
+    C_FLOOR,
+    C_MIN_CLOCK,
+    C_R,
+    C_TAU,
+    C_THERMAL_ON,
+    C_THROTTLE,
+    D_C0,
+    D_C1,
+    EMBED,
+    EMBED_DECODE,
+    EMBED_PREFILL,
+    N_DEVICE_COLUMNS,
+    P_C0,
+    P_C1,
+    P_C2,
+    ROOM_LATENCY,
+    ROOM_LUMPS,
+    ROOM_SPREADS,
+)
+from offload_rl.cell.ledger_table import LATENCY, N_HEAP, N_LUMPS, SPREADS
+from offload_rl.traces import _SNAP_REL as SNAP_REL
+from offload_rl.traces import BYTES_PER_MBIT
+
+A = np.ndarray
+jit = numba.njit(cache=True, nogil=True)  # fastmath off: IEEE order, bit-identical
+PER_MBIT = float(BYTES_PER_MBIT)
+
+
+@jit
+def cool(dev: A, j: int, temp: float, thermal_t: float, t: float) -> tuple[float, float]:
+    """``Device._cool_to``: (temperature, thermal time)."""
+    if dev[j, C_THERMAL_ON] != 0.0 and t > thermal_t:
+        amb = dev[j, C_AMBIENT]
+        temp = amb + (temp - amb) * math.exp(-(t - thermal_t) / dev[j, C_TAU])
+        thermal_t = t
+    return temp, thermal_t
+
+
+@jit
+def compute(
+    dev: A, j: int, temp: float, thermal_t: float, busy: float, t: float, work_s: float
+) -> tuple[float, float, float, float, float, float]:
+    """``Device.compute``: (start, end, joules, temperature, thermal time, busy until)."""
+    if work_s <= 0:
+        temp, thermal_t = cool(dev, j, temp, thermal_t, t)
+        return t, t, 0.0, temp, thermal_t, busy
+    start = busy if busy > t else t  # max(t, busy_until)
+    if dev[j, C_THERMAL_ON] != 0.0:
+        idle_s = start - thermal_t if start > thermal_t else 0.0
+        temp, wall, joules = thermal_run(
+            temp, idle_s, work_s, dev[j, C_COMPUTE_W], dev[j, C_AMBIENT], dev[j, C_R],
+            dev[j, C_TAU], dev[j, C_THROTTLE], dev[j, C_FLOOR], dev[j, C_MIN_CLOCK],
+        )  # fmt: skip
+    else:
+        wall, joules = work_s, dev[j, C_COMPUTE_W] * work_s
+    busy = thermal_t = start + wall
+    return start, start + wall, joules, temp, thermal_t, busy
+
+
+@jit
+def clock(dev: A, j: int, temp: float, thermal_t: float, t: float) -> tuple[float, float, float]:
+    """``Device.clock``: (clock factor, temperature, thermal time)."""
+    if dev[j, C_THERMAL_ON] == 0.0:
+        return 1.0, temp, thermal_t
+    temp, thermal_t = cool(dev, j, temp, thermal_t, t)
+    f = _clock(temp, dev[j, C_THROTTLE], dev[j, C_FLOOR], dev[j, C_MIN_CLOCK])
+    return f, temp, thermal_t
+
+
+@jit
+def prefill_work(prof: A, k: int, prefill: int, cached: int) -> float:
+    """``embed_prefill_s(prefill) + layers_prefill_s(0, k, prefill, cached)`` of a profile
+    without sliding-window layers (``k > 0``)."""
+    a, b, c = prof[EMBED, EMBED_PREFILL], prof[EMBED, EMBED_PREFILL + 1], prof[EMBED, 2]
+    embed = a + prefill * (b + prefill * c)
+    layers = 0.0
+    if prefill > 0:
+        c0 = prof[P_C0, k] - prof[P_C0, 0]
+        c1 = prof[P_C1, k] - prof[P_C1, 0]
+        c2 = prof[P_C2, k] - prof[P_C2, 0]
+        layers = c0 + prefill * (c1 + (prefill + 2.0 * cached) * c2)
+    return embed + layers
+
+
+@jit
+def token_work(prof: A, k: int, context: int) -> float:
+    """``layers_decode_s(0, k, 1, context) + embed_decode[0] + embed_decode[1] * context``
+    (``k > 0``): one decode token's device work."""
+    n = 1
+    c0 = prof[D_C0, k] - prof[D_C0, 0]
+    c1 = prof[D_C1, k] - prof[D_C1, 0]
+    layers = n * c0 + c1 * (n * context + n * (n - 1) / 2.0)
+    return layers + prof[EMBED, EMBED_DECODE] + (prof[EMBED, EMBED_DECODE + 1] * context)
+
+
+@jit
+def capacity_mbps(rates: A, step: float, period: float, t: float) -> float:
+    """``Trace.capacity_mbps``."""
+    x = t % period
+    i = int(x / step)
+    return rates[i] if i < rates.shape[0] else rates[rates.shape[0] - 1]
+
+
+@jit
+def has_room(heap: A, gi: A, lumps: A) -> bool:
+    """A ledger can take :func:`edge_run`'s rows and keep the reference's spare room."""
+    return (
+        gi[N_HEAP + LATENCY] + ROOM_LATENCY <= heap.shape[1]
+        and gi[N_HEAP + SPREADS] + ROOM_SPREADS <= heap.shape[1]
+        and gi[N_LUMPS] + ROOM_LUMPS <= lumps.shape[0]
+    )
+
+
+@jit
+def send(
+    r: A, j: int, cum: A, rates: A, step: float, period: float, total: float, origin: float,
+    t: float, nbytes: float,
+) -> tuple[float, float]:  # fmt: skip
+    """``Device.upload``'s radio and trace work: (last byte, achieved Mbps; -1: no sample)."""
+    if nbytes > 0:
+        _, end, mbps = upload(
+            r, j, cum, rates, PER_MBIT, step, period, total, SNAP_REL, origin, t, nbytes
+        )
+        return end, mbps
+    start = t + wake_delay(r, j, t)
+    transfer(r, j, t, 0.0, 0.0, 0.0)
+    return start, -1.0
+
+
+@jit
+def edge_run(
+    r: A, awake: A, levels: A, cum: A, rates: A, heap: A, gi: A, lumps: A, opened: A,
+    heap2: A, gi2: A, lumps2: A, prof: A, dev: A, j: int, key: int, arrival: float,
+    open_rate: float, last: float, k: int, prefill: int, cached: int, total: int,
+    n_decode: int, rtt: float, w_energy: float, temp: float, thermal_t: float, busy: float,
+    step: float, period: float, bytes_per_period: float, origin: float,
+) -> tuple[float, float, float, float, float, float, float, float]:  # fmt: skip
+    """``ledger.open``, ``_wake`` and ``_run_edge`` for request ``key`` on device ``j`` at
+    split ``k``, over its uplink trace (``cum``, ``rates``, ``step``, ``period``,
+    ``bytes_per_period``) from its offset ``origin``: (temperature, thermal time, busy until,
+    last byte, the sample's Mbps before its noise (-1: no sample), arrival at the edge, round
+    trip, upload bytes). A ledger without the room (:func:`has_room`) is left untouched: the
+    first value is NaN, grow and call again.
+    """
+    if not (key < opened.shape[0] and has_room(heap, gi, lumps) and has_room(heap2, gi2, lumps2)):
+        return math.nan, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+    open_request(heap, gi, opened, key, arrival, open_rate)
+    wake(r, awake, levels, j, last)
+    work = prefill_work(prof, k, prefill, cached) if k else 0.0
+    start, end, joules, temp, thermal_t, busy = compute(
+        dev, j, temp, thermal_t, busy, arrival, work
+    )
+    spread_pair(heap, gi, lumps, heap2, gi2, lumps2, start, end, w_energy * joules, joules)
+    nbytes = float(prefill * np.int64(prof[ACT, k]))
+    up_end, mbps = send(r, j, cum, rates, step, period, bytes_per_period, origin, end, nbytes)
+    arrive = up_end + rtt / 2.0
+    round_trip = 0.0
+    if k > 0 and n_decode:
+        tok_work = token_work(prof, k, total)
+        cap = capacity_mbps(rates, step, period, origin + up_end)
+        cap = 1e-3 if cap < 1e-3 else cap  # max(capacity, 1e-3)
+        up_tok = np.int64(prof[ACT, k]) / (cap * PER_MBIT)
+        f, temp, thermal_t = clock(dev, j, temp, thermal_t, arrive)
+        round_trip = rtt + tok_work / f + up_tok
+        s2, e2, j2, temp, thermal_t, busy = compute(
+            dev, j, temp, thermal_t, busy, arrive, n_decode * tok_work
+        )
+        spread_pair(heap, gi, lumps, heap2, gi2, lumps2, s2, e2, w_energy * j2, j2)
+    return temp, thermal_t, busy, up_end, mbps, arrive, round_trip, nbytes
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) the kernel, on scratch tables (a trace read-only,
+    as recorded, and writable, as a forked simulator's)."""
+    from offload_rl.cell.ledger_table import LedgerTable
+    from offload_rl.cell.radio_bank import S_LEVEL
+
+    r = np.zeros((1, S_LEVEL + 1))
+    awake, levels = np.zeros(2, dtype=np.int64), np.ones((1, 2))
+    a, b = LedgerTable(), LedgerTable()
+    prof = np.ones((EMBED + 1, 5))
+    dev = np.ones((1, N_DEVICE_COLUMNS))
+    cum, rates = np.array([0.0, 1.0, 3.0]), np.array([1.0, 2.0])
+    for writeable in (True, False):
+        cum.flags.writeable = rates.flags.writeable = writeable
+        edge_run(
+            r, awake, levels, cum, rates, a.heap, a.gi, a.lumps, a.opened, b.heap, b.gi,
+            b.lumps, prof, dev, 0, 0, 0.0, 1.0, 0.0, 1, 2, 1, 3, 2, 0.01, 1.0, 25.0, 0.0, 0.0,
+            1.0, 2.0, 3.0, 0.5,
+        )  # fmt: skip

@@ -1,0 +1,98 @@
+"""The tables the compiled edge placement reads (:mod:`offload_rl.cell.compiled_dispatch`).
+
+A decision placed at the edge or a split is one kernel call in compiled mode; the kernel reads
+the device tier's profile and each device's constants from two flat float tables built here,
+once per episode (a reset builds new devices; :attr:`EdgeTables.devices` says whose). Plain
+numpy arrays and a list reference: a forked (deep-copied) simulator's tables are its own and
+point at its own devices.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import numpy as np
+
+from offload_rl.cell import compiled_decode as cd
+from offload_rl.cell.device import Device
+from offload_rl.compiled_profile import CompiledProfile
+from offload_rl.workloads import Request
+
+# the device tier's profile, one row per quantity over the boundary k = 0..L (prefix sums as
+# CompiledProfile keeps them), and the embedding's constants in the last row
+P_C0, P_C1, P_C2, D_C0, D_C1, ACT, EMBED = range(7)
+EMBED_PREFILL, EMBED_DECODE = 0, 3  # EMBED row: prefill (a, b, c), then decode (e0, e1)
+# one row per device: its class's thermal constants (thermal_run's argument order) and whether
+# heat is modelled (its link and trace offset travel with each call: a replay moves them)
+(C_COMPUTE_W, C_AMBIENT, C_R, C_TAU, C_THROTTLE, C_FLOOR, C_MIN_CLOCK,
+ C_THERMAL_ON) = range(8)  # fmt: skip
+N_DEVICE_COLUMNS = 8
+# room a call needs in each ledger (latency heap, spreads heap, lumps) so that none overflows
+# and each is left with the room the reference keeps after every call (two rows, one lump)
+ROOM_LATENCY, ROOM_SPREADS, ROOM_LUMPS = 3, 6, 3
+ROOM_HEAP = max(ROOM_LATENCY, ROOM_SPREADS)  # what make_room asks of both heaps
+
+KERNELS = "compiled_dispatch"
+K: ModuleType  # compiled_dispatch, set by the first EdgeTables (a module does not deep-copy)
+
+
+def kernels() -> ModuleType:
+    """:mod:`offload_rl.cell.compiled_dispatch`, compiled (or loaded from numba's cache) at the
+    first call; raises one of :data:`~offload_rl.cell.compiled_decode.COMPILE_ERRORS`."""
+    return cd._modules.get(KERNELS) or cd._compiled(KERNELS)
+
+
+def profile_table(dev: CompiledProfile) -> np.ndarray:
+    """The device tier's prefix sums, activation bytes and embedding constants, as the kernel
+    reads them (the same doubles: the kernel repeats the profile's operations on them)."""
+    width = max(dev.n_layers + 1, 5)
+    table = np.zeros((EMBED + 1, width))
+    for row, values in (
+        (P_C0, dev.prefill_c0), (P_C1, dev.prefill_c1), (P_C2, dev.prefill_c2),
+        (D_C0, dev.decode_c0), (D_C1, dev.decode_c1),
+        (ACT, [float(b) for b in dev.activation_bytes_per_token]),
+        (EMBED, [*dev.embed_prefill, *dev.embed_decode]),
+    ):  # fmt: skip
+        table[row, : len(values)] = values
+    return table
+
+
+def device_table(devices: list[Device]) -> np.ndarray:
+    """Each device's thermal constants and whether heat is modelled (the kernel's ``C_*``
+    columns)."""
+    rows = []
+    for d in devices:
+        c = d.cls
+        rows.append(
+            (c.compute_w, c.ambient_c, c.r_k_per_w, c.tau_s, c.throttle_on_c, c.floor_c,
+             c.min_clock, 1.0 if d.thermal_on else 0.0)
+        )  # fmt: skip
+    return np.array(rows, dtype=np.float64).reshape(len(devices), -1)
+
+
+class EdgeTables:
+    """One episode's flat tables for the compiled edge placement (``usable`` False: none, the
+    episode's placements run in Python)."""
+
+    def __init__(
+        self, devices: list[Device], requests: list[Request], profile: CompiledProfile | None
+    ) -> None:
+        """``profile``: the device tier's, None where the episode is not compiled."""
+        self.devices = devices  # the episode's lists (a reset makes new ones): whose tables
+        self.requests = requests
+        self.usable = profile is not None and not profile.windowed
+        if profile is None or not self.usable:
+            return
+        global K
+        try:
+            K = kernels()
+        except cd.COMPILE_ERRORS as err:
+            cd.disable(str(err).splitlines()[0] if str(err) else type(err).__name__)
+            self.usable = False
+            return
+        self.profile = profile_table(profile)
+        self.table = device_table(devices)
+
+    def serves(self, devices: list[Device], requests: list[Request]) -> bool:
+        """These tables are the episode's (built from these lists)."""
+        return self.devices is devices and self.requests is requests

@@ -1,0 +1,265 @@
+"""The compiled edge placement computes, bit for bit, what ``CellSimulator._run_edge`` does.
+
+:mod:`offload_rl.cell.compiled_dispatch` repeats the device profile's cost arithmetic, the
+device's compute FIFO and clock and the link's capacity on flat tables; each piece is compared
+with ``==`` against its Python reference on random inputs, and whole cells with the compiled
+placement against cells whose placements run ``_run_edge`` (compiled pieces, and all Python).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from envs.edge_cell import EdgeCellEnv
+from offload_rl.cell import compiled_decode as cd
+from offload_rl.cell import flat_dispatch
+from offload_rl.cell.device import Device
+from offload_rl.cell.ledger_table import LedgerTable
+from offload_rl.cell.radio import RADIOS
+from offload_rl.cell.simulator import CellRequest, CellSimulator
+from offload_rl.cell.thermal import DEVICE_CLASSES
+from offload_rl.compiled_profile import CompiledProfile
+from offload_rl.cost_model import LinkModel
+from offload_rl.traces import Trace
+
+pytestmark = pytest.mark.skipif(
+    not cd.AVAILABLE,
+    reason="numba is not installed (the `fast` extra) or OFFLOAD_RL_COMPILED=0",
+)
+
+
+def _prefix(values: list[float]) -> tuple[float, ...]:
+    out = [0.0]
+    for v in values:
+        out.append(out[-1] + v)
+    return tuple(out)
+
+
+@st.composite
+def profiles(draw: st.DrawFn) -> CompiledProfile:
+    """A device profile with random per-layer fits (the prefix sums as CompiledProfile's)."""
+    n = draw(st.integers(1, 8))
+    fit = st.floats(0.0, 1e-2)
+    layer = st.lists(fit, min_size=n, max_size=n)
+    return CompiledProfile(
+        name="random", n_layers=n,
+        prefill_c0=_prefix(draw(layer)), prefill_c1=_prefix(draw(layer)),
+        prefill_c2=_prefix([x * 1e-4 for x in draw(layer)]),
+        decode_c0=_prefix(draw(layer)), decode_c1=_prefix([x * 1e-3 for x in draw(layer)]),
+        kv_bytes_per_token=tuple(range(n + 1)), weight_bytes=tuple(range(n + 1)),
+        activation_bytes_per_token=tuple(draw(st.lists(st.integers(0, 20000), min_size=n + 1,
+                                                       max_size=n + 1))),
+        embed_prefill=(draw(fit), draw(fit), draw(fit) * 1e-4),
+        embed_decode=(draw(fit), draw(fit) * 1e-4),
+        head_prefill=(0.0, 0.0, 0.0), head_decode=(0.0, 0.0),
+    )  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(profiles(), st.data())
+def test_profile_arithmetic_equals_the_profiles(profile, data):
+    """A split's prefill work and one decode token's work, from the flat table, equal the
+    profile's methods as ``_run_edge`` combines them."""
+    K = flat_dispatch.kernels()
+    table = flat_dispatch.profile_table(profile)
+    k = data.draw(st.integers(1, profile.n_layers))
+    prefill = data.draw(st.integers(0, 8000))
+    cached = data.draw(st.integers(0, 8000))
+    expected = profile.embed_prefill_s(prefill) + profile.layers_prefill_s(0, k, prefill, cached)
+    assert K.prefill_work(table, k, prefill, cached) == expected
+    total = data.draw(st.integers(1, 20000))
+    e0, e1 = profile.embed_decode
+    assert K.token_work(table, k, total) == (
+        profile.layers_decode_s(0, k, 1, total) + e0 + (e1 * total)
+    )
+    assert table[flat_dispatch.ACT, k] == profile.activation_bytes_per_token[k]
+
+
+@settings(max_examples=200, deadline=None)
+@example([1.0] * 16 + [2.0], 0.1, [])  # just before the period's end x / step rounds up to 17
+@given(
+    st.lists(st.floats(0.0, 300.0), min_size=1, max_size=20),
+    st.sampled_from([0.1, 0.25, 1.0]),
+    st.lists(st.floats(0.0, 1e5) | st.sampled_from([0.0, 0.1, 1.0, 2.0]), max_size=20),
+)
+def test_capacity_equals_the_traces(rates, step, times):
+    """``Trace.capacity_mbps`` on the trace's arrays, at any time (cycles, the period's end)."""
+    if not any(rates):
+        rates[0] = 1.0
+    trace = Trace("t", "lte", "test", step, np.array(rates))
+    K = flat_dispatch.kernels()
+    period = trace.duration_s
+    for t in [*times, period, 3.0 * period, float(np.nextafter(period, 0.0))]:
+        expected = trace.capacity_mbps(t)
+        assert K.capacity_mbps(trace.mbps, trace.step_s, trace.duration_s, t) == expected
+
+
+def _device(name: str, thermal: bool) -> Device:
+    trace = Trace("t", "lte", "test", 1.0, np.array([5.0, 20.0]))
+    return Device(
+        0, 0, DEVICE_CLASSES[name], next(iter(RADIOS.values())),
+        LinkModel(trace, trace, 0.02, 0.03, 1e9), 0.5, thermal=thermal, noise_sd=0.1,
+        rng=np.random.default_rng(1),
+    )  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(sorted(DEVICE_CLASSES)),
+    st.booleans(),
+    st.lists(
+        st.tuples(
+            st.floats(0.0, 60.0),  # gap before the call
+            st.one_of(st.just(0.0), st.floats(-1.0, 0.0), st.floats(1e-9, 300.0)),  # work
+            st.booleans(),  # compute, or read the clock
+        ),
+        min_size=1,
+        max_size=15,
+    ),
+)
+def test_compute_and_clock_equal_the_devices(name, thermal, ops):
+    """The compute FIFO with heat (queued work, no work, cooling) and the clock, on the
+    device table's row, equal ``Device.compute`` and ``Device.clock``."""
+    K = flat_dispatch.kernels()
+    device = _device(name, thermal)
+    table = flat_dispatch.device_table([device])
+    temp, thermal_t, busy = device.thermal.temp_c, device._thermal_t, device.busy_until
+    t = 0.0
+    for gap, work, computes in ops:
+        t += gap
+        if computes:
+            start, end, joules, temp, thermal_t, busy = K.compute(
+                table, 0, temp, thermal_t, busy, t, work
+            )
+            assert (start, end, joules) == device.compute(t, work)
+        else:
+            f, temp, thermal_t = K.clock(table, 0, temp, thermal_t, t)
+            assert f == device.clock(t)
+        assert (temp, thermal_t, busy) == (
+            device.thermal.temp_c, device._thermal_t, device.busy_until
+        )  # fmt: skip
+
+
+def _episode(
+    n_devices: int, steps: int, seed: int, moves: bool = False
+) -> tuple[list[Any], EdgeCellEnv]:
+    """An episode's observations, rewards, infos and final device/ledger state; ``moves``:
+    each placement's device moves along its trace first (as ``validation/cell_replay``'s
+    closed loop moves it, between decisions of one episode)."""
+    env = EdgeCellEnv(n_devices=n_devices, episode_requests=steps)
+    obs, info = env.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    rows: list[Any] = [obs.tobytes(), info]
+    sim = env.sim
+    placed = sim.dispatch
+
+    def dispatch(i: int, tier_index: int, keep: bool) -> CellRequest:
+        """Each placement's figures: a last-bit change may not surface in the episode."""
+        if moves:
+            sim.devices[sim.device_of[i]].offset_s += 7.3
+        cr = placed(i, tier_index, keep)
+        er = cr.edge
+        rows.append((cr.prefill_tokens, cr.upload_bytes, er and (er.arrival_s, er.round_trip_s)))
+        return cr
+
+    sim.dispatch = dispatch  # type: ignore[method-assign]
+    for _ in range(steps):
+        action = int(rng.choice(np.flatnonzero(env.action_masks())))
+        obs, reward, _, _, info = env.step(action)
+        rows.append((obs.tobytes(), float(reward).hex(), info))
+    rows.append(
+        [
+            (d.radio.energy_j, d.temp_c(), d.busy_until, d.sample_t, d.sample_mbps)
+            for d in sim.devices
+        ]
+    )
+    rows.append((sim.ledger.latency_cost, sim.ledger.other_cost, sim.joules.other_cost))
+    return rows, env
+
+
+@pytest.mark.parametrize(
+    ("n_devices", "seed", "moves"), [(3, 0, False), (32, 1, False), (128, 2, False), (8, 3, True)]
+)
+def test_cells_with_the_compiled_placement_play_the_reference_episodes(
+    monkeypatch, n_devices, seed, moves
+):
+    """The whole cell with the compiled edge placement against ``_run_edge`` with every other
+    piece compiled, and against the all-Python cell (heat, uploads, samples, ledgers)."""
+    calls = []
+    flat = CellSimulator._run_edge_flat
+
+    def counted(self: CellSimulator, *args: Any) -> None:
+        calls.append(args[1].rid)
+        flat(self, *args)
+
+    with monkeypatch.context() as m:
+        m.setattr(CellSimulator, "_run_edge_flat", counted)
+        compiled, _ = _episode(n_devices, 150, seed, moves)
+    assert len(calls) > 100  # most random valid placements are edge or split ones
+    with monkeypatch.context() as m:
+        m.setattr(CellSimulator, "_flat_edge", lambda self: None)
+        pieces, _ = _episode(n_devices, 150, seed, moves)
+    with monkeypatch.context() as m:
+        m.setattr(cd, "AVAILABLE", False)
+        python, env = _episode(n_devices, 150, seed, moves)
+    assert env.sim._flat_edge() is None
+    assert compiled == pieces == python
+
+
+def test_a_fork_has_its_own_tables_and_plays_as_its_parent():
+    """The cell oracle deep-copies the simulator: the fork's tables serve the fork's devices,
+    and both go on to place the same requests the same way."""
+    env = EdgeCellEnv(n_devices=8, episode_requests=60)
+    env.reset(seed=4)
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        env.step(int(rng.choice(np.flatnonzero(env.action_masks()))))
+    sim = env.sim
+    fork = copy.deepcopy(sim)
+    tables = fork._flat_edge()
+    assert tables is not None and tables is not sim._flat_edge()
+    assert tables.serves(fork.devices, fork.requests)
+    assert not tables.serves(sim.devices, sim.requests)
+    outcomes: list[Any] = []
+    for cell in (sim, fork):
+        for i in range(20, 30):
+            er = cell.dispatch(i, i % cell.L, i % 3 == 0).edge
+            cell.advance(cell.requests[i + 1].arrival_s)
+            assert er is not None
+            outcomes.append((er.arrival_s, er.round_trip_s))
+        outcomes.append((cell.ledger.collect(cell._t), [d.temp_c() for d in cell.devices]))
+    assert outcomes[:11] == outcomes[11:]
+
+
+def test_a_full_ledger_grows_before_the_kernel_writes():
+    """The kernel leaves full tables untouched and says so (NaN); ``make_room`` then gives
+    room for a call and the room the reference keeps after it."""
+    K = flat_dispatch.kernels()
+    a = LedgerTable(heap_rows=4, lumps=3, keys=2)
+    assert not K.has_room(a.heap, a.gi, a.lumps)
+    a.make_room(5, flat_dispatch.ROOM_HEAP, flat_dispatch.ROOM_LUMPS)
+    assert K.has_room(a.heap, a.gi, a.lumps) and a.opened.shape[0] > 5
+
+
+def test_a_placement_kernel_that_fails_to_compile_leaves_the_python_placement(monkeypatch):
+    """numba raising at the first load of the placement kernel: a warning, the episode's
+    placements in Python (its other compiled pieces as they are), the reference's episode."""
+    with monkeypatch.context() as m:
+        m.setattr(cd, "AVAILABLE", False)
+        reference, _ = _episode(8, 60, 5)
+
+    def broken() -> Any:
+        raise cd.COMPILE_ERRORS[-1]("no LLVM target for this CPU")
+
+    monkeypatch.setattr(flat_dispatch, "kernels", broken)
+    monkeypatch.setattr(cd, "AVAILABLE", True)
+    with pytest.warns(RuntimeWarning, match="no LLVM target"):
+        rows, env = _episode(8, 60, 5)
+    assert env.sim._flat_edge() is None and not cd.AVAILABLE
+    assert rows == reference
