@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 
+from offload_rl.cell.kernel_jit import jit, jit_alloc
 from offload_rl.cell.radio_bank import (
     CONNECTED,
     IDLE,
@@ -48,7 +48,6 @@ from offload_rl.cell.radio_bank import (
 )
 
 A = np.ndarray  # every array argument
-jit = numba.njit(cache=True, nogil=True)  # fastmath off: IEEE order, bit-identical
 
 
 @jit
@@ -253,7 +252,7 @@ def wake(r: A, awake: A, levels: A, j: int, last: float) -> None:
     awake[awake[0]] = j
 
 
-@jit
+@jit_alloc  # np.argsort allocates
 def stream_and_settle(
     r: A, awake: A, levels: A, streams: A, n: int, t: float, last: float
 ) -> float:

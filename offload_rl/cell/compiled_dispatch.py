@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 
 from offload_rl.cell.compiled_devices import _clock, thermal_run, transfer, upload, wake, wake_delay
@@ -46,12 +45,12 @@ from offload_rl.cell.flat_dispatch import (
     ROOM_LUMPS,
     ROOM_SPREADS,
 )
+from offload_rl.cell.kernel_jit import jit
 from offload_rl.cell.ledger_table import LATENCY, N_HEAP, N_LUMPS, SPREADS
 from offload_rl.traces import _SNAP_REL as SNAP_REL
 from offload_rl.traces import BYTES_PER_MBIT
 
 A = np.ndarray
-jit = numba.njit(cache=True, nogil=True)  # fastmath off: IEEE order, bit-identical
 PER_MBIT = float(BYTES_PER_MBIT)
 
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 
+from offload_rl.cell.kernel_jit import jit
 from offload_rl.cell.ledger_table import (
     ACTIVE,
     H_DELTA,
@@ -40,7 +40,6 @@ from offload_rl.cell.ledger_table import (
 from offload_rl.reward import MIN_SPREAD_S
 
 A = np.ndarray
-jit = numba.njit(cache=True, nogil=True)  # fastmath off: IEEE order, bit-identical
 
 
 @jit

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 
+from offload_rl.cell.kernel_jit import jit
 from offload_rl.features import CELL_ENCODER_SCALES, CellDecisionState, FeatureSpec
 
 A = np.ndarray
-jit = numba.njit(cache=True, nogil=True)  # fastmath off: IEEE order, bit-identical
 SCALES = np.array(CELL_ENCODER_SCALES, dtype=np.float64)
 
 

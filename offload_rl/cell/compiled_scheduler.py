@@ -17,12 +17,11 @@ Importing this module imports numba; the server imports it only in compiled mode
 from __future__ import annotations
 
 import math
-from typing import Any
 
-import numba
 import numpy as np
 
 from offload_rl.cell.compiled_decode import JUMP_MIN, affine_iterations
+from offload_rl.cell.kernel_jit import hot, jit
 from offload_rl.cell.sequence_table import (
     ADMIT_S,
     AREA,
@@ -94,15 +93,6 @@ C_EMBED_FIXED, C_SLOPE, C_N_LAYERS = 8, 9, 10
 HAND_BACK, AT_HORIZON, PAUSED = 0, 1, 2
 
 A = np.ndarray  # every array argument
-# fastmath off: IEEE order, bit-identical. No NRT (numba's reference-counted memory): the
-# kernels allocate nothing, and with it every call wrapped each of its ~14 arrays in a new
-# MemInfo (~1.4 us a call) and every helper call inside the loops paid atomic incref/decref
-# pairs per array argument (~2/3 of a decode iteration's time, measured on recorded N = 32 cells)
-_NO_NRT: dict[str, Any] = {"_nrt": False}  # numba's option (not in its type stubs)
-jit = numba.njit(cache=True, nogil=True, **_NO_NRT)
-# the helpers, inlined into their callers by LLVM (alwaysinline): called out of line, each
-# call passed a dozen array structs on the stack once per request per iteration
-hot = numba.njit(cache=True, nogil=True, forceinline=True, **_NO_NRT)
 
 
 @hot
@@ -780,6 +770,27 @@ def totals(ints: A, gi: A, run: A, wait: A) -> tuple[int, int]:
     return waiting, running
 
 
+@jit
+def decision_view(
+    ints: A, gi: A, gf: A, run: A, wait: A, kept: A, row: int
+) -> tuple[int, int, int, int, int, int, int, int, int, int, float]:
+    """``EdgeServer.decision_view``: what a decision reads of the edge, in one call (``row``:
+    the session's kept row, -1 if none; then split -1, tokens and bytes 0, rank -1)."""
+    waiting, running = totals(ints, gi, run, wait)
+    split, tokens, nbytes, rank = -1, 0, 0, -1
+    if row >= 0:
+        split, tokens, nbytes = kept[row, K_SPLIT], kept[row, K_TOKENS], kept[row, K_BYTES]
+        stamp = kept[row, K_STAMP]
+        rank = 0
+        for s in range(kept.shape[0]):
+            if kept[s, K_STAMP] > stamp:
+                rank += 1
+    return (
+        gi[RUNNING_BYTES] + gi[KEPT_BYTES], gi[CAPACITY], gi[N_WAITING], waiting,
+        gi[N_RUNNING], running, split, tokens, nbytes, rank, gf[BUSY],
+    )  # fmt: skip
+
+
 def warm_up() -> None:
     """Compile (or load from numba's cache) the kernels, on an empty server."""
     table = SequenceTable(1, 1, 1)
@@ -787,3 +798,4 @@ def warm_up() -> None:
     advance(*table.args, cost, np.zeros(1), 1.0)
     submit(table.ints, table.floats, table.gi, table.gf, table.wait, 0, 1.0)
     totals(table.ints, table.gi, table.run, table.wait)
+    decision_view(table.ints, table.gi, table.gf, table.run, table.wait, table.kept, -1)

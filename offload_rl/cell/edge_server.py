@@ -101,6 +101,10 @@ _GI_SCALARS = {
     "last_batch_tokens": tab.LAST_TOKENS, "_in_flight": tab.IN_FLIGHT,
     "_n_in_system": tab.N_IN_SYSTEM,
 }  # fmt: skip
+# EdgeServer.decision_view: pool used and capacity bytes, waiting requests and tokens, running
+# requests and tokens, the session's kept split (-1: none), tokens, bytes and recency rank
+# (-1: none), and the busy seconds so far
+DecisionView = tuple[int, int, int, int, int, int, int, int, int, int, float]
 
 
 @dataclass(slots=True, eq=False)
@@ -426,6 +430,19 @@ class EdgeServer:
             es.pool_used_bytes, es.pool_capacity_bytes, es.n_waiting, es.waiting_tokens,
             es.n_running, es.running_tokens,
         )  # fmt: skip
+
+    def decision_view(self, session_id: int) -> DecisionView:
+        """What a decision reads of the edge, once per decision: :meth:`queue_view`'s fields,
+        the session's kept entry (split -1 if none, its tokens and bytes), its
+        :meth:`KVPool.recency_rank` and :attr:`busy_s` (a compiled server: one kernel call)."""
+        if self.compiled:
+            t = self._table
+            row = t.kept_row(session_id)
+            return cd.scheduler().decision_view(t.ints, t.gi, t.gf, t.run, t.wait, t.kept, row)
+        entry = self.pool.peek(session_id)
+        split, tokens, nbytes = (entry.split, entry.tokens, entry.nbytes) if entry else (-1, 0, 0)
+        rank = self.pool.recency_rank(session_id)
+        return (*self.queue_view(), split, tokens, nbytes, rank, self.busy_s)
 
     @property
     def running(self) -> list[EdgeRequest]:

@@ -370,15 +370,14 @@ class CellSimulator:
         samples, newest = d.samples_until(t, H)
         age = t - newest if samples else 3600.0
         sid = req.session_id
-        pool = self.edge.pool
-        entry = pool.peek(sid)
+        (used, capacity, waiting, waiting_tokens, running, running_tokens,
+         e_split, e_tokens, e_bytes, rank, busy) = self.edge.decision_view(sid)  # fmt: skip
         if sid in d.kept_local:
             cached: tuple[int | None, int] = (self.L, min(d.kept_local[sid], req.context_tokens))
-        elif entry is not None:
-            cached = (entry.split, min(entry.tokens, req.context_tokens))
+        elif e_split >= 0:
+            cached = (e_split, min(e_tokens, req.context_tokens))
         else:
             cached = (None, 0)
-        used, capacity, waiting, waiting_tokens, running, running_tokens = self.edge.queue_view()
         prev = d.memory.previous(sid)
         ttft, tpot = self.facts.slo_targets[self.slo_class[sid]]
         return CellDecisionState(  # positional, in the field order (the fields' names below)
@@ -393,7 +392,7 @@ class CellSimulator:
             cached[0],  # cached_split
             cached[1],  # cached_tokens
             used / capacity,  # edge_kv_occupancy
-            self._edge_utilisation(t),  # edge_load
+            self._edge_utilisation(t, busy),  # edge_load
             self.k_mem[i],  # device_memory_layers
             prev[1] if prev else 0,  # prev_output_tokens
             0.0 if prev is None else t - prev[0],  # since_last_turn_s
@@ -405,14 +404,14 @@ class CellSimulator:
             waiting_tokens,  # edge_waiting_tokens
             running,  # edge_running
             running_tokens,  # edge_running_tokens
-            entry.nbytes / capacity if entry else 0.0,  # entry_bytes_share
-            pool.recency_rank(sid),  # entry_recency_rank
+            e_bytes / capacity if e_split >= 0 else 0.0,  # entry_bytes_share
+            rank,  # entry_recency_rank
         )
 
-    def _edge_utilisation(self, t: float) -> float:
-        """Busy share of the edge GPU since the previous decision (what nvidia-smi reports)."""
+    def _edge_utilisation(self, t: float, busy: float) -> float:
+        """Busy share of the edge GPU since the previous decision (what nvidia-smi reports),
+        from its busy seconds ``busy`` at ``t``."""
         t0, busy0 = self._busy_mark
-        busy = self.edge.busy_s
         self._busy_mark = (t, busy)
         return min(max((busy - busy0) / (t - t0), 0.0), 1.0) if t > t0 else 0.0
 
