@@ -263,10 +263,10 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         if truncated:
             info.update(self._return_rates())
         self._prepare()
-        edge = sim.edge  # the fields of edge.state() read directly (it sums over requests)
-        info["edge_batch"] = edge.last_batch_size
-        info["edge_waiting"] = edge.n_waiting
-        info["edge_kv_occupancy"] = edge.pool.used_bytes / edge.pool.capacity_bytes
+        state = self._state  # the next decision's: the edge as it is now
+        info["edge_batch"] = sim.edge.last_batch_size
+        info["edge_waiting"] = state.edge_waiting
+        info["edge_kv_occupancy"] = state.edge_kv_occupancy
         return self._obs, float(reward), False, truncated, info
 
     def _decision_info(self, cr: CellRequest, action: int, invalid: bool) -> dict[str, Any]:
