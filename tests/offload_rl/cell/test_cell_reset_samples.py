@@ -13,7 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from offload_rl.cell import compiled_decode as cd
-from offload_rl.cell.device_seeding import seeded_samples, seeded_samples_compiled, trace_tables
+from offload_rl.cell.device_seeding import (
+    seeded_samples,
+    seeded_samples_compiled,
+    trace_tables,
+    world_generator,
+)
 from offload_rl.device_view import measured_throughput
 from offload_rl.traces import Trace
 
@@ -66,3 +71,22 @@ def test_tables_are_kept_per_list_of_traces() -> None:
     other = [Trace.from_steps([4.0, 0.0, 12.0, 2.5, 7.0], step_s=0.5, name="steps")]
     tables = trace_tables(other)
     assert tables.traces[0] is other[0] and tables.start.tolist() == [0, 6]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**63 - 1) | st.integers(0, 2**31) | st.sampled_from([0, 2**32 - 1, 2**32]))
+def test_world_generator_is_default_rng(seed: int) -> None:
+    """The episode's world: the stream ``default_rng(seed)`` gives, buffered words included."""
+    ours, ref = world_generator(seed), np.random.default_rng(seed)
+    assert ours.bit_generator.state == ref.bit_generator.state
+    assert ours.integers(7) == ref.integers(7)  # the buffered 32-bit path
+    assert ours.random(5).tolist() == ref.random(5).tolist()
+    assert ours.bit_generator.state == ref.bit_generator.state
+
+
+def test_world_generator_takes_any_seed_default_rng_takes() -> None:
+    """Seeds outside the compiled path's range go to ``default_rng`` itself."""
+    for seed in (2**63, 2**70 + 3):
+        assert world_generator(seed).random() == np.random.default_rng(seed).random()
+    with pytest.raises(ValueError):
+        world_generator(-1)
