@@ -20,6 +20,7 @@ import numpy as np
 
 from offload_rl.cell.kernel_jit import hot, jit
 from offload_rl.traces import BYTES_PER_MBIT
+from offload_rl.workloads.compiled_workload import between
 
 A = np.ndarray
 
@@ -41,16 +42,9 @@ def _interp(v: float, xp: A, fp: A, lo: int, hi: int) -> float:
             a = m
         else:
             b = m
-    j = a
-    if xp[j] == v:
-        return float(fp[j])
-    slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j])
-    r = slope * (v - xp[j]) + fp[j]
-    if r != r:  # numpy's fallback for a non-finite interpolation
-        r = slope * (v - xp[j + 1]) + fp[j + 1]
-        if r != r and fp[j] == fp[j + 1]:
-            r = fp[j]
-    return float(r)
+    if xp[a] == v:
+        return float(fp[a])
+    return between(v, xp, fp, a)
 
 
 @jit

@@ -28,6 +28,21 @@ import numpy as np
 
 A = np.ndarray
 jit = numba.njit(cache=True, nogil=True)  # fastmath off: IEEE order, bit-identical
+hot = numba.njit(cache=True, nogil=True, forceinline=True)  # inlined into its callers
+
+
+@hot
+def between(v: float, xp: A, fp: A, j: int) -> float:
+    """``np.interp``'s value at ``v`` strictly inside interval ``j`` (``xp[j] < v <
+    xp[j + 1]``): the interval's slope, then ``slope * (v - xp[j]) + fp[j]``, and numpy's
+    fallback where that is not finite (``arr_interp``, in its order)."""
+    slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j])
+    r = slope * (v - xp[j]) + fp[j]
+    if r != r:  # numpy's fallback for a non-finite interpolation
+        r = slope * (v - xp[j + 1]) + fp[j + 1]
+        if r != r and fp[j] == fp[j + 1]:
+            r = fp[j]
+    return float(r)
 
 
 @jit
@@ -53,13 +68,7 @@ def interp_into(x: A, xp: A, fp: A, out: A) -> None:
         if j == n - 1 or xp[j] == v:
             out[i] = fp[j]
             continue
-        slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j])
-        r = slope * (v - xp[j]) + fp[j]
-        if r != r:  # numpy's fallback for a non-finite interpolation
-            r = slope * (v - xp[j + 1]) + fp[j + 1]
-            if r != r and fp[j] == fp[j + 1]:
-                r = fp[j]
-        out[i] = r
+        out[i] = between(v, xp, fp, j)
 
 
 @jit
