@@ -17,6 +17,7 @@ from envs.episode_options import pick_episode
 from offload_rl.actions import ActionLayout
 from offload_rl.cell import compiled_decode as cd
 from offload_rl.cell.config import CellConfig
+from offload_rl.cell.device_seeding import world_generator
 from offload_rl.cell.radio import RADIO_STATES
 from offload_rl.cell.simulator import CellRequest, CellSimulator
 from offload_rl.cell.thermal import DEVICE_CLASSES
@@ -189,7 +190,7 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         options = dict(options or {})
         uplinks = self.resolved.uplinks
         idx, offset_s, wseed = pick_episode(uplinks, self.np_random, options)
-        self.sim.reset(np.random.default_rng(wseed), self.n_requests, idx, offset_s)
+        self.sim.reset(world_generator(wseed), self.n_requests, idx, offset_s)
         self._i = 0
         self._episode_info = {
             "trace": uplinks[idx].name,

@@ -29,6 +29,7 @@ from typing import Any, cast
 import numpy as np
 from numpy.random.bit_generator import ISeedSequence
 
+from offload_rl.cell import compiled_decode as cd
 from offload_rl.device_view import _interp_points
 from offload_rl.traces import BYTES_PER_MBIT, Trace
 
@@ -103,6 +104,8 @@ class _StateWords(ISeedSequence):
         self.words = words
 
     def generate_state(self, n_words: int, dtype: Any = np.uint32) -> np.ndarray:
+        if n_words == _POOL and dtype is np.uint64:  # what PCG64 asks (np.dtype: ~0.2 us)
+            return self.words
         if n_words != _POOL or np.dtype(dtype) != np.dtype(np.uint64):
             raise ValueError("_StateWords holds PCG64's 4 uint64 seed words only")
         return self.words
@@ -120,6 +123,22 @@ def generators_from_states(states: np.ndarray) -> list[np.random.Generator]:
     return [np.random.Generator(np.random.PCG64(cast(Any, _StateWords(row)))) for row in states]
 
 
+def world_generator(seed: int) -> np.random.Generator:
+    """``np.random.default_rng(seed)``, the same stream: in compiled mode, for a seed in
+    ``[0, 2**63)``, seeded from the compiled :func:`~offload_rl.cell.compiled_reset.seed_states`
+    (~2 us instead of ``SeedSequence``'s ~7 us, once per EdgeCell-v0 reset: its world)."""
+    if not (cd.AVAILABLE and 0 <= seed < 2**63):
+        return np.random.default_rng(seed)
+    try:
+        kernels = cd._compiled("compiled_reset")
+    except cd.COMPILE_ERRORS as err:
+        cd.disable(str(err).splitlines()[0] if str(err) else type(err).__name__)
+        return np.random.default_rng(seed)
+    states = np.empty((1, _POOL), dtype=np.uint64)
+    kernels.seed_states(np.array([seed], dtype=np.int64), states)
+    return generators_from_states(states)[0]
+
+
 def seeded_samples(
     traces: Sequence[Trace],
     origins_s: Sequence[float],
@@ -130,7 +149,6 @@ def seeded_samples(
 ) -> np.ndarray:
     """Row ``j``: ``measured_throughput(traces[j], origins_s[j], -history, history, period_s,
     noise_sd, rngs[j])``, bit for bit (the same operations on the same values)."""
-    n = len(traces)
     group: dict[int, int] = {}  # id(trace) -> its index among the distinct traces
     distinct: list[Trace] = []
     of = []
@@ -160,7 +178,81 @@ def seeded_samples(
     filled = np.empty_like(within)
     filled[order] = rows
     values = np.diff(cycles * total + filled, axis=1) / (BYTES_PER_MBIT * period_s)
+    return _with_noise(values, history, noise_sd, rngs)
+
+
+def _with_noise(
+    values: np.ndarray, history: int, noise_sd: float, rngs: Sequence[np.random.Generator]
+) -> np.ndarray:
+    """``values`` (one row per device) times each device's lognormal measurement noise, drawn
+    from its own generator (``measured_throughput``'s ``np.exp(rng.normal(...))``)."""
+    n = len(values)
     if noise_sd > 0 and n:
         noise = np.array([rng.normal(0.0, noise_sd, size=history) for rng in rngs])
         values *= np.exp(noise.reshape(n, history))
     return values
+
+
+class TraceTables:
+    """The uplinks' arrays in the layout of
+    :func:`~offload_rl.cell.compiled_samples.throughput_rows`: each trace's cycle and bytes per
+    cycle, and its :func:`_interp_points` tables laid end to end (``start[k]`` to
+    ``start[k + 1]``). Built once per list of traces (a process holds one per scenario): kept
+    out of the simulator, whose forks deep-copy it."""
+
+    __slots__ = ("cum", "duration", "grid", "start", "total", "traces")
+
+    def __init__(self, traces: Sequence[Trace]) -> None:
+        self.traces = tuple(traces)
+        points = [_interp_points(tr) for tr in self.traces]
+        self.duration = np.array([tr.duration_s for tr in self.traces], dtype=np.float64)
+        self.total = np.array([tr.total_bytes for tr in self.traces], dtype=np.float64)
+        self.grid = np.concatenate([g for g, _ in points]).astype(np.float64)
+        self.cum = np.concatenate([c for _, c in points]).astype(np.float64)
+        self.start = np.zeros(len(points) + 1, dtype=np.int64)
+        self.start[1:] = np.cumsum([len(g) for g, _ in points])
+
+
+_TABLES: dict[tuple[int, ...], TraceTables] = {}
+
+
+def trace_tables(traces: Sequence[Trace]) -> TraceTables:
+    """:class:`TraceTables` of ``traces``, built at the first call for those trace objects."""
+    key = tuple(id(tr) for tr in traces)
+    hit = _TABLES.get(key)
+    if hit is not None and all(a is b for a, b in zip(hit.traces, traces, strict=True)):
+        return hit
+    if len(_TABLES) >= 16:  # traces made on the fly (tests): keep the cache small
+        _TABLES.clear()
+    tables = _TABLES[key] = TraceTables(traces)
+    return tables
+
+
+def seeded_samples_compiled(
+    traces: Sequence[Trace],
+    trace_index: np.ndarray,
+    origins_s: np.ndarray,
+    history: int,
+    period_s: float,
+    noise_sd: float,
+    rngs: Sequence[np.random.Generator],
+) -> np.ndarray | None:
+    """:func:`seeded_samples` for the devices on ``traces[trace_index[j]]`` (int64) from
+    ``origins_s[j]`` (float64), the rows made by the compiled
+    :func:`~offload_rl.cell.compiled_samples.throughput_rows`, the noise as
+    :func:`seeded_samples` draws it. None in Python mode (or if numba failed)."""
+    if not cd.AVAILABLE:
+        return None
+    try:
+        throughput_rows = cd._compiled("compiled_samples").throughput_rows
+    except cd.COMPILE_ERRORS as err:
+        cd.disable(str(err).splitlines()[0] if str(err) else type(err).__name__)
+        return None
+    t = trace_tables(traces)
+    n = len(trace_index)
+    values = np.empty((n, history), dtype=np.float64)
+    throughput_rows(
+        trace_index, origins_s, history, period_s, t.duration, t.total, t.grid, t.cum, t.start,
+        values,
+    )  # fmt: skip
+    return _with_noise(values, history, noise_sd, rngs)

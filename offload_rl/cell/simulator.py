@@ -49,6 +49,7 @@ from offload_rl.cell.device_seeding import (
     device_generators,
     generators_from_states,
     seeded_samples,
+    seeded_samples_compiled,
 )
 from offload_rl.cell.edge_server import REJECTED, EdgeRequest, EdgeServer
 from offload_rl.cell.flat_dispatch import ROOM_HEAP, ROOM_LUMPS, EdgeTables
@@ -284,7 +285,7 @@ class CellSimulator:
                 rng=rngs[i],
             )
             devices.append(dev)
-        self._seed_all_samples(net.throughput_history, net.throughput_sample_s)
+        self._seed_all_samples(net.throughput_history, net.throughput_sample_s, idxs)
 
     def _draw_devices(
         self, world: np.random.Generator, trace_index: int, offset_s: float
@@ -340,19 +341,28 @@ class CellSimulator:
             return replace(radio, tail_s=0.0)  # idle as a transfer ends; promotion kept
         return radio
 
-    def _seed_all_samples(self, history: int, period_s: float) -> None:
-        """Every device's :meth:`Device.seed_samples` in one pass (bit for bit the same)."""
+    def _seed_all_samples(
+        self, history: int, period_s: float, trace_index: list[int] | None = None
+    ) -> None:
+        """Every device's :meth:`Device.seed_samples` in one pass (bit for bit the same); with
+        the devices' indices into the uplinks in compiled mode, in one compiled call."""
         devs = self.devices
-        values = seeded_samples(
-            [d.uplink for d in devs],
-            [d.offset_s for d in devs],
-            history,
-            period_s,
-            self.facts.scenario.network.throughput_noise,
-            [d.rng for d in devs],
-        ).tolist()
+        noise_sd = self.facts.scenario.network.throughput_noise
+        rngs = [d.rng for d in devs]
+        values = None
+        if trace_index is not None:  # None in Python mode
+            values = seeded_samples_compiled(
+                self.resolved.uplinks, np.array(trace_index, dtype=np.int64),
+                np.array([d.offset_s for d in devs], dtype=np.float64), history, period_s,
+                noise_sd, rngs,
+            )  # fmt: skip
+        if values is None:
+            values = seeded_samples(
+                [d.uplink for d in devs], [d.offset_s for d in devs], history, period_s,
+                noise_sd, rngs,
+            )  # fmt: skip
         times = [(i - history + 1) * period_s for i in range(history)]
-        for d, row in zip(devs, values, strict=True):
+        for d, row in zip(devs, values.tolist(), strict=True):
             d.sample_t = times.copy()
             d.sample_mbps = row
 

@@ -28,6 +28,21 @@ import numpy as np
 
 A = np.ndarray
 jit = numba.njit(cache=True, nogil=True)  # fastmath off: IEEE order, bit-identical
+hot = numba.njit(cache=True, nogil=True, forceinline=True)  # inlined into its callers
+
+
+@hot
+def between(v: float, xp: A, fp: A, j: int) -> float:
+    """``np.interp``'s value at ``v`` strictly inside interval ``j`` (``xp[j] < v <
+    xp[j + 1]``): the interval's slope, then ``slope * (v - xp[j]) + fp[j]``, and numpy's
+    fallback where that is not finite (``arr_interp``, in its order)."""
+    slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j])
+    r = slope * (v - xp[j]) + fp[j]
+    if r != r:  # numpy's fallback for a non-finite interpolation
+        r = slope * (v - xp[j + 1]) + fp[j + 1]
+        if r != r and fp[j] == fp[j + 1]:
+            r = fp[j]
+    return float(r)
 
 
 @jit
@@ -53,13 +68,7 @@ def interp_into(x: A, xp: A, fp: A, out: A) -> None:
         if j == n - 1 or xp[j] == v:
             out[i] = fp[j]
             continue
-        slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j])
-        r = slope * (v - xp[j]) + fp[j]
-        if r != r:  # numpy's fallback for a non-finite interpolation
-            r = slope * (v - xp[j + 1]) + fp[j + 1]
-            if r != r and fp[j] == fp[j + 1]:
-                r = fp[j]
-        out[i] = r
+        out[i] = between(v, xp, fp, j)
 
 
 @jit
@@ -89,6 +98,56 @@ def session_layout(
             i += 1
 
 
+@jit
+def stream_columns(
+    key: A,
+    new: A,
+    output: A,
+    prior: A,
+    scale: float,
+    caps: A,
+    turn: A,
+    new_s: A,
+    out_s: A,
+    context: A,
+    session: A,
+) -> None:
+    """``assemble_stream``'s numpy in one pass over the stream (``key`` >= 0, int64):
+    each request's turn (its place among its key's requests), new tokens (the raw context
+    folded into a first turn), ``TokenScaling.scale_lengths`` (``rint(x * scale)`` unless
+    ``scale`` is 1, then clipped to ``caps[0]`` new and ``caps[1]`` output tokens), context
+    (its key's earlier scaled tokens, capped at ``caps[2]`` minus its new tokens, >= 0) and
+    dense session id (keys in order of first appearance). Integer sums: exactly the sorted
+    cumulative sums' values."""
+    size = 0
+    for i in range(key.shape[0]):
+        size = max(size, key[i] + 1)
+    group = np.full(size, -1, dtype=np.int64)
+    count = np.zeros(size, dtype=np.int64)
+    tokens = np.zeros(size, dtype=np.int64)
+    groups = 0
+    for i in range(key.shape[0]):
+        k = key[i]
+        if group[k] < 0:
+            group[k] = groups
+            groups += 1
+        t = count[k]
+        count[k] = t + 1
+        turn[i] = t
+        raw = new[i] + prior[i] if t == 0 else new[i]
+        out = output[i]
+        if scale != 1.0:
+            raw = np.int64(np.rint(raw * scale))
+            out = np.int64(np.rint(out * scale))
+        n_new = min(max(raw, 1), caps[0])
+        n_out = min(max(out, 1), caps[1])
+        new_s[i] = n_new
+        out_s[i] = n_out
+        context[i] = max(min(tokens[k], caps[2] - n_new), 0)
+        tokens[k] += n_new + n_out
+        session[i] = group[k]
+
+
 def warm_up() -> None:
     """Compile (or load from numba's cache) the kernels for the types the workload passes."""
     xp = np.array([0.0, 1.0])
@@ -105,3 +164,6 @@ def warm_up() -> None:
         np.empty(3, dtype=np.bool_),
         np.empty(3),
     )
+    for scale in (1.0, 0.5):
+        cols = [np.zeros(2, dtype=np.int64) for _ in range(5)]
+        stream_columns(turns, turns, turns, turns, scale, np.ones(3, dtype=np.int64), *cols)

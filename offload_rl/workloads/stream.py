@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from offload_rl.workloads import kernels
 from offload_rl.workloads.request import (
     FloatArray,
     IntArray,
@@ -46,6 +47,31 @@ def assemble_stream(
     n = len(key)
     if n == 0:
         return []
+    columns = _compiled_columns(key, new, output, prior_context, scaling)
+    if columns is None:
+        columns = _stream_columns(key, new, output, prior_context, scaling)
+    session, turn, new_s, context, out_s = columns
+    gaps = [None if g != g else g for g in gap.tolist()]
+    return requests_from_columns(
+        arrival.tolist(),
+        session.tolist(),
+        turn.tolist(),
+        new_s.tolist(),
+        context.tolist(),
+        out_s.tolist(),
+        gaps,
+    )
+
+
+Columns = tuple[IntArray, IntArray, IntArray, IntArray, IntArray]
+"""A stream's session ids, turns, new tokens, context tokens and output tokens."""
+
+
+def _stream_columns(
+    key: IntArray, new: IntArray, output: IntArray, prior_context: IntArray, scaling: TokenScaling
+) -> Columns:
+    """The stream's integer columns in numpy (the reference of :func:`_compiled_columns`)."""
+    n = len(key)
     order, group, first = group_by_key(key)
     turn = np.empty(n, dtype=np.int64)
     turn[order] = np.arange(n) - first[group]
@@ -61,13 +87,34 @@ def assemble_stream(
     rank[np.argsort(order[first], kind="stable")] = np.arange(len(first))
     session = np.empty(n, dtype=np.int64)
     session[order] = rank[group]
-    gaps = [None if g != g else g for g in gap.tolist()]
-    return requests_from_columns(
-        arrival.tolist(),
-        session.tolist(),
-        turn.tolist(),
-        new_s.tolist(),
-        context.tolist(),
-        out_s.tolist(),
-        gaps,
+    return session, turn, new_s, context, out_s
+
+
+def _compiled_columns(
+    key: IntArray, new: IntArray, output: IntArray, prior_context: IntArray, scaling: TokenScaling
+) -> Columns | None:
+    """:func:`_stream_columns` in one compiled pass
+    (:func:`~offload_rl.workloads.compiled_workload.stream_columns`, the same integers) where
+    the workload's kernels run and the keys are small int64 ids (the synthetic draw's sessions:
+    the kernel indexes arrays by key); None otherwise."""
+    module = kernels.compiled()
+    n = len(key)
+    arrays = (key, new, output, prior_context)
+    if module is None or any(a.dtype != np.int64 for a in arrays):
+        return None
+    if key.min() < 0 or key.max() > 16 * n + 4096:
+        return None
+    caps = np.array(
+        [
+            min(scaling.max_new_tokens, scaling.max_context_tokens),
+            scaling.max_output_tokens,
+            scaling.max_context_tokens,
+        ],
+        dtype=np.int64,
     )
+    session, turn, new_s, context, out_s = (np.empty(n, dtype=np.int64) for _ in range(5))
+    module.stream_columns(
+        key, new, output, prior_context, float(scaling.scale), caps,
+        turn, new_s, out_s, context, session,
+    )  # fmt: skip
+    return session, turn, new_s, context, out_s
