@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, replace
+from types import ModuleType
 
 import numpy as np
 
@@ -66,6 +67,20 @@ from offload_rl.scenario_facts import ResolvedScenario, memory_layers_for
 from offload_rl.traces import BYTES_PER_MBIT
 from offload_rl.workloads import Request, SyntheticWorkload, Workload
 from offload_rl.workloads.distributions import choice_cdf, choice_indices
+
+_FINISH = "compiled_finish"
+
+
+def _finish_kernels() -> ModuleType | None:
+    """:mod:`offload_rl.cell.compiled_finish`, compiled at the first call; None where it
+    failed to compile (the finish path then runs the reference's calls, for good)."""
+    module = cd._modules.get(_FINISH)
+    if module is None and cd.AVAILABLE:
+        try:
+            module = cd._compiled(_FINISH)
+        except cd.COMPILE_ERRORS as err:
+            cd.disable(str(err).splitlines()[0] if str(err) else type(err).__name__)
+    return module
 
 
 @dataclass(slots=True, eq=False)
@@ -639,16 +654,46 @@ class CellSimulator:
         cr.ttft_s = first + half - arrival
         cr.cache_hit = er.cached_tokens > 0
         cr.queue_s, cr.batch_at_admit, cr.preempted = er.queued_s, er.batch_at_admit, er.preemptions
-        d = self.devices[cr.device]
         if self._streaming is not None:
             row = self._streaming.pop(cr.rid, None)
             if row is not None and self._bank is not None:
                 moved = self._bank.drop_stream(row)
                 if moved >= 0:
                     self._streaming[moved] = row
+        if self._bank is not None and isinstance(self.ledger, CompiledCostLedger):
+            kernels = _finish_kernels()
+            if kernels is not None:
+                self._edge_done_compiled(kernels, cr, first + half)
+                return
+        d = self.devices[cr.device]
         self._wake(cr.device)
         d.receive(max(first + half, self._t), cr.finish_s - max(first + half, self._t))
         self._complete(cr)
+
+    def _edge_done_compiled(self, kernels: ModuleType, cr: CellRequest, first: float) -> None:
+        """The rest of :meth:`_edge_done` from the token at the device (``first``): the wake,
+        ``Device.receive``, and :meth:`_complete`'s ledger close and charge in one kernel call
+        (:func:`offload_rl.cell.compiled_finish.edge_done`, the same operations in order)."""
+        req, bank = cr.request, self._bank
+        assert bank is not None
+        last = self._t
+        lo = first if not last > first else last  # max(first, last)
+        cr.slo_violated = cr.rejected or slo_violated_times(
+            cr.ttft_s, cr.finish_s - req.arrival_s, req.output_tokens, *cr.slo
+        )
+        penalty = self.w_slo * cr.slo_violated + self.w_cost * cr.usd
+        table = self.ledger._table  # type: ignore[attr-defined]
+        flags = kernels.edge_done(
+            bank.table, bank.awake, bank.levels, table.heap, table.gi, table.opened,
+            table.lumps, cr.device, last, lo, cr.finish_s - lo, cr.rid, cr.finish_s, penalty,
+        )  # fmt: skip
+        if flags < 0:
+            raise KeyError(cr.rid)
+        if flags & kernels.HEAP_FULL:
+            table.grow_heap()
+        if flags & kernels.LUMPS_FULL:
+            table.grow_lumps()
+        heapq.heappush(self._done, (cr.finish_s, cr.rid, cr))
 
     def _stream_tokens(self, t: float) -> None:
         """Keep the radios of devices receiving tokens connected through ``(last t, t]``."""
