@@ -5,16 +5,17 @@ request it wakes the device's radio, keeps it connected while the tokens stream 
 (``Device.receive``), closes the request in the cost ledger and charges its SLO/cost penalty,
 four kernel calls behind ~8 Python frames (~3 us of glue per finished request at N = 32).
 :func:`edge_done` does the same operations, in the same order, on the radio bank's and the
-ledger's arrays. Importing this module imports numba.
+ledger's arrays; :func:`settle_and_spend` does each advance's radio settlement and the
+charge of its joules in one call. Importing this module imports numba.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from offload_rl.cell.compiled_devices import keep_connected, wake
-from offload_rl.cell.compiled_ledger import charge, close_request
-from offload_rl.cell.kernel_jit import jit
+from offload_rl.cell.compiled_devices import keep_connected, stream_and_settle, wake
+from offload_rl.cell.compiled_ledger import charge, close_request, spread_pair
+from offload_rl.cell.kernel_jit import jit, jit_alloc
 from offload_rl.cell.ledger_table import O_OPEN
 
 A = np.ndarray  # every array argument
@@ -39,6 +40,20 @@ def edge_done(
     return flags
 
 
+@jit_alloc  # stream_and_settle's argsort allocates
+def settle_and_spend(
+    r: A, awake: A, levels: A, streams: A, n: int, t: float, last: float, heap: A, gi: A,
+    lumps: A, heap2: A, gi2: A, lumps2: A, w_energy: float,
+) -> bool:  # fmt: skip
+    """``RadioBank.stream_and_settle`` then, when the radios spent anything, the simulator's
+    ``_spend(t, t, joules)`` on its two ledgers (``spread_pair``): True when a ledger is full
+    (the caller grows both, as ``spread_pair``'s caller does)."""
+    energy = stream_and_settle(r, awake, levels, streams, n, t, last)
+    if energy != 0.0:  # `if energy:`
+        return spread_pair(heap, gi, lumps, heap2, gi2, lumps2, t, t, w_energy * energy, energy)
+    return False
+
+
 def warm_up() -> None:
     """Compile (or load from numba's cache) the kernel, on a scratch radio and ledger."""
     from offload_rl.cell.ledger_table import LedgerTable
@@ -50,4 +65,9 @@ def warm_up() -> None:
     edge_done(
         r, awake, levels, table.heap, table.gi, table.opened, table.lumps, 0, 0.0, 0.0, 1.0, 0,
         1.0, 0.5,
+    )  # fmt: skip
+    other = LedgerTable()
+    settle_and_spend(
+        r, awake, levels, np.zeros((1, 3)), 1, 3.0, 2.0, table.heap, table.gi, table.lumps,
+        other.heap, other.gi, other.lumps, 0.5,
     )  # fmt: skip

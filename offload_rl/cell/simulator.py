@@ -627,7 +627,7 @@ class CellSimulator:
             firsts = self.edge.first_tokens
             if firsts:
                 self._start_streams(firsts, streaming)
-            energy = self._stream_and_settle(t)
+            energy = 0.0 if self._settle_and_spend(t) else self._stream_and_settle(t)
         else:
             self._stream_tokens(t)
             energy = self._radio_energy(t)
@@ -731,6 +731,30 @@ class CellSimulator:
         bank = self._bank
         assert bank is not None
         return bank.stream_and_settle(t, self._t)
+
+    def _settle_and_spend(self, t: float) -> bool:
+        """:meth:`_stream_and_settle` and :meth:`_spend` of its joules at ``t`` in one kernel
+        call (:func:`offload_rl.cell.compiled_finish.settle_and_spend`); False (nothing done)
+        unless both ledgers are compiled and the kernel loaded."""
+        ledger, raw, bank = self.ledger, self.joules, self._bank
+        if not (
+            isinstance(ledger, CompiledCostLedger)
+            and isinstance(raw, CompiledCostLedger)
+            and ledger is not raw
+            and bank is not None
+        ):
+            return False
+        kernels = _finish_kernels()
+        if kernels is None:
+            return False
+        a, b = ledger._table, raw._table
+        if kernels.settle_and_spend(
+            bank.table, bank.awake, bank.levels, bank.streams, bank.n_streams, t, self._t,
+            a.heap, a.gi, a.lumps, b.heap, b.gi, b.lumps, self.w_energy,
+        ):  # fmt: skip
+            ledger._grow_both()
+            raw._grow_both()
+        return True
 
     def _radio_energy(self, t: float) -> float:
         """Radio joules of every device in ``(last advance, t]``, settling only awake radios.

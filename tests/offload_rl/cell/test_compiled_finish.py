@@ -92,3 +92,51 @@ def test_edge_done_equals_its_calls(name, ops):
             (ledger._table.lumps, t.lumps),
         ):  # fmt: skip
             assert a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
+
+
+streams = st.lists(
+    st.tuples(st.integers(0, 40), st.integers(0, 2), st.floats(-2.0, 6.0)),  # request, device, lo
+    max_size=6,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(sorted(RADIOS)),
+    st.lists(st.tuples(streams, st.floats(0.0, 4.0), st.sets(st.integers(0, 2))), max_size=12),
+)
+def test_settle_and_spend_equals_its_calls(name, steps):
+    """Each step (streams, clock moved on, radios woken before it): the bank's and both
+    ledgers' arrays equal after ``stream_and_settle`` then ``spread_pair(t, t, ...)``."""
+    kernels = cd._compiled("compiled_finish")
+    bank = RadioBank([RADIOS[name], RADIOS["wifi"], RADIOS[name]])
+    ledger, raw = CompiledCostLedger(), CompiledCostLedger()
+    fused_bank, fused, fused_raw = copy.deepcopy((bank, ledger, raw))
+    w_energy, last = 0.37, 0.0
+    for rows, dt, woken in steps:
+        t = last + dt
+        for b in (bank, fused_bank):
+            for j in sorted(woken):
+                b.wake(j, last)
+            b.n_streams = 0
+            for rid, j, lo in rows:
+                b.add_stream(rid, j, last + lo)
+        energy = bank.stream_and_settle(t, last)
+        if energy:
+            ledger.spread_pair(raw, t, t, w_energy * energy, energy)
+        a, b2 = fused._table, fused_raw._table
+        if kernels.settle_and_spend(
+            fused_bank.table, fused_bank.awake, fused_bank.levels, fused_bank.streams,
+            fused_bank.n_streams, t, last, a.heap, a.gi, a.lumps, b2.heap, b2.gi, b2.lumps,
+            w_energy,
+        ):  # fmt: skip
+            fused._grow_both()
+            fused_raw._grow_both()
+        last = t
+        for x, y in (
+            (bank.table, fused_bank.table), (bank.awake, fused_bank.awake),
+            (bank.levels, fused_bank.levels), (ledger._table.lumps, a.lumps),
+            (ledger._table.gi, a.gi), (raw._table.lumps, b2.lumps), (raw._table.gi, b2.gi),
+            (ledger._table.heap, a.heap), (raw._table.heap, b2.heap),
+        ):  # fmt: skip
+            assert x.shape == y.shape and np.array_equal(x, y, equal_nan=True)
