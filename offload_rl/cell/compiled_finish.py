@@ -40,6 +40,25 @@ def edge_done(
     return flags
 
 
+@jit
+def stream_done(
+    r: A, awake: A, levels: A, streams: A, row: int, n_left: int, heap: A, gi: A, opened: A,
+    lumps: A, j: int, last: float, lo: float, duration_s: float, key: int, end: float,
+    penalty: float,
+) -> tuple[int, int]:  # fmt: skip
+    """``RadioBank.drop_stream(row)`` (``row`` >= 0; ``n_left`` streams stay), then
+    :func:`edge_done`: (its flags, the request whose stream moved into ``row``, -1 if none)."""
+    moved = -1
+    if 0 <= row < n_left:  # the last row moves into the freed one
+        for c in range(streams.shape[1]):
+            streams[row, c] = streams[n_left, c]
+        moved = int(streams[row, 0])
+    flags = edge_done(
+        r, awake, levels, heap, gi, opened, lumps, j, last, lo, duration_s, key, end, penalty
+    )
+    return flags, moved
+
+
 @jit_alloc  # stream_and_settle's argsort allocates
 def settle_and_spend(
     r: A, awake: A, levels: A, streams: A, n: int, t: float, last: float, heap: A, gi: A,
@@ -65,6 +84,10 @@ def warm_up() -> None:
     edge_done(
         r, awake, levels, table.heap, table.gi, table.opened, table.lumps, 0, 0.0, 0.0, 1.0, 0,
         1.0, 0.5,
+    )  # fmt: skip
+    stream_done(
+        r, awake, levels, np.zeros((2, 3)), 0, 1, table.heap, table.gi, table.opened,
+        table.lumps, 0, 0.0, 0.0, 1.0, 0, 1.0, 0.5,
     )  # fmt: skip
     other = LedgerTable()
     settle_and_spend(

@@ -620,8 +620,16 @@ class CellSimulator:
             when, _, er = heapq.heappop(subs)
             edge.schedule(er, when)  # submitted by the advance, at its time (one kernel call)
         edge.advance(t)
-        for er in edge.pop_finished():
-            self._edge_done(self._at_edge.pop(er.request_id), er)
+        finished = edge.pop_finished()
+        if finished:
+            at_edge = self._at_edge
+            kernels = self._finish_path()
+            if kernels is None:
+                for er in finished:
+                    self._edge_done(at_edge.pop(er.request_id), er)
+            else:
+                for er in finished:
+                    self._edge_done_compiled(kernels, at_edge.pop(er.request_id), er)
         streaming = self._streaming
         if streaming is not None:
             firsts = self.edge.first_tokens
@@ -660,40 +668,60 @@ class CellSimulator:
                 moved = self._bank.drop_stream(row)
                 if moved >= 0:
                     self._streaming[moved] = row
-        if self._bank is not None and isinstance(self.ledger, CompiledCostLedger):
-            kernels = _finish_kernels()
-            if kernels is not None:
-                self._edge_done_compiled(kernels, cr, first + half)
-                return
         d = self.devices[cr.device]
         self._wake(cr.device)
         d.receive(max(first + half, self._t), cr.finish_s - max(first + half, self._t))
         self._complete(cr)
 
-    def _edge_done_compiled(self, kernels: ModuleType, cr: CellRequest, first: float) -> None:
-        """The rest of :meth:`_edge_done` from the token at the device (``first``): the wake,
-        ``Device.receive``, and :meth:`_complete`'s ledger close and charge in one kernel call
-        (:func:`offload_rl.cell.compiled_finish.edge_done`, the same operations in order)."""
-        req, bank = cr.request, self._bank
-        assert bank is not None
+    def _finish_path(self) -> ModuleType | None:
+        """The compiled finish path's kernels when this cell runs compiled (a radio bank, a
+        compiled ledger, token streams), else None: :meth:`_edge_done`, the reference."""
+        if (
+            self._bank is None
+            or self._streaming is None
+            or not isinstance(self.ledger, CompiledCostLedger)
+        ):
+            return None
+        return _finish_kernels()
+
+    def _edge_done_compiled(self, kernels: ModuleType, cr: CellRequest, er: EdgeRequest) -> None:
+        """:meth:`_edge_done` with its stream drop, wake, ``Device.receive`` and
+        :meth:`_complete`'s ledger close and charge in one kernel call
+        (:func:`offload_rl.cell.compiled_finish.stream_done`, the same operations in order)."""
+        req, bank, streaming = cr.request, self._bank, self._streaming
+        assert bank is not None and streaming is not None
+        half = self.rtt / 2.0
+        cr.rejected = rejected = er.status == REJECTED
+        cr.finish_s = end = er.finish_s + (0.0 if rejected else half)
+        first = er.first_token_s if er.first_token_s >= 0 else er.finish_s
+        cr.ttft_s = ttft = first + half - req.arrival_s
+        cr.cache_hit = er.cached_tokens > 0
+        cr.queue_s, cr.batch_at_admit, cr.preempted = er.queued_s, er.batch_at_admit, er.preemptions
+        row = streaming.pop(cr.rid, -1)
+        if row >= 0:
+            bank.n_streams -= 1
         last = self._t
-        lo = first if not last > first else last  # max(first, last)
-        cr.slo_violated = cr.rejected or slo_violated_times(
-            cr.ttft_s, cr.finish_s - req.arrival_s, req.output_tokens, *cr.slo
+        lo = first + half
+        if last > lo:  # max(first + half, last)
+            lo = last
+        cr.slo_violated = violated = rejected or slo_violated_times(
+            ttft, end - req.arrival_s, req.output_tokens, *cr.slo
         )
-        penalty = self.w_slo * cr.slo_violated + self.w_cost * cr.usd
         table = self.ledger._table  # type: ignore[attr-defined]
-        flags = kernels.edge_done(
-            bank.table, bank.awake, bank.levels, table.heap, table.gi, table.opened,
-            table.lumps, cr.device, last, lo, cr.finish_s - lo, cr.rid, cr.finish_s, penalty,
+        flags, moved = kernels.stream_done(
+            bank.table, bank.awake, bank.levels, bank.streams, row, bank.n_streams, table.heap,
+            table.gi, table.opened, table.lumps, cr.device, last, lo, end - lo, cr.rid, end,
+            self.w_slo * violated + self.w_cost * cr.usd,
         )  # fmt: skip
+        if moved >= 0:
+            streaming[moved] = row
         if flags < 0:
             raise KeyError(cr.rid)
         if flags & kernels.HEAP_FULL:
             table.grow_heap()
         if flags & kernels.LUMPS_FULL:
             table.grow_lumps()
-        heapq.heappush(self._done, (cr.finish_s, cr.rid, cr))
+        heapq.heappush(self._done, (end, cr.rid, cr))
 
     def _stream_tokens(self, t: float) -> None:
         """Keep the radios of devices receiving tokens connected through ``(last t, t]``."""

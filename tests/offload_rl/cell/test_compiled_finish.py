@@ -140,3 +140,61 @@ def test_settle_and_spend_equals_its_calls(name, steps):
             (ledger._table.heap, a.heap), (raw._table.heap, b2.heap),
         ):  # fmt: skip
             assert x.shape == y.shape and np.array_equal(x, y, equal_nan=True)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 9), max_size=12, unique=True), finishes)
+def test_stream_done_equals_drop_stream_then_edge_done(dropped, ops):
+    """Streams dropped in any order (the last row moves in): the streams, the moved request
+    and everything :func:`edge_done` writes equal the separate calls'."""
+    kernels = cd._compiled("compiled_finish")
+    bank = RadioBank([RADIOS["lte"], RADIOS["wifi"], RADIOS["lte"]])
+    for rid in range(10):
+        bank.add_stream(rid, rid % 3, 0.5 * rid)
+    ledger = CompiledCostLedger()
+    for key in range(25):
+        ledger.open(key, 0.1 * key, 1.0 + key)
+    fused_bank, fused = copy.deepcopy((bank, ledger))
+    rows = {rid: rid for rid in range(10)}
+    fused_rows = dict(rows)
+    last = 0.0
+    for n, (j, dt, first_dt, end_dt, penalty, key) in enumerate(ops):
+        last += dt
+        first = last + first_dt
+        end = first + end_dt
+        rid = dropped[n] if n < len(dropped) else -1
+        row = rows.pop(rid, None)
+        if row is not None:
+            moved = bank.drop_stream(row)
+            if moved >= 0:
+                rows[moved] = row
+        try:
+            _reference(bank, ledger, (j, dt, first, end, penalty, key), last)
+            raised = False
+        except KeyError:
+            raised = True
+        fused_row = fused_rows.pop(rid, -1)
+        if fused_row >= 0:
+            fused_bank.n_streams -= 1
+        lo = first if not last > first else last
+        t = fused._table
+        flags, moved = kernels.stream_done(
+            fused_bank.table, fused_bank.awake, fused_bank.levels, fused_bank.streams, fused_row,
+            fused_bank.n_streams, t.heap, t.gi, t.opened, t.lumps, j, last, lo, end - lo, key,
+            end, penalty,
+        )  # fmt: skip
+        if moved >= 0:
+            fused_rows[moved] = fused_row
+        assert (flags < 0) == raised
+        if flags > 0 and flags & kernels.HEAP_FULL:
+            t.grow_heap()
+        if flags > 0 and flags & kernels.LUMPS_FULL:
+            t.grow_lumps()
+        assert fused_rows == rows and fused_bank.n_streams == bank.n_streams
+        for a, b in (
+            (bank.streams, fused_bank.streams), (bank.table, fused_bank.table),
+            (bank.awake, fused_bank.awake), (bank.levels, fused_bank.levels),
+            (ledger._table.heap, t.heap), (ledger._table.gi, t.gi),
+            (ledger._table.opened, t.opened), (ledger._table.lumps, t.lumps),
+        ):  # fmt: skip
+            assert a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
