@@ -620,32 +620,53 @@ class CellSimulator:
             when, _, er = heapq.heappop(subs)
             edge.schedule(er, when)  # submitted by the advance, at its time (one kernel call)
         edge.advance(t)
-        finished = edge.pop_finished()
-        if finished:
-            at_edge = self._at_edge
-            kernels = self._finish_path()
-            if kernels is None:
-                for er in finished:
-                    self._edge_done(at_edge.pop(er.request_id), er)
-            else:
-                for er in finished:
-                    self._edge_done_compiled(kernels, at_edge.pop(er.request_id), er)
-        streaming = self._streaming
-        if streaming is not None:
-            firsts = self.edge.first_tokens
-            if firsts:
-                self._start_streams(firsts, streaming)
-            energy = 0.0 if self._settle_and_spend(t) else self._stream_and_settle(t)
+        kernels = self._finish_path()
+        if kernels is not None:
+            self._finish_compiled(kernels, edge.pop_finished(), t)
         else:
-            self._stream_tokens(t)
-            energy = self._radio_energy(t)
-        if energy:
-            self._spend(t, t, energy)
+            self._finish_python(edge.pop_finished(), t)
         done = []
         while self._done and self._done[0][0] <= t:
             done.append(heapq.heappop(self._done)[2])
         self._t = t
         return done
+
+    def _finish_python(self, finished: list[EdgeRequest], t: float) -> None:
+        """The reference's finished requests, token streams and radio joules up to ``t``."""
+        for er in finished:
+            self._edge_done(self._at_edge.pop(er.request_id), er)
+        streaming = self._streaming
+        if streaming is not None:
+            firsts = self.edge.first_tokens
+            if firsts:
+                self._start_streams(firsts, streaming)
+            energy = self._stream_and_settle(t)
+        else:
+            self._stream_tokens(t)
+            energy = self._radio_energy(t)
+        if energy:
+            self._spend(t, t, energy)
+
+    def _finish_compiled(self, kernels: ModuleType, finished: list[EdgeRequest], t: float) -> None:
+        """:meth:`_finish_python` on the compiled path: a kernel call per finished request
+        (:meth:`_edge_done_compiled`), the new streams, then one call for the radios' joules
+        and their charge (:func:`offload_rl.cell.compiled_finish.settle_and_spend`)."""
+        at_edge = self._at_edge
+        for er in finished:
+            self._edge_done_compiled(kernels, at_edge.pop(er.request_id), er)
+        streaming, bank = self._streaming, self._bank
+        assert streaming is not None and bank is not None
+        firsts = self.edge.first_tokens
+        if firsts:
+            self._start_streams(firsts, streaming)
+        a = self.ledger._table  # type: ignore[attr-defined]
+        b = self.joules._table  # type: ignore[attr-defined]
+        if kernels.settle_and_spend(
+            bank.table, bank.awake, bank.levels, bank.streams, bank.n_streams, t, self._t,
+            a.heap, a.gi, a.lumps, b.heap, b.gi, b.lumps, self.w_energy,
+        ):  # fmt: skip
+            self.ledger._grow_both()  # type: ignore[attr-defined]
+            self.joules._grow_both()  # type: ignore[attr-defined]
 
     def in_flight(self) -> list[CellRequest]:
         """The requests decided but not yet delivered, in request order: their outcome fields
@@ -674,12 +695,15 @@ class CellSimulator:
         self._complete(cr)
 
     def _finish_path(self) -> ModuleType | None:
-        """The compiled finish path's kernels when this cell runs compiled (a radio bank, a
-        compiled ledger, token streams), else None: :meth:`_edge_done`, the reference."""
+        """The compiled finish path's kernels when this cell runs compiled (a radio bank, token
+        streams, two compiled ledgers), else None: :meth:`_finish_python`, the reference."""
+        ledger, raw = self.ledger, self.joules
         if (
             self._bank is None
             or self._streaming is None
-            or not isinstance(self.ledger, CompiledCostLedger)
+            or not isinstance(ledger, CompiledCostLedger)
+            or not isinstance(raw, CompiledCostLedger)
+            or ledger is raw
         ):
             return None
         return _finish_kernels()
@@ -759,30 +783,6 @@ class CellSimulator:
         bank = self._bank
         assert bank is not None
         return bank.stream_and_settle(t, self._t)
-
-    def _settle_and_spend(self, t: float) -> bool:
-        """:meth:`_stream_and_settle` and :meth:`_spend` of its joules at ``t`` in one kernel
-        call (:func:`offload_rl.cell.compiled_finish.settle_and_spend`); False (nothing done)
-        unless both ledgers are compiled and the kernel loaded."""
-        ledger, raw, bank = self.ledger, self.joules, self._bank
-        if not (
-            isinstance(ledger, CompiledCostLedger)
-            and isinstance(raw, CompiledCostLedger)
-            and ledger is not raw
-            and bank is not None
-        ):
-            return False
-        kernels = _finish_kernels()
-        if kernels is None:
-            return False
-        a, b = ledger._table, raw._table
-        if kernels.settle_and_spend(
-            bank.table, bank.awake, bank.levels, bank.streams, bank.n_streams, t, self._t,
-            a.heap, a.gi, a.lumps, b.heap, b.gi, b.lumps, self.w_energy,
-        ):  # fmt: skip
-            ledger._grow_both()
-            raw._grow_both()
-        return True
 
     def _radio_energy(self, t: float) -> float:
         """Radio joules of every device in ``(last advance, t]``, settling only awake radios.
