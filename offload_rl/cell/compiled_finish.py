@@ -63,14 +63,15 @@ def stream_done(
 def settle_and_spend(
     r: A, awake: A, levels: A, streams: A, n: int, t: float, last: float, heap: A, gi: A,
     lumps: A, heap2: A, gi2: A, lumps2: A, w_energy: float,
-) -> bool:  # fmt: skip
+) -> tuple[float, bool]:  # fmt: skip
     """``RadioBank.stream_and_settle`` then, when the radios spent anything, the simulator's
-    ``_spend(t, t, joules)`` on its two ledgers (``spread_pair``): True when a ledger is full
-    (the caller grows both, as ``spread_pair``'s caller does)."""
+    ``_spend(t, t, joules)`` on its two ledgers (``spread_pair``): the joules, and True when
+    a ledger is full (the caller grows both, as ``spread_pair``'s caller does)."""
     energy = stream_and_settle(r, awake, levels, streams, n, t, last)
     if energy != 0.0:  # `if energy:`
-        return spread_pair(heap, gi, lumps, heap2, gi2, lumps2, t, t, w_energy * energy, energy)
-    return False
+        full = spread_pair(heap, gi, lumps, heap2, gi2, lumps2, t, t, w_energy * energy, energy)
+        return energy, full
+    return energy, False
 
 
 def warm_up() -> None:

@@ -659,14 +659,26 @@ class CellSimulator:
         firsts = self.edge.first_tokens
         if firsts:
             self._start_streams(firsts, streaming)
-        a = self.ledger._table  # type: ignore[attr-defined]
-        b = self.joules._table  # type: ignore[attr-defined]
-        if kernels.settle_and_spend(
+        self._settle_and_spend(t)
+
+    def _settle_and_spend(self, t: float) -> float:
+        """:meth:`_stream_and_settle` then :meth:`_spend` of its joules at ``t``, in one call
+        (:func:`offload_rl.cell.compiled_finish.settle_and_spend`; the compiled finish path
+        only): the radio joules, already charged."""
+        kernels, bank = _finish_kernels(), self._bank
+        assert kernels is not None and bank is not None
+        ledger, raw = self.ledger, self.joules
+        a = ledger._table  # type: ignore[attr-defined]
+        b = raw._table  # type: ignore[attr-defined]
+        energy, full = kernels.settle_and_spend(
             bank.table, bank.awake, bank.levels, bank.streams, bank.n_streams, t, self._t,
             a.heap, a.gi, a.lumps, b.heap, b.gi, b.lumps, self.w_energy,
-        ):  # fmt: skip
-            self.ledger._grow_both()  # type: ignore[attr-defined]
-            self.joules._grow_both()  # type: ignore[attr-defined]
+        )  # fmt: skip
+        if full:
+            ledger._grow_both()  # type: ignore[attr-defined]
+            raw._grow_both()  # type: ignore[attr-defined]
+        joules: float = energy
+        return joules
 
     def in_flight(self) -> list[CellRequest]:
         """The requests decided but not yet delivered, in request order: their outcome fields

@@ -125,11 +125,13 @@ def test_settle_and_spend_equals_its_calls(name, steps):
         if energy:
             ledger.spread_pair(raw, t, t, w_energy * energy, energy)
         a, b2 = fused._table, fused_raw._table
-        if kernels.settle_and_spend(
+        joules, full = kernels.settle_and_spend(
             fused_bank.table, fused_bank.awake, fused_bank.levels, fused_bank.streams,
             fused_bank.n_streams, t, last, a.heap, a.gi, a.lumps, b2.heap, b2.gi, b2.lumps,
             w_energy,
-        ):  # fmt: skip
+        )  # fmt: skip
+        assert joules == energy
+        if full:
             fused._grow_both()
             fused_raw._grow_both()
         last = t
