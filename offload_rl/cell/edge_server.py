@@ -708,29 +708,39 @@ class EdgeServer:
         )
 
     def _drain(self) -> None:
-        """The kernel's log, in its order: first tokens, finishes, rejections, events."""
+        """The kernel's log, in its order: first tokens, finishes, rejections, events (per
+        decision ~0.8 first tokens and ~0.8 finishes at N = 32: those two inline)."""
         table = self._table
-        n = int(table.gi[tab.N_OUT])
+        gi = table.gi
+        n = int(gi[tab.N_OUT])
         if not n:
             return
-        table.gi[tab.N_OUT] = 0
-        reqs = table.requests
+        gi[tab.N_OUT] = 0
+        reqs, firsts, finished = table.requests, self.first_tokens, self._finished
+        out_first, out_done = tab.OUT_FIRST, tab.OUT_DONE
         for (code, j), t in zip(table.out_i[:n].tolist(), table.out_t[:n].tolist(), strict=True):
-            if code == tab.OUT_FIRST:
-                reqs[j].first_token_s = t
-                if self.first_tokens is not None:
-                    self.first_tokens.append(reqs[j])
-            elif code == tab.OUT_DONE:
-                self._finished.append(table.release(j))
-            elif code == tab.OUT_REJECTED:
-                r = table.release(j)
-                self._finished.append(r)
-                self._events.append(EdgeEvent(t, "rejected", r.session_id, r.request_id))
-            elif code == tab.OUT_PREEMPTED:
+            if code == out_first:
                 r = reqs[j]
-                self._events.append(EdgeEvent(t, "preempted", r.session_id, r.request_id))
+                r.first_token_s = t
+                if firsts is not None:
+                    firsts.append(r)
+            elif code == out_done:
+                finished.append(table.release(j))
             else:
-                self._events.append(EdgeEvent(t, "evicted", table.session_ids[j]))
+                self._drain_event(code, j, t)
+
+    def _drain_event(self, code: int, j: int, t: float) -> None:
+        """A rejection, preemption or eviction in the kernel's log (row ``j``, at ``t``)."""
+        table = self._table
+        if code == tab.OUT_REJECTED:
+            r = table.release(j)
+            self._finished.append(r)
+            self._events.append(EdgeEvent(t, "rejected", r.session_id, r.request_id))
+        elif code == tab.OUT_PREEMPTED:
+            r = table.requests[j]  # type: ignore[assignment]
+            self._events.append(EdgeEvent(t, "preempted", r.session_id, r.request_id))
+        else:
+            self._events.append(EdgeEvent(t, "evicted", table.session_ids[j]))
 
     # --- the fast path: decode-only stretches ---------------------------------------------------
 

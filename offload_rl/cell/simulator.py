@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, replace
+from types import ModuleType
 
 import numpy as np
 
@@ -67,6 +68,20 @@ from offload_rl.scenario_facts import ResolvedScenario, memory_layers_for
 from offload_rl.traces import BYTES_PER_MBIT
 from offload_rl.workloads import Request, SyntheticWorkload, Workload
 from offload_rl.workloads.distributions import choice_cdf, choice_indices
+
+_FINISH = "compiled_finish"
+
+
+def _finish_kernels() -> ModuleType | None:
+    """:mod:`offload_rl.cell.compiled_finish`, compiled at the first call; None where it
+    failed to compile (the finish path then runs the reference's calls, for good)."""
+    module = cd._modules.get(_FINISH)
+    if module is None and cd.AVAILABLE:
+        try:
+            module = cd._compiled(_FINISH)
+        except cd.COMPILE_ERRORS as err:
+            cd.disable(str(err).splitlines()[0] if str(err) else type(err).__name__)
+    return module
 
 
 @dataclass(slots=True, eq=False)
@@ -615,7 +630,20 @@ class CellSimulator:
             when, _, er = heapq.heappop(subs)
             edge.schedule(er, when)  # submitted by the advance, at its time (one kernel call)
         edge.advance(t)
-        for er in edge.pop_finished():
+        kernels = self._finish_path()
+        if kernels is not None:
+            self._finish_compiled(kernels, edge.pop_finished(), t)
+        else:
+            self._finish_python(edge.pop_finished(), t)
+        done = []
+        while self._done and self._done[0][0] <= t:
+            done.append(heapq.heappop(self._done)[2])
+        self._t = t
+        return done
+
+    def _finish_python(self, finished: list[EdgeRequest], t: float) -> None:
+        """The reference's finished requests, token streams and radio joules up to ``t``."""
+        for er in finished:
             self._edge_done(self._at_edge.pop(er.request_id), er)
         streaming = self._streaming
         if streaming is not None:
@@ -628,11 +656,39 @@ class CellSimulator:
             energy = self._radio_energy(t)
         if energy:
             self._spend(t, t, energy)
-        done = []
-        while self._done and self._done[0][0] <= t:
-            done.append(heapq.heappop(self._done)[2])
-        self._t = t
-        return done
+
+    def _finish_compiled(self, kernels: ModuleType, finished: list[EdgeRequest], t: float) -> None:
+        """:meth:`_finish_python` on the compiled path: a kernel call per finished request
+        (:meth:`_edge_done_compiled`), the new streams, then one call for the radios' joules
+        and their charge (:func:`offload_rl.cell.compiled_finish.settle_and_spend`)."""
+        at_edge = self._at_edge
+        for er in finished:
+            self._edge_done_compiled(kernels, at_edge.pop(er.request_id), er)
+        streaming, bank = self._streaming, self._bank
+        assert streaming is not None and bank is not None
+        firsts = self.edge.first_tokens
+        if firsts:
+            self._start_streams(firsts, streaming)
+        self._settle_and_spend(t)
+
+    def _settle_and_spend(self, t: float) -> float:
+        """:meth:`_stream_and_settle` then :meth:`_spend` of its joules at ``t``, in one call
+        (:func:`offload_rl.cell.compiled_finish.settle_and_spend`; the compiled finish path
+        only): the radio joules, already charged."""
+        kernels, bank = _finish_kernels(), self._bank
+        assert kernels is not None and bank is not None
+        ledger, raw = self.ledger, self.joules
+        a = ledger._table  # type: ignore[attr-defined]
+        b = raw._table  # type: ignore[attr-defined]
+        energy, full = kernels.settle_and_spend(
+            bank.table, bank.awake, bank.levels, bank.streams, bank.n_streams, t, self._t,
+            a.heap, a.gi, a.lumps, b.heap, b.gi, b.lumps, self.w_energy,
+        )  # fmt: skip
+        if full:
+            ledger._grow_both()  # type: ignore[attr-defined]
+            raw._grow_both()  # type: ignore[attr-defined]
+        joules: float = energy
+        return joules
 
     def in_flight(self) -> list[CellRequest]:
         """The requests decided but not yet delivered, in request order: their outcome fields
@@ -649,16 +705,69 @@ class CellSimulator:
         cr.ttft_s = first + half - arrival
         cr.cache_hit = er.cached_tokens > 0
         cr.queue_s, cr.batch_at_admit, cr.preempted = er.queued_s, er.batch_at_admit, er.preemptions
-        d = self.devices[cr.device]
         if self._streaming is not None:
             row = self._streaming.pop(cr.rid, None)
             if row is not None and self._bank is not None:
                 moved = self._bank.drop_stream(row)
                 if moved >= 0:
                     self._streaming[moved] = row
+        d = self.devices[cr.device]
         self._wake(cr.device)
         d.receive(max(first + half, self._t), cr.finish_s - max(first + half, self._t))
         self._complete(cr)
+
+    def _finish_path(self) -> ModuleType | None:
+        """The compiled finish path's kernels when this cell runs compiled (a radio bank, token
+        streams, two compiled ledgers), else None: :meth:`_finish_python`, the reference."""
+        ledger, raw = self.ledger, self.joules
+        if (
+            self._bank is None
+            or self._streaming is None
+            or not isinstance(ledger, CompiledCostLedger)
+            or not isinstance(raw, CompiledCostLedger)
+            or ledger is raw
+        ):
+            return None
+        return _finish_kernels()
+
+    def _edge_done_compiled(self, kernels: ModuleType, cr: CellRequest, er: EdgeRequest) -> None:
+        """:meth:`_edge_done` with its stream drop, wake, ``Device.receive`` and
+        :meth:`_complete`'s ledger close and charge in one kernel call
+        (:func:`offload_rl.cell.compiled_finish.stream_done`, the same operations in order)."""
+        req, bank, streaming = cr.request, self._bank, self._streaming
+        assert bank is not None and streaming is not None
+        half = self.rtt / 2.0
+        cr.rejected = rejected = er.status == REJECTED
+        cr.finish_s = end = er.finish_s + (0.0 if rejected else half)
+        first = er.first_token_s if er.first_token_s >= 0 else er.finish_s
+        cr.ttft_s = ttft = first + half - req.arrival_s
+        cr.cache_hit = er.cached_tokens > 0
+        cr.queue_s, cr.batch_at_admit, cr.preempted = er.queued_s, er.batch_at_admit, er.preemptions
+        row = streaming.pop(cr.rid, -1)
+        if row >= 0:
+            bank.n_streams -= 1
+        last = self._t
+        lo = first + half
+        if last > lo:  # max(first + half, last)
+            lo = last
+        cr.slo_violated = violated = rejected or slo_violated_times(
+            ttft, end - req.arrival_s, req.output_tokens, *cr.slo
+        )
+        table = self.ledger._table  # type: ignore[attr-defined]
+        flags, moved = kernels.stream_done(
+            bank.table, bank.awake, bank.levels, bank.streams, row, bank.n_streams, table.heap,
+            table.gi, table.opened, table.lumps, cr.device, last, lo, end - lo, cr.rid, end,
+            self.w_slo * violated + self.w_cost * cr.usd,
+        )  # fmt: skip
+        if moved >= 0:
+            streaming[moved] = row
+        if flags < 0:
+            raise KeyError(cr.rid)
+        if flags & kernels.HEAP_FULL:
+            table.grow_heap()
+        if flags & kernels.LUMPS_FULL:
+            table.grow_lumps()
+        heapq.heappush(self._done, (end, cr.rid, cr))
 
     def _stream_tokens(self, t: float) -> None:
         """Keep the radios of devices receiving tokens connected through ``(last t, t]``."""

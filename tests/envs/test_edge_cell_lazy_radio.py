@@ -30,9 +30,11 @@ def test_radio_energy_charged_lazily_equals_every_radio_settled(n_devices):
 
         return counted
 
-    # the Python simulator's, or the compiled one's (streams and settling in one call)
+    # the Python simulator's, or the compiled one's (streams and settling in one call; on the
+    # compiled finish path with the charge of the joules too)
     sim._radio_energy = counting(sim._radio_energy)  # type: ignore[method-assign]
     sim._stream_and_settle = counting(sim._stream_and_settle)  # type: ignore[method-assign]
+    sim._settle_and_spend = counting(sim._settle_and_spend)  # type: ignore[method-assign]
     env.reset(seed=n_devices)
     rng = np.random.default_rng(n_devices)
     woke = slept = 0
