@@ -261,6 +261,25 @@ class SequenceTable:
             return -1
         return idx
 
+    def take_kept(self, session_id: int, split: int) -> int:
+        """The tokens the session keeps at ``split``; -1 where it keeps none there, and an
+        entry at another split is dropped (``pool.peek`` then ``pool.drop`` when the split
+        differs, as a decision does, without building the :class:`KeptEntry`)."""
+        idx = self._session_index.get(session_id)
+        if idx is None:
+            return -1
+        kept = self.kept
+        k, tokens, nbytes, stamp = kept[idx].tolist()
+        if stamp < 0:
+            return -1
+        if k == split:
+            return tokens
+        gi = self.gi
+        gi[KEPT_BYTES] -= nbytes  # TablePool.drop
+        gi[N_KEPT] -= 1
+        kept[idx, K_STAMP] = -1
+        return -1
+
     def _grow_sessions(self, n: int) -> None:
         old = self.kept.shape[0]
         kept = np.zeros((old + n, 4), dtype=np.int64)
