@@ -463,7 +463,12 @@ class CellSimulator:
         in Python (no radio bank or Python ledgers: the reference; a sliding-window profile; a
         kernel that failed to compile)."""
         tables = self._edge_tables
-        if tables is None or not tables.serves(self.devices, self.requests):
+        # tables.serves(self.devices, self.requests), inlined: asked at every decision
+        if (
+            tables is None
+            or tables.devices is not self.devices
+            or tables.requests is not self.requests
+        ):
             compiled = (
                 self._bank is not None
                 and isinstance(self.ledger, CompiledCostLedger)
