@@ -12,6 +12,7 @@ import copy
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -78,3 +79,36 @@ def test_record_draws_the_reference_noise(seed, sd, mbps, n):
             del times[:32], values[:32]
     assert device.sample_t == times and device.sample_mbps == values
     assert device.rng.bit_generator.state == rng.bit_generator.state
+
+
+counts = st.one_of(st.integers(-(2**63), 2**63 - 1), st.booleans(), st.integers(0, 9).map(np.int64))
+times = st.one_of(st.floats(allow_nan=True), st.integers(-(2**70), 2**70))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(counts, min_size=10, max_size=10), st.lists(times, min_size=7, max_size=7))
+def test_stage_packs_the_rows_numpy_writes(ints, floats):
+    """:meth:`SequenceTable.stage` (fields packed with ``struct``) leaves the rows numpy's
+    assignment writes, bit for bit, whatever the fields hold (ints, bools, numpy ints, huge
+    ints; floats, NaN, ints as times)."""
+    from offload_rl.cell.edge_server import EdgeRequest
+
+    r = EdgeRequest(7, 3, 1, 0.0, 10, 5, 4)
+    (r.computed, r.generated, r.output_tokens, r.kv_bytes_per_token, r.split, r.known,
+     r.keep, r.preemptions, r.cached_tokens, r.batch_at_admit) = ints  # fmt: skip
+    (r.ready_at, r.round_trip_s, r.first_token_s, r.admit_s, r.finish_s, r.queued_s,
+     r.queued_since) = floats  # fmt: skip
+    packed, reference = SequenceTable(10**9, 2048, 64), SequenceTable(10**9, 2048, 64)
+    for table in (packed, reference):
+        table.ints[:] = 99  # rows reused: every column must be written
+        table.floats[:] = 99.0
+    try:
+        j = packed.stage(r)
+    except OverflowError:  # numpy refuses it too: the fallback raised numpy's error
+        with pytest.raises(OverflowError):
+            reference._write_rows(reference._free.pop(), r)
+        return
+    reference._free.pop()
+    reference._write_rows(j, r)
+    assert packed.ints.tobytes() == reference.ints.tobytes()
+    assert packed.floats.tobytes() == reference.floats.tobytes()
