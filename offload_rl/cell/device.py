@@ -80,12 +80,16 @@ class Device:
 
     def record(self, t: float, mbps: float) -> None:
         """A sample measured at ``t`` (a transfer ending, or a probe), with measurement noise."""
-        if self.noise_sd > 0:
-            mbps *= math.exp(self.rng.normal(0.0, self.noise_sd))
-        self.sample_t.append(t)
-        self.sample_mbps.append(mbps)
-        if len(self.sample_mbps) > 64:  # the encoder reads at most 64
-            del self.sample_t[:32], self.sample_mbps[:32]
+        sd = self.noise_sd
+        if sd > 0:
+            # rng.normal(0.0, sd) is 0.0 + sd * standard_normal() (numpy's definition): the
+            # same draw and value (exp ignores the zero's sign) without normal's argument checks
+            mbps *= math.exp(sd * self.rng.standard_normal())
+        times, values = self.sample_t, self.sample_mbps
+        times.append(t)
+        values.append(mbps)
+        if len(values) > 64:  # the encoder reads at most 64
+            del times[:32], values[:32]
 
     def samples_until(self, t: float, history: int) -> tuple[list[float], float]:
         """The newest ``history`` samples measured by ``t``, oldest first, and the newest's time.

@@ -16,6 +16,7 @@ compiled kernels, which import numba.
 
 from __future__ import annotations
 
+import struct
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -83,6 +84,12 @@ ST_WAITING, ST_RUNNING, ST_FINISHED, ST_REJECTED = range(4)
 # codes of the output log the kernel writes for the server: (code, row) and a time
 OUT_DONE, OUT_EVICTED, OUT_PREEMPTED, OUT_REJECTED, OUT_FIRST = range(5)
 FREE = -1  # ``STATUS`` of an unused row
+
+
+# one row of ``ints`` (native int64s) and of ``floats`` (native doubles), as :meth:`stage`
+# packs them into the arrays' bytes (both C-contiguous: built by np.zeros, copied whole)
+_INT_ROW = struct.Struct(f"={N_INT_COLUMNS}q")
+_FLOAT_ROW = struct.Struct(f"={N_FLOAT_COLUMNS}d")
 
 
 class SequenceTable:
@@ -155,6 +162,27 @@ class SequenceTable:
         j = self._free.pop()
         self.requests[j] = r
         self.row_of[r.request_id] = j
+        # the rows' bytes packed in place (an ndarray is a writable buffer, which typeshed's
+        # Buffer does not say): the same 64-bit values at ~half numpy's conversion cost
+        try:
+            _INT_ROW.pack_into(
+                self.ints,  # type: ignore[arg-type]
+                j * _INT_ROW.size, r.computed, r.generated, r.output_tokens, r.kv_bytes_per_token,
+                r.split, r.known, 0, self.session_index(r.session_id),
+                r.keep, r.preemptions, r.cached_tokens, r.batch_at_admit, ST_WAITING,
+            )  # fmt: skip
+            _FLOAT_ROW.pack_into(
+                self.floats,  # type: ignore[arg-type]
+                j * _FLOAT_ROW.size, r.ready_at, r.round_trip_s, r.first_token_s,
+                r.admit_s, r.finish_s, r.queued_s, r.queued_since,
+            )  # fmt: skip
+        except struct.error:  # a value struct refuses (a float count, an int past 64 bits)
+            self._write_rows(j, r)
+        return j
+
+    def _write_rows(self, j: int, r: EdgeRequest) -> None:
+        """:meth:`stage`'s row writes through numpy, which converts (or raises) as it always
+        did where ``struct`` refuses a value; the same columns in the same order."""
         self.ints[j] = (
             r.computed, r.generated, r.output_tokens, r.kv_bytes_per_token, r.split, r.known,
             0, self.session_index(r.session_id), r.keep, r.preemptions, r.cached_tokens,
@@ -164,7 +192,6 @@ class SequenceTable:
             r.ready_at, r.round_trip_s, r.first_token_s, r.admit_s, r.finish_s, r.queued_s,
             r.queued_since,
         )  # fmt: skip
-        return j
 
     def release(self, j: int) -> EdgeRequest:
         """Write a finished (or rejected) request's row into its object and free the row."""
@@ -260,6 +287,25 @@ class SequenceTable:
         if idx is None or self.kept[idx, K_STAMP] < 0:
             return -1
         return idx
+
+    def take_kept(self, session_id: int, split: int) -> int:
+        """The tokens the session keeps at ``split``; -1 where it keeps none there, and an
+        entry at another split is dropped (``pool.peek`` then ``pool.drop`` when the split
+        differs, as a decision does, without building the :class:`KeptEntry`)."""
+        idx = self._session_index.get(session_id)
+        if idx is None:
+            return -1
+        kept = self.kept
+        k, tokens, nbytes, stamp = kept[idx].tolist()
+        if stamp < 0:
+            return -1
+        if k == split:
+            return tokens
+        gi = self.gi
+        gi[KEPT_BYTES] -= nbytes  # TablePool.drop
+        gi[N_KEPT] -= 1
+        kept[idx, K_STAMP] = -1
+        return -1
 
     def _grow_sessions(self, n: int) -> None:
         old = self.kept.shape[0]

@@ -58,6 +58,7 @@ from offload_rl.cell.kv_pool import KeptEntry
 from offload_rl.cell.ledger_table import CompiledCostLedger, cost_ledger
 from offload_rl.cell.radio import RADIOS, RadioParams
 from offload_rl.cell.radio_bank import RadioBank
+from offload_rl.cell.sequence_table import TablePool
 from offload_rl.cell.thermal import DEVICE_CLASSES
 from offload_rl.cost_model import LinkModel, request_cost
 from offload_rl.device_view import kept_kv_tokens
@@ -453,11 +454,20 @@ class CellSimulator:
         slo_total = slo[0] + max(req.output_tokens - 1, 0) * slo[1]
         rate = self.w_latency / slo_total
         flat = self._flat_edge() if tier_index < L else None
-        if flat is None:
-            self.ledger.open(i, req.arrival_s, rate)
-        entry = self.edge.pool.peek(sid)
-        if entry is not None and entry.split != tier_index:
-            self.edge.pool.drop(sid)  # the session moved: its old entry is useless
+        pool = self.edge.pool
+        entry = None
+        if flat is not None and type(pool) is TablePool:
+            # the session's tokens kept at this split (an entry of another split dropped)
+            cached = pool._table.take_kept(sid, tier_index)
+        else:
+            cached = -1
+            if flat is None:
+                self.ledger.open(i, req.arrival_s, rate)
+            entry = pool.peek(sid)
+            if entry is not None and entry.split != tier_index:
+                pool.drop(sid)  # the session moved: its old entry is useless
+            if flat is not None and entry is not None and entry.split == tier_index:
+                cached = entry.tokens
         if tier_index != L:
             d.kept_local.pop(sid, None)
         if tier_index == L or tier_index == L + 2:
@@ -466,7 +476,7 @@ class CellSimulator:
             self._wake(d.index)
             self._run_cloud(cr, d)
         elif flat is not None:
-            self._run_edge_flat(flat, cr, d, entry, rate)  # open and wake included
+            self._run_edge_flat(flat, cr, d, cached, rate)  # open and wake included
         else:
             self._wake(d.index)
             self._run_edge(cr, d, entry)
@@ -478,7 +488,12 @@ class CellSimulator:
         in Python (no radio bank or Python ledgers: the reference; a sliding-window profile; a
         kernel that failed to compile)."""
         tables = self._edge_tables
-        if tables is None or not tables.serves(self.devices, self.requests):
+        # tables.serves(self.devices, self.requests), inlined: asked at every decision
+        if (
+            tables is None
+            or tables.devices is not self.devices
+            or tables.requests is not self.requests
+        ):
             compiled = (
                 self._bank is not None
                 and isinstance(self.ledger, CompiledCostLedger)
@@ -585,15 +600,16 @@ class CellSimulator:
         self._at_edge[cr.rid] = cr
 
     def _run_edge_flat(
-        self, flat: EdgeTables, cr: CellRequest, d: Device, entry: KeptEntry | None, rate: float
+        self, flat: EdgeTables, cr: CellRequest, d: Device, kept: int, rate: float
     ) -> None:
         """``ledger.open``, :meth:`_wake` and :meth:`_run_edge` in one compiled call
         (:func:`offload_rl.cell.compiled_dispatch.edge_run`, bit for bit), then the objects
-        the edge server and the environment read."""
+        the edge server and the environment read. ``kept``: the tokens the session keeps at
+        this split (-1: none)."""
         req = cr.request
         k, rid = cr.tier_index, cr.rid
         ctx, new, out = req.context_tokens, req.new_tokens, req.output_tokens
-        cached = min(entry.tokens, ctx) if entry and entry.split == k else 0
+        cached = (kept if kept < ctx else ctx) if kept >= 0 else 0  # min(entry.tokens, ctx)
         total = ctx + new
         prefill = total - cached
         bank, up, thermal = self._bank, d.uplink, d.thermal
