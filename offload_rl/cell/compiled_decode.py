@@ -65,9 +65,10 @@ AVAILABLE = not _disabled_by_env() and importlib.util.find_spec("numba") is not 
 _modules: dict[str, ModuleType] = {}
 
 
-def _compiled(name: str) -> ModuleType:
-    """``offload_rl.cell.<name>``, its kernels compiled (cached on disk between processes) by
-    its ``warm_up`` at the first call; raises one of :data:`COMPILE_ERRORS` if that fails."""
+def kernels(name: str) -> ModuleType:
+    """``offload_rl.cell.<name>`` (a ``compiled_*`` module), its kernels compiled (cached on
+    disk between processes) by its ``warm_up`` at the first call; raises one of
+    :data:`COMPILE_ERRORS` if that fails."""
     module = _modules.get(name)
     if module is None:
         global COMPILE_ERRORS
@@ -82,22 +83,22 @@ def _compiled(name: str) -> ModuleType:
 
 def scheduler() -> ModuleType:
     """:mod:`offload_rl.cell.compiled_scheduler` (the edge server's kernels)."""
-    return _modules.get("compiled_scheduler") or _compiled("compiled_scheduler")
+    return kernels("compiled_scheduler")
 
 
 def devices() -> ModuleType:
     """:mod:`offload_rl.cell.compiled_devices` (the phones' kernels)."""
-    return _modules.get("compiled_devices") or _compiled("compiled_devices")
+    return kernels("compiled_devices")
 
 
 def ledger() -> ModuleType:
     """:mod:`offload_rl.cell.compiled_ledger` (the cost ledger's kernels)."""
-    return _modules.get("compiled_ledger") or _compiled("compiled_ledger")
+    return kernels("compiled_ledger")
 
 
 def observation() -> ModuleType:
     """:mod:`offload_rl.cell.compiled_observation` (the cell observation's writer)."""
-    return _modules.get("compiled_observation") or _compiled("compiled_observation")
+    return kernels("compiled_observation")
 
 
 def disable(reason: str) -> None:

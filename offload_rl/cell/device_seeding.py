@@ -130,7 +130,7 @@ def world_generator(seed: int) -> np.random.Generator:
     if not (cd.AVAILABLE and 0 <= seed < 2**63):
         return np.random.default_rng(seed)
     try:
-        kernels = cd._compiled("compiled_reset")
+        kernels = cd.kernels("compiled_reset")
     except cd.COMPILE_ERRORS as err:
         cd.disable(str(err).splitlines()[0] if str(err) else type(err).__name__)
         return np.random.default_rng(seed)
@@ -244,7 +244,7 @@ def seeded_samples_compiled(
     if not cd.AVAILABLE:
         return None
     try:
-        throughput_rows = cd._compiled("compiled_samples").throughput_rows
+        throughput_rows = cd.kernels("compiled_samples").throughput_rows
     except cd.COMPILE_ERRORS as err:
         cd.disable(str(err).splitlines()[0] if str(err) else type(err).__name__)
         return None

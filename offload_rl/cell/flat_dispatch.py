@@ -39,7 +39,7 @@ K: ModuleType  # compiled_dispatch, set by the first EdgeTables (a module does n
 def kernels() -> ModuleType:
     """:mod:`offload_rl.cell.compiled_dispatch`, compiled (or loaded from numba's cache) at the
     first call; raises one of :data:`~offload_rl.cell.compiled_decode.COMPILE_ERRORS`."""
-    return cd._modules.get(KERNELS) or cd._compiled(KERNELS)
+    return cd.kernels(KERNELS)
 
 
 def profile_table(dev: CompiledProfile) -> np.ndarray:

@@ -76,10 +76,10 @@ _FINISH = "compiled_finish"
 def _finish_kernels() -> ModuleType | None:
     """:mod:`offload_rl.cell.compiled_finish`, compiled at the first call; None where it
     failed to compile (the finish path then runs the reference's calls, for good)."""
-    module = cd._modules.get(_FINISH)
-    if module is None and cd.AVAILABLE:
+    module = None
+    if cd.AVAILABLE:
         try:
-            module = cd._compiled(_FINISH)
+            module = cd.kernels(_FINISH)
         except cd.COMPILE_ERRORS as err:
             cd.disable(str(err).splitlines()[0] if str(err) else type(err).__name__)
     return module
@@ -330,7 +330,7 @@ class CellSimulator:
         if not cd.AVAILABLE:
             return None
         try:
-            kernels = cd._compiled("compiled_reset")
+            kernels = cd.kernels("compiled_reset")
         except cd.COMPILE_ERRORS as err:
             cd.disable(str(err).splitlines()[0] if str(err) else type(err).__name__)
             return None

@@ -28,7 +28,7 @@ SIMS = {n: EdgeCellEnv("cell", n_devices=n).sim for n in (1, 5, 40)}
 
 
 def _kernels() -> ModuleType:
-    return cd._compiled("compiled_reset")
+    return cd.kernels("compiled_reset")
 
 
 @settings(max_examples=150, deadline=None)

@@ -55,7 +55,7 @@ def _reference(bank: RadioBank, ledger: CompiledCostLedger, op: tuple, last: flo
 def test_edge_done_equals_its_calls(name, ops):
     """Radio rows, awake list, levels and the ledger's arrays equal after every finish; a key
     that is not open raises in both (the radio changed in both)."""
-    kernels = cd._compiled("compiled_finish")
+    kernels = cd.kernels("compiled_finish")
     params = [RADIOS[name], RADIOS["wifi"], RADIOS[name]]
     bank = RadioBank(params)
     ledger = CompiledCostLedger()
@@ -108,7 +108,7 @@ streams = st.lists(
 def test_settle_and_spend_equals_its_calls(name, steps):
     """Each step (streams, clock moved on, radios woken before it): the bank's and both
     ledgers' arrays equal after ``stream_and_settle`` then ``spread_pair(t, t, ...)``."""
-    kernels = cd._compiled("compiled_finish")
+    kernels = cd.kernels("compiled_finish")
     bank = RadioBank([RADIOS[name], RADIOS["wifi"], RADIOS[name]])
     ledger, raw = CompiledCostLedger(), CompiledCostLedger()
     fused_bank, fused, fused_raw = copy.deepcopy((bank, ledger, raw))
@@ -149,7 +149,7 @@ def test_settle_and_spend_equals_its_calls(name, steps):
 def test_stream_done_equals_drop_stream_then_edge_done(dropped, ops):
     """Streams dropped in any order (the last row moves in): the streams, the moved request
     and everything :func:`edge_done` writes equal the separate calls'."""
-    kernels = cd._compiled("compiled_finish")
+    kernels = cd.kernels("compiled_finish")
     bank = RadioBank([RADIOS["lte"], RADIOS["wifi"], RADIOS["lte"]])
     for rid in range(10):
         bank.add_stream(rid, rid % 3, 0.5 * rid)
