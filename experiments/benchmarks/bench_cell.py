@@ -11,15 +11,12 @@ Cost per decision is the median round's wall time per step, split into the edge 
 (time inside ``EdgeServer.advance``: its iterations) and the rest of the step (dispatch, devices,
 ledger, observation, mask, info).
 
-With numba (the ``fast`` extra) installed the cell runs compiled: the edge server (its state in
-a ``SequenceTable``, each ``advance`` in :mod:`offload_rl.cell.compiled_scheduler`), the phones'
-heat, uploads and radios (a ``RadioBank``, a decision's token streams and radio settlement in
-one call of :mod:`offload_rl.cell.compiled_devices`), the cost ledgers
-(:mod:`offload_rl.cell.compiled_ledger`) and the observation
-(:mod:`offload_rl.cell.compiled_observation`). ``--compare-python`` times the Python reference
-of all of them (bit-identical) in the same rounds, alternating with the compiled cell, so the two
-ratios come from the same machine state. A few warm-up steps per ``N`` run untimed (the first
-compiled cell loads the kernels, ~1 s once per process from numba's cache).
+With numba (the ``fast`` extra) installed the cell runs compiled (README "EdgeCell-v0 cost per
+decision" lists the kernels: the edge server, a decision's placement, the finished requests and
+the radios, the ledgers, the observation, the reset). ``--compare-python`` times the Python
+reference of all of them (bit-identical) in the same rounds, alternating with the compiled cell,
+so the two ratios come from the same machine state. A few warm-up steps per ``N`` run untimed
+(the first compiled cell loads the kernels, ~1 s once per process from numba's cache).
 
 ``--clock cpu`` times with ``time.process_time`` instead of the wall clock: on a machine shared
 with other work (more runnable processes than cores) the wall clock charges both sides of a
@@ -29,10 +26,11 @@ ratio with other processes' time slices, unevenly; CPU time does not.
         [--compare-python] [--clock wall|cpu]
 
 Figures (README "EdgeCell-v0 cost per decision"; ``--compare-python --clock cpu --steps 2000
---rounds 3`` on the quiet 2-core VM, load average 1.0-1.3, main d228547): ratios 0.076 / 0.067 /
-0.056 compiled against 0.030 / 0.026 / 0.025 Python at N = 8 / 32 / 128 (0.088 / 0.101 / 0.128
-ms per decision compiled); the cell at 0ecb97f in alternating runs 0.065-0.070 / 0.058 /
-0.042-0.044 (0.099-0.104 / 0.116-0.120 / 0.151-0.161 ms). The target 0.25 at N = 32 is not met.
+--rounds 3`` on the quiet 2-core VM, load average 1.2-1.3, main d0fad89, two runs): ratios
+0.121-0.128 / 0.115-0.119 / 0.100 compiled against 0.029 / 0.025 / 0.024 Python at N = 8 / 32 /
+128 (0.056-0.065 / 0.057-0.060 / 0.068 ms per decision compiled); the cell at 1830c42 in
+alternating runs 0.080-0.082 / 0.068-0.070 / 0.053-0.056 (0.086-0.087 / 0.097-0.104 /
+0.121-0.127 ms). The target 0.25 at N = 32 is not met.
 """
 
 from __future__ import annotations
