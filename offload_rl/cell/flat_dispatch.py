@@ -33,7 +33,6 @@ ROOM_LATENCY, ROOM_SPREADS, ROOM_LUMPS = 3, 6, 3
 ROOM_HEAP = max(ROOM_LATENCY, ROOM_SPREADS)  # what make_room asks of both heaps
 
 KERNELS = "compiled_dispatch"
-K: ModuleType  # compiled_dispatch, set by the first EdgeTables (a module does not deep-copy)
 
 
 def kernels() -> ModuleType:
@@ -83,9 +82,8 @@ class EdgeTables:
         self.usable = profile is not None and not profile.windowed
         if profile is None or not self.usable:
             return
-        global K
         try:
-            K = kernels()
+            kernels()  # compiled (or loaded) now, so a placement never meets a failed compile
         except cd.COMPILE_ERRORS as err:
             cd.disable(str(err).splitlines()[0] if str(err) else type(err).__name__)
             self.usable = False

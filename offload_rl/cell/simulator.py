@@ -616,8 +616,9 @@ class CellSimulator:
         a = self.ledger._table  # type: ignore[attr-defined]
         b = self.joules._table  # type: ignore[attr-defined]
         assert bank is not None
+        edge_run = flat_dispatch.kernels().edge_run
         while True:
-            res = flat_dispatch.K.edge_run(
+            res = edge_run(
                 bank.table, bank.awake, bank.levels, up.cum_bytes, up.mbps, a.heap, a.gi,
                 a.lumps, a.opened, b.heap, b.gi, b.lumps, flat.profile, flat.table, d.index,
                 rid, req.arrival_s, rate, self._t, k, prefill, cached, total,
