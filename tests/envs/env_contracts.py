@@ -14,6 +14,16 @@ def random_valid(env: Any, rng: np.random.Generator) -> int:
     return int(rng.choice(np.flatnonzero(env.action_masks())))
 
 
+def played(env: Any, seed: int, steps: int) -> Any:
+    """``env`` reset with ``seed`` and ``steps`` random valid actions in (a generator seeded
+    alike): a cell partway through its episode, for tests that fork or inspect it there."""
+    env.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        env.step(random_valid(env, rng))
+    return env
+
+
 def rollout(env: Any, seed: int, n: int, action_seed: int = 0) -> list:
     """``n`` steps of random valid actions from a seeded reset, observations copied."""
     rng = np.random.default_rng(action_seed)

@@ -26,6 +26,7 @@ from offload_rl.cell.thermal import DEVICE_CLASSES, DeviceThermal
 from offload_rl.cost_model import LinkModel
 from offload_rl.reward import CostLedger
 from offload_rl.traces import Trace
+from tests.envs.env_contracts import played
 
 pytestmark = pytest.mark.skipif(
     not cd.AVAILABLE,
@@ -139,12 +140,7 @@ def test_cells_play_the_same_episodes_with_every_piece_compiled_or_none(monkeypa
 def test_a_deep_copy_of_a_compiled_simulator_is_its_own():
     """The cell oracle forks the simulator with copy.deepcopy: the fork's radios share the
     fork's bank (one memo), and running the fork leaves the parent's arrays as they were."""
-    env = EdgeCellEnv(n_devices=8, episode_requests=40)
-    env.reset(seed=3)
-    rng = np.random.default_rng(3)
-    for _ in range(20):
-        env.step(int(rng.choice(np.flatnonzero(env.action_masks()))))
-    sim = env.sim
+    sim = played(EdgeCellEnv(n_devices=8, episode_requests=40), seed=3, steps=20).sim
     assert sim._bank is not None
     table, awake = sim._bank.table.copy(), sim._bank.awake.copy()
     streams, n_streams = sim._bank.streams.copy(), sim._bank.n_streams

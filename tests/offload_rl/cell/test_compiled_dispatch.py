@@ -27,6 +27,7 @@ from offload_rl.cell.thermal import DEVICE_CLASSES
 from offload_rl.compiled_profile import CompiledProfile
 from offload_rl.cost_model import LinkModel
 from offload_rl.traces import Trace
+from tests.envs.env_contracts import played
 
 pytestmark = pytest.mark.skipif(
     not cd.AVAILABLE,
@@ -215,12 +216,7 @@ def test_cells_with_the_compiled_placement_play_the_reference_episodes(
 def test_a_fork_has_its_own_tables_and_plays_as_its_parent():
     """The cell oracle deep-copies the simulator: the fork's tables serve the fork's devices,
     and both go on to place the same requests the same way."""
-    env = EdgeCellEnv(n_devices=8, episode_requests=60)
-    env.reset(seed=4)
-    rng = np.random.default_rng(4)
-    for _ in range(20):
-        env.step(int(rng.choice(np.flatnonzero(env.action_masks()))))
-    sim = env.sim
+    sim = played(EdgeCellEnv(n_devices=8, episode_requests=60), seed=4, steps=20).sim
     fork = copy.deepcopy(sim)
     tables = fork._flat_edge()
     assert tables is not None and tables is not sim._flat_edge()
