@@ -1,9 +1,10 @@
 """A request's edge / split placement in machine code (numba): one kernel call per decision.
 
-``CellSimulator._run_edge`` (with ``dispatch``'s ``ledger.open`` and ``_wake``) is the reference.
+``CellSimulator._run_edge`` (with ``dispatch``'s kept-entry look-up, ``ledger.open`` and ``_wake``)
+is the reference.
 Under random valid actions ~95% of decisions take it, and in Python it is ~15 method calls (two
 throttled computes, two energy spreads, the upload, the link's capacity, the clock) of a few
-float operations each: the calls cost more than the arithmetic. :func:`edge_run` performs the
+float operations each: the calls cost more than the arithmetic. :func:`place_edge` performs the
 same operations in the same order (IEEE doubles, no fast-math; ``min``/``max`` as conditionals
 that pick the operand Python's would) on the arrays the compiled pieces already keep (the radio
 bank, both ledgers' tables) and the two flat tables of :mod:`offload_rl.cell.flat_dispatch`
@@ -29,9 +30,12 @@ from offload_rl.cell.flat_dispatch import (
     C_FLOOR,
     C_MIN_CLOCK,
     C_R,
+    C_RTT,
     C_TAU,
     C_THERMAL_ON,
     C_THROTTLE,
+    C_W_ENERGY,
+    C_W_LATENCY,
     D_C0,
     D_C1,
     EMBED,
@@ -47,6 +51,15 @@ from offload_rl.cell.flat_dispatch import (
 )
 from offload_rl.cell.kernel_jit import jit
 from offload_rl.cell.ledger_table import LATENCY, N_HEAP, N_LUMPS, SPREADS
+from offload_rl.cell.sequence_table import (
+    K_BYTES,
+    K_SPLIT,
+    K_STAMP,
+    K_TOKENS,
+    KEPT_BYTES,
+    N_GLOBAL_INTS,
+    N_KEPT,
+)
 from offload_rl.traces import _SNAP_REL as SNAP_REL
 from offload_rl.traces import BYTES_PER_MBIT
 
@@ -131,7 +144,7 @@ def capacity_mbps(rates: A, step: float, period: float, t: float) -> float:
 
 @jit
 def has_room(heap: A, gi: A, lumps: A) -> bool:
-    """A ledger can take :func:`edge_run`'s rows and keep the reference's spare room."""
+    """A ledger can take :func:`place_edge`'s rows and keep the reference's spare room."""
     return (
         gi[N_HEAP + LATENCY] + ROOM_LATENCY <= heap.shape[1]
         and gi[N_HEAP + SPREADS] + ROOM_SPREADS <= heap.shape[1]
@@ -156,23 +169,46 @@ def send(
 
 
 @jit
-def edge_run(
+def take_kept(kept: A, kgi: A, idx: int, split: int) -> int:
+    """``SequenceTable.take_kept`` for the session in row ``idx`` (-1: none): its tokens kept
+    at ``split``, else -1 (an entry of another split dropped, as ``TablePool.drop``)."""
+    if idx < 0 or kept[idx, K_STAMP] < 0:
+        return -1
+    if kept[idx, K_SPLIT] == split:
+        return kept[idx, K_TOKENS]
+    kgi[KEPT_BYTES] -= kept[idx, K_BYTES]
+    kgi[N_KEPT] -= 1
+    kept[idx, K_STAMP] = -1
+    return -1
+
+
+@jit
+def place_edge(
     r: A, awake: A, levels: A, cum: A, rates: A, heap: A, gi: A, lumps: A, opened: A,
-    heap2: A, gi2: A, lumps2: A, prof: A, dev: A, j: int, key: int, arrival: float,
-    open_rate: float, last: float, k: int, prefill: int, cached: int, total: int,
-    n_decode: int, rtt: float, w_energy: float, temp: float, thermal_t: float, busy: float,
-    step: float, period: float, bytes_per_period: float, origin: float,
-) -> tuple[float, float, float, float, float, float, float, float]:  # fmt: skip
-    """``ledger.open``, ``_wake`` and ``_run_edge`` for request ``key`` on device ``j`` at
-    split ``k``, over its uplink trace (``cum``, ``rates``, ``step``, ``period``,
-    ``bytes_per_period``) from its offset ``origin``: (temperature, thermal time, busy until,
-    last byte, the sample's Mbps before its noise (-1: no sample), arrival at the edge, round
-    trip, upload bytes). A ledger without the room (:func:`has_room`) is left untouched: the
-    first value is NaN, grow and call again.
+    heap2: A, gi2: A, lumps2: A, prof: A, dev: A, kept: A, kgi: A, j: int, key: int,
+    session_row: int, arrival: float, slo_ttft: float, slo_tpot: float, last: float, k: int,
+    ctx: int, new: int, out: int, temp: float, thermal_t: float, busy: float, step: float,
+    period: float, bytes_per_period: float, origin: float,
+) -> tuple[float, float, float, float, float, float, float, float, int]:  # fmt: skip
+    """``dispatch``'s edge placement of request ``key`` on device ``j`` at split ``k``: the
+    session's kept tokens (:func:`take_kept`, row ``session_row`` of the sequence table's
+    ``kept``), the latency rate of its SLO, ``ledger.open``, ``_wake`` and ``_run_edge`` over
+    its uplink trace (``cum``, ``rates``, ``step``, ``period``, ``bytes_per_period``) from its
+    offset ``origin``; the RTT and the reward's weights from the device table's cell columns.
+    (temperature, thermal time, busy until, last byte, the sample's Mbps before its noise (-1:
+    no sample), arrival at the edge, round trip, upload bytes, prefill tokens). Tables without
+    the room (:func:`has_room`) are left untouched: the first value is NaN, grow and call again.
     """
     if not (key < opened.shape[0] and has_room(heap, gi, lumps) and has_room(heap2, gi2, lumps2)):
-        return math.nan, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
-    open_request(heap, gi, opened, key, arrival, open_rate)
+        return math.nan, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0
+    held = take_kept(kept, kgi, session_row, k)
+    cached = (held if held < ctx else ctx) if held >= 0 else 0  # min(entry.tokens, ctx)
+    total = ctx + new
+    prefill = total - cached
+    n_decode = out - 1 if out > 1 else 0  # max(output_tokens - 1, 0)
+    rate = dev[j, C_W_LATENCY] / (slo_ttft + n_decode * slo_tpot)
+    rtt, w_energy = dev[j, C_RTT], dev[j, C_W_ENERGY]
+    open_request(heap, gi, opened, key, arrival, rate)
     wake(r, awake, levels, j, last)
     work = prefill_work(prof, k, prefill, cached) if k else 0.0
     start, end, joules, temp, thermal_t, busy = compute(
@@ -194,7 +230,7 @@ def edge_run(
             dev, j, temp, thermal_t, busy, arrive, n_decode * tok_work
         )
         spread_pair(heap, gi, lumps, heap2, gi2, lumps2, s2, e2, w_energy * j2, j2)
-    return temp, thermal_t, busy, up_end, mbps, arrive, round_trip, nbytes
+    return temp, thermal_t, busy, up_end, mbps, arrive, round_trip, nbytes, prefill
 
 
 def warm_up() -> None:
@@ -208,11 +244,12 @@ def warm_up() -> None:
     a, b = LedgerTable(), LedgerTable()
     prof = np.ones((EMBED + 1, 5))
     dev = np.ones((1, N_DEVICE_COLUMNS))
+    kept, kgi = np.zeros((1, 4), dtype=np.int64), np.zeros(N_GLOBAL_INTS, dtype=np.int64)
     cum, rates = np.array([0.0, 1.0, 3.0]), np.array([1.0, 2.0])
     for writeable in (True, False):
         cum.flags.writeable = rates.flags.writeable = writeable
-        edge_run(
+        place_edge(
             r, awake, levels, cum, rates, a.heap, a.gi, a.lumps, a.opened, b.heap, b.gi,
-            b.lumps, prof, dev, 0, 0, 0.0, 1.0, 0.0, 1, 2, 1, 3, 2, 0.01, 1.0, 25.0, 0.0, 0.0,
-            1.0, 2.0, 3.0, 0.5,
+            b.lumps, prof, dev, kept, kgi, 0, 0, 0, 0.0, 1.0, 0.1, 0.0, 1, 2, 1, 3, 25.0, 0.0,
+            0.0, 1.0, 2.0, 3.0, 0.5,
         )  # fmt: skip

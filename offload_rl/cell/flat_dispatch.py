@@ -23,10 +23,12 @@ from offload_rl.workloads import Request
 P_C0, P_C1, P_C2, D_C0, D_C1, ACT, EMBED = range(7)
 EMBED_PREFILL, EMBED_DECODE = 0, 3  # EMBED row: prefill (a, b, c), then decode (e0, e1)
 # one row per device: its class's thermal constants (thermal_run's argument order) and whether
-# heat is modelled (its link and trace offset travel with each call: a replay moves them)
+# heat is modelled (its link and trace offset travel with each call: a replay moves them), then
+# the cell's constants the placement reads (the same in every row: one array argument less per
+# call than three numbers): the edge RTT and the reward's energy and latency weights
 (C_COMPUTE_W, C_AMBIENT, C_R, C_TAU, C_THROTTLE, C_FLOOR, C_MIN_CLOCK,
- C_THERMAL_ON) = range(8)  # fmt: skip
-N_DEVICE_COLUMNS = 8
+ C_THERMAL_ON, C_RTT, C_W_ENERGY, C_W_LATENCY) = range(11)  # fmt: skip
+N_DEVICE_COLUMNS = 11
 # room a call needs in each ledger (latency heap, spreads heap, lumps) so that none overflows
 # and each is left with the room the reference keeps after every call (two rows, one lump)
 ROOM_LATENCY, ROOM_SPREADS, ROOM_LUMPS = 3, 6, 3
@@ -56,15 +58,17 @@ def profile_table(dev: CompiledProfile) -> np.ndarray:
     return table
 
 
-def device_table(devices: list[Device]) -> np.ndarray:
-    """Each device's thermal constants and whether heat is modelled (the kernel's ``C_*``
-    columns)."""
+def device_table(
+    devices: list[Device], rtt: float = 0.0, w_energy: float = 0.0, w_latency: float = 0.0
+) -> np.ndarray:
+    """Each device's thermal constants and whether heat is modelled, then the cell's edge RTT
+    and reward weights (the kernel's ``C_*`` columns)."""
     rows = []
     for d in devices:
         c = d.cls
         rows.append(
             (c.compute_w, c.ambient_c, c.r_k_per_w, c.tau_s, c.throttle_on_c, c.floor_c,
-             c.min_clock, 1.0 if d.thermal_on else 0.0)
+             c.min_clock, 1.0 if d.thermal_on else 0.0, rtt, w_energy, w_latency)
         )  # fmt: skip
     return np.array(rows, dtype=np.float64).reshape(len(devices), -1)
 
@@ -74,9 +78,14 @@ class EdgeTables:
     episode's placements run in Python)."""
 
     def __init__(
-        self, devices: list[Device], requests: list[Request], profile: CompiledProfile | None
+        self,
+        devices: list[Device],
+        requests: list[Request],
+        profile: CompiledProfile | None,
+        cell: tuple[float, float, float] = (0.0, 0.0, 0.0),
     ) -> None:
-        """``profile``: the device tier's, None where the episode is not compiled."""
+        """``profile``: the device tier's, None where the episode is not compiled; ``cell``:
+        the edge RTT and the reward's energy and latency weights."""
         self.devices = devices  # the episode's lists (a reset makes new ones): whose tables
         self.requests = requests
         self.usable = profile is not None and not profile.windowed
@@ -89,7 +98,7 @@ class EdgeTables:
             self.usable = False
             return
         self.profile = profile_table(profile)
-        self.table = device_table(devices)
+        self.table = device_table(devices, *cell)
 
     def serves(self, devices: list[Device], requests: list[Request]) -> bool:
         """These tables are the episode's (built from these lists)."""

@@ -22,6 +22,7 @@ from offload_rl.cell import flat_dispatch
 from offload_rl.cell.device import Device
 from offload_rl.cell.ledger_table import LedgerTable
 from offload_rl.cell.radio import RADIOS
+from offload_rl.cell.sequence_table import KEPT_BYTES, N_KEPT, SequenceTable
 from offload_rl.cell.simulator import CellRequest, CellSimulator
 from offload_rl.cell.thermal import DEVICE_CLASSES
 from offload_rl.compiled_profile import CompiledProfile
@@ -195,9 +196,9 @@ def test_cells_with_the_compiled_placement_play_the_reference_episodes(
     calls = []
     flat = CellSimulator._run_edge_flat
 
-    def counted(self: CellSimulator, *args: Any) -> None:
-        calls.append(args[1].rid)
-        flat(self, *args)
+    def counted(self: CellSimulator, *args: Any) -> CellRequest:
+        calls.append(args[1])
+        return flat(self, *args)
 
     with monkeypatch.context() as m:
         m.setattr(CellSimulator, "_run_edge_flat", counted)
@@ -231,6 +232,34 @@ def test_a_fork_has_its_own_tables_and_plays_as_its_parent():
             outcomes.append((er.arrival_s, er.round_trip_s))
         outcomes.append((cell.ledger.collect(cell._t), [d.temp_c() for d in cell.devices]))
     assert outcomes[:11] == outcomes[11:]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 6), st.integers(0, 5000), st.integers(0, 10**9),
+                  st.integers(-1, 50)),
+        min_size=1, max_size=6,
+    ),
+    st.integers(-1, 8),  # the session asked for (beyond the table: never seen)
+    st.integers(0, 6),  # the split asked for
+)  # fmt: skip
+def test_take_kept_equals_the_sequence_tables(entries, session, split):
+    """The kernel's kept-entry look-up (the tokens kept at this split, or an entry of another
+    split dropped) returns and writes what ``SequenceTable.take_kept`` does."""
+    K = flat_dispatch.kernels()
+    table = SequenceTable(10**12, 512, 8)
+    for sid, (k, tokens, nbytes, stamp) in enumerate(entries):
+        row = table.session_index(sid)
+        table.kept[row] = (k, tokens, nbytes, stamp)
+        if stamp >= 0:
+            table.gi[N_KEPT] += 1
+            table.gi[KEPT_BYTES] += nbytes
+    twin = copy.deepcopy(table)
+    expected = table.take_kept(session, split)
+    row = twin._session_index.get(session, -1)
+    assert K.take_kept(twin.kept, twin.gi, row, split) == expected
+    assert np.array_equal(twin.kept, table.kept) and np.array_equal(twin.gi, table.gi)
 
 
 def test_a_full_ledger_grows_before_the_kernel_writes():
