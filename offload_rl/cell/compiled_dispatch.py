@@ -26,11 +26,14 @@ from offload_rl.cell.compiled_ledger import open_request, spread_pair
 from offload_rl.cell.flat_dispatch import (
     ACT,
     C_AMBIENT,
+    C_BYTES_PER_PERIOD,
     C_COMPUTE_W,
     C_FLOOR,
     C_MIN_CLOCK,
+    C_PERIOD,
     C_R,
     C_RTT,
+    C_STEP,
     C_TAU,
     C_THERMAL_ON,
     C_THROTTLE,
@@ -187,14 +190,14 @@ def place_edge(
     r: A, awake: A, levels: A, cum: A, rates: A, heap: A, gi: A, lumps: A, opened: A,
     heap2: A, gi2: A, lumps2: A, prof: A, dev: A, kept: A, kgi: A, j: int, key: int,
     session_row: int, arrival: float, slo_ttft: float, slo_tpot: float, last: float, k: int,
-    ctx: int, new: int, out: int, temp: float, thermal_t: float, busy: float, step: float,
-    period: float, bytes_per_period: float, origin: float,
+    ctx: int, new: int, out: int, temp: float, thermal_t: float, busy: float, origin: float,
 ) -> tuple[float, float, float, float, float, float, float, float, int]:  # fmt: skip
     """``dispatch``'s edge placement of request ``key`` on device ``j`` at split ``k``: the
     session's kept tokens (:func:`take_kept`, row ``session_row`` of the sequence table's
     ``kept``), the latency rate of its SLO, ``ledger.open``, ``_wake`` and ``_run_edge`` over
-    its uplink trace (``cum``, ``rates``, ``step``, ``period``, ``bytes_per_period``) from its
-    offset ``origin``; the RTT and the reward's weights from the device table's cell columns.
+    its uplink trace (``cum``, ``rates``; its step, period and bytes per period from the device
+    table) from its offset ``origin``; the RTT and the reward's weights from the device table's
+    cell columns.
     (temperature, thermal time, busy until, last byte, the sample's Mbps before its noise (-1:
     no sample), arrival at the edge, round trip, upload bytes, prefill tokens). Tables without
     the room (:func:`has_room`) are left untouched: the first value is NaN, grow and call again.
@@ -208,6 +211,7 @@ def place_edge(
     n_decode = out - 1 if out > 1 else 0  # max(output_tokens - 1, 0)
     rate = dev[j, C_W_LATENCY] / (slo_ttft + n_decode * slo_tpot)
     rtt, w_energy = dev[j, C_RTT], dev[j, C_W_ENERGY]
+    step, period, bytes_per_period = dev[j, C_STEP], dev[j, C_PERIOD], dev[j, C_BYTES_PER_PERIOD]
     open_request(heap, gi, opened, key, arrival, rate)
     wake(r, awake, levels, j, last)
     work = prefill_work(prof, k, prefill, cached) if k else 0.0
@@ -251,5 +255,5 @@ def warm_up() -> None:
         place_edge(
             r, awake, levels, cum, rates, a.heap, a.gi, a.lumps, a.opened, b.heap, b.gi,
             b.lumps, prof, dev, kept, kgi, 0, 0, 0, 0.0, 1.0, 0.1, 0.0, 1, 2, 1, 3, 25.0, 0.0,
-            0.0, 1.0, 2.0, 3.0, 0.5,
+            0.0, 0.5,
         )  # fmt: skip

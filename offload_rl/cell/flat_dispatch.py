@@ -22,13 +22,14 @@ from offload_rl.workloads import Request
 # CompiledProfile keeps them), and the embedding's constants in the last row
 P_C0, P_C1, P_C2, D_C0, D_C1, ACT, EMBED = range(7)
 EMBED_PREFILL, EMBED_DECODE = 0, 3  # EMBED row: prefill (a, b, c), then decode (e0, e1)
-# one row per device: its class's thermal constants (thermal_run's argument order) and whether
-# heat is modelled (its link and trace offset travel with each call: a replay moves them), then
-# the cell's constants the placement reads (the same in every row: one array argument less per
-# call than three numbers): the edge RTT and the reward's energy and latency weights
-(C_COMPUTE_W, C_AMBIENT, C_R, C_TAU, C_THROTTLE, C_FLOOR, C_MIN_CLOCK,
- C_THERMAL_ON, C_RTT, C_W_ENERGY, C_W_LATENCY) = range(11)  # fmt: skip
-N_DEVICE_COLUMNS = 11
+# one row per device: its class's thermal constants (thermal_run's argument order), whether
+# heat is modelled, its uplink trace's step, period and bytes per period (its trace's arrays and
+# offset travel with each call: a replay moves the offset, and may relink a device, see
+# EdgeTables.relink), then the cell's constants the placement reads (the same in every row: a
+# call passes fewer arguments): the edge RTT and the reward's energy and latency weights
+(C_COMPUTE_W, C_AMBIENT, C_R, C_TAU, C_THROTTLE, C_FLOOR, C_MIN_CLOCK, C_THERMAL_ON,
+ C_STEP, C_PERIOD, C_BYTES_PER_PERIOD, C_RTT, C_W_ENERGY, C_W_LATENCY) = range(14)  # fmt: skip
+N_DEVICE_COLUMNS = 14
 # room a call needs in each ledger (latency heap, spreads heap, lumps) so that none overflows
 # and each is left with the room the reference keeps after every call (two rows, one lump)
 ROOM_LATENCY, ROOM_SPREADS, ROOM_LUMPS = 3, 6, 3
@@ -61,14 +62,15 @@ def profile_table(dev: CompiledProfile) -> np.ndarray:
 def device_table(
     devices: list[Device], rtt: float = 0.0, w_energy: float = 0.0, w_latency: float = 0.0
 ) -> np.ndarray:
-    """Each device's thermal constants and whether heat is modelled, then the cell's edge RTT
-    and reward weights (the kernel's ``C_*`` columns)."""
+    """Each device's thermal constants, whether heat is modelled and its uplink's constants,
+    then the cell's edge RTT and reward weights (the kernel's ``C_*`` columns)."""
     rows = []
     for d in devices:
-        c = d.cls
+        c, up = d.cls, d.uplink
         rows.append(
             (c.compute_w, c.ambient_c, c.r_k_per_w, c.tau_s, c.throttle_on_c, c.floor_c,
-             c.min_clock, 1.0 if d.thermal_on else 0.0, rtt, w_energy, w_latency)
+             c.min_clock, 1.0 if d.thermal_on else 0.0, up.step_s, up._period, up._total,
+             rtt, w_energy, w_latency)
         )  # fmt: skip
     return np.array(rows, dtype=np.float64).reshape(len(devices), -1)
 
@@ -99,6 +101,14 @@ class EdgeTables:
             return
         self.profile = profile_table(profile)
         self.table = device_table(devices, *cell)
+        self.uplinks = [d.uplink for d in devices]  # whose constants the table's rows hold
+
+    def relink(self, device: Device) -> None:
+        """The device's uplink changed since the table was built: its row's trace constants
+        follow (the placement checks ``uplinks[j] is device.uplink`` at every call)."""
+        up, row = device.uplink, self.table[device.index]
+        row[C_STEP], row[C_PERIOD], row[C_BYTES_PER_PERIOD] = up.step_s, up._period, up._total
+        self.uplinks[device.index] = up
 
     def serves(self, devices: list[Device], requests: list[Request]) -> bool:
         """These tables are the episode's (built from these lists)."""

@@ -608,6 +608,8 @@ class CellSimulator:
         d.kept_local.pop(sid, None)
         ctx, new, out = req.context_tokens, req.new_tokens, req.output_tokens
         bank, up, thermal = self._bank, d.uplink, d.thermal
+        if up is not flat.uplinks[j]:
+            flat.relink(d)
         a = self.ledger._table  # type: ignore[attr-defined]
         b = self.joules._table  # type: ignore[attr-defined]
         assert bank is not None
@@ -618,8 +620,7 @@ class CellSimulator:
                 bank.table, bank.awake, bank.levels, up.cum_bytes, up.mbps, a.heap, a.gi,
                 a.lumps, a.opened, b.heap, b.gi, b.lumps, flat.profile, flat.table, seq.kept,
                 seq.gi, j, i, row, req.arrival_s, slo[0], slo[1], self._t, k, ctx, new, out,
-                thermal.temp_c, d._thermal_t, d.busy_until, up.step_s, up._period, up._total,
-                d.offset_s,
+                thermal.temp_c, d._thermal_t, d.busy_until, d.offset_s,
             )  # fmt: skip
             if res[0] == res[0]:  # not NaN: done
                 break
@@ -633,7 +634,7 @@ class CellSimulator:
         cr.prefill_tokens, cr.upload_bytes = prefill, nbytes
         heapq.heappush(self._submissions, (arrive, i, er))
         self._at_edge[i] = cr
-        d.memory.remember(req)
+        d.memory._last[sid] = (req.arrival_s, out)  # d.memory.remember(req), inlined
         return cr
 
     # --- time -----------------------------------------------------------------------------------

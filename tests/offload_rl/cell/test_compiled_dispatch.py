@@ -149,11 +149,12 @@ def test_compute_and_clock_equal_the_devices(name, thermal, ops):
 
 
 def _episode(
-    n_devices: int, steps: int, seed: int, moves: bool = False
+    n_devices: int, steps: int, seed: int, moves: bool = False, relinks: bool = False
 ) -> tuple[list[Any], EdgeCellEnv]:
     """An episode's observations, rewards, infos and final device/ledger state; ``moves``:
     each placement's device moves along its trace first (as ``validation/cell_replay``'s
-    closed loop moves it, between decisions of one episode)."""
+    closed loop moves it, between decisions of one episode); ``relinks``: each placement's
+    device takes the next device's link first (as the replay links its devices)."""
     env = EdgeCellEnv(n_devices=n_devices, episode_requests=steps)
     obs, info = env.reset(seed=seed)
     rng = np.random.default_rng(seed)
@@ -163,8 +164,12 @@ def _episode(
 
     def dispatch(i: int, tier_index: int, keep: bool) -> CellRequest:
         """Each placement's figures: a last-bit change may not surface in the episode."""
+        d = sim.devices[sim.device_of[i]]
         if moves:
-            sim.devices[sim.device_of[i]].offset_s += 7.3
+            d.offset_s += 7.3
+        if relinks:
+            other = sim.devices[(d.index + 1) % len(sim.devices)]
+            d.link, d.uplink = other.link, other.uplink
         cr = placed(i, tier_index, keep)
         er = cr.edge
         rows.append((cr.prefill_tokens, cr.upload_bytes, er and (er.arrival_s, er.round_trip_s)))
@@ -186,10 +191,12 @@ def _episode(
 
 
 @pytest.mark.parametrize(
-    ("n_devices", "seed", "moves"), [(3, 0, False), (32, 1, False), (128, 2, False), (8, 3, True)]
-)
+    ("n_devices", "seed", "moves", "relinks"),
+    [(3, 0, False, False), (32, 1, False, False), (128, 2, False, False), (8, 3, True, False),
+     (8, 6, False, True)],
+)  # fmt: skip
 def test_cells_with_the_compiled_placement_play_the_reference_episodes(
-    monkeypatch, n_devices, seed, moves
+    monkeypatch, n_devices, seed, moves, relinks
 ):
     """The whole cell with the compiled edge placement against ``_run_edge`` with every other
     piece compiled, and against the all-Python cell (heat, uploads, samples, ledgers)."""
@@ -202,14 +209,14 @@ def test_cells_with_the_compiled_placement_play_the_reference_episodes(
 
     with monkeypatch.context() as m:
         m.setattr(CellSimulator, "_run_edge_flat", counted)
-        compiled, _ = _episode(n_devices, 150, seed, moves)
+        compiled, _ = _episode(n_devices, 150, seed, moves, relinks)
     assert len(calls) > 100  # most random valid placements are edge or split ones
     with monkeypatch.context() as m:
         m.setattr(CellSimulator, "_flat_edge", lambda self: None)
-        pieces, _ = _episode(n_devices, 150, seed, moves)
+        pieces, _ = _episode(n_devices, 150, seed, moves, relinks)
     with monkeypatch.context() as m:
         m.setattr(cd, "AVAILABLE", False)
-        python, env = _episode(n_devices, 150, seed, moves)
+        python, env = _episode(n_devices, 150, seed, moves, relinks)
     assert env.sim._flat_edge() is None
     assert compiled == pieces == python
 
