@@ -8,6 +8,7 @@ placement against cells whose placements run ``_run_edge`` (compiled pieces, and
 
 from __future__ import annotations
 
+import bisect
 import copy
 from typing import Any
 
@@ -100,6 +101,45 @@ def test_capacity_equals_the_traces(rates, step, times):
     for t in [*times, period, 3.0 * period, float(np.nextafter(period, 0.0))]:
         expected = trace.capacity_mbps(t)
         assert K.capacity_mbps(trace.mbps, trace.step_s, trace.duration_s, t) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from([0.0, 0.0, 1.0, 5.0]) | st.floats(0.0, 300.0), min_size=1,
+             max_size=40),
+    st.data(),
+)  # fmt: skip
+def test_leftmost_equals_bisect_left(rates, data):
+    """The search outward from a hint finds ``bisect_left``'s index on any cumulative trace
+    (flat stretches of equal values included), whatever the hint."""
+    K = flat_dispatch.kernels()
+    cum = np.concatenate([[0.0], np.cumsum(rates)])
+    hint = data.draw(st.integers(-3, cum.size + 3))
+    target = data.draw(st.sampled_from([*cum.tolist(), -1.0]) | st.floats(-1.0, cum[-1] + 5.0))
+    assert K.leftmost(cum, target, hint) == bisect.bisect_left(cum.tolist(), target)
+
+
+@settings(max_examples=300, deadline=None)
+@example([0.0, 0.0, 4.0, 0.0], 0.5, [(0.0, 1.0), (0.75, 4.0 * 125000 * 0.5), (2.0, 1e6)])
+@given(
+    st.lists(st.sampled_from([0.0, 0.5, 20.0]) | st.floats(0.0, 300.0), min_size=1,
+             max_size=30),
+    st.sampled_from([0.1, 0.25, 1.0]),
+    st.lists(st.tuples(st.floats(0.0, 1e4), st.floats(1e-3, 1e8) | st.sampled_from([1.0, 1e6])),
+             min_size=1, max_size=10),
+)  # fmt: skip
+def test_finish_time_equals_the_traces(rates, step, sends):
+    """The placement's finish time of an upload (its search from the start) equals
+    ``Trace.finish_time``: across outages, wraps and several periods."""
+    if not any(rates):
+        rates[0] = 1.0
+    trace = Trace("t", "lte", "test", step, np.array(rates))
+    K = flat_dispatch.kernels()
+    for t0, nbytes in sends:
+        got = K.finish_time(
+            trace.cum_bytes, trace.mbps, trace.step_s, trace._period, trace._total, t0, nbytes
+        )
+        assert got == trace.finish_time(t0, nbytes)
 
 
 def _device(name: str, thermal: bool) -> Device:
