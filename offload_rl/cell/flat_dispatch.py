@@ -93,8 +93,8 @@ class EdgeTables:
         self.usable = profile is not None and not profile.windowed
         if profile is None or not self.usable:
             return
-        try:
-            kernels()  # compiled (or loaded) now, so a placement never meets a failed compile
+        try:  # compiled (or loaded) now, so a placement never meets a failed compile
+            self.place = kernels().place_edge
         except cd.COMPILE_ERRORS as err:
             cd.disable(str(err).splitlines()[0] if str(err) else type(err).__name__)
             self.usable = False
@@ -109,6 +109,18 @@ class EdgeTables:
         up, row = device.uplink, self.table[device.index]
         row[C_STEP], row[C_PERIOD], row[C_BYTES_PER_PERIOD] = up.step_s, up._period, up._total
         self.uplinks[device.index] = up
+
+    def __getstate__(self) -> dict[str, object]:
+        """A copy (the cell oracle deep-copies the simulator) leaves the compiled kernel out
+        (numba's dispatcher is not copied): :meth:`__setstate__` looks it up again."""
+        state = self.__dict__.copy()
+        state.pop("place", None)
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        if self.usable:
+            self.place = kernels().place_edge
 
     def serves(self, devices: list[Device], requests: list[Request]) -> bool:
         """These tables are the episode's (built from these lists)."""

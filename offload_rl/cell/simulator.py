@@ -42,7 +42,6 @@ from types import ModuleType
 import numpy as np
 
 from offload_rl.cell import compiled_decode as cd
-from offload_rl.cell import flat_dispatch
 from offload_rl.cell.batch_roofline import BatchRoofline, for_profile
 from offload_rl.cell.config import CellConfig
 from offload_rl.cell.device import Device
@@ -613,7 +612,7 @@ class CellSimulator:
         a = self.ledger._table  # type: ignore[attr-defined]
         b = self.joules._table  # type: ignore[attr-defined]
         assert bank is not None
-        place = flat_dispatch.kernels().place_edge
+        place = flat.place
         row = seq._session_index.get(sid, -1)
         while True:
             res = place(

@@ -28,7 +28,7 @@ from offload_rl.cell.simulator import CellRequest, CellSimulator
 from offload_rl.cell.thermal import DEVICE_CLASSES
 from offload_rl.compiled_profile import CompiledProfile
 from offload_rl.cost_model import LinkModel
-from offload_rl.traces import Trace
+from offload_rl.traces import _SNAP_REL, BYTES_PER_MBIT, Trace
 from tests.envs.env_contracts import played
 
 pytestmark = pytest.mark.skipif(
@@ -122,7 +122,7 @@ def test_leftmost_equals_bisect_left(rates, data):
 @settings(max_examples=300, deadline=None)
 @example([0.0, 0.0, 4.0, 0.0], 0.5, [(0.0, 1.0), (0.75, 4.0 * 125000 * 0.5), (2.0, 1e6)])
 @given(
-    st.lists(st.sampled_from([0.0, 0.5, 20.0]) | st.floats(0.0, 300.0), min_size=1,
+    st.lists(st.sampled_from([0.0, 0.5, 20.0]) | st.floats(1e-3, 300.0), min_size=1,
              max_size=30),
     st.sampled_from([0.1, 0.25, 1.0]),
     st.lists(st.tuples(st.floats(0.0, 1e4), st.floats(1e-3, 1e8) | st.sampled_from([1.0, 1e6])),
@@ -130,7 +130,9 @@ def test_leftmost_equals_bisect_left(rates, data):
 )  # fmt: skip
 def test_finish_time_equals_the_traces(rates, step, sends):
     """The placement's finish time of an upload (its search from the start) equals
-    ``Trace.finish_time``: across outages, wraps and several periods."""
+    ``Trace.finish_time`` and the devices' kernel: across outages, wraps and several periods
+    (rates of at least 1 kbit/s: a finish more than 2**63 periods away overflows both
+    kernels' int64 period count, which Python's integers do not)."""
     if not any(rates):
         rates[0] = 1.0
     trace = Trace("t", "lte", "test", step, np.array(rates))
@@ -139,7 +141,10 @@ def test_finish_time_equals_the_traces(rates, step, sends):
         got = K.finish_time(
             trace.cum_bytes, trace.mbps, trace.step_s, trace._period, trace._total, t0, nbytes
         )
-        assert got == trace.finish_time(t0, nbytes)
+        assert got == trace.finish_time(t0, nbytes) == cd.devices().finish_time(
+            trace.cum_bytes, trace.mbps, float(BYTES_PER_MBIT), trace.step_s, trace._period,
+            trace._total, _SNAP_REL, t0, nbytes,
+        )  # fmt: skip
 
 
 def _device(name: str, thermal: bool) -> Device:
