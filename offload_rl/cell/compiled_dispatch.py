@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 from offload_rl.cell.compiled_devices import _clock, thermal_run, transfer, wake, wake_delay
-from offload_rl.cell.compiled_ledger import open_request, spread_pair
+from offload_rl.cell.compiled_ledger import charge, close_request, open_request, spread_pair
 from offload_rl.cell.flat_dispatch import (
     ACT,
     C_AMBIENT,
@@ -37,13 +37,16 @@ from offload_rl.cell.flat_dispatch import (
     C_TAU,
     C_THERMAL_ON,
     C_THROTTLE,
+    C_W_COST,
     C_W_ENERGY,
     C_W_LATENCY,
+    C_W_SLO,
     D_C0,
     D_C1,
     EMBED,
     EMBED_DECODE,
     EMBED_PREFILL,
+    HEAD,
     N_DEVICE_COLUMNS,
     P_C0,
     P_C1,
@@ -309,6 +312,90 @@ def place_edge(
     return temp, thermal_t, busy, up_end, mbps, arrive, round_trip, nbytes, prefill
 
 
+@jit
+def device_cost(
+    prof: A, n_layers: int, prefill: int, cached: int, n_decode: int, total: int
+) -> tuple[float, float]:
+    """``cost_model._device_cost``'s (TTFT, latency) on a profile without sliding-window
+    layers: ``embed_prefill_s + layers_prefill_s(0, L) + head_first_token_s``, then
+    ``layers_decode_s(0, L) + embed_head_decode_s``, operation by operation."""
+    a, b, c = prof[EMBED, EMBED_PREFILL], prof[EMBED, EMBED_PREFILL + 1], prof[EMBED, 2]
+    ttft = a + prefill * (b + prefill * c)
+    if n_layers > 0 and prefill > 0:
+        c0 = prof[P_C0, n_layers] - prof[P_C0, 0]
+        c1 = prof[P_C1, n_layers] - prof[P_C1, 0]
+        c2 = prof[P_C2, n_layers] - prof[P_C2, 0]
+        ttft = ttft + (c0 + prefill * (c1 + (prefill + 2.0 * cached) * c2))
+    else:
+        ttft = ttft + 0.0
+    ttft = ttft + (prof[HEAD, 0] + prof[HEAD, 1] + prof[HEAD, 2])
+    n = n_decode
+    decode = 0.0
+    if n_layers > 0 and n > 0:
+        c0 = prof[D_C0, n_layers] - prof[D_C0, 0]
+        c1 = prof[D_C1, n_layers] - prof[D_C1, 0]
+        decode = n * c0 + c1 * (n * total + n * (n - 1) / 2.0)
+    heads = 0.0
+    if n > 0:
+        ctx_sum = n * total + n * (n - 1) / 2.0
+        e0, e1 = prof[EMBED, EMBED_DECODE], prof[EMBED, EMBED_DECODE + 1]
+        h0, h1 = prof[HEAD, EMBED_DECODE], prof[HEAD, EMBED_DECODE + 1]
+        heads = n * (e0 + h0) + (e1 + h1) * ctx_sum
+    return ttft, ttft + (decode + heads)
+
+
+@jit
+def slo_violated(ttft: float, latency: float, out: int, slo_ttft: float, slo_tpot: float) -> bool:
+    """``reward.slo_violated_times``."""
+    n_dec = out - 1
+    return ttft > slo_ttft or (n_dec > 0 and (latency - ttft) / n_dec > slo_tpot)
+
+
+@jit
+def place_local(
+    heap: A, gi: A, lumps: A, opened: A, heap2: A, gi2: A, lumps2: A, prof: A, dev: A, kept: A,
+    kgi: A, j: int, key: int, session_row: int, arrival: float, slo_ttft: float,
+    slo_tpot: float, n_layers: int, ctx: int, new: int, out: int, held: int, temp: float,
+    thermal_t: float, busy: float,
+) -> tuple[float, float, float, float, float, int, bool]:  # fmt: skip
+    """``dispatch`` of request ``key`` to the device tier (``k = L``) on device ``j``: the
+    edge's kept entry dropped (:func:`take_kept`), ``ledger.open``, then ``_run_local`` with
+    ``held`` tokens kept on the device (``request_cost``, ``Device.compute``, ``_spend``) and
+    ``_complete``'s SLO test, ledger close and charge, in the reference's order. (temperature,
+    thermal time, busy until, TTFT, finish, prefill tokens, SLO violated); tables without the
+    room (:func:`has_room`, and a latency row more: open and close): the first value NaN,
+    nothing written, grow and call again."""
+    if not (
+        key < opened.shape[0]
+        and has_room(heap, gi, lumps)
+        and gi[N_HEAP + LATENCY] + ROOM_LATENCY + 1 <= heap.shape[1]
+        and has_room(heap2, gi2, lumps2)
+    ):
+        return math.nan, 0.0, 0.0, 0.0, 0.0, 0, False
+    take_kept(kept, kgi, session_row, n_layers)
+    n_decode = out - 1 if out > 1 else 0  # max(output_tokens - 1, 0)
+    open_request(
+        heap, gi, opened, key, arrival, dev[j, C_W_LATENCY] / (slo_ttft + n_decode * slo_tpot)
+    )
+    cached = held if held < ctx else ctx  # min(kept_local, ctx), then request_cost's min
+    total = ctx + new
+    prefill = total - cached
+    ttft, latency = device_cost(prof, n_layers, prefill, cached, n_decode, total)
+    start, end, joules, temp, thermal_t, busy = compute(
+        dev, j, temp, thermal_t, busy, arrival, latency
+    )
+    w_energy = dev[j, C_W_ENERGY]
+    spread_pair(heap, gi, lumps, heap2, gi2, lumps2, start, end, w_energy * joules, joules)
+    stretch = (end - start) / latency if latency > 0 else 1.0
+    ttft = start - arrival + ttft * stretch
+    violated = slo_violated(ttft, end - arrival, out, slo_ttft, slo_tpot)
+    close_request(heap, gi, opened, key, end)
+    penalty = dev[j, C_W_SLO] * (1.0 if violated else 0.0) + dev[j, C_W_COST] * 0.0
+    if penalty:
+        charge(gi, lumps, end, penalty)
+    return temp, thermal_t, busy, ttft, end, prefill, violated
+
+
 def warm_up() -> None:
     """Compile (or load from numba's cache) the kernel, on scratch tables (a trace read-only,
     as recorded, and writable, as a forked simulator's)."""
@@ -318,7 +405,7 @@ def warm_up() -> None:
     r = np.zeros((1, S_LEVEL + 1))
     awake, levels = np.zeros(2, dtype=np.int64), np.ones((1, 2))
     a, b = LedgerTable(), LedgerTable()
-    prof = np.ones((EMBED + 1, 5))
+    prof = np.ones((HEAD + 1, 5))
     dev = np.ones((1, N_DEVICE_COLUMNS))
     kept, kgi = np.zeros((1, 4), dtype=np.int64), np.zeros(N_GLOBAL_INTS, dtype=np.int64)
     cum, rates = np.array([0.0, 1.0, 3.0]), np.array([1.0, 2.0])
@@ -329,3 +416,7 @@ def warm_up() -> None:
             b.lumps, prof, dev, kept, kgi, 0, 0, 0, 0.0, 1.0, 0.1, 0.0, 1, 2, 1, 3, 25.0, 0.0,
             0.0, 0.5,
         )  # fmt: skip
+    place_local(
+        a.heap, a.gi, a.lumps, a.opened, b.heap, b.gi, b.lumps, prof, dev, kept, kgi, 0, 1, 0,
+        0.0, 1.0, 0.1, 1, 2, 1, 3, 1, 25.0, 0.0, 0.0,
+    )  # fmt: skip

@@ -19,17 +19,18 @@ from offload_rl.compiled_profile import CompiledProfile
 from offload_rl.workloads import Request
 
 # the device tier's profile, one row per quantity over the boundary k = 0..L (prefix sums as
-# CompiledProfile keeps them), and the embedding's constants in the last row
-P_C0, P_C1, P_C2, D_C0, D_C1, ACT, EMBED = range(7)
-EMBED_PREFILL, EMBED_DECODE = 0, 3  # EMBED row: prefill (a, b, c), then decode (e0, e1)
+# CompiledProfile keeps them), then the embedding's and the LM head's constants
+P_C0, P_C1, P_C2, D_C0, D_C1, ACT, EMBED, HEAD = range(8)
+EMBED_PREFILL, EMBED_DECODE = 0, 3  # EMBED and HEAD rows: prefill (a, b, c), then decode (0, 1)
 # one row per device: its class's thermal constants (thermal_run's argument order), whether
 # heat is modelled, its uplink trace's step, period and bytes per period (its trace's arrays and
 # offset travel with each call: a replay moves the offset, and may relink a device, see
 # EdgeTables.relink), then the cell's constants the placement reads (the same in every row: a
 # call passes fewer arguments): the edge RTT and the reward's energy and latency weights
 (C_COMPUTE_W, C_AMBIENT, C_R, C_TAU, C_THROTTLE, C_FLOOR, C_MIN_CLOCK, C_THERMAL_ON,
- C_STEP, C_PERIOD, C_BYTES_PER_PERIOD, C_RTT, C_W_ENERGY, C_W_LATENCY) = range(14)  # fmt: skip
-N_DEVICE_COLUMNS = 14
+ C_STEP, C_PERIOD, C_BYTES_PER_PERIOD, C_RTT, C_W_ENERGY, C_W_LATENCY, C_W_SLO,
+ C_W_COST) = range(16)  # fmt: skip
+N_DEVICE_COLUMNS = 16
 # room a call needs in each ledger (latency heap, spreads heap, lumps) so that none overflows
 # and each is left with the room the reference keeps after every call (two rows, one lump)
 ROOM_LATENCY, ROOM_SPREADS, ROOM_LUMPS = 3, 6, 3
@@ -48,29 +49,30 @@ def profile_table(dev: CompiledProfile) -> np.ndarray:
     """The device tier's prefix sums, activation bytes and embedding constants, as the kernel
     reads them (the same doubles: the kernel repeats the profile's operations on them)."""
     width = max(dev.n_layers + 1, 5)
-    table = np.zeros((EMBED + 1, width))
+    table = np.zeros((HEAD + 1, width))
     for row, values in (
         (P_C0, dev.prefill_c0), (P_C1, dev.prefill_c1), (P_C2, dev.prefill_c2),
         (D_C0, dev.decode_c0), (D_C1, dev.decode_c1),
         (ACT, [float(b) for b in dev.activation_bytes_per_token]),
         (EMBED, [*dev.embed_prefill, *dev.embed_decode]),
+        (HEAD, [*dev.head_prefill, *dev.head_decode]),
     ):  # fmt: skip
         table[row, : len(values)] = values
     return table
 
 
-def device_table(
-    devices: list[Device], rtt: float = 0.0, w_energy: float = 0.0, w_latency: float = 0.0
-) -> np.ndarray:
+def device_table(devices: list[Device], *cell: float) -> np.ndarray:
     """Each device's thermal constants, whether heat is modelled and its uplink's constants,
-    then the cell's edge RTT and reward weights (the kernel's ``C_*`` columns)."""
+    then the cell's (``cell``: the edge RTT and the reward's energy, latency, SLO and cost
+    weights; zeros where not given): the kernel's ``C_*`` columns."""
+    given = (*cell, *[0.0] * (N_DEVICE_COLUMNS - C_RTT - len(cell)))
     rows = []
     for d in devices:
         c, up = d.cls, d.uplink
         rows.append(
             (c.compute_w, c.ambient_c, c.r_k_per_w, c.tau_s, c.throttle_on_c, c.floor_c,
              c.min_clock, 1.0 if d.thermal_on else 0.0, up.step_s, up._period, up._total,
-             rtt, w_energy, w_latency)
+             *given)
         )  # fmt: skip
     return np.array(rows, dtype=np.float64).reshape(len(devices), -1)
 
@@ -84,17 +86,18 @@ class EdgeTables:
         devices: list[Device],
         requests: list[Request],
         profile: CompiledProfile | None,
-        cell: tuple[float, float, float] = (0.0, 0.0, 0.0),
+        cell: tuple[float, ...] = (),
     ) -> None:
         """``profile``: the device tier's, None where the episode is not compiled; ``cell``:
-        the edge RTT and the reward's energy and latency weights."""
+        the edge RTT and the reward's energy, latency, SLO and cost weights."""
         self.devices = devices  # the episode's lists (a reset makes new ones): whose tables
         self.requests = requests
         self.usable = profile is not None and not profile.windowed
         if profile is None or not self.usable:
             return
         try:  # compiled (or loaded) now, so a placement never meets a failed compile
-            self.place = kernels().place_edge
+            module = kernels()
+            self.place, self.place_local = module.place_edge, module.place_local
         except cd.COMPILE_ERRORS as err:
             cd.disable(str(err).splitlines()[0] if str(err) else type(err).__name__)
             self.usable = False
@@ -115,12 +118,14 @@ class EdgeTables:
         (numba's dispatcher is not copied): :meth:`__setstate__` looks it up again."""
         state = self.__dict__.copy()
         state.pop("place", None)
+        state.pop("place_local", None)
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)
         if self.usable:
-            self.place = kernels().place_edge
+            module = kernels()
+            self.place, self.place_local = module.place_edge, module.place_local
 
     def serves(self, devices: list[Device], requests: list[Request]) -> bool:
         """These tables are the episode's (built from these lists)."""

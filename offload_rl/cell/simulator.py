@@ -445,9 +445,11 @@ class CellSimulator:
     def dispatch(self, i: int, tier_index: int, keep: bool) -> CellRequest:
         """Commit request ``i`` to ``tier_index`` (valid under the mask) at its arrival."""
         L = self.L
-        flat = self._flat_edge() if tier_index < L else None
+        flat = self._flat_edge() if tier_index <= L else None
         if flat is not None:
-            return self._run_edge_flat(flat, i, tier_index, keep)
+            if tier_index < L:
+                return self._run_edge_flat(flat, i, tier_index, keep)
+            return self._run_local_flat(flat, i, keep)
         req = self.requests[i]
         d = self.devices[self.device_of[i]]
         sid = req.session_id
@@ -490,7 +492,7 @@ class CellSimulator:
                 and type(self.edge.pool) is TablePool
             )
             profile = self.tiers.device if compiled else None
-            cell = (self.rtt, self.w_energy, self.w_latency)
+            cell = (self.rtt, self.w_energy, self.w_latency, self.w_slo, self.w_cost)
             tables = EdgeTables(self.devices, self.requests, profile, cell)
             self._edge_tables = tables
         return tables if tables.usable else None
@@ -633,6 +635,47 @@ class CellSimulator:
         cr.prefill_tokens, cr.upload_bytes = prefill, nbytes
         heapq.heappush(self._submissions, (arrive, i, er))
         self._at_edge[i] = cr
+        d.memory._last[sid] = (req.arrival_s, out)  # d.memory.remember(req), inlined
+        return cr
+
+    def _run_local_flat(self, flat: EdgeTables, i: int, keep: bool) -> CellRequest:
+        """:meth:`dispatch` of request ``i`` to the device tier (``k = L``) in compiled mode:
+        the edge's kept entry dropped, ``ledger.open``, :meth:`_run_local`'s cost, compute and
+        energy and :meth:`_complete`'s SLO test and ledger close and charge in one call
+        (:func:`offload_rl.cell.compiled_dispatch.place_local`, bit for bit); the session's
+        kept KV on the device and the departure heap here."""
+        req = self.requests[i]
+        j = self.device_of[i]
+        d = self.devices[j]
+        sid = req.session_id
+        slo = self.facts.slo_targets[self.slo_class[sid]]
+        L = self.L
+        cr = CellRequest(i, j, req, L, keep and True, slo)  # keep and tier_index <= L
+        seq = self.edge.pool._table  # type: ignore[union-attr]
+        ctx, new, out = req.context_tokens, req.new_tokens, req.output_tokens
+        held = d.kept_local.get(sid, 0)
+        thermal = d.thermal
+        a = self.ledger._table  # type: ignore[attr-defined]
+        b = self.joules._table  # type: ignore[attr-defined]
+        row = seq._session_index.get(sid, -1)
+        while True:
+            res = flat.place_local(
+                a.heap, a.gi, a.lumps, a.opened, b.heap, b.gi, b.lumps, flat.profile, flat.table,
+                seq.kept, seq.gi, j, i, row, req.arrival_s, slo[0], slo[1], L, ctx, new, out,
+                held, thermal.temp_c, d._thermal_t, d.busy_until,
+            )  # fmt: skip
+            if res[0] == res[0]:  # not NaN: done
+                break
+            a.make_room(i, ROOM_HEAP, ROOM_LUMPS)
+            b.make_room(0, ROOM_HEAP, ROOM_LUMPS)
+        thermal.temp_c, d._thermal_t, d.busy_until, ttft, end, prefill, violated = res
+        cr.prefill_tokens, cr.cache_hit = prefill, (held if held < ctx else ctx) > 0
+        cr.ttft_s, cr.finish_s, cr.slo_violated = ttft, end, violated
+        if cr.keep:
+            d.kept_local[sid] = kept_kv_tokens(ctx, new, out)
+        else:
+            d.kept_local.pop(sid, None)
+        heapq.heappush(self._done, (end, i, cr))
         d.memory._last[sid] = (req.arrival_s, out)  # d.memory.remember(req), inlined
         return cr
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import copy
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,8 @@ from offload_rl.cell.sequence_table import KEPT_BYTES, N_KEPT, SequenceTable
 from offload_rl.cell.simulator import CellRequest, CellSimulator
 from offload_rl.cell.thermal import DEVICE_CLASSES
 from offload_rl.compiled_profile import CompiledProfile
-from offload_rl.cost_model import LinkModel
+from offload_rl.cost_model import EnergyModel, LinkModel, _device_cost
+from offload_rl.reward import slo_violated_times
 from offload_rl.traces import _SNAP_REL, BYTES_PER_MBIT, Trace
 from tests.envs.env_contracts import played
 
@@ -82,6 +84,39 @@ def test_profile_arithmetic_equals_the_profiles(profile, data):
         profile.layers_decode_s(0, k, 1, total) + e0 + (e1 * total)
     )
     assert table[flat_dispatch.ACT, k] == profile.activation_bytes_per_token[k]
+
+
+@settings(max_examples=200, deadline=None)
+@given(profiles(), st.data())
+def test_device_cost_equals_the_cost_models(profile, data):
+    """The device tier's TTFT and latency from the flat table (LM head included) equal
+    ``request_cost``'s device-tier cost (``cost_model._device_cost``)."""
+    K = flat_dispatch.kernels()
+    fit = st.floats(0.0, 1e-2)
+    head = (data.draw(fit), data.draw(fit), data.draw(fit) * 1e-4)
+    profile = dataclasses.replace(
+        profile, head_prefill=head, head_decode=(data.draw(fit), data.draw(fit) * 1e-4)
+    )
+    table = flat_dispatch.profile_table(profile)
+    total = data.draw(st.integers(0, 20000))
+    cached = data.draw(st.integers(0, total))
+    n_decode = data.draw(st.integers(0, 2000))
+    n_layers = data.draw(st.sampled_from([profile.n_layers, 0]))
+    cost = _device_cost(profile, n_layers, total - cached, cached, n_decode, total, EnergyModel())
+    got = K.device_cost(table, n_layers, total - cached, cached, n_decode, total)
+    assert got == (cost.ttft_s, cost.latency_s)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.floats(0.0, 10.0), st.floats(0.0, 100.0), st.integers(0, 300), st.floats(0.0, 5.0),
+    st.floats(0.0, 0.5),
+)  # fmt: skip
+def test_slo_test_equals_the_rewards(ttft, latency, out, slo_ttft, slo_tpot):
+    """The kernel's SLO test is ``reward.slo_violated_times``."""
+    K = flat_dispatch.kernels()
+    expected = slo_violated_times(ttft, latency, out, slo_ttft, slo_tpot)
+    assert K.slo_violated(ttft, latency, out, slo_ttft, slo_tpot) == expected
 
 
 @settings(max_examples=200, deadline=None)
@@ -194,12 +229,18 @@ def test_compute_and_clock_equal_the_devices(name, thermal, ops):
 
 
 def _episode(
-    n_devices: int, steps: int, seed: int, moves: bool = False, relinks: bool = False
+    n_devices: int,
+    steps: int,
+    seed: int,
+    moves: bool = False,
+    relinks: bool = False,
+    local: float = 0.0,
 ) -> tuple[list[Any], EdgeCellEnv]:
     """An episode's observations, rewards, infos and final device/ledger state; ``moves``:
     each placement's device moves along its trace first (as ``validation/cell_replay``'s
     closed loop moves it, between decisions of one episode); ``relinks``: each placement's
-    device takes the next device's link first (as the replay links its devices)."""
+    device takes the next device's link first (as the replay links its devices); ``local``:
+    the share of decisions that pick the device tier where the mask allows it."""
     env = EdgeCellEnv(n_devices=n_devices, episode_requests=steps)
     obs, info = env.reset(seed=seed)
     rng = np.random.default_rng(seed)
@@ -221,8 +262,12 @@ def _episode(
         return cr
 
     sim.dispatch = dispatch  # type: ignore[method-assign]
+    L = sim.L
     for _ in range(steps):
-        action = int(rng.choice(np.flatnonzero(env.action_masks())))
+        valid = np.flatnonzero(env.action_masks())
+        action = int(rng.choice(valid))
+        if rng.random() < local and (valid >> 1 == L).any():
+            action = int(rng.choice(valid[valid >> 1 == L]))
         obs, reward, _, _, info = env.step(action)
         rows.append((obs.tobytes(), float(reward).hex(), info))
     rows.append(
@@ -236,32 +281,40 @@ def _episode(
 
 
 @pytest.mark.parametrize(
-    ("n_devices", "seed", "moves", "relinks"),
-    [(3, 0, False, False), (32, 1, False, False), (128, 2, False, False), (8, 3, True, False),
-     (8, 6, False, True)],
+    ("n_devices", "seed", "moves", "relinks", "local"),
+    [(3, 0, False, False, 0.0), (32, 1, False, False, 0.0), (128, 2, False, False, 0.0),
+     (8, 3, True, False, 0.0), (8, 6, False, True, 0.0), (4, 7, False, False, 0.8),
+     (16, 8, False, False, 0.3)],
 )  # fmt: skip
 def test_cells_with_the_compiled_placement_play_the_reference_episodes(
-    monkeypatch, n_devices, seed, moves, relinks
+    monkeypatch, n_devices, seed, moves, relinks, local
 ):
     """The whole cell with the compiled edge placement against ``_run_edge`` with every other
     piece compiled, and against the all-Python cell (heat, uploads, samples, ledgers)."""
-    calls = []
-    flat = CellSimulator._run_edge_flat
+    calls: dict[str, list[int]] = {"_run_edge_flat": [], "_run_local_flat": []}
 
-    def counted(self: CellSimulator, *args: Any) -> CellRequest:
-        calls.append(args[1])
-        return flat(self, *args)
+    def counted(name: str) -> Any:
+        flat = getattr(CellSimulator, name)
+
+        def placed(self: CellSimulator, *args: Any) -> CellRequest:
+            calls[name].append(args[1])
+            return flat(self, *args)
+
+        return placed
 
     with monkeypatch.context() as m:
-        m.setattr(CellSimulator, "_run_edge_flat", counted)
-        compiled, _ = _episode(n_devices, 150, seed, moves, relinks)
-    assert len(calls) > 100  # most random valid placements are edge or split ones
+        for name in calls:
+            m.setattr(CellSimulator, name, counted(name))
+        compiled, _ = _episode(n_devices, 150, seed, moves, relinks, local)
+    # most random valid placements are edge or split ones; some go to the device
+    assert len(calls["_run_edge_flat"]) > (50 if local else 100)
+    assert len(calls["_run_local_flat"]) > (10 if local else 0)
     with monkeypatch.context() as m:
         m.setattr(CellSimulator, "_flat_edge", lambda self: None)
-        pieces, _ = _episode(n_devices, 150, seed, moves, relinks)
+        pieces, _ = _episode(n_devices, 150, seed, moves, relinks, local)
     with monkeypatch.context() as m:
         m.setattr(cd, "AVAILABLE", False)
-        python, env = _episode(n_devices, 150, seed, moves, relinks)
+        python, env = _episode(n_devices, 150, seed, moves, relinks, local)
     assert env.sim._flat_edge() is None
     assert compiled == pieces == python
 
