@@ -316,9 +316,11 @@ def place_edge(
 def device_cost(
     prof: A, n_layers: int, prefill: int, cached: int, n_decode: int, total: int
 ) -> tuple[float, float]:
-    """``cost_model._device_cost``'s (TTFT, latency) on a profile without sliding-window
-    layers: ``embed_prefill_s + layers_prefill_s(0, L) + head_first_token_s``, then
-    ``layers_decode_s(0, L) + embed_head_decode_s``, operation by operation."""
+    """``cost_model._device_cost``'s TTFT and decode seconds (its latency is their sum) on a
+    profile without sliding-window layers: ``embed_prefill_s + layers_prefill_s(0, L) +
+    head_first_token_s``, then ``layers_decode_s(0, L) + embed_head_decode_s``, operation by
+    operation (``request_cost``'s remote prefill and decode of the cloud tier, before its
+    slowdown, are the same sums on the cloud's profile)."""
     a, b, c = prof[EMBED, EMBED_PREFILL], prof[EMBED, EMBED_PREFILL + 1], prof[EMBED, 2]
     ttft = a + prefill * (b + prefill * c)
     if n_layers > 0 and prefill > 0:
@@ -341,7 +343,7 @@ def device_cost(
         e0, e1 = prof[EMBED, EMBED_DECODE], prof[EMBED, EMBED_DECODE + 1]
         h0, h1 = prof[HEAD, EMBED_DECODE], prof[HEAD, EMBED_DECODE + 1]
         heads = n * (e0 + h0) + (e1 + h1) * ctx_sum
-    return ttft, ttft + (decode + heads)
+    return ttft, decode + heads
 
 
 @jit
@@ -380,7 +382,8 @@ def place_local(
     cached = held if held < ctx else ctx  # min(kept_local, ctx), then request_cost's min
     total = ctx + new
     prefill = total - cached
-    ttft, latency = device_cost(prof, n_layers, prefill, cached, n_decode, total)
+    ttft, decode = device_cost(prof, n_layers, prefill, cached, n_decode, total)
+    latency = ttft + decode
     start, end, joules, temp, thermal_t, busy = compute(
         dev, j, temp, thermal_t, busy, arrival, latency
     )
@@ -396,8 +399,60 @@ def place_local(
     return temp, thermal_t, busy, ttft, end, prefill, violated
 
 
+@jit
+def place_cloud(
+    r: A, awake: A, levels: A, cum: A, rates: A, heap: A, gi: A, lumps: A, opened: A, prof: A,
+    cloud: A, dev: A, kept: A, kgi: A, j: int, key: int, session_row: int, arrival: float,
+    slo_ttft: float, slo_tpot: float, last: float, n_layers: int, ctx: int, new: int, out: int,
+    origin: float, step: float, period: float, bytes_per_period: float, rtt_edge: float,
+    rtt_extra: float, backhaul: float, queue: float, slowdown: float, usd_per_s: float,
+) -> tuple[float, float, float, int, float, float, float, float, bool]:  # fmt: skip
+    """``dispatch`` of request ``key`` to the cloud (``k = L + 1``) from device ``j``: the
+    edge's kept entry dropped, ``ledger.open``, ``_wake``, then ``_run_cloud`` (its radio
+    delay and transfer, ``request_cost``'s cloud tier over the link's uplink ``cum``, ``rates``
+    from its offset ``origin``, its RTTs and backhaul) and ``_complete``'s SLO test, ledger
+    close and charge, in the reference's order. (radio delay, upload seconds, upload Mbps,
+    prefill tokens, upload bytes, TTFT, finish, dollars, SLO violated); no room: NaN first."""
+    if not (
+        key < opened.shape[0]
+        and has_room(heap, gi, lumps)
+        and gi[N_HEAP + LATENCY] + ROOM_LATENCY + 1 <= heap.shape[1]
+    ):
+        return math.nan, 0.0, 0.0, 0, 0.0, 0.0, 0.0, 0.0, False
+    take_kept(kept, kgi, session_row, n_layers + 1)
+    n_decode = out - 1 if out > 1 else 0  # max(output_tokens - 1, 0)
+    rate = dev[j, C_W_LATENCY] / (slo_ttft + n_decode * slo_tpot)
+    open_request(heap, gi, opened, key, arrival, rate)
+    wake(r, awake, levels, j, last)
+    delay = wake_delay(r, j, arrival)
+    total = ctx + new
+    prefill = total  # nothing cached in the cloud
+    t_up = origin + arrival + delay + 0.0  # t0 + the device's prefill (none)
+    up_bytes = float(prefill * np.int64(prof[ACT, 0]))
+    up_time = 0.0
+    if up_bytes > 0:
+        up_time = finish_time(cum, rates, step, period, bytes_per_period, t_up, up_bytes) - t_up
+    remote_prefill, remote_decode = device_cost(cloud, n_layers, prefill, 0, n_decode, total)
+    remote_prefill = remote_prefill * slowdown
+    remote_decode = remote_decode * slowdown
+    ttft = 0.0 + up_time + up_bytes / backhaul + (rtt_edge + rtt_extra) + queue + remote_prefill
+    latency = ttft + remote_decode
+    upload_s, upload_bytes = up_time + 0.0, up_bytes + 0.0
+    up_mbps = upload_bytes / (PER_MBIT * upload_s) if upload_s > 0 else 0.0
+    transfer(r, j, arrival, latency, up_mbps, 0.0)  # connected until the last token
+    usd = (remote_prefill + remote_decode) * usd_per_s
+    end = arrival + delay + latency
+    ttft = delay + ttft
+    violated = slo_violated(ttft, end - arrival, out, slo_ttft, slo_tpot)
+    close_request(heap, gi, opened, key, end)
+    penalty = dev[j, C_W_SLO] * (1.0 if violated else 0.0) + dev[j, C_W_COST] * usd
+    if penalty:
+        charge(gi, lumps, end, penalty)
+    return delay, upload_s, up_mbps, prefill, upload_bytes, ttft, end, usd, violated
+
+
 def warm_up() -> None:
-    """Compile (or load from numba's cache) the kernel, on scratch tables (a trace read-only,
+    """Compile (or load from numba's cache) the kernels, on scratch tables (a trace read-only,
     as recorded, and writable, as a forked simulator's)."""
     from offload_rl.cell.ledger_table import LedgerTable
     from offload_rl.cell.radio_bank import S_LEVEL
@@ -415,6 +470,11 @@ def warm_up() -> None:
             r, awake, levels, cum, rates, a.heap, a.gi, a.lumps, a.opened, b.heap, b.gi,
             b.lumps, prof, dev, kept, kgi, 0, 0, 0, 0.0, 1.0, 0.1, 0.0, 1, 2, 1, 3, 25.0, 0.0,
             0.0, 0.5,
+        )  # fmt: skip
+        place_cloud(
+            r, awake, levels, cum, rates, a.heap, a.gi, a.lumps, a.opened, prof, prof, dev,
+            kept, kgi, 0, 2 + writeable, 0, 0.0, 1.0, 0.1, 0.0, 1, 2, 1, 3, 0.5, 1.0, 2.0, 3.0,
+            0.01, 0.02, 1e6, 0.1, 1.0, 1e-3,
         )  # fmt: skip
     place_local(
         a.heap, a.gi, a.lumps, a.opened, b.heap, b.gi, b.lumps, prof, dev, kept, kgi, 0, 1, 0,

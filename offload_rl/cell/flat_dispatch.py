@@ -37,6 +37,7 @@ ROOM_LATENCY, ROOM_SPREADS, ROOM_LUMPS = 3, 6, 3
 ROOM_HEAP = max(ROOM_LATENCY, ROOM_SPREADS)  # what make_room asks of both heaps
 
 KERNELS = "compiled_dispatch"
+_BOUND = ("place", "place_local", "place_cloud")  # EdgeTables' kernels (left out of copies)
 
 
 def kernels() -> ModuleType:
@@ -87,9 +88,12 @@ class EdgeTables:
         requests: list[Request],
         profile: CompiledProfile | None,
         cell: tuple[float, ...] = (),
+        cloud: CompiledProfile | None = None,
     ) -> None:
         """``profile``: the device tier's, None where the episode is not compiled; ``cell``:
-        the edge RTT and the reward's energy, latency, SLO and cost weights."""
+        the edge RTT and the reward's energy, latency, SLO and cost weights; ``cloud``: the
+        cloud tier's profile (its placement compiled where it has the device's layers and no
+        sliding-window layers: :attr:`cloud` is None otherwise)."""
         self.devices = devices  # the episode's lists (a reset makes new ones): whose tables
         self.requests = requests
         self.usable = profile is not None and not profile.windowed
@@ -97,13 +101,16 @@ class EdgeTables:
             return
         try:  # compiled (or loaded) now, so a placement never meets a failed compile
             module = kernels()
-            self.place, self.place_local = module.place_edge, module.place_local
+            self._bind(module)
         except cd.COMPILE_ERRORS as err:
             cd.disable(str(err).splitlines()[0] if str(err) else type(err).__name__)
             self.usable = False
             return
         self.profile = profile_table(profile)
         self.table = device_table(devices, *cell)
+        self.cloud = None
+        if cloud is not None and not cloud.windowed and cloud.n_layers == profile.n_layers:
+            self.cloud = profile_table(cloud)
         self.uplinks = [d.uplink for d in devices]  # whose constants the table's rows hold
 
     def relink(self, device: Device) -> None:
@@ -117,15 +124,20 @@ class EdgeTables:
         """A copy (the cell oracle deep-copies the simulator) leaves the compiled kernel out
         (numba's dispatcher is not copied): :meth:`__setstate__` looks it up again."""
         state = self.__dict__.copy()
-        state.pop("place", None)
-        state.pop("place_local", None)
+        for name in _BOUND:
+            state.pop(name, None)
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)
         if self.usable:
-            module = kernels()
-            self.place, self.place_local = module.place_edge, module.place_local
+            self._bind(kernels())
+
+    def _bind(self, module: ModuleType) -> None:
+        """The placement kernels, as attributes (looked up once per episode, not per call)."""
+        self.place = module.place_edge
+        self.place_local = module.place_local
+        self.place_cloud = module.place_cloud
 
     def serves(self, devices: list[Device], requests: list[Request]) -> bool:
         """These tables are the episode's (built from these lists)."""

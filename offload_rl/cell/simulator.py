@@ -445,11 +445,14 @@ class CellSimulator:
     def dispatch(self, i: int, tier_index: int, keep: bool) -> CellRequest:
         """Commit request ``i`` to ``tier_index`` (valid under the mask) at its arrival."""
         L = self.L
-        flat = self._flat_edge() if tier_index <= L else None
+        flat = self._flat_edge() if tier_index <= L + 1 else None
         if flat is not None:
             if tier_index < L:
                 return self._run_edge_flat(flat, i, tier_index, keep)
-            return self._run_local_flat(flat, i, keep)
+            if tier_index == L:
+                return self._run_local_flat(flat, i, keep)
+            if flat.cloud is not None:
+                return self._run_cloud_flat(flat, i, keep)
         req = self.requests[i]
         d = self.devices[self.device_of[i]]
         sid = req.session_id
@@ -493,7 +496,7 @@ class CellSimulator:
             )
             profile = self.tiers.device if compiled else None
             cell = (self.rtt, self.w_energy, self.w_latency, self.w_slo, self.w_cost)
-            tables = EdgeTables(self.devices, self.requests, profile, cell)
+            tables = EdgeTables(self.devices, self.requests, profile, cell, self.tiers.cloud)
             self._edge_tables = tables
         return tables if tables.usable else None
 
@@ -677,6 +680,48 @@ class CellSimulator:
             d.kept_local.pop(sid, None)
         heapq.heappush(self._done, (end, i, cr))
         d.memory._last[sid] = (req.arrival_s, out)  # d.memory.remember(req), inlined
+        return cr
+
+    def _run_cloud_flat(self, flat: EdgeTables, i: int, keep: bool) -> CellRequest:
+        """:meth:`dispatch` of request ``i`` to the cloud (``k = L + 1``) in compiled mode:
+        the edge's kept entry dropped, ``ledger.open``, :meth:`_wake`, :meth:`_run_cloud`'s
+        cost and radio and :meth:`_complete`'s SLO test, ledger close and charge in one call
+        (:func:`offload_rl.cell.compiled_dispatch.place_cloud`, bit for bit); the throughput
+        sample (its noise draw) and the departure heap here."""
+        req = self.requests[i]
+        j = self.device_of[i]
+        d = self.devices[j]
+        sid = req.session_id
+        slo = self.facts.slo_targets[self.slo_class[sid]]
+        tier_index = self.L + 1
+        cr = CellRequest(i, j, req, tier_index, keep and tier_index <= self.L, slo)
+        d.kept_local.pop(sid, None)
+        seq = self.edge.pool._table  # type: ignore[union-attr]
+        bank, link = self._bank, d.link
+        assert bank is not None
+        up = link.uplink
+        a = self.ledger._table  # type: ignore[attr-defined]
+        t = req.arrival_s
+        while True:
+            res = flat.place_cloud(
+                bank.table, bank.awake, bank.levels, up.cum_bytes, up.mbps, a.heap, a.gi,
+                a.lumps, a.opened, flat.profile, flat.cloud, flat.table, seq.kept, seq.gi, j, i,
+                seq._session_index.get(sid, -1), t, slo[0], slo[1], self._t, self.L,
+                req.context_tokens, req.new_tokens, req.output_tokens, d.offset_s, up.step_s,
+                up._period, up._total, link.rtt_edge_s, link.rtt_cloud_extra_s,
+                link.backhaul_bytes_per_s, self.cloud_queue[i],
+                self.facts.scenario.cloud.slowdown, self.usd_per_cloud_s,
+            )  # fmt: skip
+            if res[0] == res[0]:  # not NaN: done
+                break
+            a.make_room(i, ROOM_HEAP, ROOM_LUMPS)
+        wake, upload_s, up_mbps, prefill, nbytes, ttft, end, usd, violated = res
+        if upload_s > 0:
+            d.record(t + wake + upload_s, up_mbps)
+        cr.prefill_tokens, cr.upload_bytes, cr.ttft_s, cr.finish_s = prefill, nbytes, ttft, end
+        cr.usd, cr.slo_violated = usd, violated
+        heapq.heappush(self._done, (end, i, cr))
+        d.memory._last[sid] = (t, req.output_tokens)  # d.memory.remember(req), inlined
         return cr
 
     # --- time -----------------------------------------------------------------------------------

@@ -89,8 +89,8 @@ def test_profile_arithmetic_equals_the_profiles(profile, data):
 @settings(max_examples=200, deadline=None)
 @given(profiles(), st.data())
 def test_device_cost_equals_the_cost_models(profile, data):
-    """The device tier's TTFT and latency from the flat table (LM head included) equal
-    ``request_cost``'s device-tier cost (``cost_model._device_cost``)."""
+    """The device tier's TTFT and latency (TTFT + decode) from the flat table (LM head
+    included) equal ``request_cost``'s device-tier cost (``cost_model._device_cost``)."""
     K = flat_dispatch.kernels()
     fit = st.floats(0.0, 1e-2)
     head = (data.draw(fit), data.draw(fit), data.draw(fit) * 1e-4)
@@ -103,8 +103,8 @@ def test_device_cost_equals_the_cost_models(profile, data):
     n_decode = data.draw(st.integers(0, 2000))
     n_layers = data.draw(st.sampled_from([profile.n_layers, 0]))
     cost = _device_cost(profile, n_layers, total - cached, cached, n_decode, total, EnergyModel())
-    got = K.device_cost(table, n_layers, total - cached, cached, n_decode, total)
-    assert got == (cost.ttft_s, cost.latency_s)
+    ttft, decode = K.device_cost(table, n_layers, total - cached, cached, n_decode, total)
+    assert (ttft, ttft + decode) == (cost.ttft_s, cost.latency_s)
 
 
 @settings(max_examples=300, deadline=None)
@@ -235,12 +235,14 @@ def _episode(
     moves: bool = False,
     relinks: bool = False,
     local: float = 0.0,
+    cloud: float = 0.0,
 ) -> tuple[list[Any], EdgeCellEnv]:
     """An episode's observations, rewards, infos and final device/ledger state; ``moves``:
     each placement's device moves along its trace first (as ``validation/cell_replay``'s
     closed loop moves it, between decisions of one episode); ``relinks``: each placement's
     device takes the next device's link first (as the replay links its devices); ``local``:
-    the share of decisions that pick the device tier where the mask allows it."""
+    the share of decisions that pick the device tier where the mask allows it; ``cloud``: the
+    cloud's share."""
     env = EdgeCellEnv(n_devices=n_devices, episode_requests=steps)
     obs, info = env.reset(seed=seed)
     rng = np.random.default_rng(seed)
@@ -266,8 +268,10 @@ def _episode(
     for _ in range(steps):
         valid = np.flatnonzero(env.action_masks())
         action = int(rng.choice(valid))
-        if rng.random() < local and (valid >> 1 == L).any():
-            action = int(rng.choice(valid[valid >> 1 == L]))
+        u = rng.random()
+        tier = L if u < local else L + 1 if u < local + cloud else -1
+        if (valid >> 1 == tier).any():
+            action = int(rng.choice(valid[valid >> 1 == tier]))
         obs, reward, _, _, info = env.step(action)
         rows.append((obs.tobytes(), float(reward).hex(), info))
     rows.append(
@@ -281,17 +285,21 @@ def _episode(
 
 
 @pytest.mark.parametrize(
-    ("n_devices", "seed", "moves", "relinks", "local"),
-    [(3, 0, False, False, 0.0), (32, 1, False, False, 0.0), (128, 2, False, False, 0.0),
-     (8, 3, True, False, 0.0), (8, 6, False, True, 0.0), (4, 7, False, False, 0.8),
-     (16, 8, False, False, 0.3)],
+    ("n_devices", "seed", "moves", "relinks", "local", "cloud"),
+    [(3, 0, False, False, 0.0, 0.0), (32, 1, False, False, 0.0, 0.0),
+     (128, 2, False, False, 0.0, 0.0), (8, 3, True, False, 0.0, 0.0),
+     (8, 6, False, True, 0.0, 0.0), (4, 7, False, False, 0.8, 0.0),
+     (16, 8, False, False, 0.3, 0.0), (6, 9, False, False, 0.0, 0.5),
+     (8, 10, True, True, 0.2, 0.3)],
 )  # fmt: skip
 def test_cells_with_the_compiled_placement_play_the_reference_episodes(
-    monkeypatch, n_devices, seed, moves, relinks, local
+    monkeypatch, n_devices, seed, moves, relinks, local, cloud
 ):
     """The whole cell with the compiled edge placement against ``_run_edge`` with every other
     piece compiled, and against the all-Python cell (heat, uploads, samples, ledgers)."""
-    calls: dict[str, list[int]] = {"_run_edge_flat": [], "_run_local_flat": []}
+    calls: dict[str, list[int]] = {
+        "_run_edge_flat": [], "_run_local_flat": [], "_run_cloud_flat": []
+    }  # fmt: skip
 
     def counted(name: str) -> Any:
         flat = getattr(CellSimulator, name)
@@ -305,16 +313,17 @@ def test_cells_with_the_compiled_placement_play_the_reference_episodes(
     with monkeypatch.context() as m:
         for name in calls:
             m.setattr(CellSimulator, name, counted(name))
-        compiled, _ = _episode(n_devices, 150, seed, moves, relinks, local)
-    # most random valid placements are edge or split ones; some go to the device
-    assert len(calls["_run_edge_flat"]) > (50 if local else 100)
+        compiled, _ = _episode(n_devices, 150, seed, moves, relinks, local, cloud)
+    # most random valid placements are edge or split ones; some go to the device, the cloud
+    assert len(calls["_run_edge_flat"]) > (40 if local or cloud else 100)
     assert len(calls["_run_local_flat"]) > (10 if local else 0)
+    assert len(calls["_run_cloud_flat"]) > (20 if cloud else 0)
     with monkeypatch.context() as m:
         m.setattr(CellSimulator, "_flat_edge", lambda self: None)
-        pieces, _ = _episode(n_devices, 150, seed, moves, relinks, local)
+        pieces, _ = _episode(n_devices, 150, seed, moves, relinks, local, cloud)
     with monkeypatch.context() as m:
         m.setattr(cd, "AVAILABLE", False)
-        python, env = _episode(n_devices, 150, seed, moves, relinks, local)
+        python, env = _episode(n_devices, 150, seed, moves, relinks, local, cloud)
     assert env.sim._flat_edge() is None
     assert compiled == pieces == python
 
