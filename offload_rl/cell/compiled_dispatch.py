@@ -21,7 +21,15 @@ import math
 
 import numpy as np
 
-from offload_rl.cell.compiled_devices import _clock, thermal_run, transfer, wake, wake_delay
+from offload_rl.cell.compiled_devices import (
+    _clock,
+    finish_time,
+    thermal_run,
+    transfer,
+    upload,
+    wake,
+    wake_delay,
+)
 from offload_rl.cell.compiled_ledger import charge, close_request, open_request, spread_pair
 from offload_rl.cell.flat_dispatch import (
     ACT,
@@ -159,89 +167,17 @@ def has_room(heap: A, gi: A, lumps: A) -> bool:
 
 
 @jit
-def leftmost(cum: A, target: float, hint: int) -> int:
-    """``bisect_left(cum, target)`` on a non-decreasing ``cum`` (a trace's cumulative bytes),
-    searched outward from ``hint``: the same index (the first ``cum[i] >= target``, or the
-    length), found in a few neighbouring probes when the answer is near the hint, where a
-    bisection of the whole trace touches ~log2(n) cold cache lines."""
-    n = cum.shape[0]
-    if hint < 0:
-        hint = 0
-    elif hint >= n:
-        hint = n - 1
-    width = 1
-    if cum[hint] < target:  # the answer is in (hint, n]
-        lo = hint + 1
-        hi = lo
-        while hi < n and cum[hi] < target:
-            lo = hi + 1
-            hi = lo + width
-            width *= 2
-        if hi > n:
-            hi = n
-    else:  # the answer is in [0, hint]
-        hi = hint
-        lo = hi - width
-        while lo > 0 and cum[lo] >= target:
-            hi = lo
-            width *= 2
-            lo = hi - width
-        if lo < 0:
-            lo = 0
-    while lo < hi:  # bisect_left on [lo, hi], which holds the answer
-        mid = (lo + hi) // 2
-        if cum[mid] < target:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
-
-
-@jit
-def finish_time(
-    cum: A, mbps: A, step: float, period: float, total: float, t0: float, nbytes: float
-) -> float:
-    """``Trace.finish_time`` for ``nbytes > 0`` (``compiled_devices.finish_time``'s operations,
-    its bisection of ``cum`` by :func:`leftmost` from the sending's start)."""
-    k0 = math.floor(t0 / period)
-    x0 = t0 - k0 * period
-    i0 = int(x0 / step)
-    r = total if i0 >= mbps.shape[0] else cum[i0] + (mbps[i0] * PER_MBIT) * (x0 - i0 * step)
-    r = r + nbytes
-    k = math.floor(r / total)
-    r -= k * total
-    tol = SNAP_REL * (total + nbytes)
-    if r <= tol and k > 0:
-        k -= 1
-        r += total
-    if r > total:
-        r = total
-    lo = leftmost(cum, r - tol, i0 if k == 0 else 0)
-    if lo == 0:
-        x = 0.0
-    else:
-        i = lo - 1
-        x = i * step + (r - cum[i]) / (mbps[i] * PER_MBIT)
-    t = (k0 + k) * period + x
-    return t if t > t0 else t0
-
-
-@jit
 def send(
     r: A, j: int, cum: A, rates: A, step: float, period: float, total: float, origin: float,
     t: float, nbytes: float,
 ) -> tuple[float, float]:  # fmt: skip
-    """``Device.upload``'s radio and trace work (``compiled_devices.upload``'s operations):
-    (last byte, achieved Mbps; -1: no sample)."""
-    start = t + wake_delay(r, j, t)
+    """``Device.upload``'s radio and trace work: (last byte, achieved Mbps; -1: no sample)."""
     if nbytes > 0:
-        end = finish_time(cum, rates, step, period, total, origin + start, nbytes) - origin
-        duration = end - start
-        if duration < 1e-9:  # max(end - start, 1e-9)
-            duration = 1e-9
-        up = nbytes / (PER_MBIT * duration)
-        transfer(r, j, t, duration, up, 0.0)
-        return end, up
+        _, end, mbps = upload(
+            r, j, cum, rates, PER_MBIT, step, period, total, SNAP_REL, origin, t, nbytes
+        )
+        return end, mbps
+    start = t + wake_delay(r, j, t)
     transfer(r, j, t, 0.0, 0.0, 0.0)
     return start, -1.0
 
@@ -431,7 +367,12 @@ def place_cloud(
     up_bytes = float(prefill * np.int64(prof[ACT, 0]))
     up_time = 0.0
     if up_bytes > 0:
-        up_time = finish_time(cum, rates, step, period, bytes_per_period, t_up, up_bytes) - t_up
+        up_time = (
+            finish_time(
+                cum, rates, PER_MBIT, step, period, bytes_per_period, SNAP_REL, t_up, up_bytes
+            )
+            - t_up
+        )
     remote_prefill, remote_decode = device_cost(cloud, n_layers, prefill, 0, n_decode, total)
     remote_prefill = remote_prefill * slowdown
     remote_decode = remote_decode * slowdown

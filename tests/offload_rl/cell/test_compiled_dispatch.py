@@ -147,7 +147,7 @@ def test_capacity_equals_the_traces(rates, step, times):
 def test_leftmost_equals_bisect_left(rates, data):
     """The search outward from a hint finds ``bisect_left``'s index on any cumulative trace
     (flat stretches of equal values included), whatever the hint."""
-    K = flat_dispatch.kernels()
+    K = cd.devices()
     cum = np.concatenate([[0.0], np.cumsum(rates)])
     hint = data.draw(st.integers(-3, cum.size + 3))
     target = data.draw(st.sampled_from([*cum.tolist(), -1.0]) | st.floats(-1.0, cum[-1] + 5.0))
@@ -164,22 +164,20 @@ def test_leftmost_equals_bisect_left(rates, data):
              min_size=1, max_size=10),
 )  # fmt: skip
 def test_finish_time_equals_the_traces(rates, step, sends):
-    """The placement's finish time of an upload (its search from the start) equals
-    ``Trace.finish_time`` and the devices' kernel: across outages, wraps and several periods
-    (rates of at least 1 kbit/s: a finish more than 2**63 periods away overflows both
-    kernels' int64 period count, which Python's integers do not)."""
+    """The devices' kernel's finish time of an upload (its search from the start sample)
+    equals ``Trace.finish_time``: across outages, wraps and several periods (rates of at least
+    1 kbit/s: a finish more than 2**63 periods away overflows the kernel's int64 period count,
+    which Python's integers do not)."""
     if not any(rates):
         rates[0] = 1.0
     trace = Trace("t", "lte", "test", step, np.array(rates))
-    K = flat_dispatch.kernels()
+    K = cd.devices()
     for t0, nbytes in sends:
         got = K.finish_time(
-            trace.cum_bytes, trace.mbps, trace.step_s, trace._period, trace._total, t0, nbytes
-        )
-        assert got == trace.finish_time(t0, nbytes) == cd.devices().finish_time(
             trace.cum_bytes, trace.mbps, float(BYTES_PER_MBIT), trace.step_s, trace._period,
             trace._total, _SNAP_REL, t0, nbytes,
         )  # fmt: skip
+        assert got == trace.finish_time(t0, nbytes)
 
 
 def _device(name: str, thermal: bool) -> Device:
