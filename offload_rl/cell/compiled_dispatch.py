@@ -1,16 +1,19 @@
-"""A request's edge / split placement in machine code (numba): one kernel call per decision.
+"""A decision's placement in machine code (numba): one kernel call per decision.
 
-``CellSimulator._run_edge`` (with ``dispatch``'s kept-entry look-up, ``ledger.open`` and ``_wake``)
-is the reference.
-Under random valid actions ~95% of decisions take it, and in Python it is ~15 method calls (two
-throttled computes, two energy spreads, the upload, the link's capacity, the clock) of a few
-float operations each: the calls cost more than the arithmetic. :func:`place_edge` performs the
-same operations in the same order (IEEE doubles, no fast-math; ``min``/``max`` as conditionals
-that pick the operand Python's would) on the arrays the compiled pieces already keep (the radio
-bank, both ledgers' tables) and the two flat tables of :mod:`offload_rl.cell.flat_dispatch`
-(the device tier's profile, the devices' constants). The heat state travels in and out as three
-numbers (the :class:`~offload_rl.cell.device.Device` keeps it); the throughput sample's noise
-draw stays with the device (its generator), after the call.
+``CellSimulator.dispatch`` with ``_run_edge`` (the kept-entry look-up, ``ledger.open`` and
+``_wake`` included) is the reference of :func:`place_edge`; with ``_run_local`` and
+``_complete`` of :func:`place_local` (the device tier), with ``_run_cloud`` and ``_complete`` of
+:func:`place_cloud`. Under random valid actions ~95% of decisions are edge or split ones, and
+in Python each is ~15 method calls (two throttled computes, two energy spreads, the upload, the
+link's capacity, the clock) of a few float operations each: the calls cost more than the
+arithmetic. The kernels perform the same operations in the same order (IEEE doubles, no
+fast-math; ``min``/``max`` as conditionals that pick the operand Python's would) on the arrays
+the compiled pieces already keep (the radio bank, both ledgers' tables, the sequence table's
+kept entries) and the flat tables of :mod:`offload_rl.cell.flat_dispatch` (the device tier's and
+the cloud's profiles, the devices' and the cell's constants). The heat state travels in and out
+as three numbers (the :class:`~offload_rl.cell.device.Device` keeps it); the throughput
+sample's noise draw stays with the device (its generator), after the call; the Python objects
+users read (``CellRequest``, ``EdgeRequest``) are made by the simulator around the call.
 
 Importing this module imports numba; the simulator imports it only in compiled mode.
 """

@@ -1,10 +1,11 @@
-"""The tables the compiled edge placement reads (:mod:`offload_rl.cell.compiled_dispatch`).
+"""The tables the compiled placements read (:mod:`offload_rl.cell.compiled_dispatch`).
 
-A decision placed at the edge or a split is one kernel call in compiled mode; the kernel reads
-the device tier's profile and each device's constants from two flat float tables built here,
-once per episode (a reset builds new devices; :attr:`EdgeTables.devices` says whose). Plain
-numpy arrays and a list reference: a forked (deep-copied) simulator's tables are its own and
-point at its own devices.
+A decision placed at the edge or a split, on the device (``k = L``) or in the cloud is one
+kernel call in compiled mode; the kernels read the device tier's and the cloud's profiles and
+each device's and the cell's constants from flat float tables built here, once per episode (a
+reset builds new devices; :attr:`EdgeTables.devices` says whose). Plain numpy arrays and list
+references: a forked (deep-copied) simulator's tables are its own and point at its own
+devices (the kernels the tables bind are looked up again in a copy).
 """
 
 from __future__ import annotations
