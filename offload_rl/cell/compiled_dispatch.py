@@ -1,15 +1,19 @@
-"""A request's edge / split placement in machine code (numba): one kernel call per decision.
+"""A decision's placement in machine code (numba): one kernel call per decision.
 
-``CellSimulator._run_edge`` (with ``dispatch``'s ``ledger.open`` and ``_wake``) is the reference.
-Under random valid actions ~95% of decisions take it, and in Python it is ~15 method calls (two
-throttled computes, two energy spreads, the upload, the link's capacity, the clock) of a few
-float operations each: the calls cost more than the arithmetic. :func:`edge_run` performs the
-same operations in the same order (IEEE doubles, no fast-math; ``min``/``max`` as conditionals
-that pick the operand Python's would) on the arrays the compiled pieces already keep (the radio
-bank, both ledgers' tables) and the two flat tables of :mod:`offload_rl.cell.flat_dispatch`
-(the device tier's profile, the devices' constants). The heat state travels in and out as three
-numbers (the :class:`~offload_rl.cell.device.Device` keeps it); the throughput sample's noise
-draw stays with the device (its generator), after the call.
+``CellSimulator.dispatch`` with ``_run_edge`` (the kept-entry look-up, ``ledger.open`` and
+``_wake`` included) is the reference of :func:`place_edge`; with ``_run_local`` and
+``_complete`` of :func:`place_local` (the device tier), with ``_run_cloud`` and ``_complete`` of
+:func:`place_cloud`. Under random valid actions ~95% of decisions are edge or split ones, and
+in Python each is ~15 method calls (two throttled computes, two energy spreads, the upload, the
+link's capacity, the clock) of a few float operations each: the calls cost more than the
+arithmetic. The kernels perform the same operations in the same order (IEEE doubles, no
+fast-math; ``min``/``max`` as conditionals that pick the operand Python's would) on the arrays
+the compiled pieces already keep (the radio bank, both ledgers' tables, the sequence table's
+kept entries) and the flat tables of :mod:`offload_rl.cell.flat_dispatch` (the device tier's and
+the cloud's profiles, the devices' and the cell's constants). The heat state travels in and out
+as three numbers (the :class:`~offload_rl.cell.device.Device` keeps it); the throughput
+sample's noise draw stays with the device (its generator), after the call; the Python objects
+users read (``CellRequest``, ``EdgeRequest``) are made by the simulator around the call.
 
 Importing this module imports numba; the simulator imports it only in compiled mode.
 """
@@ -20,23 +24,40 @@ import math
 
 import numpy as np
 
-from offload_rl.cell.compiled_devices import _clock, thermal_run, transfer, upload, wake, wake_delay
-from offload_rl.cell.compiled_ledger import open_request, spread_pair
+from offload_rl.cell.compiled_devices import (
+    _clock,
+    finish_time,
+    thermal_run,
+    transfer,
+    upload,
+    wake,
+    wake_delay,
+)
+from offload_rl.cell.compiled_ledger import charge, close_request, open_request, spread_pair
 from offload_rl.cell.flat_dispatch import (
     ACT,
     C_AMBIENT,
+    C_BYTES_PER_PERIOD,
     C_COMPUTE_W,
     C_FLOOR,
     C_MIN_CLOCK,
+    C_PERIOD,
     C_R,
+    C_RTT,
+    C_STEP,
     C_TAU,
     C_THERMAL_ON,
     C_THROTTLE,
+    C_W_COST,
+    C_W_ENERGY,
+    C_W_LATENCY,
+    C_W_SLO,
     D_C0,
     D_C1,
     EMBED,
     EMBED_DECODE,
     EMBED_PREFILL,
+    HEAD,
     N_DEVICE_COLUMNS,
     P_C0,
     P_C1,
@@ -47,6 +68,15 @@ from offload_rl.cell.flat_dispatch import (
 )
 from offload_rl.cell.kernel_jit import jit
 from offload_rl.cell.ledger_table import LATENCY, N_HEAP, N_LUMPS, SPREADS
+from offload_rl.cell.sequence_table import (
+    K_BYTES,
+    K_SPLIT,
+    K_STAMP,
+    K_TOKENS,
+    KEPT_BYTES,
+    N_GLOBAL_INTS,
+    N_KEPT,
+)
 from offload_rl.traces import _SNAP_REL as SNAP_REL
 from offload_rl.traces import BYTES_PER_MBIT
 
@@ -131,7 +161,7 @@ def capacity_mbps(rates: A, step: float, period: float, t: float) -> float:
 
 @jit
 def has_room(heap: A, gi: A, lumps: A) -> bool:
-    """A ledger can take :func:`edge_run`'s rows and keep the reference's spare room."""
+    """A ledger can take :func:`place_edge`'s rows and keep the reference's spare room."""
     return (
         gi[N_HEAP + LATENCY] + ROOM_LATENCY <= heap.shape[1]
         and gi[N_HEAP + SPREADS] + ROOM_SPREADS <= heap.shape[1]
@@ -156,23 +186,47 @@ def send(
 
 
 @jit
-def edge_run(
+def take_kept(kept: A, kgi: A, idx: int, split: int) -> int:
+    """``SequenceTable.take_kept`` for the session in row ``idx`` (-1: none): its tokens kept
+    at ``split``, else -1 (an entry of another split dropped, as ``TablePool.drop``)."""
+    if idx < 0 or kept[idx, K_STAMP] < 0:
+        return -1
+    if kept[idx, K_SPLIT] == split:
+        return kept[idx, K_TOKENS]
+    kgi[KEPT_BYTES] -= kept[idx, K_BYTES]
+    kgi[N_KEPT] -= 1
+    kept[idx, K_STAMP] = -1
+    return -1
+
+
+@jit
+def place_edge(
     r: A, awake: A, levels: A, cum: A, rates: A, heap: A, gi: A, lumps: A, opened: A,
-    heap2: A, gi2: A, lumps2: A, prof: A, dev: A, j: int, key: int, arrival: float,
-    open_rate: float, last: float, k: int, prefill: int, cached: int, total: int,
-    n_decode: int, rtt: float, w_energy: float, temp: float, thermal_t: float, busy: float,
-    step: float, period: float, bytes_per_period: float, origin: float,
-) -> tuple[float, float, float, float, float, float, float, float]:  # fmt: skip
-    """``ledger.open``, ``_wake`` and ``_run_edge`` for request ``key`` on device ``j`` at
-    split ``k``, over its uplink trace (``cum``, ``rates``, ``step``, ``period``,
-    ``bytes_per_period``) from its offset ``origin``: (temperature, thermal time, busy until,
-    last byte, the sample's Mbps before its noise (-1: no sample), arrival at the edge, round
-    trip, upload bytes). A ledger without the room (:func:`has_room`) is left untouched: the
-    first value is NaN, grow and call again.
+    heap2: A, gi2: A, lumps2: A, prof: A, dev: A, kept: A, kgi: A, j: int, key: int,
+    session_row: int, arrival: float, slo_ttft: float, slo_tpot: float, last: float, k: int,
+    ctx: int, new: int, out: int, temp: float, thermal_t: float, busy: float, origin: float,
+) -> tuple[float, float, float, float, float, float, float, float, int]:  # fmt: skip
+    """``dispatch``'s edge placement of request ``key`` on device ``j`` at split ``k``: the
+    session's kept tokens (:func:`take_kept`, row ``session_row`` of the sequence table's
+    ``kept``), the latency rate of its SLO, ``ledger.open``, ``_wake`` and ``_run_edge`` over
+    its uplink trace (``cum``, ``rates``; its step, period and bytes per period from the device
+    table) from its offset ``origin``; the RTT and the reward's weights from the device table's
+    cell columns.
+    (temperature, thermal time, busy until, last byte, the sample's Mbps before its noise (-1:
+    no sample), arrival at the edge, round trip, upload bytes, prefill tokens). Tables without
+    the room (:func:`has_room`) are left untouched: the first value is NaN, grow and call again.
     """
     if not (key < opened.shape[0] and has_room(heap, gi, lumps) and has_room(heap2, gi2, lumps2)):
-        return math.nan, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
-    open_request(heap, gi, opened, key, arrival, open_rate)
+        return math.nan, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0
+    held = take_kept(kept, kgi, session_row, k)
+    cached = (held if held < ctx else ctx) if held >= 0 else 0  # min(entry.tokens, ctx)
+    total = ctx + new
+    prefill = total - cached
+    n_decode = out - 1 if out > 1 else 0  # max(output_tokens - 1, 0)
+    rate = dev[j, C_W_LATENCY] / (slo_ttft + n_decode * slo_tpot)
+    rtt, w_energy = dev[j, C_RTT], dev[j, C_W_ENERGY]
+    step, period, bytes_per_period = dev[j, C_STEP], dev[j, C_PERIOD], dev[j, C_BYTES_PER_PERIOD]
+    open_request(heap, gi, opened, key, arrival, rate)
     wake(r, awake, levels, j, last)
     work = prefill_work(prof, k, prefill, cached) if k else 0.0
     start, end, joules, temp, thermal_t, busy = compute(
@@ -194,11 +248,155 @@ def edge_run(
             dev, j, temp, thermal_t, busy, arrive, n_decode * tok_work
         )
         spread_pair(heap, gi, lumps, heap2, gi2, lumps2, s2, e2, w_energy * j2, j2)
-    return temp, thermal_t, busy, up_end, mbps, arrive, round_trip, nbytes
+    return temp, thermal_t, busy, up_end, mbps, arrive, round_trip, nbytes, prefill
+
+
+@jit
+def device_cost(
+    prof: A, n_layers: int, prefill: int, cached: int, n_decode: int, total: int
+) -> tuple[float, float]:
+    """``cost_model._device_cost``'s TTFT and decode seconds (its latency is their sum) on a
+    profile without sliding-window layers: ``embed_prefill_s + layers_prefill_s(0, L) +
+    head_first_token_s``, then ``layers_decode_s(0, L) + embed_head_decode_s``, operation by
+    operation (``request_cost``'s remote prefill and decode of the cloud tier, before its
+    slowdown, are the same sums on the cloud's profile)."""
+    a, b, c = prof[EMBED, EMBED_PREFILL], prof[EMBED, EMBED_PREFILL + 1], prof[EMBED, 2]
+    ttft = a + prefill * (b + prefill * c)
+    if n_layers > 0 and prefill > 0:
+        c0 = prof[P_C0, n_layers] - prof[P_C0, 0]
+        c1 = prof[P_C1, n_layers] - prof[P_C1, 0]
+        c2 = prof[P_C2, n_layers] - prof[P_C2, 0]
+        ttft = ttft + (c0 + prefill * (c1 + (prefill + 2.0 * cached) * c2))
+    else:
+        ttft = ttft + 0.0
+    ttft = ttft + (prof[HEAD, 0] + prof[HEAD, 1] + prof[HEAD, 2])
+    n = n_decode
+    decode = 0.0
+    if n_layers > 0 and n > 0:
+        c0 = prof[D_C0, n_layers] - prof[D_C0, 0]
+        c1 = prof[D_C1, n_layers] - prof[D_C1, 0]
+        decode = n * c0 + c1 * (n * total + n * (n - 1) / 2.0)
+    heads = 0.0
+    if n > 0:
+        ctx_sum = n * total + n * (n - 1) / 2.0
+        e0, e1 = prof[EMBED, EMBED_DECODE], prof[EMBED, EMBED_DECODE + 1]
+        h0, h1 = prof[HEAD, EMBED_DECODE], prof[HEAD, EMBED_DECODE + 1]
+        heads = n * (e0 + h0) + (e1 + h1) * ctx_sum
+    return ttft, decode + heads
+
+
+@jit
+def slo_violated(ttft: float, latency: float, out: int, slo_ttft: float, slo_tpot: float) -> bool:
+    """``reward.slo_violated_times``."""
+    n_dec = out - 1
+    return ttft > slo_ttft or (n_dec > 0 and (latency - ttft) / n_dec > slo_tpot)
+
+
+@jit
+def place_local(
+    heap: A, gi: A, lumps: A, opened: A, heap2: A, gi2: A, lumps2: A, prof: A, dev: A, kept: A,
+    kgi: A, j: int, key: int, session_row: int, arrival: float, slo_ttft: float,
+    slo_tpot: float, n_layers: int, ctx: int, new: int, out: int, held: int, temp: float,
+    thermal_t: float, busy: float,
+) -> tuple[float, float, float, float, float, int, bool]:  # fmt: skip
+    """``dispatch`` of request ``key`` to the device tier (``k = L``) on device ``j``: the
+    edge's kept entry dropped (:func:`take_kept`), ``ledger.open``, then ``_run_local`` with
+    ``held`` tokens kept on the device (``request_cost``, ``Device.compute``, ``_spend``) and
+    ``_complete``'s SLO test, ledger close and charge, in the reference's order. (temperature,
+    thermal time, busy until, TTFT, finish, prefill tokens, SLO violated); tables without the
+    room (:func:`has_room`, and a latency row more: open and close): the first value NaN,
+    nothing written, grow and call again."""
+    if not (
+        key < opened.shape[0]
+        and has_room(heap, gi, lumps)
+        and gi[N_HEAP + LATENCY] + ROOM_LATENCY + 1 <= heap.shape[1]
+        and has_room(heap2, gi2, lumps2)
+    ):
+        return math.nan, 0.0, 0.0, 0.0, 0.0, 0, False
+    take_kept(kept, kgi, session_row, n_layers)
+    n_decode = out - 1 if out > 1 else 0  # max(output_tokens - 1, 0)
+    open_request(
+        heap, gi, opened, key, arrival, dev[j, C_W_LATENCY] / (slo_ttft + n_decode * slo_tpot)
+    )
+    cached = held if held < ctx else ctx  # min(kept_local, ctx), then request_cost's min
+    total = ctx + new
+    prefill = total - cached
+    ttft, decode = device_cost(prof, n_layers, prefill, cached, n_decode, total)
+    latency = ttft + decode
+    start, end, joules, temp, thermal_t, busy = compute(
+        dev, j, temp, thermal_t, busy, arrival, latency
+    )
+    w_energy = dev[j, C_W_ENERGY]
+    spread_pair(heap, gi, lumps, heap2, gi2, lumps2, start, end, w_energy * joules, joules)
+    stretch = (end - start) / latency if latency > 0 else 1.0
+    ttft = start - arrival + ttft * stretch
+    violated = slo_violated(ttft, end - arrival, out, slo_ttft, slo_tpot)
+    close_request(heap, gi, opened, key, end)
+    penalty = dev[j, C_W_SLO] * (1.0 if violated else 0.0) + dev[j, C_W_COST] * 0.0
+    if penalty:
+        charge(gi, lumps, end, penalty)
+    return temp, thermal_t, busy, ttft, end, prefill, violated
+
+
+@jit
+def place_cloud(
+    r: A, awake: A, levels: A, cum: A, rates: A, heap: A, gi: A, lumps: A, opened: A, prof: A,
+    cloud: A, dev: A, kept: A, kgi: A, j: int, key: int, session_row: int, arrival: float,
+    slo_ttft: float, slo_tpot: float, last: float, n_layers: int, ctx: int, new: int, out: int,
+    origin: float, step: float, period: float, bytes_per_period: float, rtt_edge: float,
+    rtt_extra: float, backhaul: float, queue: float, slowdown: float, usd_per_s: float,
+) -> tuple[float, float, float, int, float, float, float, float, bool]:  # fmt: skip
+    """``dispatch`` of request ``key`` to the cloud (``k = L + 1``) from device ``j``: the
+    edge's kept entry dropped, ``ledger.open``, ``_wake``, then ``_run_cloud`` (its radio
+    delay and transfer, ``request_cost``'s cloud tier over the link's uplink ``cum``, ``rates``
+    from its offset ``origin``, its RTTs and backhaul) and ``_complete``'s SLO test, ledger
+    close and charge, in the reference's order. (radio delay, upload seconds, upload Mbps,
+    prefill tokens, upload bytes, TTFT, finish, dollars, SLO violated); no room: NaN first."""
+    if not (
+        key < opened.shape[0]
+        and has_room(heap, gi, lumps)
+        and gi[N_HEAP + LATENCY] + ROOM_LATENCY + 1 <= heap.shape[1]
+    ):
+        return math.nan, 0.0, 0.0, 0, 0.0, 0.0, 0.0, 0.0, False
+    take_kept(kept, kgi, session_row, n_layers + 1)
+    n_decode = out - 1 if out > 1 else 0  # max(output_tokens - 1, 0)
+    rate = dev[j, C_W_LATENCY] / (slo_ttft + n_decode * slo_tpot)
+    open_request(heap, gi, opened, key, arrival, rate)
+    wake(r, awake, levels, j, last)
+    delay = wake_delay(r, j, arrival)
+    total = ctx + new
+    prefill = total  # nothing cached in the cloud
+    t_up = origin + arrival + delay + 0.0  # t0 + the device's prefill (none)
+    up_bytes = float(prefill * np.int64(prof[ACT, 0]))
+    up_time = 0.0
+    if up_bytes > 0:
+        up_time = (
+            finish_time(
+                cum, rates, PER_MBIT, step, period, bytes_per_period, SNAP_REL, t_up, up_bytes
+            )
+            - t_up
+        )
+    remote_prefill, remote_decode = device_cost(cloud, n_layers, prefill, 0, n_decode, total)
+    remote_prefill = remote_prefill * slowdown
+    remote_decode = remote_decode * slowdown
+    ttft = 0.0 + up_time + up_bytes / backhaul + (rtt_edge + rtt_extra) + queue + remote_prefill
+    latency = ttft + remote_decode
+    upload_s, upload_bytes = up_time + 0.0, up_bytes + 0.0
+    up_mbps = upload_bytes / (PER_MBIT * upload_s) if upload_s > 0 else 0.0
+    transfer(r, j, arrival, latency, up_mbps, 0.0)  # connected until the last token
+    usd = (remote_prefill + remote_decode) * usd_per_s
+    end = arrival + delay + latency
+    ttft = delay + ttft
+    violated = slo_violated(ttft, end - arrival, out, slo_ttft, slo_tpot)
+    close_request(heap, gi, opened, key, end)
+    penalty = dev[j, C_W_SLO] * (1.0 if violated else 0.0) + dev[j, C_W_COST] * usd
+    if penalty:
+        charge(gi, lumps, end, penalty)
+    return delay, upload_s, up_mbps, prefill, upload_bytes, ttft, end, usd, violated
 
 
 def warm_up() -> None:
-    """Compile (or load from numba's cache) the kernel, on scratch tables (a trace read-only,
+    """Compile (or load from numba's cache) the kernels, on scratch tables (a trace read-only,
     as recorded, and writable, as a forked simulator's)."""
     from offload_rl.cell.ledger_table import LedgerTable
     from offload_rl.cell.radio_bank import S_LEVEL
@@ -206,13 +404,23 @@ def warm_up() -> None:
     r = np.zeros((1, S_LEVEL + 1))
     awake, levels = np.zeros(2, dtype=np.int64), np.ones((1, 2))
     a, b = LedgerTable(), LedgerTable()
-    prof = np.ones((EMBED + 1, 5))
+    prof = np.ones((HEAD + 1, 5))
     dev = np.ones((1, N_DEVICE_COLUMNS))
+    kept, kgi = np.zeros((1, 4), dtype=np.int64), np.zeros(N_GLOBAL_INTS, dtype=np.int64)
     cum, rates = np.array([0.0, 1.0, 3.0]), np.array([1.0, 2.0])
     for writeable in (True, False):
         cum.flags.writeable = rates.flags.writeable = writeable
-        edge_run(
+        place_edge(
             r, awake, levels, cum, rates, a.heap, a.gi, a.lumps, a.opened, b.heap, b.gi,
-            b.lumps, prof, dev, 0, 0, 0.0, 1.0, 0.0, 1, 2, 1, 3, 2, 0.01, 1.0, 25.0, 0.0, 0.0,
-            1.0, 2.0, 3.0, 0.5,
+            b.lumps, prof, dev, kept, kgi, 0, 0, 0, 0.0, 1.0, 0.1, 0.0, 1, 2, 1, 3, 25.0, 0.0,
+            0.0, 0.5,
         )  # fmt: skip
+        place_cloud(
+            r, awake, levels, cum, rates, a.heap, a.gi, a.lumps, a.opened, prof, prof, dev,
+            kept, kgi, 0, 2 + writeable, 0, 0.0, 1.0, 0.1, 0.0, 1, 2, 1, 3, 0.5, 1.0, 2.0, 3.0,
+            0.01, 0.02, 1e6, 0.1, 1.0, 1e-3,
+        )  # fmt: skip
+    place_local(
+        a.heap, a.gi, a.lumps, a.opened, b.heap, b.gi, b.lumps, prof, dev, kept, kgi, 0, 1, 0,
+        0.0, 1.0, 0.1, 1, 2, 1, 3, 1, 25.0, 0.0, 0.0,
+    )  # fmt: skip

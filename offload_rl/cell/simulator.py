@@ -42,7 +42,6 @@ from types import ModuleType
 import numpy as np
 
 from offload_rl.cell import compiled_decode as cd
-from offload_rl.cell import flat_dispatch
 from offload_rl.cell.batch_roofline import BatchRoofline, for_profile
 from offload_rl.cell.config import CellConfig
 from offload_rl.cell.device import Device
@@ -445,29 +444,26 @@ class CellSimulator:
 
     def dispatch(self, i: int, tier_index: int, keep: bool) -> CellRequest:
         """Commit request ``i`` to ``tier_index`` (valid under the mask) at its arrival."""
+        L = self.L
+        flat = self._flat_edge() if tier_index <= L + 1 else None
+        if flat is not None:
+            if tier_index < L:
+                return self._run_edge_flat(flat, i, tier_index, keep)
+            if tier_index == L:
+                return self._run_local_flat(flat, i, keep)
+            if flat.cloud is not None:
+                return self._run_cloud_flat(flat, i, keep)
         req = self.requests[i]
         d = self.devices[self.device_of[i]]
         sid = req.session_id
         slo = self.facts.slo_targets[self.slo_class[sid]]
-        L = self.L
         cr = CellRequest(i, d.index, req, tier_index, keep and tier_index <= L, slo)
         slo_total = slo[0] + max(req.output_tokens - 1, 0) * slo[1]
-        rate = self.w_latency / slo_total
-        flat = self._flat_edge() if tier_index < L else None
+        self.ledger.open(i, req.arrival_s, self.w_latency / slo_total)
         pool = self.edge.pool
-        entry = None
-        if flat is not None and type(pool) is TablePool:
-            # the session's tokens kept at this split (an entry of another split dropped)
-            cached = pool._table.take_kept(sid, tier_index)
-        else:
-            cached = -1
-            if flat is None:
-                self.ledger.open(i, req.arrival_s, rate)
-            entry = pool.peek(sid)
-            if entry is not None and entry.split != tier_index:
-                pool.drop(sid)  # the session moved: its old entry is useless
-            if flat is not None and entry is not None and entry.split == tier_index:
-                cached = entry.tokens
+        entry = pool.peek(sid)
+        if entry is not None and entry.split != tier_index:
+            pool.drop(sid)  # the session moved: its old entry is useless
         if tier_index != L:
             d.kept_local.pop(sid, None)
         if tier_index == L or tier_index == L + 2:
@@ -475,8 +471,6 @@ class CellSimulator:
         elif tier_index == L + 1:
             self._wake(d.index)
             self._run_cloud(cr, d)
-        elif flat is not None:
-            self._run_edge_flat(flat, cr, d, cached, rate)  # open and wake included
         else:
             self._wake(d.index)
             self._run_edge(cr, d, entry)
@@ -498,9 +492,12 @@ class CellSimulator:
                 self._bank is not None
                 and isinstance(self.ledger, CompiledCostLedger)
                 and isinstance(self.joules, CompiledCostLedger)
+                and type(self.edge.pool) is TablePool
             )
             profile = self.tiers.device if compiled else None
-            tables = self._edge_tables = EdgeTables(self.devices, self.requests, profile)
+            cell = (self.rtt, self.w_energy, self.w_latency, self.w_slo, self.w_cost)
+            tables = EdgeTables(self.devices, self.requests, profile, cell, self.tiers.cloud)
+            self._edge_tables = tables
         return tables if tables.usable else None
 
     def _complete(self, cr: CellRequest) -> None:
@@ -599,43 +596,133 @@ class CellSimulator:
         heapq.heappush(self._submissions, (arrive, cr.rid, er))
         self._at_edge[cr.rid] = cr
 
-    def _run_edge_flat(
-        self, flat: EdgeTables, cr: CellRequest, d: Device, kept: int, rate: float
-    ) -> None:
-        """``ledger.open``, :meth:`_wake` and :meth:`_run_edge` in one compiled call
-        (:func:`offload_rl.cell.compiled_dispatch.edge_run`, bit for bit), then the objects
-        the edge server and the environment read. ``kept``: the tokens the session keeps at
-        this split (-1: none)."""
-        req = cr.request
-        k, rid = cr.tier_index, cr.rid
+    def _run_edge_flat(self, flat: EdgeTables, i: int, k: int, keep: bool) -> CellRequest:
+        """:meth:`dispatch` of request ``i`` to split ``k < L`` in compiled mode: the kept
+        entry's look-up, ``ledger.open``, :meth:`_wake` and :meth:`_run_edge` in one compiled
+        call (:func:`offload_rl.cell.compiled_dispatch.place_edge`, bit for bit), then the
+        objects the edge server and the environment read. One flat function: at ~95% of the
+        decisions, each Python call and attribute look-up here is paid per step."""
+        req = self.requests[i]
+        j = self.device_of[i]
+        d = self.devices[j]
+        sid = req.session_id
+        slo = self.facts.slo_targets[self.slo_class[sid]]
+        cr = CellRequest(i, j, req, k, keep and k <= self.L, slo)
+        seq = self.edge.pool._table  # type: ignore[union-attr]
+        d.kept_local.pop(sid, None)
         ctx, new, out = req.context_tokens, req.new_tokens, req.output_tokens
-        cached = (kept if kept < ctx else ctx) if kept >= 0 else 0  # min(entry.tokens, ctx)
-        total = ctx + new
-        prefill = total - cached
         bank, up, thermal = self._bank, d.uplink, d.thermal
+        if up is not flat.uplinks[j]:
+            flat.relink(d)
         a = self.ledger._table  # type: ignore[attr-defined]
         b = self.joules._table  # type: ignore[attr-defined]
         assert bank is not None
-        edge_run = flat_dispatch.kernels().edge_run
+        place = flat.place
+        row = seq._session_index.get(sid, -1)
         while True:
-            res = edge_run(
+            res = place(
                 bank.table, bank.awake, bank.levels, up.cum_bytes, up.mbps, a.heap, a.gi,
-                a.lumps, a.opened, b.heap, b.gi, b.lumps, flat.profile, flat.table, d.index,
-                rid, req.arrival_s, rate, self._t, k, prefill, cached, total,
-                out - 1 if out > 1 else 0, self.rtt, self.w_energy, thermal.temp_c,
-                d._thermal_t, d.busy_until, up.step_s, up._period, up._total, d.offset_s,
+                a.lumps, a.opened, b.heap, b.gi, b.lumps, flat.profile, flat.table, seq.kept,
+                seq.gi, j, i, row, req.arrival_s, slo[0], slo[1], self._t, k, ctx, new, out,
+                thermal.temp_c, d._thermal_t, d.busy_until, d.offset_s,
             )  # fmt: skip
             if res[0] == res[0]:  # not NaN: done
                 break
-            a.make_room(rid, ROOM_HEAP, ROOM_LUMPS)
+            a.make_room(i, ROOM_HEAP, ROOM_LUMPS)
             b.make_room(0, ROOM_HEAP, ROOM_LUMPS)
-        thermal.temp_c, d._thermal_t, d.busy_until, up_end, mbps, arrive, round_trip, nbytes = res
+        (thermal.temp_c, d._thermal_t, d.busy_until, up_end, mbps, arrive, round_trip, nbytes,
+         prefill) = res  # fmt: skip
         if mbps >= 0.0:
             d.record(up_end, mbps)
-        er = EdgeRequest(rid, req.session_id, k, arrive, ctx, new, out, cr.keep, round_trip)
-        cr.edge, cr.prefill_tokens, cr.upload_bytes = er, prefill, nbytes
-        heapq.heappush(self._submissions, (arrive, rid, er))
-        self._at_edge[rid] = cr
+        cr.edge = er = EdgeRequest(i, sid, k, arrive, ctx, new, out, cr.keep, round_trip)
+        cr.prefill_tokens, cr.upload_bytes = prefill, nbytes
+        heapq.heappush(self._submissions, (arrive, i, er))
+        self._at_edge[i] = cr
+        d.memory._last[sid] = (req.arrival_s, out)  # d.memory.remember(req), inlined
+        return cr
+
+    def _run_local_flat(self, flat: EdgeTables, i: int, keep: bool) -> CellRequest:
+        """:meth:`dispatch` of request ``i`` to the device tier (``k = L``) in compiled mode:
+        the edge's kept entry dropped, ``ledger.open``, :meth:`_run_local`'s cost, compute and
+        energy and :meth:`_complete`'s SLO test and ledger close and charge in one call
+        (:func:`offload_rl.cell.compiled_dispatch.place_local`, bit for bit); the session's
+        kept KV on the device and the departure heap here."""
+        req = self.requests[i]
+        j = self.device_of[i]
+        d = self.devices[j]
+        sid = req.session_id
+        slo = self.facts.slo_targets[self.slo_class[sid]]
+        L = self.L
+        cr = CellRequest(i, j, req, L, keep and True, slo)  # keep and tier_index <= L
+        seq = self.edge.pool._table  # type: ignore[union-attr]
+        ctx, new, out = req.context_tokens, req.new_tokens, req.output_tokens
+        held = d.kept_local.get(sid, 0)
+        thermal = d.thermal
+        a = self.ledger._table  # type: ignore[attr-defined]
+        b = self.joules._table  # type: ignore[attr-defined]
+        row = seq._session_index.get(sid, -1)
+        while True:
+            res = flat.place_local(
+                a.heap, a.gi, a.lumps, a.opened, b.heap, b.gi, b.lumps, flat.profile, flat.table,
+                seq.kept, seq.gi, j, i, row, req.arrival_s, slo[0], slo[1], L, ctx, new, out,
+                held, thermal.temp_c, d._thermal_t, d.busy_until,
+            )  # fmt: skip
+            if res[0] == res[0]:  # not NaN: done
+                break
+            a.make_room(i, ROOM_HEAP, ROOM_LUMPS)
+            b.make_room(0, ROOM_HEAP, ROOM_LUMPS)
+        thermal.temp_c, d._thermal_t, d.busy_until, ttft, end, prefill, violated = res
+        cr.prefill_tokens, cr.cache_hit = prefill, (held if held < ctx else ctx) > 0
+        cr.ttft_s, cr.finish_s, cr.slo_violated = ttft, end, violated
+        if cr.keep:
+            d.kept_local[sid] = kept_kv_tokens(ctx, new, out)
+        else:
+            d.kept_local.pop(sid, None)
+        heapq.heappush(self._done, (end, i, cr))
+        d.memory._last[sid] = (req.arrival_s, out)  # d.memory.remember(req), inlined
+        return cr
+
+    def _run_cloud_flat(self, flat: EdgeTables, i: int, keep: bool) -> CellRequest:
+        """:meth:`dispatch` of request ``i`` to the cloud (``k = L + 1``) in compiled mode:
+        the edge's kept entry dropped, ``ledger.open``, :meth:`_wake`, :meth:`_run_cloud`'s
+        cost and radio and :meth:`_complete`'s SLO test, ledger close and charge in one call
+        (:func:`offload_rl.cell.compiled_dispatch.place_cloud`, bit for bit); the throughput
+        sample (its noise draw) and the departure heap here."""
+        req = self.requests[i]
+        j = self.device_of[i]
+        d = self.devices[j]
+        sid = req.session_id
+        slo = self.facts.slo_targets[self.slo_class[sid]]
+        tier_index = self.L + 1
+        cr = CellRequest(i, j, req, tier_index, keep and tier_index <= self.L, slo)
+        d.kept_local.pop(sid, None)
+        seq = self.edge.pool._table  # type: ignore[union-attr]
+        bank, link = self._bank, d.link
+        assert bank is not None
+        up = link.uplink
+        a = self.ledger._table  # type: ignore[attr-defined]
+        t = req.arrival_s
+        while True:
+            res = flat.place_cloud(
+                bank.table, bank.awake, bank.levels, up.cum_bytes, up.mbps, a.heap, a.gi,
+                a.lumps, a.opened, flat.profile, flat.cloud, flat.table, seq.kept, seq.gi, j, i,
+                seq._session_index.get(sid, -1), t, slo[0], slo[1], self._t, self.L,
+                req.context_tokens, req.new_tokens, req.output_tokens, d.offset_s, up.step_s,
+                up._period, up._total, link.rtt_edge_s, link.rtt_cloud_extra_s,
+                link.backhaul_bytes_per_s, self.cloud_queue[i],
+                self.facts.scenario.cloud.slowdown, self.usd_per_cloud_s,
+            )  # fmt: skip
+            if res[0] == res[0]:  # not NaN: done
+                break
+            a.make_room(i, ROOM_HEAP, ROOM_LUMPS)
+        wake, upload_s, up_mbps, prefill, nbytes, ttft, end, usd, violated = res
+        if upload_s > 0:
+            d.record(t + wake + upload_s, up_mbps)
+        cr.prefill_tokens, cr.upload_bytes, cr.ttft_s, cr.finish_s = prefill, nbytes, ttft, end
+        cr.usd, cr.slo_violated = usd, violated
+        heapq.heappush(self._done, (end, i, cr))
+        d.memory._last[sid] = (t, req.output_tokens)  # d.memory.remember(req), inlined
+        return cr
 
     # --- time -----------------------------------------------------------------------------------
 

@@ -8,7 +8,9 @@ placement against cells whose placements run ``_run_edge`` (compiled pieces, and
 
 from __future__ import annotations
 
+import bisect
 import copy
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -22,11 +24,13 @@ from offload_rl.cell import flat_dispatch
 from offload_rl.cell.device import Device
 from offload_rl.cell.ledger_table import LedgerTable
 from offload_rl.cell.radio import RADIOS
+from offload_rl.cell.sequence_table import KEPT_BYTES, N_KEPT, SequenceTable
 from offload_rl.cell.simulator import CellRequest, CellSimulator
 from offload_rl.cell.thermal import DEVICE_CLASSES
 from offload_rl.compiled_profile import CompiledProfile
-from offload_rl.cost_model import LinkModel
-from offload_rl.traces import Trace
+from offload_rl.cost_model import EnergyModel, LinkModel, _device_cost
+from offload_rl.reward import slo_violated_times
+from offload_rl.traces import _SNAP_REL, BYTES_PER_MBIT, Trace
 from tests.envs.env_contracts import played
 
 pytestmark = pytest.mark.skipif(
@@ -83,6 +87,39 @@ def test_profile_arithmetic_equals_the_profiles(profile, data):
 
 
 @settings(max_examples=200, deadline=None)
+@given(profiles(), st.data())
+def test_device_cost_equals_the_cost_models(profile, data):
+    """The device tier's TTFT and latency (TTFT + decode) from the flat table (LM head
+    included) equal ``request_cost``'s device-tier cost (``cost_model._device_cost``)."""
+    K = flat_dispatch.kernels()
+    fit = st.floats(0.0, 1e-2)
+    head = (data.draw(fit), data.draw(fit), data.draw(fit) * 1e-4)
+    profile = dataclasses.replace(
+        profile, head_prefill=head, head_decode=(data.draw(fit), data.draw(fit) * 1e-4)
+    )
+    table = flat_dispatch.profile_table(profile)
+    total = data.draw(st.integers(0, 20000))
+    cached = data.draw(st.integers(0, total))
+    n_decode = data.draw(st.integers(0, 2000))
+    n_layers = data.draw(st.sampled_from([profile.n_layers, 0]))
+    cost = _device_cost(profile, n_layers, total - cached, cached, n_decode, total, EnergyModel())
+    ttft, decode = K.device_cost(table, n_layers, total - cached, cached, n_decode, total)
+    assert (ttft, ttft + decode) == (cost.ttft_s, cost.latency_s)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.floats(0.0, 10.0), st.floats(0.0, 100.0), st.integers(0, 300), st.floats(0.0, 5.0),
+    st.floats(0.0, 0.5),
+)  # fmt: skip
+def test_slo_test_equals_the_rewards(ttft, latency, out, slo_ttft, slo_tpot):
+    """The kernel's SLO test is ``reward.slo_violated_times``."""
+    K = flat_dispatch.kernels()
+    expected = slo_violated_times(ttft, latency, out, slo_ttft, slo_tpot)
+    assert K.slo_violated(ttft, latency, out, slo_ttft, slo_tpot) == expected
+
+
+@settings(max_examples=200, deadline=None)
 @example([1.0] * 16 + [2.0], 0.1, [])  # just before the period's end x / step rounds up to 17
 @given(
     st.lists(st.floats(0.0, 300.0), min_size=1, max_size=20),
@@ -99,6 +136,48 @@ def test_capacity_equals_the_traces(rates, step, times):
     for t in [*times, period, 3.0 * period, float(np.nextafter(period, 0.0))]:
         expected = trace.capacity_mbps(t)
         assert K.capacity_mbps(trace.mbps, trace.step_s, trace.duration_s, t) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from([0.0, 0.0, 1.0, 5.0]) | st.floats(0.0, 300.0), min_size=1,
+             max_size=40),
+    st.data(),
+)  # fmt: skip
+def test_leftmost_equals_bisect_left(rates, data):
+    """The search outward from a hint finds ``bisect_left``'s index on any cumulative trace
+    (flat stretches of equal values included), whatever the hint."""
+    K = cd.devices()
+    cum = np.concatenate([[0.0], np.cumsum(rates)])
+    hint = data.draw(st.integers(-3, cum.size + 3))
+    target = data.draw(st.sampled_from([*cum.tolist(), -1.0]) | st.floats(-1.0, cum[-1] + 5.0))
+    assert K.leftmost(cum, target, hint) == bisect.bisect_left(cum.tolist(), target)
+
+
+@settings(max_examples=300, deadline=None)
+@example([0.0, 0.0, 4.0, 0.0], 0.5, [(0.0, 1.0), (0.75, 4.0 * 125000 * 0.5), (2.0, 1e6)])
+@given(
+    st.lists(st.sampled_from([0.0, 0.5, 20.0]) | st.floats(1e-3, 300.0), min_size=1,
+             max_size=30),
+    st.sampled_from([0.1, 0.25, 1.0]),
+    st.lists(st.tuples(st.floats(0.0, 1e4), st.floats(1e-3, 1e8) | st.sampled_from([1.0, 1e6])),
+             min_size=1, max_size=10),
+)  # fmt: skip
+def test_finish_time_equals_the_traces(rates, step, sends):
+    """The devices' kernel's finish time of an upload (its search from the start sample)
+    equals ``Trace.finish_time``: across outages, wraps and several periods (rates of at least
+    1 kbit/s: a finish more than 2**63 periods away overflows the kernel's int64 period count,
+    which Python's integers do not)."""
+    if not any(rates):
+        rates[0] = 1.0
+    trace = Trace("t", "lte", "test", step, np.array(rates))
+    K = cd.devices()
+    for t0, nbytes in sends:
+        got = K.finish_time(
+            trace.cum_bytes, trace.mbps, float(BYTES_PER_MBIT), trace.step_s, trace._period,
+            trace._total, _SNAP_REL, t0, nbytes,
+        )  # fmt: skip
+        assert got == trace.finish_time(t0, nbytes)
 
 
 def _device(name: str, thermal: bool) -> Device:
@@ -148,11 +227,20 @@ def test_compute_and_clock_equal_the_devices(name, thermal, ops):
 
 
 def _episode(
-    n_devices: int, steps: int, seed: int, moves: bool = False
+    n_devices: int,
+    steps: int,
+    seed: int,
+    moves: bool = False,
+    relinks: bool = False,
+    local: float = 0.0,
+    cloud: float = 0.0,
 ) -> tuple[list[Any], EdgeCellEnv]:
     """An episode's observations, rewards, infos and final device/ledger state; ``moves``:
     each placement's device moves along its trace first (as ``validation/cell_replay``'s
-    closed loop moves it, between decisions of one episode)."""
+    closed loop moves it, between decisions of one episode); ``relinks``: each placement's
+    device takes the next device's link first (as the replay links its devices); ``local``:
+    the share of decisions that pick the device tier where the mask allows it; ``cloud``: the
+    cloud's share."""
     env = EdgeCellEnv(n_devices=n_devices, episode_requests=steps)
     obs, info = env.reset(seed=seed)
     rng = np.random.default_rng(seed)
@@ -162,16 +250,26 @@ def _episode(
 
     def dispatch(i: int, tier_index: int, keep: bool) -> CellRequest:
         """Each placement's figures: a last-bit change may not surface in the episode."""
+        d = sim.devices[sim.device_of[i]]
         if moves:
-            sim.devices[sim.device_of[i]].offset_s += 7.3
+            d.offset_s += 7.3
+        if relinks:
+            other = sim.devices[(d.index + 1) % len(sim.devices)]
+            d.link, d.uplink = other.link, other.uplink
         cr = placed(i, tier_index, keep)
         er = cr.edge
         rows.append((cr.prefill_tokens, cr.upload_bytes, er and (er.arrival_s, er.round_trip_s)))
         return cr
 
     sim.dispatch = dispatch  # type: ignore[method-assign]
+    L = sim.L
     for _ in range(steps):
-        action = int(rng.choice(np.flatnonzero(env.action_masks())))
+        valid = np.flatnonzero(env.action_masks())
+        action = int(rng.choice(valid))
+        u = rng.random()
+        tier = L if u < local else L + 1 if u < local + cloud else -1
+        if (valid >> 1 == tier).any():
+            action = int(rng.choice(valid[valid >> 1 == tier]))
         obs, reward, _, _, info = env.step(action)
         rows.append((obs.tobytes(), float(reward).hex(), info))
     rows.append(
@@ -185,30 +283,45 @@ def _episode(
 
 
 @pytest.mark.parametrize(
-    ("n_devices", "seed", "moves"), [(3, 0, False), (32, 1, False), (128, 2, False), (8, 3, True)]
-)
+    ("n_devices", "seed", "moves", "relinks", "local", "cloud"),
+    [(3, 0, False, False, 0.0, 0.0), (32, 1, False, False, 0.0, 0.0),
+     (128, 2, False, False, 0.0, 0.0), (8, 3, True, False, 0.0, 0.0),
+     (8, 6, False, True, 0.0, 0.0), (4, 7, False, False, 0.8, 0.0),
+     (16, 8, False, False, 0.3, 0.0), (6, 9, False, False, 0.0, 0.5),
+     (8, 10, True, True, 0.2, 0.3)],
+)  # fmt: skip
 def test_cells_with_the_compiled_placement_play_the_reference_episodes(
-    monkeypatch, n_devices, seed, moves
+    monkeypatch, n_devices, seed, moves, relinks, local, cloud
 ):
     """The whole cell with the compiled edge placement against ``_run_edge`` with every other
     piece compiled, and against the all-Python cell (heat, uploads, samples, ledgers)."""
-    calls = []
-    flat = CellSimulator._run_edge_flat
+    calls: dict[str, list[int]] = {
+        "_run_edge_flat": [], "_run_local_flat": [], "_run_cloud_flat": []
+    }  # fmt: skip
 
-    def counted(self: CellSimulator, *args: Any) -> None:
-        calls.append(args[1].rid)
-        flat(self, *args)
+    def counted(name: str) -> Any:
+        flat = getattr(CellSimulator, name)
+
+        def placed(self: CellSimulator, *args: Any) -> CellRequest:
+            calls[name].append(args[1])
+            return flat(self, *args)
+
+        return placed
 
     with monkeypatch.context() as m:
-        m.setattr(CellSimulator, "_run_edge_flat", counted)
-        compiled, _ = _episode(n_devices, 150, seed, moves)
-    assert len(calls) > 100  # most random valid placements are edge or split ones
+        for name in calls:
+            m.setattr(CellSimulator, name, counted(name))
+        compiled, _ = _episode(n_devices, 150, seed, moves, relinks, local, cloud)
+    # most random valid placements are edge or split ones; some go to the device, the cloud
+    assert len(calls["_run_edge_flat"]) > (40 if local or cloud else 100)
+    assert len(calls["_run_local_flat"]) > (10 if local else 0)
+    assert len(calls["_run_cloud_flat"]) > (20 if cloud else 0)
     with monkeypatch.context() as m:
         m.setattr(CellSimulator, "_flat_edge", lambda self: None)
-        pieces, _ = _episode(n_devices, 150, seed, moves)
+        pieces, _ = _episode(n_devices, 150, seed, moves, relinks, local, cloud)
     with monkeypatch.context() as m:
         m.setattr(cd, "AVAILABLE", False)
-        python, env = _episode(n_devices, 150, seed, moves)
+        python, env = _episode(n_devices, 150, seed, moves, relinks, local, cloud)
     assert env.sim._flat_edge() is None
     assert compiled == pieces == python
 
@@ -231,6 +344,34 @@ def test_a_fork_has_its_own_tables_and_plays_as_its_parent():
             outcomes.append((er.arrival_s, er.round_trip_s))
         outcomes.append((cell.ledger.collect(cell._t), [d.temp_c() for d in cell.devices]))
     assert outcomes[:11] == outcomes[11:]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 6), st.integers(0, 5000), st.integers(0, 10**9),
+                  st.integers(-1, 50)),
+        min_size=1, max_size=6,
+    ),
+    st.integers(-1, 8),  # the session asked for (beyond the table: never seen)
+    st.integers(0, 6),  # the split asked for
+)  # fmt: skip
+def test_take_kept_equals_the_sequence_tables(entries, session, split):
+    """The kernel's kept-entry look-up (the tokens kept at this split, or an entry of another
+    split dropped) returns and writes what ``SequenceTable.take_kept`` does."""
+    K = flat_dispatch.kernels()
+    table = SequenceTable(10**12, 512, 8)
+    for sid, (k, tokens, nbytes, stamp) in enumerate(entries):
+        row = table.session_index(sid)
+        table.kept[row] = (k, tokens, nbytes, stamp)
+        if stamp >= 0:
+            table.gi[N_KEPT] += 1
+            table.gi[KEPT_BYTES] += nbytes
+    twin = copy.deepcopy(table)
+    expected = table.take_kept(session, split)
+    row = twin._session_index.get(session, -1)
+    assert K.take_kept(twin.kept, twin.gi, row, split) == expected
+    assert np.array_equal(twin.kept, table.kept) and np.array_equal(twin.gi, table.gi)
 
 
 def test_a_full_ledger_grows_before_the_kernel_writes():
