@@ -7,6 +7,7 @@ The Gymnasium face of :class:`offload_rl.cell.simulator.CellSimulator` (the phys
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
@@ -19,7 +20,7 @@ from offload_rl.cell import compiled_decode as cd
 from offload_rl.cell.config import CellConfig
 from offload_rl.cell.device_seeding import world_generator
 from offload_rl.cell.radio import RADIO_STATES
-from offload_rl.cell.simulator import CellRequest, CellSimulator
+from offload_rl.cell.simulator import CellRequest, CellSimulator, DecisionFacts
 from offload_rl.cell.thermal import DEVICE_CLASSES
 from offload_rl.cost_model import tier_of
 from offload_rl.errors import ConfigError
@@ -181,6 +182,13 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         self._i = 0
         self._encode: Callable[[CellDecisionState, FeatureSpec], np.ndarray] | None = None
         self.last_finished: list[CellRequest] = []
+        self._decide: ModuleType | None = None  # compiled_observation, in compiled mode
+        self._masks: list[np.ndarray] = []  # the compiled decision's, by its index
+        self._vals = np.zeros(0, dtype=np.float64)  # the compiled decision's state fields
+        self._state: CellDecisionState | None = None
+        self._facts: DecisionFacts | None = None
+        self._edge_fields = (0, 0.0)  # the decision's edge_waiting and edge_kv_occupancy
+        self._decided: tuple[bool, float] = (False, 0.0)  # its private and newest sample (info)
 
     # -- episode set-up -------------------------------------------------------------------
     def reset(
@@ -200,6 +208,7 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
             "n_devices": self.sim.cell.n_devices,
         }
         self._encode = self._compiled_encoder() if self.sim.edge.compiled else None
+        self._decide = self._compiled_decider()
         self._prepare()
         return self._obs, dict(self._episode_info)
 
@@ -215,18 +224,52 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
             return None
         return encode
 
+    def _compiled_decider(self) -> ModuleType | None:
+        """:mod:`~offload_rl.cell.compiled_observation` where a decision runs in one compiled
+        call (a compiled edge server and radio bank), with its buffers and the masks its
+        index picks; None (the reference: state, encoder, mask) otherwise."""
+        if self._encode is None or self.sim._bank is None:
+            return None
+        module = cd.observation()
+        if not self._masks:
+            self._masks = module.mask_table(self.feature_spec)
+            self._vals = np.zeros(module.V_SIZE, dtype=np.float64)
+        return module
+
     def _prepare(self) -> None:
+        decide = self._decide
+        if decide is not None:
+            obs = np.empty(self.feature_spec.obs_dim, dtype=np.float32)
+            vals = self._vals
+            code, self._facts = self.sim.decide_compiled(
+                self._i, decide, obs, vals, self.feature_spec
+            )
+            self._obs = obs
+            self._mask = self._masks[code]  # read-only: copied out
+            self._state = None  # built when read
+            self._edge_fields = (int(vals[decide.V_WAITING]), float(vals[decide.V_OCCUPANCY]))
+            samples = self._facts[1]
+            self._decided = (self._facts[3], samples[-1] if samples else 0)
+            return
         state: CellDecisionState = self.sim.decision_state(self._i)
         self._state = state
         encode = self._encode or encode_observation
         self._obs = encode(state, self.feature_spec)
         self._mask = shared_action_mask(state, self.feature_spec)  # read-only: copied out
+        self._edge_fields = (state.edge_waiting, state.edge_kv_occupancy)
+        newest = state.throughput_mbps[-1] if state.throughput_mbps else 0
+        self._decided = (state.private, newest)
 
     # -- acting ---------------------------------------------------------------------------
     @property
     def state(self) -> CellDecisionState:
-        """The decision state of the current request (what its device and the edge know)."""
-        return self._state
+        """The decision state of the current request (what its device and the edge know);
+        a compiled decision builds it at the first read (training never reads it)."""
+        state = self._state
+        if state is None:
+            assert self._facts is not None  # a compiled decision's
+            state = self._state = self.sim.state_of(self._facts, self._vals)
+        return state
 
     @property
     def request_index(self) -> int:
@@ -240,60 +283,62 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
     def step(
         self, action: np.int64 | int
     ) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
-        if not self.sim.requests:
+        sim = self.sim
+        if not sim.requests:
             raise RuntimeError("call reset() before step()")
         a = int(action)
         invalid = not (0 <= a < self.layout.n_actions and self._mask[a])
         if invalid:
             a = self.layout.nearest_valid(a, self._mask)
-        tier_index, keep = self.layout.decode(a)
-        sim = self.sim
         i = self._i
         t = sim.requests[i].arrival_s
-        cr = sim.dispatch(i, tier_index, bool(keep))
+        cr = sim.dispatch(i, a >> 1, bool(a & 1))  # layout.decode(a)
         info = self._decision_info(cr, a, invalid)
-        self._i += 1
-        t_next = sim.requests[self._i].arrival_s
+        self._i = i + 1
+        t_next = sim.requests[i + 1].arrival_s
         finished = sim.advance(t_next)
         self.last_finished = finished
         latency_cost, other_cost, joules = sim.collect(t_next)
         penalty = self.scenario.reward.invalid_action_penalty if invalid else 0.0
         reward = -(latency_cost + other_cost + penalty)
         self._add_interval_info(info, finished, t_next - t, joules)
-        truncated = self._i >= self.n_requests
+        truncated = i + 1 >= self.n_requests
         if truncated:
             info.update(self._return_rates())
         self._prepare()
-        state = self._state  # the next decision's: the edge as it is now
+        # the next decision's: the edge as it is now
         info["edge_batch"] = sim.edge.last_batch_size
-        info["edge_waiting"] = state.edge_waiting
-        info["edge_kv_occupancy"] = state.edge_kv_occupancy
+        info["edge_waiting"], info["edge_kv_occupancy"] = self._edge_fields
         return self._obs, float(reward), False, truncated, info
 
     def _decision_info(self, cr: CellRequest, action: int, invalid: bool) -> dict[str, Any]:
+        """The decided request's fields, read right after its dispatch (its device's heat and
+        radio as the decision left them); private and the newest sample from the decision."""
         L = self.layout.n_layers
+        tier_index = cr.tier_index
         d = self.sim.devices[cr.device]
-        t = cr.request.arrival_s
+        uplink = d.uplink
+        private, measured = self._decided
         info: dict[str, Any] = {
-            "split": cr.tier_index if cr.tier_index <= L else 0,
-            "tier": tier_of(cr.tier_index, L),
+            "split": tier_index if tier_index <= L else 0,
+            "tier": tier_of(tier_index, L),
             "keep": cr.keep,
             "action": action,
             "invalid_action": invalid,
             "prefill_tokens": cr.prefill_tokens,
             "upload_bytes": cr.upload_bytes,
-            "private": self._state.private,
-            "family": d.uplink.family,
-            "trace": d.uplink.name,
-            "measured_mbps": self._state.throughput_mbps[-1] if self._state.throughput_mbps else 0,
+            "private": private,
+            "family": uplink.family,
+            "trace": uplink.name,
+            "measured_mbps": measured,
             "device": cr.device,
             "device_class": CLASS_NAMES[d.class_index],
             "device_temp_c": d.temp_c(),
-            "radio_state": RADIO_STATES[d.radio_state_index(t)],
+            "radio_state": RADIO_STATES[d.radio_state_index(cr.request.arrival_s)],
         }
         if self.facts.has_lite:
-            info["lite"] = cr.tier_index == L + 2
-            info["quality"] = self.facts.quality_of(cr.tier_index)
+            info["lite"] = tier_index == L + 2
+            info["quality"] = self.facts.quality_of(tier_index)
         return info
 
     @staticmethod
@@ -304,7 +349,7 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         finishing order (local sums, in OUTCOME_KEYS' order)."""
         latency = ttft = slo = hit = usd = queue = batch = preempted = 0.0
         for cr in finished:
-            latency += cr.latency_s
+            latency += cr.finish_s - cr.request.arrival_s  # cr.latency_s
             ttft += cr.ttft_s
             slo += cr.slo_violated
             hit += cr.cache_hit
@@ -315,9 +360,14 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         info["dt"] = dt
         info["energy_j"] = joules
         info["n_finished"] = len(finished)
-        info.update(
-            zip(OUTCOME_KEYS, (latency, ttft, slo, hit, usd, queue, batch, preempted), strict=True)
-        )
+        info["latency_s"] = latency  # OUTCOME_KEYS, in order
+        info["ttft_s"] = ttft
+        info["slo_violated"] = slo
+        info["cache_hit"] = hit
+        info["usd"] = usd
+        info["queue_s"] = queue
+        info["batch_at_admit"] = batch
+        info["preempted"] = preempted
 
     def _return_rates(self) -> dict[str, float]:
         """Session-return rates of the decided requests, with and without the boundary."""

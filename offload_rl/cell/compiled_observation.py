@@ -18,8 +18,16 @@ import math
 
 import numpy as np
 
+from offload_rl.cell.compiled_devices import radio_state
+from offload_rl.cell.compiled_scheduler import decision_view
 from offload_rl.cell.kernel_jit import jit
-from offload_rl.features import CELL_ENCODER_SCALES, CellDecisionState, FeatureSpec
+from offload_rl.cell.sequence_table import SequenceTable
+from offload_rl.features import (
+    CELL_ENCODER_SCALES,
+    CellDecisionState,
+    FeatureSpec,
+    shared_action_mask,
+)
 
 A = np.ndarray
 SCALES = np.array(CELL_ENCODER_SCALES, dtype=np.float64)
@@ -109,6 +117,71 @@ def encode_cell(
     out[o + 9] = _unit(1.0 / (1.0 + r) if r >= 0 else 0.0)
 
 
+# decide's outputs in ``vals`` (float64; the integers exact): what the decision state holds
+# beyond the request's facts, for building it only when someone reads it
+(V_OCCUPANCY, V_LOAD, V_SPLIT, V_TOKENS, V_RADIO, V_WAITING, V_WAITING_TOKENS, V_RUNNING,
+ V_RUNNING_TOKENS, V_SHARE, V_RANK, V_BUSY, V_SIZE) = range(13)  # fmt: skip
+
+
+@jit
+def decide(
+    out: A, vals: A, raw: A, n_raw: int, H: int, scales: A, n_layers: int, outage_mbps: float,
+    ints: A, gi: A, gf: A, run: A, wait: A, kept: A, row: int, radios: A, j: int, t: float,
+    mark_t: float, mark_busy: float, rtt: float, new: int, ctx: int, turn: int, private: bool,
+    ttft: float, tpot: float, local: int, k_mem: int, prev: int, gap: float, age: float,
+    cls: int, thermal: int,
+) -> int:  # fmt: skip
+    """One decision in one call: the edge's view (``EdgeServer.decision_view``), the device's
+    radio state, the cached split (``CellSimulator.decision_state``'s rule: the device's own
+    kept KV ``local`` >= 0 first, then the edge's entry), the edge's load since the mark and
+    the observation (:func:`encode_cell`) into ``out``; the state's other fields into ``vals``.
+    Returns the mask's index in :func:`mask_table` (private, the clamped device layers, the
+    outage of the newest sample: ``features._shared_mask``'s key)."""
+    used, capacity, waiting, waiting_tokens, running, running_tokens, e_split, e_tokens, \
+        e_bytes, rank, busy = decision_view(ints, gi, gf, run, wait, kept, row)  # fmt: skip
+    if local >= 0:
+        split, ctok = n_layers, (local if local < ctx else ctx)
+    elif e_split >= 0:
+        split, ctok = e_split, (e_tokens if e_tokens < ctx else ctx)
+    else:
+        split, ctok = -1, 0
+    load = 0.0
+    if t > mark_t:
+        load = (busy - mark_busy) / (t - mark_t)
+        load = 0.0 if load < 0.0 else load
+        load = 1.0 if load > 1.0 else load
+    occupancy = used / capacity
+    share = e_bytes / capacity if e_split >= 0 else 0.0
+    radio = radio_state(radios, j, t)
+    encode_cell(
+        out, raw, n_raw, H, scales, n_layers, outage_mbps, rtt, new, ctx, turn, private, ttft,
+        tpot, split, ctok, occupancy, load, k_mem, prev, gap, age, cls, thermal, radio,
+        waiting, waiting_tokens, running, running_tokens, share, rank,
+    )  # fmt: skip
+    vals[V_OCCUPANCY], vals[V_LOAD], vals[V_SPLIT], vals[V_TOKENS] = occupancy, load, split, ctok
+    vals[V_RADIO], vals[V_WAITING], vals[V_WAITING_TOKENS] = radio, waiting, waiting_tokens
+    vals[V_RUNNING], vals[V_RUNNING_TOKENS], vals[V_SHARE] = running, running_tokens, share
+    vals[V_RANK], vals[V_BUSY] = rank, busy
+    newest = raw[n_raw - 1] if n_raw > 0 else 0.0
+    k = k_mem if k_mem > 0 else 0
+    k = k if k < n_layers else n_layers
+    return ((1 if private else 0) * (n_layers + 1) + k) * 2 + (1 if newest < outage_mbps else 0)
+
+
+def mask_table(spec: FeatureSpec) -> list[np.ndarray]:
+    """The masks :func:`decide`'s index picks, each from :func:`shared_action_mask` (the one
+    home of the rule) for a state with that key."""
+    masks = []
+    for private in (False, True):
+        for k in range(spec.n_layers + 1):
+            for outage in (False, True):
+                newest = -1.0 if outage else spec.outage_mbps
+                state = CellDecisionState([newest], 0.0, 0, 0, 0, private, 0.0, 0.0, None, 0,
+                                          0.0, 0.0, k)  # fmt: skip
+                masks.append(shared_action_mask(state, spec))
+    return masks
+
+
 def encode(state: CellDecisionState, spec: FeatureSpec) -> np.ndarray:
     """``encode_observation(state, spec)`` for a cell spec, in one compiled call (the fields
     go in as they are: numba converts them as Python's arithmetic does)."""
@@ -133,3 +206,10 @@ def warm_up() -> None:
     spec = FeatureSpec(n_layers=4, cell=True)
     state = CellDecisionState([1.0, 2.0], 10.0, 3, 4, 1, False, 1.0, 0.1, 2, 3, 0.5, 0.5, 4)
     encode(state, spec)
+    table = SequenceTable(1, 1, 1)
+    out, vals = np.empty(spec.obs_dim, dtype=np.float32), np.zeros(V_SIZE)
+    decide(
+        out, vals, np.ones(2), 2, spec.history, SCALES, 4, 0.5, table.ints, table.gi, table.gf,
+        table.run, table.wait, table.kept, -1, np.zeros((1, 18)), 0, 1.0, 0.0, 0.0, 10.0, 3, 4,
+        1, False, 1.0, 0.1, -1, 4, 0, 0.0, 1.0, 0, 0,
+    )  # fmt: skip

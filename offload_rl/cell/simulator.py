@@ -62,7 +62,7 @@ from offload_rl.cell.sequence_table import TablePool
 from offload_rl.cell.thermal import DEVICE_CLASSES
 from offload_rl.cost_model import LinkModel, request_cost
 from offload_rl.device_view import kept_kv_tokens
-from offload_rl.features import CellDecisionState
+from offload_rl.features import CellDecisionState, FeatureSpec
 from offload_rl.profiles import load_profile
 from offload_rl.reward import slo_violated_times
 from offload_rl.scenario_facts import ResolvedScenario, memory_layers_for
@@ -71,6 +71,9 @@ from offload_rl.workloads import Request, SyntheticWorkload, Workload
 from offload_rl.workloads.distributions import choice_cdf, choice_indices
 
 _FINISH = "compiled_finish"
+# what a compiled decision keeps to build its state on demand (CellSimulator.state_of):
+# request index, samples, throughput age, private, SLO, previous output tokens, gap, thermal
+DecisionFacts = tuple[int, list[float], float, bool, tuple[float, float], int, float, int]
 
 
 def _finish_kernels() -> ModuleType | None:
@@ -433,6 +436,65 @@ class CellSimulator:
             e_bytes / capacity if e_split >= 0 else 0.0,  # entry_bytes_share
             rank,  # entry_recency_rank
         )
+
+    def decide_compiled(
+        self, i: int, kernels: ModuleType, out: np.ndarray, vals: np.ndarray, spec: FeatureSpec
+    ) -> tuple[int, DecisionFacts]:
+        """:meth:`decision_state` and the observation of request ``i`` in one compiled call
+        (:func:`~offload_rl.cell.compiled_observation.decide`, with a compiled edge server and
+        radio bank): the observation into ``out``, the state's edge and radio fields into
+        ``vals``. Returns the mask's index and what :meth:`state_of` needs to build the same
+        :class:`CellDecisionState` only when someone reads it (the same side effects as
+        :meth:`decision_state`: the probe, the device's cooling, the busy mark)."""
+        req = self.requests[i]
+        j = self.device_of[i]
+        d = self.devices[j]
+        t = req.arrival_s
+        net = self.facts.scenario.network
+        if not d.sample_mbps or d.sample_mbps[-1] < net.outage_mbps:  # probe_if_out's test
+            d.probe_if_out(t, net.outage_mbps, net.throughput_sample_s)
+        samples, newest = d.samples_until(t, net.throughput_history)
+        age = t - newest if samples else 3600.0
+        sid = req.session_id
+        local = d.kept_local.get(sid, -1)
+        prev = d.memory.previous(sid)
+        prev_tokens, gap = (prev[1], t - prev[0]) if prev is not None else (0, 0.0)
+        slo = self.facts.slo_targets[self.slo_class[sid]]
+        private = self.private[sid]
+        thermal = d.os_level(t)
+        table = self.edge._table
+        bank = self._bank
+        assert bank is not None  # compiled mode (EdgeCellEnv._compiled_decider)
+        mark_t, mark_busy = self._busy_mark
+        code: int = kernels.decide(
+            out, vals, np.array(samples, dtype=np.float64), len(samples), spec.history,
+            kernels.SCALES, spec.n_layers, spec.outage_mbps, table.ints, table.gi, table.gf,
+            table.run, table.wait, table.kept, table.kept_row(sid), bank.table, j, t,
+            mark_t, mark_busy, net.rtt_edge_ms, req.new_tokens,
+            req.context_tokens, req.turn, private, slo[0], slo[1], local, self.k_mem[i],
+            prev_tokens, gap, age, d.class_index, thermal,
+        )  # fmt: skip
+        self._busy_mark = (t, float(vals[kernels.V_BUSY]))
+        return code, (i, samples, age, private, slo, prev_tokens, gap, thermal)
+
+    def state_of(self, facts: DecisionFacts, vals: np.ndarray) -> CellDecisionState:
+        """The :class:`CellDecisionState` :meth:`decide_compiled` decided on, field for field
+        :meth:`decision_state`'s (``vals``: that call's, unchanged since)."""
+        from offload_rl.cell import compiled_observation as co  # compiled mode only
+
+        i, samples, age, private, slo, prev_tokens, gap, thermal = facts
+        req = self.requests[i]
+        v = vals.tolist()
+        split = int(v[co.V_SPLIT])
+        return CellDecisionState(  # positional, in the field order (decision_state's)
+            samples, self.facts.scenario.network.rtt_edge_ms, req.new_tokens,
+            req.context_tokens, req.turn, private, slo[0], slo[1],
+            None if split < 0 else split, int(v[co.V_TOKENS]), v[co.V_OCCUPANCY],
+            v[co.V_LOAD], self.k_mem[i], prev_tokens, gap, age,
+            self.devices[self.device_of[i]].class_index, thermal, int(v[co.V_RADIO]),
+            int(v[co.V_WAITING]), int(v[co.V_WAITING_TOKENS]), int(v[co.V_RUNNING]),
+            int(v[co.V_RUNNING_TOKENS]), v[co.V_SHARE], int(v[co.V_RANK]),
+        )  # fmt: skip
 
     def _edge_utilisation(self, t: float, busy: float) -> float:
         """Busy share of the edge GPU since the previous decision (what nvidia-smi reports),
