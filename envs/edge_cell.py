@@ -248,8 +248,8 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
             self._mask = self._masks[code]  # read-only: copied out
             self._state = None  # built when read
             self._edge_fields = (int(vals[decide.V_WAITING]), float(vals[decide.V_OCCUPANCY]))
-            samples = self._facts[1]
-            self._decided = (self._facts[3], samples[-1] if samples else 0)
+            n = int(vals[decide.V_N_SAMPLES])
+            self._decided = (self._facts[1], float(vals[decide.V_SAMPLES + n - 1]) if n else 0)
             return
         state: CellDecisionState = self.sim.decision_state(self._i)
         self._state = state
