@@ -189,6 +189,7 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         self._facts: DecisionFacts | None = None
         self._edge_fields = (0, 0.0)  # the decision's edge_waiting and edge_kv_occupancy
         self._decided: tuple[bool, float] = (False, 0.0)  # its private and newest sample (info)
+        self._tier_info = self._tier_infos()
 
     # -- episode set-up -------------------------------------------------------------------
     def reset(
@@ -240,16 +241,15 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         decide = self._decide
         if decide is not None:
             obs = np.empty(self.feature_spec.obs_dim, dtype=np.float32)
-            vals = self._vals
-            code, self._facts = self.sim.decide_compiled(
-                self._i, decide, obs, vals, self.feature_spec
+            code, waiting, occupancy, measured, facts = self.sim.decide_compiled(
+                self._i, decide, obs, self._vals, self.feature_spec
             )
             self._obs = obs
             self._mask = self._masks[code]  # read-only: copied out
             self._state = None  # built when read
-            self._edge_fields = (int(vals[decide.V_WAITING]), float(vals[decide.V_OCCUPANCY]))
-            n = int(vals[decide.V_N_SAMPLES])
-            self._decided = (self._facts[1], float(vals[decide.V_SAMPLES + n - 1]) if n else 0)
+            self._facts = facts
+            self._edge_fields = (waiting, occupancy)
+            self._decided = (facts[1], measured)
             return
         state: CellDecisionState = self.sim.decision_state(self._i)
         self._state = state
@@ -314,14 +314,14 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
     def _decision_info(self, cr: CellRequest, action: int, invalid: bool) -> dict[str, Any]:
         """The decided request's fields, read right after its dispatch (its device's heat and
         radio as the decision left them); private and the newest sample from the decision."""
-        L = self.layout.n_layers
         tier_index = cr.tier_index
+        split, tier, lite = self._tier_info[tier_index]
         d = self.sim.devices[cr.device]
         uplink = d.uplink
         private, measured = self._decided
         info: dict[str, Any] = {
-            "split": tier_index if tier_index <= L else 0,
-            "tier": tier_of(tier_index, L),
+            "split": split,
+            "tier": tier,
             "keep": cr.keep,
             "action": action,
             "invalid_action": invalid,
@@ -333,13 +333,25 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
             "measured_mbps": measured,
             "device": cr.device,
             "device_class": CLASS_NAMES[d.class_index],
-            "device_temp_c": d.temp_c(),
-            "radio_state": RADIO_STATES[d.radio_state_index(cr.request.arrival_s)],
+            "device_temp_c": d.thermal.temp_c,  # d.temp_c()
+            "radio_state": RADIO_STATES[d.radio.state_index(cr.request.arrival_s)],
         }
-        if self.facts.has_lite:
-            info["lite"] = tier_index == L + 2
-            info["quality"] = self.facts.quality_of(tier_index)
+        if lite is not None:
+            info["lite"], info["quality"] = lite
         return info
+
+    def _tier_infos(self) -> list[tuple[int, str, tuple[bool, float] | None]]:
+        """Per tier index, the info's ``split`` and ``tier`` and, with a device-lite model,
+        ``lite`` and ``quality`` (from ``tier_of`` and ``facts.quality_of``, once)."""
+        L = self.layout.n_layers
+        return [
+            (
+                k if k <= L else 0,
+                tier_of(k, L),
+                (k == L + 2, self.facts.quality_of(k)) if self.facts.has_lite else None,
+            )
+            for k in range(self.layout.n_tiers)
+        ]
 
     @staticmethod
     def _add_interval_info(

@@ -160,7 +160,7 @@ def decide(
     wait: A, kept: A, row: int, radios: A, j: int, t: float, mark_t: float, mark_busy: float,
     rtt: float, new: int, ctx: int, turn: int, private: bool, ttft: float, tpot: float,
     local: int, k_mem: int, prev: int, gap: float, cls: int, thermal: int,
-) -> int:  # fmt: skip
+) -> tuple[int, int, float, int, float, float]:  # fmt: skip
     """One decision of device ``j`` in one call: its samples (:func:`samples_until`; first
     :data:`PROBE`, with no effect, while it has none or its newest is below ``probe_floor``:
     the caller probes, then calls again with ``-inf``), the edge's view
@@ -169,10 +169,12 @@ def decide(
     then the edge's entry), the edge's load since the mark and the observation
     (:func:`encode_cell`) into ``out``; the state's other fields into ``vals``. Returns the
     mask's index in :func:`mask_table` (private, the clamped device layers, the outage of the
-    newest sample: ``features._shared_mask``'s key)."""
+    newest sample: ``features._shared_mask``'s key), the edge's waiting requests and KV
+    occupancy, the samples read, the newest (0 if none) and the edge's busy seconds (the next mark),
+    as one tuple: reading ``vals`` from Python costs ~0.1 us a field."""
     n = counts[j]
     if probe_floor > -math.inf and (n == 0 or values[j, n - 1] < probe_floor):
-        return PROBE  # (-inf: it has probed, or no probe could measure: t = 0)
+        return PROBE, 0, 0.0, 0, 0.0, 0.0  # (-inf: it has probed, or no probe could measure)
     raw = vals[V_SAMPLES:]
     n_raw = samples_until(times, values, counts, j, t, history, raw)
     used, capacity, waiting, waiting_tokens, running, running_tokens, e_split, e_tokens, \
@@ -204,7 +206,8 @@ def decide(
     newest = raw[n_raw - 1] if n_raw > 0 else 0.0
     k = k_mem if k_mem > 0 else 0
     k = k if k < n_layers else n_layers
-    return ((1 if private else 0) * (n_layers + 1) + k) * 2 + (1 if newest < outage_mbps else 0)
+    code = ((1 if private else 0) * (n_layers + 1) + k) * 2 + (1 if newest < outage_mbps else 0)
+    return code, waiting, occupancy, n_raw, newest, busy
 
 
 def mask_table(spec: FeatureSpec) -> list[np.ndarray]:
