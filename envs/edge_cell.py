@@ -48,6 +48,23 @@ OUTCOME_KEYS = (
 
 
 CLASS_NAMES = tuple(DEVICE_CLASSES)  # info["device_class"] by class index
+_NO_SUMS = (0.0,) * len(OUTCOME_KEYS)  # an interval in which no request finished
+
+
+def interval_sums(finished: list[CellRequest]) -> tuple[float, ...]:
+    """The finished requests' outcomes summed in finishing order, in OUTCOME_KEYS' order
+    (floats from 0.0: the info's interval fields)."""
+    latency = ttft = slo = hit = usd = queue = batch = preempted = 0.0
+    for cr in finished:
+        latency += cr.finish_s - cr.request.arrival_s  # cr.latency_s
+        ttft += cr.ttft_s
+        slo += cr.slo_violated
+        hit += cr.cache_hit
+        usd += cr.usd
+        queue += cr.queue_s
+        batch += cr.batch_at_admit
+        preempted += cr.preempted
+    return latency, ttft, slo, hit, usd, queue, batch, preempted
 
 
 class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
@@ -187,7 +204,8 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         self._vals = np.zeros(0, dtype=np.float64)  # the compiled decision's state fields
         self._state: CellDecisionState | None = None
         self._facts: DecisionFacts | None = None
-        self._edge_fields = (0, 0.0)  # the decision's edge_waiting and edge_kv_occupancy
+        # the decision's edge_batch, edge_waiting and edge_kv_occupancy (info)
+        self._edge_fields: tuple[int, int, float] = (0, 0, 0.0)
         self._decided: tuple[bool, float] = (False, 0.0)  # its private and newest sample (info)
         self._tier_info = self._tier_infos()
 
@@ -241,14 +259,13 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         decide = self._decide
         if decide is not None:
             obs = np.empty(self.feature_spec.obs_dim, dtype=np.float32)
-            code, waiting, occupancy, measured, facts = self.sim.decide_compiled(
+            code, self._edge_fields, measured, facts = self.sim.decide_compiled(
                 self._i, decide, obs, self._vals, self.feature_spec
             )
             self._obs = obs
             self._mask = self._masks[code]  # read-only: copied out
             self._state = None  # built when read
             self._facts = facts
-            self._edge_fields = (waiting, occupancy)
             self._decided = (facts[1], measured)
             return
         state: CellDecisionState = self.sim.decision_state(self._i)
@@ -256,7 +273,11 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         encode = self._encode or encode_observation
         self._obs = encode(state, self.feature_spec)
         self._mask = shared_action_mask(state, self.feature_spec)  # read-only: copied out
-        self._edge_fields = (state.edge_waiting, state.edge_kv_occupancy)
+        self._edge_fields = (
+            self.sim.edge.last_batch_size,
+            state.edge_waiting,
+            state.edge_kv_occupancy,
+        )
         newest = state.throughput_mbps[-1] if state.throughput_mbps else 0
         self._decided = (state.private, newest)
 
@@ -293,7 +314,10 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         i = self._i
         t = sim.requests[i].arrival_s
         cr = sim.dispatch(i, a >> 1, bool(a & 1))  # layout.decode(a)
-        info = self._decision_info(cr, a, invalid)
+        d = sim.devices[cr.device]
+        # the decided request's device as the decision left it (its heat, its radio)
+        temp_c, radio = d.thermal.temp_c, RADIO_STATES[d.radio.state_index(t)]
+        private, measured = self._decided
         self._i = i + 1
         t_next = sim.requests[i + 1].arrival_s
         finished = sim.advance(t_next)
@@ -301,29 +325,17 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         latency_cost, other_cost, joules = sim.collect(t_next)
         penalty = self.scenario.reward.invalid_action_penalty if invalid else 0.0
         reward = -(latency_cost + other_cost + penalty)
-        self._add_interval_info(info, finished, t_next - t, joules)
+        sums = interval_sums(finished) if finished else _NO_SUMS
         truncated = i + 1 >= self.n_requests
-        if truncated:
-            info.update(self._return_rates())
         self._prepare()
-        # the next decision's: the edge as it is now
-        info["edge_batch"] = sim.edge.last_batch_size
-        info["edge_waiting"], info["edge_kv_occupancy"] = self._edge_fields
-        return self._obs, float(reward), False, truncated, info
-
-    def _decision_info(self, cr: CellRequest, action: int, invalid: bool) -> dict[str, Any]:
-        """The decided request's fields, read right after its dispatch (its device's heat and
-        radio as the decision left them); private and the newest sample from the decision."""
-        tier_index = cr.tier_index
-        split, tier, lite = self._tier_info[tier_index]
-        d = self.sim.devices[cr.device]
+        batch, waiting, occupancy = self._edge_fields  # the next decision's: the edge now
+        split, tier, lite = self._tier_info[cr.tier_index]
         uplink = d.uplink
-        private, measured = self._decided
         info: dict[str, Any] = {
             "split": split,
             "tier": tier,
             "keep": cr.keep,
-            "action": action,
+            "action": a,
             "invalid_action": invalid,
             "prefill_tokens": cr.prefill_tokens,
             "upload_bytes": cr.upload_bytes,
@@ -333,12 +345,39 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
             "measured_mbps": measured,
             "device": cr.device,
             "device_class": CLASS_NAMES[d.class_index],
-            "device_temp_c": d.thermal.temp_c,  # d.temp_c()
-            "radio_state": RADIO_STATES[d.radio.state_index(cr.request.arrival_s)],
+            "device_temp_c": temp_c,
+            "radio_state": radio,
+            "dt": t_next - t,
+            "energy_j": joules,
+            "n_finished": len(finished),
+            "latency_s": sums[0],  # OUTCOME_KEYS, in order
+            "ttft_s": sums[1],
+            "slo_violated": sums[2],
+            "cache_hit": sums[3],
+            "usd": sums[4],
+            "queue_s": sums[5],
+            "batch_at_admit": sums[6],
+            "preempted": sums[7],
+            "edge_batch": batch,
+            "edge_waiting": waiting,
+            "edge_kv_occupancy": occupancy,
         }
-        if lite is not None:
-            info["lite"], info["quality"] = lite
-        return info
+        if lite is not None or truncated:
+            info = self._with_rare_fields(info, lite, truncated)
+        return self._obs, float(reward), False, truncated, info
+
+    def _with_rare_fields(
+        self, info: dict[str, Any], lite: tuple[bool, float] | None, truncated: bool
+    ) -> dict[str, Any]:
+        """``info`` with ``lite`` and ``quality`` after the decided request's fields (a
+        device-lite model) and the session-return rates before the edge's (the last step),
+        in the order the info always had."""
+        items = list(info.items())
+        tail = items[-3:]  # edge_batch, edge_waiting, edge_kv_occupancy
+        head, interval = items[:15], items[15:-3]
+        extra = [("lite", lite[0]), ("quality", lite[1])] if lite is not None else []
+        rates = list(self._return_rates().items()) if truncated else []
+        return dict(head + extra + interval + rates + tail)
 
     def _tier_infos(self) -> list[tuple[int, str, tuple[bool, float] | None]]:
         """Per tier index, the info's ``split`` and ``tier`` and, with a device-lite model,
@@ -352,34 +391,6 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
             )
             for k in range(self.layout.n_tiers)
         ]
-
-    @staticmethod
-    def _add_interval_info(
-        info: dict[str, Any], finished: list[CellRequest], dt: float, joules: float
-    ) -> None:
-        """The interval's fields into ``info``: the finished requests' outcomes summed in
-        finishing order (local sums, in OUTCOME_KEYS' order)."""
-        latency = ttft = slo = hit = usd = queue = batch = preempted = 0.0
-        for cr in finished:
-            latency += cr.finish_s - cr.request.arrival_s  # cr.latency_s
-            ttft += cr.ttft_s
-            slo += cr.slo_violated
-            hit += cr.cache_hit
-            usd += cr.usd
-            queue += cr.queue_s
-            batch += cr.batch_at_admit
-            preempted += cr.preempted
-        info["dt"] = dt
-        info["energy_j"] = joules
-        info["n_finished"] = len(finished)
-        info["latency_s"] = latency  # OUTCOME_KEYS, in order
-        info["ttft_s"] = ttft
-        info["slo_violated"] = slo
-        info["cache_hit"] = hit
-        info["usd"] = usd
-        info["queue_s"] = queue
-        info["batch_at_admit"] = batch
-        info["preempted"] = preempted
 
     def _return_rates(self) -> dict[str, float]:
         """Session-return rates of the decided requests, with and without the boundary."""

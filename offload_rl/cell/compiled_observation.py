@@ -22,7 +22,7 @@ from offload_rl.cell.compiled_devices import radio_state
 from offload_rl.cell.compiled_scheduler import decision_view
 from offload_rl.cell.device import SAMPLE_SLOTS
 from offload_rl.cell.kernel_jit import jit
-from offload_rl.cell.sequence_table import SequenceTable
+from offload_rl.cell.sequence_table import LAST_SIZE, SequenceTable
 from offload_rl.features import (
     CELL_ENCODER_SCALES,
     CellDecisionState,
@@ -160,7 +160,7 @@ def decide(
     wait: A, kept: A, row: int, radios: A, j: int, t: float, mark_t: float, mark_busy: float,
     rtt: float, new: int, ctx: int, turn: int, private: bool, ttft: float, tpot: float,
     local: int, k_mem: int, prev: int, gap: float, cls: int, thermal: int,
-) -> tuple[int, int, float, int, float, float]:  # fmt: skip
+) -> tuple[int, int, int, float, int, float, float]:  # fmt: skip
     """One decision of device ``j`` in one call: its samples (:func:`samples_until`; first
     :data:`PROBE`, with no effect, while it has none or its newest is below ``probe_floor``:
     the caller probes, then calls again with ``-inf``), the edge's view
@@ -169,12 +169,12 @@ def decide(
     then the edge's entry), the edge's load since the mark and the observation
     (:func:`encode_cell`) into ``out``; the state's other fields into ``vals``. Returns the
     mask's index in :func:`mask_table` (private, the clamped device layers, the outage of the
-    newest sample: ``features._shared_mask``'s key), the edge's waiting requests and KV
-    occupancy, the samples read, the newest (0 if none) and the edge's busy seconds (the next mark),
-    as one tuple: reading ``vals`` from Python costs ~0.1 us a field."""
+    newest sample: ``features._shared_mask``'s key), the edge's last batch size, waiting
+    requests and KV occupancy, the samples read, the newest (0 if none) and the edge's busy
+    seconds (the next mark), as one tuple: reading ``vals`` from Python costs ~0.1 us a field."""
     n = counts[j]
     if probe_floor > -math.inf and (n == 0 or values[j, n - 1] < probe_floor):
-        return PROBE, 0, 0.0, 0, 0.0, 0.0  # (-inf: it has probed, or no probe could measure)
+        return PROBE, 0, 0, 0.0, 0, 0.0, 0.0  # (-inf: it has probed, or no probe could measure)
     raw = vals[V_SAMPLES:]
     n_raw = samples_until(times, values, counts, j, t, history, raw)
     used, capacity, waiting, waiting_tokens, running, running_tokens, e_split, e_tokens, \
@@ -207,7 +207,7 @@ def decide(
     k = k_mem if k_mem > 0 else 0
     k = k if k < n_layers else n_layers
     code = ((1 if private else 0) * (n_layers + 1) + k) * 2 + (1 if newest < outage_mbps else 0)
-    return code, waiting, occupancy, n_raw, newest, busy
+    return code, gi[LAST_SIZE], waiting, occupancy, n_raw, newest, busy
 
 
 def mask_table(spec: FeatureSpec) -> list[np.ndarray]:

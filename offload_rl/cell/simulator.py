@@ -443,13 +443,13 @@ class CellSimulator:
 
     def decide_compiled(
         self, i: int, kernels: ModuleType, out: np.ndarray, vals: np.ndarray, spec: FeatureSpec
-    ) -> tuple[int, int, float, float, DecisionFacts]:
+    ) -> tuple[int, tuple[int, int, float], float, DecisionFacts]:
         """:meth:`decision_state` and the observation of request ``i`` in one compiled call
         (:func:`~offload_rl.cell.compiled_observation.decide`, with a compiled edge server and
         radio bank): the observation into ``out``, the state's other fields into ``vals``.
-        Returns the mask's index, the edge's waiting requests and KV occupancy, the newest
-        sample read (0 if none: the info's ``measured_mbps``) and what :meth:`state_of` needs
-        to build the same
+        Returns the mask's index, the edge's last batch size, waiting requests and KV
+        occupancy (the info's ``edge_*``), the newest sample read (0 if none: the info's
+        ``measured_mbps``) and what :meth:`state_of` needs to build the same
         :class:`CellDecisionState` only when someone reads it (the same side effects as
         :meth:`decision_state`: the probe, the device's cooling, the busy mark)."""
         req = self.requests[i]
@@ -471,7 +471,7 @@ class CellSimulator:
         times, values, counts = self._samples
         floor = net.outage_mbps
         while True:  # once, or twice when the device probes its link first
-            code, waiting, occupancy, n_samples, newest, busy = kernels.decide(
+            code, batch, waiting, occupancy, n_samples, newest, busy = kernels.decide(
                 out, vals, times, values, counts, floor, net.throughput_history, spec.history,
                 kernels.SCALES, spec.n_layers, spec.outage_mbps, table.ints, table.gi,
                 table.gf, table.run, table.wait, table.kept, table.kept_row(sid), bank.table,
@@ -485,7 +485,8 @@ class CellSimulator:
             floor = -math.inf  # probed: decide on what it measured
         self._busy_mark = (t, busy)
         measured = newest if n_samples else 0
-        return code, waiting, occupancy, measured, (i, private, slo, prev_tokens, gap, thermal)
+        edge = (batch, waiting, occupancy)
+        return code, edge, measured, (i, private, slo, prev_tokens, gap, thermal)
 
     def state_of(self, facts: DecisionFacts, vals: np.ndarray) -> CellDecisionState:
         """The :class:`CellDecisionState` :meth:`decide_compiled` decided on, field for field

@@ -87,3 +87,11 @@ def test_compiled_decisions_in_outages_are_the_references(seed: int, read: bool)
     """Outages: the probe before deciding and the mask's fallback (budget phones, WiFi)."""
     fast, ref = _envs(OUTAGE_SCENARIO(), 8, seed)
     _play(fast, ref, seed, read)
+
+
+@settings(max_examples=3, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.booleans())
+def test_compiled_decisions_with_a_lite_model_are_the_references(seed: int, read: bool) -> None:
+    """A device-lite model: its tier in the mask and ``lite``/``quality`` in the info."""
+    fast, ref = _envs("cell_lite", 8, seed)
+    _play(fast, ref, seed, read)
