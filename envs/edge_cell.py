@@ -208,6 +208,9 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         self._edge_fields: tuple[int, int, float] = (0, 0, 0.0)
         self._decided: tuple[bool, float] = (False, 0.0)  # its private and newest sample (info)
         self._tier_info = self._tier_infos()
+        # asked at every step: properties that compute (the spec and layout are fixed)
+        self._n_actions = self.layout.n_actions
+        self._obs_dim = self.feature_spec.obs_dim
 
     # -- episode set-up -------------------------------------------------------------------
     def reset(
@@ -258,7 +261,7 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
     def _prepare(self) -> None:
         decide = self._decide
         if decide is not None:
-            obs = np.empty(self.feature_spec.obs_dim, dtype=np.float32)
+            obs = np.empty(self._obs_dim, np.float32)
             code, self._edge_fields, measured, facts = self.sim.decide_compiled(
                 self._i, decide, obs, self._vals, self.feature_spec
             )
@@ -308,7 +311,7 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         if not sim.requests:
             raise RuntimeError("call reset() before step()")
         a = int(action)
-        invalid = not (0 <= a < self.layout.n_actions and self._mask[a])
+        invalid = not (0 <= a < self._n_actions and self._mask[a])
         if invalid:
             a = self.layout.nearest_valid(a, self._mask)
         i = self._i
