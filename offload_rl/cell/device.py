@@ -85,6 +85,7 @@ class Device:
         ``counts[row]`` samples' times and values, oldest first, in that row's first slots."""
         self.sample_times, self.sample_values, self.sample_counts = times, values, counts
         self.sample_row = row
+        self._n_samples = int(counts[row])  # counts[row] as a Python int (record's, cheaper)
 
     @property
     def sample_t(self) -> list[float]:
@@ -119,7 +120,7 @@ class Device:
             raise ValueError(f"a device keeps at most {SAMPLE_SLOTS} samples, got {n}")
         target = self.sample_times if times else self.sample_values
         target[self.sample_row, :n] = column
-        self.sample_counts[self.sample_row] = n
+        self.sample_counts[self.sample_row] = self._n_samples = n
 
     def seed_samples(self, history: int, period_s: float) -> None:
         """``history`` samples of the periods before t = 0 (the device was in use before).
@@ -141,7 +142,7 @@ class Device:
             # same draw and value (exp ignores the zero's sign) without normal's argument checks
             mbps *= math.exp(sd * self.rng.standard_normal())
         times, values, j = self.sample_times, self.sample_values, self.sample_row
-        n = int(self.sample_counts[j])
+        n = self._n_samples
         if n == SAMPLE_SLOTS:  # appending the 65th: the oldest 32 go (the encoder reads <= 64)
             half = SAMPLE_SLOTS // 2
             times[j, :half] = times[j, half:]
@@ -149,7 +150,7 @@ class Device:
             n = half
         times[j, n] = t
         values[j, n] = mbps
-        self.sample_counts[j] = n + 1
+        self.sample_counts[j] = self._n_samples = n + 1
 
     def samples_until(self, t: float, history: int) -> tuple[list[float], float]:
         """The newest ``history`` samples measured by ``t``, oldest first, and the newest's time.
@@ -165,7 +166,7 @@ class Device:
 
     def probe_if_out(self, t: float, floor_mbps: float, period_s: float) -> None:
         """Re-measure the link before deciding while the newest sample says it is out."""
-        n = int(self.sample_counts[self.sample_row])
+        n = self._n_samples
         if n and self.sample_values[self.sample_row, n - 1] >= floor_mbps:
             return
         lo = max(t - period_s, 0.0)
