@@ -43,3 +43,25 @@ def test_compiled_scan_is_samples_until(
     n = scan(times, values, counts, j, t, history, out)
     assert out[:n].tolist() == expected
     assert (float(out[-1]) if n else 0.0) == newest
+
+
+def test_a_forked_cells_devices_keep_their_samples_in_the_forks_rows() -> None:
+    """``copy.deepcopy`` of a simulator (the oracle's fork) copies the cell's sample arrays
+    once: the fork's devices write the fork's rows, the parent's stay as they were."""
+    import copy
+
+    from envs.edge_cell import EdgeCellEnv
+
+    env = EdgeCellEnv(n_devices=4, episode_requests=30)
+    env.reset(seed=1)
+    for _ in range(10):
+        env.step(int(np.flatnonzero(env.action_masks())[0]))
+    sim = env.sim
+    fork = copy.deepcopy(sim)
+    before = [(d.sample_t, d.sample_mbps) for d in sim.devices]
+    for j, d in enumerate(fork.devices):
+        assert d.sample_times is fork._samples[0] and d.sample_counts is fork._samples[2]
+        assert (d.sample_t, d.sample_mbps) == before[j]
+        d.record(1e6, 123.0)
+        assert fork._samples[1][j, fork._samples[2][j] - 1] == d.sample_mbps[-1]
+    assert [(d.sample_t, d.sample_mbps) for d in sim.devices] == before
