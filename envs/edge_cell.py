@@ -7,6 +7,7 @@ The Gymnasium face of :class:`offload_rl.cell.simulator.CellSimulator` (the phys
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
@@ -19,7 +20,7 @@ from offload_rl.cell import compiled_decode as cd
 from offload_rl.cell.config import CellConfig
 from offload_rl.cell.device_seeding import world_generator
 from offload_rl.cell.radio import RADIO_STATES
-from offload_rl.cell.simulator import CellRequest, CellSimulator
+from offload_rl.cell.simulator import CellRequest, CellSimulator, DecisionFacts
 from offload_rl.cell.thermal import DEVICE_CLASSES
 from offload_rl.cost_model import tier_of
 from offload_rl.errors import ConfigError
@@ -47,6 +48,23 @@ OUTCOME_KEYS = (
 
 
 CLASS_NAMES = tuple(DEVICE_CLASSES)  # info["device_class"] by class index
+_NO_SUMS = (0.0,) * len(OUTCOME_KEYS)  # an interval in which no request finished
+
+
+def interval_sums(finished: list[CellRequest]) -> tuple[float, ...]:
+    """The finished requests' outcomes summed in finishing order, in OUTCOME_KEYS' order
+    (floats from 0.0: the info's interval fields)."""
+    latency = ttft = slo = hit = usd = queue = batch = preempted = 0.0
+    for cr in finished:
+        latency += cr.finish_s - cr.request.arrival_s  # cr.latency_s
+        ttft += cr.ttft_s
+        slo += cr.slo_violated
+        hit += cr.cache_hit
+        usd += cr.usd
+        queue += cr.queue_s
+        batch += cr.batch_at_admit
+        preempted += cr.preempted
+    return latency, ttft, slo, hit, usd, queue, batch, preempted
 
 
 class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
@@ -181,6 +199,18 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         self._i = 0
         self._encode: Callable[[CellDecisionState, FeatureSpec], np.ndarray] | None = None
         self.last_finished: list[CellRequest] = []
+        self._decide: ModuleType | None = None  # compiled_observation, in compiled mode
+        self._masks: list[np.ndarray] = []  # the compiled decision's, by its index
+        self._vals = np.zeros(0, dtype=np.float64)  # the compiled decision's state fields
+        self._state: CellDecisionState | None = None
+        self._facts: DecisionFacts | None = None
+        # the decision's edge_batch, edge_waiting and edge_kv_occupancy (info)
+        self._edge_fields: tuple[int, int, float] = (0, 0, 0.0)
+        self._decided: tuple[bool, float] = (False, 0.0)  # its private and newest sample (info)
+        self._tier_info = self._tier_infos()
+        # asked at every step: properties that compute (the spec and layout are fixed)
+        self._n_actions = self.layout.n_actions
+        self._obs_dim = self.feature_spec.obs_dim
 
     # -- episode set-up -------------------------------------------------------------------
     def reset(
@@ -200,6 +230,7 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
             "n_devices": self.sim.cell.n_devices,
         }
         self._encode = self._compiled_encoder() if self.sim.edge.compiled else None
+        self._decide = self._compiled_decider()
         self._prepare()
         return self._obs, dict(self._episode_info)
 
@@ -215,18 +246,54 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
             return None
         return encode
 
+    def _compiled_decider(self) -> ModuleType | None:
+        """:mod:`~offload_rl.cell.compiled_observation` where a decision runs in one compiled
+        call (a compiled edge server and radio bank), with its buffers and the masks its
+        index picks; None (the reference: state, encoder, mask) otherwise."""
+        if self._encode is None or self.sim._bank is None:
+            return None
+        module = cd.observation()
+        if not self._masks:
+            self._masks = module.mask_table(self.feature_spec)
+            self._vals = np.zeros(module.V_SIZE, dtype=np.float64)
+        return module
+
     def _prepare(self) -> None:
+        decide = self._decide
+        if decide is not None:
+            obs = np.empty(self._obs_dim, np.float32)
+            code, self._edge_fields, measured, facts = self.sim.decide_compiled(
+                self._i, decide, obs, self._vals, self.feature_spec
+            )
+            self._obs = obs
+            self._mask = self._masks[code]  # read-only: copied out
+            self._state = None  # built when read
+            self._facts = facts
+            self._decided = (facts[1], measured)
+            return
         state: CellDecisionState = self.sim.decision_state(self._i)
         self._state = state
         encode = self._encode or encode_observation
         self._obs = encode(state, self.feature_spec)
         self._mask = shared_action_mask(state, self.feature_spec)  # read-only: copied out
+        self._edge_fields = (
+            self.sim.edge.last_batch_size,
+            state.edge_waiting,
+            state.edge_kv_occupancy,
+        )
+        newest = state.throughput_mbps[-1] if state.throughput_mbps else 0
+        self._decided = (state.private, newest)
 
     # -- acting ---------------------------------------------------------------------------
     @property
     def state(self) -> CellDecisionState:
-        """The decision state of the current request (what its device and the edge know)."""
-        return self._state
+        """The decision state of the current request (what its device and the edge know);
+        a compiled decision builds it at the first read (training never reads it)."""
+        state = self._state
+        if state is None:
+            assert self._facts is not None  # a compiled decision's
+            state = self._state = self.sim.state_of(self._facts, self._vals)
+        return state
 
     @property
     def request_index(self) -> int:
@@ -240,84 +307,93 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
     def step(
         self, action: np.int64 | int
     ) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
-        if not self.sim.requests:
+        sim = self.sim
+        if not sim.requests:
             raise RuntimeError("call reset() before step()")
         a = int(action)
-        invalid = not (0 <= a < self.layout.n_actions and self._mask[a])
+        invalid = not (0 <= a < self._n_actions and self._mask[a])
         if invalid:
             a = self.layout.nearest_valid(a, self._mask)
-        tier_index, keep = self.layout.decode(a)
-        sim = self.sim
         i = self._i
         t = sim.requests[i].arrival_s
-        cr = sim.dispatch(i, tier_index, bool(keep))
-        info = self._decision_info(cr, a, invalid)
-        self._i += 1
-        t_next = sim.requests[self._i].arrival_s
+        cr = sim.dispatch(i, a >> 1, bool(a & 1))  # layout.decode(a)
+        d = sim.devices[cr.device]
+        # the decided request's device as the decision left it (its heat, its radio)
+        temp_c, radio = d.thermal.temp_c, RADIO_STATES[d.radio.state_index(t)]
+        private, measured = self._decided
+        self._i = i + 1
+        t_next = sim.requests[i + 1].arrival_s
         finished = sim.advance(t_next)
         self.last_finished = finished
         latency_cost, other_cost, joules = sim.collect(t_next)
         penalty = self.scenario.reward.invalid_action_penalty if invalid else 0.0
         reward = -(latency_cost + other_cost + penalty)
-        self._add_interval_info(info, finished, t_next - t, joules)
-        truncated = self._i >= self.n_requests
-        if truncated:
-            info.update(self._return_rates())
+        sums = interval_sums(finished) if finished else _NO_SUMS
+        truncated = i + 1 >= self.n_requests
         self._prepare()
-        state = self._state  # the next decision's: the edge as it is now
-        info["edge_batch"] = sim.edge.last_batch_size
-        info["edge_waiting"] = state.edge_waiting
-        info["edge_kv_occupancy"] = state.edge_kv_occupancy
-        return self._obs, float(reward), False, truncated, info
-
-    def _decision_info(self, cr: CellRequest, action: int, invalid: bool) -> dict[str, Any]:
-        L = self.layout.n_layers
-        d = self.sim.devices[cr.device]
-        t = cr.request.arrival_s
+        batch, waiting, occupancy = self._edge_fields  # the next decision's: the edge now
+        split, tier, lite = self._tier_info[cr.tier_index]
+        uplink = d.uplink
         info: dict[str, Any] = {
-            "split": cr.tier_index if cr.tier_index <= L else 0,
-            "tier": tier_of(cr.tier_index, L),
+            "split": split,
+            "tier": tier,
             "keep": cr.keep,
-            "action": action,
+            "action": a,
             "invalid_action": invalid,
             "prefill_tokens": cr.prefill_tokens,
             "upload_bytes": cr.upload_bytes,
-            "private": self._state.private,
-            "family": d.uplink.family,
-            "trace": d.uplink.name,
-            "measured_mbps": self._state.throughput_mbps[-1] if self._state.throughput_mbps else 0,
+            "private": private,
+            "family": uplink.family,
+            "trace": uplink.name,
+            "measured_mbps": measured,
             "device": cr.device,
             "device_class": CLASS_NAMES[d.class_index],
-            "device_temp_c": d.temp_c(),
-            "radio_state": RADIO_STATES[d.radio_state_index(t)],
+            "device_temp_c": temp_c,
+            "radio_state": radio,
+            "dt": t_next - t,
+            "energy_j": joules,
+            "n_finished": len(finished),
+            "latency_s": sums[0],  # OUTCOME_KEYS, in order
+            "ttft_s": sums[1],
+            "slo_violated": sums[2],
+            "cache_hit": sums[3],
+            "usd": sums[4],
+            "queue_s": sums[5],
+            "batch_at_admit": sums[6],
+            "preempted": sums[7],
+            "edge_batch": batch,
+            "edge_waiting": waiting,
+            "edge_kv_occupancy": occupancy,
         }
-        if self.facts.has_lite:
-            info["lite"] = cr.tier_index == L + 2
-            info["quality"] = self.facts.quality_of(cr.tier_index)
-        return info
+        if lite is not None or truncated:
+            info = self._with_rare_fields(info, lite, truncated)
+        return self._obs, float(reward), False, truncated, info
 
-    @staticmethod
-    def _add_interval_info(
-        info: dict[str, Any], finished: list[CellRequest], dt: float, joules: float
-    ) -> None:
-        """The interval's fields into ``info``: the finished requests' outcomes summed in
-        finishing order (local sums, in OUTCOME_KEYS' order)."""
-        latency = ttft = slo = hit = usd = queue = batch = preempted = 0.0
-        for cr in finished:
-            latency += cr.latency_s
-            ttft += cr.ttft_s
-            slo += cr.slo_violated
-            hit += cr.cache_hit
-            usd += cr.usd
-            queue += cr.queue_s
-            batch += cr.batch_at_admit
-            preempted += cr.preempted
-        info["dt"] = dt
-        info["energy_j"] = joules
-        info["n_finished"] = len(finished)
-        info.update(
-            zip(OUTCOME_KEYS, (latency, ttft, slo, hit, usd, queue, batch, preempted), strict=True)
-        )
+    def _with_rare_fields(
+        self, info: dict[str, Any], lite: tuple[bool, float] | None, truncated: bool
+    ) -> dict[str, Any]:
+        """``info`` with ``lite`` and ``quality`` after the decided request's fields (a
+        device-lite model) and the session-return rates before the edge's (the last step),
+        in the order the info always had."""
+        items = list(info.items())
+        tail = items[-3:]  # edge_batch, edge_waiting, edge_kv_occupancy
+        head, interval = items[:15], items[15:-3]
+        extra = [("lite", lite[0]), ("quality", lite[1])] if lite is not None else []
+        rates = list(self._return_rates().items()) if truncated else []
+        return dict(head + extra + interval + rates + tail)
+
+    def _tier_infos(self) -> list[tuple[int, str, tuple[bool, float] | None]]:
+        """Per tier index, the info's ``split`` and ``tier`` and, with a device-lite model,
+        ``lite`` and ``quality`` (from ``tier_of`` and ``facts.quality_of``, once)."""
+        L = self.layout.n_layers
+        return [
+            (
+                k if k <= L else 0,
+                tier_of(k, L),
+                (k == L + 2, self.facts.quality_of(k)) if self.facts.has_lite else None,
+            )
+            for k in range(self.layout.n_tiers)
+        ]
 
     def _return_rates(self) -> dict[str, float]:
         """Session-return rates of the decided requests, with and without the boundary."""

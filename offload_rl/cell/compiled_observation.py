@@ -18,8 +18,17 @@ import math
 
 import numpy as np
 
+from offload_rl.cell.compiled_devices import radio_state
+from offload_rl.cell.compiled_scheduler import decision_view
+from offload_rl.cell.device import SAMPLE_SLOTS
 from offload_rl.cell.kernel_jit import jit
-from offload_rl.features import CELL_ENCODER_SCALES, CellDecisionState, FeatureSpec
+from offload_rl.cell.sequence_table import LAST_SIZE, SequenceTable
+from offload_rl.features import (
+    CELL_ENCODER_SCALES,
+    CellDecisionState,
+    FeatureSpec,
+    shared_action_mask,
+)
 
 A = np.ndarray
 SCALES = np.array(CELL_ENCODER_SCALES, dtype=np.float64)
@@ -109,6 +118,112 @@ def encode_cell(
     out[o + 9] = _unit(1.0 / (1.0 + r) if r >= 0 else 0.0)
 
 
+# decide's outputs in ``vals`` (float64; the integers exact): what the decision state holds
+# beyond the request's facts, for building it only when someone reads it; from V_SAMPLES on,
+# the V_N_SAMPLES samples it read (oldest first)
+(V_OCCUPANCY, V_LOAD, V_SPLIT, V_TOKENS, V_RADIO, V_WAITING, V_WAITING_TOKENS, V_RUNNING,
+ V_RUNNING_TOKENS, V_SHARE, V_RANK, V_BUSY, V_N_SAMPLES, V_AGE, V_SAMPLES) = range(15)  # fmt: skip
+V_SIZE = V_SAMPLES + SAMPLE_SLOTS + 1  # the last: the newest sample's time
+PROBE = -1  # decide's answer while the device's newest sample says "outage": probe first
+
+
+@jit
+def samples_until(times: A, values: A, counts: A, j: int, t: float, history: int, out: A) -> int:
+    """``Device.samples_until`` of device ``j`` (row ``j``): the newest ``history`` samples
+    measured by ``t`` into ``out``, oldest first (``scan_samples``: at least one when any was
+    measured), and ``out[-1]`` the newest one's time; returns how many."""
+    n = counts[j]
+    m = 0
+    newest = 0.0
+    for k in range(n - 1, -1, -1):  # scan_samples: count them first, newest first
+        if times[j, k] <= t:
+            if m == 0:
+                newest = times[j, k]
+            m += 1
+            if m >= history:
+                break
+    w = m
+    for k in range(n - 1, -1, -1):  # then write them, oldest first
+        if w == 0:
+            break
+        if times[j, k] <= t:
+            w -= 1
+            out[w] = values[j, k]
+    out[out.shape[0] - 1] = newest
+    return m
+
+
+@jit
+def decide(
+    out: A, vals: A, times: A, values: A, counts: A, probe_floor: float, history: int,
+    H: int, scales: A, n_layers: int, outage_mbps: float, ints: A, gi: A, gf: A, run: A,
+    wait: A, kept: A, row: int, radios: A, j: int, t: float, mark_t: float, mark_busy: float,
+    rtt: float, new: int, ctx: int, turn: int, private: bool, ttft: float, tpot: float,
+    local: int, k_mem: int, prev: int, gap: float, cls: int, thermal: int,
+) -> tuple[int, int, int, float, int, float, float]:  # fmt: skip
+    """One decision of device ``j`` in one call: its samples (:func:`samples_until`; first
+    :data:`PROBE`, with no effect, while it has none or its newest is below ``probe_floor``:
+    the caller probes, then calls again with ``-inf``), the edge's view
+    (``EdgeServer.decision_view``), its radio state, the cached split
+    (``CellSimulator.decision_state``'s rule: the device's own kept KV ``local`` >= 0 first,
+    then the edge's entry), the edge's load since the mark and the observation
+    (:func:`encode_cell`) into ``out``; the state's other fields into ``vals``. Returns the
+    mask's index in :func:`mask_table` (private, the clamped device layers, the outage of the
+    newest sample: ``features._shared_mask``'s key), the edge's last batch size, waiting
+    requests and KV occupancy, the samples read, the newest (0 if none) and the edge's busy
+    seconds (the next mark), as one tuple: reading ``vals`` from Python costs ~0.1 us a field."""
+    n = counts[j]
+    if probe_floor > -math.inf and (n == 0 or values[j, n - 1] < probe_floor):
+        return PROBE, 0, 0, 0.0, 0, 0.0, 0.0  # (-inf: it has probed, or no probe could measure)
+    raw = vals[V_SAMPLES:]
+    n_raw = samples_until(times, values, counts, j, t, history, raw)
+    used, capacity, waiting, waiting_tokens, running, running_tokens, e_split, e_tokens, \
+        e_bytes, rank, busy = decision_view(ints, gi, gf, run, wait, kept, row)  # fmt: skip
+    if local >= 0:
+        split, ctok = n_layers, (local if local < ctx else ctx)
+    elif e_split >= 0:
+        split, ctok = e_split, (e_tokens if e_tokens < ctx else ctx)
+    else:
+        split, ctok = -1, 0
+    load = 0.0
+    if t > mark_t:
+        load = (busy - mark_busy) / (t - mark_t)
+        load = 0.0 if load < 0.0 else load
+        load = 1.0 if load > 1.0 else load
+    occupancy = used / capacity
+    share = e_bytes / capacity if e_split >= 0 else 0.0
+    radio = radio_state(radios, j, t)
+    age = t - raw[raw.shape[0] - 1] if n_raw else 3600.0
+    encode_cell(
+        out, raw, n_raw, H, scales, n_layers, outage_mbps, rtt, new, ctx, turn, private, ttft,
+        tpot, split, ctok, occupancy, load, k_mem, prev, gap, age, cls, thermal, radio,
+        waiting, waiting_tokens, running, running_tokens, share, rank,
+    )  # fmt: skip
+    vals[V_OCCUPANCY], vals[V_LOAD], vals[V_SPLIT], vals[V_TOKENS] = occupancy, load, split, ctok
+    vals[V_RADIO], vals[V_WAITING], vals[V_WAITING_TOKENS] = radio, waiting, waiting_tokens
+    vals[V_RUNNING], vals[V_RUNNING_TOKENS], vals[V_SHARE] = running, running_tokens, share
+    vals[V_RANK], vals[V_BUSY], vals[V_N_SAMPLES], vals[V_AGE] = rank, busy, n_raw, age
+    newest = raw[n_raw - 1] if n_raw > 0 else 0.0
+    k = k_mem if k_mem > 0 else 0
+    k = k if k < n_layers else n_layers
+    code = ((1 if private else 0) * (n_layers + 1) + k) * 2 + (1 if newest < outage_mbps else 0)
+    return code, gi[LAST_SIZE], waiting, occupancy, n_raw, newest, busy
+
+
+def mask_table(spec: FeatureSpec) -> list[np.ndarray]:
+    """The masks :func:`decide`'s index picks, each from :func:`shared_action_mask` (the one
+    home of the rule) for a state with that key."""
+    masks = []
+    for private in (False, True):
+        for k in range(spec.n_layers + 1):
+            for outage in (False, True):
+                newest = -1.0 if outage else spec.outage_mbps
+                state = CellDecisionState([newest], 0.0, 0, 0, 0, private, 0.0, 0.0, None, 0,
+                                          0.0, 0.0, k)  # fmt: skip
+                masks.append(shared_action_mask(state, spec))
+    return masks
+
+
 def encode(state: CellDecisionState, spec: FeatureSpec) -> np.ndarray:
     """``encode_observation(state, spec)`` for a cell spec, in one compiled call (the fields
     go in as they are: numba converts them as Python's arithmetic does)."""
@@ -133,3 +248,15 @@ def warm_up() -> None:
     spec = FeatureSpec(n_layers=4, cell=True)
     state = CellDecisionState([1.0, 2.0], 10.0, 3, 4, 1, False, 1.0, 0.1, 2, 3, 0.5, 0.5, 4)
     encode(state, spec)
+    table = SequenceTable(1, 1, 1)
+    out, vals = np.empty(spec.obs_dim, dtype=np.float32), np.zeros(V_SIZE)
+    times, values, counts = (
+        np.zeros((1, SAMPLE_SLOTS)),
+        np.ones((1, SAMPLE_SLOTS)),
+        np.ones(1, np.int64),
+    )
+    decide(
+        out, vals, times, values, counts, 0.1, 8, spec.history, SCALES, 4, 0.5, table.ints,
+        table.gi, table.gf, table.run, table.wait, table.kept, -1, np.zeros((1, 18)), 0, 1.0,
+        0.0, 0.0, 10.0, 3, 4, 1, False, 1.0, 0.1, -1, 4, 0, 0.0, 0, 0,
+    )  # fmt: skip

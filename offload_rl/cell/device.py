@@ -29,6 +29,18 @@ from offload_rl.cost_model import LinkModel
 from offload_rl.device_view import SessionMemory, measured_throughput
 from offload_rl.traces import BYTES_PER_MBIT
 
+SAMPLE_SLOTS = 64  # samples a device keeps: the encoder reads at most 64 (then 32 are dropped)
+
+
+def sample_storage(n_devices: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Empty sample rows for ``n_devices`` devices: times, values (``SAMPLE_SLOTS`` each) and
+    counts. Plain arrays: a forked simulator's devices deep-copy them with it (one memo)."""
+    return (
+        np.zeros((n_devices, SAMPLE_SLOTS), dtype=np.float64),
+        np.zeros((n_devices, SAMPLE_SLOTS), dtype=np.float64),
+        np.zeros(n_devices, dtype=np.int64),
+    )
+
 
 class Device:
     """One phone: compute FIFO with heat, radio, link trace and its own throughput samples."""
@@ -61,10 +73,54 @@ class Device:
         self._thermal_t = 0.0  # the thermal state is at this time
         self.memory = SessionMemory()
         self.kept_local: dict[int, int] = {}  # session -> KV tokens kept on the device
-        self.sample_t: list[float] = []
-        self.sample_mbps: list[float] = []
+        self.bind_samples(*sample_storage(1), 0)
 
     # --- link knowledge ----------------------------------------------------------------------
+
+    def bind_samples(
+        self, times: np.ndarray, values: np.ndarray, counts: np.ndarray, row: int
+    ) -> None:
+        """Keep the samples in row ``row`` of the cell's arrays (:func:`sample_storage`), so that
+        one compiled call reads any device's (``compiled_observation.decide``): the newest
+        ``counts[row]`` samples' times and values, oldest first, in that row's first slots."""
+        self.sample_times, self.sample_values, self.sample_counts = times, values, counts
+        self.sample_row = row
+        self._n_samples = int(counts[row])  # counts[row] as a Python int (record's, cheaper)
+
+    @property
+    def sample_t(self) -> list[float]:
+        """The samples' measurement times, oldest appended first (not sorted: see
+        :meth:`samples_until`)."""
+        if "sample_times" not in self.__dict__:  # a bare Device (tests): no samples yet
+            return []
+        return self.sample_times[self.sample_row, : self.sample_counts[self.sample_row]].tolist()
+
+    @sample_t.setter
+    def sample_t(self, times: list[float]) -> None:
+        self._set_samples(True, times)
+
+    @property
+    def sample_mbps(self) -> list[float]:
+        """The samples' values (Mbps, noise included), as :attr:`sample_t`."""
+        if "sample_values" not in self.__dict__:
+            return []
+        return self.sample_values[self.sample_row, : self.sample_counts[self.sample_row]].tolist()
+
+    @sample_mbps.setter
+    def sample_mbps(self, values: list[float]) -> None:
+        self._set_samples(False, values)
+
+    def _set_samples(self, times: bool, column: list[float]) -> None:
+        """Write ``column`` as the row's times (``times``) or values; a bare device gets its
+        own one-row storage first."""
+        if "sample_times" not in self.__dict__:
+            self.bind_samples(*sample_storage(1), 0)
+        n = len(column)
+        if n > SAMPLE_SLOTS:
+            raise ValueError(f"a device keeps at most {SAMPLE_SLOTS} samples, got {n}")
+        target = self.sample_times if times else self.sample_values
+        target[self.sample_row, :n] = column
+        self.sample_counts[self.sample_row] = self._n_samples = n
 
     def seed_samples(self, history: int, period_s: float) -> None:
         """``history`` samples of the periods before t = 0 (the device was in use before).
@@ -85,11 +141,16 @@ class Device:
             # rng.normal(0.0, sd) is 0.0 + sd * standard_normal() (numpy's definition): the
             # same draw and value (exp ignores the zero's sign) without normal's argument checks
             mbps *= math.exp(sd * self.rng.standard_normal())
-        times, values = self.sample_t, self.sample_mbps
-        times.append(t)
-        values.append(mbps)
-        if len(values) > 64:  # the encoder reads at most 64
-            del times[:32], values[:32]
+        times, values, j = self.sample_times, self.sample_values, self.sample_row
+        n = self._n_samples
+        if n == SAMPLE_SLOTS:  # appending the 65th: the oldest 32 go (the encoder reads <= 64)
+            half = SAMPLE_SLOTS // 2
+            times[j, :half] = times[j, half:]
+            values[j, :half] = values[j, half:]
+            n = half
+        times[j, n] = t
+        values[j, n] = mbps
+        self.sample_counts[j] = self._n_samples = n + 1
 
     def samples_until(self, t: float, history: int) -> tuple[list[float], float]:
         """The newest ``history`` samples measured by ``t``, oldest first, and the newest's time.
@@ -105,7 +166,8 @@ class Device:
 
     def probe_if_out(self, t: float, floor_mbps: float, period_s: float) -> None:
         """Re-measure the link before deciding while the newest sample says it is out."""
-        if self.sample_mbps and self.sample_mbps[-1] >= floor_mbps:
+        n = self._n_samples
+        if n and self.sample_values[self.sample_row, n - 1] >= floor_mbps:
             return
         lo = max(t - period_s, 0.0)
         if t - lo <= 0:

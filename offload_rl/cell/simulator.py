@@ -36,6 +36,7 @@ come slightly out of time order, where the radio counts overlapping connected ti
 from __future__ import annotations
 
 import heapq
+import math
 from dataclasses import dataclass, replace
 from types import ModuleType
 
@@ -44,7 +45,7 @@ import numpy as np
 from offload_rl.cell import compiled_decode as cd
 from offload_rl.cell.batch_roofline import BatchRoofline, for_profile
 from offload_rl.cell.config import CellConfig
-from offload_rl.cell.device import Device
+from offload_rl.cell.device import Device, sample_storage
 from offload_rl.cell.device_seeding import (
     device_generators,
     generators_from_states,
@@ -61,7 +62,7 @@ from offload_rl.cell.sequence_table import TablePool
 from offload_rl.cell.thermal import DEVICE_CLASSES
 from offload_rl.cost_model import LinkModel, request_cost
 from offload_rl.device_view import kept_kv_tokens
-from offload_rl.features import CellDecisionState
+from offload_rl.features import CellDecisionState, FeatureSpec
 from offload_rl.profiles import load_profile
 from offload_rl.reward import slo_violated_times
 from offload_rl.scenario_facts import ResolvedScenario, memory_layers_for
@@ -70,6 +71,9 @@ from offload_rl.workloads import Request, SyntheticWorkload, Workload
 from offload_rl.workloads.distributions import choice_cdf, choice_indices
 
 _FINISH = "compiled_finish"
+# what a compiled decision keeps to build its state on demand (CellSimulator.state_of):
+# request index, private, SLO, previous output tokens, gap, thermal level
+DecisionFacts = tuple[int, bool, tuple[float, float], int, float, int]
 
 
 def _finish_kernels() -> ModuleType | None:
@@ -376,10 +380,13 @@ class CellSimulator:
                 [d.uplink for d in devs], [d.offset_s for d in devs], history, period_s,
                 noise_sd, rngs,
             )  # fmt: skip
-        times = [(i - history + 1) * period_s for i in range(history)]
-        for d, row in zip(devs, values.tolist(), strict=True):
-            d.sample_t = times.copy()
-            d.sample_mbps = row
+        # one row per device in the cell's arrays (compiled_observation.decide reads row j)
+        times, mbps, counts = self._samples = sample_storage(len(devs))
+        times[:, :history] = [(i - history + 1) * period_s for i in range(history)]
+        mbps[:, :history] = values
+        counts[:] = history
+        for j, d in enumerate(devs):
+            d.bind_samples(times, mbps, counts, j)
 
     # --- what the requesting device knows ------------------------------------------------------
 
@@ -432,6 +439,73 @@ class CellSimulator:
             e_bytes / capacity if e_split >= 0 else 0.0,  # entry_bytes_share
             rank,  # entry_recency_rank
         )
+
+    def decide_compiled(
+        self, i: int, kernels: ModuleType, out: np.ndarray, vals: np.ndarray, spec: FeatureSpec
+    ) -> tuple[int, tuple[int, int, float], float, DecisionFacts]:
+        """:meth:`decision_state` and the observation of request ``i`` in one compiled call
+        (:func:`~offload_rl.cell.compiled_observation.decide`, with a compiled edge server and
+        radio bank): the observation into ``out``, the state's other fields into ``vals``.
+        Returns the mask's index, the edge's last batch size, waiting requests and KV
+        occupancy (the info's ``edge_*``), the newest sample read (0 if none: the info's
+        ``measured_mbps``) and what :meth:`state_of` needs to build the same
+        :class:`CellDecisionState` only when someone reads it (the same side effects as
+        :meth:`decision_state`: the probe, the device's cooling, the busy mark)."""
+        req = self.requests[i]
+        j = self.device_of[i]
+        d = self.devices[j]
+        t = req.arrival_s
+        net = self.facts.scenario.network
+        sid = req.session_id
+        local = d.kept_local.get(sid, -1)
+        prev = d.memory.previous(sid)
+        prev_tokens, gap = (prev[1], t - prev[0]) if prev is not None else (0, 0.0)
+        slo = self.facts.slo_targets[self.slo_class[sid]]
+        private = self.private[sid]
+        thermal = d.os_level(t)
+        table = self.edge._table
+        bank = self._bank
+        assert bank is not None  # compiled mode (EdgeCellEnv._compiled_decider)
+        mark_t, mark_busy = self._busy_mark
+        times, values, counts = self._samples
+        floor = net.outage_mbps
+        while True:  # once, or twice when the device probes its link first
+            code, batch, waiting, occupancy, n_samples, newest, busy = kernels.decide(
+                out, vals, times, values, counts, floor, net.throughput_history, spec.history,
+                kernels.SCALES, spec.n_layers, spec.outage_mbps, table.ints, table.gi,
+                table.gf, table.run, table.wait, table.kept, table.kept_row(sid), bank.table,
+                j, t, mark_t, mark_busy, net.rtt_edge_ms, req.new_tokens, req.context_tokens,
+                req.turn, private, slo[0], slo[1], local, self.k_mem[i], prev_tokens, gap,
+                d.class_index, thermal,
+            )  # fmt: skip
+            if code != kernels.PROBE:
+                break
+            d.probe_if_out(t, floor, net.throughput_sample_s)
+            floor = -math.inf  # probed: decide on what it measured
+        self._busy_mark = (t, busy)
+        measured = newest if n_samples else 0
+        edge = (batch, waiting, occupancy)
+        return code, edge, measured, (i, private, slo, prev_tokens, gap, thermal)
+
+    def state_of(self, facts: DecisionFacts, vals: np.ndarray) -> CellDecisionState:
+        """The :class:`CellDecisionState` :meth:`decide_compiled` decided on, field for field
+        :meth:`decision_state`'s (``vals``: that call's, unchanged since)."""
+        from offload_rl.cell import compiled_observation as co  # compiled mode only
+
+        i, private, slo, prev_tokens, gap, thermal = facts
+        req = self.requests[i]
+        v = vals.tolist()
+        split = int(v[co.V_SPLIT])
+        n = int(v[co.V_N_SAMPLES])
+        return CellDecisionState(  # positional, in the field order (decision_state's)
+            v[co.V_SAMPLES : co.V_SAMPLES + n], self.facts.scenario.network.rtt_edge_ms,
+            req.new_tokens, req.context_tokens, req.turn, private, slo[0], slo[1],
+            None if split < 0 else split, int(v[co.V_TOKENS]), v[co.V_OCCUPANCY],
+            v[co.V_LOAD], self.k_mem[i], prev_tokens, gap, v[co.V_AGE],
+            self.devices[self.device_of[i]].class_index, thermal, int(v[co.V_RADIO]),
+            int(v[co.V_WAITING]), int(v[co.V_WAITING_TOKENS]), int(v[co.V_RUNNING]),
+            int(v[co.V_RUNNING_TOKENS]), v[co.V_SHARE], int(v[co.V_RANK]),
+        )  # fmt: skip
 
     def _edge_utilisation(self, t: float, busy: float) -> float:
         """Busy share of the edge GPU since the previous decision (what nvidia-smi reports),
