@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from offload_rl.cli import main
@@ -75,6 +75,10 @@ def runtime_log(
             continue
         plan = sched.schedule(t)
         if not plan.sequences:
+            if plan.preempted or plan.evicted:  # logged as cell_edge's empty_schedules are
+                iterations.append(
+                    RuntimeIteration(t, 0.0, [], len(plan.preempted), len(plan.evicted), [])
+                )
             sched.finished.clear()
             t = pending[0].arrival_s if pending else t + SECONDS
             continue
@@ -185,6 +189,9 @@ def test_a_request_the_simulator_never_got_leaves_it_with_nothing_to_schedule() 
     st.integers(12, 40),
     st.integers(4, 16),
 )
+# a decode that outgrows the whole pool: preempted (then rejected) in a schedule that runs nothing
+@example([(0, 1, 1, 1, False), (0, 5, 1, 0, False), (0, 5, 3, 0, False), (0, 6, 1, 0, False),
+          (7, 1, 1, 1, False)], 12, 4)  # fmt: skip
 def test_property_the_runtimes_scheduler_and_the_simulators_agree(
     reqs: list[tuple[int, int, int, int, bool]], pool_tokens: int, budget: int
 ) -> None:
