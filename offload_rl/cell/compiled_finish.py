@@ -1,12 +1,15 @@
-"""The compiled simulator's work when an edge request finishes, in one kernel call (numba).
+"""The compiled simulator's advance, in one kernel call per decision (numba).
 
-:meth:`~offload_rl.cell.simulator.CellSimulator._edge_done` is the reference: per finished
-request it wakes the device's radio, keeps it connected while the tokens stream down
-(``Device.receive``), closes the request in the cost ledger and charges its SLO/cost penalty,
-four kernel calls behind ~8 Python frames (~3 us of glue per finished request at N = 32).
-:func:`edge_done` does the same operations, in the same order, on the radio bank's and the
-ledger's arrays; :func:`settle_and_spend` does each advance's radio settlement and the
-charge of its joules in one call. Importing this module imports numba.
+:meth:`~offload_rl.cell.simulator.CellSimulator._finish_python` is the reference: after the
+edge server's iterations, per finished request it wakes the device's radio, keeps it
+connected while the tokens stream down (``Device.receive``), closes the request in the cost
+ledger and charges its SLO/cost penalty (:meth:`~offload_rl.cell.simulator.CellSimulator.
+_edge_done`); then the requests whose first token came start streaming, the awake radios are
+settled and their joules spent. :func:`advance_cell` does all of it, and the edge's
+iterations (:func:`offload_rl.cell.compiled_scheduler.advance`) and both ledgers' collection,
+in one call with the same operations in the same order: per decision ~6 kernel calls and
+their Python glue (~157 Python calls per step at N = 32) became one. :func:`edge_done` is one
+finished request's radio and ledger work. Importing this module imports numba.
 """
 
 from __future__ import annotations
@@ -14,16 +17,10 @@ from __future__ import annotations
 import numpy as np
 
 from offload_rl.cell import sequence_table as tab
-from offload_rl.cell.compiled_devices import (
-    keep_connected,
-    settle_awake,
-    stream_and_settle,
-    stream_row,
-    wake,
-)
+from offload_rl.cell.compiled_devices import keep_connected, settle_awake, stream_row, wake
 from offload_rl.cell.compiled_ledger import charge, close_request, collect_pair, spread_pair
 from offload_rl.cell.compiled_scheduler import advance as advance_edge
-from offload_rl.cell.kernel_jit import hot, jit, jit_alloc
+from offload_rl.cell.kernel_jit import hot, jit
 from offload_rl.cell.ledger_table import LATENCY, N_HEAP, N_LUMPS, O_OPEN
 
 A = np.ndarray  # every array argument
@@ -57,40 +54,6 @@ def edge_done(
     if penalty != 0.0 and charge(gi, lumps, end, penalty):
         flags |= LUMPS_FULL
     return flags
-
-
-@jit
-def stream_done(
-    r: A, awake: A, levels: A, streams: A, row: int, n_left: int, heap: A, gi: A, opened: A,
-    lumps: A, j: int, last: float, lo: float, duration_s: float, key: int, end: float,
-    penalty: float,
-) -> tuple[int, int]:  # fmt: skip
-    """``RadioBank.drop_stream(row)`` (``row`` >= 0; ``n_left`` streams stay), then
-    :func:`edge_done`: (its flags, the request whose stream moved into ``row``, -1 if none)."""
-    moved = -1
-    if 0 <= row < n_left:  # the last row moves into the freed one
-        for c in range(streams.shape[1]):
-            streams[row, c] = streams[n_left, c]
-        moved = int(streams[row, 0])
-    flags = edge_done(
-        r, awake, levels, heap, gi, opened, lumps, j, last, lo, duration_s, key, end, penalty
-    )
-    return flags, moved
-
-
-@jit_alloc  # stream_and_settle's argsort allocates
-def settle_and_spend(
-    r: A, awake: A, levels: A, streams: A, n: int, t: float, last: float, heap: A, gi: A,
-    lumps: A, heap2: A, gi2: A, lumps2: A, w_energy: float,
-) -> tuple[float, bool]:  # fmt: skip
-    """``RadioBank.stream_and_settle`` then, when the radios spent anything, the simulator's
-    ``_spend(t, t, joules)`` on its two ledgers (``spread_pair``): the joules, and True when
-    a ledger is full (the caller grows both, as ``spread_pair``'s caller does)."""
-    energy = stream_and_settle(r, awake, levels, streams, n, t, last)
-    if energy != 0.0:  # `if energy:`
-        full = spread_pair(heap, gi, lumps, heap2, gi2, lumps2, t, t, w_energy * energy, energy)
-        return energy, full
-    return energy, False
 
 
 @hot
@@ -268,15 +231,7 @@ def warm_up() -> None:
         r, awake, levels, table.heap, table.gi, table.opened, table.lumps, 0, 0.0, 0.0, 1.0, 0,
         1.0, 0.5,
     )  # fmt: skip
-    stream_done(
-        r, awake, levels, np.zeros((2, 3)), 0, 1, table.heap, table.gi, table.opened,
-        table.lumps, 0, 0.0, 0.0, 1.0, 0, 1.0, 0.5,
-    )  # fmt: skip
     other = LedgerTable()
-    settle_and_spend(
-        r, awake, levels, np.zeros((1, 3)), 1, 3.0, 2.0, table.heap, table.gi, table.lumps,
-        other.heap, other.gi, other.lumps, 0.5,
-    )  # fmt: skip
     edge = tab.SequenceTable(1, 1, 1)
     cost = np.zeros(11)
     advance_cell(
