@@ -29,7 +29,8 @@ HEAP_FULL, LUMPS_FULL = 1, 2  # edge_done's flags: what the caller grows
 # so far, the cell log's length, the cell log's rows visited for first tokens
 PHASE, OUT_POS, N_LOG, FIRST_POS = range(4)
 N_STATE = 4
-START, DRAIN, STREAMS = range(3)  # phases: run the scheduler, read its last log, streams
+# phases: run the scheduler, read its last log, streams; done (the next call starts afresh)
+START, DRAIN, STREAMS, FINISHED = range(4)
 # what advance_cell returns first: done, or what the caller must do before calling again
 DONE, ROOM_LOG, ROOM_LEDGER, ROOM_STREAMS, SUB_BEFORE_CLOCK, NOT_OPEN = range(6)
 # the cell log's columns: the scheduler log's code, row (a session for an eviction) and time,
@@ -172,24 +173,27 @@ def advance_cell(
     streams: A, n_streams: int, heap: A, g: A, lgi: A, lumps: A, opened: A, heap2: A, g2: A,
     gi2: A, lumps2: A, opened2: A, clog: A, cs: A, t: float, last: float, half: float,
     w_energy: float, w_slo: float, w_cost: float, collect: bool,
-) -> tuple[int, int, float, float, float, float, float, bool]:  # fmt: skip
+) -> tuple[int, int, int, float, float, float, float, float, bool]:  # fmt: skip
     """``CellSimulator.advance(t)`` after its submissions are scheduled, and ``collect(t)``
     when ``collect``: the edge server's advance (:func:`compiled_scheduler.advance`), each
     finished request's :func:`_finish_row`, the new token streams, the radios settled and
     their joules spent (``settle_and_spend``), then both ledgers collected.
 
-    Returns (status, streams, the two ledgers' collected (latency, other) costs, the radios'
-    joules, a ledger full). A status
-    other than DONE asks the caller to grow an array (or to raise) and call again: the call
-    goes on where it stopped (``cs``). The cell log (``clog``, ``cs[N_LOG]`` rows) says what
-    the caller hands to objects: finishes, first tokens, events."""
+    Returns (status, streams, the cell log's rows, the two ledgers' collected (latency,
+    other) costs, the radios' joules, a ledger full). A status other than DONE asks the
+    caller to grow an array (or to raise) and call again: the call goes on where it stopped
+    (``cs``). The cell log (``clog``) says what the caller hands to objects: finishes, first
+    tokens, events; the next call after a DONE starts it afresh."""
+    if cs[PHASE] == FINISHED:
+        cs[PHASE] = START
+        cs[N_LOG] = cs[FIRST_POS] = 0
     while cs[PHASE] != STREAMS:
         status, n_streams = _read_log(
             ints, floats, gi, out_i, out_t, r, awake, levels, streams, n_streams, heap, lgi,
             opened, lumps, clog, cs, last, half, w_slo, w_cost,
         )  # fmt: skip
         if status != DONE:
-            return status, n_streams, 0.0, 0.0, 0.0, 0.0, 0.0, False
+            return status, n_streams, 0, 0.0, 0.0, 0.0, 0.0, 0.0, False
         if cs[PHASE] == DRAIN:
             cs[PHASE] = STREAMS
             break
@@ -198,13 +202,13 @@ def advance_cell(
             cost, fixed, t,
         )  # fmt: skip
         if gi[tab.SUB_ERROR]:
-            return SUB_BEFORE_CLOCK, n_streams, 0.0, 0.0, 0.0, 0.0, 0.0, False
+            return SUB_BEFORE_CLOCK, n_streams, 0, 0.0, 0.0, 0.0, 0.0, 0.0, False
         if not paused:
             cs[PHASE] = DRAIN
     status, n_streams = _start_streams(ints, clog, cs, streams, n_streams, half)
     if status != DONE:
-        return status, n_streams, 0.0, 0.0, 0.0, 0.0, 0.0, False
-    cs[PHASE] = START
+        return status, n_streams, 0, 0.0, 0.0, 0.0, 0.0, 0.0, False
+    cs[PHASE] = FINISHED
     for k in range(n_streams):  # in request order: the rows are kept sorted
         stream_row(r, awake, levels, streams, k, t, last)
     energy = settle_awake(r, awake, levels, t, last)
@@ -216,7 +220,7 @@ def advance_cell(
         latency, other, latency2, other2 = collect_pair(
             heap, g, lgi, lumps, opened, heap2, g2, gi2, lumps2, opened2, t
         )
-    return DONE, n_streams, latency, other, latency2, other2, energy, full
+    return DONE, n_streams, cs[N_LOG], latency, other, latency2, other2, energy, full
 
 
 def warm_up() -> None:

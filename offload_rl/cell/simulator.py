@@ -702,7 +702,7 @@ class CellSimulator:
             self._cell_state = np.zeros(kernels.N_STATE, dtype=np.int64)
         cs = self._cell_state
         while True:
-            status, bank.n_streams, latency, other, latency2, joules, energy, full = (
+            status, bank.n_streams, n_log, latency, other, latency2, joules, energy, full = (
                 kernels.advance_cell(
                     *table.args, edge._cost_terms, edge._decode_fixed_array, bank.table,
                     bank.awake, bank.levels, bank.streams, bank.n_streams, a.heap, a.g, a.gi,
@@ -717,9 +717,8 @@ class CellSimulator:
         if full:
             ledger._grow_both()  # type: ignore[attr-defined]
             raw._grow_both()  # type: ignore[attr-defined]
-        if cs[kernels.N_LOG]:
-            self._hand_out(kernels, int(cs[kernels.N_LOG]))
-            cs[kernels.N_LOG] = cs[kernels.FIRST_POS] = 0
+        if n_log:
+            self._hand_out(n_log)
         if collect:
             ledger.latency_cost += latency
             ledger.other_cost += other
@@ -751,7 +750,7 @@ class CellSimulator:
                 )
             raise KeyError("a finished edge request the ledger had not opened")
 
-    def _hand_out(self, kernels: ModuleType, n: int) -> None:
+    def _hand_out(self, n: int) -> None:
         """The cell log's ``n`` rows handed to objects, in order: each finished request's
         edge and cell fields (its departure queued), the edge's events."""
         edge = self.edge
