@@ -652,7 +652,8 @@ class EdgeServer:
 
     def sync_requests(self) -> None:
         """Write the state of the requests still in a compiled server into their objects
-        (finished ones and first-token times are written as they happen; a no-op in Python)."""
+        (finished ones are written as they leave, first-token times as they land on
+        :meth:`advance`, not on the compiled simulator's advance; a no-op in Python)."""
         if self.compiled:
             self._table.sync()
 

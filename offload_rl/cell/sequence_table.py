@@ -5,8 +5,12 @@ in one :class:`SequenceTable` (a struct of arrays, one row per request from its 
 its finish, free rows reused) and runs whole :meth:`~offload_rl.cell.edge_server.EdgeServer.
 advance` calls in machine code on it (:mod:`offload_rl.cell.compiled_scheduler`), in place:
 nothing is copied in or out per call. The requests' objects are the interface: a finished
-request's fields are written when it leaves, a first token's time as it lands; the fields of
-requests still in the server are written on :meth:`SequenceTable.sync` (tests read them).
+request's fields are written when it leaves, a first token's time as it lands on the server's
+own advance; the fields of requests still in the server are written on
+:meth:`SequenceTable.sync` (tests read them; the compiled simulator's advance,
+:func:`offload_rl.cell.compiled_finish.advance_cell`, leaves even first tokens to it). A row
+also holds the request's id, its device and its cell facts (arrival, SLO targets), which that
+kernel reads when the request finishes.
 
 The pool lives in the same arrays (running bytes per row, kept entries per session with an LRU
 stamp), seen from outside through :class:`TablePool`, which answers as
