@@ -26,9 +26,10 @@ from offload_rl.cell.ledger_table import LATENCY, N_HEAP, N_LUMPS, O_OPEN
 A = np.ndarray  # every array argument
 HEAP_FULL, LUMPS_FULL = 1, 2  # edge_done's flags: what the caller grows
 # advance_cell's state between its calls (``cs``, int64): its phase, the scheduler's log read
-# so far, the cell log's length, the cell log's rows visited for first tokens
-PHASE, OUT_POS, N_LOG, FIRST_POS = range(4)
-N_STATE = 4
+# so far, the cell log's length, the cell log's rows visited for first tokens, and its rows
+# that are not first tokens (what the caller hands to objects)
+PHASE, OUT_POS, N_LOG, FIRST_POS, N_HANDED = range(5)
+N_STATE = 5
 # phases: run the scheduler, read its last log, streams; done (the next call starts afresh)
 START, DRAIN, STREAMS, FINISHED = range(4)
 # what advance_cell returns first: done, or what the caller must do before calling again
@@ -131,6 +132,7 @@ def _read_log(
                 return NOT_OPEN, 0
         clog[k, L_CODE], clog[k, L_ROW], clog[k, L_T] = code, out_i[p, 1], out_t[p]
         cs[N_LOG] = k + 1
+        cs[N_HANDED] += code != tab.OUT_FIRST
         cs[OUT_POS] = p + 1
     gi[tab.N_OUT] = 0
     cs[OUT_POS] = 0
@@ -177,16 +179,16 @@ def advance_cell(
     """``CellSimulator.advance(t)`` after its submissions are scheduled, and ``collect(t)``
     when ``collect``: the edge server's advance (:func:`compiled_scheduler.advance`), each
     finished request's :func:`_finish_row`, the new token streams, the radios settled and
-    their joules spent (``settle_and_spend``), then both ledgers collected.
+    their joules spent (``_stream_and_settle``, ``_spend``), then both ledgers collected.
 
-    Returns (status, streams, the cell log's rows, the two ledgers' collected (latency,
-    other) costs, the radios' joules, a ledger full). A status other than DONE asks the
-    caller to grow an array (or to raise) and call again: the call goes on where it stopped
-    (``cs``). The cell log (``clog``) says what the caller hands to objects: finishes, first
-    tokens, events; the next call after a DONE starts it afresh."""
+    Returns (status, streams, the cell log's rows (0 when they are first tokens only), the
+    two ledgers' collected (latency, other) costs, the radios' joules, a ledger full). A
+    status other than DONE asks the caller to grow an array (or to raise) and call again: the
+    call goes on where it stopped (``cs``). The cell log (``clog``) says what the caller hands
+    to objects: finishes, first tokens, events; the next call after a DONE starts it afresh."""
     if cs[PHASE] == FINISHED:
         cs[PHASE] = START
-        cs[N_LOG] = cs[FIRST_POS] = 0
+        cs[N_LOG] = cs[FIRST_POS] = cs[N_HANDED] = 0
     while cs[PHASE] != STREAMS:
         status, n_streams = _read_log(
             ints, floats, gi, out_i, out_t, r, awake, levels, streams, n_streams, heap, lgi,
@@ -220,7 +222,8 @@ def advance_cell(
         latency, other, latency2, other2 = collect_pair(
             heap, g, lgi, lumps, opened, heap2, g2, gi2, lumps2, opened2, t
         )
-    return DONE, n_streams, cs[N_LOG], latency, other, latency2, other2, energy, full
+    n_log = cs[N_LOG] if cs[N_HANDED] else 0  # first tokens only: nothing to hand out
+    return DONE, n_streams, n_log, latency, other, latency2, other2, energy, full
 
 
 def warm_up() -> None:

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from envs.edge_cell import EdgeCellEnv
 from offload_rl.cell import compiled_decode as cd
 from offload_rl.cell.edge_server import EdgeRequest
-from offload_rl.cell.simulator import CellRequest
+from offload_rl.cell.simulator import CellRequest, CellSimulator
 from offload_rl.features import shared_action_mask
 from tests.envs.cell_helpers import cell_scenario
 
@@ -43,11 +43,22 @@ def _row(cr: CellRequest) -> tuple[Any, ...]:
     return (*(getattr(cr, f) for f in _CELL_FIELDS), edge)
 
 
-def _play(env: EdgeCellEnv, seed: int, steps: int, mode: str) -> tuple[list[Any], EdgeCellEnv]:
+def _play(
+    env: EdgeCellEnv, seed: int, steps: int, mode: str, tiny: bool = False
+) -> tuple[list[Any], EdgeCellEnv]:
     """``steps`` decisions with seeded random valid actions; ``mode``: ``fused``
-    (advance_and_collect), else advance then collect. Each step's finishes and costs."""
+    (advance_and_collect), else advance then collect. Each step's finishes and costs.
+    ``tiny``: the compiled advance's arrays start with room for one row (it must stop, have
+    them grown and go on where it stopped)."""
     env.reset(seed=seed)
     sim = env.sim
+    if tiny:
+        sim._cell_log = np.zeros((1, 6))
+        sim._cell_state = np.zeros(5, dtype=np.int64)
+        assert sim._bank is not None
+        sim._bank.streams = np.zeros((1, 3))
+        table = sim.ledger._table  # type: ignore[attr-defined]
+        table.heap, table.lumps = np.zeros((2, 3, 5)), np.zeros((2, 2))
     rng = np.random.default_rng(seed)
     rows: list[Any] = []
     for i in range(steps):
@@ -123,3 +134,23 @@ def test_a_small_pool_exercises_the_logs_events_and_rejections():
     fused, _ = _play(_env(8, 600, 150), 5, 150, "fused")
     assert fused == reference
     assert {e.kind for e in fused[-2]} == {"evicted", "preempted", "rejected"}
+
+
+def test_the_compiled_advance_grows_its_arrays_and_goes_on(monkeypatch):
+    """From arrays with room for one row, the kernel stops for its log, the ledger and the
+    streams (each grown by the simulator) and goes on: the same cell as the reference."""
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(cd, "AVAILABLE", False)
+        reference, _ = _play(_env(8, 600, 60), 2, 60, "split")
+    rooms: list[int] = []
+    grow = CellSimulator._cell_room
+
+    def counted(self: CellSimulator, kernels: Any, status: int, a: Any) -> None:
+        rooms.append(status)
+        grow(self, kernels, status, a)
+
+    monkeypatch.setattr(CellSimulator, "_cell_room", counted)
+    fused, _ = _play(_env(8, 600, 60), 2, 60, "fused", tiny=True)
+    assert fused == reference
+    k = cd.kernels("compiled_finish")
+    assert {k.ROOM_LOG, k.ROOM_LEDGER, k.ROOM_STREAMS} <= set(rooms)
