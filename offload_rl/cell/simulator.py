@@ -823,11 +823,14 @@ class CellSimulator:
         self._complete(cr)
 
     def _finish_path(self) -> ModuleType | None:
-        """The compiled finish path's kernels when this cell runs compiled (a radio bank, token
-        streams, two compiled ledgers), else None: :meth:`_finish_python`, the reference."""
+        """The compiled finish path's kernels when this cell runs compiled (a compiled edge
+        server, a radio bank, token streams, two compiled ledgers), else None:
+        :meth:`_finish_python`, the reference (also where a caller swapped in a Python edge
+        server: ``validation/cell_replay.py``)."""
         ledger, raw = self.ledger, self.joules
         if (
             self._bank is None
+            or not self.edge.compiled
             or self._streaming is None
             or not isinstance(ledger, CompiledCostLedger)
             or not isinstance(raw, CompiledCostLedger)
