@@ -292,14 +292,27 @@ def stream_and_settle(
     token at the device), visited in request order as it visits ``_at_edge``, then
     ``_radio_energy``: the radio joules of ``(last, t]``."""
     for k in np.argsort(streams[:n, 0]):
-        lo = streams[k, 2]
-        if lo < last:  # max(first + half, last), as Device.receive was called with
-            lo = last
-        if t > lo:
-            j = int(streams[k, 1])
-            if r[j, S_AWAKE] == 0.0:
-                wake(r, awake, levels, j, last)
-            keep_connected(r, j, lo, t - lo)
+        stream_row(r, awake, levels, streams, k, t, last)
+    return settle_awake(r, awake, levels, t, last)
+
+
+@jit
+def stream_row(r: A, awake: A, levels: A, streams: A, k: int, t: float, last: float) -> None:
+    """``_stream_tokens`` for the stream in row ``k``: its radio kept connected to ``t``."""
+    lo = streams[k, 2]
+    if lo < last:  # max(first + half, last), as Device.receive was called with
+        lo = last
+    if t > lo:
+        j = int(streams[k, 1])
+        if r[j, S_AWAKE] == 0.0:
+            wake(r, awake, levels, j, last)
+        keep_connected(r, j, lo, t - lo)
+
+
+@jit
+def settle_awake(r: A, awake: A, levels: A, t: float, last: float) -> float:
+    """``CellSimulator._radio_energy``: the asleep radios' idle joules of ``(last, t]``, the
+    awake ones settled to ``t`` (back to sleep once idle)."""
     dt = t - last
     energy = 0.0
     for m in range(levels.shape[0]):

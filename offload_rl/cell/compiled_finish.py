@@ -1,25 +1,43 @@
-"""The compiled simulator's work when an edge request finishes, in one kernel call (numba).
+"""The compiled simulator's advance, in one kernel call per decision (numba).
 
-:meth:`~offload_rl.cell.simulator.CellSimulator._edge_done` is the reference: per finished
-request it wakes the device's radio, keeps it connected while the tokens stream down
-(``Device.receive``), closes the request in the cost ledger and charges its SLO/cost penalty,
-four kernel calls behind ~8 Python frames (~3 us of glue per finished request at N = 32).
-:func:`edge_done` does the same operations, in the same order, on the radio bank's and the
-ledger's arrays; :func:`settle_and_spend` does each advance's radio settlement and the
-charge of its joules in one call. Importing this module imports numba.
+:meth:`~offload_rl.cell.simulator.CellSimulator._finish_python` is the reference: after the
+edge server's iterations, per finished request it wakes the device's radio, keeps it
+connected while the tokens stream down (``Device.receive``), closes the request in the cost
+ledger and charges its SLO/cost penalty (:meth:`~offload_rl.cell.simulator.CellSimulator.
+_edge_done`); then the requests whose first token came start streaming, the awake radios are
+settled and their joules spent. :func:`advance_cell` does all of it, and the edge's
+iterations (:func:`offload_rl.cell.compiled_scheduler.advance`) and both ledgers' collection,
+in one call with the same operations in the same order: per decision ~6 kernel calls and
+their Python glue (~157 Python calls per step at N = 32) became one. :func:`edge_done` is one
+finished request's radio and ledger work. Importing this module imports numba.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from offload_rl.cell.compiled_devices import keep_connected, stream_and_settle, wake
-from offload_rl.cell.compiled_ledger import charge, close_request, spread_pair
-from offload_rl.cell.kernel_jit import jit, jit_alloc
-from offload_rl.cell.ledger_table import O_OPEN
+from offload_rl.cell import sequence_table as tab
+from offload_rl.cell.compiled_devices import keep_connected, settle_awake, stream_row, wake
+from offload_rl.cell.compiled_ledger import charge, close_request, collect_pair, spread_pair
+from offload_rl.cell.compiled_scheduler import advance as advance_edge
+from offload_rl.cell.kernel_jit import hot, jit
+from offload_rl.cell.ledger_table import LATENCY, N_HEAP, N_LUMPS, O_OPEN
 
 A = np.ndarray  # every array argument
 HEAP_FULL, LUMPS_FULL = 1, 2  # edge_done's flags: what the caller grows
+# advance_cell's state between its calls (``cs``, int64): its phase, the scheduler's log read
+# so far, the cell log's length, the cell log's rows visited for first tokens, and its rows
+# that are not first tokens (what the caller hands to objects)
+PHASE, OUT_POS, N_LOG, FIRST_POS, N_HANDED = range(5)
+N_STATE = 5
+# phases: run the scheduler, read its last log, streams; done (the next call starts afresh)
+START, DRAIN, STREAMS, FINISHED = range(4)
+# what advance_cell returns first: done, or what the caller must do before calling again
+DONE, ROOM_LOG, ROOM_LEDGER, ROOM_STREAMS, SUB_BEFORE_CLOCK, NOT_OPEN = range(6)
+# the cell log's columns: the scheduler log's code, row (a session for an eviction) and time,
+# and for a finish its end at the device, TTFT and whether it missed its SLO
+L_CODE, L_ROW, L_T, L_END, L_TTFT, L_VIOLATED = range(6)
+N_LOG_COLUMNS = 6
 
 
 @jit
@@ -40,38 +58,172 @@ def edge_done(
     return flags
 
 
-@jit
-def stream_done(
-    r: A, awake: A, levels: A, streams: A, row: int, n_left: int, heap: A, gi: A, opened: A,
-    lumps: A, j: int, last: float, lo: float, duration_s: float, key: int, end: float,
-    penalty: float,
-) -> tuple[int, int]:  # fmt: skip
-    """``RadioBank.drop_stream(row)`` (``row`` >= 0; ``n_left`` streams stay), then
-    :func:`edge_done`: (its flags, the request whose stream moved into ``row``, -1 if none)."""
-    moved = -1
-    if 0 <= row < n_left:  # the last row moves into the freed one
-        for c in range(streams.shape[1]):
-            streams[row, c] = streams[n_left, c]
-        moved = int(streams[row, 0])
-    flags = edge_done(
-        r, awake, levels, heap, gi, opened, lumps, j, last, lo, duration_s, key, end, penalty
+@hot
+def _slo_violated_times(
+    ttft_s: float, latency_s: float, output_tokens: int, ttft_slo_s: float, tpot_slo_s: float
+) -> bool:
+    """:func:`offload_rl.reward.slo_violated_times`, the same float operations."""
+    n_dec = output_tokens - 1
+    return ttft_s > ttft_slo_s or (n_dec > 0 and (latency_s - ttft_s) / n_dec > tpot_slo_s)
+
+
+@hot
+def _finish_row(
+    ints: A, floats: A, r: A, awake: A, levels: A, streams: A, n_streams: int, heap: A,
+    gi: A, opened: A, lumps: A, clog: A, k: int, j: int, last: float, half: float,
+    w_slo: float, w_cost: float,
+) -> int:  # fmt: skip
+    """``CellSimulator._edge_done_compiled`` for the request in row ``j`` (finished or
+    rejected), its outcome written in cell log row ``k``: the streams left (-1: the ledger
+    had not opened it). Its stream row, if any, is removed keeping the rows in request order."""
+    rid = ints[j, tab.REQUEST]
+    rejected = ints[j, tab.STATUS] == tab.ST_REJECTED
+    finish, first = floats[j, tab.FINISH_S], floats[j, tab.FIRST_TOKEN]
+    end = finish + (0.0 if rejected else half)
+    if first < 0:
+        first = finish
+    arrival = floats[j, tab.CELL_ARRIVAL]
+    ttft = first + half - arrival
+    for row in range(n_streams):  # RadioBank.drop_stream, in request order
+        if streams[row, 0] == rid:
+            n_streams -= 1
+            for m in range(row, n_streams):
+                for c in range(streams.shape[1]):
+                    streams[m, c] = streams[m + 1, c]
+            break
+    lo = first + half
+    if last > lo:  # max(first + half, last)
+        lo = last
+    violated = rejected or _slo_violated_times(
+        ttft, end - arrival, ints[j, tab.OUTPUT], floats[j, tab.SLO_TTFT], floats[j, tab.SLO_TPOT]
     )
-    return flags, moved
+    penalty = w_slo * (1.0 if violated else 0.0) + w_cost * 0.0  # an edge request's usd is 0
+    device = ints[j, tab.DEVICE]
+    if edge_done(r, awake, levels, heap, gi, opened, lumps, device, last, lo, end - lo, rid, end,
+                 penalty) < 0:  # fmt: skip
+        return -1
+    clog[k, L_END], clog[k, L_TTFT], clog[k, L_VIOLATED] = end, ttft, 1.0 if violated else 0.0
+    return n_streams
 
 
-@jit_alloc  # stream_and_settle's argsort allocates
-def settle_and_spend(
-    r: A, awake: A, levels: A, streams: A, n: int, t: float, last: float, heap: A, gi: A,
-    lumps: A, heap2: A, gi2: A, lumps2: A, w_energy: float,
-) -> tuple[float, bool]:  # fmt: skip
-    """``RadioBank.stream_and_settle`` then, when the radios spent anything, the simulator's
-    ``_spend(t, t, joules)`` on its two ledgers (``spread_pair``): the joules, and True when
-    a ledger is full (the caller grows both, as ``spread_pair``'s caller does)."""
-    energy = stream_and_settle(r, awake, levels, streams, n, t, last)
+@hot
+def _read_log(
+    ints: A, floats: A, gi: A, out_i: A, out_t: A, r: A, awake: A, levels: A, streams: A,
+    n_streams: int, heap: A, lgi: A, opened: A, lumps: A, clog: A, cs: A, last: float,
+    half: float, w_slo: float, w_cost: float,
+) -> tuple[int, int]:  # fmt: skip
+    """The scheduler's log from ``cs[OUT_POS]`` into the cell log, each finish done as it is
+    read: (a status, the streams left). Stops, to be called again, where an array is full."""
+    n_out = gi[tab.N_OUT]
+    while cs[OUT_POS] < n_out:
+        p = cs[OUT_POS]
+        k = cs[N_LOG]
+        if k >= clog.shape[0]:
+            return ROOM_LOG, n_streams
+        code = out_i[p, 0]
+        if code == tab.OUT_DONE or code == tab.OUT_REJECTED:
+            if lgi[N_HEAP + LATENCY] + 3 > heap.shape[1] or lgi[N_LUMPS] + 2 > lumps.shape[0]:
+                return ROOM_LEDGER, n_streams
+            n_streams = _finish_row(
+                ints, floats, r, awake, levels, streams, n_streams, heap, lgi, opened, lumps,
+                clog, k, out_i[p, 1], last, half, w_slo, w_cost,
+            )  # fmt: skip
+            if n_streams < 0:
+                return NOT_OPEN, 0
+        clog[k, L_CODE], clog[k, L_ROW], clog[k, L_T] = code, out_i[p, 1], out_t[p]
+        cs[N_LOG] = k + 1
+        cs[N_HANDED] += code != tab.OUT_FIRST
+        cs[OUT_POS] = p + 1
+    gi[tab.N_OUT] = 0
+    cs[OUT_POS] = 0
+    return DONE, n_streams
+
+
+@hot
+def _start_streams(
+    ints: A, clog: A, cs: A, streams: A, n_streams: int, half: float
+) -> tuple[int, int]:
+    """``CellSimulator._start_streams`` from the first tokens in the cell log (rows from
+    ``cs[FIRST_POS]``): each request not finished since starts streaming, its row inserted in
+    request order (the order the reference's argsort visits). (A status, the streams.)"""
+    while cs[FIRST_POS] < cs[N_LOG]:
+        k = cs[FIRST_POS]
+        if clog[k, L_CODE] == tab.OUT_FIRST:
+            j = int(clog[k, L_ROW])
+            status = ints[j, tab.STATUS]
+            if status != tab.ST_FINISHED and status != tab.ST_REJECTED:
+                if n_streams == streams.shape[0]:
+                    return ROOM_STREAMS, n_streams
+                rid = ints[j, tab.REQUEST]
+                m = n_streams
+                while m > 0 and streams[m - 1, 0] > rid:
+                    for c in range(streams.shape[1]):
+                        streams[m, c] = streams[m - 1, c]
+                    m -= 1
+                streams[m, 0] = rid
+                streams[m, 1] = ints[j, tab.DEVICE]
+                streams[m, 2] = clog[k, L_T] + half
+                n_streams += 1
+        cs[FIRST_POS] = k + 1
+    return DONE, n_streams
+
+
+@jit
+def advance_cell(
+    ints: A, floats: A, kept: A, gi: A, gf: A, run: A, wait: A, sched: A, batch: A,
+    out_i: A, out_t: A, subs: A, sub_t: A, cost: A, fixed: A, r: A, awake: A, levels: A,
+    streams: A, n_streams: int, heap: A, g: A, lgi: A, lumps: A, opened: A, heap2: A, g2: A,
+    gi2: A, lumps2: A, opened2: A, clog: A, cs: A, t: float, last: float, half: float,
+    w_energy: float, w_slo: float, w_cost: float, collect: bool,
+) -> tuple[int, int, int, float, float, float, float, float, bool]:  # fmt: skip
+    """``CellSimulator.advance(t)`` after its submissions are scheduled, and ``collect(t)``
+    when ``collect``: the edge server's advance (:func:`compiled_scheduler.advance`), each
+    finished request's :func:`_finish_row`, the new token streams, the radios settled and
+    their joules spent (``_stream_and_settle``, ``_spend``), then both ledgers collected.
+
+    Returns (status, streams, the cell log's rows (0 when they are first tokens only), the
+    two ledgers' collected (latency, other) costs, the radios' joules, a ledger full). A
+    status other than DONE asks the caller to grow an array (or to raise) and call again: the
+    call goes on where it stopped (``cs``). The cell log (``clog``) says what the caller hands
+    to objects: finishes, first tokens, events; the next call after a DONE starts it afresh."""
+    if cs[PHASE] == FINISHED:
+        cs[PHASE] = START
+        cs[N_LOG] = cs[FIRST_POS] = cs[N_HANDED] = 0
+    while cs[PHASE] != STREAMS:
+        status, n_streams = _read_log(
+            ints, floats, gi, out_i, out_t, r, awake, levels, streams, n_streams, heap, lgi,
+            opened, lumps, clog, cs, last, half, w_slo, w_cost,
+        )  # fmt: skip
+        if status != DONE:
+            return status, n_streams, 0, 0.0, 0.0, 0.0, 0.0, 0.0, False
+        if cs[PHASE] == DRAIN:
+            cs[PHASE] = STREAMS
+            break
+        paused = advance_edge(
+            ints, floats, kept, gi, gf, run, wait, sched, batch, out_i, out_t, subs, sub_t,
+            cost, fixed, t,
+        )  # fmt: skip
+        if gi[tab.SUB_ERROR]:
+            return SUB_BEFORE_CLOCK, n_streams, 0, 0.0, 0.0, 0.0, 0.0, 0.0, False
+        if not paused:
+            cs[PHASE] = DRAIN
+    status, n_streams = _start_streams(ints, clog, cs, streams, n_streams, half)
+    if status != DONE:
+        return status, n_streams, 0, 0.0, 0.0, 0.0, 0.0, 0.0, False
+    cs[PHASE] = FINISHED
+    for k in range(n_streams):  # in request order: the rows are kept sorted
+        stream_row(r, awake, levels, streams, k, t, last)
+    energy = settle_awake(r, awake, levels, t, last)
+    full = False
     if energy != 0.0:  # `if energy:`
-        full = spread_pair(heap, gi, lumps, heap2, gi2, lumps2, t, t, w_energy * energy, energy)
-        return energy, full
-    return energy, False
+        full = spread_pair(heap, lgi, lumps, heap2, gi2, lumps2, t, t, w_energy * energy, energy)
+    latency = other = latency2 = other2 = 0.0
+    if collect:
+        latency, other, latency2, other2 = collect_pair(
+            heap, g, lgi, lumps, opened, heap2, g2, gi2, lumps2, opened2, t
+        )
+    n_log = cs[N_LOG] if cs[N_HANDED] else 0  # first tokens only: nothing to hand out
+    return DONE, n_streams, n_log, latency, other, latency2, other2, energy, full
 
 
 def warm_up() -> None:
@@ -86,12 +238,12 @@ def warm_up() -> None:
         r, awake, levels, table.heap, table.gi, table.opened, table.lumps, 0, 0.0, 0.0, 1.0, 0,
         1.0, 0.5,
     )  # fmt: skip
-    stream_done(
-        r, awake, levels, np.zeros((2, 3)), 0, 1, table.heap, table.gi, table.opened,
-        table.lumps, 0, 0.0, 0.0, 1.0, 0, 1.0, 0.5,
-    )  # fmt: skip
     other = LedgerTable()
-    settle_and_spend(
-        r, awake, levels, np.zeros((1, 3)), 1, 3.0, 2.0, table.heap, table.gi, table.lumps,
-        other.heap, other.gi, other.lumps, 0.5,
+    edge = tab.SequenceTable(1, 1, 1)
+    cost = np.zeros(11)
+    advance_cell(
+        *edge.args, cost, np.zeros(1), r, awake, levels, np.zeros((1, 3)), 0, table.heap,
+        table.g, table.gi, table.lumps, table.opened, other.heap, other.g, other.gi,
+        other.lumps, other.opened, np.zeros((1, N_LOG_COLUMNS)), np.zeros(N_STATE, np.int64),
+        4.0, 3.0, 0.01, 0.5, 1.0, 0.0, True,
     )  # fmt: skip

@@ -278,15 +278,16 @@ class EdgeServer:
             self.clock = t
         self._waiting.append(req)
 
-    def schedule(self, req: EdgeRequest, t: float) -> None:
+    def schedule(self, req: EdgeRequest, t: float, cell: tab.CellFacts = tab.NO_CELL) -> None:
         """A request that reaches the edge at ``t``, submitted by the next :meth:`advance` to
         ``t`` or later: that call first runs to ``t`` and submits it (``advance(t)`` then
         ``submit(req, t)``), for each scheduled request in the order of these calls. A
-        compiled server does a decision's arrivals and its advance in one kernel call."""
+        compiled server does a decision's arrivals and its advance in one kernel call;
+        ``cell``: what the compiled simulator reads of the request when it finishes."""
         self._check(req)
         if self.compiled:
             self._arrive(req, t)
-            self._table.schedule(req, t)
+            self._table.schedule(req, t, cell)
         else:
             self._scheduled.append((t, req))
 
@@ -651,7 +652,8 @@ class EdgeServer:
 
     def sync_requests(self) -> None:
         """Write the state of the requests still in a compiled server into their objects
-        (finished ones and first-token times are written as they happen; a no-op in Python)."""
+        (finished ones are written as they leave, first-token times as they land on
+        :meth:`advance`, not on the compiled simulator's advance; a no-op in Python)."""
         if self.compiled:
             self._table.sync()
 

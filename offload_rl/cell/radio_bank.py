@@ -69,6 +69,7 @@ class RadioBank:
         # device, first token at the device), unordered; the kernel visits them by request
         self.streams = np.zeros((max(n, 8), 3))
         self.n_streams = 0
+        self.settled_j = 0.0  # the radio joules the compiled simulator's advances charged
         global _K
         _K = cd.devices()  # compiled once per process (the bank holds no module: it deep-copies)
 

@@ -5,8 +5,12 @@ in one :class:`SequenceTable` (a struct of arrays, one row per request from its 
 its finish, free rows reused) and runs whole :meth:`~offload_rl.cell.edge_server.EdgeServer.
 advance` calls in machine code on it (:mod:`offload_rl.cell.compiled_scheduler`), in place:
 nothing is copied in or out per call. The requests' objects are the interface: a finished
-request's fields are written when it leaves, a first token's time as it lands; the fields of
-requests still in the server are written on :meth:`SequenceTable.sync` (tests read them).
+request's fields are written when it leaves, a first token's time as it lands on the server's
+own advance; the fields of requests still in the server are written on
+:meth:`SequenceTable.sync` (tests read them; the compiled simulator's advance,
+:func:`offload_rl.cell.compiled_finish.advance_cell`, leaves even first tokens to it). A row
+also holds the request's id, its device and its cell facts (arrival, SLO targets), which that
+kernel reads when the request finishes.
 
 The pool lives in the same arrays (running bytes per row, kept entries per session with an LRU
 stamp), seen from outside through :class:`TablePool`, which answers as
@@ -42,11 +46,19 @@ if TYPE_CHECKING:
     CACHED,
     AT_ADMIT,
     STATUS,
-) = range(13)
-N_INT_COLUMNS = 13
+    REQUEST,  # the request's id
+    DEVICE,  # the cell's device it came from (0 outside a cell)
+) = range(15)
+N_INT_COLUMNS = 15
 # float columns of a request's row
 READY_AT, ROUND_TRIP, FIRST_TOKEN, ADMIT_S, FINISH_S, QUEUED_S, QUEUED_SINCE = range(7)
-N_FLOAT_COLUMNS = 7
+# the cell's facts of the request the compiled simulator reads when it finishes (0 outside a
+# cell): when it arrived at its device, its SLO's TTFT and TPOT targets
+CELL_ARRIVAL, SLO_TTFT, SLO_TPOT = range(7, 10)
+N_FLOAT_COLUMNS = 10
+# a request's cell facts: (device, arrival at the device, TTFT and TPOT targets)
+CellFacts = tuple[int, float, float, float]
+NO_CELL: CellFacts = (0, 0.0, 0.0, 0.0)
 # columns of a session's kept entry (STAMP < 0: none; a larger stamp is more recently used)
 K_SPLIT, K_TOKENS, K_BYTES, K_STAMP = range(4)
 # the server's integer scalars
@@ -133,10 +145,10 @@ class SequenceTable:
         gi[N_WAITING] += 1
         return j
 
-    def schedule(self, r: EdgeRequest, t: float) -> None:
+    def schedule(self, r: EdgeRequest, t: float, cell: CellFacts = NO_CELL) -> None:
         """A request's row, submitted at ``t`` by the kernel's next call (after the ones
         scheduled before it): the row is written now, the queueing waits for the kernel."""
-        j = self.stage(r)
+        j = self.stage(r, cell)
         n = int(self.gi[N_SUBS])
         self.subs[n] = j
         self.sub_t[n] = t
@@ -155,8 +167,9 @@ class SequenceTable:
         self.gi[N_SUBS] = 0
         self.gi[SUB_ERROR] = 0
 
-    def stage(self, r: EdgeRequest) -> int:
-        """A free row holding ``r``'s fields (as the server set them), in no queue yet."""
+    def stage(self, r: EdgeRequest, cell: CellFacts = NO_CELL) -> int:
+        """A free row holding ``r``'s fields (as the server set them) and its ``cell`` facts,
+        in no queue yet."""
         if not self._free:
             self._grow_rows(2 * len(self.requests))
         j = self._free.pop()
@@ -170,27 +183,28 @@ class SequenceTable:
                 j * _INT_ROW.size, r.computed, r.generated, r.output_tokens, r.kv_bytes_per_token,
                 r.split, r.known, 0, self.session_index(r.session_id),
                 r.keep, r.preemptions, r.cached_tokens, r.batch_at_admit, ST_WAITING,
+                r.request_id, cell[0],
             )  # fmt: skip
             _FLOAT_ROW.pack_into(
                 self.floats,  # type: ignore[arg-type]
                 j * _FLOAT_ROW.size, r.ready_at, r.round_trip_s, r.first_token_s,
-                r.admit_s, r.finish_s, r.queued_s, r.queued_since,
+                r.admit_s, r.finish_s, r.queued_s, r.queued_since, cell[1], cell[2], cell[3],
             )  # fmt: skip
         except struct.error:  # a value struct refuses (a float count, an int past 64 bits)
-            self._write_rows(j, r)
+            self._write_rows(j, r, cell)
         return j
 
-    def _write_rows(self, j: int, r: EdgeRequest) -> None:
+    def _write_rows(self, j: int, r: EdgeRequest, cell: CellFacts = NO_CELL) -> None:
         """:meth:`stage`'s row writes through numpy, which converts (or raises) as it always
         did where ``struct`` refuses a value; the same columns in the same order."""
         self.ints[j] = (
             r.computed, r.generated, r.output_tokens, r.kv_bytes_per_token, r.split, r.known,
             0, self.session_index(r.session_id), r.keep, r.preemptions, r.cached_tokens,
-            r.batch_at_admit, ST_WAITING,
+            r.batch_at_admit, ST_WAITING, r.request_id, cell[0],
         )  # fmt: skip
         self.floats[j] = (
             r.ready_at, r.round_trip_s, r.first_token_s, r.admit_s, r.finish_s, r.queued_s,
-            r.queued_since,
+            r.queued_since, *cell[1:],
         )  # fmt: skip
 
     def release(self, j: int) -> EdgeRequest:
@@ -208,11 +222,11 @@ class SequenceTable:
         """Write row ``j``'s state into its request's fields."""
         (
             r.computed, r.generated, _, _, _, r.known, _, _, _, r.preemptions, r.cached_tokens,
-            r.batch_at_admit, status,
+            r.batch_at_admit, status, _, _,
         ) = self.ints[j].tolist()  # fmt: skip
         (
             r.ready_at, r.round_trip_s, r.first_token_s, r.admit_s, r.finish_s, r.queued_s,
-            r.queued_since,
+            r.queued_since, _, _, _,
         ) = self.floats[j].tolist()  # fmt: skip
         r.status = STATUS_NAMES[status]
 

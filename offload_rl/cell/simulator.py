@@ -43,6 +43,7 @@ from types import ModuleType
 import numpy as np
 
 from offload_rl.cell import compiled_decode as cd
+from offload_rl.cell import sequence_table as tab
 from offload_rl.cell.batch_roofline import BatchRoofline, for_profile
 from offload_rl.cell.config import CellConfig
 from offload_rl.cell.device import Device, sample_storage
@@ -52,10 +53,10 @@ from offload_rl.cell.device_seeding import (
     seeded_samples,
     seeded_samples_compiled,
 )
-from offload_rl.cell.edge_server import REJECTED, EdgeRequest, EdgeServer
+from offload_rl.cell.edge_server import REJECTED, EdgeEvent, EdgeRequest, EdgeServer
 from offload_rl.cell.flat_dispatch import ROOM_HEAP, ROOM_LUMPS, EdgeTables
 from offload_rl.cell.kv_pool import KeptEntry
-from offload_rl.cell.ledger_table import CompiledCostLedger, cost_ledger
+from offload_rl.cell.ledger_table import CompiledCostLedger, LedgerTable, cost_ledger
 from offload_rl.cell.radio import RADIOS, RadioParams
 from offload_rl.cell.radio_bank import RadioBank
 from offload_rl.cell.sequence_table import TablePool
@@ -142,6 +143,9 @@ class CellSimulator:
 
     # the compiled edge placement's tables for the episode (built at its first dispatch)
     _edge_tables: EdgeTables | None = None
+    # the compiled advance's log and state between its kernel's calls (made at its first call)
+    _cell_log: np.ndarray | None = None
+    _cell_state: np.ndarray
 
     def __init__(
         self,
@@ -802,22 +806,139 @@ class CellSimulator:
 
     def advance(self, t: float) -> list[CellRequest]:
         """Run the cell to ``t``; the requests whose last token reached their device by ``t``."""
+        kernels = self._finish_path()
+        if kernels is not None:
+            self._advance_cell(kernels, t, False)
+            return self._departed(t)
         subs = self._submissions
         edge = self.edge
         while subs and subs[0][0] <= t:
             when, _, er = heapq.heappop(subs)
             edge.schedule(er, when)  # submitted by the advance, at its time (one kernel call)
         edge.advance(t)
+        self._finish_python(edge.pop_finished(), t)
+        return self._departed(t)
+
+    def advance_and_collect(self, t: float) -> tuple[list[CellRequest], float, float, float]:
+        """:meth:`advance` then :meth:`collect` to ``t`` (the same results): on the compiled
+        path in one kernel call, :func:`offload_rl.cell.compiled_finish.advance_cell`."""
         kernels = self._finish_path()
-        if kernels is not None:
-            self._finish_compiled(kernels, edge.pop_finished(), t)
-        else:
-            self._finish_python(edge.pop_finished(), t)
+        if kernels is None:
+            done = self.advance(t)
+            return (done, *self.collect(t))
+        latency, other, joules = self._advance_cell(kernels, t, True)
+        return self._departed(t), latency, other, joules
+
+    def _departed(self, t: float) -> list[CellRequest]:
+        """The requests whose last token reached their device by ``t`` (the clock moves)."""
         done = []
         while self._done and self._done[0][0] <= t:
             done.append(heapq.heappop(self._done)[2])
         self._t = t
         return done
+
+    def _advance_cell(
+        self, kernels: ModuleType, t: float, collect: bool
+    ) -> tuple[float, float, float]:
+        """The compiled path of :meth:`advance` (and of :meth:`collect` when ``collect``):
+        the submissions due by ``t`` scheduled, then one kernel call
+        (:func:`~offload_rl.cell.compiled_finish.advance_cell`) for the edge's iterations,
+        the finished requests' radios and ledger, the token streams, the radios' joules and
+        the collection; the finishes and events it logged are then handed to their objects.
+        The collected (latency, other, raw joules); zeros when not ``collect``."""
+        subs, edge, bank = self._submissions, self.edge, self._bank
+        if subs and subs[0][0] <= t:
+            at_edge = self._at_edge
+            while subs and subs[0][0] <= t:
+                when, rid, er = heapq.heappop(subs)
+                cr = at_edge[rid]
+                edge.schedule(er, when, (cr.device, cr.request.arrival_s, *cr.slo))
+        assert bank is not None
+        table = edge._table
+        ledger, raw = self.ledger, self.joules
+        a = ledger._table  # type: ignore[attr-defined]
+        b = raw._table  # type: ignore[attr-defined]
+        if self._cell_log is None:
+            self._cell_log = np.zeros((64, kernels.N_LOG_COLUMNS))
+            self._cell_state = np.zeros(kernels.N_STATE, dtype=np.int64)
+        cs = self._cell_state
+        while True:
+            status, bank.n_streams, n_log, latency, other, latency2, joules, energy, full = (
+                kernels.advance_cell(
+                    *table.args, edge._cost_terms, edge._decode_fixed_array, bank.table,
+                    bank.awake, bank.levels, bank.streams, bank.n_streams, a.heap, a.g, a.gi,
+                    a.lumps, a.opened, b.heap, b.g, b.gi, b.lumps, b.opened, self._cell_log, cs,
+                    t, self._t, self.rtt / 2.0, self.w_energy, self.w_slo, self.w_cost, collect,
+                )
+            )  # fmt: skip
+            if status == kernels.DONE:
+                break
+            self._cell_room(kernels, status, a)
+        bank.settled_j += energy
+        if full:
+            ledger._grow_both()  # type: ignore[attr-defined]
+            raw._grow_both()  # type: ignore[attr-defined]
+        if n_log:
+            self._hand_out(n_log)
+        if collect:
+            ledger.latency_cost += latency
+            ledger.other_cost += other
+            raw.latency_cost += latency2
+            raw.other_cost += joules
+        return latency, other, joules
+
+    def _cell_room(self, kernels: ModuleType, status: int, a: LedgerTable) -> None:
+        """What :func:`~offload_rl.cell.compiled_finish.advance_cell` stopped for: grow the
+        array it names (it then goes on where it stopped), or raise as the reference does."""
+        if status == kernels.ROOM_LOG:
+            log = self._cell_log
+            assert log is not None
+            self._cell_log = np.concatenate([log, np.zeros_like(log)])
+        elif status == kernels.ROOM_LEDGER:
+            a.make_room(0, 3, 2)
+        elif status == kernels.ROOM_STREAMS:
+            bank = self._bank
+            assert bank is not None
+            bank.streams = np.concatenate([bank.streams, np.zeros_like(bank.streams)])
+        else:
+            self._cell_state = np.zeros(kernels.N_STATE, dtype=np.int64)
+            table = self.edge._table
+            if status == kernels.SUB_BEFORE_CLOCK:
+                t_sub = float(table.sub_t[0])
+                table.unschedule()
+                raise ValueError(
+                    f"submit at {t_sub} is before the server's clock {self.edge.clock}"
+                )
+            raise KeyError("a finished edge request the ledger had not opened")
+
+    def _hand_out(self, n: int) -> None:
+        """The cell log's ``n`` rows handed to objects, in order: each finished request's
+        edge and cell fields (its departure queued), the edge's events."""
+        edge = self.edge
+        table = edge._table
+        at_edge, done, events = self._at_edge, self._done, edge._events
+        log = self._cell_log
+        assert log is not None
+        first, finished, rejected = tab.OUT_FIRST, tab.OUT_DONE, tab.OUT_REJECTED
+        for code, j, when, end, ttft, violated in log[:n].tolist():
+            if code == first:
+                continue
+            if code != finished and code != rejected:
+                edge._drain_event(code, int(j), when)
+                continue
+            er = table.release(int(j))
+            cr = at_edge.pop(er.request_id)
+            cr.rejected = code == rejected
+            cr.finish_s, cr.ttft_s, cr.cache_hit = end, ttft, er.cached_tokens > 0
+            cr.queue_s, cr.batch_at_admit, cr.preempted = (
+                er.queued_s,
+                er.batch_at_admit,
+                er.preemptions,
+            )
+            cr.slo_violated = violated == 1.0
+            heapq.heappush(done, (end, cr.rid, cr))
+            if code == rejected:
+                events.append(EdgeEvent(when, "rejected", er.session_id, er.request_id))
 
     def _finish_python(self, finished: list[EdgeRequest], t: float) -> None:
         """The reference's finished requests, token streams and radio joules up to ``t``."""
@@ -835,42 +956,10 @@ class CellSimulator:
         if energy:
             self._spend(t, t, energy)
 
-    def _finish_compiled(self, kernels: ModuleType, finished: list[EdgeRequest], t: float) -> None:
-        """:meth:`_finish_python` on the compiled path: a kernel call per finished request
-        (:meth:`_edge_done_compiled`), the new streams, then one call for the radios' joules
-        and their charge (:func:`offload_rl.cell.compiled_finish.settle_and_spend`)."""
-        at_edge = self._at_edge
-        for er in finished:
-            self._edge_done_compiled(kernels, at_edge.pop(er.request_id), er)
-        streaming, bank = self._streaming, self._bank
-        assert streaming is not None and bank is not None
-        firsts = self.edge.first_tokens
-        if firsts:
-            self._start_streams(firsts, streaming)
-        self._settle_and_spend(t)
-
-    def _settle_and_spend(self, t: float) -> float:
-        """:meth:`_stream_and_settle` then :meth:`_spend` of its joules at ``t``, in one call
-        (:func:`offload_rl.cell.compiled_finish.settle_and_spend`; the compiled finish path
-        only): the radio joules, already charged."""
-        kernels, bank = _finish_kernels(), self._bank
-        assert kernels is not None and bank is not None
-        ledger, raw = self.ledger, self.joules
-        a = ledger._table  # type: ignore[attr-defined]
-        b = raw._table  # type: ignore[attr-defined]
-        energy, full = kernels.settle_and_spend(
-            bank.table, bank.awake, bank.levels, bank.streams, bank.n_streams, t, self._t,
-            a.heap, a.gi, a.lumps, b.heap, b.gi, b.lumps, self.w_energy,
-        )  # fmt: skip
-        if full:
-            ledger._grow_both()  # type: ignore[attr-defined]
-            raw._grow_both()  # type: ignore[attr-defined]
-        joules: float = energy
-        return joules
-
     def in_flight(self) -> list[CellRequest]:
         """The requests decided but not yet delivered, in request order: their outcome fields
         fill in as the cell runs on (evaluation scores them after the episode's end)."""
+        self.edge.sync_requests()  # a compiled server's requests' fields, written now
         pending = [c for _, _, c in self._done] + list(self._at_edge.values())
         return sorted(pending, key=lambda c: c.rid)
 
@@ -895,11 +984,14 @@ class CellSimulator:
         self._complete(cr)
 
     def _finish_path(self) -> ModuleType | None:
-        """The compiled finish path's kernels when this cell runs compiled (a radio bank, token
-        streams, two compiled ledgers), else None: :meth:`_finish_python`, the reference."""
+        """The compiled finish path's kernels when this cell runs compiled (a compiled edge
+        server, a radio bank, token streams, two compiled ledgers), else None:
+        :meth:`_finish_python`, the reference (also where a caller swapped in a Python edge
+        server: ``validation/cell_replay.py``)."""
         ledger, raw = self.ledger, self.joules
         if (
             self._bank is None
+            or not self.edge.compiled
             or self._streaming is None
             or not isinstance(ledger, CompiledCostLedger)
             or not isinstance(raw, CompiledCostLedger)
@@ -907,45 +999,6 @@ class CellSimulator:
         ):
             return None
         return _finish_kernels()
-
-    def _edge_done_compiled(self, kernels: ModuleType, cr: CellRequest, er: EdgeRequest) -> None:
-        """:meth:`_edge_done` with its stream drop, wake, ``Device.receive`` and
-        :meth:`_complete`'s ledger close and charge in one kernel call
-        (:func:`offload_rl.cell.compiled_finish.stream_done`, the same operations in order)."""
-        req, bank, streaming = cr.request, self._bank, self._streaming
-        assert bank is not None and streaming is not None
-        half = self.rtt / 2.0
-        cr.rejected = rejected = er.status == REJECTED
-        cr.finish_s = end = er.finish_s + (0.0 if rejected else half)
-        first = er.first_token_s if er.first_token_s >= 0 else er.finish_s
-        cr.ttft_s = ttft = first + half - req.arrival_s
-        cr.cache_hit = er.cached_tokens > 0
-        cr.queue_s, cr.batch_at_admit, cr.preempted = er.queued_s, er.batch_at_admit, er.preemptions
-        row = streaming.pop(cr.rid, -1)
-        if row >= 0:
-            bank.n_streams -= 1
-        last = self._t
-        lo = first + half
-        if last > lo:  # max(first + half, last)
-            lo = last
-        cr.slo_violated = violated = rejected or slo_violated_times(
-            ttft, end - req.arrival_s, req.output_tokens, *cr.slo
-        )
-        table = self.ledger._table  # type: ignore[attr-defined]
-        flags, moved = kernels.stream_done(
-            bank.table, bank.awake, bank.levels, bank.streams, row, bank.n_streams, table.heap,
-            table.gi, table.opened, table.lumps, cr.device, last, lo, end - lo, cr.rid, end,
-            self.w_slo * violated + self.w_cost * cr.usd,
-        )  # fmt: skip
-        if moved >= 0:
-            streaming[moved] = row
-        if flags < 0:
-            raise KeyError(cr.rid)
-        if flags & kernels.HEAP_FULL:
-            table.grow_heap()
-        if flags & kernels.LUMPS_FULL:
-            table.grow_lumps()
-        heapq.heappush(self._done, (end, cr.rid, cr))
 
     def _stream_tokens(self, t: float) -> None:
         """Keep the radios of devices receiving tokens connected through ``(last t, t]``."""

@@ -17,6 +17,7 @@ import operator
 import os
 import subprocess
 import sys
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -46,15 +47,24 @@ pytestmark = pytest.mark.skipif(
 
 
 def _counting(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Count the compiled scheduler's calls (a guard: the comparisons must exercise it)."""
+    """Count the compiled scheduler's calls (a guard: the comparisons must exercise it): the
+    server's own, and the compiled simulator's (its advance runs the scheduler's kernel)."""
     calls = [0]
     kernel = EdgeServer._advance_compiled
+    cell_kernel = simulator.CellSimulator._advance_cell
 
     def counted(self: EdgeServer, t: float) -> None:
         calls[0] += 1
         kernel(self, t)
 
+    def cell_counted(
+        self: simulator.CellSimulator, kernels: ModuleType, t: float, collect: bool
+    ) -> tuple[float, float, float]:
+        calls[0] += 1
+        return cell_kernel(self, kernels, t, collect)
+
     monkeypatch.setattr(EdgeServer, "_advance_compiled", counted)
+    monkeypatch.setattr(simulator.CellSimulator, "_advance_cell", cell_counted)
     return calls
 
 
