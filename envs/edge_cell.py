@@ -323,9 +323,8 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         private, measured = self._decided
         self._i = i + 1
         t_next = sim.requests[i + 1].arrival_s
-        finished = sim.advance(t_next)
+        finished, latency_cost, other_cost, joules = sim.advance_and_collect(t_next)
         self.last_finished = finished
-        latency_cost, other_cost, joules = sim.collect(t_next)
         penalty = self.scenario.reward.invalid_action_penalty if invalid else 0.0
         reward = -(latency_cost + other_cost + penalty)
         sums = interval_sums(finished) if finished else _NO_SUMS

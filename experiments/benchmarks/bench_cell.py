@@ -7,9 +7,10 @@ slows down during the run slows both sides of each ratio alike. The cell's load 
 scenario's (the fitted per-cell stream shared by the N devices), so the cost that grows with
 N is the simulator's bookkeeping (radios settled, devices drawn), not more edge traffic.
 
-Cost per decision is the median round's wall time per step, split into the edge server's share
-(time inside ``EdgeServer.advance``: its iterations) and the rest of the step (dispatch, devices,
-ledger, observation, mask, info).
+Cost per decision is the median round's wall time per step, split into the time between
+decisions (inside ``CellSimulator.advance_and_collect``: the edge's iterations, the finished
+requests, the token streams and radios, the ledgers' collection; compiled, one kernel call) and
+the rest of the step (dispatch, observation, mask, info).
 
 With numba (the ``fast`` extra) installed the cell runs compiled (README "EdgeCell-v0 cost per
 decision" lists the kernels: the edge server, a decision's placement, the finished requests and
@@ -46,7 +47,7 @@ import numpy as np
 
 from envs.edge_cell import EdgeCellEnv
 from offload_rl.cell import compiled_decode
-from offload_rl.cell.edge_server import EdgeServer
+from offload_rl.cell.simulator import CellRequest, CellSimulator
 
 WARM_UP_STEPS = 50
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
@@ -69,21 +70,23 @@ def cartpole_rate(steps: int, seed: int) -> float:
 
 
 @contextmanager
-def edge_clock() -> Iterator[list[float]]:
-    """Seconds spent inside ``EdgeServer.advance`` while the block runs (one float in a list)."""
+def advance_clock() -> Iterator[list[float]]:
+    """Seconds spent inside ``CellSimulator.advance_and_collect`` (the cell between two
+    decisions) while the block runs (one float in a list)."""
     spent = [0.0]
-    advance = EdgeServer.advance
+    advance = CellSimulator.advance_and_collect
 
-    def timed(self: EdgeServer, t: float) -> None:
+    def timed(self: CellSimulator, t: float) -> tuple[list[CellRequest], float, float, float]:
         start = timer()
-        advance(self, t)
+        out = advance(self, t)
         spent[0] += timer() - start
+        return out
 
-    EdgeServer.advance = timed  # type: ignore[method-assign]
+    CellSimulator.advance_and_collect = timed  # type: ignore[method-assign]
     try:
         yield spent
     finally:
-        EdgeServer.advance = advance  # type: ignore[method-assign]
+        CellSimulator.advance_and_collect = advance  # type: ignore[method-assign]
 
 
 @contextmanager
@@ -99,9 +102,9 @@ def python_edge() -> Iterator[None]:
 
 
 def cell_rate(env: EdgeCellEnv, steps: int, seed: int) -> tuple[float, float]:
-    """Steps per second of the cell, and the edge server's share of the timed seconds."""
+    """Steps per second of the cell, and the share of the timed seconds between decisions."""
     rng = np.random.default_rng(seed)
-    with edge_clock() as edge_s:
+    with advance_clock() as edge_s:
         t = timer()
         env.reset(seed=seed)
         elapsed = timer() - t
@@ -146,7 +149,7 @@ def main() -> None:
     print(f"cell: {' and '.join(modes)} (numba: {compiled_decode.AVAILABLE}), {args.clock} clock")
     print(
         "| N | cell steps/s (median) | CartPole steps/s (median) | ratio (median of rounds) "
-        "| ms per decision | of which edge server | rest of the step |"
+        "| ms per decision | of which between decisions | rest of the step |"
     )
     print("|---|---|---|---|---|---|---|")
     for n in args.sizes:
