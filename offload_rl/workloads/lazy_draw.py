@@ -14,10 +14,13 @@ rounding), so the values are those of the whole draw, picked
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
+from offload_rl.workloads import kernels, quantile_interp
 from offload_rl.workloads.correlation import _tokens
+from offload_rl.workloads.distributions import EmpiricalDist
 from offload_rl.workloads.params import WorkloadParams
 from offload_rl.workloads.request import FloatArray, IntArray
 
@@ -119,6 +122,14 @@ def chosen_columns_lazy(
 ) -> tuple[FloatArray, IntArray, IntArray, IntArray, IntArray, FloatArray]:
     """``SyntheticWorkload._chosen_columns`` of the whole draw, the lengths mapped for
     :func:`needed_rows` only."""
+    fast = _compiled_columns(d, chosen)
+    return fast if fast is not None else numpy_columns(d, chosen)
+
+
+def numpy_columns(
+    d: LazyDraw, chosen: IntArray
+) -> tuple[FloatArray, IntArray, IntArray, IntArray, IntArray, FloatArray]:
+    """:func:`chosen_columns_lazy` in numpy (the reference of its compiled path)."""
     session = d.session[chosen]
     gap_next = gap_to_next_turn(d.arrival, d.turn, d.turns, session, chosen)
     rows = needed_rows(d, chosen)
@@ -129,3 +140,42 @@ def chosen_columns_lazy(
     prior = before[at] - before[rows.searchsorted(d.offset[session])]
     arrival = d.arrival[chosen]
     return arrival - arrival[0], session, new[at], output[at], prior, gap_next
+
+
+_TABLES: dict[int, tuple[EmpiricalDist, FloatArray, FloatArray]] = {}
+
+
+def _table(dist: EmpiricalDist) -> tuple[FloatArray, FloatArray]:
+    """``dist``'s probabilities and log values as :meth:`EmpiricalDist.from_raw` interpolates
+    them (float64 arrays, made once per distribution object)."""
+    hit = _TABLES.get(id(dist))
+    if hit is None or hit[0] is not dist:
+        if len(_TABLES) >= 64:  # parameters made on the fly (tests): keep the cache small
+            _TABLES.clear()
+        xp = np.asarray(dist.probs, dtype=np.float64)
+        hit = _TABLES[id(dist)] = (dist, xp, np.log(dist.values))
+    return hit[1], hit[2]
+
+
+def _compiled_columns(
+    d: LazyDraw, chosen: IntArray
+) -> tuple[FloatArray, IntArray, IntArray, IntArray, IntArray, FloatArray] | None:
+    """:func:`chosen_columns_lazy` in two compiled calls around numpy's ``exp``
+    (:func:`~offload_rl.workloads.compiled_workload.lazy_rows` and ``lazy_columns``) where the
+    workload's kernels run, the interpolation kernel gave ``np.interp``'s bits, the lengths are
+    independent and all empirical (the default workload); None otherwise."""
+    p = d.params
+    dists = (p.first_prompt_tokens, p.followup_prompt_tokens, p.output_tokens)
+    module = kernels.compiled()
+    if module is None or p.correlation is not None or not quantile_interp.compiled_matches():
+        return None
+    if not all(isinstance(dist, EmpiricalDist) for dist in dists):
+        return None
+    tables = [a for dist in dists for a in _table(cast(EmpiricalDist, dist))]
+    rows, log_new, log_out = module.lazy_rows(chosen, d.session, d.offset, *d.raw, *tables)
+    return cast(
+        tuple[FloatArray, IntArray, IntArray, IntArray, IntArray, FloatArray],
+        module.lazy_columns(
+            chosen, d.session, d.turn, d.turns, d.arrival, rows, np.exp(log_new), np.exp(log_out)
+        ),
+    )

@@ -45,6 +45,12 @@ def _compiled() -> Kernel | None:
     return kernel if ok else None
 
 
+def compiled_matches() -> bool:
+    """Whether the compiled kernels may interpolate here (they may run, and the kernel gave
+    ``np.interp``'s bits): the lazy draw's kernel shares its arithmetic."""
+    return _compiled() is not None
+
+
 def interp_quantiles(x: np.ndarray, xp: list[float], fp: np.ndarray) -> np.ndarray:
     """``np.interp(x, xp, fp)`` for a strictly increasing ``xp`` (an ``EmpiricalDist``'s
     probabilities) and a 1-d float ``x``, bit for bit."""

@@ -5,7 +5,8 @@ columns and leaves the generator where the whole draw leaves it.
 calls in its order (later draws of a reset read the same generator), and
 :func:`~offload_rl.workloads.lazy_draw.chosen_columns_lazy` must give
 ``SyntheticWorkload._chosen_columns`` of the whole draw: independent and correlated lengths,
-empirical and lognormal distributions.
+empirical and lognormal distributions, compiled (the default workload in compiled mode) and
+numpy.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 from offload_rl.cell import compiled_decode as cd
 from offload_rl.workloads.correlation import SessionCorrelation
 from offload_rl.workloads.distributions import LognormalDist
-from offload_rl.workloads.lazy_draw import chosen_columns_lazy, draw_sessions_lazy
+from offload_rl.workloads.lazy_draw import chosen_columns_lazy, draw_sessions_lazy, numpy_columns
 from offload_rl.workloads.params import WorkloadParams, default_workload_params
 from offload_rl.workloads.synthetic import SyntheticWorkload, draw_sessions
 
@@ -58,10 +59,10 @@ def test_lazy_columns_are_the_whole_draws(
         return
     chosen = keep[np.argsort(d.arrival[keep], kind="stable")[:cut]]
     want = SyntheticWorkload._chosen_columns(d, chosen)
-    got = chosen_columns_lazy(lazy, chosen)
-    for g, w in zip(got, want, strict=True):
-        assert g.dtype == w.dtype
-        assert np.array_equal(g, w, equal_nan=True)
+    for got in (chosen_columns_lazy(lazy, chosen), numpy_columns(lazy, chosen)):
+        for g, w in zip(got, want, strict=True):
+            assert g.dtype == w.dtype
+            assert np.array_equal(g, w, equal_nan=True)
 
 
 @pytest.mark.skipif(not cd.AVAILABLE, reason="numba missing or OFFLOAD_RL_COMPILED=0")
