@@ -51,7 +51,9 @@ def between(v: float, xp: A, fp: A, j: int) -> float:
 
 @hot
 def interp_one(v: float, xp: A, fp: A) -> float:
-    """``np.interp(v, xp, fp)`` for a strictly increasing ``xp`` of >= 2 points."""
+    """``np.interp(v, xp, fp)`` for a strictly increasing ``xp`` of >= 2 points: the cases of
+    :func:`interp_into` (the kernel :mod:`~offload_rl.workloads.quantile_interp` probes), for
+    one point."""
     n = xp.shape[0]
     if v != v:  # NaN
         return v
@@ -69,9 +71,29 @@ def interp_one(v: float, xp: A, fp: A) -> float:
 
 @jit
 def interp_into(x: A, xp: A, fp: A, out: A) -> None:
-    """``out[:] = np.interp(x, xp, fp)`` for a strictly increasing ``xp`` of >= 2 points."""
+    """``out[:] = np.interp(x, xp, fp)`` for a strictly increasing ``xp`` of >= 2 points
+    (:func:`interp_one`'s cases, written out: twice as fast here as calling it)."""
+    n = xp.shape[0]
+    first = xp[0]
+    last = xp[n - 1]
     for i in range(x.shape[0]):
-        out[i] = interp_one(x[i], xp, fp)
+        v = x[i]
+        if v != v:  # NaN
+            out[i] = v
+            continue
+        if v > last:
+            out[i] = fp[n - 1]
+            continue
+        if v < first:
+            out[i] = fp[0]
+            continue
+        j = 0  # the last table point <= v (xp strictly increasing: a count)
+        for k in range(1, n):
+            j += xp[k] <= v
+        if j == n - 1 or xp[j] == v:
+            out[i] = fp[j]
+            continue
+        out[i] = between(v, xp, fp, j)
 
 
 @jit
