@@ -1,5 +1,5 @@
 """Uniforms through a quantile table: ``np.interp``, or its compiled twin when the cell runs
-compiled (:mod:`offload_rl.workloads.compiled_workload`, ~1.4x faster on random points).
+compiled (:mod:`offload_rl.workloads.compiled_workload`, ~5x faster on random points).
 
 The compiled kernel is used only while :data:`offload_rl.cell.compiled_decode.AVAILABLE` says
 compiled code may run (numba installed, ``OFFLOAD_RL_COMPILED`` not 0), and only after it gave
