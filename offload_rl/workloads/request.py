@@ -61,17 +61,10 @@ class _Filling:
     gap_to_next_turn_s: float | None
 
 
-_FIELDS = (
-    "arrival_s",
-    "session_id",
-    "turn",
-    "new_tokens",
-    "context_tokens",
-    "output_tokens",
-    "gap_to_next_turn_s",
-)
-if tuple(f.name for f in fields(Request)) != _FIELDS or hasattr(Request, "__post_init__"):
-    raise TypeError("Request: requests_from_columns assumes these plain slots, no __post_init__")
+if _Filling.__annotations__ != {f.name: f.type for f in fields(Request)} or hasattr(
+    Request, "__post_init__"
+):  # requests_from_columns stores exactly Request's fields, and nothing runs after __init__
+    raise TypeError("Request: requests_from_columns assumes _Filling's slots, no __post_init__")
 
 
 def requests_from_columns(
@@ -84,7 +77,7 @@ def requests_from_columns(
     gap_to_next_turn_s: list[float | None],
 ) -> list[Request]:
     """``[Request(*row) for row in zip(columns)]``, equal objects of the same type at a
-    quarter of the cost (a frozen dataclass's ``__init__`` sets each field through
+    half the cost (a frozen dataclass's ``__init__`` sets each field through
     ``object.__setattr__``, ~1 us per request of a stream of hundreds): each object's slots
     are stored as a plain object's (:class:`_Filling`), then its class becomes
     :class:`Request` (Request has no ``__post_init__``: checked at import)."""
