@@ -117,6 +117,15 @@ class CellRequest:
         return self.finish_s - self.request.arrival_s
 
 
+class SharedLinks(dict[int, tuple[LinkModel, RadioParams]]):
+    """Trace index -> its :class:`LinkModel` and the radio of its family, for one simulator
+    (its scenario and cell are fixed): frozen values, the same at every episode, so a deep
+    copy (``agents/cell_oracle.py``'s fork) shares the table instead of copying its traces."""
+
+    def __deepcopy__(self, memo: dict[int, object]) -> SharedLinks:
+        return self
+
+
 def class_cdf(probs: list[float]) -> np.ndarray:
     """The normalised cumulative shares :func:`draw_index` reads (``Generator.choice``'s)."""
     return choice_cdf(probs)
@@ -172,6 +181,8 @@ class CellSimulator:
         self._bank: RadioBank | None = None  # the radios' arrays, in compiled mode
         self.requests: list[Request] = []
         self._durations: np.ndarray | None = None  # the uplinks' periods (compiled draws)
+        # each uplink's link model and radio, made at the first episode on it (forks share it)
+        self._links: SharedLinks = SharedLinks()
         self._slo_cdf = class_cdf(list(facts.slo_shares))  # what world.choice searches
         # layers each device class holds (its RAM for the model), in DEVICE_CLASSES order
         self.class_memory_layers = [
@@ -279,12 +290,11 @@ class CellSimulator:
         classes = list(DEVICE_CLASSES)
         index_of = [classes.index(name) for name in names]  # per drawn class
         class_of = [DEVICE_CLASSES[name] for name in names]
-        radios = {wifi: self._device_radio(wifi) for wifi in (False, True)}
         drawn = self._draw_devices_compiled(world, trace_index, offset_s)
         if drawn is None:
             drawn = self._draw_devices(world, trace_index, offset_s)
         idxs, offsets, picked, rngs = drawn
-        links: dict[int, tuple[LinkModel, RadioParams]] = {}  # immutable: one per trace
+        links = self._links  # immutable: one per trace, kept across episodes
         thermal, noise = self.cell.thermal, net.throughput_noise
         devices: list[Device] = []
         self.devices = devices
@@ -292,10 +302,8 @@ class CellSimulator:
             hit = links.get(idx)
             if hit is None:
                 up = ups[idx]
-                hit = links[idx] = (
-                    self.facts.link(up, downs[idx]),
-                    radios["wifi" in up.family.lower()],
-                )
+                radio = self._device_radio("wifi" in up.family.lower())
+                hit = links[idx] = (self.facts.link(up, downs[idx]), radio)
             dev = Device(
                 i,
                 index_of[c],

@@ -1,22 +1,27 @@
 """The synthetic workload's per-request arithmetic in machine code (numba, the ``fast`` extra).
 
 An EdgeCell-v0 reset draws ~4000 requests (the warm-up) to keep 257, and numpy's cost is per
-operation over all of them. Two kernels, each the numpy code it replaces, bit for bit
+operation over all of them. Kernels, each the numpy code it replaces, bit for bit
 (``tests/offload_rl/test_workload_compiled.py``, ``test_workload_quantile_interp.py``):
 
 * :func:`session_layout`: ``draw_sessions``' request layout (each request's session, turn and
   whether it opens its session, each session's first request) and arrivals (the inter-turn
   gaps summed in order within the draw, as ``np.cumsum`` sums them);
-* :func:`interp_into`: ``np.interp`` on a short quantile table.
+* :func:`interp_into`: ``np.interp`` on a short quantile table;
+* :func:`lazy_rows`, :func:`lazy_columns`: the lazy draw's columns
+  (:func:`~offload_rl.workloads.lazy_draw.chosen_columns_lazy`: the rows the stream reads,
+  their lengths' interpolation, rounding, prior context and next-turn gaps), around numpy's
+  ``exp`` (kept: numba's ``exp`` is not numpy's SIMD one).
 
 :meth:`EmpiricalDist.sample <offload_rl.workloads.distributions.EmpiricalDist.sample>` maps
 thousands of uniforms through a table of ~15 quantiles per call. ``np.interp`` finds each point's
-interval by a bisection whose branches a random point defeats (~20 ns a point); here the
-interval is a count of the table's points below it, without branches (~6 ns). The arithmetic
-is numpy's (``compiled_base.c``'s ``arr_interp``), in its order: the slope of the interval,
-then ``slope * (x - xp[j]) + fp[j]``, the same special cases (a point on a table point, past
-either end, NaN), IEEE doubles without fast-math. :mod:`offload_rl.workloads.quantile_interp`
-checks it against ``np.interp`` once per process before it is used.
+interval by a bisection whose branches a random point defeats; here the interval is a count of
+the table's points below it, without branches, and the slopes are computed once per call
+(3700 fresh uniforms through the gap table: ~16 us, ``np.interp`` ~78 us). The arithmetic is
+numpy's (``compiled_base.c``'s ``arr_interp``), in its order: the slope of the interval, then
+``slope * (x - xp[j]) + fp[j]``, the same special cases (a point on a table point, past either
+end, NaN), IEEE doubles without fast-math. :mod:`offload_rl.workloads.quantile_interp` checks
+it against ``np.interp`` once per process before it is used.
 
 Importing this module imports numba; it is imported only in compiled mode.
 """
@@ -45,12 +50,39 @@ def between(v: float, xp: A, fp: A, j: int) -> float:
     return float(r)
 
 
+@hot
+def interp_one(v: float, xp: A, fp: A) -> float:
+    """``np.interp(v, xp, fp)`` for a strictly increasing ``xp`` of >= 2 points: the cases of
+    :func:`interp_into` (the kernel :mod:`~offload_rl.workloads.quantile_interp` probes), for
+    one point."""
+    n = xp.shape[0]
+    if v != v:  # NaN
+        return v
+    if v > xp[n - 1]:
+        return float(fp[n - 1])
+    if v < xp[0]:
+        return float(fp[0])
+    j = 0  # the last table point <= v (xp strictly increasing: a count)
+    for k in range(1, n):
+        j += xp[k] <= v
+    if j == n - 1 or xp[j] == v:
+        return float(fp[j])
+    return between(v, xp, fp, j)
+
+
 @jit
 def interp_into(x: A, xp: A, fp: A, out: A) -> None:
-    """``out[:] = np.interp(x, xp, fp)`` for a strictly increasing ``xp`` of >= 2 points."""
+    """``out[:] = np.interp(x, xp, fp)`` for a strictly increasing ``xp`` of >= 2 points:
+    the slopes computed once per interval, as numpy does for more points than table points
+    (the same division, so the same values), and each point's interval a count of the table
+    points at or below it (no data-dependent branch: a bisection's defeat the branch
+    predictor on random points)."""
     n = xp.shape[0]
     first = xp[0]
     last = xp[n - 1]
+    slopes = np.empty(n - 1, dtype=np.float64)
+    for j in range(n - 1):
+        slopes[j] = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j])
     for i in range(x.shape[0]):
         v = x[i]
         if v != v:  # NaN
@@ -68,7 +100,108 @@ def interp_into(x: A, xp: A, fp: A, out: A) -> None:
         if j == n - 1 or xp[j] == v:
             out[i] = fp[j]
             continue
-        out[i] = between(v, xp, fp, j)
+        slope = slopes[j]
+        r = slope * (v - xp[j]) + fp[j]
+        if r != r:  # numpy's fallback for a non-finite interpolation (as in between)
+            r = slope * (v - xp[j + 1]) + fp[j + 1]
+            if r != r and fp[j] == fp[j + 1]:
+                r = fp[j]
+        out[i] = r
+
+
+@jit
+def lazy_rows(
+    chosen: A,
+    session: A,
+    offset: A,
+    u_first: A,
+    u_follow: A,
+    u_out: A,
+    xp_first: A,
+    fp_first: A,
+    xp_follow: A,
+    fp_follow: A,
+    xp_out: A,
+    fp_out: A,
+) -> tuple[A, A, A]:
+    """:func:`~offload_rl.workloads.lazy_draw.needed_rows` (each chosen request's session from
+    its first turn to its last chosen one, ascending) and the interpolated logs of their new
+    and output tokens (``np.interp`` of their uniforms in the first-prompt, follow-up and
+    output tables: their probabilities ``xp_*`` and log values ``fp_*``)."""
+    n_sessions = offset.shape[0]
+    end = np.full(n_sessions, -1, dtype=np.int64)
+    for c in chosen:
+        s = session[c]
+        end[s] = max(end[s], c)
+    total = 0
+    for s in range(n_sessions):
+        if end[s] >= 0:
+            total += end[s] + 1 - offset[s]
+    rows = np.empty(total, dtype=np.int64)
+    log_new = np.empty(total, dtype=np.float64)
+    log_out = np.empty(total, dtype=np.float64)
+    k = 0
+    for s in range(n_sessions):
+        for r in range(offset[s], end[s] + 1):
+            rows[k] = r
+            if r == offset[s]:
+                log_new[k] = interp_one(u_first[s], xp_first, fp_first)
+            else:  # a later turn's place among the draw's later turns
+                log_new[k] = interp_one(u_follow[r - s - 1], xp_follow, fp_follow)
+            log_out[k] = interp_one(u_out[r], xp_out, fp_out)
+            k += 1
+    return rows, log_new, log_out
+
+
+@jit
+def lazy_columns(
+    chosen: A, session: A, turn: A, turns: A, arrival: A, rows: A, new_f: A, out_f: A
+) -> tuple[A, A, A, A, A, A]:
+    """``chosen_columns_lazy``'s columns from :func:`lazy_rows`' rows and their lengths
+    (``new_f``, ``out_f``: the exponentiated logs): tokens ``max(rint(x), 1)``, the prior
+    context (the session's earlier rows' tokens, summed in integers), the gap to a session's
+    next turn where that turn is chosen (NaN otherwise), arrivals from the first chosen."""
+    n = chosen.shape[0]
+    total = arrival.shape[0]
+    # each row's place in rows, and each row's context (its session's earlier tokens)
+    place = np.full(total + 1, -1, dtype=np.int64)
+    before = np.empty(rows.shape[0], dtype=np.int64)
+    new_t = np.empty(rows.shape[0], dtype=np.int64)
+    out_t = np.empty(rows.shape[0], dtype=np.int64)
+    running = 0
+    for k in range(rows.shape[0]):
+        r = rows[k]
+        place[r] = k
+        if turn[r] == 0:
+            running = 0
+        new_t[k] = np.int64(max(np.rint(new_f[k]), 1.0))
+        out_t[k] = np.int64(max(np.rint(out_f[k]), 1.0))
+        before[k] = running
+        running += new_t[k] + out_t[k]
+    position = np.full(total + 1, -1, dtype=np.int64)
+    for i in range(n):
+        position[chosen[i]] = i
+    arrival_c = np.empty(n, dtype=np.float64)
+    session_c = np.empty(n, dtype=np.int64)
+    new_c = np.empty(n, dtype=np.int64)
+    out_c = np.empty(n, dtype=np.int64)
+    prior = np.empty(n, dtype=np.int64)
+    gap = np.empty(n, dtype=np.float64)
+    t0 = arrival[chosen[0]]
+    for i in range(n):
+        c = chosen[i]
+        s = session[c]
+        k = place[c]
+        arrival_c[i] = arrival[c] - t0
+        session_c[i] = s
+        new_c[i] = new_t[k]
+        out_c[i] = out_t[k]
+        prior[i] = before[k]
+        last = turn[c] == turns[s] - 1
+        gap[i] = np.nan
+        if not last and position[c + 1] >= 0:
+            gap[i] = arrival[c + 1] - arrival[c]
+    return arrival_c, session_c, new_c, out_c, prior, gap
 
 
 @jit
@@ -164,6 +297,10 @@ def warm_up() -> None:
         np.empty(3, dtype=np.bool_),
         np.empty(3),
     )
+    u = np.array([0.5])
+    one = np.zeros(1, dtype=np.int64)
+    rows, log_new, log_out = lazy_rows(one, one, one, u, u, u, *([xp] * 6))
+    lazy_columns(one, one, one, one + 1, u, rows, log_new, log_out)
     for scale in (1.0, 0.5):
         cols = [np.zeros(2, dtype=np.int64) for _ in range(5)]
         stream_columns(turns, turns, turns, turns, scale, np.ones(3, dtype=np.int64), *cols)

@@ -50,7 +50,16 @@ class LognormalDist(StrictModel):
     sigma: float = Field(ge=0.0)
 
     def sample(self, rng: np.random.Generator, n: int) -> FloatArray:
-        return self.median * np.exp(self.sigma * rng.standard_normal(n))
+        return self.from_raw(self.draw_raw(rng, n))
+
+    def draw_raw(self, rng: np.random.Generator, n: int) -> FloatArray:
+        """The random numbers :meth:`sample` maps (its only generator call): a draw can keep
+        them and map only the entries it uses (:meth:`from_raw` is element by element)."""
+        return rng.standard_normal(n)
+
+    def from_raw(self, raw: FloatArray) -> FloatArray:
+        """The values of :meth:`sample` for its raw draws ``raw``."""
+        return self.median * np.exp(self.sigma * raw)
 
     def mean(self) -> float:
         return self.median * math.exp(self.sigma**2 / 2)
@@ -85,8 +94,17 @@ class EmpiricalDist(StrictModel):
         return self
 
     def sample(self, rng: np.random.Generator, n: int) -> FloatArray:
+        return self.from_raw(self.draw_raw(rng, n))
+
+    def draw_raw(self, rng: np.random.Generator, n: int) -> FloatArray:
+        """The uniforms :meth:`sample` maps (its only generator call): a draw can keep them
+        and map only the entries it uses (:meth:`from_raw` is element by element)."""
+        return rng.random(n)
+
+    def from_raw(self, raw: FloatArray) -> FloatArray:
+        """The values of :meth:`sample` for its uniforms ``raw``."""
         # np.interp's values (compiled where the cell runs compiled: quantile_interp)
-        return np.exp(interp_quantiles(rng.random(n), self.probs, np.log(self.values)))
+        return np.exp(interp_quantiles(raw, self.probs, np.log(self.values)))
 
     def from_normal(self, z: FloatArray) -> FloatArray:
         """The values whose quantiles are ``Phi(z)``: standard normal ``z`` gives exactly the

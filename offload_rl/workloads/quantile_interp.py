@@ -1,5 +1,5 @@
 """Uniforms through a quantile table: ``np.interp``, or its compiled twin when the cell runs
-compiled (:mod:`offload_rl.workloads.compiled_workload`, ~3x faster on random points).
+compiled (:mod:`offload_rl.workloads.compiled_workload`, ~5x faster on random points).
 
 The compiled kernel is used only while :data:`offload_rl.cell.compiled_decode.AVAILABLE` says
 compiled code may run (numba installed, ``OFFLOAD_RL_COMPILED`` not 0), and only after it gave
@@ -43,6 +43,12 @@ def _compiled() -> Kernel | None:
         # a numpy that rounds its interpolation otherwise (fused multiply-add) keeps np.interp
         ok = _checked[id(kernel)] = _probe_matches(kernel)
     return kernel if ok else None
+
+
+def compiled_matches() -> bool:
+    """Whether the compiled kernels may interpolate here (they may run, and the kernel gave
+    ``np.interp``'s bits): the lazy draw's kernel shares its arithmetic."""
+    return _compiled() is not None
 
 
 def interp_quantiles(x: np.ndarray, xp: list[float], fp: np.ndarray) -> np.ndarray:

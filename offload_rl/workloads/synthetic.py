@@ -18,6 +18,12 @@ import numpy.typing as npt
 from offload_rl.workloads import kernels
 from offload_rl.workloads.correlation import correlated_lengths
 from offload_rl.workloads.distributions import EmpiricalDist, LognormalDist
+from offload_rl.workloads.lazy_draw import (
+    LazyDraw,
+    chosen_columns_lazy,
+    draw_sessions_lazy,
+    gap_to_next_turn,
+)
 from offload_rl.workloads.params import WorkloadParams
 from offload_rl.workloads.request import FloatArray, IntArray, Request, TokenScaling
 from offload_rl.workloads.stream import assemble_stream
@@ -130,13 +136,18 @@ class SyntheticWorkload:
         p = self.params
         n = n_requests
         horizon = (n + 4.0 * math.sqrt(n) + 10.0) / p.request_rate_per_s()
+        lazy = kernels.compiled() is not None  # the fast path where the cell runs compiled
         while True:
-            d = draw_sessions(p, rng, p.session_rate_per_s, horizon)
+            d = (draw_sessions_lazy if lazy else draw_sessions)(
+                p, rng, p.session_rate_per_s, horizon
+            )
             keep = np.flatnonzero((d.arrival >= 0.0) & (d.arrival < horizon))
             if len(keep) >= n:
                 break
             horizon *= 1.5
         chosen = keep[np.argsort(d.arrival[keep], kind="stable")[:n]]
+        if isinstance(d, LazyDraw):  # lengths mapped for the rows the stream reads only
+            return assemble_stream(*chosen_columns_lazy(d, chosen), self.scaling)
         return assemble_stream(*self._chosen_columns(d, chosen), self.scaling)
 
     @staticmethod
@@ -148,16 +159,8 @@ class SyntheticWorkload:
         session's next turn where that turn is in the stream (NaN otherwise). The values of
         :meth:`SessionDraw.prior_context` and :meth:`SessionDraw.next_index` at ``chosen``,
         computed for those rows only (a draw holds ~15x more requests: the warm-up)."""
-        total = len(d.session)
-        n = len(chosen)
-        position = np.full(total + 1, -1, dtype=np.int64)
-        position[chosen] = np.arange(n)
         session = d.session[chosen]
-        # the next turn's index, -1 after a session's last (next_index at chosen)
-        nxt = np.where(d.turn[chosen] == d.turns[session] - 1, -1, chosen + 1)
-        in_stream = (nxt >= 0) & (position[nxt] >= 0)
-        gap_next = np.full(n, np.nan)
-        gap_next[in_stream] = d.arrival[nxt[in_stream]] - d.arrival[chosen[in_stream]]
+        gap_next = gap_to_next_turn(d.arrival, d.turn, d.turns, session, chosen)
         tokens = d.new + d.output
         before = np.cumsum(tokens) - tokens
         prior = before[chosen] - before[d.offset[session]]  # prior_context() at chosen

@@ -37,6 +37,7 @@ def test_columns_make_the_same_requests(values: list[tuple[Any, ...]]) -> None:
     got = requests_from_columns(*columns)
     want = [Request(*row) for row in values]
     assert got == want
+    assert all(type(r) is Request for r in got)
     assert [hash(r) for r in got] == [hash(r) for r in want]
     for r, w in zip(got, want, strict=True):
         assert [type(v) for v in dataclasses.astuple(r)] == [
