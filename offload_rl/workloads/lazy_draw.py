@@ -67,14 +67,10 @@ def draw_sessions_lazy(
 ) -> LazyDraw:
     """``draw_sessions(p, rng, rate_per_s, horizon_s)``'s generator calls and layout, the
     lengths left as their raw draws."""
-    from offload_rl.workloads.synthetic import _layout  # synthetic imports this module
+    from offload_rl.workloads.synthetic import draw_layout  # synthetic imports this module
 
-    n_sessions = int(rng.poisson(rate_per_s * (p.warmup_s + horizon_s)))
-    starts = rng.uniform(-p.warmup_s, horizon_s, n_sessions)
-    turns = p.turns.sample(rng, n_sessions)
-    total = int(turns.sum())
-    gaps = p.gap_s.sample(rng, total)
-    session, offset, turn, _, arrival = _layout(turns, starts, gaps)
+    turns, session, offset, turn, _, arrival = draw_layout(p, rng, rate_per_s, horizon_s)
+    n_sessions, total = len(turns), len(session)
     raw: tuple[FloatArray, ...]
     if p.correlation is None:
         raw = (

@@ -8,8 +8,8 @@ for edge-sized models scale and cap them here, once, for every source.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -52,19 +52,10 @@ class _Filling:
     the same layout: the same slots in the same order; it checks that at each assignment)."""
 
     __slots__ = Request.__slots__
-    arrival_s: float
-    session_id: int
-    turn: int
-    new_tokens: int
-    context_tokens: int
-    output_tokens: int
-    gap_to_next_turn_s: float | None
 
 
-if _Filling.__annotations__ != {f.name: f.type for f in fields(Request)} or hasattr(
-    Request, "__post_init__"
-):  # requests_from_columns stores exactly Request's fields, and nothing runs after __init__
-    raise TypeError("Request: requests_from_columns assumes _Filling's slots, no __post_init__")
+if hasattr(Request, "__post_init__"):  # requests_from_columns stores the fields, nothing after
+    raise TypeError("Request: requests_from_columns assumes no __post_init__")
 
 
 def requests_from_columns(
@@ -82,7 +73,7 @@ def requests_from_columns(
     are stored as a plain object's (:class:`_Filling`), then its class becomes
     :class:`Request` (Request has no ``__post_init__``: checked at import)."""
     new = object.__new__
-    out = []
+    out: list[Request] = []
     for a, s, t, p, c, o, g in zip(
         arrival_s,
         session_id,
@@ -93,7 +84,7 @@ def requests_from_columns(
         gap_to_next_turn_s,
         strict=True,
     ):
-        r = new(_Filling)
+        r: Any = new(_Filling)  # Request's slots: the assignments below fill them
         r.arrival_s = a
         r.session_id = s
         r.turn = t
@@ -101,9 +92,9 @@ def requests_from_columns(
         r.context_tokens = c
         r.output_tokens = o
         r.gap_to_next_turn_s = g
-        r.__class__ = Request  # type: ignore[assignment]
+        r.__class__ = Request
         out.append(r)
-    return out  # type: ignore[return-value]
+    return out
 
 
 class Workload(Protocol):

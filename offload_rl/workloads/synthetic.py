@@ -86,17 +86,26 @@ def _layout(
     return session, offset, turn, is_first, arrival
 
 
+def draw_layout(
+    p: WorkloadParams, rng: np.random.Generator, rate_per_s: float, horizon_s: float
+) -> tuple[IntArray, IntArray, IntArray, IntArray, npt.NDArray[np.bool_], FloatArray]:
+    """A draw's generator calls before the lengths (Poisson session starts at ``rate_per_s``
+    over ``[-warmup_s, horizon_s)``, their turns and gaps) and its layout: turns per session,
+    then :func:`_layout`'s columns (the one home of that order: the whole and the lazy draw)."""
+    n_sessions = int(rng.poisson(rate_per_s * (p.warmup_s + horizon_s)))
+    starts = rng.uniform(-p.warmup_s, horizon_s, n_sessions)
+    turns = p.turns.sample(rng, n_sessions)
+    gaps = p.gap_s.sample(rng, int(turns.sum()))
+    return (turns, *_layout(turns, starts, gaps))
+
+
 def draw_sessions(
     p: WorkloadParams, rng: np.random.Generator, rate_per_s: float, horizon_s: float
 ) -> SessionDraw:
     """Poisson session starts at ``rate_per_s`` over ``[-warmup_s, horizon_s)`` with their
     turns, gaps and lengths (correlated across turns when ``p.correlation`` says so)."""
-    n_sessions = int(rng.poisson(rate_per_s * (p.warmup_s + horizon_s)))
-    starts = rng.uniform(-p.warmup_s, horizon_s, n_sessions)
-    turns = p.turns.sample(rng, n_sessions)
-    total = int(turns.sum())
-    gaps = p.gap_s.sample(rng, total)
-    session, offset, turn, is_first, arrival = _layout(turns, starts, gaps)
+    turns, session, offset, turn, is_first, arrival = draw_layout(p, rng, rate_per_s, horizon_s)
+    n_sessions, total = len(turns), len(session)
     if p.correlation is None:
         new = np.empty(total, dtype=np.int64)
         new[is_first] = _lengths(p.first_prompt_tokens, rng, n_sessions)

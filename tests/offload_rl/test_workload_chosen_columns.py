@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from offload_rl.workloads.params import default_workload_params
 from offload_rl.workloads.synthetic import SessionDraw, SyntheticWorkload, draw_sessions
+from tests.offload_rl.workload_draws import DRAW_ARGS
 
 PARAMS = default_workload_params()
 
@@ -39,12 +39,7 @@ def _whole_draw_columns(d: SessionDraw, chosen: np.ndarray) -> tuple[np.ndarray,
 
 
 @settings(max_examples=60, deadline=None)
-@given(
-    seed=st.integers(0, 2**32 - 1),
-    horizon=st.floats(10.0, 3000.0),
-    rate=st.floats(0.001, 0.2),
-    cut=st.integers(1, 400),
-)
+@given(**DRAW_ARGS)
 def test_chosen_columns_are_the_whole_draws_picked(
     seed: int, horizon: float, rate: float, cut: int
 ) -> None:

@@ -22,6 +22,7 @@ from offload_rl.workloads.distributions import LognormalDist
 from offload_rl.workloads.lazy_draw import chosen_columns_lazy, draw_sessions_lazy, numpy_columns
 from offload_rl.workloads.params import WorkloadParams, default_workload_params
 from offload_rl.workloads.synthetic import SyntheticWorkload, draw_sessions
+from tests.offload_rl.workload_draws import DRAW_ARGS
 
 BASE = default_workload_params()
 
@@ -37,14 +38,7 @@ def _params(correlated: bool, lognormal: bool) -> WorkloadParams:
 
 
 @settings(max_examples=60, deadline=None)
-@given(
-    seed=st.integers(0, 2**32 - 1),
-    horizon=st.floats(10.0, 3000.0),
-    rate=st.floats(0.001, 0.2),
-    cut=st.integers(1, 400),
-    correlated=st.booleans(),
-    lognormal=st.booleans(),
-)
+@given(**DRAW_ARGS, correlated=st.booleans(), lognormal=st.booleans())
 def test_lazy_columns_are_the_whole_draws(
     seed: int, horizon: float, rate: float, cut: int, correlated: bool, lognormal: bool
 ) -> None:
