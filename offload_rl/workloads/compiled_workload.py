@@ -2,7 +2,7 @@
 
 An EdgeCell-v0 reset draws ~4000 requests (the warm-up) to keep 257, and numpy's cost is per
 operation over all of them. Kernels, each the numpy code it replaces, bit for bit
-(``tests/offload_rl/test_workload_compiled.py``, ``test_workload_quantile_interp.py``):
+(``tests/offload_rl/test_workload_compiled.py``, ``test_workload_lazy_draw.py``):
 
 * :func:`session_layout`: ``draw_sessions``' request layout (each request's session, turn and
   whether it opens its session, each session's first request) and arrivals (the inter-turn
