@@ -258,6 +258,8 @@ class EdgeServer:
             ]
         )
         self._decode_fixed_array = np.array(self._decode_fixed_s)
+        # the cost arrays in a kernel's argument order (one attribute read a call)
+        self._cost_arrays = (self._cost_terms, self._decode_fixed_array)
         for name in (*_GF_SCALARS, *_GI_SCALARS):  # read from the table now (__getattr__)
             del self.__dict__[name]
         self.__class__ = TableEdgeServer

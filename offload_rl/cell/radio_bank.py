@@ -68,6 +68,8 @@ class RadioBank:
         # the token streams (requests whose first token came, not finished): rows (request,
         # device, first token at the device), unordered; the kernel visits them by request
         self.streams = np.zeros((max(n, 8), 3))
+        # the arrays a kernel call passes that never change size (one attribute read a call)
+        self.fixed = (self.table, self.awake, self.levels)
         self.n_streams = 0
         self.settled_j = 0.0  # the radio joules the compiled simulator's advances charged
         global _K

@@ -149,10 +149,11 @@ class SequenceTable:
         """A request's row, submitted at ``t`` by the kernel's next call (after the ones
         scheduled before it): the row is written now, the queueing waits for the kernel."""
         j = self.stage(r, cell)
-        n = int(self.gi[N_SUBS])
+        gi = self.gi
+        n = gi.item(N_SUBS)  # a Python int, without numpy's scalar object
         self.subs[n] = j
         self.sub_t[n] = t
-        self.gi[N_SUBS] = n + 1
+        gi[N_SUBS] = n + 1
 
     def unschedule(self) -> None:
         """Drop the submissions the kernel has not taken (their rows freed): the server raised."""
@@ -175,15 +176,17 @@ class SequenceTable:
         j = self._free.pop()
         self.requests[j] = r
         self.row_of[r.request_id] = j
+        session = self._session_index.get(r.session_id)  # session_index's seen-before case
+        if session is None:
+            session = self.session_index(r.session_id)
         # the rows' bytes packed in place (an ndarray is a writable buffer, which typeshed's
         # Buffer does not say): the same 64-bit values at ~half numpy's conversion cost
         try:
             _INT_ROW.pack_into(
                 self.ints,  # type: ignore[arg-type]
                 j * _INT_ROW.size, r.computed, r.generated, r.output_tokens, r.kv_bytes_per_token,
-                r.split, r.known, 0, self.session_index(r.session_id),
-                r.keep, r.preemptions, r.cached_tokens, r.batch_at_admit, ST_WAITING,
-                r.request_id, cell[0],
+                r.split, r.known, 0, session, r.keep, r.preemptions, r.cached_tokens,
+                r.batch_at_admit, ST_WAITING, r.request_id, cell[0],
             )  # fmt: skip
             _FLOAT_ROW.pack_into(
                 self.floats,  # type: ignore[arg-type]

@@ -870,18 +870,21 @@ class CellSimulator:
             self._cell_log = np.zeros((64, kernels.N_LOG_COLUMNS))
             self._cell_state = np.zeros(kernels.N_STATE, dtype=np.int64)
         cs = self._cell_state
+        call = kernels.advance_cell_call
         while True:
             status, bank.n_streams, n_log, latency, other, latency2, joules, energy, full = (
-                kernels.advance_cell(
-                    *table.args, edge._cost_terms, edge._decode_fixed_array, bank.table,
-                    bank.awake, bank.levels, bank.streams, bank.n_streams, a.heap, a.g, a.gi,
-                    a.lumps, a.opened, b.heap, b.g, b.gi, b.lumps, b.opened, self._cell_log, cs,
-                    t, self._t, self.rtt / 2.0, self.w_energy, self.w_slo, self.w_cost, collect,
+                call(
+                    *table.args, *edge._cost_arrays, *bank.fixed, a.heap, a.g, a.gi, a.lumps,
+                    a.opened, b.heap, b.g, b.gi, b.lumps, b.opened, bank.streams, bank.n_streams,
+                    self._cell_log, cs, t, self._t, self.rtt / 2.0, self.w_energy, self.w_slo,
+                    self.w_cost, collect,
                 )
             )  # fmt: skip
             if status == kernels.DONE:
                 break
             self._cell_room(kernels, status, a)
+        if call is kernels.advance_cell:
+            kernels.pin_entry()  # the dispatcher typed these arguments: call straight on
         bank.settled_j += energy
         if full:
             ledger._grow_both()  # type: ignore[attr-defined]

@@ -154,3 +154,22 @@ def test_the_compiled_advance_grows_its_arrays_and_goes_on(monkeypatch):
     assert fused == reference
     k = cd.kernels("compiled_finish")
     assert {k.ROOM_LOG, k.ROOM_LEDGER, k.ROOM_STREAMS} <= set(rooms)
+
+
+def test_the_simulator_calls_the_kernel_past_its_dispatcher(monkeypatch):
+    """After its first call the simulator calls the kernel's one compiled specialization
+    straight (``pin_entry``), and the cell is still the reference's; where the kernel holds
+    several specializations (types the entry point would unbox unchecked), the dispatcher
+    stays."""
+    k = cd.kernels("compiled_finish")
+    monkeypatch.setattr(k, "advance_cell_call", k.advance_cell)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(cd, "AVAILABLE", False)
+        reference, _ = _play(_env(8, 3000, 40), 4, 40, "split")
+    fused, _ = _play(_env(8, 3000, 40), 4, 40, "fused")
+    assert k.advance_cell_call is not k.advance_cell
+    assert fused == reference
+    monkeypatch.setattr(k, "advance_cell_call", k.advance_cell)
+    monkeypatch.setattr(k.advance_cell, "overloads", {**k.advance_cell.overloads, "x": None})
+    k.pin_entry()
+    assert k.advance_cell_call is k.advance_cell
