@@ -59,7 +59,7 @@ from offload_rl.cell.ledger_table import CompiledCostLedger, cost_ledger
 from offload_rl.cell.radio import RADIOS, RadioParams
 from offload_rl.cell.radio_bank import RadioBank
 from offload_rl.cell.sequence_table import TablePool
-from offload_rl.cell.thermal import DEVICE_CLASSES
+from offload_rl.cell.thermal import DEVICE_CLASSES, heat_storage
 from offload_rl.cost_model import LinkModel, request_cost
 from offload_rl.device_view import kept_kv_tokens
 from offload_rl.features import CellDecisionState, FeatureSpec
@@ -385,8 +385,10 @@ class CellSimulator:
         times[:, :history] = [(i - history + 1) * period_s for i in range(history)]
         mbps[:, :history] = values
         counts[:] = history
+        heat = self._heat = heat_storage(len(devs))  # the heat rows, as the samples'
         for j, d in enumerate(devs):
             d.bind_samples(times, mbps, counts, j)
+            d.bind_heat(heat, j)
 
     # --- what the requesting device knows ------------------------------------------------------
 
@@ -462,7 +464,6 @@ class CellSimulator:
         prev_tokens, gap = (prev[1], t - prev[0]) if prev is not None else (0, 0.0)
         slo = self.facts.slo_targets[self.slo_class[sid]]
         private = self.private[sid]
-        thermal = d.os_level(t)
         table = self.edge._table
         bank = self._bank
         assert bank is not None  # compiled mode (EdgeCellEnv._compiled_decider)
@@ -470,13 +471,13 @@ class CellSimulator:
         times, values, counts = self._samples
         floor = net.outage_mbps
         while True:  # once, or twice when the device probes its link first
-            code, batch, waiting, occupancy, n_samples, newest, busy = kernels.decide(
+            code, batch, waiting, occupancy, n_samples, newest, busy, thermal = kernels.decide(
                 out, vals, times, values, counts, floor, net.throughput_history, spec.history,
                 kernels.SCALES, spec.n_layers, spec.outage_mbps, table.ints, table.gi,
                 table.gf, table.run, table.wait, table.kept, table.kept_row(sid), bank.table,
                 j, t, mark_t, mark_busy, net.rtt_edge_ms, req.new_tokens, req.context_tokens,
                 req.turn, private, slo[0], slo[1], local, self.k_mem[i], prev_tokens, gap,
-                d.class_index, thermal,
+                d.class_index, self._heat,
             )  # fmt: skip
             if code != kernels.PROBE:
                 break
@@ -685,7 +686,7 @@ class CellSimulator:
         seq = self.edge.pool._table  # type: ignore[union-attr]
         d.kept_local.pop(sid, None)
         ctx, new, out = req.context_tokens, req.new_tokens, req.output_tokens
-        bank, up, thermal = self._bank, d.uplink, d.thermal
+        bank, up = self._bank, d.uplink
         if up is not flat.uplinks[j]:
             flat.relink(d)
         a = self.ledger._table  # type: ignore[attr-defined]
@@ -698,14 +699,13 @@ class CellSimulator:
                 bank.table, bank.awake, bank.levels, up.cum_bytes, up.mbps, a.heap, a.gi,
                 a.lumps, a.opened, b.heap, b.gi, b.lumps, flat.profile, flat.table, seq.kept,
                 seq.gi, j, i, row, req.arrival_s, slo[0], slo[1], self._t, k, ctx, new, out,
-                thermal.temp_c, d._thermal_t, d.busy_until, d.offset_s,
+                self._heat, d.offset_s,
             )  # fmt: skip
             if res[0] == res[0]:  # not NaN: done
                 break
             a.make_room(i, ROOM_HEAP, ROOM_LUMPS)
             b.make_room(0, ROOM_HEAP, ROOM_LUMPS)
-        (thermal.temp_c, d._thermal_t, d.busy_until, up_end, mbps, arrive, round_trip, nbytes,
-         prefill) = res  # fmt: skip
+        up_end, mbps, arrive, round_trip, nbytes, prefill = res  # the heat: in its row
         if mbps >= 0.0:
             d.record(up_end, mbps)
         cr.edge = er = EdgeRequest(i, sid, k, arrive, ctx, new, out, cr.keep, round_trip)
@@ -731,7 +731,6 @@ class CellSimulator:
         seq = self.edge.pool._table  # type: ignore[union-attr]
         ctx, new, out = req.context_tokens, req.new_tokens, req.output_tokens
         held = d.kept_local.get(sid, 0)
-        thermal = d.thermal
         a = self.ledger._table  # type: ignore[attr-defined]
         b = self.joules._table  # type: ignore[attr-defined]
         row = seq._session_index.get(sid, -1)
@@ -739,13 +738,13 @@ class CellSimulator:
             res = flat.place_local(
                 a.heap, a.gi, a.lumps, a.opened, b.heap, b.gi, b.lumps, flat.profile, flat.table,
                 seq.kept, seq.gi, j, i, row, req.arrival_s, slo[0], slo[1], L, ctx, new, out,
-                held, thermal.temp_c, d._thermal_t, d.busy_until,
+                held, self._heat,
             )  # fmt: skip
             if res[0] == res[0]:  # not NaN: done
                 break
             a.make_room(i, ROOM_HEAP, ROOM_LUMPS)
             b.make_room(0, ROOM_HEAP, ROOM_LUMPS)
-        thermal.temp_c, d._thermal_t, d.busy_until, ttft, end, prefill, violated = res
+        ttft, end, prefill, violated = res  # the heat: in the device's row
         cr.prefill_tokens, cr.cache_hit = prefill, (held if held < ctx else ctx) > 0
         cr.ttft_s, cr.finish_s, cr.slo_violated = ttft, end, violated
         if cr.keep:
