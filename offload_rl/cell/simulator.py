@@ -36,7 +36,6 @@ come slightly out of time order, where the radio counts overlapping connected ti
 from __future__ import annotations
 
 import heapq
-import math
 from dataclasses import dataclass, replace
 from types import ModuleType
 
@@ -443,11 +442,12 @@ class CellSimulator:
         )
 
     def decide_compiled(
-        self, i: int, kernels: ModuleType, out: np.ndarray, vals: np.ndarray, spec: FeatureSpec
+        self, i: int, kernels: ModuleType, out: np.ndarray, vals: np.ndarray, consts: np.ndarray
     ) -> tuple[int, tuple[int, int, float], float, DecisionFacts]:
         """:meth:`decision_state` and the observation of request ``i`` in one compiled call
         (:func:`~offload_rl.cell.compiled_observation.decide`, with a compiled edge server and
-        radio bank): the observation into ``out``, the state's other fields into ``vals``.
+        radio bank): the observation into ``out``, the state's other fields into ``vals``;
+        ``consts``: the episode's constants (:meth:`decision_constants`).
         Returns the mask's index, the edge's last batch size, waiting requests and KV
         occupancy (the info's ``edge_*``), the newest sample read (0 if none: the info's
         ``measured_mbps``) and what :meth:`state_of` needs to build the same
@@ -457,7 +457,6 @@ class CellSimulator:
         j = self.device_of[i]
         d = self.devices[j]
         t = req.arrival_s
-        net = self.facts.scenario.network
         sid = req.session_id
         local = d.kept_local.get(sid, -1)
         prev = d.memory.previous(sid)
@@ -469,24 +468,34 @@ class CellSimulator:
         assert bank is not None  # compiled mode (EdgeCellEnv._compiled_decider)
         mark_t, mark_busy = self._busy_mark
         times, values, counts = self._samples
-        floor = net.outage_mbps
+        probed = False
         while True:  # once, or twice when the device probes its link first
             code, batch, waiting, occupancy, n_samples, newest, busy, thermal = kernels.decide(
-                out, vals, times, values, counts, floor, net.throughput_history, spec.history,
-                kernels.SCALES, spec.n_layers, spec.outage_mbps, table.ints, table.gi,
+                out, vals, times, values, counts, probed, consts, table.ints, table.gi,
                 table.gf, table.run, table.wait, table.kept, table.kept_row(sid), bank.table,
-                j, t, mark_t, mark_busy, net.rtt_edge_ms, req.new_tokens, req.context_tokens,
-                req.turn, private, slo[0], slo[1], local, self.k_mem[i], prev_tokens, gap,
-                d.class_index, self._heat,
+                j, t, mark_t, mark_busy, req.new_tokens, req.context_tokens, req.turn, private,
+                slo[0], slo[1], local, self.k_mem[i], prev_tokens, gap, d.class_index,
+                self._heat,
             )  # fmt: skip
             if code != kernels.PROBE:
                 break
-            d.probe_if_out(t, floor, net.throughput_sample_s)
-            floor = -math.inf  # probed: decide on what it measured
+            net = self.facts.scenario.network
+            d.probe_if_out(t, net.outage_mbps, net.throughput_sample_s)
+            probed = True  # decide on what it measured
         self._busy_mark = (t, busy)
         measured = newest if n_samples else 0
         edge = (batch, waiting, occupancy)
         return code, edge, measured, (i, private, slo, prev_tokens, gap, thermal)
+
+    def decision_constants(self, kernels: ModuleType, spec: FeatureSpec) -> np.ndarray:
+        """What :meth:`decide_compiled` passes its kernel as the same at every decision
+        (:func:`~offload_rl.cell.compiled_observation.decision_constants`; one array, built
+        once an episode)."""
+        net = self.facts.scenario.network
+        consts: np.ndarray = kernels.decision_constants(
+            net.outage_mbps, net.throughput_history, net.rtt_edge_ms, spec
+        )
+        return consts
 
     def state_of(self, facts: DecisionFacts, vals: np.ndarray) -> CellDecisionState:
         """The :class:`CellDecisionState` :meth:`decide_compiled` decided on, field for field
