@@ -202,7 +202,6 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         self._decide: ModuleType | None = None  # compiled_observation, in compiled mode
         self._masks: list[np.ndarray] = []  # the compiled decision's, by its index
         self._vals = np.zeros(0, dtype=np.float64)  # the compiled decision's state fields
-        self._consts = np.zeros(0, dtype=np.float64)  # its constants (the episode's)
         self._state: CellDecisionState | None = None
         self._facts: DecisionFacts | None = None
         # the decision's edge_batch, edge_waiting and edge_kv_occupancy (info)
@@ -257,7 +256,7 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         if not self._masks:
             self._masks = module.mask_table(self.feature_spec)
             self._vals = np.zeros(module.V_SIZE, dtype=np.float64)
-        self._consts = self.sim.decision_constants(module, self.feature_spec)
+        self.sim.bind_decisions(module, self.feature_spec)
         return module
 
     def _prepare(self) -> None:
@@ -265,7 +264,7 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         if decide is not None:
             obs = np.empty(self._obs_dim, np.float32)
             code, self._edge_fields, measured, facts = self.sim.decide_compiled(
-                self._i, decide, obs, self._vals, self._consts
+                self._i, decide, obs, self._vals
             )
             self._obs = obs
             self._mask = self._masks[code]  # read-only: copied out

@@ -203,10 +203,10 @@ def take_kept(kept: A, kgi: A, idx: int, split: int) -> int:
 
 @jit
 def place_edge(
-    r: A, awake: A, levels: A, cum: A, rates: A, heap: A, gi: A, lumps: A, opened: A,
-    heap2: A, gi2: A, lumps2: A, prof: A, dev: A, kept: A, kgi: A, j: int, key: int,
+    r: A, awake: A, levels: A, prof: A, dev: A, heat: A, cum: A, rates: A, heap: A, gi: A,
+    lumps: A, opened: A, heap2: A, gi2: A, lumps2: A, kept: A, kgi: A, j: int, key: int,
     session_row: int, arrival: float, slo_ttft: float, slo_tpot: float, last: float, k: int,
-    ctx: int, new: int, out: int, heat: A, origin: float,
+    ctx: int, new: int, out: int, origin: float,
 ) -> tuple[float, float, float, float, float, int]:  # fmt: skip
     """``dispatch``'s edge placement of request ``key`` on device ``j`` at split ``k``: the
     session's kept tokens (:func:`take_kept`, row ``session_row`` of the sequence table's
@@ -418,8 +418,8 @@ def warm_up() -> None:
     for writeable in (True, False):
         cum.flags.writeable = rates.flags.writeable = writeable
         place_edge(
-            r, awake, levels, cum, rates, a.heap, a.gi, a.lumps, a.opened, b.heap, b.gi,
-            b.lumps, prof, dev, kept, kgi, 0, 0, 0, 0.0, 1.0, 0.1, 0.0, 1, 2, 1, 3, heat, 0.5,
+            r, awake, levels, prof, dev, heat, cum, rates, a.heap, a.gi, a.lumps, a.opened,
+            b.heap, b.gi, b.lumps, kept, kgi, 0, 0, 0, 0.0, 1.0, 0.1, 0.0, 1, 2, 1, 3, 0.5,
         )  # fmt: skip
         place_cloud(
             r, awake, levels, cum, rates, a.heap, a.gi, a.lumps, a.opened, prof, prof, dev,

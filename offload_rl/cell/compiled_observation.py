@@ -201,10 +201,10 @@ def os_level(heat: A, j: int, t: float) -> int:
 
 @jit
 def decide(
-    out: A, vals: A, times: A, values: A, counts: A, probed: bool, consts: A, ints: A, gi: A,
-    gf: A, run: A, wait: A, kept: A, row: int, radios: A, j: int, t: float, mark_t: float,
-    mark_busy: float, new: int, ctx: int, turn: int, private: bool, ttft: float, tpot: float,
-    local: int, k_mem: int, prev: int, gap: float, cls: int, heat: A,
+    times: A, values: A, counts: A, consts: A, radios: A, heat: A, out: A, vals: A,
+    probed: bool, ints: A, gi: A, gf: A, run: A, wait: A, kept: A, row: int, j: int, t: float,
+    mark_t: float, mark_busy: float, new: int, ctx: int, turn: int, private: bool,
+    ttft: float, tpot: float, local: int, k_mem: int, prev: int, gap: float, cls: int,
 ) -> tuple[int, int, int, float, int, float, float, int]:  # fmt: skip
     """One decision of device ``j`` in one call (the episode's constants in ``consts``:
     :func:`decision_constants`): its samples (:func:`samples_until`; first :data:`PROBE`,
@@ -308,8 +308,8 @@ def warm_up() -> None:
         np.ones(1, np.int64),
     )
     decide(
-        out, vals, times, values, counts, False, decision_constants(0.1, 8, 10.0, spec),
-        table.ints, table.gi, table.gf, table.run, table.wait, table.kept, -1,
-        np.zeros((1, 18)), 0, 1.0, 0.0, 0.0, 3, 4, 1, False, 1.0, 0.1, -1, 4, 0, 0.0, 0,
-        heat_storage(1),
+        times, values, counts, decision_constants(0.1, 8, 10.0, spec), np.zeros((1, 18)),
+        heat_storage(1), out, vals, False, table.ints, table.gi, table.gf, table.run,
+        table.wait, table.kept, -1, 0, 1.0, 0.0, 0.0, 3, 4, 1, False, 1.0, 0.1, -1, 4, 0, 0.0,
+        0,
     )  # fmt: skip

@@ -442,12 +442,12 @@ class CellSimulator:
         )
 
     def decide_compiled(
-        self, i: int, kernels: ModuleType, out: np.ndarray, vals: np.ndarray, consts: np.ndarray
+        self, i: int, kernels: ModuleType, out: np.ndarray, vals: np.ndarray
     ) -> tuple[int, tuple[int, int, float], float, DecisionFacts]:
         """:meth:`decision_state` and the observation of request ``i`` in one compiled call
         (:func:`~offload_rl.cell.compiled_observation.decide`, with a compiled edge server and
-        radio bank): the observation into ``out``, the state's other fields into ``vals``;
-        ``consts``: the episode's constants (:meth:`decision_constants`).
+        radio bank; :meth:`bind_decisions` called this episode): the observation into
+        ``out``, the state's other fields into ``vals``.
         Returns the mask's index, the edge's last batch size, waiting requests and KV
         occupancy (the info's ``edge_*``), the newest sample read (0 if none: the info's
         ``measured_mbps``) and what :meth:`state_of` needs to build the same
@@ -464,18 +464,14 @@ class CellSimulator:
         slo = self.facts.slo_targets[self.slo_class[sid]]
         private = self.private[sid]
         table = self.edge._table
-        bank = self._bank
-        assert bank is not None  # compiled mode (EdgeCellEnv._compiled_decider)
         mark_t, mark_busy = self._busy_mark
-        times, values, counts = self._samples
         probed = False
         while True:  # once, or twice when the device probes its link first
             code, batch, waiting, occupancy, n_samples, newest, busy, thermal = kernels.decide(
-                out, vals, times, values, counts, probed, consts, table.ints, table.gi,
-                table.gf, table.run, table.wait, table.kept, table.kept_row(sid), bank.table,
-                j, t, mark_t, mark_busy, req.new_tokens, req.context_tokens, req.turn, private,
-                slo[0], slo[1], local, self.k_mem[i], prev_tokens, gap, d.class_index,
-                self._heat,
+                *self._decide_leading, out, vals, probed, table.ints, table.gi, table.gf,
+                table.run, table.wait, table.kept, table.kept_row(sid), j, t, mark_t,
+                mark_busy, req.new_tokens, req.context_tokens, req.turn, private, slo[0],
+                slo[1], local, self.k_mem[i], prev_tokens, gap, d.class_index,
             )  # fmt: skip
             if code != kernels.PROBE:
                 break
@@ -487,15 +483,19 @@ class CellSimulator:
         edge = (batch, waiting, occupancy)
         return code, edge, measured, (i, private, slo, prev_tokens, gap, thermal)
 
-    def decision_constants(self, kernels: ModuleType, spec: FeatureSpec) -> np.ndarray:
-        """What :meth:`decide_compiled` passes its kernel as the same at every decision
-        (:func:`~offload_rl.cell.compiled_observation.decision_constants`; one array, built
-        once an episode)."""
+    def bind_decisions(self, kernels: ModuleType, spec: FeatureSpec) -> None:
+        """Keep what :meth:`decide_compiled` passes its kernel the same at every decision of
+        this episode, as one tuple (no attribute reads per call; a fork copies it with the
+        arrays it names): the devices' samples, the episode's constants
+        (:func:`~offload_rl.cell.compiled_observation.decision_constants`), the radio bank's
+        table and the heat rows. Once an episode, after :meth:`reset`, in compiled mode."""
         net = self.facts.scenario.network
-        consts: np.ndarray = kernels.decision_constants(
+        consts = kernels.decision_constants(
             net.outage_mbps, net.throughput_history, net.rtt_edge_ms, spec
         )
-        return consts
+        bank = self._bank
+        assert bank is not None  # compiled mode (EdgeCellEnv._compiled_decider)
+        self._decide_leading = (*self._samples, consts, bank.table, self._heat)
 
     def state_of(self, facts: DecisionFacts, vals: np.ndarray) -> CellDecisionState:
         """The :class:`CellDecisionState` :meth:`decide_compiled` decided on, field for field
@@ -580,7 +580,11 @@ class CellSimulator:
             )
             profile = self.tiers.device if compiled else None
             cell = (self.rtt, self.w_energy, self.w_latency, self.w_slo, self.w_cost)
-            tables = EdgeTables(self.devices, self.requests, profile, cell, self.tiers.cloud)
+            bank = self._bank
+            arrays = (bank.table, bank.awake, bank.levels, self._heat) if bank else ()
+            tables = EdgeTables(
+                self.devices, self.requests, profile, cell, self.tiers.cloud, arrays
+            )
             self._edge_tables = tables
         return tables if tables.usable else None
 
@@ -695,20 +699,18 @@ class CellSimulator:
         seq = self.edge.pool._table  # type: ignore[union-attr]
         d.kept_local.pop(sid, None)
         ctx, new, out = req.context_tokens, req.new_tokens, req.output_tokens
-        bank, up = self._bank, d.uplink
+        up = d.uplink
         if up is not flat.uplinks[j]:
             flat.relink(d)
         a = self.ledger._table  # type: ignore[attr-defined]
         b = self.joules._table  # type: ignore[attr-defined]
-        assert bank is not None
         place = flat.place
         row = seq._session_index.get(sid, -1)
         while True:
-            res = place(
-                bank.table, bank.awake, bank.levels, up.cum_bytes, up.mbps, a.heap, a.gi,
-                a.lumps, a.opened, b.heap, b.gi, b.lumps, flat.profile, flat.table, seq.kept,
-                seq.gi, j, i, row, req.arrival_s, slo[0], slo[1], self._t, k, ctx, new, out,
-                self._heat, d.offset_s,
+            res = place(  # the radio bank, profile, device and heat tables lead
+                *flat.leading, up.cum_bytes, up.mbps, a.heap, a.gi, a.lumps, a.opened, b.heap,
+                b.gi, b.lumps, seq.kept, seq.gi, j, i, row, req.arrival_s, slo[0], slo[1],
+                self._t, k, ctx, new, out, d.offset_s,
             )  # fmt: skip
             if res[0] == res[0]:  # not NaN: done
                 break

@@ -63,6 +63,11 @@ def test_a_forked_cells_devices_keep_their_heat_in_the_forks_rows() -> None:
     fork = copy.deepcopy(sim)
     before = [(d.thermal.temp_c, d._thermal_t, d.busy_until) for d in sim.devices]
     parent = sim._heat.copy()
+    if cd.AVAILABLE:  # the compiled calls' per-episode argument tuples name the fork's arrays
+        assert fork._decide_leading[-1] is fork._heat
+        assert fork._decide_leading[0] is fork._samples[0]
+        leading = fork._edge_tables.leading
+        assert leading[-1] is fork._heat and leading[0] is fork._bank.table
     for j, d in enumerate(fork.devices):
         assert d._heat is fork._heat and d.thermal._heat is fork._heat and d.heat_row == j
         assert (d.thermal.temp_c, d._thermal_t, d.busy_until) == before[j]
