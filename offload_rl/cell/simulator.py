@@ -459,7 +459,7 @@ class CellSimulator:
         t = req.arrival_s
         sid = req.session_id
         local = d.kept_local.get(sid, -1)
-        prev = d.memory.previous(sid)
+        prev = d.memory._last.get(sid)  # d.memory.previous(sid), inlined
         prev_tokens, gap = (prev[1], t - prev[0]) if prev is not None else (0, 0.0)
         slo = self.facts.slo_targets[self.slo_class[sid]]
         private = self.private[sid]
@@ -529,6 +529,15 @@ class CellSimulator:
     def dispatch(self, i: int, tier_index: int, keep: bool) -> CellRequest:
         """Commit request ``i`` to ``tier_index`` (valid under the mask) at its arrival."""
         L = self.L
+        tables = self._edge_tables  # the episode's usable tables (_flat_edge), inlined
+        if (
+            tier_index < L
+            and tables is not None
+            and tables.usable
+            and tables.devices is self.devices
+            and tables.requests is self.requests
+        ):
+            return self._run_edge_flat(tables, i, tier_index, keep)
         flat = self._flat_edge() if tier_index <= L + 1 else None
         if flat is not None:
             if tier_index < L:
