@@ -4,17 +4,12 @@ decision's OS level (``compiled_observation.os_level``) equals ``Device.os_level
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from envs.edge_cell import EdgeCellEnv
 from offload_rl.cell import compiled_decode as cd
-from offload_rl.cell.device import Device
-from offload_rl.cell.radio import RADIOS
 from offload_rl.cell.thermal import (
     DEVICE_CLASSES,
     H_BUSY,
@@ -22,17 +17,8 @@ from offload_rl.cell.thermal import (
     H_THERMAL_T,
     heat_storage,
 )
-from offload_rl.cost_model import LinkModel
-from offload_rl.traces import Trace
-
-
-def _device(name: str, thermal: bool) -> Device:
-    trace = Trace("t", "lte", "test", 1.0, np.array([5.0, 20.0]))
-    return Device(
-        0, 0, DEVICE_CLASSES[name], next(iter(RADIOS.values())),
-        LinkModel(trace, trace, 0.02, 0.03, 1e9), 0.5, thermal=thermal, noise_sd=0.1,
-        rng=np.random.default_rng(1),
-    )  # fmt: skip
+from tests.offload_rl.cell.test_compiled_dispatch import _device
+from tests.offload_rl.cell.test_compiled_sample_scan import forked_cell
 
 
 def test_a_bound_devices_attributes_are_its_row() -> None:
@@ -55,12 +41,7 @@ def test_a_bound_devices_attributes_are_its_row() -> None:
 def test_a_forked_cells_devices_keep_their_heat_in_the_forks_rows() -> None:
     """``copy.deepcopy`` of a simulator (the oracle's fork) copies the heat array once: the
     fork's devices write the fork's rows, the parent's stay as they were."""
-    env = EdgeCellEnv(n_devices=4, episode_requests=30)
-    env.reset(seed=1)
-    for _ in range(10):
-        env.step(int(np.flatnonzero(env.action_masks())[0]))
-    sim = env.sim
-    fork = copy.deepcopy(sim)
+    sim, fork = forked_cell()
     before = [(d.thermal.temp_c, d._thermal_t, d.busy_until) for d in sim.devices]
     parent = sim._heat.copy()
     if cd.AVAILABLE:  # the compiled calls' per-episode argument tuples name the fork's arrays
