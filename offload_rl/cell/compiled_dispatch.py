@@ -35,6 +35,7 @@ from offload_rl.cell.compiled_devices import (
     wake_delay,
 )
 from offload_rl.cell.compiled_ledger import charge, close_request, open_request, spread_pair
+from offload_rl.cell.device import SAMPLE_SLOTS, sample_storage
 from offload_rl.cell.flat_dispatch import (
     ACT,
     C_AMBIENT,
@@ -202,12 +203,34 @@ def take_kept(kept: A, kgi: A, idx: int, split: int) -> int:
 
 
 @jit
+def record(
+    times: A, values: A, counts: A, j: int, t: float, mbps: float, sd: float, z: float
+) -> int:
+    """``Device.record(t, mbps)`` into row ``j`` of the cell's samples with the noise's
+    standard normal ``z`` already drawn (``sd > 0``: the device drew it); the new count."""
+    if sd > 0:
+        mbps *= math.exp(sd * z)
+    n = counts[j]
+    if n == SAMPLE_SLOTS:  # appending the 65th: the oldest 32 go
+        half = SAMPLE_SLOTS // 2
+        for m in range(half):  # the slices' copy (no allocation: no runtime needed)
+            times[j, m] = times[j, half + m]
+            values[j, m] = values[j, half + m]
+        n = half
+    times[j, n] = t
+    values[j, n] = mbps
+    counts[j] = n + 1
+    return n + 1
+
+
+@jit
 def place_edge(
-    r: A, awake: A, levels: A, prof: A, dev: A, heat: A, cum: A, rates: A, heap: A, gi: A,
-    lumps: A, opened: A, heap2: A, gi2: A, lumps2: A, kept: A, kgi: A, j: int, key: int,
-    session_row: int, arrival: float, slo_ttft: float, slo_tpot: float, last: float, k: int,
-    ctx: int, new: int, out: int, origin: float,
-) -> tuple[float, float, float, float, float, int]:  # fmt: skip
+    r: A, awake: A, levels: A, prof: A, dev: A, heat: A, times: A, values: A, counts: A,
+    cum: A, rates: A, heap: A, gi: A, lumps: A, opened: A, heap2: A, gi2: A, lumps2: A,
+    kept: A, kgi: A, j: int, key: int, session_row: int, arrival: float, slo_ttft: float,
+    slo_tpot: float, last: float, k: int, ctx: int, new: int, out: int, origin: float,
+    sd: float, z: float,
+) -> tuple[float, float, float, float, float, int, int]:  # fmt: skip
     """``dispatch``'s edge placement of request ``key`` on device ``j`` at split ``k``: the
     session's kept tokens (:func:`take_kept`, row ``session_row`` of the sequence table's
     ``kept``), the latency rate of its SLO, ``ledger.open``, ``_wake`` and ``_run_edge`` over
@@ -215,13 +238,16 @@ def place_edge(
     table) from its offset ``origin``; the RTT and the reward's weights from the device table's
     cell columns.
     The device's heat state is read from and written back to its row of ``heat``
-    (:func:`~offload_rl.cell.thermal.heat_storage`). (last byte, the sample's Mbps before its
-    noise (-1: no sample), arrival at the edge, round trip, upload bytes, prefill tokens).
-    Tables without the room (:func:`has_room`) are left untouched: the first value is NaN,
-    grow and call again.
+    (:func:`~offload_rl.cell.thermal.heat_storage`); the upload's throughput sample is
+    written into its row of the samples (:func:`record`) where the caller drew the noise's
+    ``z`` (not NaN; it does where a sample is certain, its generator's next draw either
+    way). (last byte, the sample's Mbps before its noise (-1: no sample or written here),
+    arrival at the edge, round trip, upload bytes, prefill tokens, the row's sample count
+    (-1: not written here)). Tables without the room (:func:`has_room`) are left untouched:
+    the first value is NaN, grow and call again.
     """
     if not (key < opened.shape[0] and has_room(heap, gi, lumps) and has_room(heap2, gi2, lumps2)):
-        return math.nan, 0.0, 0.0, 0.0, 0.0, 0
+        return math.nan, 0.0, 0.0, 0.0, 0.0, 0, -1
     temp, thermal_t, busy = heat[j, H_TEMP], heat[j, H_THERMAL_T], heat[j, H_BUSY]
     held = take_kept(kept, kgi, session_row, k)
     cached = (held if held < ctx else ctx) if held >= 0 else 0  # min(entry.tokens, ctx)
@@ -254,7 +280,11 @@ def place_edge(
         )
         spread_pair(heap, gi, lumps, heap2, gi2, lumps2, s2, e2, w_energy * j2, j2)
     heat[j, H_TEMP], heat[j, H_THERMAL_T], heat[j, H_BUSY] = temp, thermal_t, busy
-    return up_end, mbps, arrive, round_trip, nbytes, prefill
+    count = -1
+    if mbps >= 0.0 and z == z:  # a sample, its noise drawn: written here
+        count = record(times, values, counts, j, up_end, mbps, sd, z)
+        mbps = -1.0
+    return up_end, mbps, arrive, round_trip, nbytes, prefill, count
 
 
 @jit
@@ -418,8 +448,9 @@ def warm_up() -> None:
     for writeable in (True, False):
         cum.flags.writeable = rates.flags.writeable = writeable
         place_edge(
-            r, awake, levels, prof, dev, heat, cum, rates, a.heap, a.gi, a.lumps, a.opened,
-            b.heap, b.gi, b.lumps, kept, kgi, 0, 0, 0, 0.0, 1.0, 0.1, 0.0, 1, 2, 1, 3, 0.5,
+            r, awake, levels, prof, dev, heat, *sample_storage(1), cum, rates, a.heap, a.gi,
+            a.lumps, a.opened, b.heap, b.gi, b.lumps, kept, kgi, 0, 0, 0, 0.0, 1.0, 0.1, 0.0, 1,
+            2, 1, 3, 0.5, 0.1, 0.3,
         )  # fmt: skip
         place_cloud(
             r, awake, levels, cum, rates, a.heap, a.gi, a.lumps, a.opened, prof, prof, dev,

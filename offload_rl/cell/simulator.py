@@ -36,6 +36,7 @@ come slightly out of time order, where the radio counts overlapping connected ti
 from __future__ import annotations
 
 import heapq
+import math
 from dataclasses import dataclass, replace
 from types import ModuleType
 
@@ -590,7 +591,9 @@ class CellSimulator:
             profile = self.tiers.device if compiled else None
             cell = (self.rtt, self.w_energy, self.w_latency, self.w_slo, self.w_cost)
             bank = self._bank
-            arrays = (bank.table, bank.awake, bank.levels, self._heat) if bank else ()
+            arrays = (
+                (bank.table, bank.awake, bank.levels, self._heat, *self._samples) if bank else ()
+            )
             tables = EdgeTables(
                 self.devices, self.requests, profile, cell, self.tiers.cloud, arrays
             )
@@ -715,18 +718,22 @@ class CellSimulator:
         b = self.joules._table  # type: ignore[attr-defined]
         place = flat.place
         row = seq._session_index.get(sid, -1)
+        sd = d.noise_sd  # the sample's noise drawn now where the upload certainly has bytes
+        z = d.rng.standard_normal() if sd > 0 and new > 0 and flat.sends[k] else math.nan
         while True:
-            res = place(  # the radio bank, profile, device and heat tables lead
+            res = place(  # the radio bank, profile, device, heat and sample tables lead
                 *flat.leading, up.cum_bytes, up.mbps, a.heap, a.gi, a.lumps, a.opened, b.heap,
                 b.gi, b.lumps, seq.kept, seq.gi, j, i, row, req.arrival_s, slo[0], slo[1],
-                self._t, k, ctx, new, out, d.offset_s,
+                self._t, k, ctx, new, out, d.offset_s, sd, z,
             )  # fmt: skip
             if res[0] == res[0]:  # not NaN: done
                 break
             a.make_room(i, ROOM_HEAP, ROOM_LUMPS)
             b.make_room(0, ROOM_HEAP, ROOM_LUMPS)
-        up_end, mbps, arrive, round_trip, nbytes, prefill = res  # the heat: in its row
-        if mbps >= 0.0:
+        up_end, mbps, arrive, round_trip, nbytes, prefill, count = res  # the heat: in its row
+        if count >= 0:  # the sample written in its row (Device.record's, bit for bit)
+            d._n_samples = count
+        elif mbps >= 0.0:
             d.record(up_end, mbps)
         cr.edge = er = EdgeRequest(i, sid, k, arrive, ctx, new, out, cr.keep, round_trip)
         cr.prefill_tokens, cr.upload_bytes = prefill, nbytes

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from offload_rl.cell import compiled_decode as cd
@@ -48,7 +48,8 @@ def test_a_forked_cells_devices_keep_their_heat_in_the_forks_rows() -> None:
         assert fork._decide_leading[-1] is fork._heat
         assert fork._decide_leading[0] is fork._samples[0]
         leading = fork._edge_tables.leading
-        assert leading[-1] is fork._heat and leading[0] is fork._bank.table
+        assert leading[0] is fork._bank.table and leading[5] is fork._heat
+        assert all(x is y for x, y in zip(leading[6:], fork._samples, strict=True))
     for j, d in enumerate(fork.devices):
         assert d._heat is fork._heat and d.thermal._heat is fork._heat and d.heat_row == j
         assert (d.thermal.temp_c, d._thermal_t, d.busy_until) == before[j]
@@ -86,3 +87,31 @@ def test_os_level_kernel_equals_the_devices(name, thermal, ops):
         assert (dev.thermal.temp_c, dev._thermal_t, dev.busy_until) == (
             ref.thermal.temp_c, ref._thermal_t, ref.busy_until
         )  # fmt: skip
+
+
+@pytest.mark.skipif(not cd.AVAILABLE, reason="numba (the `fast` extra) is not installed")
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(0.0, 1e4), st.floats(0.0, 1e3)), min_size=1, max_size=140),
+    st.booleans(),
+)
+@example([(float(i), 1.0 + i) for i in range(100)], True)  # through the 64-slot wrap
+def test_the_placements_sample_write_equals_device_record(samples, noisy):
+    """``compiled_dispatch.record`` (the edge placement's throughput sample, its noise drawn
+    by the device's generator before the call) equals ``Device.record``: the same rows
+    (through the 64-slot wrap) and the generator left in the same state."""
+    from offload_rl.cell import flat_dispatch
+    from offload_rl.cell.device import sample_storage
+
+    K = flat_dispatch.kernels()
+    ref, dev = _device("flagship", True), _device("flagship", True)
+    ref.noise_sd = dev.noise_sd = 0.1 if noisy else 0.0
+    times, values, counts = sample_storage(2)
+    dev.bind_samples(times, values, counts, 1)
+    for t, mbps in samples:
+        ref.record(t, mbps)
+        z = dev.rng.standard_normal() if dev.noise_sd > 0 else float("nan")
+        dev._n_samples = K.record(times, values, counts, 1, t, mbps, dev.noise_sd, z)
+        assert (dev.sample_t, dev.sample_mbps) == (ref.sample_t, ref.sample_mbps)
+    assert dev.rng.bit_generator.state == ref.rng.bit_generator.state
+    assert counts[0] == 0
