@@ -256,6 +256,7 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         if not self._masks:
             self._masks = module.mask_table(self.feature_spec)
             self._vals = np.zeros(module.V_SIZE, dtype=np.float64)
+        self.sim.bind_decisions(module, self.feature_spec)
         return module
 
     def _prepare(self) -> None:
@@ -263,7 +264,7 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         if decide is not None:
             obs = np.empty(self._obs_dim, np.float32)
             code, self._edge_fields, measured, facts = self.sim.decide_compiled(
-                self._i, decide, obs, self._vals, self.feature_spec
+                self._i, decide, obs, self._vals
             )
             self._obs = obs
             self._mask = self._masks[code]  # read-only: copied out

@@ -10,8 +10,9 @@ arithmetic. The kernels perform the same operations in the same order (IEEE doub
 fast-math; ``min``/``max`` as conditionals that pick the operand Python's would) on the arrays
 the compiled pieces already keep (the radio bank, both ledgers' tables, the sequence table's
 kept entries) and the flat tables of :mod:`offload_rl.cell.flat_dispatch` (the device tier's and
-the cloud's profiles, the devices' and the cell's constants). The heat state travels in and out
-as three numbers (the :class:`~offload_rl.cell.device.Device` keeps it); the throughput
+the cloud's profiles, the devices' and the cell's constants). The heat state is read and
+written in the device's row of the cell's heat array (the :class:`~offload_rl.cell.device.Device`
+reads its attributes from there); the throughput
 sample's noise draw stays with the device (its generator), after the call; the Python objects
 users read (``CellRequest``, ``EdgeRequest``) are made by the simulator around the call.
 
@@ -34,6 +35,7 @@ from offload_rl.cell.compiled_devices import (
     wake_delay,
 )
 from offload_rl.cell.compiled_ledger import charge, close_request, open_request, spread_pair
+from offload_rl.cell.device import SAMPLE_SLOTS, sample_storage
 from offload_rl.cell.flat_dispatch import (
     ACT,
     C_AMBIENT,
@@ -77,6 +79,7 @@ from offload_rl.cell.sequence_table import (
     N_GLOBAL_INTS,
     N_KEPT,
 )
+from offload_rl.cell.thermal import H_BUSY, H_TEMP, H_THERMAL_T, heat_storage
 from offload_rl.traces import _SNAP_REL as SNAP_REL
 from offload_rl.traces import BYTES_PER_MBIT
 
@@ -200,24 +203,52 @@ def take_kept(kept: A, kgi: A, idx: int, split: int) -> int:
 
 
 @jit
+def record(
+    times: A, values: A, counts: A, j: int, t: float, mbps: float, sd: float, z: float
+) -> int:
+    """``Device.record(t, mbps)`` into row ``j`` of the cell's samples with the noise's
+    standard normal ``z`` already drawn (``sd > 0``: the device drew it); the new count."""
+    if sd > 0:
+        mbps *= math.exp(sd * z)
+    n = counts[j]
+    if n == SAMPLE_SLOTS:  # appending the 65th: the oldest 32 go
+        half = SAMPLE_SLOTS // 2
+        for m in range(half):  # the slices' copy (no allocation: no runtime needed)
+            times[j, m] = times[j, half + m]
+            values[j, m] = values[j, half + m]
+        n = half
+    times[j, n] = t
+    values[j, n] = mbps
+    counts[j] = n + 1
+    return n + 1
+
+
+@jit
 def place_edge(
-    r: A, awake: A, levels: A, cum: A, rates: A, heap: A, gi: A, lumps: A, opened: A,
-    heap2: A, gi2: A, lumps2: A, prof: A, dev: A, kept: A, kgi: A, j: int, key: int,
-    session_row: int, arrival: float, slo_ttft: float, slo_tpot: float, last: float, k: int,
-    ctx: int, new: int, out: int, temp: float, thermal_t: float, busy: float, origin: float,
-) -> tuple[float, float, float, float, float, float, float, float, int]:  # fmt: skip
+    r: A, awake: A, levels: A, prof: A, dev: A, heat: A, times: A, values: A, counts: A,
+    cum: A, rates: A, heap: A, gi: A, lumps: A, opened: A, heap2: A, gi2: A, lumps2: A,
+    kept: A, kgi: A, j: int, key: int, session_row: int, arrival: float, slo_ttft: float,
+    slo_tpot: float, last: float, k: int, ctx: int, new: int, out: int, origin: float,
+    sd: float, z: float,
+) -> tuple[float, float, float, float, float, int, int]:  # fmt: skip
     """``dispatch``'s edge placement of request ``key`` on device ``j`` at split ``k``: the
     session's kept tokens (:func:`take_kept`, row ``session_row`` of the sequence table's
     ``kept``), the latency rate of its SLO, ``ledger.open``, ``_wake`` and ``_run_edge`` over
     its uplink trace (``cum``, ``rates``; its step, period and bytes per period from the device
     table) from its offset ``origin``; the RTT and the reward's weights from the device table's
     cell columns.
-    (temperature, thermal time, busy until, last byte, the sample's Mbps before its noise (-1:
-    no sample), arrival at the edge, round trip, upload bytes, prefill tokens). Tables without
-    the room (:func:`has_room`) are left untouched: the first value is NaN, grow and call again.
+    The device's heat state is read from and written back to its row of ``heat``
+    (:func:`~offload_rl.cell.thermal.heat_storage`); the upload's throughput sample is
+    written into its row of the samples (:func:`record`) where the caller drew the noise's
+    ``z`` (not NaN; it does where a sample is certain, its generator's next draw either
+    way). (last byte, the sample's Mbps before its noise (-1: no sample or written here),
+    arrival at the edge, round trip, upload bytes, prefill tokens, the row's sample count
+    (-1: not written here)). Tables without the room (:func:`has_room`) are left untouched:
+    the first value is NaN, grow and call again.
     """
     if not (key < opened.shape[0] and has_room(heap, gi, lumps) and has_room(heap2, gi2, lumps2)):
-        return math.nan, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0
+        return math.nan, 0.0, 0.0, 0.0, 0.0, 0, -1
+    temp, thermal_t, busy = heat[j, H_TEMP], heat[j, H_THERMAL_T], heat[j, H_BUSY]
     held = take_kept(kept, kgi, session_row, k)
     cached = (held if held < ctx else ctx) if held >= 0 else 0  # min(entry.tokens, ctx)
     total = ctx + new
@@ -248,7 +279,12 @@ def place_edge(
             dev, j, temp, thermal_t, busy, arrive, n_decode * tok_work
         )
         spread_pair(heap, gi, lumps, heap2, gi2, lumps2, s2, e2, w_energy * j2, j2)
-    return temp, thermal_t, busy, up_end, mbps, arrive, round_trip, nbytes, prefill
+    heat[j, H_TEMP], heat[j, H_THERMAL_T], heat[j, H_BUSY] = temp, thermal_t, busy
+    count = -1
+    if mbps >= 0.0 and z == z:  # a sample, its noise drawn: written here
+        count = record(times, values, counts, j, up_end, mbps, sd, z)
+        mbps = -1.0
+    return up_end, mbps, arrive, round_trip, nbytes, prefill, count
 
 
 @jit
@@ -296,23 +332,22 @@ def slo_violated(ttft: float, latency: float, out: int, slo_ttft: float, slo_tpo
 def place_local(
     heap: A, gi: A, lumps: A, opened: A, heap2: A, gi2: A, lumps2: A, prof: A, dev: A, kept: A,
     kgi: A, j: int, key: int, session_row: int, arrival: float, slo_ttft: float,
-    slo_tpot: float, n_layers: int, ctx: int, new: int, out: int, held: int, temp: float,
-    thermal_t: float, busy: float,
-) -> tuple[float, float, float, float, float, int, bool]:  # fmt: skip
+    slo_tpot: float, n_layers: int, ctx: int, new: int, out: int, held: int, heat: A,
+) -> tuple[float, float, int, bool]:  # fmt: skip
     """``dispatch`` of request ``key`` to the device tier (``k = L``) on device ``j``: the
     edge's kept entry dropped (:func:`take_kept`), ``ledger.open``, then ``_run_local`` with
     ``held`` tokens kept on the device (``request_cost``, ``Device.compute``, ``_spend``) and
-    ``_complete``'s SLO test, ledger close and charge, in the reference's order. (temperature,
-    thermal time, busy until, TTFT, finish, prefill tokens, SLO violated); tables without the
-    room (:func:`has_room`, and a latency row more: open and close): the first value NaN,
-    nothing written, grow and call again."""
+    ``_complete``'s SLO test, ledger close and charge, in the reference's order, the heat state
+    in the device's row of ``heat``. (TTFT, finish, prefill tokens, SLO violated); tables
+    without the room (:func:`has_room`, and a latency row more: open and close): the first
+    value NaN, nothing written, grow and call again."""
     if not (
         key < opened.shape[0]
         and has_room(heap, gi, lumps)
         and gi[N_HEAP + LATENCY] + ROOM_LATENCY + 1 <= heap.shape[1]
         and has_room(heap2, gi2, lumps2)
     ):
-        return math.nan, 0.0, 0.0, 0.0, 0.0, 0, False
+        return math.nan, 0.0, 0, False
     take_kept(kept, kgi, session_row, n_layers)
     n_decode = out - 1 if out > 1 else 0  # max(output_tokens - 1, 0)
     open_request(
@@ -324,8 +359,9 @@ def place_local(
     ttft, decode = device_cost(prof, n_layers, prefill, cached, n_decode, total)
     latency = ttft + decode
     start, end, joules, temp, thermal_t, busy = compute(
-        dev, j, temp, thermal_t, busy, arrival, latency
+        dev, j, heat[j, H_TEMP], heat[j, H_THERMAL_T], heat[j, H_BUSY], arrival, latency
     )
+    heat[j, H_TEMP], heat[j, H_THERMAL_T], heat[j, H_BUSY] = temp, thermal_t, busy
     w_energy = dev[j, C_W_ENERGY]
     spread_pair(heap, gi, lumps, heap2, gi2, lumps2, start, end, w_energy * joules, joules)
     stretch = (end - start) / latency if latency > 0 else 1.0
@@ -335,7 +371,7 @@ def place_local(
     penalty = dev[j, C_W_SLO] * (1.0 if violated else 0.0) + dev[j, C_W_COST] * 0.0
     if penalty:
         charge(gi, lumps, end, penalty)
-    return temp, thermal_t, busy, ttft, end, prefill, violated
+    return ttft, end, prefill, violated
 
 
 @jit
@@ -406,14 +442,15 @@ def warm_up() -> None:
     a, b = LedgerTable(), LedgerTable()
     prof = np.ones((HEAD + 1, 5))
     dev = np.ones((1, N_DEVICE_COLUMNS))
+    heat = heat_storage(1)
     kept, kgi = np.zeros((1, 4), dtype=np.int64), np.zeros(N_GLOBAL_INTS, dtype=np.int64)
     cum, rates = np.array([0.0, 1.0, 3.0]), np.array([1.0, 2.0])
     for writeable in (True, False):
         cum.flags.writeable = rates.flags.writeable = writeable
         place_edge(
-            r, awake, levels, cum, rates, a.heap, a.gi, a.lumps, a.opened, b.heap, b.gi,
-            b.lumps, prof, dev, kept, kgi, 0, 0, 0, 0.0, 1.0, 0.1, 0.0, 1, 2, 1, 3, 25.0, 0.0,
-            0.0, 0.5,
+            r, awake, levels, prof, dev, heat, *sample_storage(1), cum, rates, a.heap, a.gi,
+            a.lumps, a.opened, b.heap, b.gi, b.lumps, kept, kgi, 0, 0, 0, 0.0, 1.0, 0.1, 0.0, 1,
+            2, 1, 3, 0.5, 0.1, 0.3,
         )  # fmt: skip
         place_cloud(
             r, awake, levels, cum, rates, a.heap, a.gi, a.lumps, a.opened, prof, prof, dev,
@@ -422,5 +459,5 @@ def warm_up() -> None:
         )  # fmt: skip
     place_local(
         a.heap, a.gi, a.lumps, a.opened, b.heap, b.gi, b.lumps, prof, dev, kept, kgi, 0, 1, 0,
-        0.0, 1.0, 0.1, 1, 2, 1, 3, 1, 25.0, 0.0, 0.0,
+        0.0, 1.0, 0.1, 1, 2, 1, 3, 1, heat,
     )  # fmt: skip

@@ -23,6 +23,17 @@ from offload_rl.cell.compiled_scheduler import decision_view
 from offload_rl.cell.device import SAMPLE_SLOTS
 from offload_rl.cell.kernel_jit import jit
 from offload_rl.cell.sequence_table import LAST_SIZE, SequenceTable
+from offload_rl.cell.thermal import (
+    H_AMBIENT,
+    H_FAIR,
+    H_FLOOR,
+    H_TAU,
+    H_TEMP,
+    H_THERMAL_ON,
+    H_THERMAL_T,
+    H_THROTTLE,
+    heat_storage,
+)
 from offload_rl.features import (
     CELL_ENCODER_SCALES,
     CellDecisionState,
@@ -32,6 +43,19 @@ from offload_rl.features import (
 
 A = np.ndarray
 SCALES = np.array(CELL_ENCODER_SCALES, dtype=np.float64)
+# :func:`decide`'s ``consts``, the same at every decision of an episode (one array argument
+# instead of six): the probe's outage floor, the network's sample history, the encoder's
+# history, layers and outage floor, the edge RTT (ms), then the encoder's scales
+K_PROBE_FLOOR, K_HISTORY, K_H, K_N_LAYERS, K_OUTAGE, K_RTT = range(6)
+N_CONSTS = 6
+
+
+def decision_constants(
+    probe_floor: float, history: int, rtt_ms: float, spec: FeatureSpec
+) -> np.ndarray:
+    """The ``consts`` array :func:`decide` reads (integers as exact doubles)."""
+    head = [probe_floor, history, spec.history, spec.n_layers, spec.outage_mbps, rtt_ms]
+    return np.concatenate((np.array(head, dtype=np.float64), SCALES))
 
 
 @jit
@@ -154,27 +178,55 @@ def samples_until(times: A, values: A, counts: A, j: int, t: float, history: int
 
 
 @jit
+def os_level(heat: A, j: int, t: float) -> int:
+    """``Device.os_level(t)`` on device ``j``'s heat row: cooled to ``t`` (written back), then
+    the OS's level of its temperature (``DeviceThermal.os_level``); 0 with heat not modelled."""
+    if heat[j, H_THERMAL_ON] == 0.0:
+        return 0
+    temp = heat[j, H_TEMP]
+    thermal_t = heat[j, H_THERMAL_T]
+    if t > thermal_t:
+        dt = t - thermal_t
+        if dt > 0:
+            amb = heat[j, H_AMBIENT]
+            temp = amb + (temp - amb) * math.exp(-dt / heat[j, H_TAU])
+            heat[j, H_TEMP] = temp
+        heat[j, H_THERMAL_T] = t
+    if temp < heat[j, H_FAIR]:
+        return 0
+    if temp <= heat[j, H_THROTTLE]:
+        return 1
+    return 2 if temp < heat[j, H_FLOOR] else 3
+
+
+@jit
 def decide(
-    out: A, vals: A, times: A, values: A, counts: A, probe_floor: float, history: int,
-    H: int, scales: A, n_layers: int, outage_mbps: float, ints: A, gi: A, gf: A, run: A,
-    wait: A, kept: A, row: int, radios: A, j: int, t: float, mark_t: float, mark_busy: float,
-    rtt: float, new: int, ctx: int, turn: int, private: bool, ttft: float, tpot: float,
-    local: int, k_mem: int, prev: int, gap: float, cls: int, thermal: int,
-) -> tuple[int, int, int, float, int, float, float]:  # fmt: skip
-    """One decision of device ``j`` in one call: its samples (:func:`samples_until`; first
-    :data:`PROBE`, with no effect, while it has none or its newest is below ``probe_floor``:
-    the caller probes, then calls again with ``-inf``), the edge's view
+    times: A, values: A, counts: A, consts: A, radios: A, heat: A, out: A, vals: A,
+    probed: bool, ints: A, gi: A, gf: A, run: A, wait: A, kept: A, row: int, j: int, t: float,
+    mark_t: float, mark_busy: float, new: int, ctx: int, turn: int, private: bool,
+    ttft: float, tpot: float, local: int, k_mem: int, prev: int, gap: float, cls: int,
+) -> tuple[int, int, int, float, int, float, float, int]:  # fmt: skip
+    """One decision of device ``j`` in one call (the episode's constants in ``consts``:
+    :func:`decision_constants`): its samples (:func:`samples_until`; first :data:`PROBE`,
+    with no effect, while it has none or its newest is below the probe's floor: the caller
+    probes, then calls again with ``probed``), the edge's view
     (``EdgeServer.decision_view``), its radio state, the cached split
     (``CellSimulator.decision_state``'s rule: the device's own kept KV ``local`` >= 0 first,
     then the edge's entry), the edge's load since the mark and the observation
     (:func:`encode_cell`) into ``out``; the state's other fields into ``vals``. Returns the
     mask's index in :func:`mask_table` (private, the clamped device layers, the outage of the
     newest sample: ``features._shared_mask``'s key), the edge's last batch size, waiting
-    requests and KV occupancy, the samples read, the newest (0 if none) and the edge's busy
-    seconds (the next mark), as one tuple: reading ``vals`` from Python costs ~0.1 us a field."""
+    requests and KV occupancy, the samples read, the newest (0 if none), the edge's busy
+    seconds (the next mark) and the device's OS thermal level (:func:`os_level`, its heat row
+    in ``heat`` cooled to ``t``), as one tuple: reading ``vals`` from Python costs ~0.1 us a
+    field."""
     n = counts[j]
+    probe_floor = -math.inf if probed else consts[K_PROBE_FLOOR]
     if probe_floor > -math.inf and (n == 0 or values[j, n - 1] < probe_floor):
-        return PROBE, 0, 0, 0.0, 0, 0.0, 0.0  # (-inf: it has probed, or no probe could measure)
+        return PROBE, 0, 0, 0.0, 0, 0.0, 0.0, 0  # (-inf: it has probed, or no probe could measure)
+    thermal = os_level(heat, j, t)
+    history, H, n_layers = int(consts[K_HISTORY]), int(consts[K_H]), int(consts[K_N_LAYERS])
+    outage_mbps, rtt, scales = consts[K_OUTAGE], consts[K_RTT], consts[N_CONSTS:]
     raw = vals[V_SAMPLES:]
     n_raw = samples_until(times, values, counts, j, t, history, raw)
     used, capacity, waiting, waiting_tokens, running, running_tokens, e_split, e_tokens, \
@@ -207,7 +259,7 @@ def decide(
     k = k_mem if k_mem > 0 else 0
     k = k if k < n_layers else n_layers
     code = ((1 if private else 0) * (n_layers + 1) + k) * 2 + (1 if newest < outage_mbps else 0)
-    return code, gi[LAST_SIZE], waiting, occupancy, n_raw, newest, busy
+    return code, gi[LAST_SIZE], waiting, occupancy, n_raw, newest, busy, thermal
 
 
 def mask_table(spec: FeatureSpec) -> list[np.ndarray]:
@@ -256,7 +308,8 @@ def warm_up() -> None:
         np.ones(1, np.int64),
     )
     decide(
-        out, vals, times, values, counts, 0.1, 8, spec.history, SCALES, 4, 0.5, table.ints,
-        table.gi, table.gf, table.run, table.wait, table.kept, -1, np.zeros((1, 18)), 0, 1.0,
-        0.0, 0.0, 10.0, 3, 4, 1, False, 1.0, 0.1, -1, 4, 0, 0.0, 0, 0,
+        times, values, counts, decision_constants(0.1, 8, 10.0, spec), np.zeros((1, 18)),
+        heat_storage(1), out, vals, False, table.ints, table.gi, table.gf, table.run,
+        table.wait, table.kept, -1, 0, 1.0, 0.0, 0.0, 3, 4, 1, False, 1.0, 0.1, -1, 4, 0, 0.0,
+        0,
     )  # fmt: skip

@@ -24,7 +24,18 @@ import numpy as np
 
 from offload_rl.cell.radio import Radio, RadioParams
 from offload_rl.cell.radio_bank import BankRadio
-from offload_rl.cell.thermal import DeviceClass, DeviceThermal
+from offload_rl.cell.thermal import (
+    H_AMBIENT,
+    H_BUSY,
+    H_FAIR,
+    H_FLOOR,
+    H_TAU,
+    H_THERMAL_ON,
+    H_THERMAL_T,
+    H_THROTTLE,
+    DeviceClass,
+    RowThermal,
+)
 from offload_rl.cost_model import LinkModel
 from offload_rl.device_view import SessionMemory, measured_throughput
 from offload_rl.traces import BYTES_PER_MBIT
@@ -61,8 +72,12 @@ class Device:
         self.index = index
         self.class_index = class_index
         self.cls = device_class
-        self.thermal = DeviceThermal(device_class)
+        self.thermal = RowThermal(device_class)
         self.thermal_on = thermal
+        self._heat, self.heat_row = self.thermal._heat, 0  # its own row until bound to a cell's
+        c, row = device_class, self._heat[0]
+        row[H_AMBIENT], row[H_TAU], row[H_FAIR] = c.ambient_c, c.tau_s, c.fair_c
+        row[H_THROTTLE], row[H_FLOOR], row[H_THERMAL_ON] = c.throttle_on_c, c.floor_c, thermal
         self.radio: Radio | BankRadio = Radio(radio)  # a BankRadio in a compiled simulator
         self.link = link
         self.uplink = link.uplink
@@ -74,6 +89,34 @@ class Device:
         self.memory = SessionMemory()
         self.kept_local: dict[int, int] = {}  # session -> KV tokens kept on the device
         self.bind_samples(*sample_storage(1), 0)
+
+    # --- heat state ----------------------------------------------------------------------
+
+    def bind_heat(self, heat: np.ndarray, row: int) -> None:
+        """Keep the heat state and the class's constants in row ``row`` of the cell's array
+        (:func:`~offload_rl.cell.thermal.heat_storage`; the current values move there), so
+        that the compiled placement and decision read and write them by the device's index."""
+        heat[row] = self._heat[self.heat_row]
+        self.thermal.bind(heat, row)
+        self._heat, self.heat_row = heat, row
+
+    @property
+    def busy_until(self) -> float:
+        """When the compute FIFO's queued work ends."""
+        return float(self._heat[self.heat_row, H_BUSY])
+
+    @busy_until.setter
+    def busy_until(self, value: float) -> None:
+        self._heat[self.heat_row, H_BUSY] = value
+
+    @property
+    def _thermal_t(self) -> float:
+        """The time the thermal state is at."""
+        return float(self._heat[self.heat_row, H_THERMAL_T])
+
+    @_thermal_t.setter
+    def _thermal_t(self, value: float) -> None:
+        self._heat[self.heat_row, H_THERMAL_T] = value
 
     # --- link knowledge ----------------------------------------------------------------------
 

@@ -90,11 +90,16 @@ class EdgeTables:
         profile: CompiledProfile | None,
         cell: tuple[float, ...] = (),
         cloud: CompiledProfile | None = None,
+        episode_arrays: tuple[np.ndarray, ...] = (),
     ) -> None:
         """``profile``: the device tier's, None where the episode is not compiled; ``cell``:
         the edge RTT and the reward's energy, latency, SLO and cost weights; ``cloud``: the
         cloud tier's profile (its placement compiled where it has the device's layers and no
-        sliding-window layers: :attr:`cloud` is None otherwise)."""
+        sliding-window layers: :attr:`cloud` is None otherwise); ``episode_arrays``: the radio
+        bank's table, awake list and levels, the cell's heat rows and its samples' times,
+        values and counts, which with the profile and device tables lead
+        :func:`~offload_rl.cell.compiled_dispatch.place_edge`'s arguments as :attr:`leading`
+        (one tuple for the episode: no attribute reads per call)."""
         self.devices = devices  # the episode's lists (a reset makes new ones): whose tables
         self.requests = requests
         self.usable = profile is not None and not profile.windowed
@@ -113,6 +118,13 @@ class EdgeTables:
         if cloud is not None and not cloud.windowed and cloud.n_layers == profile.n_layers:
             self.cloud = profile_table(cloud)
         self.uplinks = [d.uplink for d in devices]  # whose constants the table's rows hold
+        if episode_arrays:
+            r, awake, levels, heat, times, values, counts = episode_arrays
+            self.leading = (r, awake, levels, self.profile, self.table, heat, times, values,
+                            counts)  # fmt: skip
+        # per split, whether an upload always has bytes (prefill >= 1 new token): its sample
+        # is certain, so the caller may draw its noise before the call
+        self.sends = [int(b) > 0 for b in self.profile[ACT, : profile.n_layers + 1]]
 
     def relink(self, device: Device) -> None:
         """The device's uplink changed since the table was built: its row's trace constants

@@ -60,7 +60,7 @@ from offload_rl.cell.ledger_table import CompiledCostLedger, LedgerTable, cost_l
 from offload_rl.cell.radio import RADIOS, RadioParams
 from offload_rl.cell.radio_bank import RadioBank
 from offload_rl.cell.sequence_table import TablePool
-from offload_rl.cell.thermal import DEVICE_CLASSES
+from offload_rl.cell.thermal import DEVICE_CLASSES, heat_storage
 from offload_rl.cost_model import LinkModel, request_cost
 from offload_rl.device_view import kept_kv_tokens
 from offload_rl.features import CellDecisionState, FeatureSpec
@@ -397,8 +397,10 @@ class CellSimulator:
         times[:, :history] = [(i - history + 1) * period_s for i in range(history)]
         mbps[:, :history] = values
         counts[:] = history
+        heat = self._heat = heat_storage(len(devs))  # the heat rows, as the samples'
         for j, d in enumerate(devs):
             d.bind_samples(times, mbps, counts, j)
+            d.bind_heat(heat, j)
 
     # --- what the requesting device knows ------------------------------------------------------
 
@@ -453,11 +455,12 @@ class CellSimulator:
         )
 
     def decide_compiled(
-        self, i: int, kernels: ModuleType, out: np.ndarray, vals: np.ndarray, spec: FeatureSpec
+        self, i: int, kernels: ModuleType, out: np.ndarray, vals: np.ndarray
     ) -> tuple[int, tuple[int, int, float], float, DecisionFacts]:
         """:meth:`decision_state` and the observation of request ``i`` in one compiled call
         (:func:`~offload_rl.cell.compiled_observation.decide`, with a compiled edge server and
-        radio bank): the observation into ``out``, the state's other fields into ``vals``.
+        radio bank; :meth:`bind_decisions` called this episode): the observation into
+        ``out``, the state's other fields into ``vals``.
         Returns the mask's index, the edge's last batch size, waiting requests and KV
         occupancy (the info's ``edge_*``), the newest sample read (0 if none: the info's
         ``measured_mbps``) and what :meth:`state_of` needs to build the same
@@ -467,37 +470,45 @@ class CellSimulator:
         j = self.device_of[i]
         d = self.devices[j]
         t = req.arrival_s
-        net = self.facts.scenario.network
         sid = req.session_id
         local = d.kept_local.get(sid, -1)
-        prev = d.memory.previous(sid)
+        prev = d.memory._last.get(sid)  # d.memory.previous(sid), inlined
         prev_tokens, gap = (prev[1], t - prev[0]) if prev is not None else (0, 0.0)
         slo = self.facts.slo_targets[self.slo_class[sid]]
         private = self.private[sid]
-        thermal = d.os_level(t)
         table = self.edge._table
-        bank = self._bank
-        assert bank is not None  # compiled mode (EdgeCellEnv._compiled_decider)
         mark_t, mark_busy = self._busy_mark
-        times, values, counts = self._samples
-        floor = net.outage_mbps
+        probed = False
         while True:  # once, or twice when the device probes its link first
-            code, batch, waiting, occupancy, n_samples, newest, busy = kernels.decide(
-                out, vals, times, values, counts, floor, net.throughput_history, spec.history,
-                kernels.SCALES, spec.n_layers, spec.outage_mbps, table.ints, table.gi,
-                table.gf, table.run, table.wait, table.kept, table.kept_row(sid), bank.table,
-                j, t, mark_t, mark_busy, net.rtt_edge_ms, req.new_tokens, req.context_tokens,
-                req.turn, private, slo[0], slo[1], local, self.k_mem[i], prev_tokens, gap,
-                d.class_index, thermal,
+            code, batch, waiting, occupancy, n_samples, newest, busy, thermal = kernels.decide(
+                *self._decide_leading, out, vals, probed, table.ints, table.gi, table.gf,
+                table.run, table.wait, table.kept, table.kept_row(sid), j, t, mark_t,
+                mark_busy, req.new_tokens, req.context_tokens, req.turn, private, slo[0],
+                slo[1], local, self.k_mem[i], prev_tokens, gap, d.class_index,
             )  # fmt: skip
             if code != kernels.PROBE:
                 break
-            d.probe_if_out(t, floor, net.throughput_sample_s)
-            floor = -math.inf  # probed: decide on what it measured
+            net = self.facts.scenario.network
+            d.probe_if_out(t, net.outage_mbps, net.throughput_sample_s)
+            probed = True  # decide on what it measured
         self._busy_mark = (t, busy)
         measured = newest if n_samples else 0
         edge = (batch, waiting, occupancy)
         return code, edge, measured, (i, private, slo, prev_tokens, gap, thermal)
+
+    def bind_decisions(self, kernels: ModuleType, spec: FeatureSpec) -> None:
+        """Keep what :meth:`decide_compiled` passes its kernel the same at every decision of
+        this episode, as one tuple (no attribute reads per call; a fork copies it with the
+        arrays it names): the devices' samples, the episode's constants
+        (:func:`~offload_rl.cell.compiled_observation.decision_constants`), the radio bank's
+        table and the heat rows. Once an episode, after :meth:`reset`, in compiled mode."""
+        net = self.facts.scenario.network
+        consts = kernels.decision_constants(
+            net.outage_mbps, net.throughput_history, net.rtt_edge_ms, spec
+        )
+        bank = self._bank
+        assert bank is not None  # compiled mode (EdgeCellEnv._compiled_decider)
+        self._decide_leading = (*self._samples, consts, bank.table, self._heat)
 
     def state_of(self, facts: DecisionFacts, vals: np.ndarray) -> CellDecisionState:
         """The :class:`CellDecisionState` :meth:`decide_compiled` decided on, field for field
@@ -531,6 +542,15 @@ class CellSimulator:
     def dispatch(self, i: int, tier_index: int, keep: bool) -> CellRequest:
         """Commit request ``i`` to ``tier_index`` (valid under the mask) at its arrival."""
         L = self.L
+        tables = self._edge_tables  # the episode's usable tables (_flat_edge), inlined
+        if (
+            tier_index < L
+            and tables is not None
+            and tables.usable
+            and tables.devices is self.devices
+            and tables.requests is self.requests
+        ):
+            return self._run_edge_flat(tables, i, tier_index, keep)
         flat = self._flat_edge() if tier_index <= L + 1 else None
         if flat is not None:
             if tier_index < L:
@@ -582,7 +602,13 @@ class CellSimulator:
             )
             profile = self.tiers.device if compiled else None
             cell = (self.rtt, self.w_energy, self.w_latency, self.w_slo, self.w_cost)
-            tables = EdgeTables(self.devices, self.requests, profile, cell, self.tiers.cloud)
+            bank = self._bank
+            arrays = (
+                (bank.table, bank.awake, bank.levels, self._heat, *self._samples) if bank else ()
+            )
+            tables = EdgeTables(
+                self.devices, self.requests, profile, cell, self.tiers.cloud, arrays
+            )
             self._edge_tables = tables
         return tables if tables.usable else None
 
@@ -697,28 +723,29 @@ class CellSimulator:
         seq = self.edge.pool._table  # type: ignore[union-attr]
         d.kept_local.pop(sid, None)
         ctx, new, out = req.context_tokens, req.new_tokens, req.output_tokens
-        bank, up, thermal = self._bank, d.uplink, d.thermal
+        up = d.uplink
         if up is not flat.uplinks[j]:
             flat.relink(d)
         a = self.ledger._table  # type: ignore[attr-defined]
         b = self.joules._table  # type: ignore[attr-defined]
-        assert bank is not None
         place = flat.place
         row = seq._session_index.get(sid, -1)
+        sd = d.noise_sd  # the sample's noise drawn now where the upload certainly has bytes
+        z = d.rng.standard_normal() if sd > 0 and new > 0 and flat.sends[k] else math.nan
         while True:
-            res = place(
-                bank.table, bank.awake, bank.levels, up.cum_bytes, up.mbps, a.heap, a.gi,
-                a.lumps, a.opened, b.heap, b.gi, b.lumps, flat.profile, flat.table, seq.kept,
-                seq.gi, j, i, row, req.arrival_s, slo[0], slo[1], self._t, k, ctx, new, out,
-                thermal.temp_c, d._thermal_t, d.busy_until, d.offset_s,
+            res = place(  # the radio bank, profile, device, heat and sample tables lead
+                *flat.leading, up.cum_bytes, up.mbps, a.heap, a.gi, a.lumps, a.opened, b.heap,
+                b.gi, b.lumps, seq.kept, seq.gi, j, i, row, req.arrival_s, slo[0], slo[1],
+                self._t, k, ctx, new, out, d.offset_s, sd, z,
             )  # fmt: skip
             if res[0] == res[0]:  # not NaN: done
                 break
             a.make_room(i, ROOM_HEAP, ROOM_LUMPS)
             b.make_room(0, ROOM_HEAP, ROOM_LUMPS)
-        (thermal.temp_c, d._thermal_t, d.busy_until, up_end, mbps, arrive, round_trip, nbytes,
-         prefill) = res  # fmt: skip
-        if mbps >= 0.0:
+        up_end, mbps, arrive, round_trip, nbytes, prefill, count = res  # the heat: in its row
+        if count >= 0:  # the sample written in its row (Device.record's, bit for bit)
+            d._n_samples = count
+        elif mbps >= 0.0:
             d.record(up_end, mbps)
         cr.edge = er = EdgeRequest(i, sid, k, arrive, ctx, new, out, cr.keep, round_trip)
         cr.prefill_tokens, cr.upload_bytes = prefill, nbytes
@@ -743,7 +770,6 @@ class CellSimulator:
         seq = self.edge.pool._table  # type: ignore[union-attr]
         ctx, new, out = req.context_tokens, req.new_tokens, req.output_tokens
         held = d.kept_local.get(sid, 0)
-        thermal = d.thermal
         a = self.ledger._table  # type: ignore[attr-defined]
         b = self.joules._table  # type: ignore[attr-defined]
         row = seq._session_index.get(sid, -1)
@@ -751,13 +777,13 @@ class CellSimulator:
             res = flat.place_local(
                 a.heap, a.gi, a.lumps, a.opened, b.heap, b.gi, b.lumps, flat.profile, flat.table,
                 seq.kept, seq.gi, j, i, row, req.arrival_s, slo[0], slo[1], L, ctx, new, out,
-                held, thermal.temp_c, d._thermal_t, d.busy_until,
+                held, self._heat,
             )  # fmt: skip
             if res[0] == res[0]:  # not NaN: done
                 break
             a.make_room(i, ROOM_HEAP, ROOM_LUMPS)
             b.make_room(0, ROOM_HEAP, ROOM_LUMPS)
-        thermal.temp_c, d._thermal_t, d.busy_until, ttft, end, prefill, violated = res
+        ttft, end, prefill, violated = res  # the heat: in the device's row
         cr.prefill_tokens, cr.cache_hit = prefill, (held if held < ctx else ctx) > 0
         cr.ttft_s, cr.finish_s, cr.slo_violated = ttft, end, violated
         if cr.keep:

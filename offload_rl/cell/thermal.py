@@ -32,6 +32,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from offload_rl.cell import compiled_decode as cd
 
 OS_LEVELS: tuple[str, ...] = ("nominal", "fair", "serious", "critical")
@@ -244,3 +246,42 @@ class DeviceThermal:
             energy += power * h
         self.temp_c = temp
         return wall, energy
+
+
+# A device's heat row in the cell's array (:func:`heat_storage`): its state (temperature, the
+# time that temperature is at, the end of its queued compute), then its class's constants the
+# compiled decision reads for the OS level (and whether heat is modelled at all)
+(H_TEMP, H_THERMAL_T, H_BUSY, H_AMBIENT, H_TAU, H_FAIR, H_THROTTLE, H_FLOOR,
+ H_THERMAL_ON) = range(9)  # fmt: skip
+HEAT_COLUMNS = 9
+
+
+def heat_storage(n_devices: int) -> np.ndarray:
+    """Empty heat rows for ``n_devices`` devices (``H_*`` columns). A plain array: a forked
+    simulator's devices deep-copy it with them (one memo), and the compiled placement and
+    decision read and write a device's row by its index instead of taking it as arguments."""
+    return np.zeros((n_devices, HEAT_COLUMNS), dtype=np.float64)
+
+
+class RowThermal(DeviceThermal):
+    """A :class:`DeviceThermal` whose temperature lives in a row of a heat array (a cell's
+    device: the compiled kernels update it there); the same arithmetic, read and written as
+    a Python float."""
+
+    def __init__(self, device_class: DeviceClass, temp_c: float | None = None) -> None:
+        self._heat = heat_storage(1)
+        self._row = 0
+        super().__init__(device_class, temp_c)
+
+    @property
+    def temp_c(self) -> float:
+        return float(self._heat[self._row, H_TEMP])
+
+    @temp_c.setter
+    def temp_c(self, value: float) -> None:
+        self._heat[self._row, H_TEMP] = value
+
+    def bind(self, heat: np.ndarray, row: int) -> None:
+        """Keep the temperature in ``heat[row]`` from now on (its current value moved there)."""
+        heat[row, H_TEMP] = self._heat[self._row, H_TEMP]
+        self._heat, self._row = heat, row

@@ -8,6 +8,8 @@ history, rows of other devices around it.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -45,9 +47,9 @@ def test_compiled_scan_is_samples_until(
     assert (float(out[-1]) if n else 0.0) == newest
 
 
-def test_a_forked_cells_devices_keep_their_samples_in_the_forks_rows() -> None:
-    """``copy.deepcopy`` of a simulator (the oracle's fork) copies the cell's sample arrays
-    once: the fork's devices write the fork's rows, the parent's stay as they were."""
+def forked_cell() -> tuple[Any, Any]:
+    """A 4-device cell 10 decisions into an episode and its ``copy.deepcopy`` (the oracle's
+    fork): (the simulator, its fork)."""
     import copy
 
     from envs.edge_cell import EdgeCellEnv
@@ -56,8 +58,13 @@ def test_a_forked_cells_devices_keep_their_samples_in_the_forks_rows() -> None:
     env.reset(seed=1)
     for _ in range(10):
         env.step(int(np.flatnonzero(env.action_masks())[0]))
-    sim = env.sim
-    fork = copy.deepcopy(sim)
+    return env.sim, copy.deepcopy(env.sim)
+
+
+def test_a_forked_cells_devices_keep_their_samples_in_the_forks_rows() -> None:
+    """``copy.deepcopy`` of a simulator (the oracle's fork) copies the cell's sample arrays
+    once: the fork's devices write the fork's rows, the parent's stay as they were."""
+    sim, fork = forked_cell()
     before = [(d.sample_t, d.sample_mbps) for d in sim.devices]
     for j, d in enumerate(fork.devices):
         assert d.sample_times is fork._samples[0] and d.sample_counts is fork._samples[2]
