@@ -13,8 +13,8 @@ requests, the token streams and radios, the ledgers' collection; compiled, one k
 the rest of the step (dispatch, observation, mask, info).
 
 With numba (the ``fast`` extra) installed the cell runs compiled (README "EdgeCell-v0 cost per
-decision" lists the kernels: the edge server, a decision's placement, the finished requests and
-the radios, the ledgers, the observation, the reset). ``--compare-python`` times the Python
+decision" lists the kernels: a decision's placement, the cell between two decisions, the next
+decision, the reset). ``--compare-python`` times the Python
 reference of all of them (bit-identical) in the same rounds, alternating with the compiled cell,
 so the two ratios come from the same machine state. A few warm-up steps per ``N`` run untimed
 (the first compiled cell loads the kernels, ~1 s once per process from numba's cache).
@@ -27,11 +27,11 @@ ratio with other processes' time slices, unevenly; CPU time does not.
         [--compare-python] [--clock wall|cpu]
 
 Figures (README "EdgeCell-v0 cost per decision"; ``--compare-python --clock cpu --steps 2000
---rounds 3`` on the quiet 2-core VM, load average 1.2-1.3, main d0fad89, two runs): ratios
-0.121-0.128 / 0.115-0.119 / 0.100 compiled against 0.029 / 0.025 / 0.024 Python at N = 8 / 32 /
-128 (0.056-0.065 / 0.057-0.060 / 0.068 ms per decision compiled); the cell at 1830c42 in
-alternating runs 0.080-0.082 / 0.068-0.070 / 0.053-0.056 (0.086-0.087 / 0.097-0.104 /
-0.121-0.127 ms). The target 0.25 at N = 32 is not met.
+--rounds 3`` on the quiet 2-core VM, load average 0.8, main 1caf642, two runs): ratios
+0.215-0.217 / 0.182-0.190 / 0.157-0.158 compiled against 0.028 / 0.024 / 0.022 Python at N = 8 /
+32 / 128 (0.031-0.033 / 0.036-0.037 / 0.042-0.043 ms per decision compiled); the cell at 40fb942
+in alternating runs 0.127-0.141 / 0.113-0.118 / 0.102-0.105 (0.054 / 0.058-0.061 / 0.067-0.072
+ms). The target 0.25 at N = 32 is not met.
 """
 
 from __future__ import annotations
