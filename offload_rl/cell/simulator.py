@@ -298,6 +298,9 @@ class CellSimulator:
         thermal, noise = self.cell.thermal, net.throughput_noise
         devices: list[Device] = []
         self.devices = devices
+        # the cell's sample and heat rows, the devices made straight into them (row = index)
+        samples = self._samples = sample_storage(len(idxs))
+        heat = self._heat = heat_storage(len(idxs))
         for i, (idx, offset, c) in enumerate(zip(idxs, offsets, picked, strict=True)):
             hit = links.get(idx)
             if hit is None:
@@ -314,6 +317,8 @@ class CellSimulator:
                 thermal=thermal,
                 noise_sd=noise,
                 rng=rngs[i],
+                heat=heat,
+                samples=samples,
             )
             devices.append(dev)
         self._seed_all_samples(net.throughput_history, net.throughput_sample_s, idxs)
@@ -392,15 +397,14 @@ class CellSimulator:
                 [d.uplink for d in devs], [d.offset_s for d in devs], history, period_s,
                 noise_sd, rngs,
             )  # fmt: skip
-        # one row per device in the cell's arrays (compiled_observation.decide reads row j)
-        times, mbps, counts = self._samples = sample_storage(len(devs))
+        # one row per device in the cell's arrays (compiled_observation.decide reads row j),
+        # bound to the devices as they were made (:meth:`_build_devices`)
+        times, mbps, counts = self._samples
         times[:, :history] = [(i - history + 1) * period_s for i in range(history)]
         mbps[:, :history] = values
         counts[:] = history
-        heat = self._heat = heat_storage(len(devs))  # the heat rows, as the samples'
-        for j, d in enumerate(devs):
-            d.bind_samples(times, mbps, counts, j)
-            d.bind_heat(heat, j)
+        for d in devs:
+            d._n_samples = history  # bind_samples' cached count, now that the rows are filled
 
     # --- what the requesting device knows ------------------------------------------------------
 
