@@ -215,20 +215,18 @@ class CellSimulator:
         self.private = (world.random(n_sessions) < sc.workload.private_share).tolist()
         # world.choice(len(p), size=n_sessions, p=p): its one uniform per session, searched
         self.slo_class = choice_indices(world, self._slo_cdf, n_sessions).tolist()
-        pressure = (world.random(n) < sc.device.memory_pressure_share).tolist()
+        pressure = world.random(n) < sc.device.memory_pressure_share
         world.exponential(1.0, size=n)  # SplitCache's edge-queue draw: kept for the draw order
         self.cloud_queue = (world.exponential(1.0, size=n) * sc.cloud.queue_s).tolist()
         self._build_devices(world, trace_index, offset_s)
-        device_of_session = world.integers(self.cell.n_devices, size=n_sessions).tolist()
-        self.device_of = [device_of_session[s] for s in sessions]
-        # each request's free layers: its device class's, fewer under memory pressure
+        device_of = world.integers(self.cell.n_devices, size=n_sessions)[sessions]
+        self.device_of = device_of.tolist()
+        # each request's free layers: its device class's, fewer under memory pressure (in
+        # arrays: one pass each instead of three Python lists of n; the same ints)
         held = self.class_memory_layers
-        device_layers = [held[d.class_index] for d in self.devices]
-        squeezed = sc.device.memory_pressure_layers
-        self.k_mem = [
-            min(squeezed, k) if p else k
-            for p, k in zip(pressure, [device_layers[j] for j in self.device_of], strict=True)
-        ]
+        layers = np.array([held[d.class_index] for d in self.devices], dtype=np.int64)[device_of]
+        squeezed = np.minimum(layers, sc.device.memory_pressure_layers)
+        self.k_mem = np.where(pressure, squeezed, layers).tolist()
         c = self.cell
         self.edge = EdgeServer(
             self.batch_cost,
