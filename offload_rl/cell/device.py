@@ -68,14 +68,22 @@ class Device:
         thermal: bool,
         noise_sd: float,
         rng: np.random.Generator,
+        heat: np.ndarray | None = None,
+        samples: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     ) -> None:
+        """``heat`` and ``samples``: the cell's arrays (:func:`~offload_rl.cell.thermal.
+        heat_storage`, :func:`sample_storage`, zeros), the device bound to row ``index`` from
+        the start, as :meth:`bind_heat` and :meth:`bind_samples` would leave it; a new
+        episode's devices skip a one-row array each and the move from it. Without them, its
+        own one-row arrays until bound to a cell's."""
         self.index = index
         self.class_index = class_index
         self.cls = device_class
-        self.thermal = RowThermal(device_class)
+        heat_row = 0 if heat is None else index
+        self.thermal = RowThermal(device_class, heat=heat, row=heat_row)
         self.thermal_on = thermal
-        self._heat, self.heat_row = self.thermal._heat, 0  # its own row until bound to a cell's
-        c, row = device_class, self._heat[0]
+        self._heat, self.heat_row = self.thermal._heat, heat_row
+        c, row = device_class, self._heat[heat_row]
         row[H_AMBIENT], row[H_TAU], row[H_FAIR] = c.ambient_c, c.tau_s, c.fair_c
         row[H_THROTTLE], row[H_FLOOR], row[H_THERMAL_ON] = c.throttle_on_c, c.floor_c, thermal
         self.radio: Radio | BankRadio = Radio(radio)  # a BankRadio in a compiled simulator
@@ -88,7 +96,10 @@ class Device:
         self._thermal_t = 0.0  # the thermal state is at this time
         self.memory = SessionMemory()
         self.kept_local: dict[int, int] = {}  # session -> KV tokens kept on the device
-        self.bind_samples(*sample_storage(1), 0)
+        if samples is None:
+            self.bind_samples(*sample_storage(1), 0)
+        else:
+            self.bind_samples(*samples, index)
 
     # --- heat state ----------------------------------------------------------------------
 

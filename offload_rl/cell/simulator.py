@@ -215,20 +215,18 @@ class CellSimulator:
         self.private = (world.random(n_sessions) < sc.workload.private_share).tolist()
         # world.choice(len(p), size=n_sessions, p=p): its one uniform per session, searched
         self.slo_class = choice_indices(world, self._slo_cdf, n_sessions).tolist()
-        pressure = (world.random(n) < sc.device.memory_pressure_share).tolist()
+        pressure = world.random(n) < sc.device.memory_pressure_share
         world.exponential(1.0, size=n)  # SplitCache's edge-queue draw: kept for the draw order
         self.cloud_queue = (world.exponential(1.0, size=n) * sc.cloud.queue_s).tolist()
         self._build_devices(world, trace_index, offset_s)
-        device_of_session = world.integers(self.cell.n_devices, size=n_sessions).tolist()
-        self.device_of = [device_of_session[s] for s in sessions]
-        # each request's free layers: its device class's, fewer under memory pressure
+        device_of = world.integers(self.cell.n_devices, size=n_sessions)[sessions]
+        self.device_of = device_of.tolist()
+        # each request's free layers: its device class's, fewer under memory pressure (in
+        # arrays: one pass each instead of three Python lists of n; the same ints)
         held = self.class_memory_layers
-        device_layers = [held[d.class_index] for d in self.devices]
-        squeezed = sc.device.memory_pressure_layers
-        self.k_mem = [
-            min(squeezed, k) if p else k
-            for p, k in zip(pressure, [device_layers[j] for j in self.device_of], strict=True)
-        ]
+        layers = np.array([held[d.class_index] for d in self.devices], dtype=np.int64)[device_of]
+        squeezed = np.minimum(layers, sc.device.memory_pressure_layers)
+        self.k_mem = np.where(pressure, squeezed, layers).tolist()
         c = self.cell
         self.edge = EdgeServer(
             self.batch_cost,
@@ -298,6 +296,9 @@ class CellSimulator:
         thermal, noise = self.cell.thermal, net.throughput_noise
         devices: list[Device] = []
         self.devices = devices
+        # the cell's sample and heat rows, the devices made straight into them (row = index)
+        samples = self._samples = sample_storage(len(idxs))
+        heat = self._heat = heat_storage(len(idxs))
         for i, (idx, offset, c) in enumerate(zip(idxs, offsets, picked, strict=True)):
             hit = links.get(idx)
             if hit is None:
@@ -314,6 +315,8 @@ class CellSimulator:
                 thermal=thermal,
                 noise_sd=noise,
                 rng=rngs[i],
+                heat=heat,
+                samples=samples,
             )
             devices.append(dev)
         self._seed_all_samples(net.throughput_history, net.throughput_sample_s, idxs)
@@ -392,15 +395,14 @@ class CellSimulator:
                 [d.uplink for d in devs], [d.offset_s for d in devs], history, period_s,
                 noise_sd, rngs,
             )  # fmt: skip
-        # one row per device in the cell's arrays (compiled_observation.decide reads row j)
-        times, mbps, counts = self._samples = sample_storage(len(devs))
+        # one row per device in the cell's arrays (compiled_observation.decide reads row j),
+        # bound to the devices as they were made (:meth:`_build_devices`)
+        times, mbps, counts = self._samples
         times[:, :history] = [(i - history + 1) * period_s for i in range(history)]
         mbps[:, :history] = values
         counts[:] = history
-        heat = self._heat = heat_storage(len(devs))  # the heat rows, as the samples'
-        for j, d in enumerate(devs):
-            d.bind_samples(times, mbps, counts, j)
-            d.bind_heat(heat, j)
+        for d in devs:
+            d._n_samples = history  # bind_samples' cached count, now that the rows are filled
 
     # --- what the requesting device knows ------------------------------------------------------
 

@@ -268,9 +268,17 @@ class RowThermal(DeviceThermal):
     device: the compiled kernels update it there); the same arithmetic, read and written as
     a Python float."""
 
-    def __init__(self, device_class: DeviceClass, temp_c: float | None = None) -> None:
-        self._heat = heat_storage(1)
-        self._row = 0
+    def __init__(
+        self,
+        device_class: DeviceClass,
+        temp_c: float | None = None,
+        heat: np.ndarray | None = None,
+        row: int = 0,
+    ) -> None:
+        """``heat``/``row``: start in that row of a cell's heat array (a new episode's devices
+        are made straight into the cell's rows: no one-row array to allocate and move from)."""
+        self._heat = heat_storage(1) if heat is None else heat
+        self._row = row
         super().__init__(device_class, temp_c)
 
     @property

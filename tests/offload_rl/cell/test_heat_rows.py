@@ -115,3 +115,33 @@ def test_the_placements_sample_write_equals_device_record(samples, noisy):
         assert (dev.sample_t, dev.sample_mbps) == (ref.sample_t, ref.sample_mbps)
     assert dev.rng.bit_generator.state == ref.rng.bit_generator.state
     assert counts[0] == 0
+
+
+@pytest.mark.parametrize("name", sorted(DEVICE_CLASSES))
+@pytest.mark.parametrize("thermal", [True, False])
+def test_a_device_made_into_the_cells_rows_is_one_bound_after(name: str, thermal: bool) -> None:
+    """A new episode's devices are made straight into the cell's heat and sample rows
+    (``Device(heat=, samples=)``, row = index): the same row and attributes as a device made
+    alone then moved there (``bind_heat``, ``bind_samples``), the other rows untouched."""
+    from offload_rl.cell.device import Device, sample_storage
+
+    ref = _device(name, thermal)
+    ref.index = 1
+    heat, samples = heat_storage(3), sample_storage(3)
+    ref.bind_heat(heat, 1)
+    ref.bind_samples(*samples, 1)
+    into, into_samples = heat_storage(3), sample_storage(3)
+    made = Device(
+        1, ref.class_index, ref.cls, ref.radio.params, ref.link, ref.offset_s, thermal=thermal,
+        noise_sd=ref.noise_sd, rng=np.random.default_rng(1), heat=into, samples=into_samples,
+    )  # fmt: skip
+    assert np.array_equal(into, heat) and not into[[0, 2]].any()
+    assert made._heat is into and made.heat_row == 1 and made.thermal._heat is into
+    assert (made.thermal.temp_c, made._thermal_t, made.busy_until) == (
+        ref.thermal.temp_c, ref._thermal_t, ref.busy_until
+    )  # fmt: skip
+    assert made.sample_times is into_samples[0] and made.sample_counts is into_samples[2]
+    assert (made.sample_row, made._n_samples) == (ref.sample_row, ref._n_samples) == (1, 0)
+    made.compute(1.0, 30.0)
+    ref.compute(1.0, 30.0)
+    assert np.array_equal(into, heat)
