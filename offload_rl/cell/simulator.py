@@ -37,8 +37,10 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -155,6 +157,10 @@ class CellSimulator:
     # the compiled advance's log and state between its kernel's calls (made at its first call)
     _cell_log: np.ndarray | None = None
     _cell_state: np.ndarray
+    # advance_cell's and decide's compiled entry points (kernel_jit.entry_point), set after
+    # each kernel's first call through its dispatcher; a fork shares them (stateless)
+    _advance_call: Callable[..., Any] | None = None
+    _decide_call: Callable[..., Any] | None = None
 
     def __init__(
         self,
@@ -479,8 +485,9 @@ class CellSimulator:
         table = self.edge._table
         mark_t, mark_busy = self._busy_mark
         probed = False
+        decide = self._decide_call or kernels.decide
         while True:  # once, or twice when the device probes its link first
-            code, batch, waiting, occupancy, n_samples, newest, busy, thermal = kernels.decide(
+            code, batch, waiting, occupancy, n_samples, newest, busy, thermal = decide(
                 *self._decide_leading, out, vals, probed, table.ints, table.gi, table.gf,
                 table.run, table.wait, table.kept, table.kept_row(sid), j, t, mark_t,
                 mark_busy, req.new_tokens, req.context_tokens, req.turn, private, slo[0],
@@ -491,6 +498,10 @@ class CellSimulator:
             net = self.facts.scenario.network
             d.probe_if_out(t, net.outage_mbps, net.throughput_sample_s)
             probed = True  # decide on what it measured
+        if self._decide_call is None:  # the dispatcher typed these arguments: call straight on
+            from offload_rl.cell.kernel_jit import entry_point  # imports numba: compiled only
+
+            self._decide_call = entry_point(kernels.decide)
         self._busy_mark = (t, busy)
         measured = newest if n_samples else 0
         edge = (batch, waiting, occupancy)
@@ -742,6 +753,8 @@ class CellSimulator:
                 break
             a.make_room(i, ROOM_HEAP, ROOM_LUMPS)
             b.make_room(0, ROOM_HEAP, ROOM_LUMPS)
+        if "place" in flat.unpinned:
+            flat.pin("place")
         up_end, mbps, arrive, round_trip, nbytes, prefill, count = res  # the heat: in its row
         if count >= 0:  # the sample written in its row (Device.record's, bit for bit)
             d._n_samples = count
@@ -783,6 +796,8 @@ class CellSimulator:
                 break
             a.make_room(i, ROOM_HEAP, ROOM_LUMPS)
             b.make_room(0, ROOM_HEAP, ROOM_LUMPS)
+        if "place_local" in flat.unpinned:
+            flat.pin("place_local")
         ttft, end, prefill, violated = res  # the heat: in the device's row
         cr.prefill_tokens, cr.cache_hit = prefill, (held if held < ctx else ctx) > 0
         cr.ttft_s, cr.finish_s, cr.slo_violated = ttft, end, violated
@@ -827,6 +842,8 @@ class CellSimulator:
             if res[0] == res[0]:  # not NaN: done
                 break
             a.make_room(i, ROOM_HEAP, ROOM_LUMPS)
+        if "place_cloud" in flat.unpinned:
+            flat.pin("place_cloud")
         wake, upload_s, up_mbps, prefill, nbytes, ttft, end, usd, violated = res
         if upload_s > 0:
             d.record(t + wake + upload_s, up_mbps)
@@ -896,7 +913,7 @@ class CellSimulator:
             self._cell_log = np.zeros((64, kernels.N_LOG_COLUMNS))
             self._cell_state = np.zeros(kernels.N_STATE, dtype=np.int64)
         cs = self._cell_state
-        call = kernels.advance_cell_call
+        call = self._advance_call or kernels.advance_cell
         while True:
             status, bank.n_streams, n_log, latency, other, latency2, joules, energy, full = (
                 call(
@@ -909,8 +926,10 @@ class CellSimulator:
             if status == kernels.DONE:
                 break
             self._cell_room(kernels, status, a)
-        if call is kernels.advance_cell:
-            kernels.pin_entry()  # the dispatcher typed these arguments: call straight on
+        if self._advance_call is None:  # the dispatcher typed these arguments: call straight on
+            from offload_rl.cell.kernel_jit import entry_point  # imports numba: compiled only
+
+            self._advance_call = entry_point(kernels.advance_cell)
         bank.settled_j += energy
         if full:
             ledger._grow_both()  # type: ignore[attr-defined]
