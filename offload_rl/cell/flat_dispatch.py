@@ -151,16 +151,6 @@ class EdgeTables:
         self.place = module.place_edge
         self.place_local = module.place_local
         self.place_cloud = module.place_cloud
-        self.unpinned = set(_BOUND)  # called through their dispatchers until pin
-
-    def pin(self, name: str) -> None:
-        """After kernel ``name``'s first call through its dispatcher (with the types its
-        caller always passes): its compiled entry point from now on
-        (:func:`~offload_rl.cell.kernel_jit.entry_point`: ~0.6 us less a call)."""
-        from offload_rl.cell.kernel_jit import entry_point  # imports numba: compiled only
-
-        setattr(self, name, entry_point(getattr(self, name)))
-        self.unpinned.discard(name)
 
     def serves(self, devices: list[Device], requests: list[Request]) -> bool:
         """These tables are the episode's (built from these lists)."""

@@ -158,7 +158,10 @@ class CellSimulator:
     _cell_log: np.ndarray | None = None
     _cell_state: np.ndarray
     # advance_cell's and decide's compiled entry points (kernel_jit.entry_point), set after
-    # each kernel's first call through its dispatcher; a fork shares them (stateless)
+    # each kernel's first call through its dispatcher; a fork shares them (stateless). The
+    # placement kernels keep their dispatchers: place_edge and place_cloud hold two
+    # specializations (read-only recorded traces, a fork's writable copies), and pinning
+    # place_local alone measured nothing (~5% of decisions)
     _advance_call: Callable[..., Any] | None = None
     _decide_call: Callable[..., Any] | None = None
 
@@ -753,8 +756,6 @@ class CellSimulator:
                 break
             a.make_room(i, ROOM_HEAP, ROOM_LUMPS)
             b.make_room(0, ROOM_HEAP, ROOM_LUMPS)
-        if "place" in flat.unpinned:
-            flat.pin("place")
         up_end, mbps, arrive, round_trip, nbytes, prefill, count = res  # the heat: in its row
         if count >= 0:  # the sample written in its row (Device.record's, bit for bit)
             d._n_samples = count
@@ -796,8 +797,6 @@ class CellSimulator:
                 break
             a.make_room(i, ROOM_HEAP, ROOM_LUMPS)
             b.make_room(0, ROOM_HEAP, ROOM_LUMPS)
-        if "place_local" in flat.unpinned:
-            flat.pin("place_local")
         ttft, end, prefill, violated = res  # the heat: in the device's row
         cr.prefill_tokens, cr.cache_hit = prefill, (held if held < ctx else ctx) > 0
         cr.ttft_s, cr.finish_s, cr.slo_violated = ttft, end, violated
@@ -842,8 +841,6 @@ class CellSimulator:
             if res[0] == res[0]:  # not NaN: done
                 break
             a.make_room(i, ROOM_HEAP, ROOM_LUMPS)
-        if "place_cloud" in flat.unpinned:
-            flat.pin("place_cloud")
         wake, upload_s, up_mbps, prefill, nbytes, ttft, end, usd, violated = res
         if upload_s > 0:
             d.record(t + wake + upload_s, up_mbps)
