@@ -164,6 +164,9 @@ class CellSimulator:
     # place_local alone measured nothing (~5% of decisions)
     _advance_call: Callable[..., Any] | None = None
     _decide_call: Callable[..., Any] | None = None
+    # the last compiled edge placement's request and its device's radio state (an index into
+    # RADIO_STATES) at its arrival, after the placement: what the step's info reads
+    placed_radio: tuple[CellRequest, int] | None = None
 
     def __init__(
         self,
@@ -756,7 +759,8 @@ class CellSimulator:
                 break
             a.make_room(i, ROOM_HEAP, ROOM_LUMPS)
             b.make_room(0, ROOM_HEAP, ROOM_LUMPS)
-        up_end, mbps, arrive, round_trip, nbytes, prefill, count = res  # the heat: in its row
+        up_end, mbps, arrive, round_trip, nbytes, prefill, count, radio = res  # heat: its row
+        self.placed_radio = (cr, radio)
         if count >= 0:  # the sample written in its row (Device.record's, bit for bit)
             d._n_samples = count
         elif mbps >= 0.0:
