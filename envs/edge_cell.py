@@ -320,7 +320,9 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         cr = sim.dispatch(i, a >> 1, bool(a & 1))  # layout.decode(a)
         d = sim.devices[cr.device]
         # the decided request's device as the decision left it (its heat, its radio)
-        temp_c, radio = d.thermal.temp_c, RADIO_STATES[d.radio.state_index(t)]
+        placed = sim.placed_radio  # the compiled edge placement's (this request's, if so)
+        index = placed[1] if placed is not None and placed[0] is cr else d.radio.state_index(t)
+        temp_c, radio = d.thermal.temp_c, RADIO_STATES[index]
         private, measured = self._decided
         self._i = i + 1
         t_next = sim.requests[i + 1].arrival_s

@@ -28,6 +28,7 @@ import numpy as np
 from offload_rl.cell.compiled_devices import (
     _clock,
     finish_time,
+    radio_state,
     thermal_run,
     transfer,
     upload,
@@ -230,7 +231,7 @@ def place_edge(
     kept: A, kgi: A, j: int, key: int, session_row: int, arrival: float, slo_ttft: float,
     slo_tpot: float, last: float, k: int, ctx: int, new: int, out: int, origin: float,
     sd: float, z: float,
-) -> tuple[float, float, float, float, float, int, int]:  # fmt: skip
+) -> tuple[float, float, float, float, float, int, int, int]:  # fmt: skip
     """``dispatch``'s edge placement of request ``key`` on device ``j`` at split ``k``: the
     session's kept tokens (:func:`take_kept`, row ``session_row`` of the sequence table's
     ``kept``), the latency rate of its SLO, ``ledger.open``, ``_wake`` and ``_run_edge`` over
@@ -243,11 +244,12 @@ def place_edge(
     ``z`` (not NaN; it does where a sample is certain, its generator's next draw either
     way). (last byte, the sample's Mbps before its noise (-1: no sample or written here),
     arrival at the edge, round trip, upload bytes, prefill tokens, the row's sample count
-    (-1: not written here)). Tables without the room (:func:`has_room`) are left untouched:
-    the first value is NaN, grow and call again.
+    (-1: not written here), the radio's state at ``arrival`` after it (``Radio.state``'s
+    index: the step's info reads it, no second call)). Tables without the room
+    (:func:`has_room`) are left untouched: the first value is NaN, grow and call again.
     """
     if not (key < opened.shape[0] and has_room(heap, gi, lumps) and has_room(heap2, gi2, lumps2)):
-        return math.nan, 0.0, 0.0, 0.0, 0.0, 0, -1
+        return math.nan, 0.0, 0.0, 0.0, 0.0, 0, -1, -1
     temp, thermal_t, busy = heat[j, H_TEMP], heat[j, H_THERMAL_T], heat[j, H_BUSY]
     held = take_kept(kept, kgi, session_row, k)
     cached = (held if held < ctx else ctx) if held >= 0 else 0  # min(entry.tokens, ctx)
@@ -284,7 +286,7 @@ def place_edge(
     if mbps >= 0.0 and z == z:  # a sample, its noise drawn: written here
         count = record(times, values, counts, j, up_end, mbps, sd, z)
         mbps = -1.0
-    return up_end, mbps, arrive, round_trip, nbytes, prefill, count
+    return up_end, mbps, arrive, round_trip, nbytes, prefill, count, radio_state(r, j, arrival)
 
 
 @jit

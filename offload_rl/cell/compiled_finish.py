@@ -14,9 +14,6 @@ finished request's radio and ledger work. Importing this module imports numba.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import numpy as np
 
 from offload_rl.cell import sequence_table as tab
@@ -227,26 +224,6 @@ def advance_cell(
         )
     n_log = cs[N_LOG] if cs[N_HANDED] else 0  # first tokens only: nothing to hand out
     return DONE, n_streams, n_log, latency, other, latency2, other2, energy, full
-
-
-# what the simulator calls: advance_cell's dispatcher, then (pin_entry) its compiled entry point
-advance_cell_call: Callable[..., Any]
-
-
-def pin_entry() -> None:
-    """Call :func:`advance_cell`'s one compiled specialization straight after the dispatcher
-    made it (its first call): ``advance_cell_call`` skips numba's dispatcher, which types
-    its 39 arguments and looks the specialization up on every call (~0.6 of ~2 us a call,
-    N = 32). Safe for its one caller, which always passes the same types (C-contiguous
-    float64/int64 arrays it built, Python scalars): the entry point unboxes them unchecked.
-    Where the kernel holds several specializations, the dispatcher stays."""
-    global advance_cell_call
-    overloads = advance_cell.overloads
-    if len(overloads) == 1:
-        advance_cell_call = next(iter(overloads.values())).entry_point
-
-
-advance_cell_call = advance_cell
 
 
 def warm_up() -> None:

@@ -37,8 +37,10 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -155,6 +157,16 @@ class CellSimulator:
     # the compiled advance's log and state between its kernel's calls (made at its first call)
     _cell_log: np.ndarray | None = None
     _cell_state: np.ndarray
+    # advance_cell's and decide's compiled entry points (kernel_jit.entry_point), set after
+    # each kernel's first call through its dispatcher; a fork shares them (stateless). The
+    # placement kernels keep their dispatchers: place_edge and place_cloud hold two
+    # specializations (read-only recorded traces, a fork's writable copies), and pinning
+    # place_local alone measured nothing (~5% of decisions)
+    _advance_call: Callable[..., Any] | None = None
+    _decide_call: Callable[..., Any] | None = None
+    # the last compiled edge placement's request and its device's radio state (an index into
+    # RADIO_STATES) at its arrival, after the placement: what the step's info reads
+    placed_radio: tuple[CellRequest, int] | None = None
 
     def __init__(
         self,
@@ -481,8 +493,9 @@ class CellSimulator:
         table = self.edge._table
         mark_t, mark_busy = self._busy_mark
         probed = False
+        decide = self._decide_call or kernels.decide
         while True:  # once, or twice when the device probes its link first
-            code, batch, waiting, occupancy, n_samples, newest, busy, thermal = kernels.decide(
+            code, batch, waiting, occupancy, n_samples, newest, busy, thermal = decide(
                 *self._decide_leading, out, vals, probed, table.ints, table.gi, table.gf,
                 table.run, table.wait, table.kept, table.kept_row(sid), j, t, mark_t,
                 mark_busy, req.new_tokens, req.context_tokens, req.turn, private, slo[0],
@@ -493,6 +506,10 @@ class CellSimulator:
             net = self.facts.scenario.network
             d.probe_if_out(t, net.outage_mbps, net.throughput_sample_s)
             probed = True  # decide on what it measured
+        if self._decide_call is None:  # the dispatcher typed these arguments: call straight on
+            from offload_rl.cell.kernel_jit import entry_point  # imports numba: compiled only
+
+            self._decide_call = entry_point(kernels.decide)
         self._busy_mark = (t, busy)
         measured = newest if n_samples else 0
         edge = (batch, waiting, occupancy)
@@ -744,7 +761,8 @@ class CellSimulator:
                 break
             a.make_room(i, ROOM_HEAP, ROOM_LUMPS)
             b.make_room(0, ROOM_HEAP, ROOM_LUMPS)
-        up_end, mbps, arrive, round_trip, nbytes, prefill, count = res  # the heat: in its row
+        up_end, mbps, arrive, round_trip, nbytes, prefill, count, radio = res  # heat: its row
+        self.placed_radio = (cr, radio)
         if count >= 0:  # the sample written in its row (Device.record's, bit for bit)
             d._n_samples = count
         elif mbps >= 0.0:
@@ -898,7 +916,7 @@ class CellSimulator:
             self._cell_log = np.zeros((64, kernels.N_LOG_COLUMNS))
             self._cell_state = np.zeros(kernels.N_STATE, dtype=np.int64)
         cs = self._cell_state
-        call = kernels.advance_cell_call
+        call = self._advance_call or kernels.advance_cell
         while True:
             status, bank.n_streams, n_log, latency, other, latency2, joules, energy, full = (
                 call(
@@ -911,8 +929,10 @@ class CellSimulator:
             if status == kernels.DONE:
                 break
             self._cell_room(kernels, status, a)
-        if call is kernels.advance_cell:
-            kernels.pin_entry()  # the dispatcher typed these arguments: call straight on
+        if self._advance_call is None:  # the dispatcher typed these arguments: call straight on
+            from offload_rl.cell.kernel_jit import entry_point  # imports numba: compiled only
+
+            self._advance_call = entry_point(kernels.advance_cell)
         bank.settled_j += energy
         if full:
             ledger._grow_both()  # type: ignore[attr-defined]

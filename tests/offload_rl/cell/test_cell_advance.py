@@ -12,6 +12,7 @@ equal, floats included (no tolerance).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from typing import Any
 
@@ -156,20 +157,17 @@ def test_the_compiled_advance_grows_its_arrays_and_goes_on(monkeypatch):
     assert {k.ROOM_LOG, k.ROOM_LEDGER, k.ROOM_STREAMS} <= set(rooms)
 
 
-def test_the_simulator_calls_the_kernel_past_its_dispatcher(monkeypatch):
+def test_the_simulator_calls_the_kernel_past_its_dispatcher():
     """After its first call the simulator calls the kernel's one compiled specialization
-    straight (``pin_entry``), and the cell is still the reference's; where the kernel holds
-    several specializations (types the entry point would unbox unchecked), the dispatcher
-    stays."""
+    straight (:func:`~offload_rl.cell.kernel_jit.entry_point`, kept on the simulator), and
+    the cell is still the reference's; a fork keeps the entry point and plays on alike."""
     k = cd.kernels("compiled_finish")
-    monkeypatch.setattr(k, "advance_cell_call", k.advance_cell)
     with pytest.MonkeyPatch.context() as m:
         m.setattr(cd, "AVAILABLE", False)
         reference, _ = _play(_env(8, 3000, 40), 4, 40, "split")
-    fused, _ = _play(_env(8, 3000, 40), 4, 40, "fused")
-    assert k.advance_cell_call is not k.advance_cell
+    fused, env = _play(_env(8, 3000, 40), 4, 40, "fused")
+    call = env.sim._advance_call
+    assert call is not None and call is not k.advance_cell
     assert fused == reference
-    monkeypatch.setattr(k, "advance_cell_call", k.advance_cell)
-    monkeypatch.setattr(k.advance_cell, "overloads", {**k.advance_cell.overloads, "x": None})
-    k.pin_entry()
-    assert k.advance_cell_call is k.advance_cell
+    fork = copy.deepcopy(env.sim)
+    assert fork._advance_call is call
