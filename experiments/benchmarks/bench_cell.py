@@ -27,11 +27,11 @@ ratio with other processes' time slices, unevenly; CPU time does not.
         [--compare-python] [--clock wall|cpu]
 
 Figures (README "EdgeCell-v0 cost per decision"; ``--compare-python --clock cpu --steps 2000
---rounds 3`` on the quiet 2-core VM, load average 0.8, main 1caf642, two runs): ratios
-0.215-0.217 / 0.182-0.190 / 0.157-0.158 compiled against 0.028 / 0.024 / 0.022 Python at N = 8 /
-32 / 128 (0.031-0.033 / 0.036-0.037 / 0.042-0.043 ms per decision compiled); the cell at 40fb942
-in alternating runs 0.127-0.141 / 0.113-0.118 / 0.102-0.105 (0.054 / 0.058-0.061 / 0.067-0.072
-ms). The target 0.25 at N = 32 is not met.
+--rounds 3`` on the quiet 2-core VM, load average 1.0-1.5, main b200d90, four runs): ratios
+0.212-0.234 / 0.178-0.209 / 0.165-0.172 compiled against 0.028-0.030 / 0.023-0.024 / 0.023 Python
+at N = 8 / 32 / 128 (0.029-0.032 / 0.032-0.038 / 0.039-0.041 ms per decision compiled); the cell
+at 40fb942 in alternating runs 0.128-0.133 / 0.114-0.123 / 0.109-0.115 (0.051-0.052 /
+0.055-0.061 / 0.058-0.062 ms). The target 0.25 at N = 32 is not met.
 """
 
 from __future__ import annotations
