@@ -210,6 +210,10 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         self._tier_info = self._tier_infos()
         # asked at every step: properties that compute (the spec and layout are fixed)
         self._n_actions = self.layout.n_actions
+        # each action's (tier_index, keep), from the layout's one rule (read per step)
+        self._decoded = [
+            (k, bool(keep)) for k, keep in map(self.layout.decode, range(self._n_actions))
+        ]
         self._obs_dim = self.feature_spec.obs_dim
 
     # -- episode set-up -------------------------------------------------------------------
@@ -317,7 +321,7 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
             a = self.layout.nearest_valid(a, self._mask)
         i = self._i
         t = sim.requests[i].arrival_s
-        cr = sim.dispatch(i, a >> 1, bool(a & 1))  # layout.decode(a)
+        cr = sim.dispatch(i, *self._decoded[a])
         d = sim.devices[cr.device]
         # the decided request's device as the decision left it (its heat, its radio)
         placed = sim.placed_radio  # the compiled edge placement's (this request's, if so)
