@@ -14,6 +14,8 @@ finished request's radio and ledger work. Importing this module imports numba.
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 
 from offload_rl.cell import sequence_table as tab
@@ -26,18 +28,25 @@ from offload_rl.cell.ledger_table import LATENCY, N_HEAP, N_LUMPS, O_OPEN
 A = np.ndarray  # every array argument
 HEAP_FULL, LUMPS_FULL = 1, 2  # edge_done's flags: what the caller grows
 # advance_cell's state between its calls (``cs``, int64): its phase, the scheduler's log read
-# so far, the cell log's length, the cell log's rows visited for first tokens, and its rows
-# that are not first tokens (what the caller hands to objects)
-PHASE, OUT_POS, N_LOG, FIRST_POS, N_HANDED = range(5)
-N_STATE = 5
+# so far, the cell log's length, and the cell log's rows visited for first tokens
+PHASE, OUT_POS, N_LOG, FIRST_POS = range(4)
+N_STATE = 4
 # phases: run the scheduler, read its last log, streams; done (the next call starts afresh)
 START, DRAIN, STREAMS, FINISHED = range(4)
 # what advance_cell returns first: done, or what the caller must do before calling again
 DONE, ROOM_LOG, ROOM_LEDGER, ROOM_STREAMS, SUB_BEFORE_CLOCK, NOT_OPEN = range(6)
-# the cell log's columns: the scheduler log's code, row (a session for an eviction) and time,
-# and for a finish its end at the device, TTFT and whether it missed its SLO
+# the cell log's columns (8 bytes each; int64 ones written through the log's int64 view): the
+# scheduler log's code and row (a session for an eviction), ints, and time; for a finish its
+# end at the device, TTFT and whether it missed its SLO (1.0), then, once the call is done,
+# its row's fields that ``SequenceTable.sync_row`` writes into its request (ints, then floats)
 L_CODE, L_ROW, L_T, L_END, L_TTFT, L_VIOLATED = range(6)
-N_LOG_COLUMNS = 6
+L_COMPUTED, L_GENERATED, L_KNOWN, L_PREEMPTIONS, L_CACHED, L_AT_ADMIT = range(6, 12)
+L_READY_AT, L_ROUND_TRIP, L_FIRST_TOKEN, L_ADMIT_S, L_FINISH_S, L_QUEUED_S, L_QUEUED_SINCE = range(
+    12, 19
+)
+N_LOG_COLUMNS = 19
+# one row of the cell log as the caller unpacks it (native: the kernel's int64s and doubles)
+LOG_ROW = struct.Struct("=2q4d6q7d")
 
 
 @jit
@@ -130,9 +139,9 @@ def _read_log(
             )  # fmt: skip
             if n_streams < 0:
                 return NOT_OPEN, 0
-        clog[k, L_CODE], clog[k, L_ROW], clog[k, L_T] = code, out_i[p, 1], out_t[p]
+        ilog = clog.view(np.int64)
+        ilog[k, L_CODE], ilog[k, L_ROW], clog[k, L_T] = code, out_i[p, 1], out_t[p]
         cs[N_LOG] = k + 1
-        cs[N_HANDED] += code != tab.OUT_FIRST
         cs[OUT_POS] = p + 1
     gi[tab.N_OUT] = 0
     cs[OUT_POS] = 0
@@ -146,10 +155,11 @@ def _start_streams(
     """``CellSimulator._start_streams`` from the first tokens in the cell log (rows from
     ``cs[FIRST_POS]``): each request not finished since starts streaming, its row inserted in
     request order (the order the reference's argsort visits). (A status, the streams.)"""
+    ilog = clog.view(np.int64)
     while cs[FIRST_POS] < cs[N_LOG]:
         k = cs[FIRST_POS]
-        if clog[k, L_CODE] == tab.OUT_FIRST:
-            j = int(clog[k, L_ROW])
+        if ilog[k, L_CODE] == tab.OUT_FIRST:
+            j = ilog[k, L_ROW]
             status = ints[j, tab.STATUS]
             if status != tab.ST_FINISHED and status != tab.ST_REJECTED:
                 if n_streams == streams.shape[0]:
@@ -168,6 +178,40 @@ def _start_streams(
     return DONE, n_streams
 
 
+@hot
+def _hand_over(ints: A, floats: A, clog: A, cs: A) -> int:
+    """The cell log made what the caller hands to objects, in the log's order: the rows that
+    are not first tokens moved to its front (their number returned), each finish's or
+    rejection's row fields (as ``SequenceTable.sync_row`` reads them now, the call's end)
+    copied into its log row, and its table row marked FREE (the caller frees it)."""
+    ilog = clog.view(np.int64)
+    n = 0
+    for k in range(cs[N_LOG]):
+        code = ilog[k, L_CODE]
+        if code == tab.OUT_FIRST:
+            continue
+        for c in range(L_COMPUTED):
+            ilog[n, c] = ilog[k, c]  # the bytes, floats' too
+        if code == tab.OUT_DONE or code == tab.OUT_REJECTED:
+            j = ilog[n, L_ROW]
+            ilog[n, L_COMPUTED] = ints[j, tab.COMPUTED]
+            ilog[n, L_GENERATED] = ints[j, tab.GENERATED]
+            ilog[n, L_KNOWN] = ints[j, tab.KNOWN]
+            ilog[n, L_PREEMPTIONS] = ints[j, tab.PREEMPTIONS]
+            ilog[n, L_CACHED] = ints[j, tab.CACHED]
+            ilog[n, L_AT_ADMIT] = ints[j, tab.AT_ADMIT]
+            clog[n, L_READY_AT] = floats[j, tab.READY_AT]
+            clog[n, L_ROUND_TRIP] = floats[j, tab.ROUND_TRIP]
+            clog[n, L_FIRST_TOKEN] = floats[j, tab.FIRST_TOKEN]
+            clog[n, L_ADMIT_S] = floats[j, tab.ADMIT_S]
+            clog[n, L_FINISH_S] = floats[j, tab.FINISH_S]
+            clog[n, L_QUEUED_S] = floats[j, tab.QUEUED_S]
+            clog[n, L_QUEUED_SINCE] = floats[j, tab.QUEUED_SINCE]
+            ints[j, tab.STATUS] = tab.FREE
+        n += 1
+    return n
+
+
 @jit
 def advance_cell(
     ints: A, floats: A, kept: A, gi: A, gf: A, run: A, wait: A, sched: A, batch: A,
@@ -178,17 +222,19 @@ def advance_cell(
 ) -> tuple[int, int, int, float, float, float, float, float, bool]:  # fmt: skip
     """``CellSimulator.advance(t)`` after its submissions are scheduled, and ``collect(t)``
     when ``collect``: the edge server's advance (:func:`compiled_scheduler.advance`), each
-    finished request's :func:`_finish_row`, the new token streams, the radios settled and
-    their joules spent (``_stream_and_settle``, ``_spend``), then both ledgers collected.
+    finished request's :func:`_finish_row`, the new token streams, the log handed over
+    (:func:`_hand_over`), the radios settled and their joules spent (``_stream_and_settle``,
+    ``_spend``), then both ledgers collected.
 
-    Returns (status, streams, the cell log's rows (0 when they are first tokens only), the
-    two ledgers' collected (latency, other) costs, the radios' joules, a ledger full). A
-    status other than DONE asks the caller to grow an array (or to raise) and call again: the
-    call goes on where it stopped (``cs``). The cell log (``clog``) says what the caller hands
-    to objects: finishes, first tokens, events; the next call after a DONE starts it afresh."""
+    Returns (status, streams, the cell log's rows to hand out (0 when there were first
+    tokens only), the two ledgers' collected (latency, other) costs, the radios' joules, a
+    ledger full). A status other than DONE asks the caller to grow an array (or to raise) and
+    call again: the call goes on where it stopped (``cs``). The cell log (``clog``) says what
+    the caller hands to objects: finishes (with their rows' fields), events; the next call
+    after a DONE starts it afresh."""
     if cs[PHASE] == FINISHED:
         cs[PHASE] = START
-        cs[N_LOG] = cs[FIRST_POS] = cs[N_HANDED] = 0
+        cs[N_LOG] = cs[FIRST_POS] = 0
     while cs[PHASE] != STREAMS:
         status, n_streams = _read_log(
             ints, floats, gi, out_i, out_t, r, awake, levels, streams, n_streams, heap, lgi,
@@ -211,6 +257,7 @@ def advance_cell(
     if status != DONE:
         return status, n_streams, 0, 0.0, 0.0, 0.0, 0.0, 0.0, False
     cs[PHASE] = FINISHED
+    n_log = _hand_over(ints, floats, clog, cs)
     for k in range(n_streams):  # in request order: the rows are kept sorted
         stream_row(r, awake, levels, streams, k, t, last)
     energy = settle_awake(r, awake, levels, t, last)
@@ -222,7 +269,6 @@ def advance_cell(
         latency, other, latency2, other2 = collect_pair(
             heap, g, lgi, lumps, opened, heap2, g2, gi2, lumps2, opened2, t
         )
-    n_log = cs[N_LOG] if cs[N_HANDED] else 0  # first tokens only: nothing to hand out
     return DONE, n_streams, n_log, latency, other, latency2, other2, energy, full
 
 

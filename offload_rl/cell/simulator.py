@@ -55,7 +55,7 @@ from offload_rl.cell.device_seeding import (
     seeded_samples,
     seeded_samples_compiled,
 )
-from offload_rl.cell.edge_server import REJECTED, EdgeEvent, EdgeRequest, EdgeServer
+from offload_rl.cell.edge_server import FINISHED, REJECTED, EdgeEvent, EdgeRequest, EdgeServer
 from offload_rl.cell.flat_dispatch import ROOM_HEAP, ROOM_LUMPS, EdgeTables
 from offload_rl.cell.kv_pool import KeptEntry
 from offload_rl.cell.ledger_table import CompiledCostLedger, LedgerTable, cost_ledger
@@ -938,7 +938,7 @@ class CellSimulator:
             ledger._grow_both()  # type: ignore[attr-defined]
             raw._grow_both()  # type: ignore[attr-defined]
         if n_log:
-            self._hand_out(n_log)
+            self._hand_out(kernels, n_log)
         if collect:
             ledger.latency_cost += latency
             ledger.other_cost += other
@@ -970,34 +970,45 @@ class CellSimulator:
                 )
             raise KeyError("a finished edge request the ledger had not opened")
 
-    def _hand_out(self, n: int) -> None:
-        """The cell log's ``n`` rows handed to objects, in order: each finished request's
-        edge and cell fields (its departure queued), the edge's events."""
+    def _hand_out(self, kernels: ModuleType, n: int) -> None:
+        """The cell log's ``n`` rows handed to objects, in order: each finished (or rejected)
+        request's edge fields (what ``SequenceTable.release`` writes, from its log row) and cell
+        fields, its row freed (the kernel marked it FREE) and its departure queued; the edge's
+        events."""
         edge = self.edge
         table = edge._table
+        reqs, row_of, free = table.requests, table.row_of, table._free
         at_edge, done, events = self._at_edge, self._done, edge._events
         log = self._cell_log
         assert log is not None
-        first, finished, rejected = tab.OUT_FIRST, tab.OUT_DONE, tab.OUT_REJECTED
-        for code, j, when, end, ttft, violated in log[:n].tolist():
-            if code == first:
-                continue
+        finished, rejected = tab.OUT_DONE, tab.OUT_REJECTED
+        for (
+            code, j, when, end, ttft, violated, computed, generated, known, preempted, cached,
+            at_admit, ready_at, round_trip, first_token, admit_s, finish_s, queued_s, since,
+        ) in kernels.LOG_ROW.iter_unpack(log[:n]):  # fmt: skip
             if code != finished and code != rejected:
-                edge._drain_event(code, int(j), when)
+                edge._drain_event(code, j, when)
                 continue
-            er = table.release(int(j))
-            cr = at_edge.pop(er.request_id)
+            er = reqs[j]
+            assert er is not None
+            rid = er.request_id
+            reqs[j] = None  # the row freed: SequenceTable.release's
+            del row_of[rid]
+            free.append(j)
+            er.computed, er.generated, er.known = computed, generated, known
+            er.preemptions, er.cached_tokens, er.batch_at_admit = preempted, cached, at_admit
+            er.ready_at = ready_at
+            er.round_trip_s, er.first_token_s, er.admit_s = round_trip, first_token, admit_s
+            er.finish_s, er.queued_s, er.queued_since = finish_s, queued_s, since
+            er.status = REJECTED if code == rejected else FINISHED
+            cr = at_edge.pop(rid)
             cr.rejected = code == rejected
-            cr.finish_s, cr.ttft_s, cr.cache_hit = end, ttft, er.cached_tokens > 0
-            cr.queue_s, cr.batch_at_admit, cr.preempted = (
-                er.queued_s,
-                er.batch_at_admit,
-                er.preemptions,
-            )
+            cr.finish_s, cr.ttft_s, cr.cache_hit = end, ttft, cached > 0
+            cr.queue_s, cr.batch_at_admit, cr.preempted = queued_s, at_admit, preempted
             cr.slo_violated = violated == 1.0
-            heapq.heappush(done, (end, cr.rid, cr))
+            heapq.heappush(done, (end, rid, cr))
             if code == rejected:
-                events.append(EdgeEvent(when, "rejected", er.session_id, er.request_id))
+                events.append(EdgeEvent(when, "rejected", er.session_id, rid))
 
     def _finish_python(self, finished: list[EdgeRequest], t: float) -> None:
         """The reference's finished requests, token streams and radio joules up to ``t``."""

@@ -37,11 +37,12 @@ _EDGE_FIELDS = [f.name for f in dataclasses.fields(EdgeRequest)]
 _CELL_FIELDS = [f.name for f in dataclasses.fields(CellRequest) if f.name not in ("edge",)]
 
 
-def _row(cr: CellRequest) -> tuple[Any, ...]:
-    """A request's outcome, every field (its edge request's too)."""
+def _row(cr: CellRequest) -> tuple[str, ...]:
+    """A request's outcome, every field (its edge request's too), each by its ``repr``: the
+    value's type counts (an int field read back as a float, a bool as an int, differ)."""
     er = cr.edge
-    edge = tuple(getattr(er, f) for f in _EDGE_FIELDS) if er is not None else None
-    return (*(getattr(cr, f) for f in _CELL_FIELDS), edge)
+    edge = tuple(repr(getattr(er, f)) for f in _EDGE_FIELDS) if er is not None else ()
+    return (*(repr(getattr(cr, f)) for f in _CELL_FIELDS), *edge)
 
 
 def _play(
@@ -54,8 +55,9 @@ def _play(
     env.reset(seed=seed)
     sim = env.sim
     if tiny:
-        sim._cell_log = np.zeros((1, 6))
-        sim._cell_state = np.zeros(5, dtype=np.int64)
+        kernels = cd.kernels("compiled_finish")
+        sim._cell_log = np.zeros((1, kernels.N_LOG_COLUMNS))
+        sim._cell_state = np.zeros(kernels.N_STATE, dtype=np.int64)
         assert sim._bank is not None
         sim._bank.streams = np.zeros((1, 3))
         table = sim.ledger._table  # type: ignore[attr-defined]
