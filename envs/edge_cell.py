@@ -21,7 +21,7 @@ from offload_rl.cell.config import CellConfig
 from offload_rl.cell.device_seeding import world_generator
 from offload_rl.cell.radio import RADIO_STATES
 from offload_rl.cell.simulator import CellRequest, CellSimulator, DecisionFacts
-from offload_rl.cell.thermal import DEVICE_CLASSES
+from offload_rl.cell.thermal import DEVICE_CLASSES, H_TEMP
 from offload_rl.cost_model import tier_of
 from offload_rl.errors import ConfigError
 from offload_rl.features import (
@@ -215,6 +215,7 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
             (k, bool(keep)) for k, keep in map(self.layout.decode, range(self._n_actions))
         ]
         self._obs_dim = self.feature_spec.obs_dim
+        self._obs_dtype = np.dtype(np.float32)  # np.empty looks a type's dtype up per call
 
     # -- episode set-up -------------------------------------------------------------------
     def reset(
@@ -266,7 +267,7 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
     def _prepare(self) -> None:
         decide = self._decide
         if decide is not None:
-            obs = np.empty(self._obs_dim, np.float32)
+            obs = np.empty(self._obs_dim, self._obs_dtype)
             code, self._edge_fields, measured, facts = self.sim.decide_compiled(
                 self._i, decide, obs, self._vals
             )
@@ -322,11 +323,14 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         i = self._i
         t = sim.requests[i].arrival_s
         cr = sim.dispatch(i, *self._decoded[a])
-        d = sim.devices[cr.device]
-        # the decided request's device as the decision left it (its heat, its radio)
+        j = cr.device
+        d = sim.devices[j]
+        # the decided request's device as the decision left it: its heat (d.thermal.temp_c,
+        # the same float read straight from its row of the cell's heat array), its radio
+        temp_c = sim._heat.item(j, H_TEMP)
         placed = sim.placed_radio  # the compiled edge placement's (this request's, if so)
         index = placed[1] if placed is not None and placed[0] is cr else d.radio.state_index(t)
-        temp_c, radio = d.thermal.temp_c, RADIO_STATES[index]
+        radio = RADIO_STATES[index]
         private, measured = self._decided
         self._i = i + 1
         t_next = sim.requests[i + 1].arrival_s
@@ -352,7 +356,7 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
             "family": uplink.family,
             "trace": uplink.name,
             "measured_mbps": measured,
-            "device": cr.device,
+            "device": j,
             "device_class": CLASS_NAMES[d.class_index],
             "device_temp_c": temp_c,
             "radio_state": radio,

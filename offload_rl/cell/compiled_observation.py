@@ -22,7 +22,7 @@ from offload_rl.cell.compiled_devices import radio_state
 from offload_rl.cell.compiled_scheduler import decision_view
 from offload_rl.cell.device import SAMPLE_SLOTS
 from offload_rl.cell.kernel_jit import jit
-from offload_rl.cell.sequence_table import LAST_SIZE, SequenceTable
+from offload_rl.cell.sequence_table import K_STAMP, LAST_SIZE, SequenceTable
 from offload_rl.cell.thermal import (
     H_AMBIENT,
     H_FAIR,
@@ -202,15 +202,16 @@ def os_level(heat: A, j: int, t: float) -> int:
 @jit
 def decide(
     times: A, values: A, counts: A, consts: A, radios: A, heat: A, out: A, vals: A,
-    probed: bool, ints: A, gi: A, gf: A, run: A, wait: A, kept: A, row: int, j: int, t: float,
-    mark_t: float, mark_busy: float, new: int, ctx: int, turn: int, private: bool,
+    probed: bool, ints: A, gi: A, gf: A, run: A, wait: A, kept: A, session: int, j: int,
+    t: float, mark_t: float, mark_busy: float, new: int, ctx: int, turn: int, private: bool,
     ttft: float, tpot: float, local: int, k_mem: int, prev: int, gap: float, cls: int,
 ) -> tuple[int, int, int, float, int, float, float, int]:  # fmt: skip
     """One decision of device ``j`` in one call (the episode's constants in ``consts``:
     :func:`decision_constants`): its samples (:func:`samples_until`; first :data:`PROBE`,
     with no effect, while it has none or its newest is below the probe's floor: the caller
     probes, then calls again with ``probed``), the edge's view
-    (``EdgeServer.decision_view``), its radio state, the cached split
+    (``EdgeServer.decision_view``; ``session``: the request's session's index in the edge's
+    table, -1 if it has none), its radio state, the cached split
     (``CellSimulator.decision_state``'s rule: the device's own kept KV ``local`` >= 0 first,
     then the edge's entry), the edge's load since the mark and the observation
     (:func:`encode_cell`) into ``out``; the state's other fields into ``vals``. Returns the
@@ -229,6 +230,8 @@ def decide(
     outage_mbps, rtt, scales = consts[K_OUTAGE], consts[K_RTT], consts[N_CONSTS:]
     raw = vals[V_SAMPLES:]
     n_raw = samples_until(times, values, counts, j, t, history, raw)
+    # SequenceTable.kept_row: the session's row of ``kept`` where it keeps an entry, else -1
+    row = session if session >= 0 and kept[session, K_STAMP] >= 0 else -1
     used, capacity, waiting, waiting_tokens, running, running_tokens, e_split, e_tokens, \
         e_bytes, rank, busy = decision_view(ints, gi, gf, run, wait, kept, row)  # fmt: skip
     if local >= 0:

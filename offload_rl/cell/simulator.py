@@ -491,15 +491,17 @@ class CellSimulator:
         slo = self.facts.slo_targets[self.slo_class[sid]]
         private = self.private[sid]
         table = self.edge._table
+        # its session's index in the table (the kernel checks its entry: table.kept_row(sid))
+        session = table._session_index.get(sid, -1)
         mark_t, mark_busy = self._busy_mark
         probed = False
         decide = self._decide_call or kernels.decide
         while True:  # once, or twice when the device probes its link first
             code, batch, waiting, occupancy, n_samples, newest, busy, thermal = decide(
                 *self._decide_leading, out, vals, probed, table.ints, table.gi, table.gf,
-                table.run, table.wait, table.kept, table.kept_row(sid), j, t, mark_t,
-                mark_busy, req.new_tokens, req.context_tokens, req.turn, private, slo[0],
-                slo[1], local, self.k_mem[i], prev_tokens, gap, d.class_index,
+                table.run, table.wait, table.kept, session, j, t, mark_t, mark_busy,
+                req.new_tokens, req.context_tokens, req.turn, private, slo[0], slo[1], local,
+                self.k_mem[i], prev_tokens, gap, d.class_index,
             )  # fmt: skip
             if code != kernels.PROBE:
                 break
