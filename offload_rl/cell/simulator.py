@@ -48,7 +48,7 @@ from offload_rl.cell import compiled_decode as cd
 from offload_rl.cell import sequence_table as tab
 from offload_rl.cell.batch_roofline import BatchRoofline, for_profile
 from offload_rl.cell.config import CellConfig
-from offload_rl.cell.device import Device, sample_storage
+from offload_rl.cell.device import Device, cell_devices, sample_storage
 from offload_rl.cell.device_seeding import (
     device_generators,
     generators_from_states,
@@ -305,32 +305,23 @@ class CellSimulator:
             drawn = self._draw_devices(world, trace_index, offset_s)
         idxs, offsets, picked, rngs = drawn
         links = self._links  # immutable: one per trace, kept across episodes
-        thermal, noise = self.cell.thermal, net.throughput_noise
-        devices: list[Device] = []
-        self.devices = devices
-        # the cell's sample and heat rows, the devices made straight into them (row = index)
-        samples = self._samples = sample_storage(len(idxs))
-        heat = self._heat = heat_storage(len(idxs))
-        for i, (idx, offset, c) in enumerate(zip(idxs, offsets, picked, strict=True)):
+        device_links, radios = [], []
+        for idx in idxs:
             hit = links.get(idx)
             if hit is None:
                 up = ups[idx]
                 radio = self._device_radio("wifi" in up.family.lower())
                 hit = links[idx] = (self.facts.link(up, downs[idx]), radio)
-            dev = Device(
-                i,
-                index_of[c],
-                class_of[c],
-                hit[1],
-                hit[0],
-                offset,
-                thermal=thermal,
-                noise_sd=noise,
-                rng=rngs[i],
-                heat=heat,
-                samples=samples,
-            )
-            devices.append(dev)
+            device_links.append(hit[0])
+            radios.append(hit[1])
+        # the cell's sample and heat rows, the devices made straight into them (row = index)
+        samples = self._samples = sample_storage(len(idxs))
+        heat = self._heat = heat_storage(len(idxs))
+        self.devices = cell_devices(
+            [index_of[c] for c in picked], [class_of[c] for c in picked], radios, device_links,
+            offsets, thermal=self.cell.thermal, noise_sd=net.throughput_noise, rngs=rngs,
+            heat=heat, samples=samples,
+        )  # fmt: skip
         self._seed_all_samples(net.throughput_history, net.throughput_sample_s, idxs)
 
     def _draw_devices(
