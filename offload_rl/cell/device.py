@@ -336,7 +336,7 @@ def cell_devices(
 
     Why: ``Device.__init__`` spends ~5 us a device in its thermal object's set-up, a dozen
     attribute and numpy item writes and two property setters. Here each object's attributes
-    are stored as one dict, the thermal objects share their class's constants (an immutable
+    are stored straight, the thermal objects share their class's constants (an immutable
     tuple) and the heat rows are written in one assignment (:func:`heat_row_of`, the row
     ``__init__`` writes); ``tests/offload_rl/cell/test_cell_devices.py`` compares them."""
     n = len(offsets_s)
@@ -360,18 +360,37 @@ def cell_devices(
     devices: list[Device] = []
     for j in range(n):
         c, link = classes[j], links[j]
+        # RowThermal.__init__'s and Device.__init__'s attributes, stored in their order (the
+        # order the type's shared instance keys have: plain stores, no __dict__, keep the
+        # objects' attributes in their inline values); the temperature, busy_until and
+        # _thermal_t are in the heat row
         th = new(RowThermal)
-        # RowThermal.__init__'s attributes, in its order (the temperature is in the row)
-        th.__dict__.update(_heat=heat, _row=j, cls=c, compiled=compiled, _constants=constants[id(c)])
+        th._heat = heat
+        th._row = j
+        th.cls = c
+        th.compiled = compiled
+        th._constants = constants[id(c)]
         d = new(Device)
-        # Device.__init__'s attributes, in its order (busy_until, _thermal_t: in the row)
-        d.__dict__.update(
-            index=j, class_index=class_index[j], cls=c, thermal=th, thermal_on=thermal,
-            _heat=heat, heat_row=j, radio=Radio(radios[j]), link=link, uplink=link.uplink,
-            offset_s=offsets_s[j], noise_sd=noise_sd, rng=rngs[j], memory=SessionMemory(),
-            kept_local={}, sample_times=times, sample_values=values, sample_counts=counts,
-            sample_row=j, _n_samples=counted[j],
-        )  # fmt: skip
+        d.index = j
+        d.class_index = class_index[j]
+        d.cls = c
+        d.thermal = th
+        d.thermal_on = thermal
+        d._heat = heat
+        d.heat_row = j
+        d.radio = Radio(radios[j])
+        d.link = link
+        d.uplink = link.uplink
+        d.offset_s = offsets_s[j]
+        d.noise_sd = noise_sd
+        d.rng = rngs[j]
+        d.memory = SessionMemory()
+        d.kept_local = {}
+        d.sample_times = times
+        d.sample_values = values
+        d.sample_counts = counts
+        d.sample_row = j
+        d._n_samples = counted[j]
         devices.append(d)
     return devices
 
