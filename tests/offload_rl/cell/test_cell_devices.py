@@ -89,7 +89,8 @@ def test_cell_devices_are_the_devices_init_makes(devices, thermal, noise_sd, com
     assert all(np.array_equal(a, b) for a, b in zip(into_samples, samples, strict=True))
     # the cell's arrays are the ones passed; links, traces, classes, generators and radio
     # parameters are the caller's objects (shared, as Device.__init__ shares them)
-    shared: dict[int, Any] = {id(heat): into, **{id(a): b for a, b in zip(samples, into_samples, strict=True)}}
+    shared: dict[int, Any] = {id(heat): into}
+    shared.update((id(a), b) for a, b in zip(samples, into_samples, strict=True))
     for obj in (*LINKS, *_TRACES, *DEVICE_CLASSES.values(), *rngs, *RADIO_PARAMS):
         shared[id(obj)] = obj
     assert len(got) == n
