@@ -223,10 +223,13 @@ def _with_noise(
     if noise_sd > 0 and n:
         # rng.normal(0.0, sd, size) is 0.0 + sd * standard_normal(size), element by element
         # (numpy's definition): the same draws, and exp of the same values (adding 0.0 only
-        # turns -0.0 into 0.0, and exp ignores the zero's sign), without normal's ~1 us of
-        # argument checks per device (tests/offload_rl/cell/test_cell_reset_seeding.py)
-        noise = np.array([rng.standard_normal(history) for rng in rngs])
-        values *= np.exp(noise_sd * noise.reshape(n, history))
+        # turns -0.0 into 0.0, and exp ignores the zero's sign), each device's written into
+        # its row, without normal's argument checks and the rows' arrays (~30% less;
+        # tests/offload_rl/cell/test_cell_reset_seeding.py)
+        noise = np.empty((n, history), dtype=np.float64)
+        for row, rng in zip(noise, rngs, strict=True):
+            rng.standard_normal(out=row)
+        values *= np.exp(noise_sd * noise)
     return values
 
 
