@@ -197,6 +197,7 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
             0.0, 1.0, (self.feature_spec.obs_dim,), dtype=np.float32
         )
         self._i = 0
+        self._world: np.random.Generator | None = None  # the episode's draws (reset)
         self._encode: Callable[[CellDecisionState, FeatureSpec], np.ndarray] | None = None
         self.last_finished: list[CellRequest] = []
         self._decide: ModuleType | None = None  # compiled_observation, in compiled mode
@@ -225,7 +226,10 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         options = dict(options or {})
         uplinks = self.resolved.uplinks
         idx, offset_s, wseed = pick_episode(uplinks, self.np_random, options)
-        self.sim.reset(world_generator(wseed), self.n_requests, idx, offset_s)
+        # the previous episode's world seeded again (compiled mode): the same stream as a new
+        # generator's (world_generator)
+        self._world = world_generator(wseed, self._world)
+        self.sim.reset(self._world, self.n_requests, idx, offset_s)
         self._i = 0
         self._episode_info = {
             "trace": uplinks[idx].name,

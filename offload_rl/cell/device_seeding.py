@@ -123,10 +123,16 @@ def generators_from_states(states: np.ndarray) -> list[np.random.Generator]:
     return [np.random.Generator(np.random.PCG64(cast(Any, _StateWords(row)))) for row in states]
 
 
-def world_generator(seed: int) -> np.random.Generator:
+def world_generator(seed: int, reuse: np.random.Generator | None = None) -> np.random.Generator:
     """``np.random.default_rng(seed)``, the same stream: in compiled mode, for a seed in
     ``[0, 2**63)``, seeded from the compiled :func:`~offload_rl.cell.compiled_reset.seed_states`
-    (~2 us instead of ``SeedSequence``'s ~7 us, once per EdgeCell-v0 reset: its world)."""
+    (~2 us instead of ``SeedSequence``'s ~7 us, once per EdgeCell-v0 reset: its world).
+
+    ``reuse``: a generator this function returned before (the previous episode's world, no
+    longer drawn from), then seeded again in place and returned (:func:`reseed_pcg64`). Why:
+    a numba kernel that takes a generator reads its bit generator's ctypes interface, which
+    numpy builds at the first read of each bit generator (~25 us of the first kernel call on
+    a new one, per reset); a reseeded one keeps it."""
     if not (cd.AVAILABLE and 0 <= seed < 2**63):
         return np.random.default_rng(seed)
     try:
@@ -136,7 +142,34 @@ def world_generator(seed: int) -> np.random.Generator:
         return np.random.default_rng(seed)
     states = np.empty((1, _POOL), dtype=np.uint64)
     kernels.seed_states(np.array([seed], dtype=np.int64), states)
+    if reuse is not None and type(reuse.bit_generator) is np.random.PCG64:
+        reseed_pcg64(reuse.bit_generator, states[0])
+        return reuse
     return generators_from_states(states)[0]
+
+
+# PCG64's 128-bit multiplier (numpy's pcg64.h, PCG_DEFAULT_MULTIPLIER_128)
+_PCG_MULT = 0x2360ED051FC65DA44385DF649FCCF645
+_MASK128 = (1 << 128) - 1
+
+
+def reseed_pcg64(bit_generator: np.random.PCG64, words: np.ndarray) -> None:
+    """Put ``bit_generator`` in the state ``PCG64`` seeded with ``words`` (its seed
+    sequence's ``generate_state(4, np.uint64)``) starts in: numpy's ``pcg64_set_seed``, the
+    128-bit seed ``words[0:2]`` and stream ``words[2:4]`` (high word first), then
+    ``pcg_setseq_128_srandom_r`` (state 0, one LCG step, plus the seed, one more step), no
+    buffered 32-bit word (``tests/offload_rl/cell/test_cell_reset_samples.py`` compares the
+    state with ``default_rng``'s)."""
+    w0, w1, w2, w3 = words.tolist()
+    inc = ((((w2 << 64) | w3) << 1) | 1) & _MASK128
+    state = (inc + ((w0 << 64) | w1)) & _MASK128  # the step from 0 gives inc
+    state = (state * _PCG_MULT + inc) & _MASK128
+    bit_generator.state = {
+        "bit_generator": "PCG64",
+        "state": {"state": state, "inc": inc},
+        "has_uint32": 0,
+        "uinteger": 0,
+    }
 
 
 def seeded_samples(
@@ -188,8 +221,15 @@ def _with_noise(
     from its own generator (``measured_throughput``'s ``np.exp(rng.normal(...))``)."""
     n = len(values)
     if noise_sd > 0 and n:
-        noise = np.array([rng.normal(0.0, noise_sd, size=history) for rng in rngs])
-        values *= np.exp(noise.reshape(n, history))
+        # rng.normal(0.0, sd, size) is 0.0 + sd * standard_normal(size), element by element
+        # (numpy's definition): the same draws, and exp of the same values (adding 0.0 only
+        # turns -0.0 into 0.0, and exp ignores the zero's sign), each device's written into
+        # its row, without normal's argument checks and the rows' arrays (~30% less;
+        # tests/offload_rl/cell/test_cell_reset_seeding.py)
+        noise = np.empty((n, history), dtype=np.float64)
+        for row, rng in zip(noise, rngs, strict=True):
+            rng.standard_normal(out=row)
+        values *= np.exp(noise_sd * noise)
     return values
 
 

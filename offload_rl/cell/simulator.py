@@ -48,7 +48,7 @@ from offload_rl.cell import compiled_decode as cd
 from offload_rl.cell import sequence_table as tab
 from offload_rl.cell.batch_roofline import BatchRoofline, for_profile
 from offload_rl.cell.config import CellConfig
-from offload_rl.cell.device import Device, sample_storage
+from offload_rl.cell.device import Device, cell_devices, sample_storage
 from offload_rl.cell.device_seeding import (
     device_generators,
     generators_from_states,
@@ -62,7 +62,7 @@ from offload_rl.cell.ledger_table import CompiledCostLedger, LedgerTable, cost_l
 from offload_rl.cell.radio import RADIOS, RadioParams
 from offload_rl.cell.radio_bank import RadioBank
 from offload_rl.cell.sequence_table import TablePool
-from offload_rl.cell.thermal import DEVICE_CLASSES, heat_storage
+from offload_rl.cell.thermal import DEVICE_CLASSES, DeviceClass, heat_storage
 from offload_rl.cost_model import LinkModel, request_cost
 from offload_rl.device_view import kept_kv_tokens
 from offload_rl.features import CellDecisionState, FeatureSpec
@@ -167,6 +167,8 @@ class CellSimulator:
     # the last compiled edge placement's request and its device's radio state (an index into
     # RADIO_STATES) at its arrival, after the placement: what the step's info reads
     placed_radio: tuple[CellRequest, int] | None = None
+    # the cell's device classes as a reset draws them (_device_classes), for its config
+    _classes: tuple[CellConfig, np.ndarray, list[int], list[DeviceClass]] | None = None
 
     def __init__(
         self,
@@ -296,42 +298,43 @@ class CellSimulator:
         ``default_rng(seed)`` and :meth:`Device.seed_samples` per device)."""
         net = self.facts.scenario.network
         ups, downs = self.resolved.uplinks, self.resolved.downlinks
-        names = self.cell.class_probabilities()[0]
-        classes = list(DEVICE_CLASSES)
-        index_of = [classes.index(name) for name in names]  # per drawn class
-        class_of = [DEVICE_CLASSES[name] for name in names]
+        _, index_of, class_of = self._device_classes()
         drawn = self._draw_devices_compiled(world, trace_index, offset_s)
         if drawn is None:
             drawn = self._draw_devices(world, trace_index, offset_s)
         idxs, offsets, picked, rngs = drawn
         links = self._links  # immutable: one per trace, kept across episodes
-        thermal, noise = self.cell.thermal, net.throughput_noise
-        devices: list[Device] = []
-        self.devices = devices
-        # the cell's sample and heat rows, the devices made straight into them (row = index)
-        samples = self._samples = sample_storage(len(idxs))
-        heat = self._heat = heat_storage(len(idxs))
-        for i, (idx, offset, c) in enumerate(zip(idxs, offsets, picked, strict=True)):
+        device_links, radios = [], []
+        for idx in idxs:
             hit = links.get(idx)
             if hit is None:
                 up = ups[idx]
                 radio = self._device_radio("wifi" in up.family.lower())
                 hit = links[idx] = (self.facts.link(up, downs[idx]), radio)
-            dev = Device(
-                i,
-                index_of[c],
-                class_of[c],
-                hit[1],
-                hit[0],
-                offset,
-                thermal=thermal,
-                noise_sd=noise,
-                rng=rngs[i],
-                heat=heat,
-                samples=samples,
-            )
-            devices.append(dev)
+            device_links.append(hit[0])
+            radios.append(hit[1])
+        # the cell's sample and heat rows, the devices made straight into them (row = index)
+        samples = self._samples = sample_storage(len(idxs))
+        heat = self._heat = heat_storage(len(idxs))
+        self.devices = cell_devices(
+            [index_of[c] for c in picked], [class_of[c] for c in picked], radios, device_links,
+            offsets, thermal=self.cell.thermal, noise_sd=net.throughput_noise, rngs=rngs,
+            heat=heat, samples=samples,
+        )  # fmt: skip
         self._seed_all_samples(net.throughput_history, net.throughput_sample_s, idxs)
+
+    def _device_classes(self) -> tuple[np.ndarray, list[int], list[DeviceClass]]:
+        """The cell's device classes as a reset draws them: the CDF of their shares
+        (``world.choice``'s, :func:`class_cdf`) and, per drawn class, its index in
+        ``DEVICE_CLASSES`` and its :class:`DeviceClass` (made once per config: it is frozen)."""
+        hit = self._classes
+        if hit is None or hit[0] is not self.cell:
+            names, probs = self.cell.class_probabilities()
+            order = list(DEVICE_CLASSES)
+            index_of = [order.index(name) for name in names]
+            hit = (self.cell, class_cdf(probs), index_of, [DEVICE_CLASSES[n] for n in names])
+            self._classes = hit
+        return hit[1], hit[2], hit[3]
 
     def _draw_devices(
         self, world: np.random.Generator, trace_index: int, offset_s: float
@@ -340,7 +343,7 @@ class CellSimulator:
         generator, the world's draws device by device (the reference of
         :func:`~offload_rl.cell.compiled_reset.draw_devices`)."""
         ups = self.resolved.uplinks
-        cdf = class_cdf(self.cell.class_probabilities()[1])
+        cdf = self._device_classes()[0]
         n_ups = len(ups)
         n = self.cell.n_devices
         idxs, offsets, picked = [], [], []
@@ -371,7 +374,7 @@ class CellSimulator:
             self._durations = durations
         idx, cls, seeds = (np.empty(n, dtype=np.int64) for _ in range(3))
         offsets = np.empty(n, dtype=np.float64)
-        cdf = class_cdf(self.cell.class_probabilities()[1])
+        cdf = self._device_classes()[0]
         kernels.draw_devices(world, trace_index, offset_s, durations, cdf, idx, offsets, cls, seeds)
         states = np.empty((n, 4), dtype=np.uint64)
         kernels.seed_states(seeds, states)

@@ -173,6 +173,27 @@ DEVICE_CLASSES: dict[str, DeviceClass] = {
 }
 
 
+def thermal_compiled(asked: bool | None = None) -> bool:
+    """:attr:`DeviceThermal.compiled` for its ``compiled`` argument: machine code where asked
+    (None: whenever numba is there) and available, its kernels loaded now (once per process;
+    an object holds no module: it deep-copies)."""
+    compiled = cd.AVAILABLE if asked is None else asked and cd.AVAILABLE
+    if compiled:
+        try:
+            cd.devices()
+        except cd.COMPILE_ERRORS as err:
+            cd.disable(str(err).splitlines()[0] if str(err) else type(err).__name__)
+            return False
+    return compiled
+
+
+def run_constants(c: DeviceClass) -> tuple[float, ...]:
+    """The class's constants in ``compiled_devices.thermal_run``'s argument order."""
+    return (
+        c.compute_w, c.ambient_c, c.r_k_per_w, c.tau_s, c.throttle_on_c, c.floor_c, c.min_clock
+    )  # fmt: skip
+
+
 class DeviceThermal:
     """One device's temperature over time; the environment drives it with idle and run."""
 
@@ -181,19 +202,10 @@ class DeviceThermal:
     ) -> None:
         """``compiled``: :meth:`run` in machine code (the default when numba is there, see
         :mod:`~offload_rl.cell.compiled_decode`); this class's Python is the reference."""
-        self.cls = c = device_class
+        self.cls = device_class
         self.temp_c = device_class.ambient_c if temp_c is None else float(temp_c)
-        self.compiled = cd.AVAILABLE if compiled is None else compiled and cd.AVAILABLE
-        if self.compiled:
-            try:
-                cd.devices()  # compiled once per process (the object holds no module: it copies)
-            except cd.COMPILE_ERRORS as err:
-                cd.disable(str(err).splitlines()[0] if str(err) else type(err).__name__)
-                self.compiled = False
-        # the class's constants in compiled_devices.thermal_run's argument order
-        self._constants = (
-            c.compute_w, c.ambient_c, c.r_k_per_w, c.tau_s, c.throttle_on_c, c.floor_c, c.min_clock
-        )  # fmt: skip
+        self.compiled = thermal_compiled(compiled)
+        self._constants = run_constants(device_class)
 
     def clock(self) -> float:
         """Clock factor now (1 = full speed)."""

@@ -84,6 +84,27 @@ def test_world_generator_is_default_rng(seed: int) -> None:
     assert ours.bit_generator.state == ref.bit_generator.state
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(0, 2**63 - 1) | st.sampled_from([0, 2**32 - 1, 2**32]),
+    st.integers(0, 2**63 - 1),
+    st.integers(0, 9),
+)
+def test_a_reused_world_is_default_rng(seed: int, before: int, draws: int) -> None:
+    """The previous episode's world seeded again in place (``reuse``, compiled mode): the same
+    object, in ``default_rng(seed)``'s state whatever it drew before (a buffered 32-bit word
+    included), then the same stream."""
+    old = world_generator(before)
+    old.integers(7)  # leaves a buffered 32-bit word
+    old.random(draws)
+    ours, ref = world_generator(seed, old), np.random.default_rng(seed)
+    assert ours is old
+    assert ours.bit_generator.state == ref.bit_generator.state
+    assert ours.integers(7) == ref.integers(7)
+    assert ours.random(5).tolist() == ref.random(5).tolist()
+    assert ours.bit_generator.state == ref.bit_generator.state
+
+
 def test_world_generator_takes_any_seed_default_rng_takes() -> None:
     """Seeds outside the compiled path's range go to ``default_rng`` itself."""
     for seed in (2**63, 2**70 + 3):
