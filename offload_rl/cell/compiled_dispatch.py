@@ -492,7 +492,8 @@ def place_cloud(
 
 def warm_up() -> None:
     """Compile (or load from numba's cache) the kernels, on scratch tables (a trace read-only,
-    as recorded, and writable, as a forked simulator's)."""
+    as recorded, and writable, as a forked simulator's; :func:`place_edge` takes read-only
+    views only: ``EdgeTables.traces``, its one specialization called straight)."""
     from offload_rl.cell.ledger_table import LedgerTable
     from offload_rl.cell.radio_bank import S_LEVEL
 
@@ -508,12 +509,12 @@ def warm_up() -> None:
     cum, rates = np.array([0.0, 1.0, 3.0]), np.array([1.0, 2.0])
     for writeable in (True, False):
         cum.flags.writeable = rates.flags.writeable = writeable
-        kgi[tab.N_SUBS] = 0
-        place_edge(
-            r, awake, levels, prof, dev, heat, *sample_storage(1), cum, rates, a.heap, a.gi,
-            a.lumps, a.opened, b.heap, b.gi, b.lumps, kept, kgi, ints, floats, subs, sub_t, 0,
-            0, 0, 0, 0.0, 1.0, 0.1, 0.0, 1, 2, 1, 3, False, 8, 0.5, 0.1, 0.3,
-        )  # fmt: skip
+        if not writeable:
+            place_edge(
+                r, awake, levels, prof, dev, heat, *sample_storage(1), cum, rates, a.heap, a.gi,
+                a.lumps, a.opened, b.heap, b.gi, b.lumps, kept, kgi, ints, floats, subs, sub_t,
+                0, 0, 0, 0, 0.0, 1.0, 0.1, 0.0, 1, 2, 1, 3, False, 8, 0.5, 0.1, 0.3,
+            )  # fmt: skip
         place_cloud(
             r, awake, levels, cum, rates, a.heap, a.gi, a.lumps, a.opened, prof, prof, dev,
             kept, kgi, 0, 2 + writeable, 0, 0.0, 1.0, 0.1, 0.0, 1, 2, 1, 3, 0.5, 1.0, 2.0, 3.0,

@@ -159,9 +159,10 @@ class CellSimulator:
     _cell_state: np.ndarray
     # advance_cell's and decide's compiled entry points (kernel_jit.entry_point), set after
     # each kernel's first call through its dispatcher; a fork shares them (stateless). The
-    # placement kernels keep their dispatchers: place_edge and place_cloud hold two
-    # specializations (read-only recorded traces, a fork's writable copies), and pinning
-    # place_local alone measured nothing (~5% of decisions)
+    # edge placement's is on its EdgeTables (EdgeTables.pin: its traces always read-only);
+    # place_cloud keeps its dispatcher (two specializations: read-only recorded traces, a
+    # fork's writable copies), and pinning place_local alone measured nothing (~5% of
+    # decisions)
     _advance_call: Callable[..., Any] | None = None
     _decide_call: Callable[..., Any] | None = None
     # the last compiled edge placement's request and its device's radio state (an index into
@@ -763,9 +764,10 @@ class CellSimulator:
         sub = free.pop() if free else seq.take_row()
         sd = d.noise_sd  # the sample's noise drawn now where the upload certainly has bytes
         z = d.rng.standard_normal() if sd > 0 and new > 0 and flat.sends[k] else math.nan
+        cum, rates = flat.traces[j]
         while True:
             res = place(  # the radio bank, profile, device, heat and sample tables lead
-                *flat.leading, up.cum_bytes, up.mbps, a.heap, a.gi, a.lumps, a.opened, b.heap,
+                *flat.leading, cum, rates, a.heap, a.gi, a.lumps, a.opened, b.heap,
                 b.gi, b.lumps, seq.kept, seq.gi, seq.ints, seq.floats, seq.subs, seq.sub_t, j,
                 i, row, sub, req.arrival_s, slo[0], slo[1], self._t, k, ctx, new, out, cr.keep,
                 kv[k], d.offset_s, sd, z,
@@ -774,6 +776,8 @@ class CellSimulator:
                 break
             a.make_room(i, ROOM_HEAP, ROOM_LUMPS)
             b.make_room(0, ROOM_HEAP, ROOM_LUMPS)
+        if not flat.pinned:  # the dispatcher typed these arguments: call straight on
+            flat.pin()
         up_end, mbps, arrive, round_trip, nbytes, prefill, count, radio = res  # heat: its row
         self.placed_radio = (cr, radio)
         if count >= 0:  # the sample written in its row (Device.record's, bit for bit)

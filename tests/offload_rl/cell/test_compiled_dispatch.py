@@ -497,3 +497,24 @@ def test_a_request_the_edge_refuses_raises_at_its_placement(field, value, messag
         sim.dispatch(i, 1, False)
     after = (sim.ledger.n_open, len(seq._free), int(seq.gi[N_SUBS]), seq.ints.tobytes())
     assert after == before and i not in sim._at_edge
+
+
+def test_the_edge_placement_is_called_past_the_dispatcher():
+    """After an episode's first edge placement its kernel is called through its one
+    specialization's entry point; the traces it takes are read-only views of the uplinks'
+    arrays, in a deep copy too (whose first placement goes through the dispatcher again)."""
+    sim = played(EdgeCellEnv(n_devices=8, episode_requests=60), seed=4, steps=20).sim
+    tables = sim._flat_edge()
+    assert tables is not None and tables.pinned
+    dispatcher = flat_dispatch.kernels().place_edge
+    assert len(dispatcher.overloads) == 1 and tables.place is not dispatcher  # its entry point
+    fork = copy.deepcopy(sim)
+    forked = fork._flat_edge()
+    assert forked is not None and not forked.pinned and forked.place is dispatcher
+    for table, cell in ((tables, sim), (forked, fork)):
+        for (cum, rates), d in zip(table.traces, cell.devices, strict=True):
+            assert not cum.flags.writeable and not rates.flags.writeable
+            assert np.shares_memory(cum, d.uplink.cum_bytes)
+            assert np.shares_memory(rates, d.uplink.mbps)
+    er = fork.dispatch(20, 1, False).edge
+    assert forked.pinned and er is not None
