@@ -25,6 +25,7 @@ import math
 
 import numpy as np
 
+from offload_rl.cell import sequence_table as tab
 from offload_rl.cell.compiled_devices import (
     _clock,
     finish_time,
@@ -69,7 +70,7 @@ from offload_rl.cell.flat_dispatch import (
     ROOM_LUMPS,
     ROOM_SPREADS,
 )
-from offload_rl.cell.kernel_jit import jit
+from offload_rl.cell.kernel_jit import hot, jit
 from offload_rl.cell.ledger_table import LATENCY, N_HEAP, N_LUMPS, SPREADS
 from offload_rl.cell.sequence_table import (
     K_BYTES,
@@ -224,20 +225,72 @@ def record(
     return n + 1
 
 
+@hot
+def schedule_row(
+    ints: A, floats: A, kgi: A, subs: A, sub_t: A, row: int, key: int, j: int, session: int,
+    k: int, known: int, out: int, keep: bool, kv_bytes: int, round_trip: float, arrive: float,
+    arrival: float, slo_ttft: float, slo_tpot: float,
+) -> None:  # fmt: skip
+    """``EdgeServer.schedule(er, arrive, (j, arrival, slo_ttft, slo_tpot))`` of a placed
+    request (``_arrive``'s fields, ``SequenceTable.stage``'s row ``row``: every column, a
+    free row is reused), its submission inserted after those due no later (the simulator's
+    heap of ``(arrive, request id)``: ids grow with placements, so an equal time goes
+    after). ``subs`` has room: it is as long as the table, and ``row`` is in none of it."""
+    ints[row, tab.COMPUTED] = 0
+    ints[row, tab.GENERATED] = 0
+    ints[row, tab.OUTPUT] = out
+    ints[row, tab.KV_BYTES] = kv_bytes
+    ints[row, tab.SPLIT] = k
+    ints[row, tab.KNOWN] = known
+    ints[row, tab.HELD] = 0
+    ints[row, tab.SESSION] = session
+    ints[row, tab.KEEP] = 1 if keep else 0
+    ints[row, tab.PREEMPTIONS] = 0
+    ints[row, tab.CACHED] = 0
+    ints[row, tab.AT_ADMIT] = 0
+    ints[row, tab.STATUS] = tab.ST_WAITING
+    ints[row, tab.REQUEST] = key
+    ints[row, tab.DEVICE] = j
+    floats[row, tab.READY_AT] = 0.0
+    floats[row, tab.ROUND_TRIP] = round_trip
+    floats[row, tab.FIRST_TOKEN] = -1.0
+    floats[row, tab.ADMIT_S] = -1.0
+    floats[row, tab.FINISH_S] = -1.0
+    floats[row, tab.QUEUED_S] = 0.0
+    floats[row, tab.QUEUED_SINCE] = arrive
+    floats[row, tab.CELL_ARRIVAL] = arrival
+    floats[row, tab.SLO_TTFT] = slo_ttft
+    floats[row, tab.SLO_TPOT] = slo_tpot
+    n = kgi[tab.N_SUBS]
+    m = n
+    while m > 0 and sub_t[m - 1] > arrive:
+        subs[m] = subs[m - 1]
+        sub_t[m] = sub_t[m - 1]
+        m -= 1
+    subs[m] = row
+    sub_t[m] = arrive
+    kgi[tab.N_SUBS] = n + 1
+
+
 @jit
 def place_edge(
     r: A, awake: A, levels: A, prof: A, dev: A, heat: A, times: A, values: A, counts: A,
     cum: A, rates: A, heap: A, gi: A, lumps: A, opened: A, heap2: A, gi2: A, lumps2: A,
-    kept: A, kgi: A, j: int, key: int, session_row: int, arrival: float, slo_ttft: float,
-    slo_tpot: float, last: float, k: int, ctx: int, new: int, out: int, origin: float,
-    sd: float, z: float,
+    kept: A, kgi: A, ints: A, floats: A, subs: A, sub_t: A, j: int, key: int,
+    session_row: int, row: int, arrival: float, slo_ttft: float, slo_tpot: float,
+    last: float, k: int, ctx: int, new: int, out: int, keep: bool, kv_bytes: int,
+    origin: float, sd: float, z: float,
 ) -> tuple[float, float, float, float, float, int, int, int]:  # fmt: skip
     """``dispatch``'s edge placement of request ``key`` on device ``j`` at split ``k``: the
     session's kept tokens (:func:`take_kept`, row ``session_row`` of the sequence table's
     ``kept``), the latency rate of its SLO, ``ledger.open``, ``_wake`` and ``_run_edge`` over
     its uplink trace (``cum``, ``rates``; its step, period and bytes per period from the device
     table) from its offset ``origin``; the RTT and the reward's weights from the device table's
-    cell columns.
+    cell columns. Then the request's submission to the edge at its arrival there
+    (:func:`schedule_row`: row ``row`` of the sequence table, free and claimed by the
+    caller, ``kv_bytes`` KV bytes per token, kept when ``keep``), which the reference
+    schedules when its advance reaches that arrival: the same row, the same order of
+    submissions.
     The device's heat state is read from and written back to its row of ``heat``
     (:func:`~offload_rl.cell.thermal.heat_storage`); the upload's throughput sample is
     written into its row of the samples (:func:`record`) where the caller drew the noise's
@@ -286,6 +339,10 @@ def place_edge(
     if mbps >= 0.0 and z == z:  # a sample, its noise drawn: written here
         count = record(times, values, counts, j, up_end, mbps, sd, z)
         mbps = -1.0
+    schedule_row(
+        ints, floats, kgi, subs, sub_t, row, key, j, session_row, k, total, out, keep, kv_bytes,
+        round_trip, arrive, arrival, slo_ttft, slo_tpot,
+    )  # fmt: skip
     return up_end, mbps, arrive, round_trip, nbytes, prefill, count, radio_state(r, j, arrival)
 
 
@@ -435,7 +492,8 @@ def place_cloud(
 
 def warm_up() -> None:
     """Compile (or load from numba's cache) the kernels, on scratch tables (a trace read-only,
-    as recorded, and writable, as a forked simulator's)."""
+    as recorded, and writable, as a forked simulator's; :func:`place_edge` takes read-only
+    views only: ``EdgeTables.traces``, its one specialization called straight)."""
     from offload_rl.cell.ledger_table import LedgerTable
     from offload_rl.cell.radio_bank import S_LEVEL
 
@@ -446,14 +504,17 @@ def warm_up() -> None:
     dev = np.ones((1, N_DEVICE_COLUMNS))
     heat = heat_storage(1)
     kept, kgi = np.zeros((1, 4), dtype=np.int64), np.zeros(N_GLOBAL_INTS, dtype=np.int64)
+    ints, floats = np.zeros((1, tab.N_INT_COLUMNS), np.int64), np.zeros((1, tab.N_FLOAT_COLUMNS))
+    subs, sub_t = np.zeros(1, dtype=np.int64), np.zeros(1)
     cum, rates = np.array([0.0, 1.0, 3.0]), np.array([1.0, 2.0])
     for writeable in (True, False):
         cum.flags.writeable = rates.flags.writeable = writeable
-        place_edge(
-            r, awake, levels, prof, dev, heat, *sample_storage(1), cum, rates, a.heap, a.gi,
-            a.lumps, a.opened, b.heap, b.gi, b.lumps, kept, kgi, 0, 0, 0, 0.0, 1.0, 0.1, 0.0, 1,
-            2, 1, 3, 0.5, 0.1, 0.3,
-        )  # fmt: skip
+        if not writeable:
+            place_edge(
+                r, awake, levels, prof, dev, heat, *sample_storage(1), cum, rates, a.heap, a.gi,
+                a.lumps, a.opened, b.heap, b.gi, b.lumps, kept, kgi, ints, floats, subs, sub_t,
+                0, 0, 0, 0, 0.0, 1.0, 0.1, 0.0, 1, 2, 1, 3, False, 8, 0.5, 0.1, 0.3,
+            )  # fmt: skip
         place_cloud(
             r, awake, levels, cum, rates, a.heap, a.gi, a.lumps, a.opened, prof, prof, dev,
             kept, kgi, 0, 2 + writeable, 0, 0.0, 1.0, 0.1, 0.0, 1, 2, 1, 3, 0.5, 1.0, 2.0, 3.0,

@@ -215,6 +215,10 @@ class EdgeServer:
         self._area = 0.0  # integral of requests in system over time
         self._area_t = 0.0
         self.closed_form_iterations = 0  # iterations the fast path ran in closed form
+        # KV bytes per token of a request by its split (the layers the edge runs)
+        self._kv_bytes = tuple(
+            (cost.n_layers - k) * cost.kv_bytes_per_token_layer for k in range(cost.n_layers)
+        )
         # fixed_s of a decode-only iteration by its lowest split (the fast path's table)
         self._decode_fixed_s = tuple(
             cost.fixed_s(k, k == 0, True) for k in range(cost.n_layers + 1)
@@ -303,14 +307,28 @@ class EdgeServer:
             raise ValueError(f"request {req.request_id}: needs >= 1 new and output token")
 
     def _arrive(self, req: EdgeRequest, t: float) -> None:
-        """The request's fields as it joins the queue at ``t``."""
+        """The request's fields as it joins the queue at ``t`` (its split checked)."""
         req.arrival_s = t
         req.status = WAITING
         req.known = req.context_tokens + req.new_tokens
-        req.kv_bytes_per_token = (
-            self.cost.n_layers - req.split
-        ) * self.cost.kv_bytes_per_token_layer
+        req.kv_bytes_per_token = self._kv_bytes[req.split]
         req.queued_since = t
+
+    def _arrive_placed(self, t: float) -> None:
+        """The requests the compiled placement scheduled on the table
+        (``compiled_dispatch.place_edge``: their rows written, their submissions in time
+        order) that an advance to ``t`` submits: their objects get :meth:`_arrive`'s fields
+        now, at their arrival, as the reference's do (until then they keep what they had:
+        ``CellSimulator.in_flight`` reads them)."""
+        table = self._table
+        rows, reqs = table.subs, table.requests
+        for m in range(table.gi.item(tab.N_SUBS)):
+            r = reqs[rows.item(m)]
+            assert r is not None
+            when = r.arrival_s  # the submission's time (sub_t), placed there with it
+            if when > t:
+                break
+            self._arrive(r, when)
 
     def _submit_compiled(self, req: EdgeRequest, t: float) -> None:
         """:meth:`submit` on the table: the row written, then counted and queued by the

@@ -10,7 +10,9 @@ devices (the kernels the tables bind are looked up again in a copy).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -79,9 +81,20 @@ def device_table(devices: list[Device], *cell: float) -> np.ndarray:
     return np.array(rows, dtype=np.float64).reshape(len(devices), -1)
 
 
+def _read_only(values: np.ndarray) -> np.ndarray:
+    """A read-only view of ``values`` (the array itself keeps its flags)."""
+    view = values.view()
+    view.flags.writeable = False
+    return view
+
+
 class EdgeTables:
     """One episode's flat tables for the compiled edge placement (``usable`` False: none, the
     episode's placements run in Python)."""
+
+    place: Callable[..., Any]  # place_edge: its dispatcher, then its entry point (pin)
+    pinned: bool
+    traces: list[tuple[np.ndarray, np.ndarray]]  # per device: its uplink's cum bytes, rates
 
     def __init__(
         self,
@@ -118,6 +131,7 @@ class EdgeTables:
         if cloud is not None and not cloud.windowed and cloud.n_layers == profile.n_layers:
             self.cloud = profile_table(cloud)
         self.uplinks = [d.uplink for d in devices]  # whose constants the table's rows hold
+        self._trace_views()
         if episode_arrays:
             r, awake, levels, heat, times, values, counts = episode_arrays
             self.leading = (r, awake, levels, self.profile, self.table, heat, times, values,
@@ -132,12 +146,31 @@ class EdgeTables:
         up, row = device.uplink, self.table[device.index]
         row[C_STEP], row[C_PERIOD], row[C_BYTES_PER_PERIOD] = up.step_s, up._period, up._total
         self.uplinks[device.index] = up
+        self.traces[device.index] = _read_only(up.cum_bytes), _read_only(up.mbps)
+
+    def _trace_views(self) -> None:
+        """Each uplink's cumulative bytes and rates as :func:`~offload_rl.cell.
+        compiled_dispatch.place_edge` takes them: read-only views, as a recorded trace's
+        arrays are and a deep copy's are not, so that the kernel holds one specialization
+        (:meth:`pin`)."""
+        self.traces = [(_read_only(up.cum_bytes), _read_only(up.mbps)) for up in self.uplinks]
+
+    def pin(self) -> None:
+        """After the episode's first edge placement, which numba's dispatcher typed: call
+        :func:`~offload_rl.cell.compiled_dispatch.place_edge`'s one specialization straight
+        (:func:`~offload_rl.cell.kernel_jit.entry_point`: ~1-2 us a call less, measured); its
+        caller passes the same types at every call (the traces from :attr:`traces`)."""
+        from offload_rl.cell.kernel_jit import entry_point  # imports numba: compiled only
+
+        self.place = entry_point(self.place)
+        self.pinned = True
 
     def __getstate__(self) -> dict[str, object]:
-        """A copy (the cell oracle deep-copies the simulator) leaves the compiled kernel out
-        (numba's dispatcher is not copied): :meth:`__setstate__` looks it up again."""
+        """A copy (the cell oracle deep-copies the simulator) leaves the compiled kernels out
+        (numba's dispatcher is not copied) and the trace views (a copy of a view is a
+        writable array): :meth:`__setstate__` makes them again."""
         state = self.__dict__.copy()
-        for name in _BOUND:
+        for name in (*_BOUND, "traces"):
             state.pop(name, None)
         return state
 
@@ -145,10 +178,13 @@ class EdgeTables:
         self.__dict__.update(state)
         if self.usable:
             self._bind(kernels())
+            self._trace_views()
 
     def _bind(self, module: ModuleType) -> None:
-        """The placement kernels, as attributes (looked up once per episode, not per call)."""
+        """The placement kernels, as attributes (looked up once per episode, not per call);
+        the edge placement's through numba's dispatcher until :meth:`pin`."""
         self.place = module.place_edge
+        self.pinned = False
         self.place_local = module.place_local
         self.place_cloud = module.place_cloud
 

@@ -168,12 +168,16 @@ class SequenceTable:
         self.gi[N_SUBS] = 0
         self.gi[SUB_ERROR] = 0
 
+    def take_row(self) -> int:
+        """A free row, taken (the table grows when none is left), its object not set yet."""
+        if not self._free:
+            self._grow_rows(2 * len(self.requests))
+        return self._free.pop()
+
     def stage(self, r: EdgeRequest, cell: CellFacts = NO_CELL) -> int:
         """A free row holding ``r``'s fields (as the server set them) and its ``cell`` facts,
         in no queue yet."""
-        if not self._free:
-            self._grow_rows(2 * len(self.requests))
-        j = self._free.pop()
+        j = self.take_row()
         self.requests[j] = r
         self.row_of[r.request_id] = j
         session = self._session_index.get(r.session_id)  # session_index's seen-before case
@@ -234,9 +238,14 @@ class SequenceTable:
         r.status = STATUS_NAMES[status]
 
     def sync(self) -> None:
-        """Write every request still in the server into its object."""
+        """Write every request still in the server into its object; not the submissions
+        still scheduled: the compiled placement (``compiled_dispatch.place_edge``) writes a
+        row before its request reaches the edge, whose object keeps what it had until then
+        (``EdgeServer._arrive_placed``), as the reference's does."""
+        n = self.gi.item(N_SUBS)
+        scheduled = set(self.subs[:n].tolist()) if n else ()
         for j, r in enumerate(self.requests):
-            if r is not None:
+            if r is not None and j not in scheduled:
                 self.sync_row(j, r)
 
     def running(self) -> list[EdgeRequest]:

@@ -159,9 +159,10 @@ class CellSimulator:
     _cell_state: np.ndarray
     # advance_cell's and decide's compiled entry points (kernel_jit.entry_point), set after
     # each kernel's first call through its dispatcher; a fork shares them (stateless). The
-    # placement kernels keep their dispatchers: place_edge and place_cloud hold two
-    # specializations (read-only recorded traces, a fork's writable copies), and pinning
-    # place_local alone measured nothing (~5% of decisions)
+    # edge placement's is on its EdgeTables (EdgeTables.pin: its traces always read-only);
+    # place_cloud keeps its dispatcher (two specializations: read-only recorded traces, a
+    # fork's writable copies), and pinning place_local alone measured nothing (~5% of
+    # decisions)
     _advance_call: Callable[..., Any] | None = None
     _decide_call: Callable[..., Any] | None = None
     # the last compiled edge placement's request and its device's radio state (an index into
@@ -735,46 +736,65 @@ class CellSimulator:
     def _run_edge_flat(self, flat: EdgeTables, i: int, k: int, keep: bool) -> CellRequest:
         """:meth:`dispatch` of request ``i`` to split ``k < L`` in compiled mode: the kept
         entry's look-up, ``ledger.open``, :meth:`_wake` and :meth:`_run_edge` in one compiled
-        call (:func:`offload_rl.cell.compiled_dispatch.place_edge`, bit for bit), then the
-        objects the edge server and the environment read. One flat function: at ~95% of the
-        decisions, each Python call and attribute look-up here is paid per step."""
+        call (:func:`offload_rl.cell.compiled_dispatch.place_edge`, bit for bit), which also
+        schedules its submission to the edge on the sequence table (the row and the place in
+        time order that ``EdgeServer.schedule`` at its arrival gives it), then the objects the
+        edge server and the environment read. One flat function: at ~95% of the decisions,
+        each Python call and attribute look-up here is paid per step."""
         req = self.requests[i]
         j = self.device_of[i]
         d = self.devices[j]
         sid = req.session_id
         slo = self.facts.slo_targets[self.slo_class[sid]]
         cr = CellRequest(i, j, req, k, keep and k <= self.L, slo)
-        seq = self.edge.pool._table  # type: ignore[union-attr]
-        d.kept_local.pop(sid, None)
         ctx, new, out = req.context_tokens, req.new_tokens, req.output_tokens
+        # its arrival and round trip set below, from the placement
+        cr.edge = er = EdgeRequest(i, sid, k, 0.0, ctx, new, out, cr.keep)
+        edge = self.edge
+        kv = edge._kv_bytes  # by split, for the splits the edge runs
+        if not (0 <= k < len(kv) and new >= 1 and out >= 1 and ctx >= 0):  # _check's test
+            edge._check(er)  # raises, as its submission would, before anything changes
+        seq = edge._table
+        d.kept_local.pop(sid, None)
         up = d.uplink
         if up is not flat.uplinks[j]:
             flat.relink(d)
         a = self.ledger._table  # type: ignore[attr-defined]
         b = self.joules._table  # type: ignore[attr-defined]
         place = flat.place
-        row = seq._session_index.get(sid, -1)
+        row = seq._session_index.get(sid)  # SequenceTable.session_index's seen-before case
+        if row is None:
+            row = seq.session_index(sid)
+        free = seq._free  # the row its submission will have (SequenceTable.take_row)
+        sub = free.pop() if free else seq.take_row()
         sd = d.noise_sd  # the sample's noise drawn now where the upload certainly has bytes
         z = d.rng.standard_normal() if sd > 0 and new > 0 and flat.sends[k] else math.nan
+        cum, rates = flat.traces[j]
         while True:
             res = place(  # the radio bank, profile, device, heat and sample tables lead
-                *flat.leading, up.cum_bytes, up.mbps, a.heap, a.gi, a.lumps, a.opened, b.heap,
-                b.gi, b.lumps, seq.kept, seq.gi, j, i, row, req.arrival_s, slo[0], slo[1],
-                self._t, k, ctx, new, out, d.offset_s, sd, z,
+                *flat.leading, cum, rates, a.heap, a.gi, a.lumps, a.opened, b.heap,
+                b.gi, b.lumps, seq.kept, seq.gi, seq.ints, seq.floats, seq.subs, seq.sub_t, j,
+                i, row, sub, req.arrival_s, slo[0], slo[1], self._t, k, ctx, new, out, cr.keep,
+                kv[k], d.offset_s, sd, z,
             )  # fmt: skip
             if res[0] == res[0]:  # not NaN: done
                 break
             a.make_room(i, ROOM_HEAP, ROOM_LUMPS)
             b.make_room(0, ROOM_HEAP, ROOM_LUMPS)
+        if not flat.pinned:  # the dispatcher typed these arguments: call straight on
+            flat.pin()
         up_end, mbps, arrive, round_trip, nbytes, prefill, count, radio = res  # heat: its row
         self.placed_radio = (cr, radio)
         if count >= 0:  # the sample written in its row (Device.record's, bit for bit)
             d._n_samples = count
         elif mbps >= 0.0:
             d.record(up_end, mbps)
-        cr.edge = er = EdgeRequest(i, sid, k, arrive, ctx, new, out, cr.keep, round_trip)
+        er.arrival_s, er.round_trip_s = arrive, round_trip
+        # scheduled on the table (its row written, its submission in time order: what
+        # _advance_cell's heap of Python placements schedules); the table's object of the row
+        seq.requests[sub] = er
+        seq.row_of[i] = sub
         cr.prefill_tokens, cr.upload_bytes = prefill, nbytes
-        heapq.heappush(self._submissions, (arrive, i, er))
         self._at_edge[i] = cr
         d.memory._last[sid] = (req.arrival_s, out)  # d.memory.remember(req), inlined
         return cr
@@ -874,6 +894,8 @@ class CellSimulator:
         while subs and subs[0][0] <= t:
             when, _, er = heapq.heappop(subs)
             edge.schedule(er, when)  # submitted by the advance, at its time (one kernel call)
+        if edge.compiled:  # the compiled placements' (scheduled on the table) arrive
+            edge._arrive_placed(t)
         edge.advance(t)
         self._finish_python(edge.pop_finished(), t)
         return self._departed(t)
@@ -900,13 +922,14 @@ class CellSimulator:
         self, kernels: ModuleType, t: float, collect: bool
     ) -> tuple[float, float, float]:
         """The compiled path of :meth:`advance` (and of :meth:`collect` when ``collect``):
-        the submissions due by ``t`` scheduled, then one kernel call
+        the submissions due by ``t`` scheduled (the compiled placements' are already), then
+        one kernel call
         (:func:`~offload_rl.cell.compiled_finish.advance_cell`) for the edge's iterations,
         the finished requests' radios and ledger, the token streams, the radios' joules and
         the collection; the finishes and events it logged are then handed to their objects.
         The collected (latency, other, raw joules); zeros when not ``collect``."""
         subs, edge, bank = self._submissions, self.edge, self._bank
-        if subs and subs[0][0] <= t:
+        if subs and subs[0][0] <= t:  # Python placements (a sliding-window device profile)
             at_edge = self._at_edge
             while subs and subs[0][0] <= t:
                 when, rid, er = heapq.heappop(subs)
@@ -914,6 +937,10 @@ class CellSimulator:
                 edge.schedule(er, when, (cr.device, cr.request.arrival_s, *cr.slo))
         assert bank is not None
         table = edge._table
+        # the compiled placements' submissions are scheduled on the table already, in time
+        # order (_run_edge_flat); the kernel submits those due, their objects arrive here
+        if table.gi.item(tab.N_SUBS) and table.sub_t.item(0) <= t:
+            edge._arrive_placed(t)
         ledger, raw = self.ledger, self.joules
         a = ledger._table  # type: ignore[attr-defined]
         b = raw._table  # type: ignore[attr-defined]

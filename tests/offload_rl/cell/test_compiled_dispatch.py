@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import copy
 import dataclasses
+import heapq
 from typing import Any
 
 import numpy as np
@@ -21,17 +22,23 @@ from hypothesis import strategies as st
 from envs.edge_cell import EdgeCellEnv
 from offload_rl.cell import compiled_decode as cd
 from offload_rl.cell import flat_dispatch
+from offload_rl.cell.batch_roofline import BatchRoofline
 from offload_rl.cell.device import Device
+from offload_rl.cell.edge_server import EdgeRequest, EdgeServer
 from offload_rl.cell.ledger_table import LedgerTable
 from offload_rl.cell.radio import RADIOS
-from offload_rl.cell.sequence_table import KEPT_BYTES, N_KEPT, SequenceTable
+from offload_rl.cell.sequence_table import KEPT_BYTES, N_KEPT, N_SUBS, SequenceTable
 from offload_rl.cell.simulator import CellRequest, CellSimulator
 from offload_rl.cell.thermal import DEVICE_CLASSES
 from offload_rl.compiled_profile import CompiledProfile
 from offload_rl.cost_model import EnergyModel, LinkModel, _device_cost
+from offload_rl.model_shapes import get_arch
 from offload_rl.reward import slo_violated_times
+from offload_rl.roofline import get_hardware
 from offload_rl.traces import _SNAP_REL, BYTES_PER_MBIT, Trace
 from tests.envs.env_contracts import played
+
+EDGE_COST = BatchRoofline.from_arch(get_arch("qwen2.5-0.5b"), get_hardware("l4"))
 
 pytestmark = pytest.mark.skipif(
     not cd.AVAILABLE,
@@ -400,3 +407,114 @@ def test_a_placement_kernel_that_fails_to_compile_leaves_the_python_placement(mo
         rows, env = _episode(8, 60, 5)
     assert env.sim._flat_edge() is None and not cd.AVAILABLE
     assert rows == reference
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([0.5, 1.0, 1.25]) | st.floats(0.0, 3.0),  # arrival at the edge
+            st.integers(0, 7), st.integers(0, 3000), st.integers(1, 500), st.integers(1, 300),
+            st.booleans(), st.floats(0.0, 0.2), st.integers(0, 5),
+        ),
+        min_size=1, max_size=40,
+    ),
+)  # fmt: skip
+def test_a_placed_submission_is_the_schedules_row_in_the_heaps_order(placements):
+    """The placement kernel's ``schedule_row`` writes the row ``EdgeServer.schedule`` would
+    (``_arrive``'s fields, ``SequenceTable.stage``'s columns, the cell facts) in the row taken
+    the same way (reused rows: every column written), and its submissions come out in the
+    order the simulator's heap of ``(arrival, request id)`` popped them (equal times: placed
+    first, first)."""
+    K = flat_dispatch.kernels()
+    kernel, reference = SequenceTable(10**12, 512, 8), SequenceTable(10**12, 512, 8)
+    for table in (kernel, reference):
+        table.ints[:] = 99  # rows as a finished request leaves them: every column is written
+        table.floats[:] = 99.0
+    server = EdgeServer(EDGE_COST, 10**12, compiled=False)  # _arrive's fields
+    heap: list[tuple[float, int, int]] = []
+    for rid, (arrive, k, ctx, new, out, keep, rtt, device) in enumerate(placements):
+        cell = (device, arrive / 2, 0.5 + rtt, rtt / 10)
+        er = EdgeRequest(rid, rid % 5, k, arrive, ctx, new, out, keep, rtt)
+        server._arrive(er, arrive)
+        j = reference.stage(er, cell)
+        heapq.heappush(heap, (arrive, rid, j))
+        row = kernel.take_row()
+        assert row == j
+        session = kernel.session_index(rid % 5)
+        K.schedule_row(
+            kernel.ints, kernel.floats, kernel.gi, kernel.subs, kernel.sub_t, row, rid, device,
+            session, k, ctx + new, out, keep, server._kv_bytes[k], rtt, arrive, *cell[1:],
+        )  # fmt: skip
+    assert kernel.ints.tobytes() == reference.ints.tobytes()
+    assert kernel.floats.tobytes() == reference.floats.tobytes()
+    popped = [heapq.heappop(heap) for _ in range(len(heap))]
+    n = int(kernel.gi[N_SUBS])
+    assert n == len(placements)
+    assert kernel.subs[:n].tolist() == [j for _, _, j in popped]
+    assert kernel.sub_t[:n].tolist() == [t for t, _, _ in popped]
+
+
+def test_placements_past_the_tables_rows_grow_it_and_play_the_reference(monkeypatch):
+    """A cell whose placements find no free row (the table grows at the placement, its
+    scheduled submissions kept) plays the reference's episode: every outcome, and the objects
+    of the requests still in flight (those not at the edge yet as the reference leaves them)."""
+    from tests.offload_rl.cell.test_cell_advance import _env, _play
+
+    with monkeypatch.context() as m:
+        m.setattr(cd, "AVAILABLE", False)
+        reference, _ = _play(_env(32, 3000, 120), 3, 120, "split")
+    grown: list[int] = []
+    take_row = SequenceTable.take_row
+
+    def counted(self: SequenceTable) -> int:
+        if not self._free:
+            grown.append(int(self.gi[N_SUBS]))
+        return take_row(self)
+
+    monkeypatch.setattr(SequenceTable, "take_row", counted)
+    compiled, env = _play(_env(32, 3000, 120), 3, 120, "fused")
+    assert compiled == reference
+    assert grown and max(grown) > 0  # grown at a placement, with submissions scheduled
+    assert any(cr.edge is not None and cr.edge.known == 0 for cr in env.sim.in_flight())
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [("new_tokens", 0, "needs >= 1 new"), ("output_tokens", 0, "needs >= 1 new"),
+     ("context_tokens", -1, "needs >= 1 new")],
+)  # fmt: skip
+def test_a_request_the_edge_refuses_raises_at_its_placement(field, value, message):
+    """``EdgeServer._check``'s error, raised by the compiled placement before anything
+    changes (the reference raises it at the advance that submits the request)."""
+    env = played(EdgeCellEnv(n_devices=8, episode_requests=60), seed=4, steps=20)
+    sim = env.sim
+    i = env._i
+    sim.requests[i] = dataclasses.replace(sim.requests[i], **{field: value})
+    seq = sim.edge._table
+    before = (sim.ledger.n_open, len(seq._free), int(seq.gi[N_SUBS]), seq.ints.tobytes())
+    with pytest.raises(ValueError, match=message):
+        sim.dispatch(i, 1, False)
+    after = (sim.ledger.n_open, len(seq._free), int(seq.gi[N_SUBS]), seq.ints.tobytes())
+    assert after == before and i not in sim._at_edge
+
+
+def test_the_edge_placement_is_called_past_the_dispatcher():
+    """After an episode's first edge placement its kernel is called through its one
+    specialization's entry point; the traces it takes are read-only views of the uplinks'
+    arrays, in a deep copy too (whose first placement goes through the dispatcher again)."""
+    sim = played(EdgeCellEnv(n_devices=8, episode_requests=60), seed=4, steps=20).sim
+    tables = sim._flat_edge()
+    assert tables is not None and tables.pinned
+    dispatcher = flat_dispatch.kernels().place_edge
+    assert len(dispatcher.overloads) == 1 and tables.place is not dispatcher  # its entry point
+    fork = copy.deepcopy(sim)
+    forked = fork._flat_edge()
+    assert forked is not None and not forked.pinned and forked.place is dispatcher
+    for table, cell in ((tables, sim), (forked, fork)):
+        for (cum, rates), d in zip(table.traces, cell.devices, strict=True):
+            assert not cum.flags.writeable and not rates.flags.writeable
+            assert np.shares_memory(cum, d.uplink.cum_bytes)
+            assert np.shares_memory(rates, d.uplink.mbps)
+    er = fork.dispatch(20, 1, False).edge
+    assert forked.pinned and er is not None
