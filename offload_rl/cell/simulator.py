@@ -165,6 +165,9 @@ class CellSimulator:
     # decisions)
     _advance_call: Callable[..., Any] | None = None
     _decide_call: Callable[..., Any] | None = None
+    # compiled_reset.draw_devices' entry point, likewise: numba types a Generator argument in
+    # Python (~30 us a reset after a played episode, its code out of the caches)
+    _draw_call: Callable[..., Any] | None = None
     # the last compiled edge placement's request and its device's radio state (an index into
     # RADIO_STATES) at its arrival, after the placement: what the step's info reads
     placed_radio: tuple[CellRequest, int] | None = None
@@ -376,7 +379,12 @@ class CellSimulator:
         idx, cls, seeds = (np.empty(n, dtype=np.int64) for _ in range(3))
         offsets = np.empty(n, dtype=np.float64)
         cdf = self._device_classes()[0]
-        kernels.draw_devices(world, trace_index, offset_s, durations, cdf, idx, offsets, cls, seeds)
+        draw = self._draw_call or kernels.draw_devices
+        draw(world, trace_index, offset_s, durations, cdf, idx, offsets, cls, seeds)
+        if self._draw_call is None:  # the dispatcher typed these arguments: call straight on
+            from offload_rl.cell.kernel_jit import entry_point  # imports numba: compiled only
+
+            self._draw_call = entry_point(kernels.draw_devices)
         states = np.empty((n, 4), dtype=np.uint64)
         kernels.seed_states(seeds, states)
         return idx.tolist(), offsets.tolist(), cls.tolist(), generators_from_states(states)

@@ -8,6 +8,8 @@ operation over all of them. Kernels, each the numpy code it replaces, bit for bi
   whether it opens its session, each session's first request) and arrivals (the inter-turn
   gaps summed in order within the draw, as ``np.cumsum`` sums them);
 * :func:`interp_into`: ``np.interp`` on a short quantile table;
+* :func:`mixture_turns`: a geometric mixture's turns per session, drawn from the generator
+  (its ~10 numpy calls and ``geometric``'s per-element broadcasting, ~2/3 of their time);
 * :func:`lazy_rows`, :func:`lazy_columns`: the lazy draw's columns
   (:func:`~offload_rl.workloads.lazy_draw.chosen_columns_lazy`: the rows the stream reads,
   their lengths' interpolation, rounding, prior context and next-turn gaps), around numpy's
@@ -232,6 +234,20 @@ def session_layout(
 
 
 @jit
+def mixture_turns(rng: np.random.Generator, cdf: A, means: A, max_turns: int, out: A) -> None:
+    """``out[:] = GeometricMixtureTurns.sample(rng, len(out))`` from ``cdf`` (its
+    ``choice_cdf`` of the weights) and ``means`` (float64, finite): numpy's calls in their
+    order, each the numpy algorithm on the same bit generator (numba's ``Generator`` methods):
+    one uniform per session searched in ``cdf`` (``choice_indices``), then one geometric per
+    session with ``p = 1 / means[component]`` (``rng.geometric``'s element by element), at
+    most ``max_turns``."""
+    for i in range(out.shape[0]):
+        out[i] = np.searchsorted(cdf, rng.random(), side="right")
+    for i in range(out.shape[0]):
+        out[i] = min(rng.geometric(1.0 / means[out[i]]), max_turns)
+
+
+@jit
 def stream_columns(
     key: A,
     new: A,
@@ -301,6 +317,7 @@ def warm_up() -> None:
     one = np.zeros(1, dtype=np.int64)
     rows, log_new, log_out = lazy_rows(one, one, one, u, u, u, *([xp] * 6))
     lazy_columns(one, one, one, one + 1, u, rows, log_new, log_out)
+    mixture_turns(np.random.default_rng(0), xp, xp + 1.0, 64, np.empty(2, dtype=np.int64))
     for scale in (1.0, 0.5):
         cols = [np.zeros(2, dtype=np.int64) for _ in range(5)]
         stream_columns(turns, turns, turns, turns, scale, np.ones(3, dtype=np.int64), *cols)

@@ -7,11 +7,13 @@ which family each quantity follows; each can ``sample`` and give its ``mean``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from offload_rl.workloads import kernels
 from offload_rl.workloads.quantile_interp import interp_quantiles
 from offload_rl.workloads.request import FloatArray, IntArray
 
@@ -138,6 +140,9 @@ class GeometricMixtureTurns(StrictModel):
         return self
 
     def sample(self, rng: np.random.Generator, n: int) -> IntArray:
+        fast = _compiled_turns(self, rng, n)
+        if fast is not None:
+            return fast
         w = np.asarray(self.weights, dtype=float)
         component = choice_indices(rng, choice_cdf(w / w.sum()), n)  # rng.choice(p=w / w.sum())
         p = 1.0 / np.asarray(self.means, dtype=float)[component]
@@ -146,6 +151,44 @@ class GeometricMixtureTurns(StrictModel):
     def mean(self) -> float:
         w = np.asarray(self.weights, dtype=float)
         return float((w / w.sum()) @ np.asarray(self.means, dtype=float))
+
+
+_MIXTURES: dict[int, tuple[GeometricMixtureTurns, FloatArray, FloatArray]] = {}
+# mixture_turns' compiled entry point (kernel_jit.entry_point), set after its first call
+# through numba's dispatcher: the dispatcher types a Generator argument in Python (~30 us a
+# reset after a played episode, its code out of the caches); this caller's types never change
+_turns_call: list[Callable[..., None]] = []
+
+
+def _compiled_turns(
+    dist: GeometricMixtureTurns, rng: np.random.Generator, n: int
+) -> IntArray | None:
+    """``dist.sample(rng, n)`` in one compiled call
+    (:func:`~offload_rl.workloads.compiled_workload.mixture_turns`, the same draws and values)
+    where the workload's kernels run, for a ``Generator`` and finite means (numpy rejects the
+    ``p = 0`` of an infinite one); None otherwise. The weights' CDF and the means are made once
+    per distribution object, as the reference makes them."""
+    module = kernels.compiled()
+    if module is None or type(rng) is not np.random.Generator:
+        return None
+    hit = _MIXTURES.get(id(dist))
+    if hit is None or hit[0] is not dist:
+        if len(_MIXTURES) >= 64:  # parameters made on the fly (tests): keep the cache small
+            _MIXTURES.clear()
+        w = np.asarray(dist.weights, dtype=float)
+        means = np.asarray(dist.means, dtype=float)
+        hit = _MIXTURES[id(dist)] = (dist, choice_cdf(w / w.sum()), means)
+    if not np.isfinite(hit[2]).all():
+        return None
+    out = np.empty(n, dtype=np.int64)
+    (_turns_call[0] if _turns_call else module.mixture_turns)(
+        rng, hit[1], hit[2], int(dist.max_turns), out
+    )
+    if not _turns_call:
+        from offload_rl.cell.kernel_jit import entry_point  # imports numba: compiled only
+
+        _turns_call.append(entry_point(module.mixture_turns))
+    return out
 
 
 class PmfTurns(StrictModel):

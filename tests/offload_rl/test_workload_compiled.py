@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from offload_rl.cell import compiled_decode as cd
 from offload_rl.workloads import quantile_interp as qi
 from offload_rl.workloads import synthetic
-from offload_rl.workloads.distributions import EmpiricalDist
+from offload_rl.workloads.distributions import EmpiricalDist, GeometricMixtureTurns
 
 pytestmark = pytest.mark.skipif(
     not cd.AVAILABLE,
@@ -83,3 +83,27 @@ def test_the_layout_is_numpys(turns: list[int], seed: int, scale: float) -> None
         assert g.dtype == w.dtype and g.shape == w.shape
         assert np.array_equal(g.view(np.uint8), w.view(np.uint8))
     assert np.array_equal(ours_gaps, gaps)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    weights=st.lists(st.floats(0.0, 10.0), min_size=1, max_size=4).filter(lambda w: sum(w) > 0),
+    means=st.lists(st.floats(1.0, 40.0), min_size=4, max_size=4),
+    max_turns=st.integers(1, 80),
+    n=st.integers(0, 3000),
+    seed=st.integers(0, 2**63 - 1),
+)
+def test_mixture_turns_are_numpys(
+    weights: list[float], means: list[float], max_turns: int, n: int, seed: int
+) -> None:
+    """The compiled turns (one uniform per session searched, then one geometric each: both
+    of geometric's algorithms, search for ``p >= 1/3`` and inversion below) are numpy's draws,
+    values and dtype, and leave the generator where numpy leaves it."""
+    dist = GeometricMixtureTurns(weights=weights, means=means[: len(weights)], max_turns=max_turns)
+    ours, ref = np.random.default_rng(seed), np.random.default_rng(seed)
+    got = dist.sample(ours, n)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(cd, "AVAILABLE", False)
+        want = dist.sample(ref, n)
+    assert got.dtype == want.dtype and np.array_equal(got, want)
+    assert ours.bit_generator.state == ref.bit_generator.state
