@@ -7,10 +7,13 @@ slows down during the run slows both sides of each ratio alike. The cell's load 
 scenario's (the fitted per-cell stream shared by the N devices), so the cost that grows with
 N is the simulator's bookkeeping (radios settled, devices drawn), not more edge traffic.
 
-Cost per decision is the median round's wall time per step, split into the time between
-decisions (inside ``CellSimulator.advance_and_collect``: the edge's iterations, the finished
-requests, the token streams and radios, the ledgers' collection; compiled, one kernel call) and
-the rest of the step (dispatch, observation, mask, info).
+Cost per decision is the median round's time per step, split into the time between decisions
+(inside ``CellSimulator.advance_and_collect``: the edge's iterations, the finished requests, the
+token streams and radios, the ledgers' collection; compiled, one kernel call) and the rest of the
+step (dispatch, observation, mask, info). The split comes from a second, shorter pass per round
+(the clock reads around the advance would slow the steps that give the rate), and the clock's
+own cost per timed interval (:func:`clock_cost`, measured at the start of each ``N``) is taken
+off every interval on both sides of the ratio.
 
 With numba (the ``fast`` extra) installed the cell runs compiled (README "EdgeCell-v0 cost per
 decision" lists the kernels: a decision's placement, the cell between two decisions, the next
@@ -27,11 +30,11 @@ ratio with other processes' time slices, unevenly; CPU time does not.
         [--compare-python] [--clock wall|cpu]
 
 Figures (README "EdgeCell-v0 cost per decision"; ``--compare-python --clock cpu --steps 2000
---rounds 3`` on the quiet 2-core VM, load average 1.0-1.5, main b200d90, four runs): ratios
-0.212-0.234 / 0.178-0.209 / 0.165-0.172 compiled against 0.028-0.030 / 0.023-0.024 / 0.023 Python
-at N = 8 / 32 / 128 (0.029-0.032 / 0.032-0.038 / 0.039-0.041 ms per decision compiled); the cell
-at 40fb942 in alternating runs 0.128-0.133 / 0.114-0.123 / 0.109-0.115 (0.051-0.052 /
-0.055-0.061 / 0.058-0.062 ms). The target 0.25 at N = 32 is not met.
+--rounds 3`` on the 2-core VM, main 0268b40, four runs each followed by one of 35b195e): ratios
+0.207-0.252 / 0.194-0.213 / 0.158-0.191 compiled against 0.023-0.029 / 0.022-0.023 / 0.019-0.020
+Python at N = 8 / 32 / 128 (0.031-0.036 / 0.030-0.034 / 0.036-0.041 ms per decision compiled);
+35b195e 0.193-0.235 / 0.174-0.185 (one run 0.224) / 0.151-0.171. The target 0.25 at N = 32 is
+not met.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import gymnasium as gym
 import numpy as np
@@ -54,7 +57,19 @@ CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 timer = time.perf_counter  # the clock every timing reads (--clock)
 
 
-def cartpole_rate(steps: int, seed: int) -> float:
+def clock_cost(samples: int = 20_000) -> float:
+    """Seconds one timed interval adds by itself: the median of empty intervals read the way
+    the loops below read theirs. ``time.process_time`` costs ~0.6 us a read on this VM, a tenth
+    of a CartPole step; left in, it would flatter the cell's ratio (CartPole's step is the
+    smaller, so the same absolute overhead inflates it more)."""
+    empty = []
+    for _ in range(samples):
+        t = timer()
+        empty.append(timer() - t)
+    return statistics.median(empty)
+
+
+def cartpole_rate(steps: int, seed: int, overhead: float) -> float:
     env = gym.make("CartPole-v1").unwrapped
     env.reset(seed=seed)
     rng = np.random.default_rng(seed)
@@ -66,7 +81,7 @@ def cartpole_rate(steps: int, seed: int) -> float:
         if term or trunc:
             env.reset()
         elapsed += timer() - t
-    return steps / elapsed
+    return steps / (elapsed - steps * overhead)
 
 
 @contextmanager
@@ -101,8 +116,28 @@ def python_edge() -> Iterator[None]:
         compiled_decode.AVAILABLE = available
 
 
-def cell_rate(env: EdgeCellEnv, steps: int, seed: int) -> tuple[float, float]:
-    """Steps per second of the cell, and the share of the timed seconds between decisions."""
+def cell_rate(env: EdgeCellEnv, steps: int, seed: int, overhead: float) -> float:
+    """Steps per second of the cell (``step`` and ``reset`` timed, the clock's own cost
+    taken off each interval)."""
+    rng = np.random.default_rng(seed)
+    t = timer()
+    env.reset(seed=seed)
+    elapsed = timer() - t
+    for _ in range(steps):
+        valid = np.flatnonzero(env.action_masks())
+        a = int(valid[rng.integers(valid.size)])
+        t = timer()
+        _, _, term, trunc, _ = env.step(a)
+        if term or trunc:
+            env.reset()
+        elapsed += timer() - t
+    return steps / (elapsed - (steps + 1) * overhead)
+
+
+def between_share(env: EdgeCellEnv, steps: int, seed: int) -> float:
+    """The share of the timed seconds spent between decisions (inside
+    ``advance_and_collect``), from a pass of its own: the clock reads around the advance
+    would slow the steps that give the rate."""
     rng = np.random.default_rng(seed)
     with advance_clock() as edge_s:
         t = timer()
@@ -116,7 +151,7 @@ def cell_rate(env: EdgeCellEnv, steps: int, seed: int) -> tuple[float, float]:
             if term or trunc:
                 env.reset()
             elapsed += timer() - t
-    return steps / elapsed, edge_s[0] / elapsed
+    return edge_s[0] / elapsed
 
 
 def row(
@@ -146,7 +181,10 @@ def main() -> None:
     modes = ["compiled" if compiled_decode.AVAILABLE else "Python"]
     if args.compare_python and compiled_decode.AVAILABLE:
         modes.append("Python")
-    print(f"cell: {' and '.join(modes)} (numba: {compiled_decode.AVAILABLE}), {args.clock} clock")
+    print(
+        f"cell: {' and '.join(modes)} (numba: {compiled_decode.AVAILABLE}), {args.clock} clock "
+        f"(~{clock_cost() * 1e9:.0f} ns a timed interval, taken off)"
+    )
     print(
         "| N | cell steps/s (median) | CartPole steps/s (median) | ratio (median of rounds) "
         "| ms per decision | of which between decisions | rest of the step |"
@@ -154,17 +192,16 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for n in args.sizes:
         env = EdgeCellEnv(args.scenario, n_devices=n)
-        cell_rate(env, WARM_UP_STEPS, seed=args.rounds)  # untimed: loads the compiled loop
+        overhead = clock_cost()
+        cell_rate(env, WARM_UP_STEPS, args.rounds, overhead)  # untimed: loads the compiled loop
         results: dict[str, tuple[list[float], ...]] = {m: ([], [], [], []) for m in modes}
         for r in range(args.rounds):
-            pole = cartpole_rate(args.steps * 10, seed=r)
+            pole = cartpole_rate(args.steps * 10, r, overhead)
             for mode in modes:
                 cells, poles, ratios, edge_shares = results[mode]
-                if mode == "Python" and len(modes) > 1:
-                    with python_edge():
-                        cell, edge_share = cell_rate(env, args.steps, seed=r)
-                else:
-                    cell, edge_share = cell_rate(env, args.steps, seed=r)
+                with python_edge() if mode == "Python" else nullcontext():
+                    cell = cell_rate(env, args.steps, r, overhead)
+                    edge_share = between_share(env, args.steps // 2, r)
                 cells.append(cell)
                 poles.append(pole)
                 ratios.append(cell / pole)
