@@ -116,9 +116,9 @@ def python_edge() -> Iterator[None]:
         compiled_decode.AVAILABLE = available
 
 
-def cell_rate(env: EdgeCellEnv, steps: int, seed: int, overhead: float) -> float:
-    """Steps per second of the cell (``step`` and ``reset`` timed, the clock's own cost
-    taken off each interval)."""
+def timed_steps(env: EdgeCellEnv, steps: int, seed: int) -> float:
+    """Seconds inside ``reset`` and ``step`` over a seeded reset and ``steps`` random valid
+    actions (``steps + 1`` timed intervals; the mask is read outside them)."""
     rng = np.random.default_rng(seed)
     t = timer()
     env.reset(seed=seed)
@@ -131,26 +131,20 @@ def cell_rate(env: EdgeCellEnv, steps: int, seed: int, overhead: float) -> float
         if term or trunc:
             env.reset()
         elapsed += timer() - t
-    return steps / (elapsed - (steps + 1) * overhead)
+    return elapsed
+
+
+def cell_rate(env: EdgeCellEnv, steps: int, seed: int, overhead: float) -> float:
+    """Steps per second of the cell, the clock's own cost taken off each interval."""
+    return steps / (timed_steps(env, steps, seed) - (steps + 1) * overhead)
 
 
 def between_share(env: EdgeCellEnv, steps: int, seed: int) -> float:
     """The share of the timed seconds spent between decisions (inside
     ``advance_and_collect``), from a pass of its own: the clock reads around the advance
     would slow the steps that give the rate."""
-    rng = np.random.default_rng(seed)
     with advance_clock() as edge_s:
-        t = timer()
-        env.reset(seed=seed)
-        elapsed = timer() - t
-        for _ in range(steps):
-            valid = np.flatnonzero(env.action_masks())
-            a = int(valid[rng.integers(valid.size)])
-            t = timer()
-            _, _, term, trunc, _ = env.step(a)
-            if term or trunc:
-                env.reset()
-            elapsed += timer() - t
+        elapsed = timed_steps(env, steps, seed)
     return edge_s[0] / elapsed
 
 
