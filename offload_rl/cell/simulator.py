@@ -902,8 +902,6 @@ class CellSimulator:
         while subs and subs[0][0] <= t:
             when, _, er = heapq.heappop(subs)
             edge.schedule(er, when)  # submitted by the advance, at its time (one kernel call)
-        if edge.compiled:  # the compiled placements' (scheduled on the table) arrive
-            edge._arrive_placed(t)
         edge.advance(t)
         self._finish_python(edge.pop_finished(), t)
         return self._departed(t)
@@ -946,9 +944,9 @@ class CellSimulator:
         assert bank is not None
         table = edge._table
         # the compiled placements' submissions are scheduled on the table already, in time
-        # order (_run_edge_flat); the kernel submits those due, their objects arrive here
-        if table.gi.item(tab.N_SUBS) and table.sub_t.item(0) <= t:
-            edge._arrive_placed(t)
+        # order (_run_edge_flat); the kernel submits those due. Their objects keep their
+        # placement's fields until the table writes them (sync_row: the arrival's with the
+        # rest, on SequenceTable.sync and in _hand_out), as EdgeServer.schedule's do
         ledger, raw = self.ledger, self.joules
         a = ledger._table  # type: ignore[attr-defined]
         b = raw._table  # type: ignore[attr-defined]
@@ -1012,11 +1010,12 @@ class CellSimulator:
 
     def _hand_out(self, kernels: ModuleType, n: int) -> None:
         """The cell log's ``n`` rows handed to objects, in order: each finished (or rejected)
-        request's edge fields (what ``SequenceTable.release`` writes, from its log row) and cell
-        fields, its row freed (the kernel marked it FREE) and its departure queued; the edge's
-        events."""
+        request's edge fields (what ``SequenceTable.release`` writes, from its log row and its
+        split's KV bytes a token) and cell fields, its row freed (the kernel marked it FREE)
+        and its departure queued; the edge's events."""
         edge = self.edge
         table = edge._table
+        kv = edge._kv_bytes  # the row's KV_BYTES: its split's (compiled_dispatch.place_edge)
         reqs, row_of, free = table.requests, table.row_of, table._free
         at_edge, done, events = self._at_edge, self._done, edge._events
         log = self._cell_log
@@ -1036,6 +1035,7 @@ class CellSimulator:
             del row_of[rid]
             free.append(j)
             er.computed, er.generated, er.known = computed, generated, known
+            er.kv_bytes_per_token = kv[er.split]
             er.preemptions, er.cached_tokens, er.batch_at_admit = preempted, cached, at_admit
             er.ready_at = ready_at
             er.round_trip_s, er.first_token_s, er.admit_s = round_trip, first_token, admit_s
