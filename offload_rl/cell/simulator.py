@@ -79,13 +79,19 @@ _FINISH = "compiled_finish"
 DecisionFacts = tuple[int, bool, tuple[float, float], int, float, int]
 
 
+# compiled_finish once _finish_kernels loaded it: a module, kept here rather than on a
+# simulator (the cell oracle deep-copies simulators, and a module does not copy)
+_finish_module: ModuleType | None = None
+
+
 def _finish_kernels() -> ModuleType | None:
     """:mod:`offload_rl.cell.compiled_finish`, compiled at the first call; None where it
     failed to compile (the finish path then runs the reference's calls, for good)."""
+    global _finish_module
     module = None
     if cd.AVAILABLE:
         try:
-            module = cd.kernels(_FINISH)
+            module = _finish_module = cd.kernels(_FINISH)
         except cd.COMPILE_ERRORS as err:
             cd.disable(str(err).splitlines()[0] if str(err) else type(err).__name__)
     return module
@@ -171,6 +177,9 @@ class CellSimulator:
     # the last compiled edge placement's request and its device's radio state (an index into
     # RADIO_STATES) at its arrival, after the placement: what the step's info reads
     placed_radio: tuple[CellRequest, int] | None = None
+    # the edge server, ledgers and radio bank the compiled finish path was found for
+    # (advance_and_collect: _finish_path asked once for them)
+    _finishing: tuple[EdgeServer, object, object, RadioBank | None] | None = None
     # the cell's device classes as a reset draws them (_device_classes), for its config
     _classes: tuple[CellConfig, np.ndarray, list[int], list[DeviceClass]] | None = None
 
@@ -909,12 +918,32 @@ class CellSimulator:
     def advance_and_collect(self, t: float) -> tuple[list[CellRequest], float, float, float]:
         """:meth:`advance` then :meth:`collect` to ``t`` (the same results): on the compiled
         path in one kernel call, :func:`offload_rl.cell.compiled_finish.advance_cell`."""
-        kernels = self._finish_path()
-        if kernels is None:
-            done = self.advance(t)
-            return (done, *self.collect(t))
+        # _finish_path's answer, asked again only when the cell's edge server, ledgers or
+        # radio bank are not those it answered for (a reset makes new ones; a replay swaps in
+        # a Python edge server); numba disabled since, it is asked again too
+        on = self._finishing
+        kernels = _finish_module
+        if (
+            on is None
+            or on[0] is not self.edge
+            or on[1] is not self.ledger
+            or on[2] is not self.joules
+            or on[3] is not self._bank
+            or not cd.AVAILABLE
+        ):
+            kernels = self._finish_path()
+            if kernels is None:
+                self._finishing = None
+                done = self.advance(t)
+                return (done, *self.collect(t))
+            self._finishing = (self.edge, self.ledger, self.joules, self._bank)
+        assert kernels is not None
         latency, other, joules = self._advance_cell(kernels, t, True)
-        return self._departed(t), latency, other, joules
+        done, heap = [], self._done  # _departed, inlined: one call less a step
+        while heap and heap[0][0] <= t:
+            done.append(heapq.heappop(heap)[2])
+        self._t = t
+        return done, latency, other, joules
 
     def _departed(self, t: float) -> list[CellRequest]:
         """The requests whose last token reached their device by ``t`` (the clock moves)."""
