@@ -763,14 +763,13 @@ class CellSimulator:
         d = self.devices[j]
         sid = req.session_id
         slo = self.facts.slo_targets[self.slo_class[sid]]
-        cr = CellRequest(i, j, req, k, keep and k <= self.L, slo)
+        keep = keep and k <= self.L  # CellRequest.keep, as dispatch sets it
         ctx, new, out = req.context_tokens, req.new_tokens, req.output_tokens
-        # its arrival and round trip set below, from the placement
-        cr.edge = er = EdgeRequest(i, sid, k, 0.0, ctx, new, out, cr.keep)
         edge = self.edge
         kv = edge._kv_bytes  # by split, for the splits the edge runs
         if not (0 <= k < len(kv) and new >= 1 and out >= 1 and ctx >= 0):  # _check's test
-            edge._check(er)  # raises, as its submission would, before anything changes
+            # raises, as its submission would, before anything changes
+            edge._check(EdgeRequest(i, sid, k, 0.0, ctx, new, out, keep))
         seq = edge._table
         d.kept_local.pop(sid, None)
         up = d.uplink
@@ -791,7 +790,7 @@ class CellSimulator:
             res = place(  # the radio bank, profile, device, heat and sample tables lead
                 *flat.leading, cum, rates, a.heap, a.gi, a.lumps, a.opened, b.heap,
                 b.gi, b.lumps, seq.kept, seq.gi, seq.ints, seq.floats, seq.subs, seq.sub_t, j,
-                i, row, sub, req.arrival_s, slo[0], slo[1], self._t, k, ctx, new, out, cr.keep,
+                i, row, sub, req.arrival_s, slo[0], slo[1], self._t, k, ctx, new, out, keep,
                 kv[k], d.offset_s, sd, z,
             )  # fmt: skip
             if res[0] == res[0]:  # not NaN: done
@@ -801,17 +800,19 @@ class CellSimulator:
         if not flat.pinned:  # the dispatcher typed these arguments: call straight on
             flat.pin()
         up_end, mbps, arrive, round_trip, nbytes, prefill, count, radio = res  # heat: its row
+        # the objects made now, with what the placement gave them (the reference's fields
+        # when its request is placed: _run_edge's)
+        er = EdgeRequest(i, sid, k, arrive, ctx, new, out, keep, round_trip)
+        cr = CellRequest(i, j, req, k, keep, slo, prefill, nbytes, er)
         self.placed_radio = (cr, radio)
         if count >= 0:  # the sample written in its row (Device.record's, bit for bit)
             d._n_samples = count
         elif mbps >= 0.0:
             d.record(up_end, mbps)
-        er.arrival_s, er.round_trip_s = arrive, round_trip
         # scheduled on the table (its row written, its submission in time order: what
         # _advance_cell's heap of Python placements schedules); the table's object of the row
         seq.requests[sub] = er
         seq.row_of[i] = sub
-        cr.prefill_tokens, cr.upload_bytes = prefill, nbytes
         self._at_edge[i] = cr
         d.memory._last[sid] = (req.arrival_s, out)  # d.memory.remember(req), inlined
         return cr
