@@ -272,14 +272,12 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         decide = self._decide
         if decide is not None:
             obs = np.empty(self._obs_dim, self._obs_dtype)
-            code, self._edge_fields, measured, facts = self.sim.decide_compiled(
+            code, self._edge_fields, self._decided, self._facts = self.sim.decide_compiled(
                 self._i, decide, obs, self._vals
             )
             self._obs = obs
             self._mask = self._masks[code]  # read-only: copied out
             self._state = None  # built when read
-            self._facts = facts
-            self._decided = (facts[1], measured)
             return
         state: CellDecisionState = self.sim.decision_state(self._i)
         self._state = state
@@ -318,14 +316,15 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         self, action: np.int64 | int
     ) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
         sim = self.sim
-        if not sim.requests:
+        reqs = sim.requests
+        if not reqs:
             raise RuntimeError("call reset() before step()")
         a = int(action)
         invalid = not (0 <= a < self._n_actions and self._mask[a])
         if invalid:
             a = self.layout.nearest_valid(a, self._mask)
         i = self._i
-        t = sim.requests[i].arrival_s
+        t = reqs[i].arrival_s
         cr = sim.dispatch(i, *self._decoded[a])
         j = cr.device
         d = sim.devices[j]
@@ -337,12 +336,14 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         radio = RADIO_STATES[index]
         private, measured = self._decided
         self._i = i + 1
-        t_next = sim.requests[i + 1].arrival_s
+        t_next = reqs[i + 1].arrival_s
         finished, latency_cost, other_cost, joules = sim.advance_and_collect(t_next)
         self.last_finished = finished
         penalty = self.scenario.reward.invalid_action_penalty if invalid else 0.0
         reward = -(latency_cost + other_cost + penalty)
-        sums = interval_sums(finished) if finished else _NO_SUMS
+        latency, ttft, slo, hit, usd, queue, at_admit, preempted = (
+            interval_sums(finished) if finished else _NO_SUMS
+        )  # OUTCOME_KEYS, in order
         truncated = i + 1 >= self.n_requests
         self._prepare()
         batch, waiting, occupancy = self._edge_fields  # the next decision's: the edge now
@@ -367,14 +368,14 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
             "dt": t_next - t,
             "energy_j": joules,
             "n_finished": len(finished),
-            "latency_s": sums[0],  # OUTCOME_KEYS, in order
-            "ttft_s": sums[1],
-            "slo_violated": sums[2],
-            "cache_hit": sums[3],
-            "usd": sums[4],
-            "queue_s": sums[5],
-            "batch_at_admit": sums[6],
-            "preempted": sums[7],
+            "latency_s": latency,  # OUTCOME_KEYS, in order
+            "ttft_s": ttft,
+            "slo_violated": slo,
+            "cache_hit": hit,
+            "usd": usd,
+            "queue_s": queue,
+            "batch_at_admit": at_admit,
+            "preempted": preempted,
             "edge_batch": batch,
             "edge_waiting": waiting,
             "edge_kv_occupancy": occupancy,

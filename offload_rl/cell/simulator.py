@@ -491,14 +491,15 @@ class CellSimulator:
 
     def decide_compiled(
         self, i: int, kernels: ModuleType, out: np.ndarray, vals: np.ndarray
-    ) -> tuple[int, tuple[int, int, float], float, DecisionFacts]:
+    ) -> tuple[int, tuple[int, int, float], tuple[bool, float], DecisionFacts]:
         """:meth:`decision_state` and the observation of request ``i`` in one compiled call
         (:func:`~offload_rl.cell.compiled_observation.decide`, with a compiled edge server and
         radio bank; :meth:`bind_decisions` called this episode): the observation into
         ``out``, the state's other fields into ``vals``.
         Returns the mask's index, the edge's last batch size, waiting requests and KV
-        occupancy (the info's ``edge_*``), the newest sample read (0 if none: the info's
-        ``measured_mbps``) and what :meth:`state_of` needs to build the same
+        occupancy (the info's ``edge_*``), the request's ``private`` and the newest sample
+        read (0 if none: the info's ``measured_mbps``) and what :meth:`state_of` needs to
+        build the same
         :class:`CellDecisionState` only when someone reads it (the same side effects as
         :meth:`decision_state`: the probe, the device's cooling, the busy mark)."""
         req = self.requests[i]
@@ -508,7 +509,10 @@ class CellSimulator:
         sid = req.session_id
         local = d.kept_local.get(sid, -1)
         prev = d.memory._last.get(sid)  # d.memory.previous(sid), inlined
-        prev_tokens, gap = (prev[1], t - prev[0]) if prev is not None else (0, 0.0)
+        if prev is None:
+            prev_tokens, gap = 0, 0.0
+        else:
+            prev_tokens, gap = prev[1], t - prev[0]
         slo = self.facts.slo_targets[self.slo_class[sid]]
         private = self.private[sid]
         table = self.edge._table
@@ -534,9 +538,13 @@ class CellSimulator:
 
             self._decide_call = entry_point(kernels.decide)
         self._busy_mark = (t, busy)
-        measured = newest if n_samples else 0
-        edge = (batch, waiting, occupancy)
-        return code, edge, measured, (i, private, slo, prev_tokens, gap, thermal)
+        decided = (private, newest if n_samples else 0)
+        return (
+            code,
+            (batch, waiting, occupancy),
+            decided,
+            (i, private, slo, prev_tokens, gap, thermal),
+        )
 
     def bind_decisions(self, kernels: ModuleType, spec: FeatureSpec) -> None:
         """Keep what :meth:`decide_compiled` passes its kernel the same at every decision of
