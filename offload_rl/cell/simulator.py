@@ -983,8 +983,9 @@ class CellSimulator:
         table = edge._table
         # the compiled placements' submissions are scheduled on the table already, in time
         # order (_run_edge_flat); the kernel submits those due. Their objects keep their
-        # placement's fields until the table writes them (sync_row: the arrival's with the
-        # rest, on SequenceTable.sync and in _hand_out), as EdgeServer.schedule's do
+        # placement's fields (the reference's until its arrival) until the table writes the
+        # rest, the arrival's with them (SequenceTable.sync_row, on sync and in _hand_out):
+        # a request at the edge is read after sync, as its other fields always were
         ledger, raw = self.ledger, self.joules
         a = ledger._table  # type: ignore[attr-defined]
         b = raw._table  # type: ignore[attr-defined]
