@@ -314,22 +314,6 @@ class EdgeServer:
         req.kv_bytes_per_token = self._kv_bytes[req.split]
         req.queued_since = t
 
-    def _arrive_placed(self, t: float) -> None:
-        """The requests the compiled placement scheduled on the table
-        (``compiled_dispatch.place_edge``: their rows written, their submissions in time
-        order) that an advance to ``t`` submits: their objects get :meth:`_arrive`'s fields
-        now, at their arrival, as the reference's do (until then they keep what they had:
-        ``CellSimulator.in_flight`` reads them)."""
-        table = self._table
-        rows, reqs = table.subs, table.requests
-        for m in range(table.gi.item(tab.N_SUBS)):
-            r = reqs[rows.item(m)]
-            assert r is not None
-            when = r.arrival_s  # the submission's time (sub_t), placed there with it
-            if when > t:
-                break
-            self._arrive(r, when)
-
     def _submit_compiled(self, req: EdgeRequest, t: float) -> None:
         """:meth:`submit` on the table: the row written, then counted and queued by the
         kernel's ``submit`` (as :meth:`advance` does the scheduled ones)."""

@@ -226,10 +226,11 @@ class SequenceTable:
         return r
 
     def sync_row(self, j: int, r: EdgeRequest) -> None:
-        """Write row ``j``'s state into its request's fields."""
+        """Write row ``j``'s state into its request's fields (with ``EdgeServer._arrive``'s:
+        the compiled placement's objects get them here, not at their arrival)."""
         (
-            r.computed, r.generated, _, _, _, r.known, _, _, _, r.preemptions, r.cached_tokens,
-            r.batch_at_admit, status, _, _,
+            r.computed, r.generated, _, r.kv_bytes_per_token, _, r.known, _, _, _,
+            r.preemptions, r.cached_tokens, r.batch_at_admit, status, _, _,
         ) = self.ints[j].tolist()  # fmt: skip
         (
             r.ready_at, r.round_trip_s, r.first_token_s, r.admit_s, r.finish_s, r.queued_s,
@@ -240,8 +241,8 @@ class SequenceTable:
     def sync(self) -> None:
         """Write every request still in the server into its object; not the submissions
         still scheduled: the compiled placement (``compiled_dispatch.place_edge``) writes a
-        row before its request reaches the edge, whose object keeps what it had until then
-        (``EdgeServer._arrive_placed``), as the reference's does."""
+        row before its request reaches the edge, whose object keeps what it had until then,
+        as the reference's does (its arrival's fields are written here once it arrived)."""
         n = self.gi.item(N_SUBS)
         scheduled = set(self.subs[:n].tolist()) if n else ()
         for j, r in enumerate(self.requests):

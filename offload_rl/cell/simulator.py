@@ -79,13 +79,19 @@ _FINISH = "compiled_finish"
 DecisionFacts = tuple[int, bool, tuple[float, float], int, float, int]
 
 
+# compiled_finish once _finish_kernels loaded it: a module, kept here rather than on a
+# simulator (the cell oracle deep-copies simulators, and a module does not copy)
+_finish_module: ModuleType | None = None
+
+
 def _finish_kernels() -> ModuleType | None:
     """:mod:`offload_rl.cell.compiled_finish`, compiled at the first call; None where it
     failed to compile (the finish path then runs the reference's calls, for good)."""
+    global _finish_module
     module = None
     if cd.AVAILABLE:
         try:
-            module = cd.kernels(_FINISH)
+            module = _finish_module = cd.kernels(_FINISH)
         except cd.COMPILE_ERRORS as err:
             cd.disable(str(err).splitlines()[0] if str(err) else type(err).__name__)
     return module
@@ -171,6 +177,9 @@ class CellSimulator:
     # the last compiled edge placement's request and its device's radio state (an index into
     # RADIO_STATES) at its arrival, after the placement: what the step's info reads
     placed_radio: tuple[CellRequest, int] | None = None
+    # the edge server, ledgers and radio bank the compiled finish path was found for
+    # (advance_and_collect: _finish_path asked once for them)
+    _finishing: tuple[EdgeServer, object, object, RadioBank | None] | None = None
     # the cell's device classes as a reset draws them (_device_classes), for its config
     _classes: tuple[CellConfig, np.ndarray, list[int], list[DeviceClass]] | None = None
 
@@ -482,14 +491,15 @@ class CellSimulator:
 
     def decide_compiled(
         self, i: int, kernels: ModuleType, out: np.ndarray, vals: np.ndarray
-    ) -> tuple[int, tuple[int, int, float], float, DecisionFacts]:
+    ) -> tuple[int, tuple[int, int, float], tuple[bool, float], DecisionFacts]:
         """:meth:`decision_state` and the observation of request ``i`` in one compiled call
         (:func:`~offload_rl.cell.compiled_observation.decide`, with a compiled edge server and
         radio bank; :meth:`bind_decisions` called this episode): the observation into
         ``out``, the state's other fields into ``vals``.
         Returns the mask's index, the edge's last batch size, waiting requests and KV
-        occupancy (the info's ``edge_*``), the newest sample read (0 if none: the info's
-        ``measured_mbps``) and what :meth:`state_of` needs to build the same
+        occupancy (the info's ``edge_*``), the request's ``private`` and the newest sample
+        read (0 if none: the info's ``measured_mbps``) and what :meth:`state_of` needs to
+        build the same
         :class:`CellDecisionState` only when someone reads it (the same side effects as
         :meth:`decision_state`: the probe, the device's cooling, the busy mark)."""
         req = self.requests[i]
@@ -499,7 +509,10 @@ class CellSimulator:
         sid = req.session_id
         local = d.kept_local.get(sid, -1)
         prev = d.memory._last.get(sid)  # d.memory.previous(sid), inlined
-        prev_tokens, gap = (prev[1], t - prev[0]) if prev is not None else (0, 0.0)
+        if prev is None:
+            prev_tokens, gap = 0, 0.0
+        else:
+            prev_tokens, gap = prev[1], t - prev[0]
         slo = self.facts.slo_targets[self.slo_class[sid]]
         private = self.private[sid]
         table = self.edge._table
@@ -525,9 +538,13 @@ class CellSimulator:
 
             self._decide_call = entry_point(kernels.decide)
         self._busy_mark = (t, busy)
-        measured = newest if n_samples else 0
-        edge = (batch, waiting, occupancy)
-        return code, edge, measured, (i, private, slo, prev_tokens, gap, thermal)
+        decided = (private, newest if n_samples else 0)
+        return (
+            code,
+            (batch, waiting, occupancy),
+            decided,
+            (i, private, slo, prev_tokens, gap, thermal),
+        )
 
     def bind_decisions(self, kernels: ModuleType, spec: FeatureSpec) -> None:
         """Keep what :meth:`decide_compiled` passes its kernel the same at every decision of
@@ -754,14 +771,13 @@ class CellSimulator:
         d = self.devices[j]
         sid = req.session_id
         slo = self.facts.slo_targets[self.slo_class[sid]]
-        cr = CellRequest(i, j, req, k, keep and k <= self.L, slo)
+        keep = keep and k <= self.L  # CellRequest.keep, as dispatch sets it
         ctx, new, out = req.context_tokens, req.new_tokens, req.output_tokens
-        # its arrival and round trip set below, from the placement
-        cr.edge = er = EdgeRequest(i, sid, k, 0.0, ctx, new, out, cr.keep)
         edge = self.edge
         kv = edge._kv_bytes  # by split, for the splits the edge runs
         if not (0 <= k < len(kv) and new >= 1 and out >= 1 and ctx >= 0):  # _check's test
-            edge._check(er)  # raises, as its submission would, before anything changes
+            # raises, as its submission would, before anything changes
+            edge._check(EdgeRequest(i, sid, k, 0.0, ctx, new, out, keep))
         seq = edge._table
         d.kept_local.pop(sid, None)
         up = d.uplink
@@ -782,7 +798,7 @@ class CellSimulator:
             res = place(  # the radio bank, profile, device, heat and sample tables lead
                 *flat.leading, cum, rates, a.heap, a.gi, a.lumps, a.opened, b.heap,
                 b.gi, b.lumps, seq.kept, seq.gi, seq.ints, seq.floats, seq.subs, seq.sub_t, j,
-                i, row, sub, req.arrival_s, slo[0], slo[1], self._t, k, ctx, new, out, cr.keep,
+                i, row, sub, req.arrival_s, slo[0], slo[1], self._t, k, ctx, new, out, keep,
                 kv[k], d.offset_s, sd, z,
             )  # fmt: skip
             if res[0] == res[0]:  # not NaN: done
@@ -792,17 +808,19 @@ class CellSimulator:
         if not flat.pinned:  # the dispatcher typed these arguments: call straight on
             flat.pin()
         up_end, mbps, arrive, round_trip, nbytes, prefill, count, radio = res  # heat: its row
+        # the objects made now, with what the placement gave them (the reference's fields
+        # when its request is placed: _run_edge's)
+        er = EdgeRequest(i, sid, k, arrive, ctx, new, out, keep, round_trip)
+        cr = CellRequest(i, j, req, k, keep, slo, prefill, nbytes, er)
         self.placed_radio = (cr, radio)
         if count >= 0:  # the sample written in its row (Device.record's, bit for bit)
             d._n_samples = count
         elif mbps >= 0.0:
             d.record(up_end, mbps)
-        er.arrival_s, er.round_trip_s = arrive, round_trip
         # scheduled on the table (its row written, its submission in time order: what
         # _advance_cell's heap of Python placements schedules); the table's object of the row
         seq.requests[sub] = er
         seq.row_of[i] = sub
-        cr.prefill_tokens, cr.upload_bytes = prefill, nbytes
         self._at_edge[i] = cr
         d.memory._last[sid] = (req.arrival_s, out)  # d.memory.remember(req), inlined
         return cr
@@ -902,8 +920,6 @@ class CellSimulator:
         while subs and subs[0][0] <= t:
             when, _, er = heapq.heappop(subs)
             edge.schedule(er, when)  # submitted by the advance, at its time (one kernel call)
-        if edge.compiled:  # the compiled placements' (scheduled on the table) arrive
-            edge._arrive_placed(t)
         edge.advance(t)
         self._finish_python(edge.pop_finished(), t)
         return self._departed(t)
@@ -911,12 +927,32 @@ class CellSimulator:
     def advance_and_collect(self, t: float) -> tuple[list[CellRequest], float, float, float]:
         """:meth:`advance` then :meth:`collect` to ``t`` (the same results): on the compiled
         path in one kernel call, :func:`offload_rl.cell.compiled_finish.advance_cell`."""
-        kernels = self._finish_path()
-        if kernels is None:
-            done = self.advance(t)
-            return (done, *self.collect(t))
+        # _finish_path's answer, asked again only when the cell's edge server, ledgers or
+        # radio bank are not those it answered for (a reset makes new ones; a replay swaps in
+        # a Python edge server); numba disabled since, it is asked again too
+        on = self._finishing
+        kernels = _finish_module
+        if (
+            on is None
+            or on[0] is not self.edge
+            or on[1] is not self.ledger
+            or on[2] is not self.joules
+            or on[3] is not self._bank
+            or not cd.AVAILABLE
+        ):
+            kernels = self._finish_path()
+            if kernels is None:
+                self._finishing = None
+                done = self.advance(t)
+                return (done, *self.collect(t))
+            self._finishing = (self.edge, self.ledger, self.joules, self._bank)
+        assert kernels is not None
         latency, other, joules = self._advance_cell(kernels, t, True)
-        return self._departed(t), latency, other, joules
+        done, heap = [], self._done  # _departed, inlined: one call less a step
+        while heap and heap[0][0] <= t:
+            done.append(heapq.heappop(heap)[2])
+        self._t = t
+        return done, latency, other, joules
 
     def _departed(self, t: float) -> list[CellRequest]:
         """The requests whose last token reached their device by ``t`` (the clock moves)."""
@@ -946,9 +982,10 @@ class CellSimulator:
         assert bank is not None
         table = edge._table
         # the compiled placements' submissions are scheduled on the table already, in time
-        # order (_run_edge_flat); the kernel submits those due, their objects arrive here
-        if table.gi.item(tab.N_SUBS) and table.sub_t.item(0) <= t:
-            edge._arrive_placed(t)
+        # order (_run_edge_flat); the kernel submits those due. Their objects keep their
+        # placement's fields (the reference's until its arrival) until the table writes the
+        # rest, the arrival's with them (SequenceTable.sync_row, on sync and in _hand_out):
+        # a request at the edge is read after sync, as its other fields always were
         ledger, raw = self.ledger, self.joules
         a = ledger._table  # type: ignore[attr-defined]
         b = raw._table  # type: ignore[attr-defined]
@@ -1012,11 +1049,12 @@ class CellSimulator:
 
     def _hand_out(self, kernels: ModuleType, n: int) -> None:
         """The cell log's ``n`` rows handed to objects, in order: each finished (or rejected)
-        request's edge fields (what ``SequenceTable.release`` writes, from its log row) and cell
-        fields, its row freed (the kernel marked it FREE) and its departure queued; the edge's
-        events."""
+        request's edge fields (what ``SequenceTable.release`` writes, from its log row and its
+        split's KV bytes a token) and cell fields, its row freed (the kernel marked it FREE)
+        and its departure queued; the edge's events."""
         edge = self.edge
         table = edge._table
+        kv = edge._kv_bytes  # the row's KV_BYTES: its split's (compiled_dispatch.place_edge)
         reqs, row_of, free = table.requests, table.row_of, table._free
         at_edge, done, events = self._at_edge, self._done, edge._events
         log = self._cell_log
@@ -1036,6 +1074,7 @@ class CellSimulator:
             del row_of[rid]
             free.append(j)
             er.computed, er.generated, er.known = computed, generated, known
+            er.kv_bytes_per_token = kv[er.split]
             er.preemptions, er.cached_tokens, er.batch_at_admit = preempted, cached, at_admit
             er.ready_at = ready_at
             er.round_trip_s, er.first_token_s, er.admit_s = round_trip, first_token, admit_s

@@ -1,0 +1,80 @@
+"""What an outside reader sees of a compiled step is the reference's, at every step.
+
+The compiled step builds its info as an instance's ``__dict__`` (``envs.edge_cell._StepInfo``)
+and writes an edge request's arrival fields with the rest of its row (``SequenceTable.sync_row``
+and ``CellSimulator._hand_out``), not at its arrival: the info must stay a plain ``dict`` with
+the documented keys in their order, and the requests in flight (``sim.in_flight()``, before and
+after they reach the edge) must read, field for field, what the reference's read.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from envs.edge_cell import EdgeCellEnv
+from offload_rl.cell import compiled_decode as cd
+from tests.offload_rl.cell.test_cell_advance import _CELL_FIELDS, _EDGE_FIELDS, _row
+
+pytestmark = pytest.mark.skipif(
+    not cd.AVAILABLE,
+    reason="numba is not installed (the `fast` extra) or OFFLOAD_RL_COMPILED=0",
+)
+
+INFO_KEYS = [
+    "split", "tier", "keep", "action", "invalid_action", "prefill_tokens", "upload_bytes",
+    "private", "family", "trace", "measured_mbps", "device", "device_class", "device_temp_c",
+    "radio_state", "dt", "energy_j", "n_finished", "latency_s", "ttft_s", "slo_violated",
+    "cache_hit", "usd", "queue_s", "batch_at_admit", "preempted", "edge_batch", "edge_waiting",
+    "edge_kv_occupancy",
+]  # fmt: skip
+RATES = ["session_return_rate_in_episode", "session_return_rate_unbounded"]
+
+
+def _episode(n_devices: int, steps: int, seed: int) -> list[Any]:
+    """Each step's info (its items, values by ``repr``) and the requests in flight after it
+    (every field, by ``repr``); seeded random valid actions."""
+    env = EdgeCellEnv(n_devices=n_devices, episode_requests=steps)
+    env.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    rows: list[Any] = []
+    for _ in range(steps):
+        action = int(rng.choice(np.flatnonzero(env.action_masks())))
+        _, _, _, _, info = env.step(action)
+        rows.append([(k, repr(v)) for k, v in info.items()])
+        rows.append([_row(cr) for cr in env.sim.in_flight()])
+    return rows
+
+
+@pytest.mark.parametrize(("n_devices", "steps", "seed"), [(8, 80, 0), (32, 120, 1)])
+def test_infos_and_requests_in_flight_are_the_references_at_every_step(
+    monkeypatch, n_devices, steps, seed
+):
+    with monkeypatch.context() as m:
+        m.setattr(cd, "AVAILABLE", False)
+        reference = _episode(n_devices, steps, seed)
+    compiled = _episode(n_devices, steps, seed)
+    assert compiled == reference
+    # edge requests were read before their arrival at the edge (known 0) and after it
+    known = len(_CELL_FIELDS) + _EDGE_FIELDS.index("known")
+    at_edge = [row[known] for rows in compiled[1::2] for row in rows if len(row) > known]
+    assert "0" in at_edge and any(k != "0" for k in at_edge)
+
+
+def test_the_info_is_a_plain_dict_in_the_documented_order():
+    """Its keys in the order the docs list them (the session-return rates before the edge's
+    fields at the last step); a caller that adds or drops keys changes no other step's."""
+    env = EdgeCellEnv(n_devices=8, episode_requests=30)
+    env.reset(seed=2)
+    rng = np.random.default_rng(2)
+    for n in range(30):
+        _, _, _, truncated, info = env.step(int(rng.choice(np.flatnonzero(env.action_masks()))))
+        assert type(info) is dict
+        expected = INFO_KEYS[:-3] + RATES + INFO_KEYS[-3:] if truncated else INFO_KEYS
+        assert list(info) == expected
+        assert truncated == (n == 29)
+        info["extra"] = n  # a wrapper's key (gymnasium's, sb3's)
+        del info["split"]
+        assert list(info) == [*expected[1:], "extra"]
