@@ -104,8 +104,8 @@ _INT_ROW = struct.Struct(f"={N_INT_COLUMNS}q")
 _FLOAT_ROW = struct.Struct(f"={N_FLOAT_COLUMNS}d")
 
 
-# the budgets of the last SequenceTable.fresh and a table made with them, untouched
-_pristine: tuple[tuple[int, int, int], SequenceTable] | None = None
+# the class and budgets of the last SequenceTable.fresh and a table made with them, untouched
+_pristine: tuple[tuple[type, int, int, int], SequenceTable] | None = None
 
 
 class SequenceTable:
@@ -146,9 +146,9 @@ class SequenceTable:
         field (its arrays copied from a pristine one kept for the last budgets: a simulator
         makes one table per episode with the same ones, at ~1/3 of the constructor's cost)."""
         global _pristine
-        key = (capacity_bytes, max_num_batched_tokens, max_num_seqs)
+        key = (cls, capacity_bytes, max_num_batched_tokens, max_num_seqs)
         if _pristine is None or _pristine[0] != key:
-            _pristine = (key, cls(*key))  # never handed out: only copied
+            _pristine = (key, cls(*key[1:]))  # never handed out: only copied
         p = _pristine[1]
         self = cls.__new__(cls)
         self.ints, self.floats, self.kept = p.ints.copy(), p.floats.copy(), p.kept.copy()
