@@ -30,7 +30,9 @@ def pick_episode(
     else:
         idx = int(trace_opt) % len(uplinks)
     offset = options.get("offset_s")
-    offset_s = float(rng.uniform(0.0, uplinks[idx].duration_s)) if offset is None else offset
+    # rng.uniform(0.0, d) is 0.0 + d * rng.random() (numpy's random_uniform), the same double,
+    # without uniform's argument checks
+    offset_s = 0.0 + uplinks[idx].duration_s * rng.random() if offset is None else offset
     wseed = options.get("workload_seed")
     if wseed is None:
         wseed = int(rng.integers(2**31 - 1))

@@ -107,6 +107,65 @@ _GI_SCALARS = {
 DecisionView = tuple[int, int, int, int, int, int, int, int, int, int, float]
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class CostFacts:
+    """What a server derives from its :class:`BatchRoofline` (frozen: the same for every
+    server of one cost, so made once per cost, :func:`cost_facts`)."""
+
+    # KV bytes per token of a request by its split (the layers the edge runs)
+    kv_bytes: tuple[int, ...]
+    # fixed_s of a decode-only iteration by its lowest split (the fast path's table)
+    decode_fixed_s: tuple[float, ...]
+    # d(sequence_s)/d(context) of a token-id decode
+    decode_slope: float
+    # a decode's terms of sequence_s, read once (the fast path prices every iteration)
+    decode_terms: tuple[float, float, float, float, float, float, int]
+    # the compiled scheduler's cost arrays: its coefficients (compiled_scheduler's C_*
+    # order) and decode_fixed_s; read-only by use (no kernel writes them)
+    arrays: tuple[np.ndarray, np.ndarray]
+
+
+def _derive_facts(cost: BatchRoofline) -> CostFacts:
+    kv_bytes = tuple(
+        (cost.n_layers - k) * cost.kv_bytes_per_token_layer for k in range(cost.n_layers)
+    )
+    decode_fixed_s = tuple(cost.fixed_s(k, k == 0, True) for k in range(cost.n_layers + 1))
+    slope = cost.n_layers * (cost.kv_s_per_token + 2 * cost.attn_s_unit)
+    terms = (
+        cost.kv_s_per_token,
+        cost.linear_s_per_token,
+        cost.attn_s_unit,
+        cost.head_s_per_token,
+        cost.embed_s_per_token,
+        cost.head_s_per_sample,
+        cost.n_layers,
+    )
+    coefficients = np.array(
+        [
+            *terms[:6],
+            *(cost.layer_fixed_s, cost.head_fixed_s, cost.embed_fixed_s),
+            *(slope, cost.n_layers),
+        ]
+    )
+    return CostFacts(
+        kv_bytes, decode_fixed_s, slope, terms, (coefficients, np.array(decode_fixed_s))
+    )
+
+
+# the last cost's facts: a simulator makes one server per episode on the same cost
+_last_facts: tuple[BatchRoofline, CostFacts] | None = None
+
+
+def cost_facts(cost: BatchRoofline) -> CostFacts:
+    """``cost``'s :class:`CostFacts`, derived again only for another cost object (one
+    cached: a :class:`BatchRoofline` is frozen, so its facts never change)."""
+    global _last_facts
+    hit = _last_facts
+    if hit is None or hit[0] is not cost:
+        hit = _last_facts = (cost, _derive_facts(cost))
+    return hit[1]
+
+
 @dataclass(slots=True, eq=False)
 class EdgeRequest:
     """One request at the edge: what the device sent, and what happened to it."""
@@ -215,26 +274,11 @@ class EdgeServer:
         self._area = 0.0  # integral of requests in system over time
         self._area_t = 0.0
         self.closed_form_iterations = 0  # iterations the fast path ran in closed form
-        # KV bytes per token of a request by its split (the layers the edge runs)
-        self._kv_bytes = tuple(
-            (cost.n_layers - k) * cost.kv_bytes_per_token_layer for k in range(cost.n_layers)
-        )
-        # fixed_s of a decode-only iteration by its lowest split (the fast path's table)
-        self._decode_fixed_s = tuple(
-            cost.fixed_s(k, k == 0, True) for k in range(cost.n_layers + 1)
-        )
-        # d(sequence_s)/d(context) of a token-id decode
-        self._decode_slope = cost.n_layers * (cost.kv_s_per_token + 2 * cost.attn_s_unit)
-        # a decode's terms of sequence_s, read once (the fast path prices every iteration)
-        self._decode_terms = (
-            cost.kv_s_per_token,
-            cost.linear_s_per_token,
-            cost.attn_s_unit,
-            cost.head_s_per_token,
-            cost.embed_s_per_token,
-            cost.head_s_per_sample,
-            cost.n_layers,
-        )
+        facts = cost_facts(cost)
+        self._kv_bytes = facts.kv_bytes
+        self._decode_fixed_s = facts.decode_fixed_s
+        self._decode_slope = facts.decode_slope
+        self._decode_terms = facts.decode_terms
         # whole advance calls in machine code on a SequenceTable (None: whenever numba is
         # there and OFFLOAD_RL_COMPILED is not 0); the Python scheduler is the reference
         self.compiled = self.fast and (
@@ -251,19 +295,14 @@ class EdgeServer:
             cd.disable(str(err).splitlines()[0] if str(err) else type(err).__name__)
             self.compiled = False
             return
-        cost = self.cost
-        self._table = SequenceTable(pool_bytes, self.max_num_batched_tokens, self.max_num_seqs)
-        self.pool = TablePool(self._table)
-        self._cost_terms = np.array(
-            [
-                *self._decode_terms[:6],
-                *(cost.layer_fixed_s, cost.head_fixed_s, cost.embed_fixed_s),
-                *(self._decode_slope, cost.n_layers),
-            ]
+        self._table = SequenceTable.fresh(
+            pool_bytes, self.max_num_batched_tokens, self.max_num_seqs
         )
-        self._decode_fixed_array = np.array(self._decode_fixed_s)
-        # the cost arrays in a kernel's argument order (one attribute read a call)
-        self._cost_arrays = (self._cost_terms, self._decode_fixed_array)
+        self.pool = TablePool(self._table)
+        # the cost arrays in a kernel's argument order (one attribute read a call); shared by
+        # the servers of one cost: the kernels only read them
+        self._cost_arrays = cost_facts(self.cost).arrays
+        self._cost_terms, self._decode_fixed_array = self._cost_arrays
         for name in (*_GF_SCALARS, *_GI_SCALARS):  # read from the table now (__getattr__)
             del self.__dict__[name]
         self.__class__ = TableEdgeServer

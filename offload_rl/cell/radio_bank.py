@@ -44,26 +44,36 @@ class RadioBank:
     def __init__(self, params: list[RadioParams]) -> None:
         n = len(params)
         self.params = params
-        # idle powers in the order the simulator's dict first met them, with their asleep counts
-        powers = list(dict.fromkeys(p.idle_w for p in params))
+        # idle powers in the order the simulator's dict first met them (a power is first met
+        # with a parameter set not met before), with their asleep counts
+        powers: list[float] = []
+        level_of: dict[float, int] = {}
+        asleep: list[int] = []
         # one row per distinct parameter set (a cell has a few: its radios share them)
         row_of: dict[int, int] = {}
         rows: list[tuple[float, ...]] = []
+        row_level: list[int] = []
         key = []
         for p in params:
             r = row_of.get(id(p))
             if r is None:
+                w = p.idle_w
+                level = level_of.get(w)
+                if level is None:
+                    level = level_of[w] = len(powers)
+                    powers.append(w)
+                    asleep.append(0)
                 r = row_of[id(p)] = len(rows)
+                row_level.append(level)
                 rows.append(
                     (*_INITIAL, p.promo_s, p.promo_w, p.beta_w, p.alpha_up_w_per_mbps,
-                     p.alpha_down_w_per_mbps, p.tail_s, p.tail_w, p.idle_w,
-                     0.0, 0.0, 0.0, powers.index(p.idle_w))
+                     p.alpha_down_w_per_mbps, p.tail_s, p.tail_w, w, 0.0, 0.0, 0.0, level)
                 )  # fmt: skip
             key.append(r)
+            asleep[row_level[r]] += 1  # every radio starts asleep
         self.table = np.array(rows, dtype=np.float64).reshape(-1, 18)[key].reshape(n, 18)
-        self.levels = np.array([(w, 0.0) for w in powers], dtype=np.float64).reshape(-1, 2)
-        asleep = np.bincount(self.table[:, 17].astype(np.int64), minlength=len(powers))
-        self.levels[:, 1] = asleep  # every radio starts asleep
+        levels = list(zip(powers, asleep, strict=True))
+        self.levels = np.array(levels, dtype=np.float64).reshape(-1, 2)
         self.awake = np.zeros(n + 1, dtype=np.int64)  # [count, device indices in waking order]
         # the token streams (requests whose first token came, not finished): rows (request,
         # device, first token at the device), unordered; the kernel visits them by request

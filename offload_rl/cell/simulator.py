@@ -35,6 +35,7 @@ come slightly out of time order, where the radio counts overlapping connected ti
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 from collections.abc import Callable
@@ -71,7 +72,7 @@ from offload_rl.reward import slo_violated_times
 from offload_rl.scenario_facts import ResolvedScenario, memory_layers_for
 from offload_rl.traces import BYTES_PER_MBIT
 from offload_rl.workloads import Request, SyntheticWorkload, Workload
-from offload_rl.workloads.distributions import choice_cdf, choice_indices
+from offload_rl.workloads.distributions import choice_cdf
 
 _FINISH = "compiled_finish"
 # what a compiled decision keeps to build its state on demand (CellSimulator.state_of):
@@ -145,6 +146,16 @@ def draw_index(world: np.random.Generator, cdf: np.ndarray) -> int:
     argument checks per call (a reset draws one class per device;
     ``tests/offload_rl/cell/test_cell_reset.py`` checks it against ``choice``)."""
     return int(cdf.searchsorted(world.random(), side="right"))
+
+
+@functools.lru_cache(maxsize=16)
+def _decision_constants(
+    kernels: ModuleType, probe_floor: float, history: int, rtt_ms: float, spec: FeatureSpec
+) -> np.ndarray:
+    """``kernels.decision_constants(...)``, made once per value (its array is the same at
+    every episode of a config, and the decide kernel only reads it)."""
+    consts: np.ndarray = kernels.decision_constants(probe_floor, history, rtt_ms, spec)
+    return consts
 
 
 def edge_batch_cost(resolved: ResolvedScenario) -> BatchRoofline:
@@ -238,15 +249,22 @@ class CellSimulator:
         self.requests = reqs
         n = len(reqs)
         sessions = [r.session_id for r in reqs]
-        n_sessions = max(sessions) + 1
-        self.private = (world.random(n_sessions) < sc.workload.private_share).tolist()
-        # world.choice(len(p), size=n_sessions, p=p): its one uniform per session, searched
-        self.slo_class = choice_indices(world, self._slo_cdf, n_sessions).tolist()
-        pressure = world.random(n) < sc.device.memory_pressure_share
-        world.exponential(1.0, size=n)  # SplitCache's edge-queue draw: kept for the draw order
-        self.cloud_queue = (world.exponential(1.0, size=n) * sc.cloud.queue_s).tolist()
+        ns = max(sessions) + 1
+        # consecutive draws of one kind in one call each (a Generator fills an array with the
+        # values its calls would give one after the other): per session, privacy and SLO
+        # class, then per request, memory pressure ...
+        u = world.random(2 * ns + n)
+        self.private = (u[:ns] < sc.workload.private_share).tolist()
+        # world.choice(len(p), size=ns, p=p): one uniform per session, searched
+        # (choice_indices' rule on the uniforms drawn above)
+        self.slo_class = self._slo_cdf.searchsorted(u[ns : 2 * ns], side="right").tolist()
+        pressure = u[2 * ns :] < sc.device.memory_pressure_share
+        # ... and SplitCache's edge-queue draw (kept for the draw order), then the cloud's:
+        # exponential(1.0) is 1.0 x standard_exponential, the same doubles
+        queues = world.standard_exponential(2 * n)
+        self.cloud_queue = (queues[n:] * sc.cloud.queue_s).tolist()
         self._build_devices(world, trace_index, offset_s)
-        device_of = world.integers(self.cell.n_devices, size=n_sessions)[sessions]
+        device_of = world.integers(self.cell.n_devices, size=ns)[sessions]
         self.device_of = device_of.tolist()
         # each request's free layers: its device class's, fewer under memory pressure (in
         # arrays: one pass each instead of three Python lists of n; the same ints)
@@ -553,8 +571,8 @@ class CellSimulator:
         (:func:`~offload_rl.cell.compiled_observation.decision_constants`), the radio bank's
         table and the heat rows. Once an episode, after :meth:`reset`, in compiled mode."""
         net = self.facts.scenario.network
-        consts = kernels.decision_constants(
-            net.outage_mbps, net.throughput_history, net.rtt_edge_ms, spec
+        consts = _decision_constants(
+            kernels, net.outage_mbps, net.throughput_history, net.rtt_edge_ms, spec
         )
         bank = self._bank
         assert bank is not None  # compiled mode (EdgeCellEnv._compiled_decider)
