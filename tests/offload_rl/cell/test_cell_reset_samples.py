@@ -64,6 +64,14 @@ def test_compiled_samples_are_the_reference(
     again = [np.random.default_rng(seed + j) for j in range(len(picks))]
     batch = seeded_samples([TRACES[k] for k, _ in picks], origins, history, period, noise, again)
     assert got.tolist() == batch.tolist()
+    # written into wider rows (the cell's sample values), from the tables: the same values
+    rows = np.full((len(picks), history + 3), 7.0)
+    again = [np.random.default_rng(seed + j) for j in range(len(picks))]
+    into = seeded_samples_compiled(
+        trace_tables(TRACES), index, origins, history, period, noise, again, out=rows
+    )
+    assert into is not None and into.tolist() == got.tolist()
+    assert np.all(rows[:, history:] == 7.0)
 
 
 @settings(max_examples=300, deadline=None)
