@@ -9,17 +9,35 @@ words included), so the values and the world's state after it are the reference'
 (``tests/offload_rl/cell/test_cell_reset_compiled.py``). :func:`seed_states` is
 ``SeedSequence(seed).generate_state(4, np.uint64)`` per seed
 (:func:`~offload_rl.cell.device_seeding.seed_sequence_states` in numpy is its reference), in
-uint64 arithmetic masked to numpy's uint32 words.
+uint64 arithmetic masked to numpy's uint32 words. :func:`reseed_generators` puts existing
+``PCG64`` generators in the state those words seed (:func:`~offload_rl.cell.device_seeding.
+reseed_pcg64`, in place, through their state's address), so that a simulator's device
+generators are made once and seeded again at each reset.
 
 Importing this module imports numba; the simulator imports it only in compiled mode.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, cast
+
 import numba
 import numpy as np
+from numba import types
+from numba.extending import intrinsic
+from numba.np.random import _constants as zig  # numpy's ziggurat tables, as numba has them
 
-from offload_rl.cell.device_seeding import _INIT_A, _INIT_B, _MASK32, _MULT_A, _MULT_B, _POOL
+from offload_rl.cell import kernel_jit
+from offload_rl.cell.device_seeding import (
+    _INIT_A,
+    _INIT_B,
+    _MASK32,
+    _MULT_A,
+    _MULT_B,
+    _PCG_MULT,
+    _POOL,
+)
 
 A = np.ndarray
 jit = numba.njit(cache=True, nogil=True)  # fastmath off: IEEE order, bit-identical
@@ -28,6 +46,11 @@ U = np.uint64
 INIT_A, MULT_A, INIT_B, MULT_B = U(_INIT_A), U(_MULT_A), U(_INIT_B), U(_MULT_B)
 MIX_L, MIX_R, MASK, S16, S32 = U(0xCA01F9DD), U(0x4973F715), U(_MASK32), U(16), U(32)
 ZERO = U(0)
+FI, KI, WI = zig.fi_double, zig.ki_double, zig.wi_double
+NOR_R, NOR_INV_R = zig.ziggurat_nor_r, zig.ziggurat_nor_inv_r
+ONE, S1, S11, S58, S63, S64 = U(1), U(1), U(11), U(58), U(63), U(64)
+# PCG64's 128-bit multiplier as (high, low) words
+PCG_HI, PCG_LO = U(_PCG_MULT >> 64), U(_PCG_MULT & ((1 << 64) - 1))
 
 
 @jit
@@ -92,6 +115,114 @@ def seed_states(seeds: A, out: A) -> None:
             out[r, w] = low | (high << S32)
 
 
+@intrinsic
+def _address_words(typingctx: object, address: types.Integer) -> tuple[object, object]:
+    """The uint64 words at ``address`` (a uint64): a pointer numba indexes."""
+    ptr = types.CPointer(types.uint64)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return builder.inttoptr(args[0], context.get_value_type(ptr))
+
+    return ptr(types.uint64), codegen
+
+
+# called from kernels with the address alone (numba's intrinsic takes its typing context)
+_words_at = cast(Callable[[np.uint64], Any], _address_words)
+
+
+@kernel_jit.hot
+def _mul64(a: np.uint64, b: np.uint64) -> tuple[np.uint64, np.uint64]:
+    """The 128-bit product of two uint64s as (high, low) words, in 32-bit halves."""
+    a0, a1, b0, b1 = a & MASK, a >> S32, b & MASK, b >> S32
+    p00, p01, p10 = a0 * b0, a0 * b1, a1 * b0
+    mid = (p00 >> S32) + (p01 & MASK) + (p10 & MASK)
+    return a1 * b1 + (p01 >> S32) + (p10 >> S32) + (mid >> S32), a * b
+
+
+@kernel_jit.hot
+def _lcg(
+    hi: np.uint64, lo: np.uint64, inc_hi: np.uint64, inc_lo: np.uint64
+) -> tuple[np.uint64, np.uint64]:
+    """PCG64's step: ``(state * MULT + inc) mod 2**128`` on (high, low) words."""
+    top, low = _mul64(lo, PCG_LO)  # the low words' full product ...
+    top += hi * PCG_LO + lo * PCG_HI  # ... plus the cross terms' low words, mod 2**128
+    new_lo = low + inc_lo
+    return top + inc_hi + (ONE if new_lo < low else ZERO), new_lo
+
+
+@kernel_jit.jit
+def reseed_generators(words: A, heads: A) -> None:
+    """``reseed_pcg64(PCG64 j, words[j])`` for each row: ``heads[j]`` is the address of that
+    generator's ``pcg64_state`` (``{pcg64_random_t *pcg_state; int has_uint32; uint32_t
+    uinteger}``, whose ``pcg_state`` is ``{state, inc}``, 128-bit little-endian words; the
+    layout :func:`~offload_rl.cell.device_seeding.pcg64_heads` checks): ``inc = stream << 1 |
+    1``, ``state = (inc + seed) * MULT + inc`` (mod 2**128), no buffered 32-bit word."""
+    for r in range(heads.shape[0]):
+        head = _words_at(heads[r])
+        pcg = _words_at(head[0])
+        w0, w1, w2, w3 = words[r, 0], words[r, 1], words[r, 2], words[r, 3]
+        inc_hi, inc_lo = (w2 << S1) | (w3 >> S63), (w3 << S1) | ONE
+        lo = inc_lo + w1
+        hi = inc_hi + w0 + (ONE if lo < inc_lo else ZERO)
+        pcg[1], pcg[0] = _lcg(hi, lo, inc_hi, inc_lo)
+        pcg[2] = inc_lo
+        pcg[3] = inc_hi
+        head[1] = ZERO  # has_uint32 = 0, uinteger = 0
+
+
+@kernel_jit.hot
+def _next64(pcg: A) -> np.uint64:
+    """numpy's ``pcg64_next64`` on the state words ``pcg``: one step, then the XSL-RR output
+    (the high and low words xor-ed, rotated right by the state's top 6 bits)."""
+    hi, lo = _lcg(pcg[1], pcg[0], pcg[3], pcg[2])
+    pcg[0] = lo
+    pcg[1] = hi
+    x = hi ^ lo
+    rot = hi >> S58
+    return (x >> rot) | (x << ((S64 - rot) & S63))
+
+
+@kernel_jit.hot
+def _next_double(pcg: A) -> float:
+    """numpy's ``pcg64_next_double``: the top 53 bits of a draw over 2**53."""
+    return float(_next64(pcg) >> S11) * (1.0 / 9007199254740992.0)
+
+
+@kernel_jit.hot
+def _standard_normal(pcg: A) -> float:
+    """numpy's ``random_standard_normal`` (the ziggurat of ``distributions.c``, its tables
+    as numba has them) on the state words ``pcg``."""
+    while True:
+        r = _next64(pcg)
+        idx = int(r & U(0xFF))
+        r >>= U(8)
+        rabs = (r >> ONE) & U(0x000FFFFFFFFFFFFF)
+        x = float(rabs) * WI[idx]
+        if r & ONE:
+            x = -x
+        if rabs < KI[idx]:
+            return x
+        if idx == 0:
+            while True:
+                xx = -NOR_INV_R * np.log1p(-_next_double(pcg))
+                yy = -np.log1p(-_next_double(pcg))
+                if yy + yy > xx * xx:
+                    return -(NOR_R + xx) if (rabs >> U(8)) & ONE else NOR_R + xx
+        elif (FI[idx - 1] - FI[idx]) * _next_double(pcg) + FI[idx] < np.exp(-0.5 * x * x):
+            return x
+
+
+@kernel_jit.jit
+def standard_normals(heads: A, out: A) -> None:
+    """``out[r] = generator r's standard_normal(out.shape[1])``, generator ``r``'s
+    ``pcg64_state`` at ``heads[r]`` (as :func:`reseed_generators` reads it), advanced as those
+    draws advance it (``next_uint64`` leaves the buffered 32-bit word alone)."""
+    for r in range(heads.shape[0]):
+        pcg = _words_at(_words_at(heads[r])[0])
+        for i in range(out.shape[1]):
+            out[r, i] = _standard_normal(pcg)
+
+
 def warm_up() -> None:
     """Compile (or load from numba's cache) the kernels for the types the simulator passes."""
     n = 2
@@ -110,3 +241,6 @@ def warm_up() -> None:
         seeds,
     )
     seed_states(seeds, np.empty((n, _POOL), dtype=np.uint64))
+    no_heads = np.empty(0, dtype=np.uint64)
+    reseed_generators(np.empty((0, _POOL), dtype=np.uint64), no_heads)
+    standard_normals(no_heads, np.empty((0, 1), dtype=np.float64))

@@ -51,10 +51,12 @@ from offload_rl.cell.batch_roofline import BatchRoofline, for_profile
 from offload_rl.cell.config import CellConfig
 from offload_rl.cell.device import Device, cell_devices, sample_storage
 from offload_rl.cell.device_seeding import (
+    DeviceGenerators,
+    TraceTables,
     device_generators,
-    generators_from_states,
     seeded_samples,
     seeded_samples_compiled,
+    trace_tables,
 )
 from offload_rl.cell.edge_server import FINISHED, REJECTED, EdgeEvent, EdgeRequest, EdgeServer
 from offload_rl.cell.flat_dispatch import ROOM_HEAP, ROOM_LUMPS, EdgeTables
@@ -185,6 +187,10 @@ class CellSimulator:
     # compiled_reset.draw_devices' entry point, likewise: numba types a Generator argument in
     # Python (~30 us a reset after a played episode, its code out of the caches)
     _draw_call: Callable[..., Any] | None = None
+    # the devices' generators, seeded again in place at each compiled reset (a fork's is new)
+    _device_rngs: DeviceGenerators | None = None
+    # the uplinks' tables for the compiled samples (trace_tables; a fork shares them)
+    _tables: TraceTables | None = None
     # the last compiled edge placement's request and its device's radio state (an index into
     # RADIO_STATES) at its arrival, after the placement: what the step's info reads
     placed_radio: tuple[CellRequest, int] | None = None
@@ -332,8 +338,10 @@ class CellSimulator:
         _, index_of, class_of = self._device_classes()
         drawn = self._draw_devices_compiled(world, trace_index, offset_s)
         if drawn is None:
-            drawn = self._draw_devices(world, trace_index, offset_s)
-        idxs, offsets, picked, rngs = drawn
+            idxs, offsets, picked, rngs = self._draw_devices(world, trace_index, offset_s)
+        else:
+            idxs, offsets, picked = drawn[0].tolist(), drawn[1].tolist(), drawn[2].tolist()
+            rngs = drawn[3].generators
         links = self._links  # immutable: one per trace, kept across episodes
         device_links, radios = [], []
         for idx in idxs:
@@ -344,15 +352,26 @@ class CellSimulator:
                 hit = links[idx] = (self.facts.link(up, downs[idx]), radio)
             device_links.append(hit[0])
             radios.append(hit[1])
-        # the cell's sample and heat rows, the devices made straight into them (row = index)
+        # the cell's sample and heat rows, the samples seeded first (each device's from its own
+        # generator), then the devices made straight onto them (row = index)
         samples = self._samples = sample_storage(len(idxs))
         heat = self._heat = heat_storage(len(idxs))
+        history, period_s = net.throughput_history, net.throughput_sample_s
+        times, mbps, counts = samples
+        if drawn is None:
+            mbps[:, :history] = seeded_samples(
+                [link.uplink for link in device_links], offsets, history, period_s,
+                net.throughput_noise, rngs,
+            )  # fmt: skip
+        else:
+            self._seed_all_samples(history, period_s, drawn[0], drawn[1], drawn[3])
+        times[:, :history] = [(i - history + 1) * period_s for i in range(history)]
+        counts[:] = history  # the devices' sample count (cell_devices reads it)
         self.devices = cell_devices(
             [index_of[c] for c in picked], [class_of[c] for c in picked], radios, device_links,
             offsets, thermal=self.cell.thermal, noise_sd=net.throughput_noise, rngs=rngs,
             heat=heat, samples=samples,
         )  # fmt: skip
-        self._seed_all_samples(net.throughput_history, net.throughput_sample_s, idxs)
 
     def _device_classes(self) -> tuple[np.ndarray, list[int], list[DeviceClass]]:
         """The cell's device classes as a reset draws them: the CDF of their shares
@@ -389,8 +408,10 @@ class CellSimulator:
 
     def _draw_devices_compiled(
         self, world: np.random.Generator, trace_index: int, offset_s: float
-    ) -> tuple[list[int], list[float], list[int], list[np.random.Generator]] | None:
-        """:meth:`_draw_devices` in one compiled call (None: Python mode, or numba failed)."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, DeviceGenerators] | None:
+        """:meth:`_draw_devices` in one compiled call, its lists as arrays (int64, float64,
+        int64) and its generators in the simulator's :class:`DeviceGenerators` (None: Python
+        mode, or numba failed)."""
         if not cd.AVAILABLE:
             return None
         try:
@@ -412,9 +433,11 @@ class CellSimulator:
             from offload_rl.cell.kernel_jit import entry_point  # imports numba: compiled only
 
             self._draw_call = entry_point(kernels.draw_devices)
-        states = np.empty((n, 4), dtype=np.uint64)
-        kernels.seed_states(seeds, states)
-        return idx.tolist(), offsets.tolist(), cls.tolist(), generators_from_states(states)
+        rngs = self._device_rngs
+        if rngs is None:
+            rngs = self._device_rngs = DeviceGenerators()
+        rngs.seeded(kernels, seeds)
+        return idx, offsets, cls, rngs
 
     def _device_radio(self, wifi: bool) -> RadioParams:
         """The radio of a device on a WiFi or a cellular trace, as the cell's switches say
@@ -427,33 +450,31 @@ class CellSimulator:
         return radio
 
     def _seed_all_samples(
-        self, history: int, period_s: float, trace_index: list[int] | None = None
+        self,
+        history: int,
+        period_s: float,
+        trace_index: np.ndarray,
+        origins_s: np.ndarray,
+        rngs: DeviceGenerators,
     ) -> None:
-        """Every device's :meth:`Device.seed_samples` in one pass (bit for bit the same); with
-        the devices' indices into the uplinks in compiled mode, in one compiled call."""
-        devs = self.devices
+        """Every device's :meth:`Device.seed_samples` values in one compiled call (bit for bit
+        :func:`seeded_samples`, the Python mode's), written into the cell's sample values:
+        the devices on ``self.resolved.uplinks[trace_index[j]]`` from ``origins_s[j]``, each
+        with its generator in ``rngs`` (the pool that made them: their noise in one call)."""
         noise_sd = self.facts.scenario.network.throughput_noise
-        rngs = [d.rng for d in devs]
-        values = None
-        if trace_index is not None:  # None in Python mode
-            values = seeded_samples_compiled(
-                self.resolved.uplinks, np.array(trace_index, dtype=np.int64),
-                np.array([d.offset_s for d in devs], dtype=np.float64), history, period_s,
-                noise_sd, rngs,
+        ups = self.resolved.uplinks
+        tables = self._tables
+        if tables is None:
+            tables = self._tables = trace_tables(ups)
+        mbps = self._samples[1]
+        done = seeded_samples_compiled(
+            tables, trace_index, origins_s, history, period_s, noise_sd, rngs, out=mbps
+        )
+        if done is None:  # numba failed to compile it
+            mbps[:, :history] = seeded_samples(
+                [ups[i] for i in trace_index.tolist()], origins_s.tolist(), history, period_s,
+                noise_sd, rngs.generators,
             )  # fmt: skip
-        if values is None:
-            values = seeded_samples(
-                [d.uplink for d in devs], [d.offset_s for d in devs], history, period_s,
-                noise_sd, rngs,
-            )  # fmt: skip
-        # one row per device in the cell's arrays (compiled_observation.decide reads row j),
-        # bound to the devices as they were made (:meth:`_build_devices`)
-        times, mbps, counts = self._samples
-        times[:, :history] = [(i - history + 1) * period_s for i in range(history)]
-        mbps[:, :history] = values
-        counts[:] = history
-        for d in devs:
-            d._n_samples = history  # bind_samples' cached count, now that the rows are filled
 
     # --- what the requesting device knows ------------------------------------------------------
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from offload_rl.cell import compiled_decode as cd
+from offload_rl.cell.compiled_samples import _interp
 from offload_rl.cell.device_seeding import (
     seeded_samples,
     seeded_samples_compiled,
@@ -63,6 +64,38 @@ def test_compiled_samples_are_the_reference(
     again = [np.random.default_rng(seed + j) for j in range(len(picks))]
     batch = seeded_samples([TRACES[k] for k, _ in picks], origins, history, period, noise, again)
     assert got.tolist() == batch.tolist()
+    # written into wider rows (the cell's sample values), from the tables: the same values
+    rows = np.full((len(picks), history + 3), 7.0)
+    again = [np.random.default_rng(seed + j) for j in range(len(picks))]
+    into = seeded_samples_compiled(
+        trace_tables(TRACES), index, origins, history, period, noise, again, out=rows
+    )
+    assert into is not None and into.tolist() == got.tolist()
+    assert np.all(rows[:, history:] == 7.0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    points=st.lists(st.tuples(st.floats(1e-3, 10.0), st.floats(-1e6, 1e6)), min_size=2,
+                    max_size=40),
+    start=st.floats(-5.0, 5.0),
+    at=st.floats(-10.0, 300.0) | st.integers(0, 40),
+)  # fmt: skip
+@example(points=[(1.0, 0.0), (1.0, 0.3), (0.1, 0.7), (8.9, 5.0)], start=0.0, at=2)
+@example(points=[(1.0, 0.0), (0.1, 0.3), (0.1, 0.7), (8.9, 5.0)], start=0.0, at=1)
+def test_interp_is_np_interp_on_any_grid(
+    points: list[tuple[float, float]], start: float, at: float | int
+) -> None:
+    """The kernel's interval search guesses from evenly spaced points and walks: on uneven
+    grids too, and at the grid's own points, it must find numpy's interval (and value)."""
+    grid = start + np.cumsum([0.0] + [dx for dx, _ in points[1:]])
+    values = np.array([f for _, f in points], dtype=np.float64)
+    if np.any(np.diff(grid) <= 0):
+        return
+    v = float(grid[at]) if isinstance(at, int) and at < len(grid) else float(at)
+    padded_x = np.concatenate([[-1e9], grid, [1e9]])  # the kernel reads [lo, hi) only
+    padded_f = np.concatenate([[0.0], values, [0.0]])
+    assert _interp(v, padded_x, padded_f, 1, len(grid) + 1) == float(np.interp(v, grid, values))
 
 
 def test_tables_are_kept_per_list_of_traces() -> None:
