@@ -13,7 +13,10 @@ operation over all of them. Kernels, each the numpy code it replaces, bit for bi
 * :func:`lazy_rows`, :func:`lazy_columns`: the lazy draw's columns
   (:func:`~offload_rl.workloads.lazy_draw.chosen_columns_lazy`: the rows the stream reads,
   their lengths' interpolation, rounding, prior context and next-turn gaps), around numpy's
-  ``exp`` (kept: numba's ``exp`` is not numpy's SIMD one).
+  ``exp`` (kept: numba's ``exp`` is not numpy's SIMD one);
+* :func:`sample_stream`: the whole stream of the default workload's shape in one call (the
+  kernels above on the generator's draws, numpy's ``exp`` in object mode; the lazy draw's
+  ~20 numpy and compiled calls each cost ~1-5 us, more after a played episode).
 
 :meth:`EmpiricalDist.sample <offload_rl.workloads.distributions.EmpiricalDist.sample>` maps
 thousands of uniforms through a table of ~15 quantiles per call. ``np.interp`` finds each point's
@@ -36,6 +39,7 @@ import numpy as np
 A = np.ndarray
 jit = numba.njit(cache=True, nogil=True)  # fastmath off: IEEE order, bit-identical
 hot = numba.njit(cache=True, nogil=True, forceinline=True)  # inlined into its callers
+jit_gil = numba.njit(cache=True)  # a kernel with object-mode blocks: they take the GIL
 
 
 @hot
@@ -237,14 +241,38 @@ def session_layout(
 def mixture_turns(rng: np.random.Generator, cdf: A, means: A, max_turns: int, out: A) -> None:
     """``out[:] = GeometricMixtureTurns.sample(rng, len(out))`` from ``cdf`` (its
     ``choice_cdf`` of the weights) and ``means`` (float64, finite): numpy's calls in their
-    order, each the numpy algorithm on the same bit generator (numba's ``Generator`` methods):
-    one uniform per session searched in ``cdf`` (``choice_indices``), then one geometric per
-    session with ``p = 1 / means[component]`` (``rng.geometric``'s element by element), at
-    most ``max_turns``."""
+    order on the same bit generator: one uniform per session searched in ``cdf``
+    (``choice_indices``), then one geometric per session with ``p = 1 / means[component]``
+    (``rng.geometric``'s element by element), at most ``max_turns``. The geometric is numpy's
+    ``random_geometric`` (``distributions.c``, as numba ports it): a search on one uniform for
+    ``p >= 1/3``, else ``ceil(-E / log1p(-p))`` of a standard exponential ``E`` (numpy's
+    ziggurat: numba's ``standard_exponential``), at least ``2**63`` read as ``INT64_MAX``;
+    ``p`` and ``log1p(-p)`` computed once per component (the same operations on the same
+    values as per draw)."""
+    components = means.shape[0]
+    p = np.empty(components, dtype=np.float64)
+    log_q = np.empty(components, dtype=np.float64)
+    for c in range(components):
+        p[c] = 1.0 / means[c]
+        log_q[c] = np.log1p(-p[c])
     for i in range(out.shape[0]):
         out[i] = np.searchsorted(cdf, rng.random(), side="right")
     for i in range(out.shape[0]):
-        out[i] = min(rng.geometric(1.0 / means[out[i]]), max_turns)
+        c = out[i]
+        pc = p[c]
+        if pc >= 0.333333333333333333333333:
+            x = 1
+            total = prod = pc
+            q = 1.0 - pc
+            u = rng.random()
+            while u > total:
+                prod *= q
+                total += prod
+                x += 1
+            out[i] = min(x, max_turns)
+        else:
+            z = np.ceil(-rng.standard_exponential() / log_q[c])
+            out[i] = max_turns if z >= 9.223372036854776e18 else min(np.int64(z), max_turns)
 
 
 @jit
@@ -297,6 +325,124 @@ def stream_columns(
         session[i] = group[k]
 
 
+@jit_gil
+def sample_stream(
+    rng: np.random.Generator,
+    n_sessions: int,
+    low: float,
+    horizon: float,
+    n: int,
+    cdf: A,
+    means: A,
+    max_turns: int,
+    xp_gap: A,
+    fp_gap: A,
+    xp_first: A,
+    fp_first: A,
+    xp_follow: A,
+    fp_follow: A,
+    xp_out: A,
+    fp_out: A,
+    scale: float,
+    caps: A,
+) -> tuple[A, A, A, A, A, A, A]:
+    """``SyntheticWorkload.sample``'s stream from a draw of ``n_sessions`` sessions over
+    ``[low, horizon)`` (geometric-mixture turns, empirical gaps and lengths), in one call: the
+    generator calls of ``draw_sessions_lazy`` after the session count, in their order, and the
+    arithmetic of the lazy draw's kernels on them. Its columns (arrival, dense session id,
+    turn, new tokens, context, output tokens, gap: NaN where none), or empty ones where fewer
+    than ``n`` requests arrive in ``[0, horizon)`` (the caller draws again).
+
+    * session starts (``rng.uniform(low, horizon, n_sessions)``: numpy's ``low + (horizon -
+      low) * next_double``, numba's ``random`` its ``next_double``), turns
+      (:func:`mixture_turns`), gaps (``rng.random(total)`` through :func:`interp_into`, then
+      numpy's ``exp`` in object mode: numba's is not numpy's SIMD one);
+    * the layout (:func:`session_layout`) and the stream's requests (``chosen``: the first
+      ``n`` of those arriving in ``[0, horizon)``, stably sorted by arrival);
+    * the lengths' uniforms (``rng.random`` for the first prompts, the follow-ups, the
+      outputs), all drawn, interpolated only for :func:`lazy_rows`' rows (each chosen
+      request's session up to its last chosen turn) and exponentiated by numpy;
+    * :func:`lazy_columns` (``chosen_columns_lazy``'s columns), then :func:`stream_columns`
+      (``assemble_stream``'s, keyed by the draw's session index)."""
+    starts = np.empty(n_sessions, dtype=np.float64)
+    span = horizon - low
+    for i in range(n_sessions):
+        starts[i] = low + span * rng.random()  # numpy's random_uniform(low, horizon - low)
+    turns = np.empty(n_sessions, dtype=np.int64)
+    mixture_turns(rng, cdf, means, max_turns, turns)
+    total = 0
+    for i in range(n_sessions):
+        total += turns[i]
+    log_gaps = np.empty(total, dtype=np.float64)
+    for i in range(total):
+        log_gaps[i] = rng.random()
+    interp_into(log_gaps, xp_gap, fp_gap, log_gaps)  # in place: each point read, then written
+    with numba.objmode(gaps="float64[::1]"):
+        gaps = np.exp(log_gaps)  # EmpiricalDist.from_raw's numpy exp
+    session = np.empty(total, dtype=np.int64)
+    turn = np.empty(total, dtype=np.int64)
+    is_first = np.empty(total, dtype=np.bool_)
+    arrival = np.empty(total, dtype=np.float64)
+    offset = np.empty(n_sessions, dtype=np.int64)
+    session_layout(turns, starts, gaps, session, offset, turn, is_first, arrival)
+    kept = 0
+    for i in range(total):
+        kept += arrival[i] >= 0.0 and arrival[i] < horizon
+    keep = np.empty(kept, dtype=np.int64)
+    k = 0
+    for i in range(total):
+        if arrival[i] >= 0.0 and arrival[i] < horizon:
+            keep[k] = i
+            k += 1
+    # a stable sort, as numpy's kind="stable": equal arrivals keep their order in the draw
+    order = np.argsort(arrival[keep], kind="mergesort")
+    chosen = keep[order[:n]] if kept >= n else keep[:0]
+    # lazy_rows' rows: each chosen request's session from its first turn to its last chosen
+    end = np.full(n_sessions, -1, dtype=np.int64)
+    for c in chosen:
+        end[session[c]] = max(end[session[c]], c)
+    place = np.full(total, -1, dtype=np.int64)  # each such row's place among them
+    m = 0
+    for s in range(n_sessions):
+        for r in range(offset[s], end[s] + 1):
+            place[r] = m
+            m += 1
+    rows = np.empty(m, dtype=np.int64)
+    for r in range(total):
+        if place[r] >= 0:
+            rows[place[r]] = r
+    # the lengths' uniforms, every one drawn (the generator's state), mapped where read
+    logs = np.empty(2 * m, dtype=np.float64)
+    for s in range(n_sessions):
+        u = rng.random()
+        if end[s] >= 0:
+            logs[place[offset[s]]] = interp_one(u, xp_first, fp_first)
+    for s in range(n_sessions):  # a later turn's place among the draw's later turns
+        for r in range(offset[s] + 1, offset[s] + turns[s]):
+            u = rng.random()
+            if r <= end[s]:
+                logs[place[r]] = interp_one(u, xp_follow, fp_follow)
+    for r in range(total):
+        u = rng.random()
+        if place[r] >= 0:
+            logs[m + place[r]] = interp_one(u, xp_out, fp_out)
+    if kept < n:
+        empty = np.empty(0, dtype=np.int64)
+        return np.empty(0, dtype=np.float64), empty, empty, empty, empty, empty, starts[:0]
+    with numba.objmode(lengths="float64[::1]"):
+        lengths = np.exp(logs)  # EmpiricalDist.from_raw's numpy exp
+    arrival_c, key, new, output, prior, gap = lazy_columns(
+        chosen, session, turn, turns, arrival, rows, lengths[:m], lengths[m:]
+    )
+    turn_s = np.empty(n, dtype=np.int64)
+    new_s = np.empty(n, dtype=np.int64)
+    out_s = np.empty(n, dtype=np.int64)
+    context = np.empty(n, dtype=np.int64)
+    session_s = np.empty(n, dtype=np.int64)
+    stream_columns(key, new, output, prior, scale, caps, turn_s, new_s, out_s, context, session_s)
+    return arrival_c, session_s, turn_s, new_s, context, out_s, gap
+
+
 def warm_up() -> None:
     """Compile (or load from numba's cache) the kernels for the types the workload passes."""
     xp = np.array([0.0, 1.0])
@@ -318,6 +464,11 @@ def warm_up() -> None:
     rows, log_new, log_out = lazy_rows(one, one, one, u, u, u, *([xp] * 6))
     lazy_columns(one, one, one, one + 1, u, rows, log_new, log_out)
     mixture_turns(np.random.default_rng(0), xp, xp + 1.0, 64, np.empty(2, dtype=np.int64))
+    # the fused sample's kernel, for the types FusedPlan.sample passes (its entry point's one
+    # specialization)
+    caps = np.ones(3, dtype=np.int64)
+    rng = np.random.default_rng(0)
+    sample_stream(rng, 3, 0.0, 1e9, 1, xp, xp + 1.0, 64, xp, xp, xp, xp, xp, xp, xp, xp, 1.0, caps)
     for scale in (1.0, 0.5):
         cols = [np.zeros(2, dtype=np.int64) for _ in range(5)]
         stream_columns(turns, turns, turns, turns, scale, np.ones(3, dtype=np.int64), *cols)

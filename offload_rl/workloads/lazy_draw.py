@@ -141,7 +141,7 @@ def numpy_columns(
 _TABLES: dict[int, tuple[EmpiricalDist, FloatArray, FloatArray]] = {}
 
 
-def _table(dist: EmpiricalDist) -> tuple[FloatArray, FloatArray]:
+def distribution_table(dist: EmpiricalDist) -> tuple[FloatArray, FloatArray]:
     """``dist``'s probabilities and log values as :meth:`EmpiricalDist.from_raw` interpolates
     them (float64 arrays, made once per distribution object)."""
     hit = _TABLES.get(id(dist))
@@ -167,7 +167,7 @@ def _compiled_columns(
         return None
     if not all(isinstance(dist, EmpiricalDist) for dist in dists):
         return None
-    tables = [a for dist in dists for a in _table(cast(EmpiricalDist, dist))]
+    tables = [a for dist in dists for a in distribution_table(cast(EmpiricalDist, dist))]
     rows, log_new, log_out = module.lazy_rows(chosen, d.session, d.offset, *d.raw, *tables)
     return cast(
         tuple[FloatArray, IntArray, IntArray, IntArray, IntArray, FloatArray],
