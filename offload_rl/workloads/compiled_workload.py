@@ -385,15 +385,12 @@ def sample_stream(
     arrival = np.empty(total, dtype=np.float64)
     offset = np.empty(n_sessions, dtype=np.int64)
     session_layout(turns, starts, gaps, session, offset, turn, is_first, arrival)
+    keep = np.empty(total, dtype=np.int64)  # the requests arriving in [0, horizon)
     kept = 0
-    for i in range(total):
-        kept += arrival[i] >= 0.0 and arrival[i] < horizon
-    keep = np.empty(kept, dtype=np.int64)
-    k = 0
-    for i in range(total):
-        if arrival[i] >= 0.0 and arrival[i] < horizon:
-            keep[k] = i
-            k += 1
+    for i in range(total):  # without branches: ~1 request in 10 (in no order) is kept
+        keep[kept] = i
+        kept += (arrival[i] >= 0.0) & (arrival[i] < horizon)
+    keep = keep[:kept]
     # a stable sort, as numpy's kind="stable": equal arrivals keep their order in the draw
     order = np.argsort(arrival[keep], kind="mergesort")
     chosen = keep[order[:n]] if kept >= n else keep[:0]

@@ -64,8 +64,7 @@ def stream_requests(
     gap: FloatArray,
 ) -> list[Request]:
     """The stream's :class:`Request` s from its final columns (Python floats and ints; a NaN
-    gap becomes None)."""
-    gaps = [None if g != g else g for g in gap.tolist()]
+    gap becomes None: :func:`requests_from_columns`)."""
     return requests_from_columns(
         arrival.tolist(),
         session.tolist(),
@@ -73,7 +72,7 @@ def stream_requests(
         new.tolist(),
         context.tolist(),
         output.tolist(),
-        gaps,
+        gap.tolist(),
     )
 
 
