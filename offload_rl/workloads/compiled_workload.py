@@ -362,8 +362,8 @@ def sample_stream(
     * the lengths' uniforms (``rng.random`` for the first prompts, the follow-ups, the
       outputs), all drawn, interpolated only for :func:`lazy_rows`' rows (each chosen
       request's session up to its last chosen turn) and exponentiated by numpy;
-    * :func:`lazy_columns` (``chosen_columns_lazy``'s columns), then :func:`stream_columns`
-      (``assemble_stream``'s, keyed by the draw's session index)."""
+    * :func:`lazy_columns`' arithmetic (``chosen_columns_lazy``'s columns) on those rows, then
+      :func:`stream_columns` (``assemble_stream``'s, keyed by the draw's session index)."""
     starts = np.empty(n_sessions, dtype=np.float64)
     span = horizon - low
     for i in range(n_sessions):
@@ -377,8 +377,9 @@ def sample_stream(
     for i in range(total):
         log_gaps[i] = rng.random()
     interp_into(log_gaps, xp_gap, fp_gap, log_gaps)  # in place: each point read, then written
-    with numba.objmode(gaps="float64[::1]"):
-        gaps = np.exp(log_gaps)  # EmpiricalDist.from_raw's numpy exp
+    gaps = log_gaps  # exponentiated in place by EmpiricalDist.from_raw's numpy exp
+    with numba.objmode():  # the array passes to Python as a view of the same memory
+        np.exp(gaps, out=gaps)
     session = np.empty(total, dtype=np.int64)
     turn = np.empty(total, dtype=np.int64)
     is_first = np.empty(total, dtype=np.bool_)
@@ -426,11 +427,45 @@ def sample_stream(
     if kept < n:
         empty = np.empty(0, dtype=np.int64)
         return np.empty(0, dtype=np.float64), empty, empty, empty, empty, empty, starts[:0]
-    with numba.objmode(lengths="float64[::1]"):
-        lengths = np.exp(logs)  # EmpiricalDist.from_raw's numpy exp
-    arrival_c, key, new, output, prior, gap = lazy_columns(
-        chosen, session, turn, turns, arrival, rows, lengths[:m], lengths[m:]
-    )
+    lengths = logs  # exponentiated in place by EmpiricalDist.from_raw's numpy exp
+    with numba.objmode():
+        np.exp(lengths, out=lengths)
+    # lazy_columns' values, on the rows' places: tokens max(rint(x), 1), each row's prior
+    # context (its session's earlier rows' tokens, in integers), the gap to a chosen next turn
+    new_t = np.empty(m, dtype=np.int64)
+    out_t = np.empty(m, dtype=np.int64)
+    before = np.empty(m, dtype=np.int64)
+    running = 0
+    for k in range(m):
+        if turn[rows[k]] == 0:
+            running = 0
+        new_t[k] = np.int64(max(np.rint(lengths[k]), 1.0))
+        out_t[k] = np.int64(max(np.rint(lengths[m + k]), 1.0))
+        before[k] = running
+        running += new_t[k] + out_t[k]
+    is_chosen = np.zeros(m, dtype=np.bool_)
+    for c in chosen:
+        is_chosen[place[c]] = True
+    arrival_c = np.empty(n, dtype=np.float64)
+    key = np.empty(n, dtype=np.int64)
+    new = np.empty(n, dtype=np.int64)
+    output = np.empty(n, dtype=np.int64)
+    prior = np.empty(n, dtype=np.int64)
+    gap = np.empty(n, dtype=np.float64)
+    t0 = arrival[chosen[0]]
+    for i in range(n):
+        c = chosen[i]
+        s = session[c]
+        k = place[c]
+        arrival_c[i] = arrival[c] - t0
+        key[i] = s
+        new[i] = new_t[k]
+        output[i] = out_t[k]
+        prior[i] = before[k]
+        gap[i] = np.nan
+        # the session's next turn (c + 1: a row of the stream where chosen) chosen too
+        if turn[c] != turns[s] - 1 and place[c + 1] >= 0 and is_chosen[place[c + 1]]:
+            gap[i] = arrival[c + 1] - arrival[c]
     turn_s = np.empty(n, dtype=np.int64)
     new_s = np.empty(n, dtype=np.int64)
     out_s = np.empty(n, dtype=np.int64)

@@ -8,7 +8,9 @@ afterwards is the same: later draws depend on it), but keeps the lengths' raw dr
 normals, or the correlated latents); :func:`chosen_columns_lazy` maps them for the rows the
 stream needs. Every mapping is element by element (the quantile interpolation, ``exp``,
 rounding), so the values are those of the whole draw, picked
-(``tests/offload_rl/test_workload_lazy_draw.py``).
+(``tests/offload_rl/test_workload_lazy_draw.py``). In compiled mode the default workload's
+shape takes one kernel instead (:mod:`~offload_rl.workloads.fused_draw`, the same steps); the
+lazy draw serves the others (correlated or lognormal lengths, other turns or gaps).
 """
 
 from __future__ import annotations
