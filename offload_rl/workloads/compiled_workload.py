@@ -14,9 +14,10 @@ operation over all of them. Kernels, each the numpy code it replaces, bit for bi
   (:func:`~offload_rl.workloads.lazy_draw.chosen_columns_lazy`: the rows the stream reads,
   their lengths' interpolation, rounding, prior context and next-turn gaps), around numpy's
   ``exp`` (kept: numba's ``exp`` is not numpy's SIMD one);
-* :func:`sample_stream`: the whole stream of the default workload's shape in one call (the
-  kernels above on the generator's draws, numpy's ``exp`` in object mode; the lazy draw's
-  ~20 numpy and compiled calls each cost ~1-5 us, more after a played episode).
+* :func:`draw_front`, :func:`stream_rows`, :func:`columns_of_rows`: the whole stream of the
+  default workload's shape in three calls around numpy's ``exp`` (the kernels above on the
+  generator's draws; the lazy draw's ~20 numpy and compiled calls each cost ~1-5 us, more
+  after a played episode).
 
 :meth:`EmpiricalDist.sample <offload_rl.workloads.distributions.EmpiricalDist.sample>` maps
 thousands of uniforms through a table of ~15 quantiles per call. ``np.interp`` finds each point's
@@ -39,7 +40,6 @@ import numpy as np
 A = np.ndarray
 jit = numba.njit(cache=True, nogil=True)  # fastmath off: IEEE order, bit-identical
 hot = numba.njit(cache=True, nogil=True, forceinline=True)  # inlined into its callers
-jit_gil = numba.njit(cache=True)  # a kernel with object-mode blocks: they take the GIL
 
 
 @hot
@@ -325,45 +325,26 @@ def stream_columns(
         session[i] = group[k]
 
 
-@jit_gil
-def sample_stream(
+@jit
+def draw_front(
     rng: np.random.Generator,
     n_sessions: int,
     low: float,
     horizon: float,
-    n: int,
     cdf: A,
     means: A,
     max_turns: int,
     xp_gap: A,
     fp_gap: A,
-    xp_first: A,
-    fp_first: A,
-    xp_follow: A,
-    fp_follow: A,
-    xp_out: A,
-    fp_out: A,
-    scale: float,
-    caps: A,
-) -> tuple[A, A, A, A, A, A, A]:
-    """``SyntheticWorkload.sample``'s stream from a draw of ``n_sessions`` sessions over
-    ``[low, horizon)`` (geometric-mixture turns, empirical gaps and lengths), in one call: the
-    generator calls of ``draw_sessions_lazy`` after the session count, in their order, and the
-    arithmetic of the lazy draw's kernels on them. Its columns (arrival, dense session id,
-    turn, new tokens, context, output tokens, gap: NaN where none), or empty ones where fewer
-    than ``n`` requests arrive in ``[0, horizon)`` (the caller draws again).
-
-    * session starts (``rng.uniform(low, horizon, n_sessions)``: numpy's ``low + (horizon -
-      low) * next_double``, numba's ``random`` its ``next_double``), turns
-      (:func:`mixture_turns`), gaps (``rng.random(total)`` through :func:`interp_into`, then
-      numpy's ``exp`` in object mode: numba's is not numpy's SIMD one);
-    * the layout (:func:`session_layout`) and the stream's requests (``chosen``: the first
-      ``n`` of those arriving in ``[0, horizon)``, stably sorted by arrival);
-    * the lengths' uniforms (``rng.random`` for the first prompts, the follow-ups, the
-      outputs), all drawn, interpolated only for :func:`lazy_rows`' rows (each chosen
-      request's session up to its last chosen turn) and exponentiated by numpy;
-    * :func:`lazy_columns`' arithmetic (``chosen_columns_lazy``'s columns) on those rows, then
-      :func:`stream_columns` (``assemble_stream``'s, keyed by the draw's session index)."""
+) -> tuple[A, A, A, A]:
+    """``draw_sessions_lazy``'s generator calls after the session count, in their order, for
+    geometric-mixture turns and empirical gaps and lengths: the session starts
+    (``rng.uniform(low, horizon, n_sessions)``: numpy's ``low + (horizon - low) *
+    next_double``, numba's ``random`` its ``next_double``), the turns (:func:`mixture_turns`),
+    the gaps' uniforms (``rng.random(total)``) through :func:`interp_into` (the gap table's
+    probabilities and log values: the logs of the gaps, for numpy's ``exp``), then the first
+    prompts', follow-ups' and outputs' uniforms (``rng.random`` of ``n_sessions``, ``total -
+    n_sessions``, ``total``: one block, in that order)."""
     starts = np.empty(n_sessions, dtype=np.float64)
     span = horizon - low
     for i in range(n_sessions):
@@ -377,9 +358,35 @@ def sample_stream(
     for i in range(total):
         log_gaps[i] = rng.random()
     interp_into(log_gaps, xp_gap, fp_gap, log_gaps)  # in place: each point read, then written
-    gaps = log_gaps  # exponentiated in place by EmpiricalDist.from_raw's numpy exp
-    with numba.objmode():  # the array passes to Python as a view of the same memory
-        np.exp(gaps, out=gaps)
+    u = np.empty(2 * total, dtype=np.float64)
+    for i in range(2 * total):
+        u[i] = rng.random()
+    return starts, turns, log_gaps, u
+
+
+@jit
+def stream_rows(
+    turns: A,
+    starts: A,
+    gaps: A,
+    u: A,
+    horizon: float,
+    n: int,
+    xp_first: A,
+    fp_first: A,
+    xp_follow: A,
+    fp_follow: A,
+    xp_out: A,
+    fp_out: A,
+) -> tuple[A, A, A, A, A, A, A]:
+    """A draw's layout (:func:`session_layout`; ``gaps`` the exponentiated logs), the stream's
+    requests (``SyntheticWorkload.sample``'s ``chosen``: the first ``n`` of those arriving in
+    ``[0, horizon)``, stably sorted by arrival; none where fewer arrive: the caller draws
+    again), :func:`lazy_rows`' rows (each chosen request's session up to its last chosen
+    turn), each draw row's place among them (-1: none), and their new and output tokens'
+    interpolated logs, concatenated (``u``: :func:`draw_front`'s lengths' uniforms)."""
+    n_sessions = turns.shape[0]
+    total = gaps.shape[0]
     session = np.empty(total, dtype=np.int64)
     turn = np.empty(total, dtype=np.int64)
     is_first = np.empty(total, dtype=np.bool_)
@@ -406,30 +413,41 @@ def sample_stream(
             place[r] = m
             m += 1
     rows = np.empty(m, dtype=np.int64)
-    for r in range(total):
-        if place[r] >= 0:
-            rows[place[r]] = r
-    # the lengths' uniforms, every one drawn (the generator's state), mapped where read
     logs = np.empty(2 * m, dtype=np.float64)
     for s in range(n_sessions):
-        u = rng.random()
-        if end[s] >= 0:
-            logs[place[offset[s]]] = interp_one(u, xp_first, fp_first)
-    for s in range(n_sessions):  # a later turn's place among the draw's later turns
-        for r in range(offset[s] + 1, offset[s] + turns[s]):
-            u = rng.random()
-            if r <= end[s]:
-                logs[place[r]] = interp_one(u, xp_follow, fp_follow)
-    for r in range(total):
-        u = rng.random()
-        if place[r] >= 0:
-            logs[m + place[r]] = interp_one(u, xp_out, fp_out)
-    if kept < n:
-        empty = np.empty(0, dtype=np.int64)
-        return np.empty(0, dtype=np.float64), empty, empty, empty, empty, empty, starts[:0]
-    lengths = logs  # exponentiated in place by EmpiricalDist.from_raw's numpy exp
-    with numba.objmode():
-        np.exp(lengths, out=lengths)
+        for r in range(offset[s], end[s] + 1):
+            k = place[r]
+            rows[k] = r
+            # u: the first prompts' uniforms (one a session), the follow-ups' (a later turn's
+            # place among the draw's later turns: r - s - 1), the outputs' (one a row)
+            if r == offset[s]:
+                logs[k] = interp_one(u[s], xp_first, fp_first)
+            else:
+                logs[k] = interp_one(u[n_sessions + r - s - 1], xp_follow, fp_follow)
+            logs[m + k] = interp_one(u[total + r], xp_out, fp_out)
+    return chosen, session, turn, arrival, rows, place, logs
+
+
+@jit
+def columns_of_rows(
+    chosen: A,
+    session: A,
+    turn: A,
+    turns: A,
+    arrival: A,
+    rows: A,
+    place: A,
+    lengths: A,
+    scale: float,
+    caps: A,
+) -> tuple[A, A, A, A, A, A, A]:
+    """The stream's columns from :func:`stream_rows`' arrays (``lengths``: its logs,
+    exponentiated): :func:`lazy_columns`' arithmetic on the rows' places
+    (``chosen_columns_lazy``'s columns), then :func:`stream_columns` (``assemble_stream``'s,
+    keyed by the draw's session index): arrival, dense session id, turn, new tokens, context,
+    output tokens, gap (NaN: none)."""
+    n = chosen.shape[0]
+    m = rows.shape[0]
     # lazy_columns' values, on the rows' places: tokens max(rint(x), 1), each row's prior
     # context (its session's earlier rows' tokens, in integers), the gap to a chosen next turn
     new_t = np.empty(m, dtype=np.int64)
@@ -496,11 +514,13 @@ def warm_up() -> None:
     rows, log_new, log_out = lazy_rows(one, one, one, u, u, u, *([xp] * 6))
     lazy_columns(one, one, one, one + 1, u, rows, log_new, log_out)
     mixture_turns(np.random.default_rng(0), xp, xp + 1.0, 64, np.empty(2, dtype=np.int64))
-    # the fused sample's kernel, for the types FusedPlan.sample passes (its entry point's one
-    # specialization)
+    # the fused sample's kernels, for the types FusedPlan.sample passes (their entry points'
+    # one specialization)
     caps = np.ones(3, dtype=np.int64)
     rng = np.random.default_rng(0)
-    sample_stream(rng, 3, 0.0, 1e9, 1, xp, xp + 1.0, 64, xp, xp, xp, xp, xp, xp, xp, xp, 1.0, caps)
+    st, tu, lg, uu = draw_front(rng, 3, 0.0, 1e9, xp, xp + 1.0, 64, xp, xp)
+    ch, se, tn, ar, ro, pl, lo = stream_rows(tu, st, np.exp(lg), uu, 1e9, 1, xp, xp, xp, xp, xp, xp)
+    columns_of_rows(ch, se, tn, tu, ar, ro, pl, np.exp(lo), 1.0, caps)
     for scale in (1.0, 0.5):
         cols = [np.zeros(2, dtype=np.int64) for _ in range(5)]
         stream_columns(turns, turns, turns, turns, scale, np.ones(3, dtype=np.int64), *cols)

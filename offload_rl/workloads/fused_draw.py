@@ -1,14 +1,15 @@
-"""The synthetic stream in one compiled call, for the default workload's shape.
+"""The synthetic stream in three compiled calls, for the default workload's shape.
 
 An EdgeCell-v0 reset samples 257 requests out of a draw of ~3700 (the warm-up). The lazy draw
 (:mod:`~offload_rl.workloads.lazy_draw`) makes that draw in ~20 numpy and compiled calls on
 small arrays, each ~1-5 us and more with numpy's code out of the caches after a played
-episode. Here the same generator calls and arithmetic run in one kernel
-(:func:`~offload_rl.workloads.compiled_workload.sample_stream`, the lazy draw's kernels on the
-generator's draws) with numpy's ``exp`` called from it (numba's ``exp`` is not numpy's SIMD
-one). It applies where the lazy draw's compiled path does (independent, empirical lengths)
-with geometric-mixture turns and empirical gaps; the values, the generator's state afterwards
-and the Request objects are the numpy reference's
+episode. Here the same generator calls and arithmetic run in three kernels
+(:mod:`~offload_rl.workloads.compiled_workload`'s ``draw_front``, ``stream_rows`` and
+``columns_of_rows``: the lazy draw's kernels on the generator's draws) around numpy's ``exp``
+(numba's ``exp`` is not numpy's SIMD one; called from a kernel in object mode, it cost ~15 us
+more a call after a played episode). It applies where the lazy draw's compiled path does
+(independent, empirical lengths) with geometric-mixture turns and empirical gaps; the values,
+the generator's state afterwards and the Request objects are the numpy reference's
 (``tests/offload_rl/test_workload_fused_draw.py``).
 """
 
@@ -48,12 +49,21 @@ class FusedPlan:
         arrive in ``[0, horizon_s)`` (the caller draws again over a longer horizon)."""
         p = self.params
         n_sessions = int(rng.poisson(p.session_rate_per_s * (p.warmup_s + horizon_s)))
-        columns = kernels.call(
-            "sample_stream", rng, n_sessions, -p.warmup_s, horizon_s, n, *self.turns,
-            self.max_turns, *self.gap, *self.lengths, float(self.scaling.scale), self.caps,
+        starts, turns, gaps, u = kernels.call(
+            "draw_front", rng, n_sessions, -p.warmup_s, horizon_s, *self.turns,
+            self.max_turns, *self.gap,
         )  # fmt: skip
-        if len(columns[0]) < n:
+        np.exp(gaps, out=gaps)  # EmpiricalDist.from_raw's exp of the whole draw's gaps
+        chosen, session, turn, arrival, rows, place, lengths = kernels.call(
+            "stream_rows", turns, starts, gaps, u, horizon_s, n, *self.lengths
+        )
+        if len(chosen) < n:
             return None
+        np.exp(lengths, out=lengths)  # from_raw's exp of the rows' new and output tokens
+        columns = kernels.call(
+            "columns_of_rows", chosen, session, turn, turns, arrival, rows, place, lengths,
+            float(self.scaling.scale), self.caps,
+        )  # fmt: skip
         return stream_requests(*columns)
 
 
