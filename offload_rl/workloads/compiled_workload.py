@@ -13,7 +13,11 @@ operation over all of them. Kernels, each the numpy code it replaces, bit for bi
 * :func:`lazy_rows`, :func:`lazy_columns`: the lazy draw's columns
   (:func:`~offload_rl.workloads.lazy_draw.chosen_columns_lazy`: the rows the stream reads,
   their lengths' interpolation, rounding, prior context and next-turn gaps), around numpy's
-  ``exp`` (kept: numba's ``exp`` is not numpy's SIMD one).
+  ``exp`` (kept: numba's ``exp`` is not numpy's SIMD one);
+* :func:`draw_front`, :func:`stream_rows`, :func:`columns_of_rows`: the whole stream of the
+  default workload's shape in three calls around numpy's ``exp`` (the kernels above on the
+  generator's draws; the lazy draw's ~20 numpy and compiled calls each cost ~1-5 us, more
+  after a played episode).
 
 :meth:`EmpiricalDist.sample <offload_rl.workloads.distributions.EmpiricalDist.sample>` maps
 thousands of uniforms through a table of ~15 quantiles per call. ``np.interp`` finds each point's
@@ -237,14 +241,38 @@ def session_layout(
 def mixture_turns(rng: np.random.Generator, cdf: A, means: A, max_turns: int, out: A) -> None:
     """``out[:] = GeometricMixtureTurns.sample(rng, len(out))`` from ``cdf`` (its
     ``choice_cdf`` of the weights) and ``means`` (float64, finite): numpy's calls in their
-    order, each the numpy algorithm on the same bit generator (numba's ``Generator`` methods):
-    one uniform per session searched in ``cdf`` (``choice_indices``), then one geometric per
-    session with ``p = 1 / means[component]`` (``rng.geometric``'s element by element), at
-    most ``max_turns``."""
+    order on the same bit generator: one uniform per session searched in ``cdf``
+    (``choice_indices``), then one geometric per session with ``p = 1 / means[component]``
+    (``rng.geometric``'s element by element), at most ``max_turns``. The geometric is numpy's
+    ``random_geometric`` (``distributions.c``, as numba ports it): a search on one uniform for
+    ``p >= 1/3``, else ``ceil(-E / log1p(-p))`` of a standard exponential ``E`` (numpy's
+    ziggurat: numba's ``standard_exponential``), at least ``2**63`` read as ``INT64_MAX``;
+    ``p`` and ``log1p(-p)`` computed once per component (the same operations on the same
+    values as per draw)."""
+    components = means.shape[0]
+    p = np.empty(components, dtype=np.float64)
+    log_q = np.empty(components, dtype=np.float64)
+    for c in range(components):
+        p[c] = 1.0 / means[c]
+        log_q[c] = np.log1p(-p[c])
     for i in range(out.shape[0]):
         out[i] = np.searchsorted(cdf, rng.random(), side="right")
     for i in range(out.shape[0]):
-        out[i] = min(rng.geometric(1.0 / means[out[i]]), max_turns)
+        c = out[i]
+        pc = p[c]
+        if pc >= 0.333333333333333333333333:
+            x = 1
+            total = prod = pc
+            q = 1.0 - pc
+            u = rng.random()
+            while u > total:
+                prod *= q
+                total += prod
+                x += 1
+            out[i] = min(x, max_turns)
+        else:
+            z = np.ceil(-rng.standard_exponential() / log_q[c])
+            out[i] = max_turns if z >= 9.223372036854776e18 else min(np.int64(z), max_turns)
 
 
 @jit
@@ -297,6 +325,174 @@ def stream_columns(
         session[i] = group[k]
 
 
+@jit
+def draw_front(
+    rng: np.random.Generator,
+    n_sessions: int,
+    low: float,
+    horizon: float,
+    cdf: A,
+    means: A,
+    max_turns: int,
+    xp_gap: A,
+    fp_gap: A,
+) -> tuple[A, A, A, A]:
+    """``draw_sessions_lazy``'s generator calls after the session count, in their order, for
+    geometric-mixture turns and empirical gaps and lengths: the session starts
+    (``rng.uniform(low, horizon, n_sessions)``: numpy's ``low + (horizon - low) *
+    next_double``, numba's ``random`` its ``next_double``), the turns (:func:`mixture_turns`),
+    the gaps' uniforms (``rng.random(total)``) through :func:`interp_into` (the gap table's
+    probabilities and log values: the logs of the gaps, for numpy's ``exp``), then the first
+    prompts', follow-ups' and outputs' uniforms (``rng.random`` of ``n_sessions``, ``total -
+    n_sessions``, ``total``: one block, in that order)."""
+    starts = np.empty(n_sessions, dtype=np.float64)
+    span = horizon - low
+    for i in range(n_sessions):
+        starts[i] = low + span * rng.random()  # numpy's random_uniform(low, horizon - low)
+    turns = np.empty(n_sessions, dtype=np.int64)
+    mixture_turns(rng, cdf, means, max_turns, turns)
+    total = 0
+    for i in range(n_sessions):
+        total += turns[i]
+    log_gaps = np.empty(total, dtype=np.float64)
+    for i in range(total):
+        log_gaps[i] = rng.random()
+    interp_into(log_gaps, xp_gap, fp_gap, log_gaps)  # in place: each point read, then written
+    u = np.empty(2 * total, dtype=np.float64)
+    for i in range(2 * total):
+        u[i] = rng.random()
+    return starts, turns, log_gaps, u
+
+
+@jit
+def stream_rows(
+    turns: A,
+    starts: A,
+    gaps: A,
+    u: A,
+    horizon: float,
+    n: int,
+    xp_first: A,
+    fp_first: A,
+    xp_follow: A,
+    fp_follow: A,
+    xp_out: A,
+    fp_out: A,
+) -> tuple[A, A, A, A, A, A, A]:
+    """A draw's layout (:func:`session_layout`; ``gaps`` the exponentiated logs), the stream's
+    requests (``SyntheticWorkload.sample``'s ``chosen``: the first ``n`` of those arriving in
+    ``[0, horizon)``, stably sorted by arrival; none where fewer arrive: the caller draws
+    again), :func:`lazy_rows`' rows (each chosen request's session up to its last chosen
+    turn), each draw row's place among them (-1: none), and their new and output tokens'
+    interpolated logs, concatenated (``u``: :func:`draw_front`'s lengths' uniforms)."""
+    n_sessions = turns.shape[0]
+    total = gaps.shape[0]
+    session = np.empty(total, dtype=np.int64)
+    turn = np.empty(total, dtype=np.int64)
+    is_first = np.empty(total, dtype=np.bool_)
+    arrival = np.empty(total, dtype=np.float64)
+    offset = np.empty(n_sessions, dtype=np.int64)
+    session_layout(turns, starts, gaps, session, offset, turn, is_first, arrival)
+    keep = np.empty(total, dtype=np.int64)  # the requests arriving in [0, horizon)
+    kept = 0
+    for i in range(total):  # without branches: ~1 request in 10 (in no order) is kept
+        keep[kept] = i
+        kept += (arrival[i] >= 0.0) & (arrival[i] < horizon)
+    keep = keep[:kept]
+    # a stable sort, as numpy's kind="stable": equal arrivals keep their order in the draw
+    order = np.argsort(arrival[keep], kind="mergesort")
+    chosen = keep[order[:n]] if kept >= n else keep[:0]
+    # lazy_rows' rows: each chosen request's session from its first turn to its last chosen
+    end = np.full(n_sessions, -1, dtype=np.int64)
+    for c in chosen:
+        end[session[c]] = max(end[session[c]], c)
+    place = np.full(total, -1, dtype=np.int64)  # each such row's place among them
+    m = 0
+    for s in range(n_sessions):
+        for r in range(offset[s], end[s] + 1):
+            place[r] = m
+            m += 1
+    rows = np.empty(m, dtype=np.int64)
+    logs = np.empty(2 * m, dtype=np.float64)
+    for s in range(n_sessions):
+        for r in range(offset[s], end[s] + 1):
+            k = place[r]
+            rows[k] = r
+            # u: the first prompts' uniforms (one a session), the follow-ups' (a later turn's
+            # place among the draw's later turns: r - s - 1), the outputs' (one a row)
+            if r == offset[s]:
+                logs[k] = interp_one(u[s], xp_first, fp_first)
+            else:
+                logs[k] = interp_one(u[n_sessions + r - s - 1], xp_follow, fp_follow)
+            logs[m + k] = interp_one(u[total + r], xp_out, fp_out)
+    return chosen, session, turn, arrival, rows, place, logs
+
+
+@jit
+def columns_of_rows(
+    chosen: A,
+    session: A,
+    turn: A,
+    turns: A,
+    arrival: A,
+    rows: A,
+    place: A,
+    lengths: A,
+    scale: float,
+    caps: A,
+) -> tuple[A, A, A, A, A, A, A]:
+    """The stream's columns from :func:`stream_rows`' arrays (``lengths``: its logs,
+    exponentiated): :func:`lazy_columns`' arithmetic on the rows' places
+    (``chosen_columns_lazy``'s columns), then :func:`stream_columns` (``assemble_stream``'s,
+    keyed by the draw's session index): arrival, dense session id, turn, new tokens, context,
+    output tokens, gap (NaN: none)."""
+    n = chosen.shape[0]
+    m = rows.shape[0]
+    # lazy_columns' values, on the rows' places: tokens max(rint(x), 1), each row's prior
+    # context (its session's earlier rows' tokens, in integers), the gap to a chosen next turn
+    new_t = np.empty(m, dtype=np.int64)
+    out_t = np.empty(m, dtype=np.int64)
+    before = np.empty(m, dtype=np.int64)
+    running = 0
+    for k in range(m):
+        if turn[rows[k]] == 0:
+            running = 0
+        new_t[k] = np.int64(max(np.rint(lengths[k]), 1.0))
+        out_t[k] = np.int64(max(np.rint(lengths[m + k]), 1.0))
+        before[k] = running
+        running += new_t[k] + out_t[k]
+    is_chosen = np.zeros(m, dtype=np.bool_)
+    for c in chosen:
+        is_chosen[place[c]] = True
+    arrival_c = np.empty(n, dtype=np.float64)
+    key = np.empty(n, dtype=np.int64)
+    new = np.empty(n, dtype=np.int64)
+    output = np.empty(n, dtype=np.int64)
+    prior = np.empty(n, dtype=np.int64)
+    gap = np.empty(n, dtype=np.float64)
+    t0 = arrival[chosen[0]]
+    for i in range(n):
+        c = chosen[i]
+        s = session[c]
+        k = place[c]
+        arrival_c[i] = arrival[c] - t0
+        key[i] = s
+        new[i] = new_t[k]
+        output[i] = out_t[k]
+        prior[i] = before[k]
+        gap[i] = np.nan
+        # the session's next turn (c + 1: a row of the stream where chosen) chosen too
+        if turn[c] != turns[s] - 1 and place[c + 1] >= 0 and is_chosen[place[c + 1]]:
+            gap[i] = arrival[c + 1] - arrival[c]
+    turn_s = np.empty(n, dtype=np.int64)
+    new_s = np.empty(n, dtype=np.int64)
+    out_s = np.empty(n, dtype=np.int64)
+    context = np.empty(n, dtype=np.int64)
+    session_s = np.empty(n, dtype=np.int64)
+    stream_columns(key, new, output, prior, scale, caps, turn_s, new_s, out_s, context, session_s)
+    return arrival_c, session_s, turn_s, new_s, context, out_s, gap
+
+
 def warm_up() -> None:
     """Compile (or load from numba's cache) the kernels for the types the workload passes."""
     xp = np.array([0.0, 1.0])
@@ -318,6 +514,13 @@ def warm_up() -> None:
     rows, log_new, log_out = lazy_rows(one, one, one, u, u, u, *([xp] * 6))
     lazy_columns(one, one, one, one + 1, u, rows, log_new, log_out)
     mixture_turns(np.random.default_rng(0), xp, xp + 1.0, 64, np.empty(2, dtype=np.int64))
+    # the fused sample's kernels, for the types FusedPlan.sample passes (their entry points'
+    # one specialization)
+    caps = np.ones(3, dtype=np.int64)
+    rng = np.random.default_rng(0)
+    st, tu, lg, uu = draw_front(rng, 3, 0.0, 1e9, xp, xp + 1.0, 64, xp, xp)
+    ch, se, tn, ar, ro, pl, lo = stream_rows(tu, st, np.exp(lg), uu, 1e9, 1, xp, xp, xp, xp, xp, xp)
+    columns_of_rows(ch, se, tn, tu, ar, ro, pl, np.exp(lo), 1.0, caps)
     for scale in (1.0, 0.5):
         cols = [np.zeros(2, dtype=np.int64) for _ in range(5)]
         stream_columns(turns, turns, turns, turns, scale, np.ones(3, dtype=np.int64), *cols)

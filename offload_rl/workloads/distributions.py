@@ -7,7 +7,6 @@ which family each quantity follows; each can ``sample`` and give its ``mean``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Annotated, Literal
 
 import numpy as np
@@ -154,23 +153,13 @@ class GeometricMixtureTurns(StrictModel):
 
 
 _MIXTURES: dict[int, tuple[GeometricMixtureTurns, FloatArray, FloatArray]] = {}
-# mixture_turns' compiled entry point (kernel_jit.entry_point), set after its first call
-# through numba's dispatcher: the dispatcher types a Generator argument in Python (~30 us a
-# reset after a played episode, its code out of the caches); this caller's types never change
-_turns_call: list[Callable[..., None]] = []
 
 
-def _compiled_turns(
-    dist: GeometricMixtureTurns, rng: np.random.Generator, n: int
-) -> IntArray | None:
-    """``dist.sample(rng, n)`` in one compiled call
-    (:func:`~offload_rl.workloads.compiled_workload.mixture_turns`, the same draws and values)
-    where the workload's kernels run, for a ``Generator`` and finite means (numpy rejects the
-    ``p = 0`` of an infinite one); None otherwise. The weights' CDF and the means are made once
-    per distribution object, as the reference makes them."""
-    module = kernels.compiled()
-    if module is None or type(rng) is not np.random.Generator:
-        return None
+def mixture_tables(dist: GeometricMixtureTurns) -> tuple[FloatArray, FloatArray] | None:
+    """The weights' CDF (``choice_cdf`` of the normalised weights) and the means (float64) that
+    :func:`~offload_rl.workloads.compiled_workload.mixture_turns` draws from, made once per
+    distribution object as the reference makes them; None for an infinite mean (numpy rejects
+    its ``p = 0``: the reference raises)."""
     hit = _MIXTURES.get(id(dist))
     if hit is None or hit[0] is not dist:
         if len(_MIXTURES) >= 64:  # parameters made on the fly (tests): keep the cache small
@@ -180,14 +169,22 @@ def _compiled_turns(
         hit = _MIXTURES[id(dist)] = (dist, choice_cdf(w / w.sum()), means)
     if not np.isfinite(hit[2]).all():
         return None
-    out = np.empty(n, dtype=np.int64)
-    (_turns_call[0] if _turns_call else module.mixture_turns)(
-        rng, hit[1], hit[2], int(dist.max_turns), out
-    )
-    if not _turns_call:
-        from offload_rl.cell.kernel_jit import entry_point  # imports numba: compiled only
+    return hit[1], hit[2]
 
-        _turns_call.append(entry_point(module.mixture_turns))
+
+def _compiled_turns(
+    dist: GeometricMixtureTurns, rng: np.random.Generator, n: int
+) -> IntArray | None:
+    """``dist.sample(rng, n)`` in one compiled call
+    (:func:`~offload_rl.workloads.compiled_workload.mixture_turns`, the same draws and values)
+    where the workload's kernels run, for a ``Generator`` and finite means; None otherwise."""
+    if kernels.compiled() is None or type(rng) is not np.random.Generator:
+        return None
+    tables = mixture_tables(dist)
+    if tables is None:
+        return None
+    out = np.empty(n, dtype=np.int64)
+    kernels.call("mixture_turns", rng, *tables, int(dist.max_turns), out)
     return out
 
 

@@ -8,7 +8,9 @@ afterwards is the same: later draws depend on it), but keeps the lengths' raw dr
 normals, or the correlated latents); :func:`chosen_columns_lazy` maps them for the rows the
 stream needs. Every mapping is element by element (the quantile interpolation, ``exp``,
 rounding), so the values are those of the whole draw, picked
-(``tests/offload_rl/test_workload_lazy_draw.py``).
+(``tests/offload_rl/test_workload_lazy_draw.py``). In compiled mode the default workload's
+shape takes one kernel instead (:mod:`~offload_rl.workloads.fused_draw`, the same steps); the
+lazy draw serves the others (correlated or lognormal lengths, other turns or gaps).
 """
 
 from __future__ import annotations
@@ -141,7 +143,7 @@ def numpy_columns(
 _TABLES: dict[int, tuple[EmpiricalDist, FloatArray, FloatArray]] = {}
 
 
-def _table(dist: EmpiricalDist) -> tuple[FloatArray, FloatArray]:
+def distribution_table(dist: EmpiricalDist) -> tuple[FloatArray, FloatArray]:
     """``dist``'s probabilities and log values as :meth:`EmpiricalDist.from_raw` interpolates
     them (float64 arrays, made once per distribution object)."""
     hit = _TABLES.get(id(dist))
@@ -167,7 +169,7 @@ def _compiled_columns(
         return None
     if not all(isinstance(dist, EmpiricalDist) for dist in dists):
         return None
-    tables = [a for dist in dists for a in _table(cast(EmpiricalDist, dist))]
+    tables = [a for dist in dists for a in distribution_table(cast(EmpiricalDist, dist))]
     rows, log_new, log_out = module.lazy_rows(chosen, d.session, d.offset, *d.raw, *tables)
     return cast(
         tuple[FloatArray, IntArray, IntArray, IntArray, IntArray, FloatArray],

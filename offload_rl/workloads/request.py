@@ -67,12 +67,13 @@ def requests_from_columns(
     output_tokens: list[int],
     gap_to_next_turn_s: list[float | None],
 ) -> list[Request]:
-    """``[Request(*row) for row in zip(columns)]``, equal objects of the same type at a
-    half the cost (a frozen dataclass's ``__init__`` sets each field through
-    ``object.__setattr__``, ~1 us per request of a stream of hundreds): each object's slots
-    are stored as a plain object's (:class:`_Filling`), then its class becomes
-    :class:`Request` (Request has no ``__post_init__``: checked at import)."""
-    new = object.__new__
+    """``[Request(*row) for row in zip(columns)]`` with a NaN gap read as None (a numpy
+    column's "no next turn"), equal objects of the same type at a half the cost (a frozen
+    dataclass's ``__init__`` sets each field through ``object.__setattr__``, ~1 us per request
+    of a stream of hundreds): each object's slots are stored as a plain object's
+    (:class:`_Filling`), then its class becomes :class:`Request` (Request has no
+    ``__post_init__``: checked at import)."""
+    filling = _Filling
     out: list[Request] = []
     for a, s, t, p, c, o, g in zip(
         arrival_s,
@@ -84,14 +85,14 @@ def requests_from_columns(
         gap_to_next_turn_s,
         strict=True,
     ):
-        r: Any = new(_Filling)  # Request's slots: the assignments below fill them
+        r: Any = filling()  # Request's slots: the assignments below fill them
         r.arrival_s = a
         r.session_id = s
         r.turn = t
         r.new_tokens = p
         r.context_tokens = c
         r.output_tokens = o
-        r.gap_to_next_turn_s = g
+        r.gap_to_next_turn_s = g if g == g else None  # NaN: None (None == None)
         r.__class__ = Request
         out.append(r)
     return out

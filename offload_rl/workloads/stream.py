@@ -51,15 +51,28 @@ def assemble_stream(
     if columns is None:
         columns = _stream_columns(key, new, output, prior_context, scaling)
     session, turn, new_s, context, out_s = columns
-    gaps = [None if g != g else g for g in gap.tolist()]
+    return stream_requests(arrival, session, turn, new_s, context, out_s, gap)
+
+
+def stream_requests(
+    arrival: FloatArray,
+    session: IntArray,
+    turn: IntArray,
+    new: IntArray,
+    context: IntArray,
+    output: IntArray,
+    gap: FloatArray,
+) -> list[Request]:
+    """The stream's :class:`Request` s from its final columns (Python floats and ints; a NaN
+    gap becomes None: :func:`requests_from_columns`)."""
     return requests_from_columns(
         arrival.tolist(),
         session.tolist(),
         turn.tolist(),
-        new_s.tolist(),
+        new.tolist(),
         context.tolist(),
-        out_s.tolist(),
-        gaps,
+        output.tolist(),
+        gap.tolist(),
     )
 
 
@@ -104,7 +117,19 @@ def _compiled_columns(
         return None
     if key.min() < 0 or key.max() > 16 * n + 4096:
         return None
-    caps = np.array(
+    caps = scaling_caps(scaling)
+    session, turn, new_s, context, out_s = (np.empty(n, dtype=np.int64) for _ in range(5))
+    module.stream_columns(
+        key, new, output, prior_context, float(scaling.scale), caps,
+        turn, new_s, out_s, context, session,
+    )  # fmt: skip
+    return session, turn, new_s, context, out_s
+
+
+def scaling_caps(scaling: TokenScaling) -> IntArray:
+    """:func:`~offload_rl.workloads.compiled_workload.stream_columns`' caps: new tokens
+    (``TokenScaling.scale_lengths``' cap), output tokens, context."""
+    return np.array(
         [
             min(scaling.max_new_tokens, scaling.max_context_tokens),
             scaling.max_output_tokens,
@@ -112,9 +137,3 @@ def _compiled_columns(
         ],
         dtype=np.int64,
     )
-    session, turn, new_s, context, out_s = (np.empty(n, dtype=np.int64) for _ in range(5))
-    module.stream_columns(
-        key, new, output, prior_context, float(scaling.scale), caps,
-        turn, new_s, out_s, context, session,
-    )  # fmt: skip
-    return session, turn, new_s, context, out_s

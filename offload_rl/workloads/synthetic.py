@@ -18,6 +18,8 @@ import numpy.typing as npt
 from offload_rl.workloads import kernels
 from offload_rl.workloads.correlation import correlated_lengths
 from offload_rl.workloads.distributions import EmpiricalDist, LognormalDist
+from offload_rl.workloads.fused_draw import FusedPlan, fused_plan
+from offload_rl.workloads.fused_draw import runs_here as fused_runs_here
 from offload_rl.workloads.lazy_draw import (
     LazyDraw,
     chosen_columns_lazy,
@@ -135,6 +137,8 @@ class SyntheticWorkload:
         # the params' request rate, computed once (numpy on its short lists: ~5-40 us a
         # sample, most of it with numpy's code out of the caches after a played episode)
         self._rate: tuple[WorkloadParams, float] | None = None
+        # the fused kernels' plan for (params, scaling), made once (None: they do not apply)
+        self._plan: tuple[WorkloadParams, TokenScaling, FusedPlan | None] | None = None
 
     def _request_rate(self) -> float:
         """``self.params.request_rate_per_s()``, kept while ``self.params`` is the same (frozen)
@@ -143,6 +147,14 @@ class SyntheticWorkload:
         if self._rate is None or self._rate[0] is not p:
             self._rate = (p, p.request_rate_per_s())
         return self._rate[1]
+
+    def _fused_plan(self) -> FusedPlan | None:
+        """:func:`fused_plan` of the current params and scaling, kept while they are the same
+        (frozen) objects."""
+        p, scaling = self.params, self.scaling
+        if self._plan is None or self._plan[0] is not p or self._plan[1] is not scaling:
+            self._plan = (p, scaling, fused_plan(p, scaling))
+        return self._plan[2]
 
     def __repr__(self) -> str:
         return f"SyntheticWorkload(name={self.name!r}, scaling={self.scaling!r})"
@@ -156,14 +168,22 @@ class SyntheticWorkload:
         p = self.params
         n = n_requests
         horizon = (n + 4.0 * math.sqrt(n) + 10.0) / self._request_rate()
-        lazy = kernels.compiled() is not None  # the fast path where the cell runs compiled
+        # the fast paths where the cell runs compiled: the fused kernels (the default
+        # workload's shape), else the lazy draw; numpy's whole draw is the reference
+        plan = self._fused_plan() if fused_runs_here(rng) else None
+        lazy = kernels.compiled() is not None
         while True:
-            d = (draw_sessions_lazy if lazy else draw_sessions)(
-                p, rng, p.session_rate_per_s, horizon
-            )
-            keep = np.flatnonzero((d.arrival >= 0.0) & (d.arrival < horizon))
-            if len(keep) >= n:
-                break
+            if plan is not None:
+                stream = plan.sample(rng, n, horizon)
+                if stream is not None:
+                    return stream
+            else:
+                d = (draw_sessions_lazy if lazy else draw_sessions)(
+                    p, rng, p.session_rate_per_s, horizon
+                )
+                keep = np.flatnonzero((d.arrival >= 0.0) & (d.arrival < horizon))
+                if len(keep) >= n:
+                    break
             horizon *= 1.5
         chosen = keep[np.argsort(d.arrival[keep], kind="stable")[:n]]
         if isinstance(d, LazyDraw):  # lengths mapped for the rows the stream reads only
