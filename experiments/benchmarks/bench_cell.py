@@ -30,11 +30,10 @@ ratio with other processes' time slices, unevenly; CPU time does not.
         [--compare-python] [--clock wall|cpu]
 
 Figures (README "EdgeCell-v0 cost per decision"; ``--compare-python --clock cpu --steps 2000
---rounds 3`` on the 2-core VM, main 0268b40, four runs each followed by one of 35b195e): ratios
-0.207-0.252 / 0.194-0.213 / 0.158-0.191 compiled against 0.023-0.029 / 0.022-0.023 / 0.019-0.020
-Python at N = 8 / 32 / 128 (0.031-0.036 / 0.030-0.034 / 0.036-0.041 ms per decision compiled);
-35b195e 0.193-0.235 / 0.174-0.185 (one run 0.224) / 0.151-0.171. The target 0.25 at N = 32 is
-not met.
+--rounds 3`` on the 2-core VM, main e1af5b8, three runs each followed by one of 16ab15a): ratios
+0.273-0.275 / 0.231-0.246 / 0.178-0.187 compiled against 0.026-0.027 / 0.022-0.023 / 0.019-0.021
+Python at N = 8 / 32 / 128 (0.023-0.025 / 0.026-0.028 / 0.034-0.053 ms per decision compiled);
+16ab15a 0.228-0.286 / 0.180-0.215 / 0.152-0.163. The target 0.25 at N = 32 is not met.
 """
 
 from __future__ import annotations
