@@ -159,38 +159,38 @@ def lazy_rows(
     return rows, log_new, log_out
 
 
-@jit
-def lazy_columns(
-    chosen: A, session: A, turn: A, turns: A, arrival: A, rows: A, new_f: A, out_f: A
+@hot
+def rows_to_columns(
+    chosen: A, session: A, turn: A, turns: A, arrival: A, rows: A, place: A, new_f: A, out_f: A
 ) -> tuple[A, A, A, A, A, A]:
-    """``chosen_columns_lazy``'s columns from :func:`lazy_rows`' rows and their lengths
-    (``new_f``, ``out_f``: the exponentiated logs): tokens ``max(rint(x), 1)``, the prior
-    context (the session's earlier rows' tokens, summed in integers), the gap to a session's
-    next turn where that turn is chosen (NaN otherwise), arrivals from the first chosen."""
+    """The chosen requests' columns from the rows they need (each chosen request's session
+    from its first turn to its last chosen one, ``rows``, in session order; ``place``: each
+    draw row's place among them, -1 for none) and those rows'
+    lengths (``new_f``, ``out_f``: the exponentiated logs): tokens ``max(rint(x), 1)``, the
+    prior context (the session's earlier rows' tokens, summed in integers), the gap to a
+    session's next turn where that turn is chosen (NaN otherwise), arrivals from the first
+    chosen; (arrival, session, new, output, prior, gap). The one home of
+    :func:`lazy_columns`' and :func:`columns_of_rows`' arithmetic."""
     n = chosen.shape[0]
-    total = arrival.shape[0]
-    # each row's place in rows, and each row's context (its session's earlier tokens)
-    place = np.full(total + 1, -1, dtype=np.int64)
-    before = np.empty(rows.shape[0], dtype=np.int64)
-    new_t = np.empty(rows.shape[0], dtype=np.int64)
-    out_t = np.empty(rows.shape[0], dtype=np.int64)
+    m = rows.shape[0]
+    new_t = np.empty(m, dtype=np.int64)
+    out_t = np.empty(m, dtype=np.int64)
+    before = np.empty(m, dtype=np.int64)
     running = 0
-    for k in range(rows.shape[0]):
-        r = rows[k]
-        place[r] = k
-        if turn[r] == 0:
+    for k in range(m):
+        if turn[rows[k]] == 0:
             running = 0
         new_t[k] = np.int64(max(np.rint(new_f[k]), 1.0))
         out_t[k] = np.int64(max(np.rint(out_f[k]), 1.0))
         before[k] = running
         running += new_t[k] + out_t[k]
-    position = np.full(total + 1, -1, dtype=np.int64)
-    for i in range(n):
-        position[chosen[i]] = i
+    is_chosen = np.zeros(m, dtype=np.bool_)
+    for c in chosen:
+        is_chosen[place[c]] = True
     arrival_c = np.empty(n, dtype=np.float64)
-    session_c = np.empty(n, dtype=np.int64)
-    new_c = np.empty(n, dtype=np.int64)
-    out_c = np.empty(n, dtype=np.int64)
+    key = np.empty(n, dtype=np.int64)
+    new = np.empty(n, dtype=np.int64)
+    output = np.empty(n, dtype=np.int64)
     prior = np.empty(n, dtype=np.int64)
     gap = np.empty(n, dtype=np.float64)
     t0 = arrival[chosen[0]]
@@ -199,15 +199,28 @@ def lazy_columns(
         s = session[c]
         k = place[c]
         arrival_c[i] = arrival[c] - t0
-        session_c[i] = s
-        new_c[i] = new_t[k]
-        out_c[i] = out_t[k]
+        key[i] = s
+        new[i] = new_t[k]
+        output[i] = out_t[k]
         prior[i] = before[k]
-        last = turn[c] == turns[s] - 1
         gap[i] = np.nan
-        if not last and position[c + 1] >= 0:
+        # the session's next turn (c + 1: a row of the stream where chosen) chosen too
+        if turn[c] != turns[s] - 1 and place[c + 1] >= 0 and is_chosen[place[c + 1]]:
             gap[i] = arrival[c + 1] - arrival[c]
-    return arrival_c, session_c, new_c, out_c, prior, gap
+    return arrival_c, key, new, output, prior, gap
+
+
+@jit
+def lazy_columns(
+    chosen: A, session: A, turn: A, turns: A, arrival: A, rows: A, new_f: A, out_f: A
+) -> tuple[A, A, A, A, A, A]:
+    """``chosen_columns_lazy``'s columns from :func:`lazy_rows`' rows and their lengths
+    (``new_f``, ``out_f``: the exponentiated logs): :func:`rows_to_columns` on the rows'
+    places."""
+    place = np.full(arrival.shape[0] + 1, -1, dtype=np.int64)
+    for k in range(rows.shape[0]):
+        place[rows[k]] = k
+    return rows_to_columns(chosen, session, turn, turns, arrival, rows, place, new_f, out_f)
 
 
 @jit
@@ -442,48 +455,15 @@ def columns_of_rows(
     caps: A,
 ) -> tuple[A, A, A, A, A, A, A]:
     """The stream's columns from :func:`stream_rows`' arrays (``lengths``: its logs,
-    exponentiated): :func:`lazy_columns`' arithmetic on the rows' places
+    exponentiated): :func:`rows_to_columns` on the rows' places
     (``chosen_columns_lazy``'s columns), then :func:`stream_columns` (``assemble_stream``'s,
     keyed by the draw's session index): arrival, dense session id, turn, new tokens, context,
     output tokens, gap (NaN: none)."""
     n = chosen.shape[0]
     m = rows.shape[0]
-    # lazy_columns' values, on the rows' places: tokens max(rint(x), 1), each row's prior
-    # context (its session's earlier rows' tokens, in integers), the gap to a chosen next turn
-    new_t = np.empty(m, dtype=np.int64)
-    out_t = np.empty(m, dtype=np.int64)
-    before = np.empty(m, dtype=np.int64)
-    running = 0
-    for k in range(m):
-        if turn[rows[k]] == 0:
-            running = 0
-        new_t[k] = np.int64(max(np.rint(lengths[k]), 1.0))
-        out_t[k] = np.int64(max(np.rint(lengths[m + k]), 1.0))
-        before[k] = running
-        running += new_t[k] + out_t[k]
-    is_chosen = np.zeros(m, dtype=np.bool_)
-    for c in chosen:
-        is_chosen[place[c]] = True
-    arrival_c = np.empty(n, dtype=np.float64)
-    key = np.empty(n, dtype=np.int64)
-    new = np.empty(n, dtype=np.int64)
-    output = np.empty(n, dtype=np.int64)
-    prior = np.empty(n, dtype=np.int64)
-    gap = np.empty(n, dtype=np.float64)
-    t0 = arrival[chosen[0]]
-    for i in range(n):
-        c = chosen[i]
-        s = session[c]
-        k = place[c]
-        arrival_c[i] = arrival[c] - t0
-        key[i] = s
-        new[i] = new_t[k]
-        output[i] = out_t[k]
-        prior[i] = before[k]
-        gap[i] = np.nan
-        # the session's next turn (c + 1: a row of the stream where chosen) chosen too
-        if turn[c] != turns[s] - 1 and place[c + 1] >= 0 and is_chosen[place[c + 1]]:
-            gap[i] = arrival[c + 1] - arrival[c]
+    arrival_c, key, new, output, prior, gap = rows_to_columns(
+        chosen, session, turn, turns, arrival, rows, place, lengths[:m], lengths[m:]
+    )
     turn_s = np.empty(n, dtype=np.int64)
     new_s = np.empty(n, dtype=np.int64)
     out_s = np.empty(n, dtype=np.int64)
