@@ -169,7 +169,16 @@ def edge_batch_cost(resolved: ResolvedScenario) -> BatchRoofline:
 
 
 class CellSimulator:
-    """N devices, one edge server, the cloud: see the module docstring."""
+    """N devices, one edge server, the cloud: see the module docstring.
+
+    What a reset leaves to the previous episode's objects, in compiled mode: its devices'
+    generators (``Device.rng``) are this simulator's, seeded again in place for the new
+    devices (:class:`~offload_rl.cell.device_seeding.DeviceGenerators`), so an old device's
+    ``rng`` is not its own after a reset (a deep copy, the oracle's fork, is). An edge request
+    at the edge (``CellRequest.edge``) shows its arrival's fields (``known``,
+    ``kv_bytes_per_token``, ``queued_since``) once the edge's table is synced: read it through
+    :meth:`in_flight`, ``edge.running`` or ``edge.waiting``, which sync first, or after it
+    finished."""
 
     # the compiled edge placement's tables for the episode (built at its first dispatch)
     _edge_tables: EdgeTables | None = None
