@@ -28,6 +28,7 @@ from offload_rl.workloads.distributions import (
 from offload_rl.workloads.params import WorkloadParams, default_workload_params
 from offload_rl.workloads.request import TokenScaling
 from offload_rl.workloads.synthetic import SyntheticWorkload
+from tests.offload_rl.workload_draws import assert_sample_is_the_python_sample
 
 pytestmark = pytest.mark.skipif(
     not cd.AVAILABLE, reason="numba missing (the `fast` extra) or OFFLOAD_RL_COMPILED=0"
@@ -77,18 +78,6 @@ scalings = st.sampled_from(
 )
 
 
-def _check_same(wl: SyntheticWorkload, seed: int, n: int) -> None:
-    fast_rng, ref_rng = np.random.default_rng(seed), np.random.default_rng(seed)
-    fast = wl.sample(fast_rng, n)
-    with pytest.MonkeyPatch.context() as m:
-        m.setattr(cd, "AVAILABLE", False)
-        ref = wl.sample(ref_rng, n)
-    assert fast == ref
-    for a, b in zip(fast, ref, strict=True):
-        assert all(type(getattr(a, f)) is type(getattr(b, f)) for f in a.__slots__)
-    assert fast_rng.bit_generator.state == ref_rng.bit_generator.state
-
-
 @settings(max_examples=80, deadline=None)
 @given(p=params(), scaling=scalings, seed=st.integers(0, 2**63 - 1), n=st.integers(1, 400))
 def test_fused_sample_is_the_numpy_sample(
@@ -96,7 +85,7 @@ def test_fused_sample_is_the_numpy_sample(
 ) -> None:
     wl = SyntheticWorkload(p, scaling)
     assert wl._fused_plan() is not None  # the fused kernel draws these parameters
-    _check_same(wl, seed, n)
+    assert_sample_is_the_python_sample(wl, seed, n)
 
 
 @settings(max_examples=30, deadline=None)
@@ -104,7 +93,7 @@ def test_fused_sample_is_the_numpy_sample(
 def test_the_default_workloads_stream_is_the_numpy_one(seed: int, n: int) -> None:
     """EdgeCell-v0's workload (the default parameters), draws that come up short included
     (a short stream's first horizon often holds too few requests: drawn again)."""
-    _check_same(SyntheticWorkload(BASE), seed, n)
+    assert_sample_is_the_python_sample(SyntheticWorkload(BASE), seed, n)
 
 
 def test_the_fused_kernel_draws_the_default_workload(monkeypatch: pytest.MonkeyPatch) -> None:

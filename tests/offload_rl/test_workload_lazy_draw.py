@@ -22,7 +22,7 @@ from offload_rl.workloads.distributions import LognormalDist
 from offload_rl.workloads.lazy_draw import chosen_columns_lazy, draw_sessions_lazy, numpy_columns
 from offload_rl.workloads.params import WorkloadParams, default_workload_params
 from offload_rl.workloads.synthetic import SyntheticWorkload, draw_sessions
-from tests.offload_rl.workload_draws import DRAW_ARGS
+from tests.offload_rl.workload_draws import DRAW_ARGS, assert_sample_is_the_python_sample
 
 BASE = default_workload_params()
 
@@ -69,12 +69,4 @@ def test_lazy_columns_are_the_whole_draws(
 )
 def test_sample_is_the_python_sample(seed: int, n: int, correlated: bool, lognormal: bool) -> None:
     """Compiled mode samples through the lazy draw; Python mode through the whole draw."""
-    wl = SyntheticWorkload(_params(correlated, lognormal))
-    fast_rng, ref_rng = np.random.default_rng(seed), np.random.default_rng(seed)
-    fast = wl.sample(fast_rng, n)
-    with pytest.MonkeyPatch.context() as m:
-        m.setattr(cd, "AVAILABLE", False)
-        ref = wl.sample(ref_rng, n)
-    assert fast == ref
-    assert all(type(a) is type(b) for a, b in zip(fast, ref, strict=True))
-    assert fast_rng.bit_generator.state == ref_rng.bit_generator.state
+    assert_sample_is_the_python_sample(SyntheticWorkload(_params(correlated, lognormal)), seed, n)
