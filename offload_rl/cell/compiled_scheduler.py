@@ -489,33 +489,31 @@ def _ready_decodes(
     """``EdgeServer._ready_decodes``: ``batch[:n]`` ready (admission order), when the
     iteration starts, and when the earliest round trip still out ends (inf: none)."""
     first = math.inf
-    earliest = run[0]
-    tie = False
     nb = 0
-    # the reference's if/elif chain (ready; else a new earliest; else a tie with it) written
-    # as selects: whether a request is ready is a coin toss to the branch predictor (~10% of
-    # a decode iteration's time, measured); the same comparisons give the same answer
+    # the reference's if/elif chain as selects (whether a request is ready is a coin toss to
+    # the branch predictor), and only its ``first`` here: the lowest ready_at of those not
+    # ready, a strict ``<`` keeping the earlier of equals, NaN never taken (one compare and
+    # select a row: the chain the whole scan waits on, ~half an iteration's time when it
+    # also carried the reference's ``earliest`` and ``tie``, measured). Those two matter only
+    # when nobody is ready, and then they name exactly the rows whose ready_at is ``first``
     for i in range(n_run):
         j = run[i]
         x = floats[j, READY_AT]
         ready = x <= clock
         batch[nb] = j  # kept when ready (else the next one overwrites it)
         nb += ready
-        later = not ready
-        if later & (x <= first):
-            tie = x == first
-        lower = later & (x < first)
-        first = x if lower else first
-        earliest = j if lower else earliest
+        y = math.inf if ready else x
+        first = y if y < first else first
     if nb > 0:
         return nb, clock, first
-    if tie:
-        for i in range(n_run):
-            if floats[run[i], READY_AT] <= first:
-                batch[nb] = run[i]
-                nb += 1
-    else:
-        batch[0] = earliest
+    # the server idles until the first round trip ends: the reference's ``earliest``, with
+    # every one tied with it (the same rows, in order: nobody's ready_at is below ``first``)
+    for i in range(n_run):
+        if floats[run[i], READY_AT] <= first:
+            batch[nb] = run[i]
+            nb += 1
+    if nb == 0:  # every ready_at NaN: the reference's ``earliest`` stays the first row
+        batch[0] = run[0]
         nb = 1
     return nb, first, first
 

@@ -1,13 +1,17 @@
 """The compiled scan of who is ready for a decode equals ``EdgeServer._ready_decodes``.
 
 ``compiled_scheduler._ready_decodes`` runs once per decode iteration (the compiled server's
-hottest loop) and is written with selects instead of the reference's if/elif chain. Both are
+hottest loop) and is written with selects instead of the reference's if/elif chain, and finds
+the reference's ``earliest`` and ``tie`` by a second pass only when nobody is ready. Both are
 fed the same running requests' ``ready_at`` (drawn from a few instants, so that requests tie
 on purpose: nobody ready and two round trips ending at the same instant is the case where the
-scan must hand back every tied request) and must answer the same, exactly.
+scan must hand back every tied request; with inf, NaN and both zeros, where a min or a
+compare could take the other one of equals) and must answer the same, bit for bit.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
@@ -24,7 +28,7 @@ pytestmark = pytest.mark.skipif(
     reason="numba is not installed (the `fast` extra) or OFFLOAD_RL_COMPILED=0",
 )
 
-INSTANTS = st.sampled_from([0.0, 0.25, 0.5, 0.75, 1.0])
+READY = st.sampled_from([-0.0, 0.0, 0.25, 0.5, 0.75, 1.0, math.inf, math.nan])
 
 
 def _reference(ready_at: list[float], clock: float) -> tuple[float, list[int], float]:
@@ -47,11 +51,15 @@ def _compiled(ready_at: list[float], clock: float) -> tuple[float, list[int], fl
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(INSTANTS, min_size=1, max_size=12), INSTANTS)
+@given(st.lists(READY, min_size=1, max_size=12), st.sampled_from([-0.25, 0.0, 0.25, 0.5, 1.0]))
 @example([0.5, 0.5], 0.0)  # nobody ready, two round trips end together: both run
 @example([0.75, 0.5, 0.5, 1.0], 0.25)
+@example([math.nan, math.inf, 0.5], 0.25)
+@example([0.0, -0.0], -0.25)  # equal zeros: the first one's sign is ``first``
+@example([math.nan, math.nan], 0.0)  # no round trip ends: the first row, at inf
 def test_the_compiled_scan_equals_the_reference(ready_at, clock):
-    assert _compiled(ready_at, clock) == _reference(ready_at, clock)
+    # repr: NaN equals itself, and -0.0 differs from 0.0
+    assert repr(_compiled(ready_at, clock)) == repr(_reference(ready_at, clock))
 
 
 def test_split_requests_whose_round_trips_end_together_decode_together():
