@@ -584,18 +584,6 @@ def _decodes_only(ints: A, gi: A, run: A) -> bool:
 
 
 @hot
-def _decode_iteration(
-    ints: A, floats: A, kept: A, gi: A, gf: A, run: A, batch: A, out_i: A, out_t: A, nb: int,
-    e: float,
-) -> None:  # fmt: skip
-    """The tokens of a decode iteration ending at ``e`` (``_decode_run``'s inner loop)."""
-    for b in range(nb):
-        j = batch[b]
-        ints[j, COMPUTED] += 1
-        _token_sampled(ints, floats, kept, gi, gf, run, out_i, out_t, j, e)
-
-
-@hot
 def _decode_stretch(
     ints: A, floats: A, kept: A, gi: A, gf: A, run: A, sched: A, batch: A, out_i: A, out_t: A,
     cost: A, fixed: A, t: float,
@@ -606,48 +594,65 @@ def _decode_stretch(
         return HAND_BACK
     cap = min(gi[MAX_TOKENS], gi[MAX_SEQS])  # decodes take 1 token each
     n_layers = int(cost[C_N_LAYERS])
+    # the server's clock, busy time, iterations and last batch size in locals, as the
+    # reference's loop keeps them (nothing inside reads them from the arrays), stored back
+    # at every exit: a store to ``ints`` would otherwise reload them (the arrays may alias)
+    clock, busy, iterations = gf[CLOCK], gf[BUSY], gi[ITERATIONS]
+    last, last_tokens = gi[LAST_SIZE], gi[LAST_TOKENS]
+    done = HAND_BACK
     while gi[N_RUNNING] > 0:
         if _log_full(out_i, gi, ints, kept):
-            return PAUSED
-        nb, s, first = _ready_decodes(floats, run, gi[N_RUNNING], batch, gf[CLOCK])
+            done = PAUSED
+            break
+        nb, s, first = _ready_decodes(floats, run, gi[N_RUNNING], batch, clock)
         if s >= t:
-            return AT_HORIZON
+            done = AT_HORIZON
+            break
         whole = nb <= cap
         if not whole:
             nb = cap
         need, total, min_split, max_split = _price_decodes(ints, batch, nb, cost, n_layers)
         if need > _free_bytes(gi):
-            gf[CLOCK] = s  # eviction or preemption: the general scheduler decides
-            return HAND_BACK
+            clock = s  # eviction or preemption: the general scheduler decides
+            break
         d0 = total + fixed[min_split]
-        gi[LAST_SIZE] = gi[LAST_TOKENS] = nb
+        last = last_tokens = nb
         if max_split == 0 and whole and first - s > JUMP_MIN * d0:
             room = _free_bytes(gi) // need
             n, e = _jump(ints, floats, gi, out_i, out_t, batch, nb, s, d0, nb * cost[C_SLOPE],
                          room, t, first)  # fmt: skip
             if n >= JUMP_MIN:
-                gf[BUSY] += e - s
-                gf[CLOCK] = e
-                gi[ITERATIONS] += n
+                busy += e - s
+                clock = e
+                iterations += n
                 gi[CLOSED_FORM] += n
                 continue
-        for b in range(nb):
-            _grow(ints, gi, batch[b], ints[batch[b], KV_BYTES])
         e = s + d0
         if e > t:
             for b in range(nb):
+                _grow(ints, gi, batch[b], ints[batch[b], KV_BYTES])
                 sched[0, b] = batch[b]
                 sched[1, b] = 1
             gi[N_SCHED] = nb
             gi[IN_FLIGHT] = 1
             gf[ITER_END] = e
-            gf[CLOCK] = s
-            return AT_HORIZON
-        gf[BUSY] += e - s
-        gf[CLOCK] = e
-        gi[ITERATIONS] += 1
-        _decode_iteration(ints, floats, kept, gi, gf, run, batch, out_i, out_t, nb, e)
-    return HAND_BACK
+            clock = s
+            done = AT_HORIZON
+            break
+        busy += e - s
+        clock = e
+        iterations += 1
+        # the tokens (``_decode_run``'s inner loop), each row grown just before its own
+        # rather than all first: integer sums, the same pool bytes whatever their order,
+        # and a finish reads only its own row's bytes
+        for b in range(nb):
+            j = batch[b]
+            _grow(ints, gi, j, ints[j, KV_BYTES])
+            ints[j, COMPUTED] += 1
+            _token_sampled(ints, floats, kept, gi, gf, run, out_i, out_t, j, e)
+    gf[CLOCK], gf[BUSY], gi[ITERATIONS] = clock, busy, iterations
+    gi[LAST_SIZE], gi[LAST_TOKENS] = last, last_tokens
+    return done
 
 
 @hot
