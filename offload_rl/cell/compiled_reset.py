@@ -48,7 +48,8 @@ MIX_L, MIX_R, MASK, S16, S32 = U(0xCA01F9DD), U(0x4973F715), U(_MASK32), U(16), 
 ZERO = U(0)
 FI, KI, WI = zig.fi_double, zig.ki_double, zig.wi_double
 NOR_R, NOR_INV_R = zig.ziggurat_nor_r, zig.ziggurat_nor_inv_r
-ONE, S1, S11, S58, S63, S64 = U(1), U(1), U(11), U(58), U(63), U(64)
+FE, KE, WE, EXP_R = zig.fe_double, zig.ke_double, zig.we_double, zig.ziggurat_exp_r
+ONE, S1, S3, S11, S58, S63, S64 = U(1), U(1), U(3), U(11), U(58), U(63), U(64)
 # PCG64's 128-bit multiplier as (high, low) words
 PCG_HI, PCG_LO = U(_PCG_MULT >> 64), U(_PCG_MULT & ((1 << 64) - 1))
 
@@ -171,6 +172,14 @@ def reseed_generators(words: A, heads: A) -> None:
 
 
 @kernel_jit.hot
+def state_words(head: np.uint64) -> Any:
+    """The state words (``{state, inc}``, 128-bit little-endian) of the ``PCG64`` whose
+    ``pcg64_state`` is at ``head`` (:func:`~offload_rl.cell.device_seeding.pcg64_heads`' layout),
+    for :func:`next_double` and the samplers beside it, which advance them in place."""
+    return _words_at(_words_at(head)[0])
+
+
+@kernel_jit.hot
 def _next64(pcg: A) -> np.uint64:
     """numpy's ``pcg64_next64`` on the state words ``pcg``: one step, then the XSL-RR output
     (the high and low words xor-ed, rotated right by the state's top 6 bits)."""
@@ -183,7 +192,7 @@ def _next64(pcg: A) -> np.uint64:
 
 
 @kernel_jit.hot
-def _next_double(pcg: A) -> float:
+def next_double(pcg: A) -> float:
     """numpy's ``pcg64_next_double``: the top 53 bits of a draw over 2**53."""
     return float(_next64(pcg) >> S11) * (1.0 / 9007199254740992.0)
 
@@ -204,11 +213,29 @@ def _standard_normal(pcg: A) -> float:
             return x
         if idx == 0:
             while True:
-                xx = -NOR_INV_R * np.log1p(-_next_double(pcg))
-                yy = -np.log1p(-_next_double(pcg))
+                xx = -NOR_INV_R * np.log1p(-next_double(pcg))
+                yy = -np.log1p(-next_double(pcg))
                 if yy + yy > xx * xx:
                     return -(NOR_R + xx) if (rabs >> U(8)) & ONE else NOR_R + xx
-        elif (FI[idx - 1] - FI[idx]) * _next_double(pcg) + FI[idx] < np.exp(-0.5 * x * x):
+        elif (FI[idx - 1] - FI[idx]) * next_double(pcg) + FI[idx] < np.exp(-0.5 * x * x):
+            return x
+
+
+@kernel_jit.hot
+def standard_exponential(pcg: A) -> float:
+    """numpy's ``random_standard_exponential`` (the ziggurat of ``distributions.c``, its
+    tables as numba has them: numba's ``Generator.standard_exponential``, line for line) on
+    the state words ``pcg``."""
+    while True:
+        r = _next64(pcg) >> S3
+        idx = int(r & U(0xFF))
+        r >>= U(8)
+        x = float(r) * WE[idx]
+        if r < KE[idx]:
+            return x
+        if idx == 0:
+            return EXP_R - np.log1p(-next_double(pcg))
+        if (FE[idx - 1] - FE[idx]) * next_double(pcg) + FE[idx] < np.exp(-x):
             return x
 
 
@@ -218,7 +245,7 @@ def standard_normals(heads: A, out: A) -> None:
     ``pcg64_state`` at ``heads[r]`` (as :func:`reseed_generators` reads it), advanced as those
     draws advance it (``next_uint64`` leaves the buffered 32-bit word alone)."""
     for r in range(heads.shape[0]):
-        pcg = _words_at(_words_at(heads[r])[0])
+        pcg = state_words(heads[r])
         for i in range(out.shape[1]):
             out[r, i] = _standard_normal(pcg)
 

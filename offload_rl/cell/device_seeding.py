@@ -213,6 +213,15 @@ def _pcg64_layout_holds() -> bool:
     return words == want and flags == [st["has_uint32"], st["uinteger"]] and flags[0] == 1
 
 
+def pcg64_head(generator: np.random.Generator) -> int | None:
+    """The generator's ``pcg64_state`` address, for the compiled samplers that draw on its state
+    words (:func:`~offload_rl.cell.compiled_reset.state_words`); None where it is not a
+    ``PCG64`` or numpy's layout is not the one they read."""
+    if type(generator.bit_generator) is not np.random.PCG64 or not _pcg64_layout_holds():
+        return None
+    return _pcg64_state_address(generator.bit_generator)
+
+
 def pcg64_heads(generators: Sequence[np.random.Generator]) -> np.ndarray | None:
     """Each generator's ``pcg64_state`` address (uint64), for
     :func:`~offload_rl.cell.compiled_reset.reseed_generators`; None where one is not a
