@@ -37,6 +37,7 @@ from offload_rl.cell.device_seeding import (
     _MULT_B,
     _PCG_MULT,
     _POOL,
+    pcg64_head,
 )
 
 A = np.ndarray
@@ -54,9 +55,9 @@ ONE, S1, S3, S11, S58, S63, S64 = U(1), U(1), U(3), U(11), U(58), U(63), U(64)
 PCG_HI, PCG_LO = U(_PCG_MULT >> 64), U(_PCG_MULT & ((1 << 64) - 1))
 
 
-@jit
+@kernel_jit.jit
 def draw_devices(
-    world: np.random.Generator,
+    world: int,
     trace_index: int,
     offset_s: float,
     durations: A,
@@ -67,19 +68,25 @@ def draw_devices(
     seed: A,
 ) -> None:
     """Fill ``idx``, ``offset``, ``cls``, ``seed`` (one row per device) as the reference draws
-    them: device 0 keeps ``trace_index`` and ``offset_s``; every device draws its class (one
-    uniform searched in ``cdf``) and its seed."""
-    n_ups = durations.shape[0]
+    them from the world, the ``PCG64`` whose ``pcg64_state`` is at ``world``
+    (:func:`~offload_rl.cell.device_seeding.pcg64_head`; numpy's draws inline on it: a numba
+    ``Generator`` argument is unboxed in Python, ~30 us a reset after a played episode):
+    device 0 keeps ``trace_index`` and ``offset_s``; every other device draws its trace
+    (``integers(0, len(durations))``) and its offset on it (``uniform(0.0, duration)``), every
+    device its class (one uniform searched in ``cdf``) and its seed (``integers(0, 2**63 -
+    1)``)."""
+    head = _words_at(U(world))
+    pcg = state_words(U(world))
     for i in range(idx.shape[0]):
         if i == 0:
             j = trace_index
             offset[i] = offset_s
         else:
-            j = int(world.integers(0, n_ups))
-            offset[i] = world.uniform(0.0, durations[j])
+            j = integers_below(head, pcg, durations.shape[0])
+            offset[i] = 0.0 + durations[j] * next_double(pcg)  # numpy's low + (high - low) * u
         idx[i] = j
-        cls[i] = np.searchsorted(cdf, world.random(), side="right")
-        seed[i] = world.integers(0, 2**63 - 1)
+        cls[i] = np.searchsorted(cdf, next_double(pcg), side="right")
+        seed[i] = integers_below(head, pcg, 2**63 - 1)
 
 
 @jit
@@ -192,6 +199,49 @@ def _next64(pcg: A) -> np.uint64:
 
 
 @kernel_jit.hot
+def _next32(head: A, pcg: A) -> np.uint64:
+    """numpy's ``pcg64_next32``: the buffered word (``uinteger``) where ``has_uint32``, else a
+    draw's low half, its high half buffered (``head``: the ``pcg64_state``'s words, the
+    second ``has_uint32`` then ``uinteger``)."""
+    flags = head[1]
+    if flags & MASK:
+        head[1] = flags & ~MASK  # has_uint32 = 0; uinteger stays
+        return flags >> S32
+    x = _next64(pcg)
+    head[1] = (x & ~MASK) | ONE
+    return x & MASK
+
+
+@kernel_jit.hot
+def integers_below(head: A, pcg: A, high: int) -> np.int64:
+    """numpy's ``Generator.integers(0, high)`` (int64, ``high`` >= 1) on the ``PCG64`` at
+    ``head`` (:func:`state_words`: ``pcg``): ``random_bounded_uint64_fill`` for one value of
+    range ``rng = high - 1``: none drawn for 0; Lemire's rejection on a 32-bit word
+    (``next_uint32``, the buffered one first) up to ``2**32 - 2``, the word itself at ``2**32 -
+    1``, else on a 64-bit draw with the 128-bit product. (int64 throughout: numba unifies
+    int64 and uint64 into float64.)"""
+    rng = U(high - 1)
+    if rng == ZERO:
+        return np.int64(0)
+    excl = rng + ONE
+    if rng <= MASK:
+        if rng == MASK:
+            return np.int64(_next32(head, pcg))
+        m = _next32(head, pcg) * excl
+        if m & MASK < excl:
+            threshold = (MASK - rng) % excl
+            while m & MASK < threshold:
+                m = _next32(head, pcg) * excl
+        return np.int64(m >> S32)
+    hi, lo = _mul64(_next64(pcg), excl)
+    if lo < excl:
+        threshold = (~rng) % excl  # UINT64_MAX - rng
+        while lo < threshold:
+            hi, lo = _mul64(_next64(pcg), excl)
+    return np.int64(hi)
+
+
+@kernel_jit.hot
 def next_double(pcg: A) -> float:
     """numpy's ``pcg64_next_double``: the top 53 bits of a draw over 2**53."""
     return float(_next64(pcg) >> S11) * (1.0 / 9007199254740992.0)
@@ -253,20 +303,21 @@ def standard_normals(heads: A, out: A) -> None:
 def warm_up() -> None:
     """Compile (or load from numba's cache) the kernels for the types the simulator passes."""
     n = 2
-    world = np.random.default_rng(0)
-    idx = np.empty(n, dtype=np.int64)
-    seeds = np.empty(n, dtype=np.int64)
-    draw_devices(
-        world,
-        0,
-        0.0,
-        np.ones(1, dtype=np.float64),
-        np.ones(1, dtype=np.float64),
-        idx,
-        np.empty(n, dtype=np.float64),
-        np.empty(n, dtype=np.int64),
-        seeds,
-    )
+    rng = np.random.default_rng(0)  # alive while its state's address is in use
+    world = pcg64_head(rng)
+    seeds = np.zeros(n, dtype=np.int64)
+    if world is not None:  # else the simulator draws its devices in Python
+        draw_devices(
+            world,
+            0,
+            0.0,
+            np.ones(1, dtype=np.float64),
+            np.ones(1, dtype=np.float64),
+            np.empty(n, dtype=np.int64),
+            np.empty(n, dtype=np.float64),
+            np.empty(n, dtype=np.int64),
+            seeds,
+        )
     seed_states(seeds, np.empty((n, _POOL), dtype=np.uint64))
     no_heads = np.empty(0, dtype=np.uint64)
     reseed_generators(np.empty((0, _POOL), dtype=np.uint64), no_heads)

@@ -54,6 +54,7 @@ from offload_rl.cell.device_seeding import (
     DeviceGenerators,
     TraceTables,
     device_generators,
+    pcg64_head,
     seeded_samples,
     seeded_samples_compiled,
     trace_tables,
@@ -194,8 +195,7 @@ class CellSimulator:
     # decisions)
     _advance_call: Callable[..., Any] | None = None
     _decide_call: Callable[..., Any] | None = None
-    # compiled_reset.draw_devices' entry point, likewise: numba types a Generator argument in
-    # Python (~30 us a reset after a played episode, its code out of the caches)
+    # compiled_reset.draw_devices' entry point, likewise
     _draw_call: Callable[..., Any] | None = None
     # the devices' generators, seeded again in place at each compiled reset (a fork's is new)
     _device_rngs: DeviceGenerators | None = None
@@ -420,8 +420,9 @@ class CellSimulator:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, DeviceGenerators] | None:
         """:meth:`_draw_devices` in one compiled call, its lists as arrays (int64, float64,
         int64) and its generators in the simulator's :class:`DeviceGenerators` (None: Python
-        mode, or numba failed)."""
-        if not cd.AVAILABLE:
+        mode, numba failed, or ``world``'s state is not where the kernel draws on it)."""
+        head = pcg64_head(world)
+        if not cd.AVAILABLE or head is None:
             return None
         try:
             kernels = cd.kernels("compiled_reset")
@@ -437,7 +438,7 @@ class CellSimulator:
         offsets = np.empty(n, dtype=np.float64)
         cdf = self._device_classes()[0]
         draw = self._draw_call or kernels.draw_devices
-        draw(world, trace_index, offset_s, durations, cdf, idx, offsets, cls, seeds)
+        draw(head, trace_index, offset_s, durations, cdf, idx, offsets, cls, seeds)
         if self._draw_call is None:  # the dispatcher typed these arguments: call straight on
             from offload_rl.cell.kernel_jit import entry_point  # imports numba: compiled only
 

@@ -17,7 +17,10 @@ the simulator must keep generators of its own.
 from __future__ import annotations
 
 import copy
+import functools
+from collections.abc import Callable
 from types import ModuleType
+from typing import cast
 
 import numpy as np
 import pytest
@@ -205,3 +208,46 @@ def test_a_fork_keeps_its_own_generators() -> None:
     assert not {id(d.rng) for d in forked.devices} & {id(d.rng) for d in sim.devices}
     forked.reset(np.random.default_rng(5), 8, 0, 1.5)
     assert _device_states(forked) == moved
+
+
+@functools.cache
+def _integer_draws() -> Callable[[int, int, np.ndarray], None]:
+    """A kernel filling ``out`` with ``integers_below(high)`` draws from the PCG64 at
+    ``world`` (compiled once)."""
+    import numba
+
+    cr = _kernels()
+
+    @numba.njit
+    def draws(world: int, high: int, out: np.ndarray) -> None:
+        head = cr._words_at(np.uint64(world))
+        pcg = cr.state_words(np.uint64(world))
+        for i in range(out.shape[0]):
+            out[i] = cr.integers_below(head, pcg, high)
+
+    return cast(Callable[[int, int, np.ndarray], None], draws)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    high=st.integers(1, 2**63 - 1)
+    | st.integers(1, 2**33)
+    | st.integers(2**31, 2**32 + 1)  # ranges where Lemire's rejection is likely:
+    | st.integers(2**62, 2**63 - 1),  # on 32-bit words, on 64-bit draws
+    k=st.integers(0, 40),
+    seed=st.integers(0, 2**32 - 1),
+    skew=st.integers(0, 3),
+)
+def test_inline_integers_are_numpys(high: int, k: int, seed: int, skew: int) -> None:
+    """:func:`~offload_rl.cell.compiled_reset.integers_below` (``draw_devices``' trace and
+    seed draws) is ``integers(0, high)`` drawn ``k`` times, buffered 32-bit word included, for
+    any range: none drawn for 1, Lemire's rejection on 32-bit words and on 64-bit draws."""
+    ours, ref = np.random.default_rng(seed), np.random.default_rng(seed)
+    for g in (ours, ref):
+        g.integers(5, size=skew, dtype=np.int32)  # an odd count leaves a buffered word
+    heads = pcg64_heads([ours])
+    assert heads is not None
+    got = np.empty(k, dtype=np.int64)
+    _integer_draws()(int(heads[0]), high, got)
+    assert got.tolist() == [int(ref.integers(0, high)) for _ in range(k)]
+    assert ours.bit_generator.state == ref.bit_generator.state
