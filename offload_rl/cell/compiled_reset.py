@@ -89,6 +89,19 @@ def draw_devices(
         seed[i] = integers_below(head, pcg, 2**63 - 1)
 
 
+@kernel_jit.jit
+def session_devices(world: int, n_devices: int, sessions: A, drawn: A, out: A) -> None:
+    """``out[:] = world_generator.integers(n_devices, size=len(drawn))[sessions]`` (each
+    session's device, then each request's), ``world`` as :func:`draw_devices` takes it: numpy
+    fills the array with one ``integers(0, n_devices)`` draw after the other."""
+    head = _words_at(U(world))
+    pcg = state_words(U(world))
+    for s in range(drawn.shape[0]):
+        drawn[s] = integers_below(head, pcg, n_devices)
+    for i in range(sessions.shape[0]):
+        out[i] = drawn[sessions[i]]
+
+
 @jit
 def _hashmix(value: np.uint64, const: np.uint64, mult: np.uint64) -> tuple[np.uint64, np.uint64]:
     """numpy's ``hashmix`` on uint32 words held in uint64: (hashed value, next constant)."""
@@ -318,6 +331,8 @@ def warm_up() -> None:
             np.empty(n, dtype=np.int64),
             seeds,
         )
+        ints = np.zeros(n, dtype=np.int64)
+        session_devices(world, 3, ints, np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64))
     seed_states(seeds, np.empty((n, _POOL), dtype=np.uint64))
     no_heads = np.empty(0, dtype=np.uint64)
     reseed_generators(np.empty((0, _POOL), dtype=np.uint64), no_heads)

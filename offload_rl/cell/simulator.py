@@ -279,7 +279,7 @@ class CellSimulator:
         queues = world.standard_exponential(2 * n)
         self.cloud_queue = (queues[n:] * sc.cloud.queue_s).tolist()
         self._build_devices(world, trace_index, offset_s)
-        device_of = world.integers(self.cell.n_devices, size=ns)[sessions]
+        device_of = self._session_devices(world, ns, sessions)
         self.device_of = device_of.tolist()
         # each request's free layers: its device class's, fewer under memory pressure (in
         # arrays: one pass each instead of three Python lists of n; the same ints)
@@ -320,6 +320,25 @@ class CellSimulator:
             self._asleep_w[w] = self._asleep_w.get(w, 0) + 1
         self._t = 0.0
         self._busy_mark = (0.0, 0.0)
+
+    def _session_devices(
+        self, world: np.random.Generator, n_sessions: int, sessions: np.ndarray
+    ) -> np.ndarray:
+        """Each session's device drawn from ``world`` (``integers(n_devices, size=n_sessions)``),
+        then each request's (``sessions``: its session); in compiled mode in one call
+        (:func:`~offload_rl.cell.compiled_reset.session_devices`: the same draws and state)."""
+        head = pcg64_head(world)
+        n = self.cell.n_devices
+        if not cd.AVAILABLE or head is None:
+            return world.integers(n, size=n_sessions)[sessions]
+        try:
+            kernels = cd.kernels("compiled_reset")
+        except cd.COMPILE_ERRORS as err:
+            cd.disable(str(err).splitlines()[0] if str(err) else type(err).__name__)
+            return world.integers(n, size=n_sessions)[sessions]
+        out = np.empty(len(sessions), dtype=np.int64)
+        kernels.session_devices(head, n, sessions, np.empty(n_sessions, dtype=np.int64), out)
+        return out
 
     def _radio_bank(self) -> RadioBank | None:
         """In compiled mode, the devices' radios moved into one :class:`RadioBank` (with a

@@ -251,3 +251,27 @@ def test_inline_integers_are_numpys(high: int, k: int, seed: int, skew: int) -> 
     _integer_draws()(int(heads[0]), high, got)
     assert got.tolist() == [int(ref.integers(0, high)) for _ in range(k)]
     assert ours.bit_generator.state == ref.bit_generator.state
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    n=st.sampled_from(sorted(SIMS)),
+    ns=st.integers(1, 300),
+    data=st.data(),
+    seed=st.integers(0, 2**32 - 1),
+    skew=st.integers(0, 3),
+)
+def test_session_devices_are_the_python_draws(
+    n: int, ns: int, data: st.DataObject, seed: int, skew: int
+) -> None:
+    """The compiled reset's sessions' devices (``CellSimulator._session_devices``) are numpy's
+    ``integers(n_devices, size=ns)[sessions]``, and leave the world where numpy leaves it."""
+    sim = SIMS[n]
+    sessions = np.array(data.draw(st.lists(st.integers(0, ns - 1), max_size=400)), dtype=np.int64)
+    ours, ref = np.random.default_rng(seed), np.random.default_rng(seed)
+    for g in (ours, ref):
+        g.integers(5, size=skew, dtype=np.int32)  # an odd count leaves a buffered word
+    got = sim._session_devices(ours, ns, sessions)
+    want = ref.integers(sim.cell.n_devices, size=ns)[sessions]
+    assert got.dtype == want.dtype and got.tolist() == want.tolist()
+    assert ours.bit_generator.state == ref.bit_generator.state
