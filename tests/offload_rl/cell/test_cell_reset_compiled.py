@@ -275,3 +275,16 @@ def test_session_devices_are_the_python_draws(
     want = ref.integers(sim.cell.n_devices, size=ns)[sessions]
     assert got.dtype == want.dtype and got.tolist() == want.tolist()
     assert ours.bit_generator.state == ref.bit_generator.state
+
+
+def test_a_generators_head_is_its_own() -> None:
+    """``pcg64_head`` (kept for the generator read last) gives each generator its own
+    state's address, generators asked in turn and a new one at a freed one's place."""
+    from offload_rl.cell.device_seeding import _pcg64_state_address, pcg64_head
+
+    gens = [np.random.default_rng(s) for s in range(3)]
+    for g in [*gens, gens[0], gens[0], gens[2], gens[1]]:
+        assert pcg64_head(g) == _pcg64_state_address(g.bit_generator)
+    for s in range(5):  # the last one asked dropped, a new one made
+        gens[-1] = np.random.default_rng(s)
+        assert pcg64_head(gens[-1]) == _pcg64_state_address(gens[-1].bit_generator)
