@@ -3,10 +3,14 @@
 :meth:`CellSimulator._draw_devices <offload_rl.cell.simulator.CellSimulator._draw_devices>` is
 the reference: for each device the episode's world draws a trace, an offset on it, a class and
 the device's seed, four calls of ``world``'s methods (~2.5 us each in Python, mostly argument
-handling). :func:`draw_devices` makes the same calls on the same generator (numba's
-``Generator`` methods are numpy's algorithms on the same bit generator state, buffered 32-bit
-words included), so the values and the world's state after it are the reference's
-(``tests/offload_rl/cell/test_cell_reset_compiled.py``). :func:`seed_states` is
+handling). :func:`draw_devices` makes the same draws on the world's ``PCG64`` state words, in
+place through their address (:func:`~offload_rl.cell.device_seeding.pcg64_head`, whose layout
+is checked once per process), with numpy's algorithms inline (:func:`next_double`,
+:func:`integers_below`: Lemire's bounded integers, the buffered 32-bit word included), so the
+values and the world's state after it are the reference's
+(``tests/offload_rl/cell/test_cell_reset_compiled.py``); :func:`session_devices` likewise
+draws the sessions' devices, and the synthetic workload's fused draw uses the same samplers
+(:func:`standard_exponential` among them). :func:`seed_states` is
 ``SeedSequence(seed).generate_state(4, np.uint64)`` per seed
 (:func:`~offload_rl.cell.device_seeding.seed_sequence_states` in numpy is its reference), in
 uint64 arithmetic masked to numpy's uint32 words. :func:`reseed_generators` puts existing
