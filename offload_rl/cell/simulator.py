@@ -54,6 +54,7 @@ from offload_rl.cell.device_seeding import (
     DeviceGenerators,
     TraceTables,
     device_generators,
+    pcg64_head,
     seeded_samples,
     seeded_samples_compiled,
     trace_tables,
@@ -75,6 +76,7 @@ from offload_rl.scenario_facts import ResolvedScenario, memory_layers_for
 from offload_rl.traces import BYTES_PER_MBIT
 from offload_rl.workloads import Request, SyntheticWorkload, Workload
 from offload_rl.workloads.distributions import choice_cdf
+from offload_rl.workloads.stream import session_ids
 
 _FINISH = "compiled_finish"
 # what a compiled decision keeps to build its state on demand (CellSimulator.state_of):
@@ -193,8 +195,7 @@ class CellSimulator:
     # decisions)
     _advance_call: Callable[..., Any] | None = None
     _decide_call: Callable[..., Any] | None = None
-    # compiled_reset.draw_devices' entry point, likewise: numba types a Generator argument in
-    # Python (~30 us a reset after a played episode, its code out of the caches)
+    # compiled_reset.draw_devices' entry point, likewise
     _draw_call: Callable[..., Any] | None = None
     # the devices' generators, seeded again in place at each compiled reset (a fork's is new)
     _device_rngs: DeviceGenerators | None = None
@@ -263,8 +264,7 @@ class CellSimulator:
         reqs = self.workload.sample(world, n_requests + 1)
         self.requests = reqs
         n = len(reqs)
-        sessions = [r.session_id for r in reqs]
-        ns = max(sessions) + 1
+        sessions, ns = session_ids(reqs)  # each request's (int64), max + 1
         # consecutive draws of one kind in one call each (a Generator fills an array with the
         # values its calls would give one after the other): per session, privacy and SLO
         # class, then per request, memory pressure ...
@@ -279,7 +279,7 @@ class CellSimulator:
         queues = world.standard_exponential(2 * n)
         self.cloud_queue = (queues[n:] * sc.cloud.queue_s).tolist()
         self._build_devices(world, trace_index, offset_s)
-        device_of = world.integers(self.cell.n_devices, size=ns)[sessions]
+        device_of = self._session_devices(world, ns, sessions)
         self.device_of = device_of.tolist()
         # each request's free layers: its device class's, fewer under memory pressure (in
         # arrays: one pass each instead of three Python lists of n; the same ints)
@@ -320,6 +320,25 @@ class CellSimulator:
             self._asleep_w[w] = self._asleep_w.get(w, 0) + 1
         self._t = 0.0
         self._busy_mark = (0.0, 0.0)
+
+    def _session_devices(
+        self, world: np.random.Generator, n_sessions: int, sessions: np.ndarray
+    ) -> np.ndarray:
+        """Each session's device drawn from ``world`` (``integers(n_devices, size=n_sessions)``),
+        then each request's (``sessions``: its session); in compiled mode in one call
+        (:func:`~offload_rl.cell.compiled_reset.session_devices`: the same draws and state)."""
+        head = pcg64_head(world)
+        n = self.cell.n_devices
+        if not cd.AVAILABLE or head is None:
+            return world.integers(n, size=n_sessions)[sessions]
+        try:
+            kernels = cd.kernels("compiled_reset")
+        except cd.COMPILE_ERRORS as err:
+            cd.disable(str(err).splitlines()[0] if str(err) else type(err).__name__)
+            return world.integers(n, size=n_sessions)[sessions]
+        out = np.empty(len(sessions), dtype=np.int64)
+        kernels.session_devices(head, n, sessions, np.empty(n_sessions, dtype=np.int64), out)
+        return out
 
     def _radio_bank(self) -> RadioBank | None:
         """In compiled mode, the devices' radios moved into one :class:`RadioBank` (with a
@@ -420,8 +439,9 @@ class CellSimulator:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, DeviceGenerators] | None:
         """:meth:`_draw_devices` in one compiled call, its lists as arrays (int64, float64,
         int64) and its generators in the simulator's :class:`DeviceGenerators` (None: Python
-        mode, or numba failed)."""
-        if not cd.AVAILABLE:
+        mode, numba failed, or ``world``'s state is not where the kernel draws on it)."""
+        head = pcg64_head(world)
+        if not cd.AVAILABLE or head is None:
             return None
         try:
             kernels = cd.kernels("compiled_reset")
@@ -437,7 +457,7 @@ class CellSimulator:
         offsets = np.empty(n, dtype=np.float64)
         cdf = self._device_classes()[0]
         draw = self._draw_call or kernels.draw_devices
-        draw(world, trace_index, offset_s, durations, cdf, idx, offsets, cls, seeds)
+        draw(head, trace_index, offset_s, durations, cdf, idx, offsets, cls, seeds)
         if self._draw_call is None:  # the dispatcher typed these arguments: call straight on
             from offload_rl.cell.kernel_jit import entry_point  # imports numba: compiled only
 

@@ -34,8 +34,16 @@ Importing this module imports numba; it is imported only in compiled mode.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numba
 import numpy as np
+from numba.core import types
+from numba.extending import overload
+
+from offload_rl.cell.compiled_reset import next_double, standard_exponential, state_words
+from offload_rl.cell.device_seeding import pcg64_head
 
 A = np.ndarray
 jit = numba.njit(cache=True, nogil=True)  # fastmath off: IEEE order, bit-identical
@@ -250,6 +258,81 @@ def session_layout(
             i += 1
 
 
+def _uniform(src: Any) -> float:
+    """``src.random()`` for a numba ``Generator``, :func:`~offload_rl.cell.compiled_reset.
+    next_double` (the same draw: numpy's ``pcg64_next_double``) for a ``PCG64``'s state words
+    (:func:`~offload_rl.cell.compiled_reset.state_words`). Compiled only (its overload)."""
+    raise NotImplementedError
+
+
+def _exponential(src: Any) -> float:
+    """``src.standard_exponential()`` for a numba ``Generator``,
+    :func:`~offload_rl.cell.compiled_reset.standard_exponential` (the same algorithm) for a
+    ``PCG64``'s state words. Compiled only (its overload)."""
+    raise NotImplementedError
+
+
+# numba compares an overload's parameters, annotations included, with its implementation's
+@overload(_uniform)
+def _uniform_impl(src: Any) -> Callable[[Any], float]:
+    if isinstance(src, types.NumPyRandomGeneratorType):
+
+        def drawn(src: Any) -> float:
+            return float(src.random())
+
+        return drawn
+
+    def inline(src: Any) -> float:
+        return next_double(src)
+
+    return inline
+
+
+@overload(_exponential)
+def _exponential_impl(src: Any) -> Callable[[Any], float]:
+    if isinstance(src, types.NumPyRandomGeneratorType):
+
+        def drawn(src: Any) -> float:
+            return float(src.standard_exponential())
+
+        return drawn
+
+    def inline(src: Any) -> float:
+        return standard_exponential(src)
+
+    return inline
+
+
+@hot
+def turns_into(src: Any, cdf: A, means: A, max_turns: int, out: A) -> None:
+    """:func:`mixture_turns` from ``src``: a numba ``Generator``, or the state words of a
+    ``PCG64`` (numpy's draws on them inline: no call through the bit generator's pointers)."""
+    components = means.shape[0]
+    p = np.empty(components, dtype=np.float64)
+    log_q = np.empty(components, dtype=np.float64)
+    for c in range(components):
+        p[c] = 1.0 / means[c]
+        log_q[c] = np.log1p(-p[c])
+    for i in range(out.shape[0]):
+        out[i] = np.searchsorted(cdf, _uniform(src), side="right")
+    for i in range(out.shape[0]):
+        c = out[i]
+        pc = p[c]
+        if pc >= 0.333333333333333333333333:
+            x = 1
+            total = prod = pc
+            q = 1.0 - pc
+            u = _uniform(src)
+            while u > total:
+                prod *= q
+                total += prod
+                x += 1
+            out[i] = min(x, max_turns)
+        else:
+            z = np.ceil(-_exponential(src) / log_q[c])
+            out[i] = max_turns if z >= 9.223372036854776e18 else min(np.int64(z), max_turns)
+
+
 @jit
 def mixture_turns(rng: np.random.Generator, cdf: A, means: A, max_turns: int, out: A) -> None:
     """``out[:] = GeometricMixtureTurns.sample(rng, len(out))`` from ``cdf`` (its
@@ -261,31 +344,8 @@ def mixture_turns(rng: np.random.Generator, cdf: A, means: A, max_turns: int, ou
     ``p >= 1/3``, else ``ceil(-E / log1p(-p))`` of a standard exponential ``E`` (numpy's
     ziggurat: numba's ``standard_exponential``), at least ``2**63`` read as ``INT64_MAX``;
     ``p`` and ``log1p(-p)`` computed once per component (the same operations on the same
-    values as per draw)."""
-    components = means.shape[0]
-    p = np.empty(components, dtype=np.float64)
-    log_q = np.empty(components, dtype=np.float64)
-    for c in range(components):
-        p[c] = 1.0 / means[c]
-        log_q[c] = np.log1p(-p[c])
-    for i in range(out.shape[0]):
-        out[i] = np.searchsorted(cdf, rng.random(), side="right")
-    for i in range(out.shape[0]):
-        c = out[i]
-        pc = p[c]
-        if pc >= 0.333333333333333333333333:
-            x = 1
-            total = prod = pc
-            q = 1.0 - pc
-            u = rng.random()
-            while u > total:
-                prod *= q
-                total += prod
-                x += 1
-            out[i] = min(x, max_turns)
-        else:
-            z = np.ceil(-rng.standard_exponential() / log_q[c])
-            out[i] = max_turns if z >= 9.223372036854776e18 else min(np.int64(z), max_turns)
+    values as per draw). The arithmetic: :func:`turns_into`."""
+    turns_into(rng, cdf, means, max_turns, out)
 
 
 @jit
@@ -340,7 +400,7 @@ def stream_columns(
 
 @jit
 def draw_front(
-    rng: np.random.Generator,
+    head: int,
     n_sessions: int,
     low: float,
     horizon: float,
@@ -351,29 +411,34 @@ def draw_front(
     fp_gap: A,
 ) -> tuple[A, A, A, A]:
     """``draw_sessions_lazy``'s generator calls after the session count, in their order, for
-    geometric-mixture turns and empirical gaps and lengths: the session starts
+    geometric-mixture turns and empirical gaps and lengths, on the ``PCG64`` whose
+    ``pcg64_state`` is at ``head`` (:func:`~offload_rl.cell.device_seeding.pcg64_head`),
+    its state words advanced in place as numpy's calls advance them (``random`` and
+    ``standard_exponential`` leave the buffered 32-bit word alone): the session starts
     (``rng.uniform(low, horizon, n_sessions)``: numpy's ``low + (horizon - low) *
-    next_double``, numba's ``random`` its ``next_double``), the turns (:func:`mixture_turns`),
-    the gaps' uniforms (``rng.random(total)``) through :func:`interp_into` (the gap table's
-    probabilities and log values: the logs of the gaps, for numpy's ``exp``), then the first
-    prompts', follow-ups' and outputs' uniforms (``rng.random`` of ``n_sessions``, ``total -
-    n_sessions``, ``total``: one block, in that order)."""
+    next_double``), the turns (:func:`turns_into`), the gaps' uniforms (``rng.random(total)``)
+    through :func:`interp_into` (the gap table's probabilities and log values: the logs of the
+    gaps, for numpy's ``exp``), then the first prompts', follow-ups' and outputs' uniforms
+    (``rng.random`` of ``n_sessions``, ``total - n_sessions``, ``total``: one block, in that
+    order). Inline draws, not numba's ``Generator`` (a call through the bit generator's
+    function pointer per draw, ~13,000 a reset: ~3/4 of this kernel's time)."""
+    pcg = state_words(head)
     starts = np.empty(n_sessions, dtype=np.float64)
     span = horizon - low
     for i in range(n_sessions):
-        starts[i] = low + span * rng.random()  # numpy's random_uniform(low, horizon - low)
+        starts[i] = low + span * next_double(pcg)  # numpy's random_uniform(low, horizon - low)
     turns = np.empty(n_sessions, dtype=np.int64)
-    mixture_turns(rng, cdf, means, max_turns, turns)
+    turns_into(pcg, cdf, means, max_turns, turns)
     total = 0
     for i in range(n_sessions):
         total += turns[i]
     log_gaps = np.empty(total, dtype=np.float64)
     for i in range(total):
-        log_gaps[i] = rng.random()
+        log_gaps[i] = next_double(pcg)
     interp_into(log_gaps, xp_gap, fp_gap, log_gaps)  # in place: each point read, then written
     u = np.empty(2 * total, dtype=np.float64)
     for i in range(2 * total):
-        u[i] = rng.random()
+        u[i] = next_double(pcg)
     return starts, turns, log_gaps, u
 
 
@@ -427,6 +492,12 @@ def stream_rows(
             m += 1
     rows = np.empty(m, dtype=np.int64)
     logs = np.empty(2 * m, dtype=np.float64)
+    # the rows' uniforms, each table's together for interp_into (~5 ns a point; interp_one
+    # inlined in this loop took ~20): the first prompts' from the front of logs[:m], the
+    # follow-ups' from its back, their rows' places in ``of``; the outputs' in logs[m:]
+    of = np.empty(m, dtype=np.int64)
+    front = 0
+    back = m
     for s in range(n_sessions):
         for r in range(offset[s], end[s] + 1):
             k = place[r]
@@ -434,10 +505,21 @@ def stream_rows(
             # u: the first prompts' uniforms (one a session), the follow-ups' (a later turn's
             # place among the draw's later turns: r - s - 1), the outputs' (one a row)
             if r == offset[s]:
-                logs[k] = interp_one(u[s], xp_first, fp_first)
+                logs[front] = u[s]
+                of[front] = k
+                front += 1
             else:
-                logs[k] = interp_one(u[n_sessions + r - s - 1], xp_follow, fp_follow)
-            logs[m + k] = interp_one(u[total + r], xp_out, fp_out)
+                back -= 1
+                logs[back] = u[n_sessions + r - s - 1]
+                of[back] = k
+            logs[m + k] = u[total + r]
+    firsts, follows, outs = logs[:front], logs[front:m], logs[m:]
+    interp_into(firsts, xp_first, fp_first, firsts)  # in place: each point read, then written
+    interp_into(follows, xp_follow, fp_follow, follows)
+    interp_into(outs, xp_out, fp_out, outs)
+    interpolated = logs[:m].copy()
+    for i in range(m):  # each row's to its place
+        logs[of[i]] = interpolated[i]
     return chosen, session, turn, arrival, rows, place, logs
 
 
@@ -498,9 +580,13 @@ def warm_up() -> None:
     # one specialization)
     caps = np.ones(3, dtype=np.int64)
     rng = np.random.default_rng(0)
-    st, tu, lg, uu = draw_front(rng, 3, 0.0, 1e9, xp, xp + 1.0, 64, xp, xp)
-    ch, se, tn, ar, ro, pl, lo = stream_rows(tu, st, np.exp(lg), uu, 1e9, 1, xp, xp, xp, xp, xp, xp)
-    columns_of_rows(ch, se, tn, tu, ar, ro, pl, np.exp(lo), 1.0, caps)
+    head = pcg64_head(rng)
+    if head is not None:  # else the fused sample does not run here (fused_draw.runs_here)
+        st, tu, lg, uu = draw_front(head, 3, 0.0, 1e9, xp, xp + 1.0, 64, xp, xp)
+        ch, se, tn, ar, ro, pl, lo = stream_rows(
+            tu, st, np.exp(lg), uu, 1e9, 1, xp, xp, xp, xp, xp, xp
+        )
+        columns_of_rows(ch, se, tn, tu, ar, ro, pl, np.exp(lo), 1.0, caps)
     for scale in (1.0, 0.5):
         cols = [np.zeros(2, dtype=np.int64) for _ in range(5)]
         stream_columns(turns, turns, turns, turns, scale, np.ones(3, dtype=np.int64), *cols)

@@ -20,6 +20,7 @@ from typing import cast
 
 import numpy as np
 
+from offload_rl.cell.device_seeding import pcg64_head
 from offload_rl.workloads import kernels, quantile_interp
 from offload_rl.workloads.distributions import EmpiricalDist, GeometricMixtureTurns, mixture_tables
 from offload_rl.workloads.lazy_draw import distribution_table
@@ -49,8 +50,9 @@ class FusedPlan:
         arrive in ``[0, horizon_s)`` (the caller draws again over a longer horizon)."""
         p = self.params
         n_sessions = int(rng.poisson(p.session_rate_per_s * (p.warmup_s + horizon_s)))
+        head = pcg64_head(rng)  # runs_here: not None
         starts, turns, gaps, u = kernels.call(
-            "draw_front", rng, n_sessions, -p.warmup_s, horizon_s, *self.turns,
+            "draw_front", head, n_sessions, -p.warmup_s, horizon_s, *self.turns,
             self.max_turns, *self.gap,
         )  # fmt: skip
         np.exp(gaps, out=gaps)  # EmpiricalDist.from_raw's exp of the whole draw's gaps
@@ -92,9 +94,11 @@ def fused_plan(p: WorkloadParams, scaling: TokenScaling) -> FusedPlan | None:
 
 def runs_here(rng: np.random.Generator) -> bool:
     """Whether the fused kernels may draw now: the workload's kernels run (compiled mode),
-    their interpolation gave ``np.interp``'s bits here, and ``rng`` is a numpy Generator."""
+    their interpolation gave ``np.interp``'s bits here, and ``rng`` is a numpy Generator whose
+    ``PCG64`` state they can draw on (:func:`~offload_rl.cell.device_seeding.pcg64_head`)."""
     return (
         type(rng) is np.random.Generator
+        and pcg64_head(rng) is not None
         and kernels.compiled() is not None
         and quantile_interp.compiled_matches()
     )

@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from offload_rl.cell import compiled_decode as cd
+from offload_rl.cell import device_seeding
 from offload_rl.workloads import fused_draw
 from offload_rl.workloads.correlation import SessionCorrelation
 from offload_rl.workloads.distributions import (
@@ -96,7 +97,16 @@ def test_the_default_workloads_stream_is_the_numpy_one(seed: int, n: int) -> Non
     assert_sample_is_the_python_sample(SyntheticWorkload(BASE), seed, n)
 
 
-def test_the_fused_kernel_draws_the_default_workload(monkeypatch: pytest.MonkeyPatch) -> None:
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**63 - 1), n=st.sampled_from([1, 257]))
+def test_a_buffered_32_bit_word_survives_the_fused_draw(seed: int, n: int) -> None:
+    """The fused kernels draw on the generator's PCG64 state words in place: a 32-bit word
+    numpy buffered before stays buffered, as numpy's own draws leave it."""
+    assert_sample_is_the_python_sample(SyntheticWorkload(BASE), seed, n, buffered=True)
+
+
+def _counted_fused_samples(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that grows by one at each FusedPlan.sample call."""
     calls: list[int] = []
     sample = fused_draw.FusedPlan.sample
 
@@ -105,8 +115,26 @@ def test_the_fused_kernel_draws_the_default_workload(monkeypatch: pytest.MonkeyP
         return sample(self, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(fused_draw.FusedPlan, "sample", counted)
+    return calls
+
+
+def test_the_fused_kernel_draws_the_default_workload(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _counted_fused_samples(monkeypatch)
     assert len(SyntheticWorkload(BASE).sample(np.random.default_rng(3), 257)) == 257
     assert calls
+
+
+@pytest.mark.parametrize("seed", [0, 11])
+def test_without_pcg64s_layout_the_lazy_draw_draws(
+    monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    """Where numpy's PCG64 state is not laid out as the kernels read it (another numpy), the
+    fused kernels stay off and the lazy draw gives the same stream."""
+    monkeypatch.setattr(device_seeding, "_pcg64_layout_holds", lambda: False)
+    calls = _counted_fused_samples(monkeypatch)
+    assert not fused_draw.runs_here(np.random.default_rng(seed))
+    assert_sample_is_the_python_sample(SyntheticWorkload(BASE), seed, 257)
+    assert not calls
 
 
 @pytest.mark.parametrize(

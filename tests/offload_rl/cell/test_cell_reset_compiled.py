@@ -17,7 +17,10 @@ the simulator must keep generators of its own.
 from __future__ import annotations
 
 import copy
+import functools
+from collections.abc import Callable
 from types import ModuleType
+from typing import cast
 
 import numpy as np
 import pytest
@@ -205,3 +208,83 @@ def test_a_fork_keeps_its_own_generators() -> None:
     assert not {id(d.rng) for d in forked.devices} & {id(d.rng) for d in sim.devices}
     forked.reset(np.random.default_rng(5), 8, 0, 1.5)
     assert _device_states(forked) == moved
+
+
+@functools.cache
+def _integer_draws() -> Callable[[int, int, np.ndarray], None]:
+    """A kernel filling ``out`` with ``integers_below(high)`` draws from the PCG64 at
+    ``world`` (compiled once)."""
+    import numba
+
+    cr = _kernels()
+
+    @numba.njit
+    def draws(world: int, high: int, out: np.ndarray) -> None:
+        head = cr._words_at(np.uint64(world))
+        pcg = cr.state_words(np.uint64(world))
+        for i in range(out.shape[0]):
+            out[i] = cr.integers_below(head, pcg, high)
+
+    return cast(Callable[[int, int, np.ndarray], None], draws)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    high=st.integers(1, 2**63 - 1)
+    | st.integers(1, 2**33)
+    | st.integers(2**31, 2**32 + 1)  # ranges where Lemire's rejection is likely:
+    | st.integers(2**62, 2**63 - 1),  # on 32-bit words, on 64-bit draws
+    k=st.integers(0, 40),
+    seed=st.integers(0, 2**32 - 1),
+    skew=st.integers(0, 3),
+)
+def test_inline_integers_are_numpys(high: int, k: int, seed: int, skew: int) -> None:
+    """:func:`~offload_rl.cell.compiled_reset.integers_below` (``draw_devices``' trace and
+    seed draws) is ``integers(0, high)`` drawn ``k`` times, buffered 32-bit word included, for
+    any range: none drawn for 1, Lemire's rejection on 32-bit words and on 64-bit draws."""
+    ours, ref = np.random.default_rng(seed), np.random.default_rng(seed)
+    for g in (ours, ref):
+        g.integers(5, size=skew, dtype=np.int32)  # an odd count leaves a buffered word
+    heads = pcg64_heads([ours])
+    assert heads is not None
+    got = np.empty(k, dtype=np.int64)
+    _integer_draws()(int(heads[0]), high, got)
+    assert got.tolist() == [int(ref.integers(0, high)) for _ in range(k)]
+    assert ours.bit_generator.state == ref.bit_generator.state
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    n=st.sampled_from(sorted(SIMS)),
+    ns=st.integers(1, 300),
+    data=st.data(),
+    seed=st.integers(0, 2**32 - 1),
+    skew=st.integers(0, 3),
+)
+def test_session_devices_are_the_python_draws(
+    n: int, ns: int, data: st.DataObject, seed: int, skew: int
+) -> None:
+    """The compiled reset's sessions' devices (``CellSimulator._session_devices``) are numpy's
+    ``integers(n_devices, size=ns)[sessions]``, and leave the world where numpy leaves it."""
+    sim = SIMS[n]
+    sessions = np.array(data.draw(st.lists(st.integers(0, ns - 1), max_size=400)), dtype=np.int64)
+    ours, ref = np.random.default_rng(seed), np.random.default_rng(seed)
+    for g in (ours, ref):
+        g.integers(5, size=skew, dtype=np.int32)  # an odd count leaves a buffered word
+    got = sim._session_devices(ours, ns, sessions)
+    want = ref.integers(sim.cell.n_devices, size=ns)[sessions]
+    assert got.dtype == want.dtype and got.tolist() == want.tolist()
+    assert ours.bit_generator.state == ref.bit_generator.state
+
+
+def test_a_generators_head_is_its_own() -> None:
+    """``pcg64_head`` (kept for the generator read last) gives each generator its own
+    state's address, generators asked in turn and a new one at a freed one's place."""
+    from offload_rl.cell.device_seeding import _pcg64_state_address, pcg64_head
+
+    gens = [np.random.default_rng(s) for s in range(3)]
+    for g in [*gens, gens[0], gens[0], gens[2], gens[1]]:
+        assert pcg64_head(g) == _pcg64_state_address(g.bit_generator)
+    for s in range(5):  # the last one asked dropped, a new one made
+        gens[-1] = np.random.default_rng(s)
+        assert pcg64_head(gens[-1]) == _pcg64_state_address(gens[-1].bit_generator)
