@@ -143,10 +143,11 @@ def encode_cell(
 
 
 # decide's outputs in ``vals`` (float64; the integers exact): what the decision state holds
-# beyond the request's facts, for building it only when someone reads it; from V_SAMPLES on,
-# the V_N_SAMPLES samples it read (oldest first)
+# beyond the request's and session's facts, for building it only when someone reads it; from
+# V_SAMPLES on, the V_N_SAMPLES samples it read (oldest first)
 (V_OCCUPANCY, V_LOAD, V_SPLIT, V_TOKENS, V_RADIO, V_WAITING, V_WAITING_TOKENS, V_RUNNING,
- V_RUNNING_TOKENS, V_SHARE, V_RANK, V_BUSY, V_N_SAMPLES, V_AGE, V_SAMPLES) = range(15)  # fmt: skip
+ V_RUNNING_TOKENS, V_SHARE, V_RANK, V_BUSY, V_N_SAMPLES, V_AGE, V_PREV, V_GAP, V_THERMAL,
+ V_SAMPLES) = range(18)  # fmt: skip
 V_SIZE = V_SAMPLES + SAMPLE_SLOTS + 1  # the last: the newest sample's time
 PROBE = -1  # decide's answer while the device's newest sample says "outage": probe first
 
@@ -201,30 +202,39 @@ def os_level(heat: A, j: int, t: float) -> int:
 
 @jit
 def decide(
-    times: A, values: A, counts: A, consts: A, radios: A, heat: A, out: A, vals: A,
-    probed: bool, ints: A, gi: A, gf: A, run: A, wait: A, kept: A, session: int, j: int,
-    t: float, mark_t: float, mark_busy: float, new: int, ctx: int, turn: int, private: bool,
-    ttft: float, tpot: float, local: int, k_mem: int, prev: int, gap: float, cls: int,
-) -> tuple[int, int, int, float, int, float, float, int]:  # fmt: skip
-    """One decision of device ``j`` in one call (the episode's constants in ``consts``:
-    :func:`decision_constants`): its samples (:func:`samples_until`; first :data:`PROBE`,
-    with no effect, while it has none or its newest is below the probe's floor: the caller
-    probes, then calls again with ``probed``), the edge's view
-    (``EdgeServer.decision_view``; ``session``: the request's session's index in the edge's
-    table, -1 if it has none), its radio state, the cached split
-    (``CellSimulator.decision_state``'s rule: the device's own kept KV ``local`` >= 0 first,
-    then the edge's entry), the edge's load since the mark and the observation
-    (:func:`encode_cell`) into ``out``; the state's other fields into ``vals``. Returns the
-    mask's index in :func:`mask_table` (private, the clamped device layers, the outage of the
-    newest sample: ``features._shared_mask``'s key), the edge's last batch size, waiting
-    requests and KV occupancy, the samples read, the newest (0 if none), the edge's busy
-    seconds (the next mark) and the device's OS thermal level (:func:`os_level`, its heat row
-    in ``heat`` cooled to ``t``), as one tuple: reading ``vals`` from Python costs ~0.1 us a
-    field."""
+    times: A, values: A, counts: A, consts: A, radios: A, heat: A, privates: A, slos: A,
+    k_mems: A, classes: A, mark: A, out: A, vals: A, probed: bool, ints: A, gi: A, gf: A,
+    run: A, wait: A, kept: A, session: int, i: int, j: int, sid: int, t: float, new: int,
+    ctx: int, turn: int, local: int, prev_t: float, prev_out: int,
+) -> tuple[int, int, int, float, bool, float, int]:  # fmt: skip
+    """One decision of request ``i`` (session ``sid``) on device ``j`` in one call (the
+    episode's constants in ``consts``: :func:`decision_constants`; per session its privacy
+    ``privates`` and SLO targets ``slos``, per request its free layers ``k_mems``, per device
+    its class ``classes``): its samples (:func:`samples_until`; first :data:`PROBE`, with no
+    effect, while it has none or its newest is below the probe's floor: the caller probes,
+    then calls again with ``probed``), the edge's view (``EdgeServer.decision_view``;
+    ``session``: the request's session's index in the edge's table, -1 if it has none), its
+    radio state, the cached split (``CellSimulator.decision_state``'s rule: the device's own
+    kept KV ``local`` >= 0 first, then the edge's entry), the session's previous turn (its
+    arrival ``prev_t``, NaN if none, and output tokens), the edge's load since the busy mark
+    ``mark`` (time, busy seconds; then set to ``t`` and the edge's busy seconds now) and the
+    observation (:func:`encode_cell`) into ``out``; the state's other fields into ``vals``.
+    Returns the mask's index in :func:`mask_table` (private, the clamped device layers, the
+    outage of the newest sample: ``features._shared_mask``'s key), the edge's last batch size,
+    waiting requests and KV occupancy, the request's privacy, the newest sample (0.0 if none)
+    and the samples read, as one tuple: reading ``vals`` from Python costs ~0.1 us a field.
+    The device's heat row in ``heat`` is cooled to ``t`` (:func:`os_level`)."""
     n = counts[j]
     probe_floor = -math.inf if probed else consts[K_PROBE_FLOOR]
     if probe_floor > -math.inf and (n == 0 or values[j, n - 1] < probe_floor):
-        return PROBE, 0, 0, 0.0, 0, 0.0, 0.0, 0  # (-inf: it has probed, or no probe could measure)
+        return PROBE, 0, 0, 0.0, False, 0.0, 0  # (-inf: probed, or no probe could measure)
+    private = privates[sid]
+    ttft, tpot = slos[sid, 0], slos[sid, 1]
+    k_mem, cls = k_mems[i], classes[j]
+    if prev_t == prev_t:  # the session's previous turn (DeviceMemory.previous)
+        prev, gap = prev_out, t - prev_t
+    else:
+        prev, gap = 0, 0.0
     thermal = os_level(heat, j, t)
     history, H, n_layers = int(consts[K_HISTORY]), int(consts[K_H]), int(consts[K_N_LAYERS])
     outage_mbps, rtt, scales = consts[K_OUTAGE], consts[K_RTT], consts[N_CONSTS:]
@@ -241,6 +251,7 @@ def decide(
     else:
         split, ctok = -1, 0
     load = 0.0
+    mark_t, mark_busy = mark[0], mark[1]  # CellSimulator._edge_utilisation's
     if t > mark_t:
         load = (busy - mark_busy) / (t - mark_t)
         load = 0.0 if load < 0.0 else load
@@ -258,11 +269,13 @@ def decide(
     vals[V_RADIO], vals[V_WAITING], vals[V_WAITING_TOKENS] = radio, waiting, waiting_tokens
     vals[V_RUNNING], vals[V_RUNNING_TOKENS], vals[V_SHARE] = running, running_tokens, share
     vals[V_RANK], vals[V_BUSY], vals[V_N_SAMPLES], vals[V_AGE] = rank, busy, n_raw, age
+    vals[V_PREV], vals[V_GAP], vals[V_THERMAL] = prev, gap, thermal
+    mark[0], mark[1] = t, busy
     newest = raw[n_raw - 1] if n_raw > 0 else 0.0
     k = k_mem if k_mem > 0 else 0
     k = k if k < n_layers else n_layers
     code = ((1 if private else 0) * (n_layers + 1) + k) * 2 + (1 if newest < outage_mbps else 0)
-    return code, gi[LAST_SIZE], waiting, occupancy, n_raw, newest, busy, thermal
+    return code, gi[LAST_SIZE], waiting, occupancy, private, newest, n_raw
 
 
 def mask_table(spec: FeatureSpec) -> list[np.ndarray]:
@@ -312,7 +325,7 @@ def warm_up() -> None:
     )
     decide(
         times, values, counts, decision_constants(0.1, 8, 10.0, spec), np.zeros((1, 18)),
-        heat_storage(1), out, vals, False, table.ints, table.gi, table.gf, table.run,
-        table.wait, table.kept, -1, 0, 1.0, 0.0, 0.0, 3, 4, 1, False, 1.0, 0.1, -1, 4, 0, 0.0,
-        0,
+        heat_storage(1), np.zeros(1, np.bool_), np.ones((1, 2)), np.full(1, 4),
+        np.zeros(1, np.int64), np.zeros(2), out, vals, False, table.ints, table.gi, table.gf,
+        table.run, table.wait, table.kept, -1, 0, 0, 0, 1.0, 3, 4, 1, -1, math.nan, 0,
     )  # fmt: skip
