@@ -562,21 +562,19 @@ class CellSimulator:
         prev = d.memory._last.get(sid, _NO_PREVIOUS)  # d.memory.previous(sid), inlined
         table = self.edge._table
         call = self._decide_call or kernels.decide
-        res: Decision = call(
-            *self._decide_leading, out, vals, False, table.ints, table.gi, table.gf, table.run,
-            table.wait, table.kept, table._session_index.get(sid, -1), i, j, sid, t,
-            req.new_tokens, req.context_tokens, req.turn, d.kept_local.get(sid, -1), prev[0],
-            prev[1],
-        )  # fmt: skip
-        if res[0] < 0:  # kernels.PROBE: the device probes its link, then decides on it
-            net = self.facts.scenario.network
-            d.probe_if_out(t, net.outage_mbps, net.throughput_sample_s)
-            res = call(
-                *self._decide_leading, out, vals, True, table.ints, table.gi, table.gf,
-                table.run, table.wait, table.kept, table._session_index.get(sid, -1), i, j,
-                sid, t, req.new_tokens, req.context_tokens, req.turn, d.kept_local.get(sid, -1),
+        probed = False
+        while True:  # once, or twice when the device probes its link first
+            res: Decision = call(
+                *self._decide_leading, table.ints, table.gi, table.gf, table.run, table.wait,
+                table.kept, out, vals, probed, table._session_index.get(sid, -1), i, j, sid, t,
+                req.new_tokens, req.context_tokens, req.turn, d.kept_local.get(sid, -1),
                 prev[0], prev[1],
             )  # fmt: skip
+            if res[0] >= 0:  # not kernels.PROBE
+                break
+            net = self.facts.scenario.network
+            d.probe_if_out(t, net.outage_mbps, net.throughput_sample_s)
+            probed = True  # decide on what it measured
         if self._decide_call is None:  # the dispatcher typed these arguments: call straight on
             from offload_rl.cell.kernel_jit import entry_point  # imports numba: compiled only
 
@@ -586,12 +584,12 @@ class CellSimulator:
     def bind_decisions(self, kernels: ModuleType, spec: FeatureSpec) -> None:
         """Keep what :meth:`decide_compiled` passes its kernel the same at every decision of
         this episode, as one tuple (no attribute reads per call; a fork copies it with the
-        arrays it names): the devices' samples, the episode's constants
-        (:func:`~offload_rl.cell.compiled_observation.decision_constants`), the radio bank's
-        table, the heat rows, the episode's facts as arrays the kernel reads by index (per
-        session ``private`` and its SLO targets, per request ``k_mem``, per device its class:
-        the same values as the lists, read in Python ~25 ns each) and the busy mark (written
-        in place). Once an episode, after :meth:`reset`, in compiled mode."""
+        arrays it names): the devices' samples, the episode's constants and facts in one array
+        (:func:`~offload_rl.cell.compiled_observation.decision_facts`: per session ``private``
+        and its SLO targets, per request ``k_mem``, per device its class, the same values as
+        the lists, read in Python ~25 ns each), the radio bank's table, the heat rows and the
+        busy mark (written in place). Once an episode, after :meth:`reset`, in compiled
+        mode."""
         net = self.facts.scenario.network
         consts = _decision_constants(
             kernels, net.outage_mbps, net.throughput_history, net.rtt_edge_ms, spec
@@ -599,11 +597,11 @@ class CellSimulator:
         bank = self._bank
         assert bank is not None  # compiled mode (EdgeCellEnv._compiled_decider)
         slos = np.array(self.facts.slo_targets, dtype=np.float64)[self.slo_class]
-        self._decide_leading = (
-            *self._samples, consts, bank.table, self._heat, np.array(self.private, np.bool_),
-            slos.reshape(-1, 2), np.array(self.k_mem, np.int64),
-            np.array([d.class_index for d in self.devices], np.int64), self._busy_mark,
+        facts = kernels.decision_facts(
+            consts, self.private, slos, self.k_mem, [d.class_index for d in self.devices],
+            spec.history,
         )  # fmt: skip
+        self._decide_leading = (*self._samples, facts, bank.table, self._heat, self._busy_mark)
 
     def state_of(self, i: int, vals: np.ndarray) -> CellDecisionState:
         """The :class:`CellDecisionState` :meth:`decide_compiled` decided on for request
