@@ -49,10 +49,11 @@ SCALES = np.array(CELL_ENCODER_SCALES, dtype=np.float64)
 K_PROBE_FLOOR, K_HISTORY, K_H, K_N_LAYERS, K_OUTAGE, K_RTT = range(6)
 N_CONSTS = 6
 # :func:`decision_facts` after them: where its parts start (exact doubles)
-K_PRIVATES, K_SLOS, K_K_MEMS, K_CLASSES, K_MEMO = range(
-    N_CONSTS + len(SCALES), N_CONSTS + len(SCALES) + 5
+K_PRIVATES, K_SLOS, K_K_MEMS, K_CLASSES, K_MEMO, K_RTT_F, K_TTFT_F, K_COUNT_F = range(
+    N_CONSTS + len(SCALES), N_CONSTS + len(SCALES) + 8
 )
-NO_MEMO = np.zeros(0)  # _history without a memo
+N_COUNT_F = 256  # the edge's request counts whose feature decision_facts keeps
+NO_MEMO = np.zeros(0)  # encode_cell without a memo
 
 
 def decision_constants(
@@ -70,19 +71,22 @@ def decision_facts(
     """:func:`decide`'s ``facts``, one array for an episode (one argument instead of six:
     ~17 ns each): ``consts``, where each part starts, then per session its privacy (0/1) and
     SLO targets (``slos``: ttft, tpot rows), per request its free layers, per device its class
-    (small integers: exact doubles) and per device the :func:`_history` memo of ``history``
-    triples (zeros: no sample is 0 there)."""
+    (small integers: exact doubles), per device the :func:`_history` memo of ``history``
+    triples (zeros: no sample is 0 there), and :func:`_log_feature`'s memo slots (NaN: not
+    yet computed): the RTT's, each session's TTFT's and the edge's counts' below
+    :data:`N_COUNT_F`."""
     ns, n, nd = len(private), len(k_mem), len(classes)
-    at = [consts.shape[0] + 5]
-    for size in (ns, 2 * ns, n, nd):
+    at = [consts.shape[0] + 8]
+    for size in (ns, 2 * ns, n, nd, 3 * history * nd, 1, ns):
         at.append(at[-1] + size)
-    out = np.zeros(at[-1] + 3 * history * nd)
+    out = np.full(at[-1] + N_COUNT_F, np.nan)
     out[: consts.shape[0]] = consts
-    out[K_PRIVATES : K_MEMO + 1] = at
+    out[K_PRIVATES : K_COUNT_F + 1] = at
     out[at[0] : at[1]] = private
     out[at[1] : at[2]] = slos.ravel()
     out[at[2] : at[3]] = k_mem
     out[at[3] : at[4]] = classes
+    out[at[4] : at[5]] = 0.0
     return out
 
 
@@ -148,28 +152,45 @@ def _pos(x: float) -> float:
 
 
 @jit
+def _log_feature(x: float, scale: float, memo: A, slot: int) -> float:
+    """``_unit(log1p(x) / scale)``; ``memo[slot]`` (``slot`` >= 0) keeps it for the next call
+    with the same ``x`` and ``scale`` (the caller's promise; NaN: not yet computed, which the
+    feature never is)."""
+    if slot >= 0:
+        f = memo[slot]
+        if f == f:
+            return f
+    f = _unit(math.log1p(x) / scale)
+    if slot >= 0:
+        memo[slot] = f
+    return f
+
+
+@jit
 def encode_cell(
     out: A, raw: A, n_raw: int, H: int, scales: A, n_layers: int, outage_mbps: float,
     rtt: float, new: int, ctx: int, turn: int, private: bool, ttft: float, tpot: float,
     split: int, ctok: int, occupancy: float, load: float, k_mem: int, prev: int, gap: float,
     age: float, cls: int, thermal: int, radio: int, waiting: int, waiting_tokens: int,
-    running: int, running_tokens: int, share: float, rank: int, memo: A, at: int,
+    running: int, running_tokens: int, share: float, rank: int, memo: A, at: int, m_rtt: int,
+    m_ttft: int, m_counts: int,
 ) -> None:  # fmt: skip
     """The cell observation of one decision state into ``out`` (float32, ``obs_dim``; ``H``
     throughput samples first); ``split`` < 0: no cached split (``None``). The cell's integer
     fields go through ``float`` first, as ``_cell_values`` converts them. ``memo``, ``at``:
-    :func:`_history`'s."""
+    :func:`_history`'s; ``m_rtt``, ``m_ttft``: the slots in ``memo`` of the RTT's and the
+    session's TTFT's features, ``m_counts`` of :data:`N_COUNT_F` counts' (-1: none)."""
     log_mbps, log_ms, log_tokens, log_slo = scales[0], scales[1], scales[2], scales[3]
     log_gap, max_turn, log_seqs, log_big = scales[4], scales[5], scales[6], scales[7]
     inv_sum, newest = _history(out, raw, n_raw, H, log_mbps, memo, at)
     cached = split >= 0 and ctok > 0
     o = H
-    out[o] = _unit(math.log1p(rtt if rtt > 0.0 else 0.0) / log_ms)
+    out[o] = _log_feature(rtt if rtt > 0.0 else 0.0, log_ms, memo, m_rtt)
     out[o + 1] = _unit(math.log1p(new if new > 0 else 0) / log_tokens)
     out[o + 2] = _unit(math.log1p(ctx if ctx > 0 else 0) / log_tokens)
     out[o + 3] = _unit(turn / max_turn)
     out[o + 4] = 1.0 if private else 0.0
-    out[o + 5] = _unit(math.log1p(ttft if ttft > 0.0 else 0.0) / log_slo)
+    out[o + 5] = _log_feature(ttft if ttft > 0.0 else 0.0, log_slo, memo, m_ttft)
     out[o + 6] = _unit(tpot)
     out[o + 7] = 1.0 if cached else 0.0
     out[o + 8] = _unit(split / n_layers) if cached else 0.0
@@ -186,9 +207,11 @@ def encode_cell(
     out[o + 1] = _unit(float(cls) / 2.0)
     out[o + 2] = _unit(float(thermal) / 3.0)
     out[o + 3] = _unit(float(radio) / 3.0)
-    out[o + 4] = _unit(math.log1p(_pos(float(waiting))) / log_seqs)
+    slot = m_counts + waiting if m_counts >= 0 and 0 <= waiting < N_COUNT_F else -1
+    out[o + 4] = _log_feature(_pos(float(waiting)), log_seqs, memo, slot)
     out[o + 5] = _unit(math.log1p(_pos(float(waiting_tokens))) / log_big)
-    out[o + 6] = _unit(math.log1p(_pos(float(running))) / log_seqs)
+    slot = m_counts + running if m_counts >= 0 and 0 <= running < N_COUNT_F else -1
+    out[o + 6] = _log_feature(_pos(float(running)), log_seqs, memo, slot)
     out[o + 7] = _unit(math.log1p(_pos(float(running_tokens))) / log_big)
     out[o + 8] = _unit(float(share))
     r = float(rank)
@@ -316,7 +339,8 @@ def decide(
         out, raw, n_raw, H, scales, n_layers, outage_mbps, rtt, new, ctx, turn, private, ttft,
         tpot, split, ctok, occupancy, load, k_mem, prev, gap, age, cls, thermal, radio,
         waiting, waiting_tokens, running, running_tokens, share, rank, facts,
-        int(facts[K_MEMO]) + 3 * H * j,
+        int(facts[K_MEMO]) + 3 * H * j, int(facts[K_RTT_F]), int(facts[K_TTFT_F]) + sid,
+        int(facts[K_COUNT_F]),
     )  # fmt: skip
     vals[V_OCCUPANCY], vals[V_LOAD], vals[V_SPLIT], vals[V_TOKENS] = occupancy, load, split, ctok
     vals[V_RADIO], vals[V_WAITING], vals[V_WAITING_TOKENS] = radio, waiting, waiting_tokens
@@ -359,7 +383,8 @@ def encode(state: CellDecisionState, spec: FeatureSpec) -> np.ndarray:
         s.edge_kv_occupancy, s.edge_load, s.device_memory_layers, s.prev_output_tokens,
         s.since_last_turn_s, s.throughput_age_s, s.device_class, s.thermal_level,
         s.radio_state, s.edge_waiting, s.edge_waiting_tokens, s.edge_running,
-        s.edge_running_tokens, s.entry_bytes_share, s.entry_recency_rank, NO_MEMO, -1,
+        s.edge_running_tokens, s.entry_bytes_share, s.entry_recency_rank, NO_MEMO, -1, -1, -1,
+        -1,
     )  # fmt: skip
     return out
 

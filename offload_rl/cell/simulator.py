@@ -196,6 +196,10 @@ class CellSimulator:
     # decisions)
     _advance_call: Callable[..., Any] | None = None
     _decide_call: Callable[..., Any] | None = None
+    # decide_compiled's leading arguments (bind_decisions') and the edge table's arrays, made
+    # again when the table's ``args`` (rebuilt whenever one of its arrays is) is not the key
+    _decide_key: tuple[np.ndarray, ...] | None = None
+    _decide_args: tuple[np.ndarray, ...] = ()
     # compiled_reset.draw_devices' entry point, likewise: numba types a Generator argument in
     # Python (~30 us a reset after a played episode, its code out of the caches)
     _draw_call: Callable[..., Any] | None = None
@@ -561,13 +565,18 @@ class CellSimulator:
         sid = req.session_id
         prev = d.memory._last.get(sid, _NO_PREVIOUS)  # d.memory.previous(sid), inlined
         table = self.edge._table
+        if table.args is not self._decide_key:  # a new or grown table: its arrays once
+            self._decide_key = table.args
+            self._decide_args = (
+                *self._decide_leading, table.ints, table.gi, table.gf, table.run, table.wait,
+                table.kept,
+            )  # fmt: skip
         call = self._decide_call or kernels.decide
         probed = False
         while True:  # once, or twice when the device probes its link first
             res: Decision = call(
-                *self._decide_leading, table.ints, table.gi, table.gf, table.run, table.wait,
-                table.kept, out, vals, probed, table._session_index.get(sid, -1), i, j, sid, t,
-                req.new_tokens, req.context_tokens, req.turn, d.kept_local.get(sid, -1),
+                *self._decide_args, out, vals, probed, table._session_index.get(sid, -1), i, j,
+                sid, t, req.new_tokens, req.context_tokens, req.turn, d.kept_local.get(sid, -1),
                 prev[0], prev[1],
             )  # fmt: skip
             if res[0] >= 0:  # not kernels.PROBE
@@ -602,6 +611,7 @@ class CellSimulator:
             spec.history,
         )  # fmt: skip
         self._decide_leading = (*self._samples, facts, bank.table, self._heat, self._busy_mark)
+        self._decide_key = None  # decide_compiled adds the table's arrays
 
     def state_of(self, i: int, vals: np.ndarray) -> CellDecisionState:
         """The :class:`CellDecisionState` :meth:`decide_compiled` decided on for request
