@@ -278,7 +278,7 @@ def os_level(heat: A, j: int, t: float) -> int:
 
 @jit
 def decide(
-    times: A, values: A, counts: A, facts: A, radios: A, heat: A, mark: A, ints: A, gi: A,
+    times: A, values: A, counts: A, facts: A, radios: A, mark: A, heat: A, ints: A, gi: A,
     gf: A, run: A, wait: A, kept: A, out: A, vals: A, probed: bool, session: int, i: int,
     j: int, sid: int, t: float, new: int, ctx: int, turn: int, local: int, prev_t: float,
     prev_out: int,
@@ -405,7 +405,7 @@ def warm_up() -> None:
         decision_constants(0.1, 8, 10.0, spec), [False], np.ones((1, 2)), [4], [0], spec.history
     )
     decide(
-        times, values, counts, facts, np.zeros((1, 18)), heat_storage(1), np.zeros(2),
+        times, values, counts, facts, np.zeros((1, 18)), np.zeros(2), heat_storage(1),
         table.ints, table.gi, table.gf, table.run, table.wait, table.kept, out, vals, False, -1,
         0, 0, 0, 1.0, 3, 4, 1, -1, math.nan, 0,
     )  # fmt: skip

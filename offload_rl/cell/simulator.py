@@ -596,8 +596,8 @@ class CellSimulator:
         arrays it names): the devices' samples, the episode's constants and facts in one array
         (:func:`~offload_rl.cell.compiled_observation.decision_facts`: per session ``private``
         and its SLO targets, per request ``k_mem``, per device its class, the same values as
-        the lists, read in Python ~25 ns each), the radio bank's table, the heat rows and the
-        busy mark (written in place). Once an episode, after :meth:`reset`, in compiled
+        the lists, read in Python ~25 ns each), the radio bank's table, the busy mark (written
+        in place) and the heat rows. Once an episode, after :meth:`reset`, in compiled
         mode."""
         net = self.facts.scenario.network
         consts = _decision_constants(
@@ -610,7 +610,7 @@ class CellSimulator:
             consts, self.private, slos, self.k_mem, [d.class_index for d in self.devices],
             spec.history,
         )  # fmt: skip
-        self._decide_leading = (*self._samples, facts, bank.table, self._heat, self._busy_mark)
+        self._decide_leading = (*self._samples, facts, bank.table, self._busy_mark, self._heat)
         self._decide_key = None  # decide_compiled adds the table's arrays
 
     def state_of(self, i: int, vals: np.ndarray) -> CellDecisionState:
