@@ -49,7 +49,7 @@ OUTCOME_KEYS = (
 
 CLASS_NAMES = tuple(DEVICE_CLASSES)  # info["device_class"] by class index
 _NO_SUMS = (0.0,) * len(OUTCOME_KEYS)  # an interval in which no request finished
-_OBS_ROWS = 64  # observations per block (EdgeCellEnv._rows): ~11 KB at the cell's width
+_OBS_ROWS = 64  # observations per block (EdgeCellEnv._rows): ~9 KB at the cell's width
 
 
 class _StepInfo:

@@ -59,7 +59,8 @@ NO_MEMO = np.zeros(0)  # encode_cell without a memo
 def decision_constants(
     probe_floor: float, history: int, rtt_ms: float, spec: FeatureSpec
 ) -> np.ndarray:
-    """The ``consts`` array :func:`decide` reads (integers as exact doubles)."""
+    """The head of :func:`decision_facts`, what :func:`decide` reads of the config
+    (integers as exact doubles)."""
     head = [probe_floor, history, spec.history, spec.n_layers, spec.outage_mbps, rtt_ms]
     return np.concatenate((np.array(head, dtype=np.float64), SCALES))
 
