@@ -6,7 +6,7 @@ The Gymnasium face of :class:`offload_rl.cell.simulator.CellSimulator` (the phys
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any, SupportsFloat
 
@@ -20,7 +20,7 @@ from offload_rl.cell import compiled_decode as cd
 from offload_rl.cell.config import CellConfig
 from offload_rl.cell.device_seeding import world_generator
 from offload_rl.cell.radio import RADIO_STATES
-from offload_rl.cell.simulator import CellRequest, CellSimulator, DecisionFacts
+from offload_rl.cell.simulator import CellRequest, CellSimulator, Decision
 from offload_rl.cell.thermal import DEVICE_CLASSES, H_TEMP
 from offload_rl.cost_model import tier_of
 from offload_rl.errors import ConfigError
@@ -49,6 +49,7 @@ OUTCOME_KEYS = (
 
 CLASS_NAMES = tuple(DEVICE_CLASSES)  # info["device_class"] by class index
 _NO_SUMS = (0.0,) * len(OUTCOME_KEYS)  # an interval in which no request finished
+_OBS_ROWS = 64  # observations per block (EdgeCellEnv._rows): ~9 KB at the cell's width
 
 
 class _StepInfo:
@@ -243,10 +244,13 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         self._masks: list[np.ndarray] = []  # the compiled decision's, by its index
         self._vals = np.zeros(0, dtype=np.float64)  # the compiled decision's state fields
         self._state: CellDecisionState | None = None
-        self._facts: DecisionFacts | None = None
-        # the decision's edge_batch, edge_waiting and edge_kv_occupancy (info)
-        self._edge_fields: tuple[int, int, float] = (0, 0, 0.0)
-        self._decided: tuple[bool, float] = (False, 0.0)  # its private and newest sample (info)
+        # the decision's mask index, edge_batch, edge_waiting and edge_kv_occupancy, private
+        # and newest sample, samples read (the info's; the simulator's Decision, whose layout
+        # the reference path fills too)
+        self._decision: Decision = (0, 0, 0, 0.0, False, 0.0, 0)
+        # the compiled decision's observations: rows of a block, each handed out once (a row
+        # view costs ~0.1 us less than np.empty; a kept observation keeps its block alive)
+        self._rows: Iterator[np.ndarray] = iter(())
         self._tier_info = self._tier_infos()
         # asked at every step: properties that compute (the spec and layout are fixed)
         self._n_actions = self.layout.n_actions
@@ -310,12 +314,14 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
     def _prepare(self) -> None:
         decide = self._decide
         if decide is not None:
-            obs = np.empty(self._obs_dim, self._obs_dtype)
-            code, self._edge_fields, self._decided, self._facts = self.sim.decide_compiled(
-                self._i, decide, obs, self._vals
-            )
+            try:
+                obs = next(self._rows)
+            except StopIteration:
+                self._rows = iter(np.empty((_OBS_ROWS, self._obs_dim), self._obs_dtype))
+                obs = next(self._rows)
+            self._decision = decision = self.sim.decide_compiled(self._i, decide, obs, self._vals)
             self._obs = obs
-            self._mask = self._masks[code]  # read-only: copied out
+            self._mask = self._masks[decision[0]]  # read-only: copied out
             self._state = None  # built when read
             return
         state: CellDecisionState = self.sim.decision_state(self._i)
@@ -323,13 +329,11 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         encode = self._encode or encode_observation
         self._obs = encode(state, self.feature_spec)
         self._mask = shared_action_mask(state, self.feature_spec)  # read-only: copied out
-        self._edge_fields = (
-            self.sim.edge.last_batch_size,
-            state.edge_waiting,
-            state.edge_kv_occupancy,
-        )
-        newest = state.throughput_mbps[-1] if state.throughput_mbps else 0
-        self._decided = (state.private, newest)
+        samples = state.throughput_mbps
+        self._decision = (  # the info's fields where the compiled decision has them
+            0, self.sim.edge.last_batch_size, state.edge_waiting, state.edge_kv_occupancy,
+            state.private, samples[-1] if samples else 0.0, len(samples),
+        )  # fmt: skip
 
     # -- acting ---------------------------------------------------------------------------
     @property
@@ -337,9 +341,8 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         """The decision state of the current request (what its device and the edge know);
         a compiled decision builds it at the first read (training never reads it)."""
         state = self._state
-        if state is None:
-            assert self._facts is not None  # a compiled decision's
-            state = self._state = self.sim.state_of(self._facts, self._vals)
+        if state is None:  # a compiled decision's
+            state = self._state = self.sim.state_of(self._i, self._vals)
         return state
 
     @property
@@ -373,7 +376,11 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         placed = sim.placed_radio  # the compiled edge placement's (this request's, if so)
         index = placed[1] if placed is not None and placed[0] is cr else d.radio.state_index(t)
         radio = RADIO_STATES[index]
-        private, measured = self._decided
+        # the decided request's privacy and newest sample (0 if none), the edge at the next
+        # decision: the next _prepare's Decision replaces this one
+        _, _, _, _, private, measured, n_samples = self._decision
+        if not n_samples:
+            measured = 0
         self._i = i + 1
         t_next = reqs[i + 1].arrival_s
         finished, latency_cost, other_cost, joules = sim.advance_and_collect(t_next)
@@ -385,7 +392,7 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
         )  # OUTCOME_KEYS, in order
         truncated = i + 1 >= self.n_requests
         self._prepare()
-        batch, waiting, occupancy = self._edge_fields  # the next decision's: the edge now
+        _, batch, waiting, occupancy, _, _, _ = self._decision  # the next one's: the edge now
         split, tier, lite = self._tier_info[cr.tier_index]
         uplink = d.uplink
         # the info as _StepInfo builds it (its keys in this order: the info's, always)

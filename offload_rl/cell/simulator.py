@@ -79,9 +79,12 @@ from offload_rl.workloads.distributions import choice_cdf
 from offload_rl.workloads.stream import session_ids
 
 _FINISH = "compiled_finish"
-# what a compiled decision keeps to build its state on demand (CellSimulator.state_of):
-# request index, private, SLO, previous output tokens, gap, thermal level
-DecisionFacts = tuple[int, bool, tuple[float, float], int, float, int]
+# a compiled decision's answer (CellSimulator.decide_compiled): the mask's index, the edge's
+# last batch size, waiting requests and KV occupancy, the request's privacy, the newest sample
+# (0.0 if none) and the samples read
+Decision = tuple[int, int, int, float, bool, float, int]
+# DeviceMemory.previous's "none" as decide_compiled passes it: no arrival (NaN), no tokens
+_NO_PREVIOUS = (math.nan, 0)
 
 
 # compiled_finish once _finish_kernels loaded it: a module, kept here rather than on a
@@ -195,6 +198,10 @@ class CellSimulator:
     # decisions)
     _advance_call: Callable[..., Any] | None = None
     _decide_call: Callable[..., Any] | None = None
+    # decide_compiled's leading arguments (bind_decisions') and the edge table's arrays, made
+    # again when the table's ``args`` (rebuilt whenever one of its arrays is) is not the key
+    _decide_key: tuple[np.ndarray, ...] | None = None
+    _decide_args: tuple[np.ndarray, ...] = ()
     # compiled_reset.draw_devices' entry point, likewise
     _draw_call: Callable[..., Any] | None = None
     # the devices' generators, seeded again in place at each compiled reset (a fork's is new)
@@ -319,7 +326,9 @@ class CellSimulator:
             w = radio.params.idle_w
             self._asleep_w[w] = self._asleep_w.get(w, 0) + 1
         self._t = 0.0
-        self._busy_mark = (0.0, 0.0)
+        # the edge's busy mark: the previous decision's time and the edge's busy seconds then
+        # (_edge_utilisation; the compiled decision's kernel reads and writes it in place)
+        self._busy_mark = np.zeros(2)
 
     def _session_devices(
         self, world: np.random.Generator, n_sessions: int, sessions: np.ndarray
@@ -559,44 +568,38 @@ class CellSimulator:
 
     def decide_compiled(
         self, i: int, kernels: ModuleType, out: np.ndarray, vals: np.ndarray
-    ) -> tuple[int, tuple[int, int, float], tuple[bool, float], DecisionFacts]:
+    ) -> Decision:
         """:meth:`decision_state` and the observation of request ``i`` in one compiled call
         (:func:`~offload_rl.cell.compiled_observation.decide`, with a compiled edge server and
         radio bank; :meth:`bind_decisions` called this episode): the observation into
-        ``out``, the state's other fields into ``vals``.
-        Returns the mask's index, the edge's last batch size, waiting requests and KV
-        occupancy (the info's ``edge_*``), the request's ``private`` and the newest sample
-        read (0 if none: the info's ``measured_mbps``) and what :meth:`state_of` needs to
-        build the same
-        :class:`CellDecisionState` only when someone reads it (the same side effects as
-        :meth:`decision_state`: the probe, the device's cooling, the busy mark)."""
+        ``out``, the state's other fields into ``vals`` (:meth:`state_of` builds the same
+        :class:`CellDecisionState` from them only when someone reads it), with the same side
+        effects as :meth:`decision_state` (the probe, the device's cooling, the busy mark).
+        Returns the kernel's tuple (:data:`Decision`): the mask's index, the info's
+        ``edge_*`` and the request's ``private`` and newest sample as one tuple, no other
+        Python object made per decision."""
         req = self.requests[i]
         j = self.device_of[i]
         d = self.devices[j]
         t = req.arrival_s
         sid = req.session_id
-        local = d.kept_local.get(sid, -1)
-        prev = d.memory._last.get(sid)  # d.memory.previous(sid), inlined
-        if prev is None:
-            prev_tokens, gap = 0, 0.0
-        else:
-            prev_tokens, gap = prev[1], t - prev[0]
-        slo = self.facts.slo_targets[self.slo_class[sid]]
-        private = self.private[sid]
+        prev = d.memory._last.get(sid, _NO_PREVIOUS)  # d.memory.previous(sid), inlined
         table = self.edge._table
-        # its session's index in the table (the kernel checks its entry: table.kept_row(sid))
-        session = table._session_index.get(sid, -1)
-        mark_t, mark_busy = self._busy_mark
-        probed = False
-        decide = self._decide_call or kernels.decide
-        while True:  # once, or twice when the device probes its link first
-            code, batch, waiting, occupancy, n_samples, newest, busy, thermal = decide(
-                *self._decide_leading, out, vals, probed, table.ints, table.gi, table.gf,
-                table.run, table.wait, table.kept, session, j, t, mark_t, mark_busy,
-                req.new_tokens, req.context_tokens, req.turn, private, slo[0], slo[1], local,
-                self.k_mem[i], prev_tokens, gap, d.class_index,
+        if table.args is not self._decide_key:  # a new or grown table: its arrays once
+            self._decide_key = table.args
+            self._decide_args = (
+                *self._decide_leading, table.ints, table.gi, table.gf, table.run, table.wait,
+                table.kept,
             )  # fmt: skip
-            if code != kernels.PROBE:
+        call = self._decide_call or kernels.decide
+        probed = False
+        while True:  # once, or twice when the device probes its link first
+            res: Decision = call(
+                *self._decide_args, out, vals, probed, table._session_index.get(sid, -1), i, j,
+                sid, t, req.new_tokens, req.context_tokens, req.turn, d.kept_local.get(sid, -1),
+                prev[0], prev[1],
+            )  # fmt: skip
+            if res[0] >= 0:  # not kernels.PROBE
                 break
             net = self.facts.scenario.network
             d.probe_if_out(t, net.outage_mbps, net.throughput_sample_s)
@@ -605,54 +608,59 @@ class CellSimulator:
             from offload_rl.cell.kernel_jit import entry_point  # imports numba: compiled only
 
             self._decide_call = entry_point(kernels.decide)
-        self._busy_mark = (t, busy)
-        decided = (private, newest if n_samples else 0)
-        return (
-            code,
-            (batch, waiting, occupancy),
-            decided,
-            (i, private, slo, prev_tokens, gap, thermal),
-        )
+        return res
 
     def bind_decisions(self, kernels: ModuleType, spec: FeatureSpec) -> None:
         """Keep what :meth:`decide_compiled` passes its kernel the same at every decision of
         this episode, as one tuple (no attribute reads per call; a fork copies it with the
-        arrays it names): the devices' samples, the episode's constants
-        (:func:`~offload_rl.cell.compiled_observation.decision_constants`), the radio bank's
-        table and the heat rows. Once an episode, after :meth:`reset`, in compiled mode."""
+        arrays it names): the devices' samples, the episode's constants and facts in one array
+        (:func:`~offload_rl.cell.compiled_observation.decision_facts`: per session ``private``
+        and its SLO targets, per request ``k_mem``, per device its class, the same values as
+        the lists, read in Python ~25 ns each), the radio bank's table, the busy mark (written
+        in place) and the heat rows. Once an episode, after :meth:`reset`, in compiled
+        mode."""
         net = self.facts.scenario.network
         consts = _decision_constants(
             kernels, net.outage_mbps, net.throughput_history, net.rtt_edge_ms, spec
         )
         bank = self._bank
         assert bank is not None  # compiled mode (EdgeCellEnv._compiled_decider)
-        self._decide_leading = (*self._samples, consts, bank.table, self._heat)
+        slos = np.array(self.facts.slo_targets, dtype=np.float64)[self.slo_class]
+        facts = kernels.decision_facts(
+            consts, self.private, slos, self.k_mem, [d.class_index for d in self.devices],
+            spec.history,
+        )  # fmt: skip
+        self._decide_leading = (*self._samples, facts, bank.table, self._busy_mark, self._heat)
+        self._decide_key = None  # decide_compiled adds the table's arrays
 
-    def state_of(self, facts: DecisionFacts, vals: np.ndarray) -> CellDecisionState:
-        """The :class:`CellDecisionState` :meth:`decide_compiled` decided on, field for field
-        :meth:`decision_state`'s (``vals``: that call's, unchanged since)."""
+    def state_of(self, i: int, vals: np.ndarray) -> CellDecisionState:
+        """The :class:`CellDecisionState` :meth:`decide_compiled` decided on for request
+        ``i``, field for field :meth:`decision_state`'s (``vals``: that call's, unchanged
+        since)."""
         from offload_rl.cell import compiled_observation as co  # compiled mode only
 
-        i, private, slo, prev_tokens, gap, thermal = facts
         req = self.requests[i]
+        sid = req.session_id
+        ttft, tpot = self.facts.slo_targets[self.slo_class[sid]]
         v = vals.tolist()
         split = int(v[co.V_SPLIT])
         n = int(v[co.V_N_SAMPLES])
         return CellDecisionState(  # positional, in the field order (decision_state's)
             v[co.V_SAMPLES : co.V_SAMPLES + n], self.facts.scenario.network.rtt_edge_ms,
-            req.new_tokens, req.context_tokens, req.turn, private, slo[0], slo[1],
+            req.new_tokens, req.context_tokens, req.turn, self.private[sid], ttft, tpot,
             None if split < 0 else split, int(v[co.V_TOKENS]), v[co.V_OCCUPANCY],
-            v[co.V_LOAD], self.k_mem[i], prev_tokens, gap, v[co.V_AGE],
-            self.devices[self.device_of[i]].class_index, thermal, int(v[co.V_RADIO]),
-            int(v[co.V_WAITING]), int(v[co.V_WAITING_TOKENS]), int(v[co.V_RUNNING]),
-            int(v[co.V_RUNNING_TOKENS]), v[co.V_SHARE], int(v[co.V_RANK]),
+            v[co.V_LOAD], self.k_mem[i], int(v[co.V_PREV]), v[co.V_GAP], v[co.V_AGE],
+            self.devices[self.device_of[i]].class_index, int(v[co.V_THERMAL]),
+            int(v[co.V_RADIO]), int(v[co.V_WAITING]), int(v[co.V_WAITING_TOKENS]),
+            int(v[co.V_RUNNING]), int(v[co.V_RUNNING_TOKENS]), v[co.V_SHARE], int(v[co.V_RANK]),
         )  # fmt: skip
 
     def _edge_utilisation(self, t: float, busy: float) -> float:
         """Busy share of the edge GPU since the previous decision (what nvidia-smi reports),
         from its busy seconds ``busy`` at ``t``."""
-        t0, busy0 = self._busy_mark
-        self._busy_mark = (t, busy)
+        mark = self._busy_mark
+        t0, busy0 = mark.tolist()  # Python floats, as the reference always computed with
+        mark[0], mark[1] = t, busy
         return min(max((busy - busy0) / (t - t0), 0.0), 1.0) if t > t0 else 0.0
 
     # --- acting ---------------------------------------------------------------------------------

@@ -114,3 +114,28 @@ def test_queue_view_is_the_edge_states_fields() -> None:
         valid = np.flatnonzero(env.action_masks())
         if env.step(int(valid[rng.integers(valid.size)]))[3]:
             break
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 12),
+    st.lists(st.lists(mbps, max_size=14), min_size=1, max_size=8),
+    st.integers(0, 3),
+)
+def test_history_memo_gives_the_features_without_it(
+    history: int, windows: list[list[float]], shift: int
+) -> None:
+    """``_history`` with a device's memo (the decision kernel's) writes the same float32
+    features and returns the same sums as without one, over a run of windows that repeat and
+    shift each other's samples (the memo's hits) or bring new ones (its misses)."""
+    co = cd.observation()
+    log_mbps = float(co.SCALES[0])
+    memo = np.zeros(2 + 3 * history)
+    pool = [s for w in windows for s in w]
+    for k, window in enumerate(windows):
+        raw = np.array(window + pool[k * shift : k * shift + shift], dtype=np.float64)
+        got, expected = np.zeros(history, np.float32), np.zeros(history, np.float32)
+        sums = co._history(got, raw, raw.shape[0], history, log_mbps, memo, 2)
+        reference = co._history(expected, raw, raw.shape[0], history, log_mbps, co.NO_MEMO, -1)
+        assert np.array(sums).tobytes() == np.array(reference).tobytes()  # NaN newest too
+        assert got.tobytes() == expected.tobytes()
