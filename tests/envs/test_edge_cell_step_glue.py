@@ -12,6 +12,9 @@ field for field, what the reference's read, whenever they are read.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import pickle
 from typing import Any
 
 import numpy as np
@@ -19,6 +22,7 @@ import pytest
 
 from envs.edge_cell import EdgeCellEnv
 from offload_rl.cell import compiled_decode as cd
+from offload_rl.cell.simulator import EdgeCellRequest, _edge_slot
 from tests.offload_rl.cell.test_cell_advance import _CELL_FIELDS, _EDGE_FIELDS, _row
 
 pytestmark = pytest.mark.skipif(
@@ -103,3 +107,22 @@ def test_the_info_is_a_plain_dict_in_the_documented_order():
         info["extra"] = n  # a wrapper's key (gymnasium's, sb3's)
         del info["split"]
         assert list(info) == [*expected[1:], "extra"]
+
+
+def test_an_unread_edge_request_copies_as_the_one_read():
+    """A deep copy (the oracle's fork), a pickle or ``dataclasses.replace`` of a compiled
+    placement's request reads, field for field, what the request itself reads, whether its
+    EdgeRequest was made yet or not (before its finish and after it)."""
+    env = EdgeCellEnv(n_devices=8, episode_requests=60)
+    env.reset(seed=5)
+    rng = np.random.default_rng(5)
+    unread = 0
+    for _ in range(60):
+        env.step(int(rng.choice(np.flatnonzero(env.action_masks()))))
+        for cr in [*env.last_finished, *env.sim._at_edge.values()]:
+            if isinstance(cr, EdgeCellRequest):
+                unread += type(_edge_slot(cr)) is tuple
+                copies = [copy.deepcopy(cr), pickle.loads(pickle.dumps(cr))]
+                copies.append(dataclasses.replace(cr))
+                assert all(_row(c) == _row(cr) for c in copies)
+    assert unread > 30
