@@ -22,7 +22,7 @@ import pytest
 
 from envs.edge_cell import EdgeCellEnv
 from offload_rl.cell import compiled_decode as cd
-from offload_rl.cell.simulator import EdgeCellRequest, _edge_slot
+from offload_rl.cell.simulator import EdgeCellRequest
 from tests.offload_rl.cell.test_cell_advance import _CELL_FIELDS, _EDGE_FIELDS, _row
 
 pytestmark = pytest.mark.skipif(
@@ -121,7 +121,7 @@ def test_an_unread_edge_request_copies_as_the_one_read():
         env.step(int(rng.choice(np.flatnonzero(env.action_masks()))))
         for cr in [*env.last_finished, *env.sim._at_edge.values()]:
             if isinstance(cr, EdgeCellRequest):
-                unread += type(_edge_slot(cr)) is tuple
+                unread += type(cr._edge) is tuple
                 copies = [copy.deepcopy(cr), pickle.loads(pickle.dumps(cr))]
                 copies.append(dataclasses.replace(cr))
                 assert all(_row(c) == _row(cr) for c in copies)
