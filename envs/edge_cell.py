@@ -367,7 +367,8 @@ class EdgeCellEnv(gym.Env[np.ndarray, np.int64]):
             a = self.layout.nearest_valid(a, self._mask)
         i = self._i
         t = reqs[i].arrival_s
-        cr = sim.dispatch(i, *self._decoded[a])
+        tier_index, keep = self._decoded[a]
+        cr = sim.dispatch(i, tier_index, keep)  # not *self._decoded[a]: ~0.09 us a call
         j = cr.device
         d = sim.devices[j]
         # the decided request's device as the decision left it: its heat (d.thermal.temp_c,

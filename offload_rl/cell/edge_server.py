@@ -752,6 +752,8 @@ class EdgeServer:
         for (code, j), t in zip(table.out_i[:n].tolist(), table.out_t[:n].tolist(), strict=True):
             if code == out_first:
                 r = reqs[j]
+                if isinstance(r, tab.Deferred):  # table.request(j), inlined
+                    r = r.edge
                 r.first_token_s = t
                 if firsts is not None:
                     firsts.append(r)
@@ -768,7 +770,7 @@ class EdgeServer:
             self._finished.append(r)
             self._events.append(EdgeEvent(t, "rejected", r.session_id, r.request_id))
         elif code == tab.OUT_PREEMPTED:
-            r = table.requests[j]  # type: ignore[assignment]
+            r = table.request(j)  # type: ignore[assignment]
             self._events.append(EdgeEvent(t, "preempted", r.session_id, r.request_id))
         else:
             self._events.append(EdgeEvent(t, "evicted", table.session_ids[j]))

@@ -104,6 +104,16 @@ _INT_ROW = struct.Struct(f"={N_INT_COLUMNS}q")
 _FLOAT_ROW = struct.Struct(f"={N_FLOAT_COLUMNS}d")
 
 
+class Deferred:
+    """A row's object standing in for its :class:`EdgeRequest` until someone reads it: the
+    compiled cell placement's request (``CellSimulator._run_edge_flat``), which makes its edge
+    request at the first read of ``edge`` (training never reads it). The table's readers
+    (:meth:`SequenceTable.request`) resolve it; the row keeps it until it is freed."""
+
+    __slots__ = ()
+    edge: EdgeRequest  # made at the first read
+
+
 # the class and budgets of the last SequenceTable.fresh and a table made with them, untouched
 _pristine: tuple[tuple[type, int, int, int], SequenceTable] | None = None
 
@@ -130,7 +140,8 @@ class SequenceTable:
         self.sub_t = np.zeros(0)  # and their times
         # the kernel's arrays, in the order compiled_scheduler.advance takes them
         self.args: tuple[np.ndarray, ...] = ()
-        self.requests: list[EdgeRequest | None] = []  # the object of each row
+        # the object of each row: its request, or what stands for it (Deferred)
+        self.requests: list[EdgeRequest | Deferred | None] = []
         self.row_of: dict[int, int] = {}  # request id -> row
         self._free: list[int] = []
         self.session_ids: list[int] = []  # dense index -> session id
@@ -192,7 +203,7 @@ class SequenceTable:
         """Drop the submissions the kernel has not taken (their rows freed): the server raised."""
         n = int(self.gi[N_SUBS])
         for j in self.subs[:n].tolist():
-            r = self.requests[j]
+            r = self.request(j)
             assert r is not None
             self.requests[j] = None
             del self.row_of[r.request_id]
@@ -200,6 +211,11 @@ class SequenceTable:
             self._free.append(j)
         self.gi[N_SUBS] = 0
         self.gi[SUB_ERROR] = 0
+
+    def request(self, j: int) -> EdgeRequest | None:
+        """Row ``j``'s request (a :class:`Deferred` one's made now, if not yet)."""
+        r = self.requests[j]
+        return r.edge if isinstance(r, Deferred) else r
 
     def take_row(self) -> int:
         """A free row, taken (the table grows when none is left), its object not set yet."""
@@ -249,7 +265,7 @@ class SequenceTable:
 
     def release(self, j: int) -> EdgeRequest:
         """Write a finished (or rejected) request's row into its object and free the row."""
-        r = self.requests[j]
+        r = self.request(j)
         assert r is not None
         self.sync_row(j, r)
         self.requests[j] = None
@@ -280,20 +296,19 @@ class SequenceTable:
         scheduled = set(self.subs[:n].tolist()) if n else ()
         for j, r in enumerate(self.requests):
             if r is not None and j not in scheduled:
-                self.sync_row(j, r)
+                self.sync_row(j, r.edge if isinstance(r, Deferred) else r)
 
     def running(self) -> list[EdgeRequest]:
         """The running requests' objects, admission order."""
-        reqs = self.requests
-        return [reqs[j] for j in self.run[: self.gi[N_RUNNING]].tolist()]
+        rows = self.run[: self.gi[N_RUNNING]].tolist()
+        return [self.request(j) for j in rows]  # type: ignore[misc]
 
     def waiting(self) -> deque[EdgeRequest]:
         """The waiting requests' objects, queue order."""
         head, n = int(self.gi[W_HEAD]), int(self.gi[N_WAITING])
         ring = self.wait.tolist()
         rows = ring[head : head + n] + ring[: max(head + n - len(ring), 0)]
-        reqs = self.requests
-        return deque([reqs[j] for j in rows])  # type: ignore[misc]
+        return deque([self.request(j) for j in rows])  # type: ignore[misc]
 
     def _grow_rows(self, n: int) -> None:
         """``n`` more free rows (the waiting ring unrolled to start at 0)."""

@@ -133,6 +133,88 @@ class CellRequest:
         return self.finish_s - self.request.arrival_s
 
 
+class EdgeCellRequest(CellRequest, tab.Deferred):
+    """A compiled edge placement's request (:meth:`CellSimulator._run_edge_flat`): its
+    ``edge``, the :class:`EdgeRequest` the reference makes at the placement, is made at the
+    first read (the sequence table's readers resolve it: its row holds this request), from
+    what its slot keeps until then: the placement's ``(arrival at the edge, round trip, KV
+    bytes a token)``, and once it finished unread, ``(those, its cell log row)``. Why: ~95% of
+    decisions place one and training never reads it (~0.3 us a step, with _hand_out's
+    writes). Field for field a :class:`CellRequest` (its ``__init__``, but for ``edge``)."""
+
+    # what ``edge`` reads (CellRequest's own slot stays empty: a slot of this class reads
+    # and writes at a plain attribute's cost, the base's through its descriptor's calls)
+    __slots__ = ("_edge",)
+    _edge: Any  # its EdgeRequest, or the tuple that makes it
+
+    def __init__(
+        self, rid: int, device: int, request: Request, tier_index: int, keep: bool,
+        slo: tuple[float, float], prefill_tokens: int = 0, upload_bytes: float = 0.0,
+        edge: EdgeRequest | tuple[Any, ...] | None = None, ttft_s: float = -1.0,
+        finish_s: float = -1.0, usd: float = 0.0, cache_hit: bool = False, queue_s: float = 0.0,
+        batch_at_admit: int = 0, preempted: int = 0, rejected: bool = False,
+        slo_violated: bool = False,
+    ) -> None:  # fmt: skip
+        """The dataclass's ``__init__``, ``edge`` written to ``_edge`` (through the property's
+        setter it costs ~0.1 us more)."""
+        self.rid = rid
+        self.device = device
+        self.request = request
+        self.tier_index = tier_index
+        self.keep = keep
+        self.slo = slo
+        self.prefill_tokens = prefill_tokens
+        self.upload_bytes = upload_bytes
+        self._edge = edge
+        self.ttft_s = ttft_s
+        self.finish_s = finish_s
+        self.usd = usd
+        self.cache_hit = cache_hit
+        self.queue_s = queue_s
+        self.batch_at_admit = batch_at_admit
+        self.preempted = preempted
+        self.rejected = rejected
+        self.slo_violated = slo_violated
+
+    @property
+    def edge(self) -> EdgeRequest:
+        kept = self._edge
+        if type(kept) is tuple:
+            kept = self._edge = self._made_edge(kept)
+        return kept
+
+    @edge.setter
+    def edge(self, er: EdgeRequest | None) -> None:
+        self._edge = er
+
+    def _made_edge(self, kept: tuple[Any, ...]) -> EdgeRequest:
+        """The EdgeRequest ``_run_edge_flat`` would have made (``_run_edge``'s), with what
+        ``_hand_out`` would have written in it if it finished."""
+        facts, row = (kept, None) if len(kept) == 3 else kept
+        arrive, round_trip, kv_bytes = facts
+        req = self.request
+        er = EdgeRequest(
+            self.rid, req.session_id, self.tier_index, arrive, req.context_tokens,
+            req.new_tokens, req.output_tokens, self.keep, round_trip,
+        )  # fmt: skip
+        if row is not None:
+            _edge_outcome(er, row, kv_bytes)
+        return er
+
+
+def _edge_outcome(er: EdgeRequest, row: tuple[Any, ...], kv_bytes: int) -> None:
+    """A finished (or rejected) request's edge fields from its cell log row
+    (``compiled_finish.LOG_ROW``) and its split's KV bytes a token: what
+    ``SequenceTable.release`` writes from its table row."""
+    (
+        code, _, _, _, _, _, er.computed, er.generated, er.known, er.preemptions,
+        er.cached_tokens, er.batch_at_admit, er.ready_at, er.round_trip_s, er.first_token_s,
+        er.admit_s, er.finish_s, er.queued_s, er.queued_since,
+    ) = row  # fmt: skip
+    er.kv_bytes_per_token = kv_bytes
+    er.status = REJECTED if code == tab.OUT_REJECTED else FINISHED
+
+
 class SharedLinks(dict[int, tuple[LinkModel, RadioParams]]):
     """Trace index -> its :class:`LinkModel` and the radio of its family, for one simulator
     (its scenario and cell are fixed): frozen values, the same at every episode, so a deep
@@ -870,12 +952,13 @@ class CellSimulator:
         sd = d.noise_sd  # the sample's noise drawn now where the upload certainly has bytes
         z = d.rng.standard_normal() if sd > 0 and new > 0 and flat.sends[k] else math.nan
         cum, rates = flat.traces[j]
+        kvk = kv[k]
         while True:
             res = place(  # the radio bank, profile, device, heat and sample tables lead
                 *flat.leading, cum, rates, a.heap, a.gi, a.lumps, a.opened, b.heap,
                 b.gi, b.lumps, seq.kept, seq.gi, seq.ints, seq.floats, seq.subs, seq.sub_t, j,
                 i, row, sub, req.arrival_s, slo[0], slo[1], self._t, k, ctx, new, out, keep,
-                kv[k], d.offset_s, sd, z,
+                kvk, d.offset_s, sd, z,
             )  # fmt: skip
             if res[0] == res[0]:  # not NaN: done
                 break
@@ -884,10 +967,9 @@ class CellSimulator:
         if not flat.pinned:  # the dispatcher typed these arguments: call straight on
             flat.pin()
         up_end, mbps, arrive, round_trip, nbytes, prefill, count, radio = res  # heat: its row
-        # the objects made now, with what the placement gave them (the reference's fields
-        # when its request is placed: _run_edge's)
-        er = EdgeRequest(i, sid, k, arrive, ctx, new, out, keep, round_trip)
-        cr = CellRequest(i, j, req, k, keep, slo, prefill, nbytes, er)
+        # the request made now, with what the placement gave it (the reference's fields when
+        # its request is placed: _run_edge's); its EdgeRequest when first read
+        cr = EdgeCellRequest(i, j, req, k, keep, slo, prefill, nbytes, (arrive, round_trip, kvk))
         self.placed_radio = (cr, radio)
         if count >= 0:  # the sample written in its row (Device.record's, bit for bit)
             d._n_samples = count
@@ -895,7 +977,7 @@ class CellSimulator:
             d.record(up_end, mbps)
         # scheduled on the table (its row written, its submission in time order: what
         # _advance_cell's heap of Python placements schedules); the table's object of the row
-        seq.requests[sub] = er
+        seq.requests[sub] = cr
         seq.row_of[i] = sub
         self._at_edge[i] = cr
         d.memory._last[sid] = (req.arrival_s, out)  # d.memory.remember(req), inlined
@@ -1126,8 +1208,9 @@ class CellSimulator:
     def _hand_out(self, kernels: ModuleType, n: int) -> None:
         """The cell log's ``n`` rows handed to objects, in order: each finished (or rejected)
         request's edge fields (what ``SequenceTable.release`` writes, from its log row and its
-        split's KV bytes a token) and cell fields, its row freed (the kernel marked it FREE)
-        and its departure queued; the edge's events."""
+        split's KV bytes a token: :func:`_edge_outcome`; an :class:`EdgeCellRequest` not read
+        yet keeps the row for its EdgeRequest) and cell fields, its row freed (the kernel
+        marked it FREE) and its departure queued; the edge's events."""
         edge = self.edge
         table = edge._table
         kv = edge._kv_bytes  # the row's KV_BYTES: its split's (compiled_dispatch.place_edge)
@@ -1136,34 +1219,40 @@ class CellSimulator:
         log = self._cell_log
         assert log is not None
         finished, rejected = tab.OUT_DONE, tab.OUT_REJECTED
-        for (
-            code, j, when, end, ttft, violated, computed, generated, known, preempted, cached,
-            at_admit, ready_at, round_trip, first_token, admit_s, finish_s, queued_s, since,
-        ) in kernels.LOG_ROW.iter_unpack(log[:n]):  # fmt: skip
+        for row in kernels.LOG_ROW.iter_unpack(log[:n]):
+            (
+                code, j, when, end, ttft, violated, _, _, _, preempted, cached, at_admit, _, _, _,
+                _, _, queued_s, _,
+            ) = row  # fmt: skip
             if code != finished and code != rejected:
                 edge._drain_event(code, j, when)
                 continue
-            er = reqs[j]
-            assert er is not None
-            rid = er.request_id
+            held = reqs[j]
             reqs[j] = None  # the row freed: SequenceTable.release's
-            del row_of[rid]
             free.append(j)
-            er.computed, er.generated, er.known = computed, generated, known
-            er.kv_bytes_per_token = kv[er.split]
-            er.preemptions, er.cached_tokens, er.batch_at_admit = preempted, cached, at_admit
-            er.ready_at = ready_at
-            er.round_trip_s, er.first_token_s, er.admit_s = round_trip, first_token, admit_s
-            er.finish_s, er.queued_s, er.queued_since = finish_s, queued_s, since
-            er.status = REJECTED if code == rejected else FINISHED
-            cr = at_edge.pop(rid)
+            cr: CellRequest
+            if type(held) is EdgeCellRequest:  # the compiled placement's (~all of them)
+                cr = held
+                rid = cr.rid
+                del row_of[rid], at_edge[rid]
+                kept = cr._edge
+                if type(kept) is tuple:  # its EdgeRequest not made yet: made from the row
+                    cr._edge = (kept, row)
+                else:
+                    _edge_outcome(kept, row, kv[cr.tier_index])
+            else:
+                assert isinstance(held, EdgeRequest)
+                rid = held.request_id
+                del row_of[rid]
+                _edge_outcome(held, row, kv[held.split])
+                cr = at_edge.pop(rid)
             cr.rejected = code == rejected
             cr.finish_s, cr.ttft_s, cr.cache_hit = end, ttft, cached > 0
             cr.queue_s, cr.batch_at_admit, cr.preempted = queued_s, at_admit, preempted
             cr.slo_violated = violated == 1.0
             heapq.heappush(done, (end, rid, cr))
             if code == rejected:
-                events.append(EdgeEvent(when, "rejected", er.session_id, rid))
+                events.append(EdgeEvent(when, "rejected", cr.request.session_id, rid))
 
     def _finish_python(self, finished: list[EdgeRequest], t: float) -> None:
         """The reference's finished requests, token streams and radio joules up to ``t``."""
