@@ -76,7 +76,6 @@ from offload_rl.scenario_facts import ResolvedScenario, memory_layers_for
 from offload_rl.traces import BYTES_PER_MBIT
 from offload_rl.workloads import Request, SyntheticWorkload, Workload
 from offload_rl.workloads.distributions import choice_cdf
-from offload_rl.workloads.stream import session_ids
 
 _FINISH = "compiled_finish"
 # a compiled decision's answer (CellSimulator.decide_compiled): the mask's index, the edge's
@@ -353,7 +352,8 @@ class CellSimulator:
         reqs = self.workload.sample(world, n_requests + 1)
         self.requests = reqs
         n = len(reqs)
-        sessions, ns = session_ids(reqs)  # each request's (int64), max + 1
+        sessions = np.fromiter([r.session_id for r in reqs], np.int64, n)  # each request's
+        ns = int(sessions.max()) + 1
         # consecutive draws of one kind in one call each (a Generator fills an array with the
         # values its calls would give one after the other): per session, privacy and SLO
         # class, then per request, memory pressure ...

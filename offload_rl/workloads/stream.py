@@ -64,38 +64,16 @@ def stream_requests(
     gap: FloatArray,
 ) -> list[Request]:
     """The stream's :class:`Request` s from its final columns (Python floats and ints; a NaN
-    gap becomes None: :func:`requests_from_columns`). Its session column is kept for
-    :func:`session_ids` until the next stream."""
-    sessions = session.tolist()
-    requests = requests_from_columns(
+    gap becomes None: :func:`requests_from_columns`)."""
+    return requests_from_columns(
         arrival.tolist(),
-        sessions,
+        session.tolist(),
         turn.tolist(),
         new.tolist(),
         context.tolist(),
         output.tolist(),
         gap.tolist(),
     )
-    _last_stream[:] = [(requests, session, max(sessions, default=-1) + 1)]
-    return requests
-
-
-# the last stream stream_requests made, its session column and max + 1 (kept until the next)
-_last_stream: list[tuple[list[Request], IntArray, int]] = []
-
-
-def session_ids(requests: list[Request]) -> tuple[IntArray, int]:
-    """``np.array([r.session_id for r in requests], dtype=np.int64)`` and its maximum + 1 (0
-    for no request): the session column the last stream was made from where ``requests`` is
-    that stream's list (its items not replaced since: the column is not checked against
-    them), else read from the objects. Why: a cell's reset indexes by its requests'
-    sessions; the list's ids made into an array cost ~30 us after a played episode."""
-    if _last_stream:
-        last, column, count = _last_stream[0]
-        if last is requests and len(column) == len(requests):
-            return column, count
-    ids = [r.session_id for r in requests]
-    return np.array(ids, dtype=np.int64), max(ids, default=-1) + 1
 
 
 Columns = tuple[IntArray, IntArray, IntArray, IntArray, IntArray]

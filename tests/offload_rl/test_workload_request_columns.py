@@ -11,16 +11,11 @@ import dataclasses
 import math
 from typing import Any
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from offload_rl.cell import compiled_decode as cd
-from offload_rl.workloads.params import default_workload_params
 from offload_rl.workloads.request import Request, requests_from_columns
-from offload_rl.workloads.stream import session_ids
-from offload_rl.workloads.synthetic import SyntheticWorkload
 
 rows = st.lists(
     st.tuples(
@@ -61,23 +56,3 @@ def test_built_requests_stay_frozen() -> None:
 def test_columns_of_unequal_length_are_an_error() -> None:
     with pytest.raises(ValueError):
         requests_from_columns([1.0, 2.0], [0], [0], [5], [0], [3], [None])
-
-
-@settings(max_examples=50, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 300), compiled=st.booleans())
-def test_a_streams_session_ids_are_its_requests(seed: int, n: int, compiled: bool) -> None:
-    """:func:`~offload_rl.workloads.stream.session_ids` of the last stream (its kept column),
-    of a copy of it and of an earlier stream (read from the objects): the requests' ids as an
-    int64 array and their maximum + 1, in both modes."""
-    wl = SyntheticWorkload(default_workload_params())
-    rng = np.random.default_rng(seed)
-    with pytest.MonkeyPatch.context() as m:
-        if not compiled:
-            m.setattr(cd, "AVAILABLE", False)
-        earlier = wl.sample(rng, n)
-        last = wl.sample(rng, n)
-    for reqs in (last, list(last), earlier):
-        ids = [r.session_id for r in reqs]
-        got, count = session_ids(reqs)
-        assert got.dtype == np.int64 and got.tolist() == ids
-        assert type(count) is int and count == max(ids) + 1
