@@ -30,10 +30,11 @@ ratio with other processes' time slices, unevenly; CPU time does not.
         [--compare-python] [--clock wall|cpu]
 
 Figures (README "EdgeCell-v0 cost per decision"; ``--compare-python --clock cpu --steps 2000
---rounds 3`` on the 2-core VM, main e1af5b8, three runs each followed by one of 16ab15a): ratios
-0.273-0.275 / 0.231-0.246 / 0.178-0.187 compiled against 0.026-0.027 / 0.022-0.023 / 0.019-0.021
-Python at N = 8 / 32 / 128 (0.023-0.025 / 0.026-0.028 / 0.034-0.053 ms per decision compiled);
-16ab15a 0.228-0.286 / 0.180-0.215 / 0.152-0.163. The target 0.25 at N = 32 is not met.
+--rounds 3`` on the 2-core VM, main 6fe6f5e, three runs each followed by one of 939f994): ratios
+0.298-0.302 / 0.269-0.274 / 0.178-0.202 compiled against 0.024-0.026 / 0.019-0.022 / 0.020-0.021
+Python at N = 8 / 32 / 128 (0.021-0.023 / 0.024-0.028 / 0.032-0.034 ms per decision compiled);
+939f994 0.231-0.248 / 0.222-0.278 / 0.138-0.195. The target 0.25 at N = 32 is met (median ~0.27
+over 22 CPU-clock and ~0.27 over 10 wall-clock runs; single runs on a busy machine fell to 0.218).
 """
 
 from __future__ import annotations
