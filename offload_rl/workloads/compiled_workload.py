@@ -272,35 +272,37 @@ def _exponential(src: Any) -> float:
     raise NotImplementedError
 
 
-# numba compares an overload's parameters, annotations included, with its implementation's
-@overload(_uniform)
-def _uniform_impl(src: Any) -> Callable[[Any], float]:
-    if isinstance(src, types.NumPyRandomGeneratorType):
+def _either(
+    from_generator: Callable[[Any], float], from_words: Callable[[Any], float]
+) -> Callable[[Any], Callable[[Any], float]]:
+    """A draw's overload: ``from_generator`` for a numba ``Generator``, ``from_words`` for a
+    ``PCG64``'s state words (numba compares the chosen function's parameters, annotations
+    included, with the stub's: each takes ``src: Any``)."""
 
-        def drawn(src: Any) -> float:
-            return float(src.random())
+    def chosen(src: Any) -> Callable[[Any], float]:
+        return from_generator if isinstance(src, types.NumPyRandomGeneratorType) else from_words
 
-        return drawn
-
-    def inline(src: Any) -> float:
-        return next_double(src)
-
-    return inline
+    return chosen
 
 
-@overload(_exponential)
-def _exponential_impl(src: Any) -> Callable[[Any], float]:
-    if isinstance(src, types.NumPyRandomGeneratorType):
+def _generator_random(src: Any) -> float:
+    return float(src.random())
 
-        def drawn(src: Any) -> float:
-            return float(src.standard_exponential())
 
-        return drawn
+def _words_random(src: Any) -> float:
+    return next_double(src)
 
-    def inline(src: Any) -> float:
-        return standard_exponential(src)
 
-    return inline
+def _generator_exponential(src: Any) -> float:
+    return float(src.standard_exponential())
+
+
+def _words_exponential(src: Any) -> float:
+    return standard_exponential(src)
+
+
+overload(_uniform)(_either(_generator_random, _words_random))
+overload(_exponential)(_either(_generator_exponential, _words_exponential))
 
 
 @hot
